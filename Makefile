@@ -1,0 +1,43 @@
+# The two commands: `make run` and `make test`. Both work with only Python >= 3.11, gcc and make.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NL := $(VENV)/bin/newsletter
+
+.PHONY: run test lint bench chromium clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(NL) init
+	$(NL) run
+
+# Debian's Chromium for the browser tests; skipped (with a message) where apt-get can't run.
+chromium:
+	@[ -x /usr/bin/chromium ] || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)); } || \
+	  echo "note: /usr/bin/chromium missing and apt-get unavailable; browser tests will be skipped"
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check newsletter tests benchmarks
+	$(VENV)/bin/ruff format --check newsletter tests benchmarks
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.installed-dev chromium lint
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/dispatch.py
+
+clean:
+	rm -rf $(VENV) var tests/artifacts

@@ -1,0 +1,149 @@
+"""Settings: every NEWSLETTER_* environment variable, typed, with local defaults."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "NEWSLETTER_"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable and fits on one line."""
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(
+            f"expected a {'/'.join(schemes)} URL like {schemes[0]}://host, got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Read once per process with `get_settings()`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    database_url: str = "sqlite:///var/newsletter.db"
+    redis_url: str | None = None
+    mail_backend: Literal["outbox", "sendgrid", "smtp"] = "outbox"
+    outbox_dir: Path = Path("var/outbox")
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
+    smtp_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr | None = None
+    from_email: str = "newsletter@example.com"
+    from_name: str = "Example Therapy Practice"
+    reply_to: str = "hello@example.com"
+    postal_address: str = "100 Sample Street, Suite 2, Springfield, NY 10001, USA"
+    admin_password: SecretStr | None = None
+    default_timezone: str = "America/New_York"
+    tracking: Literal["off", "opens", "clicks", "on"] = "off"
+
+    # Operational knobs (not in the design's table; safe defaults).
+    var_dir: Path = Path("var")
+    schedules_dir: Path = Path("schedules")
+    templates_dir: Path = Path("templates")
+    redis_prefix: str = "nl:"
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+    lease_seconds: int = Field(default=600, ge=5)
+    webhook_tolerance_seconds: int = Field(default=600, ge=1)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Europe/London)"
+            ) from None
+        return value
+
+    @field_validator("public_url", "sendgrid_host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value, ("https", "http"))
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value, ("smtp", "smtps"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        return (
+            _check_url(value, ("redis", "rediss", "unix"))
+            if not value.startswith("unix:")
+            else value
+        )
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError(f"expected sqlite:///path or postgresql+psycopg://..., got {value!r}")
+        return value
+
+    @field_validator("from_email", "reply_to")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if "@" not in value or any(c in value for c in "\r\n <>"):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @field_validator("from_name", "postal_address")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must be a single line")
+        return value
+
+    @property
+    def secret(self) -> str:
+        """The signing key: from the environment, else generated once into var/secret_key."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.var_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    @property
+    def public_is_https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise ConfigError with a one-line message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {msg}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call `get_settings.cache_clear()`)."""
+    return load_settings()

@@ -1,0 +1,75 @@
+"""The delivery protocol: a rendered message plus a batch of recipients in, one outcome each out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Kinds of message. Only ARTICLE messages carry series/part in custom_args.
+ARTICLE, CONFIRMATION, WELCOME, TEST = "article", "confirmation", "welcome", "test"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One email rendered once for a whole batch.
+
+    `subject`, `html` and `text` may hold personal placeholders (see `newsletter.render`);
+    each recipient's `values` fill them in (the backend substitutes, or hands them to the
+    provider as substitutions so the body is built once per batch).
+    """
+
+    kind: str
+    subject: str
+    html: str
+    text: str
+    preheader: str = ""
+    series: str | None = None  # slug, articles only
+    part: int | None = None  # 1-based, articles only
+    categories: tuple[str, ...] = ()
+    sandbox: bool = False  # SendGrid sandbox mode (send-test --sandbox)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: str  # ledger row id for articles; a random id for other mail
+    email: str
+    name: str | None
+    unsubscribe_url: str  # goes into List-Unsubscribe (one-click POST target)
+    values: Mapping[str, str] = field(default_factory=dict)  # placeholder -> value
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    at: dt.datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+
+
+Outcome = Accepted | RetryLater | Failed
+
+
+class SendingHalted(Exception):
+    """The provider refused our credentials (401/403): stop sending until an operator acts."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        """Send one message to each recipient; one outcome per recipient, in the same order.
+
+        May raise SendingHalted; never raises for an ordinary per-batch failure (that is
+        RetryLater or Failed for every recipient).
+        """
+        ...

@@ -1,0 +1,236 @@
+"""Database tables: subscribers, series and parts, enrollments, the delivery ledger, events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Subscriber statuses. Only ACTIVE subscribers receive articles; the last four are suppressed.
+PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED = (
+    "pending",
+    "active",
+    "unsubscribed",
+    "bounced",
+    "complained",
+    "erased",
+)
+SUBSCRIBER_STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
+SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
+
+# Cadence preferences.
+WEEKLY, FORTNIGHTLY = "weekly", "fortnightly"
+CADENCES = {WEEKLY: 1, FORTNIGHTLY: 2}  # weeks between sends
+
+# Enrollment states: QUEUED waits its turn behind earlier series; ACTIVE has a next_due_at;
+# FINISHED has had every part; CANCELLED was dropped by the subscriber's preferences.
+QUEUED, ENROLLED_ACTIVE, FINISHED, CANCELLED = "queued", "active", "finished", "cancelled"
+
+# Series states: DRAFT until queued, LIVE once queued, PAUSED for everyone by the therapist.
+DRAFT, LIVE, PAUSED = "draft", "live", "paused"
+
+# Delivery (ledger) statuses. CLAIMED: row written, provider not yet called or outcome unknown.
+CLAIMED, SENT, RETRY, FAILED, SKIPPED = "claimed", "sent", "retry", "failed", "skipped"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores naive UTC, always returns aware UTC datetimes (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Random key carried (signed) in links instead of the id or the address.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(
+        String(320), unique=True
+    )  # lower-cased: unique ignoring case
+    name: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    cadence: Mapped[str] = mapped_column(String(16), default=WEEKLY)
+    paused_until: Mapped[dt.date | None] = mapped_column(Date)
+    takes_new_series: Mapped[bool] = mapped_column(Boolean, default=True)
+    consent_at: Mapped[dt.datetime | None]
+    consent_method: Mapped[str | None] = mapped_column(String(32))  # form / cli / import / api
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    consent_form: Mapped[str | None] = mapped_column(String(64))
+    consent_wording: Mapped[str | None] = mapped_column(String(32))  # wording version shown
+    confirmed_at: Mapped[dt.datetime | None]
+    unsubscribed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Suppression(Base):
+    """Addresses that must never be mailed or re-imported (erased subscribers), kept hashed."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    send_day: Mapped[int] = mapped_column(Integer)  # 0 = Monday … 6 = Sunday
+    send_time: Mapped[str] = mapped_column(String(5))  # "HH:MM", subscriber-local
+    cadence: Mapped[str] = mapped_column(String(16), default=WEEKLY)
+    order: Mapped[int] = mapped_column(Integer, default=100)
+    state: Mapped[str] = mapped_column(String(16), default=DRAFT)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    queued_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Part(Base):
+    __tablename__ = "parts"
+    __table_args__ = (UniqueConstraint("series_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # 1-based
+    filename: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_md: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    first_sent_at: Mapped[
+        dt.datetime | None
+    ]  # set once any subscriber got it: then it is published
+
+
+class Enrollment(Base):
+    """One subscriber's place in one series, and where that series sits in their queue."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "series_id"),
+        Index("ix_enrollments_state_due", "state", "next_due_at"),
+        Index("ix_enrollments_subscriber_position", "subscriber_id", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # order in the subscriber's queue
+    next_part: Mapped[int] = mapped_column(Integer, default=1)
+    next_due_at: Mapped[dt.datetime | None]
+    not_before: Mapped[dt.date | None] = mapped_column(Date)  # from `series queue --start`
+    state: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Delivery(Base):
+    """The ledger: one row per (subscriber, series, part), written before the provider is called."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "series_id", "part_number", name="uq_delivery_once"),
+        Index("ix_deliveries_status_updated", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    part_number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=CLAIMED)
+    scheduled_for: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
+    delivered_at: Mapped[dt.datetime | None]  # confirmed by a provider event
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProviderEvent(Base):
+    __tablename__ = "provider_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    occurred_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    detail: Mapped[str | None] = mapped_column(Text)  # reason / response text
+
+
+class AppState(Base):
+    """Small key-value facts the whole app shares: admin password hash, 'sending stopped', …"""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]

@@ -1,0 +1,1 @@
+"""The web side: public pages, admin pages, JSON API and the provider webhook."""

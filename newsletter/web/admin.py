@@ -1,0 +1,5 @@
+"""Routes: admin."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,21 @@
+"""The FastAPI application factory: one app, four routers, shared middleware."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from newsletter.config import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for these settings (tests pass their own)."""
+    from newsletter.web import admin, api, public, webhooks
+
+    settings = settings or get_settings()
+    app = FastAPI(title="newsletter", version="1", docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.include_router(public.router)
+    app.include_router(webhooks.router)
+    app.include_router(admin.router)
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,5 @@
+"""Routes: webhooks."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

