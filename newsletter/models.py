@@ -91,6 +91,8 @@ class Subscriber(Base):
     cadence: Mapped[str] = mapped_column(String(16), default=WEEKLY)
     paused_until: Mapped[dt.date | None] = mapped_column(Date)
     takes_new_series: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Series slugs chosen on the signup form, kept until confirmation enrolls them (None: all).
+    requested_series: Mapped[list[str] | None] = mapped_column(JSON)
     consent_at: Mapped[dt.datetime | None]
     consent_method: Mapped[str | None] = mapped_column(String(32))  # form / cli / import / api
     consent_ip: Mapped[str | None] = mapped_column(String(64))
