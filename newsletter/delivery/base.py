@@ -60,7 +60,16 @@ Outcome = Accepted | RetryLater | Failed
 
 
 class SendingHalted(Exception):
-    """The provider refused our credentials (401/403): stop sending until an operator acts."""
+    """The provider refused our credentials (401/403): stop sending until an operator acts.
+
+    `outcomes` holds the outcomes of the recipients handled before the refusal (a prefix of
+    the batch, usually empty); the rest of the batch was not sent.
+    """
+
+    def __init__(self, reason: str, outcomes: Sequence[Outcome] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcomes: list[Outcome] = list(outcomes)
 
 
 class Backend(Protocol):

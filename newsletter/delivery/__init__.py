@@ -1,0 +1,98 @@
+"""Backend choice by name (one module per provider) and the shared 'sending halted' switch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.delivery.base import Backend
+from newsletter.models import AppState
+
+# NEWSLETTER_MAIL_BACKEND value -> module exposing `make_backend(settings) -> Backend`.
+BACKENDS: dict[str, str] = {
+    "outbox": "newsletter.delivery.outbox",
+    "smtp": "newsletter.delivery.smtp",
+    "sendgrid": "newsletter.delivery.sendgrid",
+}
+
+HALT_KEY = "sending_halted"
+
+
+def get_backend(settings: Settings, name: str | None = None) -> Backend:
+    """The backend named by settings.mail_backend (or `name`)."""
+    chosen = name or settings.mail_backend
+    try:
+        module = importlib.import_module(BACKENDS[chosen])
+    except KeyError:
+        raise ValueError(
+            f"unknown mail backend {chosen!r} (choose one of {', '.join(BACKENDS)})"
+        ) from None
+    backend: Backend = module.make_backend(settings)
+    return backend
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why sending stopped, when, and which credentials were refused (a hash, never the key)."""
+
+    reason: str
+    at: dt.datetime
+    fingerprint: str | None
+
+
+def fingerprint(secret: str) -> str:
+    """A short one-way hash of an API key, to notice when the operator changed it."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def halted(session: Session) -> Halt | None:
+    """The current halt, or None while sending is allowed."""
+    row = session.get(AppState, HALT_KEY)
+    if row is None:
+        return None
+    try:
+        data = json.loads(row.value)
+        return Halt(
+            reason=str(data["reason"]),
+            at=dt.datetime.fromisoformat(data["at"]),
+            fingerprint=data.get("fingerprint"),
+        )
+    except (ValueError, KeyError, TypeError):
+        return Halt(reason=row.value, at=row.updated_at, fingerprint=None)
+
+
+def halt(session: Session, reason: str, key_fingerprint: str | None = None) -> None:
+    """Stop all sending (idempotent; keeps an earlier fingerprint when none is given)."""
+    current = halted(session)
+    if key_fingerprint is None and current is not None:
+        key_fingerprint = current.fingerprint
+    value = json.dumps(
+        {
+            "reason": reason[:500],
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "fingerprint": key_fingerprint,
+        }
+    )
+    row = session.get(AppState, HALT_KEY)
+    if row is None:
+        session.add(AppState(key=HALT_KEY, value=value))
+    else:
+        row.value = value
+    session.flush()
+
+
+def resume(session: Session) -> bool:
+    """Allow sending again; True when a halt was lifted."""
+    row = session.scalar(select(AppState).where(AppState.key == HALT_KEY))
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True

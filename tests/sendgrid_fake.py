@@ -1,0 +1,281 @@
+"""A local SendGrid /v3/mail/send server for tests and benchmarks: checks key and schema, records, misbehaves on request."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+SCHEMA_PATH = (
+    Path(__file__).resolve().parent.parent.parent
+    / "shared/contracts/sendgrid-mail-send.schema.json"
+)
+API_KEY = "SG.test-key-for-the-fake"
+
+
+@dataclass
+class Reply:
+    """One scripted answer: status, extra headers, JSON body, and an optional delay before it."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    status: int  # what the fake answered
+    problems: list[str]  # schema / rule violations found in the body
+
+    @property
+    def emails(self) -> list[str]:
+        return [
+            to["email"] for p in self.body.get("personalizations", []) for to in p.get("to", [])
+        ]
+
+
+def load_validator(schema_path: Path = SCHEMA_PATH) -> Draft202012Validator:
+    schema = json.loads(schema_path.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def body_problems(validator: Draft202012Validator, body: Any) -> list[str]:
+    """Schema errors plus the rules the schema can't express (total recipients, duplicates, order)."""
+    problems = [
+        f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}"[:300]
+        for e in itertools.islice(validator.iter_errors(body), 20)
+    ]
+    if not isinstance(body, dict):
+        return problems or ["body is not an object"]
+    seen: set[str] = set()
+    total = 0
+    for p in body.get("personalizations") or []:
+        for kind in ("to", "cc", "bcc"):
+            for addr in p.get(kind) or []:
+                total += 1
+                email = str(addr.get("email", "")).lower()
+                if email in seen:
+                    problems.append(f"duplicate address in one request ({kind})")
+                seen.add(email)
+    if total > 1000:
+        problems.append(f"{total} recipients in one request (max 1000)")
+    types = [c.get("type") for c in body.get("content") or []]
+    if (
+        "text/plain" in types
+        and "text/html" in types
+        and types.index("text/plain") > types.index("text/html")
+    ):
+        problems.append("text/plain must come before text/html")
+    if "template_id" not in body and not body.get("content"):
+        problems.append("content is required without template_id")
+    if "subject" not in body and not all(
+        "subject" in p for p in body.get("personalizations") or []
+    ):
+        problems.append("subject is required")
+    return problems
+
+
+class FakeSendGrid:
+    """Run with `with FakeSendGrid() as fake:`; point NEWSLETTER_SENDGRID_HOST at `fake.url`."""
+
+    def __init__(self, api_key: str = API_KEY, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api_key = api_key
+        self.validator = load_validator()
+        self.requests: list[Request] = []
+        self.script: deque[Reply] = deque()
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- scripting -------------------------------------------------------------------------
+
+    def then(
+        self,
+        status: int,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        delay: float = 0.0,
+    ) -> FakeSendGrid:
+        """Answer the next request this way (queued; after the script runs out: 202)."""
+        self.script.append(Reply(status, headers or {}, body, delay))
+        return self
+
+    def rate_limit(self, reset_at: float | None = None) -> FakeSendGrid:
+        headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0"}
+        if reset_at is not None:
+            headers["X-RateLimit-Reset"] = str(int(reset_at))
+        return self.then(
+            429, headers=headers, body={"errors": [{"field": None, "message": "too many requests"}]}
+        )
+
+    def server_error(self, status: int = 500) -> FakeSendGrid:
+        return self.then(status, body={"errors": [{"field": None, "message": "internal error"}]})
+
+    def bad_request(self, message: str, field_name: str | None = None) -> FakeSendGrid:
+        return self.then(
+            400, body={"errors": [{"field": field_name, "message": message, "help": None}]}
+        )
+
+    def unauthorized(self, status: int = 401) -> FakeSendGrid:
+        return self.then(
+            status,
+            body={
+                "errors": [
+                    {
+                        "field": None,
+                        "message": "The provided authorization grant is invalid, expired, or revoked",
+                    }
+                ]
+            },
+        )
+
+    def hang(self, seconds: float = 30.0) -> FakeSendGrid:
+        """Answer only after `seconds` (or at shutdown): longer than the client's timeout."""
+        return self.then(202, delay=seconds)
+
+    # --- inspection ------------------------------------------------------------------------
+
+    @property
+    def accepted(self) -> list[Request]:
+        return [r for r in self.requests if r.status in (200, 202)]
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for r in self.requests for p in r.problems]
+
+    # --- server ----------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, headers: dict[str, str], body: Any) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()}
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+                if self.path != "/v3/mail/send":
+                    return self._answer(
+                        404, {}, {"errors": [{"field": None, "message": "not found"}]}
+                    )
+                if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    fake.requests.append(Request(self.path, headers, body, 401, []))
+                    return self._answer(
+                        401,
+                        {},
+                        {
+                            "errors": [
+                                {
+                                    "field": None,
+                                    "message": "The provided authorization grant is invalid, expired, or revoked",
+                                }
+                            ]
+                        },
+                    )
+                problems = (
+                    ["body is not JSON"] if body is None else body_problems(fake.validator, body)
+                )
+                with fake.lock:
+                    reply = fake.script.popleft() if fake.script and not problems else None
+                if problems:
+                    reply = Reply(
+                        400, {}, {"errors": [{"field": None, "message": p} for p in problems]}
+                    )
+                if reply is None:
+                    sandbox = bool(
+                        ((body.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable")
+                    )
+                    reply = Reply(200 if sandbox else 202)
+                record = Request(self.path, headers, body, reply.status, problems)
+                with fake.lock:
+                    fake.requests.append(record)
+                if reply.delay:
+                    fake.closing.wait(reply.delay)
+                headers_out = dict(reply.headers)
+                if reply.status == 202:
+                    headers_out["X-Message-Id"] = uuid.uuid4().hex[:22]
+                with contextlib.suppress(OSError):  # the client gave up (timeout)
+                    self._answer(reply.status, headers_out, reply.body)
+
+        return Handler
+
+    def start(self) -> FakeSendGrid:
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FakeSendGrid:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    """Run standalone (benchmarks): prints the URL, serves until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default=API_KEY)
+    args = parser.parse_args()
+    fake = FakeSendGrid(api_key=args.api_key, port=args.port)
+    print(fake.url, flush=True)
+    try:
+        fake.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.server.server_close()
+        print(
+            json.dumps({"requests": len(fake.requests), "problems": fake.problems[:20]}), flush=True
+        )
+        time.sleep(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""SendGrid backend through the official client against the local schema-checking fake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from sendgrid_fake import API_KEY, FakeSendGrid
+
+from newsletter import delivery, render
+from newsletter.config import Settings, load_settings
+from newsletter.db import session_scope
+from newsletter.delivery.base import (
+    ARTICLE,
+    CONFIRMATION,
+    Accepted,
+    Failed,
+    Message,
+    Recipient,
+    RetryLater,
+    SendingHalted,
+)
+from newsletter.delivery.sendgrid import BACKOFF, SendGridBackend, chunks
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid() as server:
+        yield server
+
+
+def sg_settings(settings: Settings, host: str, key: str = API_KEY, **extra: object) -> Settings:
+    return load_settings(
+        **{
+            **settings.model_dump(),
+            "mail_backend": "sendgrid",
+            "sendgrid_api_key": key,
+            "sendgrid_host": host,
+            **extra,
+        }
+    )
+
+
+def article(**kw: object) -> Message:
+    values: dict[str, object] = {
+        "kind": ARTICLE,
+        "subject": "Myth 1: therapy is only for a crisis",
+        "html": f"<p>{render.GREETING_HTML}</p><p>Body</p><a href='{render.UNSUBSCRIBE_URL}'>unsubscribe</a>",
+        "text": f"{render.GREETING}\n\nBody\n\nUnsubscribe: {render.UNSUBSCRIBE_URL}\n",
+        "preheader": "why waiting costs",
+        "series": "common-myths",
+        "part": 1,
+        "categories": ("series:common-myths", "article"),
+    }
+    values.update(kw)
+    return Message(**values)  # type: ignore[arg-type]
+
+
+def people(n: int, start: int = 0) -> list[Recipient]:
+    out = []
+    for i in range(start, start + n):
+        url = f"https://news.example.org/unsubscribe/tok{i}"
+        name = f"Reader {i}" if i % 3 else None
+        out.append(
+            Recipient(
+                delivery_id=str(i + 1),
+                email=f"reader{i}@example.net",
+                name=name,
+                unsubscribe_url=url,
+                values=render.personal_values(
+                    name=name,
+                    unsubscribe_url=url,
+                    preferences_url=f"https://news.example.org/preferences/p{i}",
+                ),
+            )
+        )
+    return out
+
+
+def test_2500_recipients_make_three_valid_requests(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    recipients = people(2500)
+    outcomes = backend.send(article(), recipients)
+
+    assert fake.problems == []
+    assert [len(r.body["personalizations"]) for r in fake.requests] == [1000, 1000, 500]
+    assert all(r.headers["Authorization"] == f"Bearer {API_KEY}" for r in fake.requests)
+    assert all(isinstance(o, Accepted) and o.message_id for o in outcomes)
+    # every recipient in exactly one request, once, with their own message id
+    sent = Counter(e for r in fake.requests for e in r.emails)
+    assert len(sent) == 2500 and set(sent.values()) == {1}
+    assert len({o.message_id for o in outcomes if isinstance(o, Accepted)}) == 3
+
+    by_id = {r.delivery_id: r for r in recipients}
+    for request in fake.requests:
+        body = request.body
+        assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+        assert body["reply_to"] == {"email": settings.reply_to}
+        assert body["categories"] == ["series:common-myths", "article"]
+        assert body["tracking_settings"]["open_tracking"] == {"enable": False}
+        assert body["tracking_settings"]["click_tracking"]["enable"] is False
+        assert body["mail_settings"]["sandbox_mode"] == {"enable": False}
+        assert render.GREETING in body["content"][0]["value"]  # rendered once, not per person
+        for p in body["personalizations"]:
+            assert len(p["to"]) == 1
+            args = p["custom_args"]
+            assert set(args) >= {"delivery_id", "series", "part"}
+            assert all(isinstance(v, str) for v in args.values())
+            assert (args["series"], args["part"]) == ("common-myths", "1")
+            who = by_id[args["delivery_id"]]
+            assert p["to"][0]["email"] == who.email
+            assert p["headers"] == {
+                "List-Unsubscribe": f"<{who.unsubscribe_url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
+            assert p["substitutions"][render.UNSUBSCRIBE_URL] == who.unsubscribe_url
+            assert p["substitutions"][render.GREETING] == who.values[render.GREETING]
+            assert render.CONFIRM_URL not in p["substitutions"]  # only placeholders in use
+
+
+def test_tracking_sandbox_and_non_article_mail(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url, tracking="on"))
+    msg = article(kind=CONFIRMATION, series=None, part=None, sandbox=True, categories=())
+    outcomes = backend.send(msg, people(2))
+    assert fake.problems == [] and [r.status for r in fake.requests] == [200]
+    assert all(isinstance(o, Accepted) for o in outcomes)
+    body = fake.requests[0].body
+    assert body["mail_settings"]["sandbox_mode"] == {"enable": True}
+    assert body["tracking_settings"]["open_tracking"] == {"enable": True}
+    assert body["tracking_settings"]["click_tracking"]["enable"] is True
+    assert "categories" not in body
+    for p in body["personalizations"]:
+        assert "series" not in p["custom_args"] and "part" not in p["custom_args"]
+
+
+def test_429_then_202_sends_each_recipient_once(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    recipients = people(1500)
+    reset = int(time.time()) + 120
+    fake.rate_limit(reset_at=reset)
+    first = backend.send(article(), recipients)
+    assert len(fake.requests) == 1  # after a 429 the rest of the batch is not tried now
+    assert all(isinstance(o, RetryLater) for o in first)
+    assert {o.at for o in first if isinstance(o, RetryLater)} == {
+        dt.datetime.fromtimestamp(reset, dt.UTC)
+    }
+    again = [r for r, o in zip(recipients, first, strict=True) if isinstance(o, RetryLater)]
+    second = backend.send(article(), again)
+    assert all(isinstance(o, Accepted) for o in second)
+    accepted = Counter(e for r in fake.accepted for e in r.emails)
+    assert len(accepted) == 1500 and set(accepted.values()) == {1}
+    assert fake.problems == []
+
+
+def test_429_without_reset_header_backs_off(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    fake.rate_limit(reset_at=None)
+    before = dt.datetime.now(dt.UTC)
+    [outcome] = backend.send(article(), people(1))
+    assert isinstance(outcome, RetryLater) and outcome.at > before
+
+
+def test_5xx_retries_later_with_growing_capped_backoff(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    BACKOFF.reset()  # the backoff is per process: earlier tests may have grown it
+    delays = []
+    for _ in range(12):
+        fake.server_error(503)
+        start = dt.datetime.now(dt.UTC)
+        [outcome] = backend.send(article(), people(1))
+        assert isinstance(outcome, RetryLater) and "503" in outcome.reason
+        delays.append((outcome.at - start).total_seconds())
+    assert delays[0] <= 31 and delays[5] > delays[0] and max(delays) <= 3601
+    [ok] = backend.send(article(), people(1))  # success resets the backoff
+    assert isinstance(ok, Accepted)
+    fake.server_error(500)
+    [outcome] = backend.send(article(), people(1))
+    assert isinstance(outcome, RetryLater)
+    assert (outcome.at - dt.datetime.now(dt.UTC)).total_seconds() <= 31
+
+
+def test_400_fails_with_sendgrid_error_text(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    fake.bad_request("The from address does not match a verified Sender Identity.", "from")
+    outcomes = backend.send(article(), people(3))
+    assert all(isinstance(o, Failed) for o in outcomes)
+    assert "does not match a verified Sender Identity" in outcomes[0].reason  # type: ignore[union-attr]
+    assert len(fake.requests) == 1
+
+
+def test_400_naming_one_personalization_fails_only_that_recipient(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    fake.bad_request("Does not contain a valid address.", "personalizations.1.to.0.email")
+    outcomes = backend.send(article(), people(3))
+    assert isinstance(outcomes[1], Failed) and "valid address" in outcomes[1].reason
+    assert isinstance(outcomes[0], Accepted) and isinstance(outcomes[2], Accepted)
+    assert fake.accepted[0].emails == ["reader0@example.net", "reader2@example.net"]
+
+
+def test_timeout_is_retry_later(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url), timeout=0.5)
+    fake.hang(10)
+    outcomes = backend.send(article(), people(2))
+    assert all(isinstance(o, RetryLater) for o in outcomes)
+    assert "Timeout" in outcomes[0].reason or "timed out" in outcomes[0].reason  # type: ignore[union-attr]
+
+
+def test_connection_refused_is_retry_later(settings: Settings) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = SendGridBackend(sg_settings(settings, f"http://127.0.0.1:{port}"))
+    outcomes = backend.send(article(), people(2))
+    assert all(isinstance(o, RetryLater) for o in outcomes)
+
+
+def test_401_halts_until_the_key_changes(settings: Settings, fake: FakeSendGrid) -> None:
+    wrong = SendGridBackend(sg_settings(settings, fake.url, key="SG.wrong"))
+    with pytest.raises(SendingHalted) as caught:
+        wrong.send(article(), people(1500))
+    assert caught.value.outcomes == []
+    assert len(fake.requests) == 1 and fake.requests[0].status == 401
+    with session_scope(settings.database_url) as session:
+        halt = delivery.halted(session)
+        assert halt is not None and "401" in halt.reason
+        assert halt.fingerprint == delivery.fingerprint("SG.wrong")
+        assert "SG.wrong" not in halt.reason
+
+    # a new process with the same key: refused before any request
+    with pytest.raises(SendingHalted):
+        SendGridBackend(sg_settings(settings, fake.url, key="SG.wrong")).send(article(), people(5))
+    assert len(fake.requests) == 1
+
+    # the operator fixes the key: sending resumes by itself
+    right = SendGridBackend(sg_settings(settings, fake.url))
+    outcomes = right.send(article(), people(5))
+    assert all(isinstance(o, Accepted) for o in outcomes)
+    with session_scope(settings.database_url) as session:
+        assert delivery.halted(session) is None
+
+
+def test_403_halts_and_keeps_outcomes_already_known(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    fake.then(202).unauthorized(403)
+    with pytest.raises(SendingHalted) as caught:
+        backend.send(article(), people(1200))
+    assert len(caught.value.outcomes) == 1000
+    assert all(isinstance(o, Accepted) for o in caught.value.outcomes)
+    with session_scope(settings.database_url) as session:
+        assert delivery.halted(session) is not None
+        delivery.resume(session)
+    assert isinstance(backend.send(article(), people(1))[0], Accepted)
+
+
+def test_chunks_never_repeat_an_address_in_one_request() -> None:
+    recipients = [*people(3), Recipient("x", "READER1@example.net", None, "https://u/x")]
+    groups = chunks(recipients, size=1000)
+    assert groups == [[0, 1, 2], [3]]
+    assert [len(g) for g in chunks(people(2001))] == [1000, 1000, 1]
+
+
+def test_get_backend_by_name(settings: Settings, fake: FakeSendGrid) -> None:
+    assert delivery.get_backend(sg_settings(settings, fake.url)).name == "sendgrid"
+    assert delivery.get_backend(settings).name == "outbox"
+    with pytest.raises(ValueError, match="unknown mail backend"):
+        delivery.get_backend(settings, "pigeon")
