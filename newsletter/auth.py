@@ -1,0 +1,261 @@
+"""Admin authentication: password (Argon2 hash or env), signed session cookies, CSRF, API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.models import ApiToken, AppState, utcnow
+
+PASSWORD_KEY = "admin_password_hash"
+SESSION_COOKIE = "nl_admin"
+LOGIN_COOKIE = "nl_login"  # pre-login nonce for the login form's CSRF token
+SESSION_SECONDS = 8 * 3600  # a working day; then log in again
+LOGIN_FORM_SECONDS = 3600
+LOGIN_LIMIT = 5  # failed attempts per client …
+LOGIN_WINDOW_SECONDS = 15 * 60  # … per this window
+LOGIN_GLOBAL_LIMIT = 50  # failed attempts from everywhere per window
+TOKEN_PREFIX = "nl_"
+MIN_PASSWORD_LENGTH = 10
+
+_hasher = PasswordHasher()
+
+
+class AuthError(Exception):
+    """Login refused; the message is safe to show."""
+
+
+# --- password ------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def set_password(session: Session, password: str) -> None:
+    """Store an Argon2 hash of the admin password (replaces the previous one)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    row = session.get(AppState, PASSWORD_KEY)
+    if row is None:
+        session.add(AppState(key=PASSWORD_KEY, value=hash_password(password)))
+    else:
+        row.value = hash_password(password)
+    session.flush()
+
+
+def stored_hash(session: Session) -> str | None:
+    row = session.get(AppState, PASSWORD_KEY)
+    return row.value if row else None
+
+
+def password_configured(settings: Settings, session: Session) -> bool:
+    return settings.admin_password is not None or stored_hash(session) is not None
+
+
+def verify_password(settings: Settings, session: Session, password: str) -> bool:
+    """True when the password matches the stored hash or NEWSLETTER_ADMIN_PASSWORD."""
+    ok = False
+    hashed = stored_hash(session)
+    if hashed:
+        try:
+            ok = _hasher.verify(hashed, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+    if not ok and settings.admin_password is not None:
+        expected = settings.admin_password.get_secret_value()
+        ok = bool(expected) and hmac.compare_digest(
+            expected.encode("utf-8"), password.encode("utf-8")
+        )
+    return ok
+
+
+# --- sessions and CSRF ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminSession:
+    csrf: str
+    issued_at: float
+
+
+def clock() -> float:
+    """Seconds since the epoch (tests replace it to age a session)."""
+    return time.time()
+
+
+class _Signer(TimestampSigner):
+    def get_timestamp(self) -> int:
+        return int(clock())
+
+
+def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret, salt=salt, signer=_Signer)
+
+
+def _session_serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return _serializer(settings, "newsletter.admin-session")
+
+
+def _login_serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return _serializer(settings, "newsletter.admin-login-csrf")
+
+
+def make_session(settings: Settings) -> str:
+    """A new signed session cookie value carrying its own CSRF secret."""
+    payload = {"v": 1, "csrf": secrets.token_urlsafe(24)}
+    return str(_session_serializer(settings).dumps(payload))
+
+
+def read_session(
+    settings: Settings, value: str | None, max_age: int = SESSION_SECONDS
+) -> AdminSession | None:
+    """The session inside a valid, unexpired cookie, else None."""
+    if not value:
+        return None
+    try:
+        payload, issued = _session_serializer(settings).loads(
+            value, max_age=max_age, return_timestamp=True
+        )
+    except (SignatureExpired, BadSignature):
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("csrf"), str):
+        return None
+    return AdminSession(csrf=payload["csrf"], issued_at=issued.timestamp())
+
+
+def cookie_options(settings: Settings, max_age: int = SESSION_SECONDS) -> dict[str, Any]:
+    """Keyword arguments for Response.set_cookie: HttpOnly, SameSite=Lax, Secure on https."""
+    return {
+        "max_age": max_age,
+        "httponly": True,
+        "samesite": "lax",
+        "secure": settings.public_is_https,
+        "path": "/",
+    }
+
+
+def csrf_valid(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+
+
+def new_login_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def login_csrf_token(settings: Settings, nonce: str) -> str:
+    """The login form's CSRF token, bound to the nonce in the pre-login cookie."""
+    return str(_login_serializer(settings).dumps(nonce))
+
+
+def login_csrf_valid(settings: Settings, nonce: str | None, token: str | None) -> bool:
+    if not nonce or not token:
+        return False
+    try:
+        inside = _login_serializer(settings).loads(token, max_age=LOGIN_FORM_SECONDS)
+    except (SignatureExpired, BadSignature):
+        return False
+    return isinstance(inside, str) and hmac.compare_digest(inside, nonce)
+
+
+# --- login rate limit (Redis) --------------------------------------------------------------
+
+
+def redis_for(settings: Settings) -> redis.Redis:
+    """The shared Redis client (ENGINE's, which may start an embedded server)."""
+    try:
+        from newsletter.queue import redis_client
+    except ImportError:  # pragma: no cover - before the engine lands
+        if settings.redis_url is None:
+            raise RuntimeError("NEWSLETTER_REDIS_URL is not set") from None
+        return redis.Redis.from_url(settings.redis_url)
+    client: redis.Redis = redis_client(settings)
+    return client
+
+
+def _client_key(settings: Settings, client: str) -> str:
+    digest = hashlib.sha256(f"{settings.secret}:{client}".encode()).hexdigest()[:24]
+    return f"{settings.redis_prefix}admin:login:{digest}"
+
+
+def _global_key(settings: Settings) -> str:
+    return f"{settings.redis_prefix}admin:login:all"
+
+
+def login_blocked(settings: Settings, client: str) -> int:
+    """Seconds until this client may try again (0: allowed)."""
+    r = redis_for(settings)
+    for key, limit in ((_client_key(settings, client), LOGIN_LIMIT),):
+        count = r.get(key)
+        if count is not None and int(count) >= limit:
+            return max(int(r.ttl(key)), 1)
+    gkey = _global_key(settings)
+    count = r.get(gkey)
+    if count is not None and int(count) >= LOGIN_GLOBAL_LIMIT:
+        return max(int(r.ttl(gkey)), 1)
+    return 0
+
+
+def record_failure(settings: Settings, client: str) -> None:
+    r = redis_for(settings)
+    pipe = r.pipeline()
+    for key in (_client_key(settings, client), _global_key(settings)):
+        pipe.incr(key)
+        pipe.expire(key, LOGIN_WINDOW_SECONDS, nx=True)
+    pipe.execute()
+
+
+def clear_failures(settings: Settings, client: str) -> None:
+    redis_for(settings).delete(_client_key(settings, client))
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, name: str) -> str:
+    """Make a new API token; only its SHA-256 is stored, so the value is shown once."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValueError("a token needs a name of 1 to 100 characters")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=token_hash(token)))
+    session.flush()
+    return token
+
+
+def check_token(session: Session, token: str, now: dt.datetime | None = None) -> ApiToken | None:
+    """The token's row when the bearer token is known (and note its use), else None."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    if row is not None:
+        row.last_used_at = now or utcnow()
+    return row
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, name: str) -> int:
+    rows = list(session.scalars(select(ApiToken).where(ApiToken.name == name)))
+    for row in rows:
+        session.delete(row)
+    return len(rows)

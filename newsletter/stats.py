@@ -1,0 +1,260 @@
+"""Dashboard queries: who is subscribed, what goes out this week, what was sent and what failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from newsletter.models import (
+    ACTIVE,
+    BOUNCED,
+    COMPLAINED,
+    ENROLLED_ACTIVE,
+    FAILED,
+    PENDING,
+    RETRY,
+    SENT,
+    UNSUBSCRIBED,
+    Delivery,
+    Enrollment,
+    Part,
+    ProviderEvent,
+    Series,
+    Subscriber,
+)
+
+HALTED_KEY = "sending_halted"
+BOUNCE_EVENTS = ("bounce", "bounced", "dropped", "blocked")
+STATUS_ORDER = ("pending", "active", "paused", UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Everyone who gets the same article at the same local slot."""
+
+    series_slug: str
+    series_title: str
+    part_number: int
+    part_title: str
+    count: int
+    first_at: dt.datetime  # earliest UTC send time in this cohort that day
+
+
+@dataclass
+class Day:
+    date: dt.date
+    cohorts: list[Cohort] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(c.count for c in self.cohorts)
+
+
+@dataclass
+class _Acc:
+    title: str
+    part_title: str
+    count: int
+    first: dt.datetime
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    delivery_id: int
+    subscriber_id: int | None
+    email: str | None
+    series_slug: str
+    series_title: str
+    part_number: int
+    status: str
+    reason: str
+    when: dt.datetime
+
+
+@dataclass
+class Recent:
+    sent: int
+    failed: int
+    bounced: int
+    retrying: int
+    failures: list[FailureRow]
+
+
+def status_counts(session: Session, now: dt.datetime) -> dict[str, int]:
+    """Subscribers by status; 'paused' = active with a pause running past today."""
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for status, n in session.execute(
+        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+    ):
+        counts[status] = counts.get(status, 0) + int(n)
+    paused = (
+        session.scalar(
+            select(func.count()).where(
+                Subscriber.status == ACTIVE, Subscriber.paused_until > now.date()
+            )
+        )
+        or 0
+    )
+    counts["paused"] = int(paused)
+    counts["active"] = counts.get(ACTIVE, 0) - int(paused)
+    counts.setdefault(PENDING, 0)
+    return counts
+
+
+def week_ahead(session: Session, now: dt.datetime, zone: str, days: int = 7) -> list[Day]:
+    """The next `days` days (in `zone`), each with its cohorts: series, part, how many people."""
+    tz = ZoneInfo(zone)
+    today = now.astimezone(tz).date()
+    start = dt.datetime.combine(today, dt.time(0), tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tz).astimezone(dt.UTC)
+    rows = session.execute(
+        select(Enrollment.next_due_at, Enrollment.next_part, Series.slug, Series.title, Part.title)
+        .join(Series, Series.id == Enrollment.series_id)
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .outerjoin(
+            Part, and_(Part.series_id == Enrollment.series_id, Part.number == Enrollment.next_part)
+        )
+        .where(
+            Enrollment.state == ENROLLED_ACTIVE,
+            Enrollment.next_due_at.is_not(None),
+            Enrollment.next_due_at < end,
+            Subscriber.status == ACTIVE,
+            or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= today),
+        )
+    )
+    grouped: dict[tuple[dt.date, str, int], _Acc] = {}
+    for due, part_no, slug, title, ptitle in rows:
+        if due is None:
+            continue
+        # Overdue work goes out at the next tick: show it today.
+        local_day = max(due, start).astimezone(tz).date()
+        acc = grouped.setdefault(
+            (local_day, slug, part_no), _Acc(title, ptitle or f"Part {part_no}", 0, due)
+        )
+        acc.count += 1
+        acc.first = min(acc.first, due)
+    result = [Day(today + dt.timedelta(days=i)) for i in range(days)]
+    by_date = {d.date: d for d in result}
+    for (day, slug, part_no), acc in sorted(
+        grouped.items(), key=lambda kv: (kv[0][0], kv[1].first)
+    ):
+        if day in by_date:
+            by_date[day].cohorts.append(
+                Cohort(slug, acc.title, part_no, acc.part_title, acc.count, acc.first)
+            )
+    return result
+
+
+def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50) -> Recent:
+    """Sent / failed / bounced in the last `days` days, and the failures themselves."""
+    since = now - dt.timedelta(days=days)
+    sent = session.scalar(
+        select(func.count()).where(Delivery.status == SENT, Delivery.sent_at >= since)
+    )
+    failed = session.scalar(
+        select(func.count()).where(Delivery.status == FAILED, Delivery.updated_at >= since)
+    )
+    retrying = session.scalar(select(func.count()).where(Delivery.status == RETRY))
+    bounced = session.scalar(
+        select(func.count(func.distinct(ProviderEvent.delivery_id))).where(
+            ProviderEvent.event_type.in_(BOUNCE_EVENTS), ProviderEvent.occurred_at >= since
+        )
+    )
+    failures: list[FailureRow] = []
+    for d, slug, title, email in session.execute(
+        select(Delivery, Series.slug, Series.title, Subscriber.email)
+        .join(Series, Series.id == Delivery.series_id)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            or_(Delivery.status.in_((FAILED, RETRY))),
+            Delivery.updated_at >= since,
+        )
+        .order_by(Delivery.updated_at.desc())
+        .limit(limit)
+    ):
+        failures.append(
+            FailureRow(
+                d.id,
+                d.subscriber_id,
+                email,
+                slug,
+                title,
+                d.part_number,
+                d.status,
+                d.last_error or "no reason given",
+                d.updated_at,
+            )
+        )
+    for ev, d, slug, title, email in session.execute(
+        select(ProviderEvent, Delivery, Series.slug, Series.title, Subscriber.email)
+        .join(Delivery, Delivery.id == ProviderEvent.delivery_id)
+        .join(Series, Series.id == Delivery.series_id)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(ProviderEvent.event_type.in_(BOUNCE_EVENTS), ProviderEvent.occurred_at >= since)
+        .order_by(ProviderEvent.occurred_at.desc())
+        .limit(limit)
+    ):
+        failures.append(
+            FailureRow(
+                d.id,
+                d.subscriber_id,
+                email,
+                slug,
+                title,
+                d.part_number,
+                ev.event_type,
+                ev.detail or ev.event_type,
+                ev.occurred_at,
+            )
+        )
+    failures.sort(key=lambda f: f.when, reverse=True)
+    return Recent(
+        sent=int(sent or 0),
+        failed=int(failed or 0),
+        bounced=int(bounced or 0),
+        retrying=int(retrying or 0),
+        failures=failures[:limit],
+    )
+
+
+def sending_halted(session: Session) -> str | None:
+    """Why sending is stopped (DELIVERY's halt switch, set on refused credentials), or None."""
+    from newsletter.delivery import halted
+
+    halt = halted(session)
+    if halt is None:
+        return None
+    return f"{halt.reason} (since {halt.at:%Y-%m-%d %H:%M} UTC)"
+
+
+def part_counts(session: Session) -> dict[int, dict[int, int]]:
+    """series id -> {next part number: active subscribers waiting for it}; 0 = finished."""
+    result: dict[int, dict[int, int]] = {}
+    for series_id, state, part_no, n in session.execute(
+        select(Enrollment.series_id, Enrollment.state, Enrollment.next_part, func.count())
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(Subscriber.status == ACTIVE)
+        .group_by(Enrollment.series_id, Enrollment.state, Enrollment.next_part)
+    ):
+        key = 0 if state == "finished" else int(part_no)
+        if state == "cancelled":
+            continue
+        bucket = result.setdefault(series_id, {})
+        bucket[key] = bucket.get(key, 0) + int(n)
+    return result
+
+
+def sent_counts(session: Session) -> dict[tuple[int, int], int]:
+    """(series id, part number) -> how many people have been sent it."""
+    return {
+        (sid, part): int(n)
+        for sid, part, n in session.execute(
+            select(Delivery.series_id, Delivery.part_number, func.count())
+            .where(Delivery.status == SENT)
+            .group_by(Delivery.series_id, Delivery.part_number)
+        )
+    }

@@ -1,0 +1,126 @@
+"""Admin password, sessions, login CSRF, rate limit and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from newsletter import auth
+from newsletter.cli import app
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.models import ApiToken, AppState
+
+
+def test_password_from_env_and_hash(settings: Settings) -> None:
+    with session_scope(settings.database_url) as session:
+        assert not auth.password_configured(settings, session)
+        assert not auth.verify_password(settings, session, "")
+        assert not auth.verify_password(settings, session, "anything")
+    env = settings.model_copy(update={"admin_password": SecretStr("correct horse battery")})
+    with session_scope(settings.database_url) as session:
+        assert auth.password_configured(env, session)
+        assert auth.verify_password(env, session, "correct horse battery")
+        assert not auth.verify_password(env, session, "correct horse")
+        auth.set_password(session, "a much longer secret")
+    with session_scope(settings.database_url) as session:
+        stored = session.get(AppState, auth.PASSWORD_KEY)
+        assert stored is not None and stored.value.startswith("$argon2")
+        assert "a much longer secret" not in stored.value
+        assert auth.verify_password(settings, session, "a much longer secret")
+        assert not auth.verify_password(settings, session, "a much longer secreT")
+        with pytest.raises(ValueError, match="at least"):
+            auth.set_password(session, "short")
+
+
+def test_cli_set_password(settings: Settings) -> None:
+    result = CliRunner().invoke(
+        app, ["admin", "set-password"], input="therapist-pass-1\ntherapist-pass-1\n"
+    )
+    assert result.exit_code == 0, result.output
+    with session_scope(settings.database_url) as session:
+        assert auth.verify_password(settings, session, "therapist-pass-1")
+    result = CliRunner().invoke(app, ["admin", "set-password"], input="short\nshort\n")
+    assert result.exit_code == 1
+
+
+def test_session_cookie_roundtrip_tamper_and_expiry(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = auth.make_session(settings)
+    session = auth.read_session(settings, value)
+    assert session is not None and len(session.csrf) > 20
+    assert auth.read_session(settings, value[:-2] + "xx") is None
+    assert auth.read_session(settings, "") is None
+    other = settings.model_copy(update={"secret_key": SecretStr("another-key")})
+    assert auth.read_session(other, value) is None
+    # A session signed nine hours ago has expired (sessions last eight hours).
+    real = auth.clock()
+    monkeypatch.setattr(auth, "clock", lambda: real - 9 * 3600)
+    old = auth.make_session(settings)
+    monkeypatch.setattr(auth, "clock", lambda: real)
+    assert auth.read_session(settings, old) is None
+    opts = auth.cookie_options(settings)
+    assert opts["httponly"] and opts["samesite"] == "lax" and opts["secure"]
+    plain = settings.model_copy(update={"public_url": "http://127.0.0.1:8000"})
+    assert auth.cookie_options(plain)["secure"] is False
+
+
+def test_login_csrf_bound_to_nonce(settings: Settings) -> None:
+    nonce = auth.new_login_nonce()
+    token = auth.login_csrf_token(settings, nonce)
+    assert auth.login_csrf_valid(settings, nonce, token)
+    assert not auth.login_csrf_valid(settings, auth.new_login_nonce(), token)
+    assert not auth.login_csrf_valid(settings, nonce, None)
+    assert not auth.login_csrf_valid(settings, None, token)
+    assert auth.csrf_valid("abc", "abc") and not auth.csrf_valid("abc", "abd")
+    assert not auth.csrf_valid(None, "") and not auth.csrf_valid("", "")
+
+
+def test_rate_limit_in_redis_under_prefix(settings: Settings) -> None:
+    client = "203.0.113.9"
+    assert auth.login_blocked(settings, client) == 0
+    for _ in range(auth.LOGIN_LIMIT):
+        auth.record_failure(settings, client)
+    assert auth.login_blocked(settings, client) > 0
+    assert auth.login_blocked(settings, "198.51.100.1") == 0  # others are not locked out
+    r = auth.redis_for(settings)
+    keys = [k.decode() for k in r.scan_iter(match="*admin:login*")]
+    mine = [k for k in keys if k.startswith(settings.redis_prefix)]
+    assert mine and all(client not in k for k in mine)
+    auth.clear_failures(settings, client)
+    assert auth.login_blocked(settings, client) == 0
+
+
+def test_api_tokens_store_only_hash(settings: Settings) -> None:
+    with session_scope(settings.database_url) as session:
+        token = auth.create_token(session, "zapier")
+    assert token.startswith(auth.TOKEN_PREFIX) and len(token) > 40
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(ApiToken))
+        assert row is not None and row.name == "zapier"
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        assert auth.check_token(session, token) is not None
+        assert auth.check_token(session, token + "x") is None
+        assert auth.check_token(session, "") is None
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(ApiToken))
+        assert row is not None and row.last_used_at is not None
+        with pytest.raises(ValueError):
+            auth.create_token(session, "  ")
+
+
+def test_cli_create_token_prints_once(settings: Settings) -> None:
+    result = CliRunner().invoke(app, ["admin", "create-token", "scripts", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    token = json.loads(result.stdout)["token"]
+    with session_scope(settings.database_url) as session:
+        assert auth.check_token(session, token) is not None
+        stored = [r.token_hash for r in session.scalars(select(ApiToken))]
+    assert token not in stored
