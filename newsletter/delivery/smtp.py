@@ -1,0 +1,131 @@
+"""SMTP backend: one connection per batch, STARTTLS when offered, 4xx retried later, 5xx failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from newsletter.config import Settings
+from newsletter.delivery import mime
+from newsletter.delivery.base import Accepted, Failed, Message, Outcome, Recipient, RetryLater
+
+TIMEOUT_SECONDS = 30.0
+RETRY_AFTER = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    implicit_tls: bool
+
+
+def parse_url(url: str) -> Server:
+    """`smtp://user:pass@host:port` (STARTTLS when offered) or `smtps://…` (TLS from the start)."""
+    parts = urlsplit(url)
+    implicit = parts.scheme == "smtps"
+    return Server(
+        host=parts.hostname or "localhost",
+        port=parts.port or (465 if implicit else 25),
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        implicit_tls=implicit,
+    )
+
+
+def _text(reply: bytes | str) -> str:
+    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply).strip()
+
+
+def _later(reason: str) -> RetryLater:
+    jitter = dt.timedelta(seconds=random.uniform(0, 30))
+    return RetryLater(at=dt.datetime.now(dt.UTC) + RETRY_AFTER + jitter, reason=reason[:1000])
+
+
+def _classify(code: int, reply: bytes | str) -> Outcome:
+    text = f"{code} {_text(reply)}"
+    return _later(text) if 400 <= code < 500 else Failed(text[:1000])
+
+
+class SmtpBackend:
+    """Sends each recipient their own message over one SMTP session per batch."""
+
+    name = "smtp"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.smtp_url:
+            raise ValueError("NEWSLETTER_SMTP_URL is not set (smtp://user:pass@host:port)")
+        self.settings = settings
+        self.server = parse_url(settings.smtp_url)
+
+    def _connect(self) -> smtplib.SMTP:
+        srv = self.server
+        context = ssl.create_default_context()
+        conn: smtplib.SMTP
+        if srv.implicit_tls:
+            conn = smtplib.SMTP_SSL(srv.host, srv.port, timeout=TIMEOUT_SECONDS, context=context)
+        else:
+            conn = smtplib.SMTP(srv.host, srv.port, timeout=TIMEOUT_SECONDS)
+        try:
+            conn.ehlo()
+            if not srv.implicit_tls and conn.has_extn("starttls"):
+                conn.starttls(context=context)
+                conn.ehlo()
+            if srv.user is not None:
+                conn.login(srv.user, srv.password or "")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        if not recipients:
+            return outcomes
+        try:
+            conn = self._connect()
+        except smtplib.SMTPResponseException as exc:
+            # a refused greeting or login is our configuration, not the recipient: keep the mail
+            reason = f"SMTP session refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            return [_later(reason)] * len(recipients)
+        except (OSError, smtplib.SMTPException) as exc:
+            return [_later(f"SMTP connection failed: {type(exc).__name__}: {exc}")] * len(
+                recipients
+            )
+        try:
+            for index, recipient in enumerate(recipients):
+                try:
+                    mail = mime.build(self.settings, message, recipient)
+                except ValueError as exc:
+                    outcomes.append(Failed(f"invalid message: {exc}"))
+                    continue
+                try:
+                    conn.sendmail(self.settings.from_email, [recipient.email], mime.to_bytes(mail))
+                except smtplib.SMTPRecipientsRefused as exc:
+                    code, reply = next(iter(exc.recipients.values()))
+                    outcomes.append(_classify(code, reply))
+                except smtplib.SMTPResponseException as exc:  # sender refused, data error
+                    outcomes.append(_classify(exc.smtp_code, exc.smtp_error))
+                except (OSError, smtplib.SMTPException) as exc:  # connection lost: the rest later
+                    reason = f"SMTP connection lost: {type(exc).__name__}: {exc}"
+                    outcomes.extend([_later(reason)] * (len(recipients) - index))
+                    break
+                else:
+                    outcomes.append(Accepted(str(mail["Message-ID"]).strip("<>")))
+        finally:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+        return outcomes
+
+
+def make_backend(settings: Settings) -> SmtpBackend:
+    return SmtpBackend(settings)
