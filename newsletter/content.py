@@ -1,0 +1,516 @@
+"""Series content: load and validate schedules/ (series.yaml + Markdown parts), sync it into the DB."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.models import CADENCES, DRAFT, WEEKLY, Part, Series
+
+SERIES_FILE = "series.yaml"
+SERIES_KEYS = ("slug", "title", "description", "send_day", "send_time", "cadence", "order", "parts")
+REQUIRED_SERIES_KEYS = ("slug", "title", "send_day", "send_time", "parts")
+PART_KEYS = ("title", "summary")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DEFAULT_ORDER = 100
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_FENCE = re.compile(r"^---[ \t]*$")
+
+
+class ContentError(Exception):
+    """Series content is invalid; `.errors` lists "path:line: message" strings."""
+
+    def __init__(self, errors: Iterable[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    number: int  # 1-based, the position in series.yaml's `parts`
+    filename: str
+    title: str
+    summary: str
+    body_md: str
+    content_hash: str
+    path: Path = field(default=Path(), compare=False)
+    line: int = field(default=1, compare=False)  # the line in series.yaml that lists this part
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    slug: str
+    title: str
+    description: str
+    send_day: int  # 0 = Monday … 6 = Sunday
+    send_time: str  # "HH:MM", subscriber-local
+    cadence: str
+    order: int | None
+    parts: list[PartSpec]
+    path: Path = field(default=Path(), compare=False)  # the series.yaml file
+    content_hash: str = ""
+
+
+@dataclass
+class SyncReport:
+    new_series: list[str] = field(default_factory=list)
+    appended: dict[str, list[int]] = field(default_factory=dict)  # parts added to existing series
+    changed: dict[str, list[int]] = field(default_factory=dict)  # existing parts whose text changed
+    removed: dict[str, list[int]] = field(default_factory=dict)  # unsent parts dropped
+    updated: list[str] = field(default_factory=list)  # series whose settings changed
+
+    def summary(self) -> str:
+        bits = [f"{len(self.new_series)} new series"]
+        bits.append(f"{sum(map(len, self.appended.values()))} parts appended")
+        bits.append(f"{sum(map(len, self.changed.values()))} parts changed")
+        if self.removed:
+            bits.append(f"{sum(map(len, self.removed.values()))} unsent parts removed")
+        if self.updated:
+            bits.append(f"{len(self.updated)} series settings updated")
+        return ", ".join(bits)
+
+
+def _hash(*values: object) -> str:
+    digest = hashlib.sha256()
+    for value in values:
+        digest.update(repr(value).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError, offset: int = 0) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 + offset if mark is not None else 1 + offset
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{path}:{line}: not valid YAML: {problem}"
+
+
+def _mapping(
+    path: Path, text: str, allowed: tuple[str, ...], errors: list[str], offset: int = 0
+) -> tuple[dict[str, yaml.Node], dict[str, int]] | None:
+    """Compose YAML text into {key: value node} and {key: line}, reporting bad/unknown keys."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        errors.append(_yaml_error(path, exc, offset))
+        return None
+    if root is None:
+        errors.append(f"{path}:{1 + offset}: is empty; expected keys {', '.join(allowed)}")
+        return None
+    if not isinstance(root, yaml.MappingNode):
+        errors.append(f"{path}:{_line(root) + offset}: expected a mapping of keys to values")
+        return None
+    values: dict[str, yaml.Node] = {}
+    lines: dict[str, int] = {}
+    for key_node, value_node in root.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        line = _line(key_node) + offset
+        if not isinstance(key, str) or key not in allowed:
+            errors.append(f"{path}:{line}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+            continue
+        if key in values:
+            errors.append(f"{path}:{line}: key {key!r} given twice (first on line {lines[key]})")
+            continue
+        values[key] = value_node
+        lines[key] = line
+    return values, lines
+
+
+def _scalar(node: yaml.Node) -> str | None:
+    """The raw text of a scalar node (so `send_time: 9:30` is not read as sexagesimal 570)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
+        return str(node.value)
+    return None
+
+
+def _string(
+    path: Path, key: str, nodes: dict[str, yaml.Node], lines: dict[str, int], errors: list[str]
+) -> str | None:
+    node = nodes.get(key)
+    if node is None:
+        return None
+    value = _scalar(node)
+    if value is None or not value.strip():
+        errors.append(f"{path}:{lines[key]}: {key} must be non-empty text")
+        return None
+    return " ".join(value.split()) if key != "description" else value.strip()
+
+
+def _split_front_matter(path: Path, text: str, errors: list[str]) -> tuple[str, str, int] | None:
+    """(front matter, body, line number of the body's first line) or None with an error."""
+    lines = text.splitlines(keepends=True)
+    if not lines or not _FENCE.match(lines[0].rstrip("\r\n")):
+        errors.append(
+            f"{path}:1: missing front matter: start the file with a '---' line, "
+            "then title: and summary:, then '---'"
+        )
+        return None
+    for index in range(1, len(lines)):
+        if _FENCE.match(lines[index].rstrip("\r\n")):
+            return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
+    errors.append(f"{path}:1: front matter is not closed: add a '---' line after it")
+    return None
+
+
+def _load_part(path: Path, number: int, listed_at: int, errors: list[str]) -> PartSpec | None:
+    before = len(errors)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        errors.append(f"{path}:1: not UTF-8 text ({exc.reason})")
+        return None
+    split = _split_front_matter(path, text, errors)
+    if split is None:
+        return None
+    front, body, body_line = split
+    parsed = _mapping(path, front, PART_KEYS, errors, offset=1)
+    if parsed is None:
+        return None
+    nodes, lines = parsed
+    for key in PART_KEYS:
+        if key not in nodes:
+            errors.append(f"{path}:1: front matter is missing {key}:")
+    title = _string(path, "title", nodes, lines, errors)
+    summary = _string(path, "summary", nodes, lines, errors)
+    body = body.strip("\n")
+    if not body.strip():
+        errors.append(f"{path}:{body_line}: the article body is empty")
+    if len(errors) > before or title is None or summary is None:
+        return None
+    body_md = body.rstrip() + "\n"
+    return PartSpec(
+        number=number,
+        filename=path.name,
+        title=title,
+        summary=summary,
+        body_md=body_md,
+        content_hash=_hash(title, summary, body_md),
+        path=path,
+        line=listed_at,
+    )
+
+
+def load_series(folder: Path) -> SeriesSpec:
+    """Load one series folder; raise ContentError listing every problem found."""
+    errors: list[str] = []
+    spec = _load_series(folder, errors)
+    if errors or spec is None:
+        raise ContentError(errors or [f"{folder}:1: could not load series"])
+    return spec
+
+
+def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
+    path = folder / SERIES_FILE
+    if not path.is_file():
+        errors.append(f"{path}:1: missing {SERIES_FILE} (every series folder needs one)")
+        return None
+    before = len(errors)
+    parsed = _mapping(path, path.read_text(encoding="utf-8"), SERIES_KEYS, errors)
+    if parsed is None:
+        return None
+    nodes, lines = parsed
+    missing = [key for key in REQUIRED_SERIES_KEYS if key not in nodes]
+    if missing:
+        errors.append(f"{path}:1: missing required key(s): {', '.join(missing)}")
+
+    slug = _string(path, "slug", nodes, lines, errors)
+    if slug is not None and not _SLUG.match(slug):
+        errors.append(
+            f"{path}:{lines['slug']}: slug {slug!r} must be lower-case letters, digits and "
+            "single hyphens (e.g. myths-about-psychotherapy)"
+        )
+    title = _string(path, "title", nodes, lines, errors)
+    description = ""
+    if "description" in nodes:
+        description = _string(path, "description", nodes, lines, errors) or ""
+
+    send_day: int | None = None
+    if "send_day" in nodes:
+        raw = (_scalar(nodes["send_day"]) or "").strip().lower()
+        matches = [i for i, day in enumerate(WEEKDAYS) if len(raw) >= 3 and day.startswith(raw)]
+        if len(matches) == 1:
+            send_day = matches[0]
+        else:
+            errors.append(
+                f"{path}:{lines['send_day']}: send_day {raw or '(empty)'!r} is not a weekday "
+                "name (monday … sunday)"
+            )
+
+    send_time: str | None = None
+    if "send_time" in nodes:
+        raw = (_scalar(nodes["send_time"]) or "").strip()
+        if _TIME.match(raw):
+            send_time = raw
+        else:
+            errors.append(
+                f'{path}:{lines["send_time"]}: send_time {raw or "(empty)"!r} must be "HH:MM" '
+                '(24-hour, e.g. "09:00")'
+            )
+
+    cadence = WEEKLY
+    if "cadence" in nodes:
+        raw = (_scalar(nodes["cadence"]) or "").strip()
+        if raw in CADENCES:
+            cadence = raw
+        else:
+            errors.append(
+                f"{path}:{lines['cadence']}: cadence {raw!r} must be one of {', '.join(CADENCES)}"
+            )
+
+    order: int | None = None
+    if "order" in nodes:
+        raw = (_scalar(nodes["order"]) or "").strip()
+        if raw.isdigit():
+            order = int(raw)
+        else:
+            errors.append(f"{path}:{lines['order']}: order {raw!r} must be a whole number")
+
+    parts: list[PartSpec] = []
+    if "parts" in nodes:
+        parts_node = nodes["parts"]
+        if not isinstance(parts_node, yaml.SequenceNode) or not parts_node.value:
+            errors.append(
+                f"{path}:{lines['parts']}: parts must be a list of Markdown file names, in order"
+            )
+        else:
+            seen: dict[str, int] = {}
+            for number, item in enumerate(parts_node.value, start=1):
+                line = _line(item)
+                name = (_scalar(item) or "").strip()
+                if not name or "/" in name or "\\" in name or name.startswith("."):
+                    errors.append(
+                        f"{path}:{line}: part {number}: expected a file name in this folder, "
+                        f"got {name or '(empty)'!r}"
+                    )
+                    continue
+                if name in seen:
+                    errors.append(
+                        f"{path}:{line}: part file {name!r} listed twice (also on line {seen[name]})"
+                    )
+                    continue
+                seen[name] = line
+                part_path = folder / name
+                if not part_path.is_file():
+                    errors.append(f"{path}:{line}: part file {name!r} not found in {folder}")
+                    continue
+                part = _load_part(part_path, number, line, errors)
+                if part is not None:
+                    parts.append(part)
+
+    if len(errors) > before:
+        return None
+    assert slug and title and send_day is not None and send_time is not None
+    return SeriesSpec(
+        slug=slug,
+        title=title,
+        description=description,
+        send_day=send_day,
+        send_time=send_time,
+        cadence=cadence,
+        order=order,
+        parts=parts,
+        path=path,
+        content_hash=_hash(
+            slug,
+            title,
+            description,
+            send_day,
+            send_time,
+            cadence,
+            order,
+            [p.content_hash for p in parts],
+        ),
+    )
+
+
+def _series_folders(path: Path, errors: list[str]) -> list[Path]:
+    if not path.exists():
+        errors.append(f"{path}:1: no such file or folder")
+        return []
+    if path.is_file():
+        path = path.parent if path.name == SERIES_FILE else path
+        if path.is_file():
+            errors.append(f"{path}:1: expected a schedules folder or a series folder")
+            return []
+    if (path / SERIES_FILE).is_file():
+        return [path]
+    folders = []
+    for child in sorted(path.iterdir()):
+        if not child.is_dir() or child.name.startswith((".", "_")):
+            continue
+        folders.append(child)
+    return folders
+
+
+def _load(path: Path, errors: list[str]) -> list[SeriesSpec]:
+    specs: list[SeriesSpec] = []
+    for folder in _series_folders(Path(path), errors):
+        spec = _load_series(folder, errors)
+        if spec is not None:
+            specs.append(spec)
+    first: dict[str, SeriesSpec] = {}
+    for spec in specs:
+        if spec.slug in first:
+            errors.append(
+                f"{spec.path}:{_slug_line(spec.path)}: duplicate slug {spec.slug!r} "
+                f"(also in {first[spec.slug].path}:{_slug_line(first[spec.slug].path)})"
+            )
+        else:
+            first[spec.slug] = spec
+    return sorted(specs, key=lambda s: (s.order if s.order is not None else DEFAULT_ORDER, s.slug))
+
+
+def _slug_line(path: Path) -> int:
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return 1
+    if isinstance(root, yaml.MappingNode):
+        for key, _value in root.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "slug":
+                return _line(key)
+    return 1
+
+
+def load_all(schedules_dir: Path | str) -> list[SeriesSpec]:
+    """Every series under schedules_dir (sorted by order, slug); ContentError lists all problems."""
+    errors: list[str] = []
+    specs = _load(Path(schedules_dir), errors)
+    if errors:
+        raise ContentError(errors)
+    return specs
+
+
+Check = Callable[[SeriesSpec], Iterable[str]]
+
+
+def validate(path: Path | str, check: Check | None = None) -> list[str]:
+    """All problems ("file:line: message") in a schedules folder or one series folder.
+
+    `check` adds problems found outside content, e.g. `Renderer.check` (every part renders
+    through the email templates); content never imports render.
+    """
+    errors: list[str] = []
+    specs = _load(Path(path), errors)
+    if check is not None:
+        for spec in specs:
+            errors.extend(check(spec))
+    return errors
+
+
+# --- sync into the database ------------------------------------------------------------------
+
+
+def _plan_errors(series: Series, parts: dict[int, Part], spec: SeriesSpec) -> list[str]:
+    """Refuse to remove or reorder parts that have gone out to anyone."""
+    errors: list[str] = []
+    by_name = {p.filename: p for p in spec.parts}
+    for number, part in sorted(parts.items()):
+        if part.first_sent_at is None:
+            continue
+        new = by_name.get(part.filename)
+        sent = part.first_sent_at.strftime("%Y-%m-%d")
+        if new is None:
+            errors.append(
+                f"{spec.path}:{_parts_line(spec)}: part {number} ({part.filename}) was sent on "
+                f"{sent} and can't be removed; put it back in parts"
+            )
+        elif new.number != number:
+            errors.append(
+                f"{spec.path}:{new.line}: part {part.filename} was sent as part {number} on "
+                f"{sent} and can't move to position {new.number}; add new parts after the "
+                "sent ones"
+            )
+    return errors
+
+
+def _parts_line(spec: SeriesSpec) -> int:
+    return spec.parts[0].line - 1 if spec.parts else 1
+
+
+def sync(session: Session, specs: list[SeriesSpec]) -> SyncReport:
+    """Upsert Series and Part rows from the files; new series are drafts.
+
+    Raises ContentError (and changes nothing) if a sent part would be removed or reordered.
+    """
+    existing = {s.slug: s for s in session.scalars(select(Series))}
+    parts_of: dict[int, dict[int, Part]] = {}
+    for part in session.scalars(select(Part)):
+        parts_of.setdefault(part.series_id, {})[part.number] = part
+
+    errors: list[str] = []
+    for spec in specs:
+        series = existing.get(spec.slug)
+        if series is not None:
+            errors.extend(_plan_errors(series, parts_of.get(series.id, {}), spec))
+    if errors:
+        raise ContentError(errors)
+
+    report = SyncReport()
+    for spec in specs:
+        series = existing.get(spec.slug)
+        order = spec.order if spec.order is not None else DEFAULT_ORDER
+        settings: dict[str, Any] = {
+            "title": spec.title,
+            "description": spec.description,
+            "send_day": spec.send_day,
+            "send_time": spec.send_time,
+            "cadence": spec.cadence,
+            "order": order,
+        }
+        if series is None:
+            series = Series(slug=spec.slug, state=DRAFT, content_hash=spec.content_hash, **settings)
+            session.add(series)
+            session.flush()
+            report.new_series.append(spec.slug)
+            old_parts: dict[int, Part] = {}
+        else:
+            if any(getattr(series, key) != value for key, value in settings.items()):
+                report.updated.append(spec.slug)
+                for key, value in settings.items():
+                    setattr(series, key, value)
+            series.content_hash = spec.content_hash
+            old_parts = parts_of.get(series.id, {})
+        max_old = max(old_parts, default=0)
+        for part_spec in spec.parts:
+            row = old_parts.get(part_spec.number)
+            if row is None:
+                session.add(
+                    Part(
+                        series_id=series.id,
+                        number=part_spec.number,
+                        filename=part_spec.filename,
+                        title=part_spec.title,
+                        summary=part_spec.summary,
+                        body_md=part_spec.body_md,
+                        content_hash=part_spec.content_hash,
+                    )
+                )
+                if spec.slug not in report.new_series and part_spec.number > max_old:
+                    report.appended.setdefault(spec.slug, []).append(part_spec.number)
+            elif row.content_hash != part_spec.content_hash or row.filename != part_spec.filename:
+                row.filename = part_spec.filename
+                row.title = part_spec.title
+                row.summary = part_spec.summary
+                row.body_md = part_spec.body_md
+                row.content_hash = part_spec.content_hash
+                report.changed.setdefault(spec.slug, []).append(part_spec.number)
+        for number in sorted(set(old_parts) - {p.number for p in spec.parts}):
+            session.delete(old_parts[number])  # unsent: _plan_errors refused the sent ones
+            report.removed.setdefault(spec.slug, []).append(number)
+    session.flush()
+    return report
