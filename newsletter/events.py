@@ -1,0 +1,374 @@
+"""Provider events (SendGrid Event Webhook) -> stored once, ledger confirmed, subscribers suppressed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.models import (
+    ACTIVE,
+    BOUNCED,
+    CANCELLED,
+    COMPLAINED,
+    FINISHED,
+    PENDING,
+    UNSUBSCRIBED,
+    Delivery,
+    Enrollment,
+    ProviderEvent,
+    Subscriber,
+)
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "sendgrid"
+DELIVERIES = cast(Table, Delivery.__table__)
+CHUNK = 500  # rows per bulk statement / IN list
+
+# Our event types.
+PROCESSED, DELIVERED, DEFERRED = "processed", "delivered", "deferred"
+BOUNCE, BLOCKED, DROPPED = "bounce", "blocked", "dropped"
+COMPLAINT, UNSUBSCRIBE, RESUBSCRIBE = "complaint", "unsubscribe", "resubscribe"
+OPEN, CLICK, OTHER = "open", "click", "other"
+
+# SendGrid event name -> our event type ("bounce" is split by its `type` field below).
+SENDGRID_EVENTS: dict[str, str] = {
+    "processed": PROCESSED,
+    "delivered": DELIVERED,
+    "deferred": DEFERRED,
+    "bounce": BOUNCE,
+    "dropped": DROPPED,
+    "spamreport": COMPLAINT,
+    "unsubscribe": UNSUBSCRIBE,
+    "group_unsubscribe": UNSUBSCRIBE,
+    "group_resubscribe": RESUBSCRIBE,
+    "open": OPEN,
+    "click": CLICK,
+}
+
+# Event types that turn the subscriber off at once, and the status they get.
+SUPPRESSING: dict[str, str] = {
+    BOUNCE: BOUNCED,
+    DROPPED: BOUNCED,
+    COMPLAINT: COMPLAINED,
+    UNSUBSCRIBE: UNSUBSCRIBED,
+}
+# When one batch holds several reasons for one person, the strongest wins.
+_RANK = {UNSUBSCRIBED: 1, BOUNCED: 2, COMPLAINED: 3}
+# A `dropped` event's reason tells why SendGrid refused to send.
+_DROPPED_REASONS = {"spam reporting address": COMPLAINED, "unsubscribed address": UNSUBSCRIBED}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One validated provider event."""
+
+    event_id: str
+    event_type: str
+    email_key: str
+    occurred_at: dt.datetime
+    delivery_ref: int | None  # our ledger id from custom_args, if it is an article
+    message_id: str | None
+    detail: str | None
+    suppress_as: str | None  # subscriber status to set, or None
+
+
+@dataclass
+class Report:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    confirmed: int = 0
+    suppressed: int = 0
+    malformed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "confirmed": self.confirmed,
+            "suppressed": self.suppressed,
+            "malformed": self.malformed,
+        }
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+def _text(value: object, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return text[:limit] or None
+
+
+def parse_sendgrid(raw: Mapping[str, Any]) -> Event:
+    """Validate one SendGrid event object; MalformedEvent says what is wrong (no address in it)."""
+    if not isinstance(raw, Mapping):
+        raise MalformedEvent("not an object")
+    name = raw.get("event")
+    if not isinstance(name, str) or not name:
+        raise MalformedEvent("missing 'event'")
+    event_id = raw.get("sg_event_id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+        raise MalformedEvent("missing or invalid 'sg_event_id'")
+    stamp = raw.get("timestamp")
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float | str):
+        raise MalformedEvent("missing or invalid 'timestamp'")
+    try:
+        occurred = dt.datetime.fromtimestamp(float(stamp), dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        raise MalformedEvent("missing or invalid 'timestamp'") from None
+    email = raw.get("email")
+    if not isinstance(email, str) or "@" not in email or len(email) > 320:
+        raise MalformedEvent("missing or invalid 'email'")
+
+    event_type = SENDGRID_EVENTS.get(name, OTHER)
+    if event_type == BOUNCE and raw.get("type") == "blocked":
+        event_type = BLOCKED  # reputation/content block: recorded only
+    suppress_as = SUPPRESSING.get(event_type)
+    if event_type == DROPPED:
+        reason = str(raw.get("reason") or "").strip().lower()
+        suppress_as = _DROPPED_REASONS.get(reason, BOUNCED)
+
+    ref = raw.get("delivery_id")  # custom_args arrive flattened
+    delivery_ref = None
+    if (
+        isinstance(ref, str | int)
+        and str(ref).isdigit()
+        and raw.get("kind", "article") == "article"
+    ):
+        delivery_ref = int(ref)
+        if delivery_ref > 2**62:
+            delivery_ref = None
+    message_id = raw.get("sg_message_id")
+    detail = raw.get("reason") or raw.get("response") or raw.get("type")
+    if event_type == OTHER:
+        detail = f"{name}: {detail}" if detail else name
+    return Event(
+        event_id=event_id,
+        event_type=event_type,
+        email_key=email.strip().lower(),
+        occurred_at=occurred,
+        delivery_ref=delivery_ref,
+        message_id=_text(message_id, 200) if isinstance(message_id, str) else None,
+        detail=_text(detail, 1000),
+        suppress_as=suppress_as,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING in bulk; the event ids that were new."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new: set[str] = set()
+    for part in _chunks(rows):
+        stmt = (
+            insert(ProviderEvent)
+            .values(list(part))
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(ProviderEvent.event_id)
+        )
+        new.update(session.scalars(stmt))
+    return new
+
+
+def store(session: Session, events: Sequence[Event], now: dt.datetime) -> tuple[Report, list[int]]:
+    """Store new events and apply their effects; returns the report and enrollment ids to unqueue."""
+    report = Report()
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+
+    refs = sorted({e.delivery_ref for e in unique.values() if e.delivery_ref is not None})
+    ledger: dict[int, int | None] = {}
+    for part in _chunks(refs):
+        for row_id, subscriber_id in session.execute(
+            select(Delivery.id, Delivery.subscriber_id).where(Delivery.id.in_(part))
+        ):
+            ledger[row_id] = subscriber_id
+    keys = sorted({e.email_key for e in unique.values()})
+    by_email: dict[str, int] = {}
+    for part in _chunks(keys):
+        for sub_id, key in session.execute(
+            select(Subscriber.id, Subscriber.email_key).where(Subscriber.email_key.in_(part))
+        ):
+            by_email[key] = sub_id
+
+    rows: list[dict[str, Any]] = []
+    who: dict[str, int | None] = {}
+    for event in unique.values():
+        delivery_id = event.delivery_ref if event.delivery_ref in ledger else None
+        subscriber_id = ledger.get(delivery_id) if delivery_id is not None else None
+        if subscriber_id is None:
+            subscriber_id = by_email.get(event.email_key)
+        who[event.event_id] = subscriber_id
+        rows.append(
+            {
+                "provider": PROVIDER,
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "delivery_id": delivery_id,
+                "subscriber_id": subscriber_id,
+                "occurred_at": event.occurred_at,
+                "received_at": now,
+                "detail": event.detail,
+            }
+        )
+    new_ids = _insert_new(session, rows) if rows else set()
+    report.stored = len(new_ids)
+    report.duplicates = len(events) - len(new_ids)
+    fresh = [e for e in unique.values() if e.event_id in new_ids]
+
+    # processed / delivered: confirm the ledger row (first confirmation wins).
+    confirm = [
+        e for e in fresh if e.event_type in (PROCESSED, DELIVERED) and e.delivery_ref in ledger
+    ]
+    delivered = {e.delivery_ref: e.occurred_at for e in confirm if e.event_type == DELIVERED}
+    if delivered:
+        stmt = (
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id == bindparam("row_id"))
+            .values(
+                delivered_at=func.coalesce(
+                    DELIVERIES.c.delivered_at,
+                    bindparam("at", type_=Delivery.delivered_at.type),
+                )
+            )
+        )
+        params: list[dict[str, Any]] = [{"row_id": k, "at": v} for k, v in delivered.items()]
+        for part in _chunks(params):
+            session.connection().execute(stmt, list(part))
+    ids_for_message = {e.delivery_ref: e.message_id for e in confirm if e.message_id}
+    if ids_for_message:
+        stmt = (
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id == bindparam("row_id"),
+                DELIVERIES.c.provider_message_id.is_(None),
+            )
+            .values(provider_message_id=bindparam("mid"))
+        )
+        params = [{"row_id": k, "mid": v} for k, v in ids_for_message.items()]
+        for part in _chunks(params):
+            session.connection().execute(stmt, list(part))
+    report.confirmed = len({e.delivery_ref for e in confirm})
+
+    # bounce / dropped / spamreport / unsubscribe: the subscriber is off at once.
+    wanted: dict[int, str] = {}
+    for e in fresh:
+        person = who.get(e.event_id)
+        if e.suppress_as is None or person is None:
+            continue
+        if _RANK[e.suppress_as] > _RANK.get(wanted.get(person, ""), 0):
+            wanted[person] = e.suppress_as
+    unqueue: list[int] = []
+    if wanted:
+        unqueue = _suppress(session, wanted, now, report)
+    session.flush()
+    return report, unqueue
+
+
+def _suppress(
+    session: Session, wanted: dict[int, str], now: dt.datetime, report: Report
+) -> list[int]:
+    by_status: dict[str, list[int]] = {}
+    for sub_id, status in wanted.items():
+        by_status.setdefault(status, []).append(sub_id)
+    turned_off: list[int] = []
+    for status, ids in by_status.items():
+        for part in _chunks(sorted(ids)):
+            changed = list(
+                session.scalars(
+                    select(Subscriber.id).where(
+                        Subscriber.id.in_(part), Subscriber.status.in_((PENDING, ACTIVE))
+                    )
+                )
+            )
+            if not changed:
+                continue
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.id.in_(changed))
+                .values(status=status, unsubscribed_at=now, updated_at=now),
+                execution_options={"synchronize_session": False},
+            )
+            turned_off.extend(changed)
+    report.suppressed = len(turned_off)
+    unqueue: list[int] = []
+    for part in _chunks(turned_off):
+        # Enrollments keep their place (as subscribers.unsubscribe does) but nothing is due.
+        unqueue.extend(
+            session.scalars(
+                select(Enrollment.id).where(
+                    Enrollment.subscriber_id.in_(part),
+                    Enrollment.state.not_in((FINISHED, CANCELLED)),
+                )
+            )
+        )
+        session.execute(
+            update(Enrollment)
+            .where(
+                Enrollment.subscriber_id.in_(part),
+                Enrollment.state.not_in((FINISHED, CANCELLED)),
+            )
+            .values(next_due_at=None, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+    return unqueue
+
+
+def _unqueue(settings: Settings, enrollment_ids: Sequence[int]) -> None:
+    """Drop the enrollments from the Redis queue (dispatch's send-time re-check covers a failure)."""
+    if not enrollment_ids:
+        return
+    try:
+        queue_module = importlib.import_module("newsletter.queue")
+    except ImportError:
+        return
+    try:
+        queue = queue_module.RedisQueue(settings)
+        for enrollment_id in enrollment_ids:
+            queue.remove(enrollment_id)
+    except Exception:  # Redis is derived state; the database already says "off"
+        log.warning("events: could not remove %d queue entries", len(enrollment_ids), exc_info=True)
+
+
+def process_sendgrid(settings: Settings, payload: object, now: dt.datetime | None = None) -> Report:
+    """Handle one webhook batch (a JSON array): store good events once, report bad ones."""
+    now = now or dt.datetime.now(dt.UTC)
+    if not isinstance(payload, list):
+        raise MalformedEvent("the body must be a JSON array of events")
+    events: list[Event] = []
+    malformed: list[str] = []
+    for index, raw in enumerate(payload):
+        try:
+            events.append(parse_sendgrid(raw))
+        except MalformedEvent as exc:
+            malformed.append(f"event {index}: {exc}")
+    with session_scope(settings.database_url) as session:
+        report, unqueue = store(session, events, now)
+    _unqueue(settings, unqueue)
+    report.received = len(payload)
+    report.malformed = malformed
+    report.duplicates = len(events) - report.stored
+    if malformed:
+        log.warning("events: %d malformed of %d", len(malformed), len(payload))
+    return report
