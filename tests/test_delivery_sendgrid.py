@@ -239,6 +239,13 @@ def test_401_halts_until_the_key_changes(settings: Settings, fake: FakeSendGrid)
         SendGridBackend(sg_settings(settings, fake.url, key="SG.wrong")).send(article(), people(5))
     assert len(fake.requests) == 1
 
+    # what dispatch and the dashboard see: halted for the refused key, not for a new one
+    with session_scope(settings.database_url) as session:
+        wrong_cfg = sg_settings(settings, fake.url, key="SG.wrong")
+        assert delivery.halted(session, wrong_cfg) is not None
+        assert delivery.halted(session, sg_settings(settings, fake.url)) is None
+        assert delivery.recorded_halt(session) is not None
+
     # the operator fixes the key: sending resumes by itself
     right = SendGridBackend(sg_settings(settings, fake.url))
     outcomes = right.send(article(), people(5))

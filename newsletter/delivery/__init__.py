@@ -52,8 +52,23 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-def halted(session: Session) -> Halt | None:
-    """The current halt, or None while sending is allowed."""
+def _current_fingerprint(settings: Settings | None) -> str | None:
+    """Fingerprint of the SendGrid key configured now (None if unknown or not SendGrid)."""
+    if settings is None:
+        from newsletter.config import ConfigError, get_settings
+
+        try:
+            settings = get_settings()
+        except ConfigError:
+            return None
+    key = settings.sendgrid_api_key
+    if settings.mail_backend != "sendgrid" or key is None or not key.get_secret_value():
+        return None
+    return fingerprint(key.get_secret_value())
+
+
+def recorded_halt(session: Session) -> Halt | None:
+    """The halt row as stored, whatever the configured key is now."""
     row = session.get(AppState, HALT_KEY)
     if row is None:
         return None
@@ -68,9 +83,24 @@ def halted(session: Session) -> Halt | None:
         return Halt(reason=row.value, at=row.updated_at, fingerprint=None)
 
 
+def halted(session: Session, settings: Settings | None = None) -> Halt | None:
+    """The current halt, or None while sending is allowed.
+
+    A halt recorded for one SendGrid API key no longer applies once the configured key is a
+    different one (the operator fixed it). `settings` defaults to the process settings.
+    """
+    current = recorded_halt(session)
+    if current is None or current.fingerprint is None:
+        return current
+    now_fp = _current_fingerprint(settings)
+    if now_fp is not None and now_fp != current.fingerprint:
+        return None
+    return current
+
+
 def halt(session: Session, reason: str, key_fingerprint: str | None = None) -> None:
     """Stop all sending (idempotent; keeps an earlier fingerprint when none is given)."""
-    current = halted(session)
+    current = recorded_halt(session)
     if key_fingerprint is None and current is not None:
         key_fingerprint = current.fingerprint
     value = json.dumps(

@@ -204,7 +204,7 @@ class SendGridBackend:
     def _check_halt(self) -> None:
         try:
             with session_scope(self.settings.database_url) as session:
-                current = delivery.halted(session)
+                current = delivery.recorded_halt(session)
                 if current is None:
                     return
                 if current.fingerprint is not None and current.fingerprint != self.fingerprint:
