@@ -122,7 +122,10 @@ def _inline_text(node: SyntaxTreeNode) -> str:
             label = _inline_text(child)
             href = str(child.attrs.get("href", ""))
             bare = href.removeprefix("mailto:")
-            out.append(label if not href or label in (href, bare) else f"{label} ({bare})")
+            if not href or label in (href, bare):
+                out.append(label.removeprefix("mailto:"))
+            else:
+                out.append(f"{label} ({bare})")
         elif kind == "image":
             out.append(f"[{_inline_text(child) or 'image'}]")
         else:  # em, strong, inline wrappers
