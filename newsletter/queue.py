@@ -1,0 +1,269 @@
+"""Queue state in Redis: a due sorted set of enrollment ids, leased claims (Lua), a tick lock, rebuild.
+
+Redis is derived state; the database is the truth. Keys (all under settings.redis_prefix):
+  due       ZSET enrollment id -> due epoch seconds
+  leases    ZSET enrollment id -> lease expiry epoch (claimed, being worked on)
+  built     marker set by `rebuild`; when it is missing Redis lost its data -> rebuild first
+  tick-lock only one tick at a time (SET NX PX, released by token)
+  tick:<n>  one beat tick per interval slot, whatever the number of beats
+A claim atomically moves due ids (score <= now) into `leases`; a lease that expires (its worker
+died) comes back as due on the next claim. Dispatch re-checks the database for every claimed id,
+so a stale or duplicate Redis entry can delay but never double a send.
+
+Without NEWSLETTER_REDIS_URL, `redis_client` uses an embedded redis-server under var/redis:
+the one `newsletter run` started (its URL is exported to the children), else one started on
+demand and left running for the next command (its URL is kept in var/redis/url).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.models import ACTIVE, ENROLLED_ACTIVE, LIVE, Enrollment, Series, Subscriber
+
+_clients: dict[str, redis.Redis] = {}
+
+CLAIM = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, m in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], m)
+end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('ZADD', KEYS[2], ARGV[3], m)
+end
+return ids
+"""
+
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+def _embedded_url(settings: Settings) -> str:
+    """The URL of the embedded Redis under var/redis, started when none answers."""
+    from newsletter.embedded import EmbeddedRedis
+
+    directory = Path(settings.var_dir) / "redis"
+    url_file = directory / "url"
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+            client.ping()
+            client.close()
+            return url
+        except redis.RedisError:
+            pass
+    server = EmbeddedRedis(directory)
+    server.start()
+    url_file.write_text(server.url)
+    return server.url
+
+
+def redis_url(settings: Settings) -> str:
+    return settings.redis_url or _embedded_url(settings)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A shared client for this process (embedded Redis when no URL is configured)."""
+    url = redis_url(settings)
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url, decode_responses=True)
+    return client
+
+
+def epoch(when: dt.datetime) -> float:
+    return when.timestamp()
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    due_now: int
+    next_24h: int
+    next_7d: int
+    leased: int
+    total: int
+    built: bool
+
+
+class RedisQueue:
+    """The due set and its leases for one settings.redis_prefix."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = client or redis_client(settings)
+        p = settings.redis_prefix
+        self.due_key, self.lease_key, self.marker_key = f"{p}due", f"{p}leases", f"{p}built"
+        self.lock_key = f"{p}tick-lock"
+        self._claim = self.redis.register_script(CLAIM)
+        self._unlock = self.redis.register_script(UNLOCK)
+        self._extend = self.redis.register_script(EXTEND)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def schedule(self, enrollment_id: int, due: dt.datetime) -> None:
+        """(Re)schedule one enrollment at `due` and drop its lease."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.due_key, {str(enrollment_id): epoch(due)})
+        pipe.zrem(self.lease_key, str(enrollment_id))
+        pipe.execute()
+
+    def remove(self, enrollment_id: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.due_key, str(enrollment_id))
+        pipe.zrem(self.lease_key, str(enrollment_id))
+        pipe.execute()
+
+    def apply(self, changes: Iterable[tuple[int, dt.datetime | None]]) -> None:
+        """Many schedule/remove calls in one round trip: (id, due) or (id, None) to remove."""
+        adds: dict[str, float] = {}
+        drops: list[str] = []
+        for enrollment_id, due in changes:
+            if due is None:
+                drops.append(str(enrollment_id))
+            else:
+                adds[str(enrollment_id)] = epoch(due)
+        if not adds and not drops:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        if adds:
+            pipe.zadd(self.due_key, adds)
+        if drops:
+            pipe.zrem(self.due_key, *drops)
+        pipe.zrem(self.lease_key, *adds.keys(), *drops)
+        pipe.execute()
+
+    def release(self, enrollment_ids: Iterable[int], due: dt.datetime) -> None:
+        """Give claimed ids back, due again at `due` (e.g. retry time or after a lease)."""
+        self.apply((i, due) for i in enrollment_ids)
+
+    def sync_enrollments(self, session: Session, enrollment_ids: Iterable[int]) -> None:
+        """Make Redis reflect the database for these enrollments."""
+        ids = list(enrollment_ids)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            rows = session.execute(
+                select(Enrollment.id, Enrollment.next_due_at)
+                .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+                .join(Series, Series.id == Enrollment.series_id)
+                .where(
+                    Enrollment.id.in_(chunk),
+                    Enrollment.state == ENROLLED_ACTIVE,
+                    Subscriber.status == ACTIVE,
+                    Series.state == LIVE,
+                )
+            ).all()
+            due = {i: d for i, d in rows}
+            self.apply((i, due.get(i)) for i in chunk)
+
+    # --- claims ------------------------------------------------------------------------------
+
+    def claim(self, now: dt.datetime, limit: int) -> list[int]:
+        """Atomically lease up to `limit` ids due at or before `now`; [] when none.
+
+        Raises QueueLost when Redis lost its data (marker missing): rebuild, then claim again.
+        """
+        expiry = epoch(now) + self.settings.lease_seconds
+        result = self._claim(
+            keys=[self.due_key, self.lease_key, self.marker_key], args=[epoch(now), limit, expiry]
+        )
+        if result == -1:
+            raise QueueLost("Redis has no queue state (restarted or flushed)")
+        return [int(x) for x in cast(list[Any], result)]
+
+    def is_built(self) -> bool:
+        return bool(self.redis.exists(self.marker_key))
+
+    def ensure(self, session: Session) -> bool:
+        """Rebuild when Redis lost its data; True when it did."""
+        if self.is_built():
+            return False
+        self.rebuild(session)
+        return True
+
+    def rebuild(self, session: Session) -> int:
+        """Recreate the due set from the database (bounded batches); returns the number queued."""
+        self.redis.delete(self.due_key, self.lease_key)
+        count = 0
+        stmt = (
+            select(Enrollment.id, Enrollment.next_due_at)
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(
+                Enrollment.state == ENROLLED_ACTIVE,
+                Enrollment.next_due_at.is_not(None),
+                Subscriber.status == ACTIVE,
+                Series.state == LIVE,
+            )
+            .execution_options(yield_per=5000)
+        )
+        for part in session.execute(stmt).partitions(5000):
+            self.redis.zadd(self.due_key, {str(i): epoch(d) for i, d in part if d is not None})
+            count += len(part)
+        self.redis.set(self.marker_key, dt.datetime.now(dt.UTC).isoformat())
+        return count
+
+    # --- tick lock ---------------------------------------------------------------------------
+
+    def lock(self, ttl_seconds: float, key: str | None = None) -> str | None:
+        """Take the tick lock; its token, or None when another tick holds it."""
+        token = secrets.token_hex(12)
+        ok = self.redis.set(key or self.lock_key, token, nx=True, px=int(ttl_seconds * 1000))
+        return token if ok else None
+
+    def extend_lock(self, token: str, ttl_seconds: float) -> bool:
+        return bool(self._extend(keys=[self.lock_key], args=[token, int(ttl_seconds * 1000)]))
+
+    def unlock(self, token: str) -> None:
+        self._unlock(keys=[self.lock_key], args=[token])
+
+    def first_tick_in(self, slot: int, ttl_seconds: int) -> bool:
+        """True for the first tick of beat interval `slot` (several beats -> one tick)."""
+        key = f"{self.settings.redis_prefix}tick:{slot}"
+        return bool(self.redis.set(key, "1", nx=True, ex=ttl_seconds))
+
+    # --- status ------------------------------------------------------------------------------
+
+    def status(self, now: dt.datetime) -> QueueStatus:
+        t = epoch(now)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcount(self.due_key, "-inf", t)
+        pipe.zcount(self.due_key, f"({t}", t + 86400)
+        pipe.zcount(self.due_key, f"({t}", t + 7 * 86400)
+        pipe.zcount(self.lease_key, f"({t}", "+inf")
+        pipe.zcard(self.due_key)
+        pipe.exists(self.marker_key)
+        due_now, day, week, leased, total, built = pipe.execute()
+        return QueueStatus(
+            due_now=int(due_now),
+            next_24h=int(day),
+            next_7d=int(week),
+            leased=int(leased),
+            total=int(total),
+            built=bool(built),
+        )
+
+
+class QueueLost(Exception):
+    """Redis has no queue state: it restarted empty or was flushed. Rebuild from the database."""

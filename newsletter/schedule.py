@@ -1,0 +1,394 @@
+"""Enrollments: each subscriber's queue of series, which one is active, and when its next part is due.
+
+Rules (DESIGN.md "Schedule semantics"):
+- a subscriber has at most one ACTIVE enrollment; later series wait as QUEUED, in queue order
+  (position; new series are appended);
+- part 1 goes out at the first slot strictly after confirmation; each next part one cadence later
+  in the subscriber's local calendar; a new series starts at the following slot (at least one
+  cadence after the last part), never before its `not_before` date;
+- the cadence is the slower of the series' and the subscriber's preference; `paused_until`
+  (a local date) holds every slot back until that date; un-pausing resumes at the next part;
+- positions only move forward: `next_part` never decreases, so nobody gets a part twice.
+The database is the truth; callers mirror changes into Redis (`queue.sync_enrollments`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter import timing
+from newsletter.models import (
+    ACTIVE,
+    CADENCES,
+    CANCELLED,
+    ENROLLED_ACTIVE,
+    FAILED,
+    FINISHED,
+    LIVE,
+    PAUSED,
+    QUEUED,
+    SENT,
+    Delivery,
+    Enrollment,
+    Part,
+    Series,
+    Subscriber,
+    utcnow,
+)
+
+
+class ScheduleError(Exception):
+    """A schedule request that can't be done (unknown series, …); the message says why."""
+
+
+@dataclass
+class QueueReport:
+    count: int  # subscribers the series was appended to
+    first_date: dt.date | None  # earliest first send (UTC date) among them, None if none yet
+    enrollment_ids: list[int] = field(default_factory=list)  # changed: mirror into Redis
+
+
+def cadence_weeks(subscriber: Subscriber, series: Series) -> int:
+    """Weeks between parts: the slower of the subscriber's preference and the series' cadence."""
+    return max(CADENCES.get(subscriber.cadence, 1), CADENCES.get(series.cadence, 1))
+
+
+def part_counts(session: Session) -> dict[int, int]:
+    """series id -> number of parts."""
+    rows = session.execute(select(Part.series_id, func.count()).group_by(Part.series_id))
+    return {sid: n for sid, n in rows}
+
+
+def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
+    """The slot of the last article this subscriber was sent (cadence counts from it)."""
+    value = session.scalar(
+        select(func.max(Delivery.scheduled_for)).where(
+            Delivery.subscriber_id == subscriber_id, Delivery.status.in_((SENT, FAILED))
+        )
+    )
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+def slot_for(
+    subscriber: Subscriber,
+    series: Series,
+    after: dt.datetime,
+    previous: dt.datetime | None,
+    not_before: dt.date | None = None,
+) -> dt.datetime:
+    """The next slot of `series` for `subscriber` strictly after `after`."""
+    return timing.next_slot(
+        after,
+        subscriber.timezone,
+        series.send_day,
+        series.send_time,
+        cadence_weeks(subscriber, series),
+        paused_until=subscriber.paused_until,
+        previous=previous,
+        not_before=not_before,
+    )
+
+
+def _series_in_queue_order(session: Session) -> list[Series]:
+    return list(
+        session.scalars(
+            select(Series)
+            .where(Series.state.in_((LIVE, PAUSED)))
+            .order_by(Series.order, Series.queued_at, Series.id)
+        )
+    )
+
+
+def _enrollments(session: Session, subscriber_id: int) -> list[Enrollment]:
+    return list(
+        session.scalars(
+            select(Enrollment)
+            .where(Enrollment.subscriber_id == subscriber_id)
+            .order_by(Enrollment.position, Enrollment.id)
+        )
+    )
+
+
+def place(
+    session: Session,
+    subscriber: Subscriber,
+    now: dt.datetime,
+    *,
+    previous: dt.datetime | None = None,
+    recompute: bool = False,
+    counts: dict[int, int] | None = None,
+) -> list[Enrollment]:
+    """Make sure the subscriber has the right ACTIVE enrollment with a due time; returns changed.
+
+    `previous`: the slot of the last article (looked up when None); `recompute`: recompute the
+    active enrollment's due time even when it has one (after a preference change).
+    """
+    if subscriber.status != ACTIVE:
+        return []
+    rows = _enrollments(session, subscriber.id)
+    if not rows:
+        return []
+    counts = counts if counts is not None else part_counts(session)
+    series = {
+        s.id: s
+        for s in session.scalars(select(Series).where(Series.id.in_({r.series_id for r in rows})))
+    }
+    changed: list[Enrollment] = []
+    looked_up = previous is not None
+
+    def prev() -> dt.datetime | None:
+        nonlocal previous, looked_up
+        if not looked_up:
+            previous, looked_up = last_slot(session, subscriber.id), True
+        return previous
+
+    active: Enrollment | None = None
+    for row in rows:
+        if row.state != ENROLLED_ACTIVE:
+            continue
+        if active is not None:  # never two at once: the later one waits
+            row.state, row.next_due_at = QUEUED, None
+            changed.append(row)
+        elif row.next_part > counts.get(row.series_id, 0):
+            row.state, row.next_due_at = FINISHED, None
+            changed.append(row)
+        else:
+            active = row
+    if active is None:
+        for row in rows:
+            s = series[row.series_id]
+            if row.state == QUEUED and s.state == LIVE and row.next_part <= counts.get(s.id, 0):
+                active = row
+                row.state, row.next_due_at = ENROLLED_ACTIVE, None
+                break
+    if active is not None and (active.next_due_at is None or recompute):
+        s = series[active.series_id]
+        due = slot_for(subscriber, s, now, prev(), active.not_before)
+        if due != active.next_due_at:
+            active.next_due_at = due
+            changed.append(active)
+        elif active not in changed:
+            changed.append(active)
+    session.flush()
+    return changed
+
+
+def enroll(
+    session: Session,
+    subscriber: Subscriber,
+    now: dt.datetime,
+    series_slugs: Sequence[str] | None = None,
+) -> list[Enrollment]:
+    """Enroll a confirmed subscriber in the live series they chose (default: all), in queue order.
+
+    Existing enrollments are kept (re-subscribing resumes at the next unsent part). The first
+    series becomes ACTIVE with part 1 at the first slot strictly after `now`.
+    """
+    existing = {row.series_id: row for row in _enrollments(session, subscriber.id)}
+    position = max((row.position for row in existing.values()), default=0)
+    wanted = None if series_slugs is None else set(series_slugs)
+    added: list[Enrollment] = []
+    for s in _series_in_queue_order(session):
+        if s.id in existing or (wanted is not None and s.slug not in wanted):
+            continue
+        position += 1
+        row = Enrollment(
+            subscriber_id=subscriber.id,
+            series_id=s.id,
+            position=position,
+            next_part=1,
+            state=QUEUED,
+            not_before=None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        added.append(row)
+    session.flush()
+    changed = place(session, subscriber, now)
+    return added + [row for row in changed if row not in added]
+
+
+def first_article_at(session: Session, subscriber: Subscriber) -> dt.datetime | None:
+    """When the subscriber's next article is due (their active enrollment), None if nothing is."""
+    return session.scalar(
+        select(func.min(Enrollment.next_due_at)).where(
+            Enrollment.subscriber_id == subscriber.id, Enrollment.state == ENROLLED_ACTIVE
+        )
+    )
+
+
+def apply_preferences(
+    session: Session, subscriber: Subscriber, now: dt.datetime | None = None
+) -> list[Enrollment]:
+    """Recompute the next due time after a cadence / pause / time zone / series change."""
+    now = now or utcnow()
+    if subscriber.status != ACTIVE:
+        for row in _enrollments(session, subscriber.id):
+            if row.next_due_at is not None:
+                row.next_due_at = None
+        session.flush()
+        return []
+    return place(session, subscriber, now, recompute=True)
+
+
+def queue_series(
+    session: Session, slug: str, start: dt.date | None, now: dt.datetime
+) -> QueueReport:
+    """Make a series live and append it to every active subscriber who takes new series.
+
+    Nobody gets it before `start` (their local date); subscribers with nothing active (finished
+    everything) start it at their first slot on or after `start`.
+    """
+    series = session.scalar(select(Series).where(Series.slug == slug))
+    if series is None:
+        raise ScheduleError(f"no series {slug!r} (see `newsletter series list`)")
+    if series.state != LIVE:
+        series.state = LIVE
+    if series.queued_at is None:
+        series.queued_at = now
+    session.flush()
+    counts = part_counts(session)
+    report = QueueReport(count=0, first_date=None)
+    already = select(Enrollment.subscriber_id).where(Enrollment.series_id == series.id)
+    last_id = 0
+    while True:
+        batch = list(
+            session.scalars(
+                select(Subscriber)
+                .where(
+                    Subscriber.status == ACTIVE,
+                    Subscriber.takes_new_series.is_(True),
+                    Subscriber.id > last_id,
+                    Subscriber.id.not_in(already),
+                )
+                .order_by(Subscriber.id)
+                .limit(500)
+            )
+        )
+        if not batch:
+            break
+        last_id = batch[-1].id
+        positions = dict(
+            session.execute(
+                select(Enrollment.subscriber_id, func.max(Enrollment.position))
+                .where(Enrollment.subscriber_id.in_([s.id for s in batch]))
+                .group_by(Enrollment.subscriber_id)
+            ).all()
+        )
+        for sub in batch:
+            row = Enrollment(
+                subscriber_id=sub.id,
+                series_id=series.id,
+                position=(positions.get(sub.id) or 0) + 1,
+                next_part=1,
+                state=QUEUED,
+                not_before=start,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+            report.count += 1
+            for changed in place(session, sub, now, counts=counts):
+                report.enrollment_ids.append(changed.id)
+                if changed.series_id == series.id and changed.next_due_at is not None:
+                    day = changed.next_due_at.date()
+                    report.first_date = min(report.first_date or day, day)
+        session.expunge_all()
+    return report
+
+
+def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[int]:
+    """A part was added to a series: reopen FINISHED enrollments that have not had it.
+
+    Those still in the series get it in turn anyway; those who finished it get it at their next
+    free slot (at once if nothing else is active, else after what is queued). Returns changed ids.
+    """
+    counts = part_counts(session)
+    total = counts.get(series_id, 0)
+    rows = list(
+        session.scalars(
+            select(Enrollment).where(
+                Enrollment.series_id == series_id,
+                Enrollment.state == FINISHED,
+                Enrollment.next_part <= total,
+            )
+        )
+    )
+    changed: list[int] = []
+    for row in rows:
+        top = session.scalar(
+            select(func.max(Enrollment.position)).where(
+                Enrollment.subscriber_id == row.subscriber_id
+            )
+        )
+        row.state, row.next_due_at, row.position = QUEUED, None, (top or 0) + 1
+        changed.append(row.id)
+        sub = session.get(Subscriber, row.subscriber_id)
+        if sub is not None:
+            changed.extend(e.id for e in place(session, sub, now, counts=counts))
+    session.flush()
+    return sorted(set(changed))
+
+
+def advance(
+    session: Session,
+    enrollment: Enrollment,
+    subscriber: Subscriber,
+    series: Series,
+    part_count: int,
+    sent_slot: dt.datetime,
+    now: dt.datetime,
+    counts: dict[int, int] | None = None,
+) -> list[Enrollment]:
+    """Part `enrollment.next_part` went out (slot `sent_slot`): move on. Returns changed rows."""
+    enrollment.next_part += 1
+    if enrollment.next_part <= part_count:
+        enrollment.next_due_at = slot_for(
+            subscriber, series, max(now, sent_slot), sent_slot, enrollment.not_before
+        )
+        return [enrollment]
+    enrollment.state, enrollment.next_due_at = FINISHED, None
+    session.flush()
+    changed = place(session, subscriber, max(now, sent_slot), previous=sent_slot, counts=counts)
+    return [enrollment, *changed]
+
+
+def advance_finished(
+    session: Session,
+    enrollment: Enrollment,
+    subscriber: Subscriber,
+    now: dt.datetime,
+    counts: dict[int, int] | None = None,
+) -> list[Enrollment]:
+    """An active enrollment with no part left: finish it and start the next queued series."""
+    enrollment.state, enrollment.next_due_at = FINISHED, None
+    session.flush()
+    return [enrollment, *place(session, subscriber, now, counts=counts)]
+
+
+def queued_shipped(session: Session) -> bool:
+    """True when any series was ever queued (so `init` leaves the queue alone)."""
+    return (
+        session.scalar(
+            select(func.count()).select_from(Series).where(Series.queued_at.is_not(None))
+        )
+        != 0
+    )
+
+
+def cancel_all(session: Session, subscriber: Subscriber) -> Iterable[int]:
+    """Drop every pending enrollment (used when a subscriber leaves for good)."""
+    out = []
+    for row in _enrollments(session, subscriber.id):
+        if row.state in (QUEUED, ENROLLED_ACTIVE):
+            row.state, row.next_due_at = CANCELLED, None
+            out.append(row.id)
+    session.flush()
+    return out

@@ -1,0 +1,97 @@
+"""Helpers for the engine tests: series from schedules/, subscribers, ledger and outbox readers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from newsletter import content, schedule
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.models import ACTIVE, Delivery, Enrollment, Series, Subscriber
+from newsletter.queue import RedisQueue
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]
+
+
+def ship(settings: Settings, now: dt.datetime, queue: bool = True) -> dict[str, int]:
+    """Sync schedules/ and queue the shipped series (Myths, then Co-Created): slug -> id."""
+    specs = content.load_all(settings.schedules_dir)
+    with session_scope(settings.database_url) as session:
+        content.sync(session, specs)
+        if queue:
+            for s in sorted(session.scalars(select(Series)), key=lambda s: s.order):
+                schedule.queue_series(session, s.slug, None, now)
+        ids = {s.slug: s.id for s in session.scalars(select(Series))}
+    with session_scope(settings.database_url) as session:
+        RedisQueue(settings).rebuild(session)
+    return ids
+
+
+def add_person(
+    settings: Settings,
+    now: dt.datetime,
+    zone: str = "Europe/London",
+    *,
+    name: str | None = "Anna",
+    cadence: str = "weekly",
+    slugs: list[str] | None = None,
+) -> int:
+    """An active (confirmed) subscriber enrolled at `now`; returns the subscriber id."""
+    with session_scope(settings.database_url) as session:
+        sub = Subscriber(
+            public_id=secrets.token_hex(8),
+            email=f"p{secrets.token_hex(4)}@example.org",
+            email_key="",
+            name=name,
+            timezone=zone,
+            status=ACTIVE,
+            cadence=cadence,
+            takes_new_series=True,
+            consent_method="cli",
+            consent_at=now,
+            confirmed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        sub.email_key = sub.email
+        session.add(sub)
+        session.flush()
+        changed = schedule.enroll(session, sub, now, series_slugs=slugs)
+        ids = [e.id for e in changed]
+        session.flush()
+        RedisQueue(settings).sync_enrollments(session, ids)
+        return sub.id
+
+
+def ledger(settings: Settings) -> list[tuple[int | None, int, int, str, dt.datetime | None]]:
+    with session_scope(settings.database_url) as session:
+        return [
+            (d.subscriber_id, d.series_id, d.part_number, d.status, d.sent_at)
+            for d in session.scalars(select(Delivery).order_by(Delivery.id))
+        ]
+
+
+def enrollments(settings: Settings, subscriber_id: int) -> list[Enrollment]:
+    with session_scope(settings.database_url) as session:
+        return list(
+            session.scalars(
+                select(Enrollment)
+                .where(Enrollment.subscriber_id == subscriber_id)
+                .order_by(Enrollment.position)
+            )
+        )
+
+
+def outbox_mails(settings: Settings) -> list[Any]:
+    folder = Path(settings.outbox_dir)
+    if not folder.exists():
+        return []
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
