@@ -19,6 +19,7 @@ from newsletter.models import (
     ACTIVE,
     BOUNCED,
     CANCELLED,
+    CLAIMED,
     COMPLAINED,
     FINISHED,
     PENDING,
@@ -101,6 +102,14 @@ class Report:
             "suppressed": self.suppressed,
             "malformed": self.malformed,
         }
+
+
+QueueChange = tuple[int, dt.datetime | None]  # enrollment id, due time or None to remove
+
+
+def provider_id(sg_message_id: str | None) -> str | None:
+    """The request's X-Message-Id (what the ledger stores) from an event's sg_message_id."""
+    return sg_message_id.split(".", 1)[0] if sg_message_id else None
 
 
 class MalformedEvent(ValueError):
@@ -190,8 +199,10 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     return new
 
 
-def store(session: Session, events: Sequence[Event], now: dt.datetime) -> tuple[Report, list[int]]:
-    """Store new events and apply their effects; returns the report and enrollment ids to unqueue."""
+def store(
+    session: Session, events: Sequence[Event], now: dt.datetime
+) -> tuple[Report, list[QueueChange]]:
+    """Store new events and apply their effects; returns the report and Redis queue changes."""
     report = Report()
     unique: dict[str, Event] = {}
     for event in events:
@@ -199,11 +210,16 @@ def store(session: Session, events: Sequence[Event], now: dt.datetime) -> tuple[
 
     refs = sorted({e.delivery_ref for e in unique.values() if e.delivery_ref is not None})
     ledger: dict[int, int | None] = {}
+    handed: set[int] = set()  # given to the provider, outcome not recorded (a crash between)
     for part in _chunks(refs):
-        for row_id, subscriber_id in session.execute(
-            select(Delivery.id, Delivery.subscriber_id).where(Delivery.id.in_(part))
+        for row_id, subscriber_id, status, retry_at in session.execute(
+            select(Delivery.id, Delivery.subscriber_id, Delivery.status, Delivery.retry_at).where(
+                Delivery.id.in_(part)
+            )
         ):
             ledger[row_id] = subscriber_id
+            if status == CLAIMED and retry_at is None:
+                handed.add(row_id)
     keys = sorted({e.email_key for e in unique.values()})
     by_email: dict[str, int] = {}
     for part in _chunks(keys):
@@ -256,7 +272,16 @@ def store(session: Session, events: Sequence[Event], now: dt.datetime) -> tuple[
         params: list[dict[str, Any]] = [{"row_id": k, "at": v} for k, v in delivered.items()]
         for part in _chunks(params):
             session.connection().execute(stmt, list(part))
-    ids_for_message = {e.delivery_ref: e.message_id for e in confirm if e.message_id}
+    changes: list[QueueChange] = []
+    settle = sorted({e.delivery_ref for e in confirm if e.delivery_ref in handed})
+    if settle:  # SendGrid took it: the outcome dispatch never recorded is "sent"
+        confirm_sent = _dispatch_confirm()
+        first_id = {e.delivery_ref: provider_id(e.message_id) for e in confirm}
+        for row_id in settle if confirm_sent is not None else ():
+            assert row_id is not None
+            confirm_sent(session, row_id, first_id.get(row_id) or "", now, changes)
+        session.flush()
+    ids_for_message = {e.delivery_ref: provider_id(e.message_id) for e in confirm if e.message_id}
     if ids_for_message:
         stmt = (
             update(DELIVERIES)
@@ -279,11 +304,10 @@ def store(session: Session, events: Sequence[Event], now: dt.datetime) -> tuple[
             continue
         if _RANK[e.suppress_as] > _RANK.get(wanted.get(person, ""), 0):
             wanted[person] = e.suppress_as
-    unqueue: list[int] = []
     if wanted:
-        unqueue = _suppress(session, wanted, now, report)
+        changes.extend((eid, None) for eid in _suppress(session, wanted, now, report))
     session.flush()
-    return report, unqueue
+    return report, changes
 
 
 def _suppress(
@@ -335,20 +359,27 @@ def _suppress(
     return unqueue
 
 
-def _unqueue(settings: Settings, enrollment_ids: Sequence[int]) -> None:
-    """Drop the enrollments from the Redis queue (dispatch's send-time re-check covers a failure)."""
-    if not enrollment_ids:
+def _dispatch_confirm() -> Any:
+    """dispatch's "a handed row turned out to be sent" (marks it sent, advances the enrollment)."""
+    try:
+        dispatch = importlib.import_module("newsletter.dispatch")
+    except ImportError:
+        return None
+    return getattr(dispatch, "confirm_sent", None) or getattr(dispatch, "_confirm_sent", None)
+
+
+def _apply_queue(settings: Settings, changes: Sequence[QueueChange]) -> None:
+    """Make Redis follow the database (dispatch's send-time re-check covers a failure here)."""
+    if not changes:
         return
     try:
         queue_module = importlib.import_module("newsletter.queue")
     except ImportError:
         return
     try:
-        queue = queue_module.RedisQueue(settings)
-        for enrollment_id in enrollment_ids:
-            queue.remove(enrollment_id)
-    except Exception:  # Redis is derived state; the database already says "off"
-        log.warning("events: could not remove %d queue entries", len(enrollment_ids), exc_info=True)
+        queue_module.RedisQueue(settings).apply(changes)
+    except Exception:  # Redis is derived state; the database already says it
+        log.warning("events: could not apply %d queue changes", len(changes), exc_info=True)
 
 
 def process_sendgrid(settings: Settings, payload: object, now: dt.datetime | None = None) -> Report:
@@ -364,8 +395,8 @@ def process_sendgrid(settings: Settings, payload: object, now: dt.datetime | Non
         except MalformedEvent as exc:
             malformed.append(f"event {index}: {exc}")
     with session_scope(settings.database_url) as session:
-        report, unqueue = store(session, events, now)
-    _unqueue(settings, unqueue)
+        report, changes = store(session, events, now)
+    _apply_queue(settings, changes)
     report.received = len(payload)
     report.malformed = malformed
     report.duplicates = len(events) - report.stored
