@@ -18,4 +18,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(api.router)
+    # WEB: security headers, CSRF cookie, body limits, friendly error pages, /static.
+    from fastapi.staticfiles import StaticFiles
+
+    from newsletter.web import pages, security
+
+    security.install(app, settings)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -1,0 +1,49 @@
+"""Jinja environment for web pages (public and admin): autoescaped, shared context, one render call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from newsletter.config import Settings
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+templates.env.autoescape = True
+templates.env.trim_blocks = True
+templates.env.lstrip_blocks = True
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+    *,
+    no_store: bool = False,
+) -> HTMLResponse:
+    """Render a page; every page gets `settings`, `practice` and `csrf_token`."""
+    from newsletter.web.security import csrf_token
+
+    settings = settings_of(request)
+    values: dict[str, Any] = {
+        "settings": settings,
+        "practice": settings.from_name,
+        "csrf_token": csrf_token(request),
+    }
+    values.update(context or {})
+    response = templates.TemplateResponse(request, name, values, status_code=status_code)
+    if no_store:
+        response.headers["Cache-Control"] = "no-store"
+    return response

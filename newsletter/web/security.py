@@ -1,0 +1,334 @@
+"""Web safety: CSRF tokens, security headers, body size limits, per-IP rate limits, error pages."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSRF_COOKIE = "nl_csrf"
+CSRF_FIELD = "csrf_token"
+
+# No inline scripts or styles anywhere; pages load /static only. Admin previews of emails
+# (which need inline styles) set their own CSP on that one response.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+# Request body limits by path prefix (first match wins); public forms are tiny.
+BODY_LIMITS: tuple[tuple[str, int], ...] = (
+    ("/admin", 10 * 1024 * 1024),  # CSV imports
+    ("/api", 10 * 1024 * 1024),
+    ("/webhooks", 5 * 1024 * 1024),  # provider event batches
+    ("", 64 * 1024),
+)
+
+# Signups per IP address per window.
+SIGNUP_LIMIT = 10
+SIGNUP_WINDOW_SECONDS = 3600
+
+
+class CSRFError(Exception):
+    """A state-changing form came without a valid CSRF token."""
+
+
+class RateLimited(Exception):
+    """Too many requests from one address; `retry_after` seconds until the window ends."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate limited")
+        self.retry_after = retry_after
+
+
+# --- CSRF (double submit: a random cookie, and a form field that is its HMAC) ---------------
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sign(settings: Settings, value: str) -> str:
+    return hmac.new(settings.secret.encode(), f"csrf:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_token(request: Request) -> str:
+    """The token for forms on this page (sets the cookie on the response when new)."""
+    value = request.cookies.get(CSRF_COOKIE) or ""
+    if len(value) < 16:
+        value = getattr(request.state, "csrf_new", None) or secrets.token_urlsafe(24)
+        request.state.csrf_new = value
+    return _sign(_settings(request), value)
+
+
+def verify_csrf(request: Request, submitted: object) -> None:
+    """Raise CSRFError unless `submitted` matches this browser's cookie."""
+    value = request.cookies.get(CSRF_COOKIE) or ""
+    if not isinstance(submitted, str) or len(value) < 16:
+        raise CSRFError("missing CSRF token")
+    if not hmac.compare_digest(_sign(_settings(request), value), submitted):
+        raise CSRFError("bad CSRF token")
+
+
+# --- rate limits ---------------------------------------------------------------------------
+
+
+def redis_for(request: Request) -> redis.Redis:
+    """The app's Redis client (one per app)."""
+    client: redis.Redis | None = getattr(request.app.state, "redis", None)
+    if client is None:
+        from newsletter.queue import redis_client
+
+        client = redis_client(_settings(request))
+        request.app.state.redis = client
+    return client
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def hit_rate_limit(
+    request: Request, bucket: str, limit: int = SIGNUP_LIMIT, window: int = SIGNUP_WINDOW_SECONDS
+) -> None:
+    """Count one request from this IP in `bucket`; RateLimited once over `limit` per `window`.
+
+    The key holds a hash of the address, never the address itself.
+    """
+    settings = _settings(request)
+    digest = hmac.new(settings.secret.encode(), client_ip(request).encode(), "sha256").hexdigest()
+    key = f"{settings.redis_prefix}ratelimit:{bucket}:{digest[:24]}"
+    client = redis_for(request)
+    pipe = client.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, window, nx=True)
+    pipe.ttl(key)
+    count, _, ttl = pipe.execute()
+    if int(count) > limit:
+        raise RateLimited(max(int(ttl), 1))
+
+
+# --- ASGI middleware -----------------------------------------------------------------------
+
+
+class SecurityMiddleware:
+    """Security headers on every response, the CSRF cookie when new, and body size limits."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.secure_cookie = settings.public_is_https
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = next(size for prefix, size in BODY_LIMITS if path.startswith(prefix))
+        length = _content_length(scope)
+        if length is not None and length > limit:
+            await _too_large(scope, receive, send)
+            return
+
+        state = scope.setdefault("state", {})  # request.state writes here (csrf_new)
+        received = 0
+        over = False  # the body grew past the limit (the app may have turned that into a 400)
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def wrapped_send(message: Message) -> None:
+            nonlocal started
+            if over:  # whatever the app answers, the reader gets the 413 page
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _too_large(scope, receive, send)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                present = {k.decode("latin-1").lower() for k, _ in headers}
+                for name, value in HEADERS.items():
+                    if name not in present:
+                        headers.append((name.encode(), value.encode()))
+                new = state.get("csrf_new") if isinstance(state, dict) else None
+                if new:
+                    cookie = f"{CSRF_COOKIE}={new}; Path=/; HttpOnly; SameSite=Lax"
+                    if self.secure_cookie:
+                        cookie += "; Secure"
+                    headers.append((b"set-cookie", cookie.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, wrapped_send)
+        except _BodyTooLarge:
+            if not started:
+                started = True
+                await _too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    body = (
+        b"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        b"<title>Too much data</title><link rel='stylesheet' href='/static/style.css'></head>"
+        b"<body><main class='page'><h1>That was more than we can accept</h1>"
+        b"<p>The form sent more data than expected. Please go back and try again.</p>"
+        b"<p><a href='/'>Back to the start</a></p></main></body></html>"
+    )
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ] + [(k.encode(), v.encode()) for k, v in HEADERS.items()]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- friendly error pages ------------------------------------------------------------------
+
+ERRORS: dict[int, tuple[str, str]] = {
+    400: (
+        "Something in that request didn't look right",
+        "Please go back and try again. If it keeps happening, the link may be incomplete.",
+    ),
+    403: ("This page isn't available", "You may need to sign in first."),
+    404: (
+        "We couldn't find that page",
+        "The link may be incomplete or the page may have moved.",
+    ),
+    405: ("That didn't work", "This page can't be used that way. Please go back and try again."),
+    413: (
+        "That was more than we can accept",
+        "The form sent more data than expected. Please go back and try again.",
+    ),
+    429: (
+        "Let's take a short pause",
+        "We've had a lot of requests from your connection. Please try again a little later.",
+    ),
+    500: (
+        "Something went wrong on our side",
+        "Nothing you did caused this. Please try again in a few minutes.",
+    ),
+}
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(("/api", "/webhooks", "/healthz"))
+
+
+def error_page(request: Request, status: int, detail: str | None = None) -> Response:
+    """The friendly page (or a small JSON body for the API) for an error status."""
+    title, text = ERRORS.get(status, ERRORS[400] if status < 500 else ERRORS[500])
+    if _wants_json(request):
+        return JSONResponse({"detail": detail or title}, status_code=status)
+    from newsletter.web.pages import render
+
+    return render(request, "error.html", {"title": title, "text": text, "status": status}, status)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Wire middleware and error handlers into the app."""
+    app.add_middleware(SecurityMiddleware, settings=settings)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if _wants_json(request):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        response = error_page(request, exc.status_code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.errors()}, status_code=422)
+        return error_page(request, 400)
+
+    async def csrf_error(request: Request, exc: Exception) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "CSRF token missing or invalid"}, status_code=400)
+        from newsletter.web.pages import render
+
+        return render(
+            request,
+            "error.html",
+            {
+                "title": "This form has expired",
+                "text": "For your safety, forms only work for a while after the page was "
+                "opened. Please go back, reload the page and try again.",
+                "status": 400,
+            },
+            400,
+        )
+
+    async def rate_limited(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RateLimited)
+        response = error_page(request, 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # The path's first segment only: the rest may hold a signed token.
+        area = request.url.path.split("/")[1] if "/" in request.url.path else ""
+        log.exception("unhandled error on %s /%s/...", request.method, area)
+        return error_page(request, 500)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(CSRFError, csrf_error)
+    app.add_exception_handler(RateLimited, rate_limited)
+    app.add_exception_handler(Exception, server_error)

@@ -1,0 +1,21 @@
+// Pre-select the reader's time zone from the browser (they can still change it).
+(function () {
+  "use strict";
+  var select = document.getElementById("timezone");
+  if (!select || select.getAttribute("data-autofill") !== "1") return;
+  var zone;
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  } catch (e) {
+    return;
+  }
+  if (!zone || zone === select.value) return;
+  for (var i = 0; i < select.options.length; i++) {
+    if (select.options[i].value === zone) {
+      select.value = zone;
+      var note = document.getElementById("timezone-note");
+      if (note) note.textContent = "We've picked this from your device; change it if it's not right.";
+      return;
+    }
+  }
+})();

@@ -1,0 +1,255 @@
+"""Subscriber lifecycle: signup, consent, double opt-in, preferences, unsubscribe, resubscribe."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+from web_helpers import add_series, outbox
+
+from newsletter import subscribers as subs
+from newsletter import tokens
+from newsletter.db import session_scope
+from newsletter.models import (
+    ACTIVE,
+    CANCELLED,
+    COMPLAINED,
+    ENROLLED_ACTIVE,
+    FORTNIGHTLY,
+    PENDING,
+    QUEUED,
+    UNSUBSCRIBED,
+    Enrollment,
+    Series,
+    Subscriber,
+)
+
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)  # a Monday
+
+
+@pytest.fixture
+def two_series(settings):
+    add_series(settings, "myths", "Common myths", parts=4, order=1, send_day=1)
+    add_series(settings, "together", "Working together", parts=2, order=2, send_day=3)
+    return settings
+
+
+def signup(session, email="anna@example.org", **kw):
+    args = {
+        "name": "Anna",
+        "timezone": "Europe/London",
+        "series_slugs": None,
+        "ip": "203.0.113.9",
+        "form": "signup",
+        "now": NOW,
+    }
+    args.update(kw)
+    return subs.subscribe(session, email, **args)
+
+
+def enrollments_of(session, sub):
+    rows = session.execute(
+        select(Series.slug, Enrollment)
+        .join(Enrollment, Enrollment.series_id == Series.id)
+        .where(Enrollment.subscriber_id == sub.id)
+        .order_by(Enrollment.position)
+    ).all()
+    return {slug: e for slug, e in rows}
+
+
+def test_signup_records_pending_subscriber_with_consent(two_series):
+    with session_scope(two_series.database_url) as s:
+        result = signup(s, "  Anna.Smith@Example.ORG ")
+        assert result.created and result.send_confirmation
+        sub = result.subscriber
+        assert sub.status == PENDING
+        assert sub.email == "Anna.Smith@example.org"  # domain normalised, local part kept
+        assert sub.email_key == "anna.smith@example.org"
+        assert sub.consent_at == NOW
+        assert sub.consent_ip == "203.0.113.9"
+        assert sub.consent_form == "signup"
+        assert sub.consent_method == "form"
+        assert sub.consent_wording == subs.CONSENT_WORDING
+        assert len(sub.public_id) == 32
+        assert sub.confirmed_at is None
+
+
+def test_internationalised_addresses_are_accepted(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s, "jürgen@bücher.example").subscriber
+        assert sub.email == "jürgen@bücher.example"
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "anna", "anna@", "@example.org", "a b@example.org", "anna@@x.org"]
+)
+def test_malformed_addresses_are_refused(two_series, bad):
+    with session_scope(two_series.database_url) as s, pytest.raises(subs.InvalidInput) as exc:
+        signup(s, bad)
+    assert set(exc.value.errors) == {"email"}
+
+
+def test_every_bad_field_is_reported_at_once(two_series):
+    with session_scope(two_series.database_url) as s, pytest.raises(subs.InvalidInput) as exc:
+        signup(s, "nope", name="x" * 101, timezone="Mars/Olympus", series_slugs=["unknown"])
+    assert set(exc.value.errors) == {"email", "name", "timezone", "series"}
+
+
+def test_empty_zone_falls_back_to_default_and_no_series_chosen_is_refused(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s, timezone="", default_timezone="America/New_York").subscriber
+        assert sub.timezone == "America/New_York"
+        with pytest.raises(subs.InvalidInput) as exc:
+            signup(s, "b@example.org", series_slugs=[])
+        assert "series" in exc.value.errors
+
+
+def test_repeated_signup_creates_no_duplicate(two_series):
+    with session_scope(two_series.database_url) as s:
+        first = signup(s, "anna@example.org", series_slugs=["myths"]).subscriber
+        again = signup(s, "ANNA@example.org", name="Anna B", series_slugs=["together"])
+        assert not again.created and again.send_confirmation
+        assert again.subscriber.id == first.id
+        assert again.subscriber.requested_series == ["together"]  # the latest form wins
+        assert s.scalar(select(Subscriber.id).where(Subscriber.id != first.id)) is None
+
+
+def test_signup_of_active_or_complained_address_sends_nothing(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        confirmed_at = sub.confirmed_at
+        again = signup(s, name="Someone else", timezone="Asia/Tokyo")
+        assert not again.send_confirmation
+        assert sub.name == "Anna" and sub.timezone == "Europe/London"  # nothing changed
+        assert sub.confirmed_at == confirmed_at
+        sub.status = COMPLAINED
+        assert not signup(s).send_confirmation
+
+
+def test_confirm_activates_and_enrolls_chosen_series(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s, series_slugs=["together"]).subscriber
+        assert subs.confirm(s, sub, NOW)
+        assert sub.status == ACTIVE and sub.confirmed_at == NOW
+        assert sub.requested_series is None
+        rows = enrollments_of(s, sub)
+        assert list(rows) == ["together"]
+        assert rows["together"].state == ENROLLED_ACTIVE
+        # Thursday 09:00 in London, strictly after the Monday noon confirmation
+        first = subs.first_article_text(s, sub)
+        assert first == "Thursday 5 March 2026 at 09:00 (Europe/London)"
+        assert not subs.confirm(s, sub, NOW)  # idempotent
+
+
+def test_confirm_with_all_series_enrolls_in_queue_order(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        rows = enrollments_of(s, sub)
+        assert list(rows) == ["myths", "together"]
+        assert rows["myths"].state == ENROLLED_ACTIVE
+        assert rows["together"].state == QUEUED
+
+
+def test_unsubscribe_is_immediate_and_idempotent(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        later = NOW + dt.timedelta(hours=1)
+        assert subs.unsubscribe(s, sub, later)
+        assert sub.status == UNSUBSCRIBED and sub.unsubscribed_at == later
+        assert all(e.next_due_at is None for e in enrollments_of(s, sub).values())
+        assert not subs.unsubscribe(s, sub, later + dt.timedelta(hours=1))
+        assert sub.unsubscribed_at == later
+
+
+def test_resubscribe_resumes_where_left_off(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        myths = enrollments_of(s, sub)["myths"]
+        myths.next_part = 3  # parts 1 and 2 went out
+        subs.unsubscribe(s, sub, NOW + dt.timedelta(days=15))
+        back = NOW + dt.timedelta(days=30)
+        assert subs.resubscribe(s, sub, back)
+        assert sub.status == ACTIVE
+        myths = enrollments_of(s, sub)["myths"]
+        assert myths.next_part == 3 and myths.state == ENROLLED_ACTIVE
+        assert myths.next_due_at is not None and myths.next_due_at > back
+        assert not subs.resubscribe(s, sub, back)  # already active
+
+
+def test_signup_again_after_unsubscribing_needs_confirmation(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        subs.unsubscribe(s, sub, NOW)
+        again = signup(s, ip="198.51.100.7")
+        assert again.send_confirmation and sub.status == UNSUBSCRIBED
+        assert sub.consent_ip == "198.51.100.7"  # the new consent is recorded
+        assert subs.confirm(s, sub, NOW + dt.timedelta(days=1))
+        assert sub.status == ACTIVE
+
+
+def test_preferences_change_cadence_pause_series_zone_and_name(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        weekly_due = enrollments_of(s, sub)["myths"].next_due_at
+        prefs = subs.Preferences(
+            series_slugs=["together"],
+            cadence=FORTNIGHTLY,
+            paused_until=dt.date(2026, 4, 1),
+            timezone="America/Chicago",
+            name="Annie",
+            takes_new_series=False,
+        )
+        subs.update_preferences(s, sub, prefs, NOW)
+        assert (sub.cadence, sub.timezone, sub.name) == (FORTNIGHTLY, "America/Chicago", "Annie")
+        assert sub.paused_until == dt.date(2026, 4, 1) and not sub.takes_new_series
+        rows = enrollments_of(s, sub)
+        assert rows["myths"].state == CANCELLED and rows["myths"].next_due_at is None
+        assert rows["together"].state == ENROLLED_ACTIVE
+        due = rows["together"].next_due_at
+        assert due is not None and due != weekly_due
+        assert due.date() >= dt.date(2026, 4, 1)  # not before the pause ends
+        # choosing the series again puts it back (it resumes at its next part)
+        prefs.series_slugs = ["myths", "together"]
+        subs.update_preferences(s, sub, prefs, NOW)
+        assert enrollments_of(s, sub)["myths"].state in (QUEUED, ENROLLED_ACTIVE)
+
+
+def test_preferences_of_pending_subscriber_are_kept_for_confirmation(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+        prefs = subs.Preferences(series_slugs=["together"], timezone="Asia/Tokyo")
+        subs.update_preferences(s, sub, prefs, NOW)
+        assert sub.requested_series == ["together"] and enrollments_of(s, sub) == {}
+        subs.confirm(s, sub, NOW)
+        assert list(enrollments_of(s, sub)) == ["together"]
+
+
+def test_pause_validation():
+    today = dt.date(2026, 3, 2)
+    assert subs.valid_pause("", today) is None
+    assert subs.valid_pause("2026-03-01", today) is None  # a past date means no pause
+    assert subs.valid_pause("2026-03-20", today) == dt.date(2026, 3, 20)
+    with pytest.raises(subs.InvalidInput):
+        subs.valid_pause("20/03/2026", today)
+    with pytest.raises(subs.InvalidInput):
+        subs.valid_pause("2028-01-01", today)
+
+
+def test_send_confirmation_writes_mail_with_signed_links(two_series):
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s).subscriber
+    outcome = subs.send_confirmation(two_series, sub)
+    assert type(outcome).__name__ == "Accepted"
+    (mail,) = outbox(two_series)
+    assert mail.to.endswith("<anna@example.org>") or mail.to == "anna@example.org"
+    assert "anna" not in mail.subject.lower()
+    token = mail.link("confirm").split("/")[-1]
+    assert tokens.read_token(two_series.secret, "confirm", token) == sub.public_id
+    assert "anna@example.org" not in mail.link("confirm")

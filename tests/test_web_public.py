@@ -1,0 +1,513 @@
+"""Public pages over HTTP: signup, confirm, preferences, unsubscribe, archive, health, safety."""
+
+from __future__ import annotations
+
+import time
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
+from web_helpers import add_series, client, csrf, outbox
+
+from newsletter import tokens
+from newsletter.db import session_scope
+from newsletter.models import (
+    ACTIVE,
+    ENROLLED_ACTIVE,
+    FORTNIGHTLY,
+    PENDING,
+    UNSUBSCRIBED,
+    Enrollment,
+    Subscriber,
+)
+from newsletter.queue import RedisQueue, redis_client
+
+
+@pytest.fixture
+def site(settings):
+    add_series(settings, "myths", "Common myths", parts=4, order=1, published=2)
+    add_series(settings, "together", "Working together", parts=2, order=2)
+    add_series(settings, "drafty", "Not yet", parts=1, order=3, state="draft")
+    return settings
+
+
+@pytest.fixture
+def c(site):
+    with client(site) as test_client:
+        yield test_client
+
+
+def form(c, **values):
+    data = {
+        "csrf_token": csrf(c),
+        "email": "anna@example.org",
+        "name": "Anna",
+        "timezone": "Europe/London",
+        "series": ["myths", "together"],
+    }
+    data.update(values)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def subscriber(settings, email="anna@example.org"):
+    with session_scope(settings.database_url) as s:
+        return s.scalar(select(Subscriber).where(Subscriber.email_key == email.lower()))
+
+
+def signup_and_confirm(c, settings, **values):
+    assert c.post("/subscribe", data=form(c, **values)).status_code == 200
+    confirm = outbox(settings)[-1].link("confirm")
+    token = csrf(c, confirm)
+    response = c.post(confirm, data={"csrf_token": token})
+    assert response.status_code == 200
+    return subscriber(settings, values.get("email", "anna@example.org"))
+
+
+# --- signup --------------------------------------------------------------------------------
+
+
+def test_signup_page_lists_live_series_and_zones(c):
+    page = c.get("/")
+    assert page.status_code == 200
+    assert 'name="series" value="myths" checked' in page.text
+    assert 'name="series" value="together" checked' in page.text
+    assert "drafty" not in page.text
+    assert '<option value="America/New_York" selected>' in page.text  # the default zone
+    assert '<label for="email">' in page.text and 'name="website"' in page.text
+    assert '<script src="/static/timezone.js"' in page.text
+    assert "nl_csrf=" in page.headers["set-cookie"]
+    assert "Secure" in page.headers["set-cookie"] and "HttpOnly" in page.headers["set-cookie"]
+
+
+def test_signup_sends_confirmation_at_once(c, site):
+    response = c.post("/subscribe", data=form(c))
+    assert response.status_code == 200
+    assert "check your email" in response.text
+    (mail,) = outbox(site)
+    assert mail.to.endswith("anna@example.org>") or mail.to == "anna@example.org"
+    sub = subscriber(site)
+    assert sub.status == PENDING and sub.consent_ip == "testclient"
+    assert sub.requested_series == ["myths", "together"]
+    assert "anna" not in mail.link("confirm")
+
+
+def test_repeated_signup_looks_the_same_and_creates_no_duplicate(c, site):
+    first = c.post("/subscribe", data=form(c))
+    signup_and_confirm(c, site, email="bob@example.org")
+    again = c.post("/subscribe", data=form(c, email="ANNA@example.org"))
+    active_again = c.post("/subscribe", data=form(c, email="bob@example.org"))
+    assert first.status_code == again.status_code == active_again.status_code == 200
+    strip = lambda r: r.text.replace(csrf(c), "")  # noqa: E731
+    assert strip(first) == strip(again) == strip(active_again)
+    with session_scope(site.database_url) as s:
+        assert len(s.scalars(select(Subscriber)).all()) == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "message"),
+    [
+        ({"email": "not-an-address"}, "email", "doesn&#39;t look like an email address"),
+        ({"email": None}, "email", "Please enter your email address"),
+        ({"email": "   "}, "email", "Please enter your email address"),
+        ({"series": ["nonexistent"]}, "series", "isn&#39;t available"),
+        ({"series": ["drafty"]}, "series", "isn&#39;t available"),
+        ({"series": None}, "series", "at least one series"),
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone", "choose a time zone"),
+        ({"name": "n" * 101}, "name", "under 100 characters"),
+    ],
+)
+def test_bad_signup_input_gets_a_clear_message(c, site, values, field, message):
+    response = c.post("/subscribe", data=form(c, **values))
+    assert response.status_code == 400
+    assert message in response.text
+    assert f'href="#{field}"' in response.text  # the summary links to the field
+    assert f'aria-describedby="{field}-error"' in response.text or (
+        f'aria-describedby="{field}-hint {field}-error"' in response.text
+    )
+    assert outbox(site) == [] and subscriber(site) is None
+
+
+def test_bad_signup_keeps_what_was_typed(c):
+    response = c.post(
+        "/subscribe", data=form(c, email="bad", name="<b>Anna</b>", series=["together"])
+    )
+    assert 'value="&lt;b&gt;Anna&lt;/b&gt;"' in response.text  # autoescaped
+    assert 'value="myths" checked' not in response.text
+    assert 'value="together" checked' in response.text
+
+
+def test_missing_zone_uses_the_default(c, site):
+    assert c.post("/subscribe", data=form(c, timezone=None)).status_code == 200
+    assert subscriber(site).timezone == site.default_timezone
+
+
+def test_signup_without_csrf_token_is_refused(c, site):
+    data = form(c)
+    del data["csrf_token"]
+    response = c.post("/subscribe", data=data)
+    assert response.status_code == 400 and "This form has expired" in response.text
+    data["csrf_token"] = "0" * 64
+    assert c.post("/subscribe", data=data).status_code == 400
+    assert subscriber(site) is None
+
+
+def test_csrf_token_from_another_browser_is_refused(c, site):
+    token = csrf(c)
+    with client(site) as other:
+        other.get("/")
+        response = other.post("/subscribe", data=form(c, csrf_token=token))
+    assert response.status_code == 400 and subscriber(site) is None
+
+
+def test_honeypot_looks_like_success_but_does_nothing(c, site):
+    response = c.post("/subscribe", data=form(c, website="http://spam.example"))
+    assert response.status_code == 200 and "check your email" in response.text
+    assert subscriber(site) is None and outbox(site) == []
+
+
+def test_signups_are_rate_limited_per_ip_in_redis(c, site):
+    for i in range(10):
+        assert c.post("/subscribe", data=form(c, email=f"p{i}@example.org")).status_code == 200
+    response = c.post("/subscribe", data=form(c, email="p10@example.org"))
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) > 0
+    assert "short pause" in response.text
+    keys = redis_client(site).keys("*ratelimit*")
+    assert keys and all(k.startswith(site.redis_prefix) for k in keys)
+    assert not any("testclient" in k for k in keys)  # the address is hashed
+
+
+# --- confirmation --------------------------------------------------------------------------
+
+
+def test_confirm_get_changes_nothing_and_post_confirms(c, site):
+    c.post("/subscribe", data=form(c))
+    link = outbox(site)[0].link("confirm")
+    page = c.get(link)
+    assert page.status_code == 200 and "Yes, send me the articles" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert subscriber(site).status == PENDING
+    response = c.post(link, data={"csrf_token": csrf(c, link)})
+    assert response.status_code == 200
+    sub = subscriber(site)
+    assert sub.status == ACTIVE and sub.confirmed_at is not None
+    with session_scope(site.database_url) as s:
+        active = s.scalar(
+            select(Enrollment).where(
+                Enrollment.subscriber_id == sub.id, Enrollment.state == ENROLLED_ACTIVE
+            )
+        )
+        due = active.next_due_at
+    assert "(Europe/London)" in response.text and "at 09:00" in response.text
+    local = due.astimezone(ZoneInfo("Europe/London"))
+    assert f"{local:%A} {local.day} {local:%B %Y} at 09:00 (Europe/London)" in response.text
+    # the queue has it at once
+    assert (
+        RedisQueue(site).redis.zscore(f"{site.redis_prefix}due", str(active.id)) == due.timestamp()
+    )
+    welcome = outbox(site)[-1]
+    assert welcome.subject.startswith("Welcome")
+    assert "(Europe/London)" in welcome.text
+    # a second POST is harmless and sends no second welcome
+    assert "already subscribed" in c.get(link).text
+    again = c.post(link, data={"csrf_token": csrf(c)})
+    assert again.status_code == 200 and "already subscribed" in again.text
+    assert len(outbox(site)) == 2
+
+
+def test_confirm_without_csrf_is_refused(c, site):
+    c.post("/subscribe", data=form(c))
+    link = outbox(site)[0].link("confirm")
+    assert c.post(link).status_code == 400
+    assert subscriber(site).status == PENDING
+
+
+def test_tampered_and_expired_confirm_links_get_a_friendly_page(c, site):
+    c.post("/subscribe", data=form(c))
+    link = outbox(site)[0].link("confirm")
+    tampered = link[:-3] + ("aaa" if not link.endswith("aaa") else "bbb")
+    page = c.get(tampered)
+    assert page.status_code == 400
+    assert "This link doesn" in page.text and 'name="form" value="resend"' in page.text
+    assert "Traceback" not in page.text
+    old = URLSafeTimedSerializer(site.secret, salt="newsletter.confirm")
+    public_id = subscriber(site).public_id
+    real_time = time.time
+    try:
+        time.time = lambda: real_time() - 8 * 24 * 3600  # type: ignore[assignment]
+        expired = old.dumps(public_id)
+    finally:
+        time.time = real_time  # type: ignore[assignment]
+    page = c.get(f"/confirm/{expired}")
+    assert page.status_code == 400 and "This link has expired" in page.text
+    response = c.post(f"/confirm/{expired}", data={"csrf_token": csrf(c)})
+    assert response.status_code == 400 and subscriber(site).status == PENDING
+    # a link of another purpose does not confirm either
+    unsub = tokens.make_token(site.secret, "unsubscribe", public_id)
+    assert c.get(f"/confirm/{unsub}").status_code == 400
+
+
+def test_link_for_unknown_subscriber_is_404(c, site):
+    token = tokens.make_token(site.secret, "confirm", "0" * 32)
+    page = c.get(f"/confirm/{token}")
+    assert page.status_code == 404 and "Send me a new link" in page.text
+
+
+def test_asking_for_a_new_link_reveals_nothing(c, site):
+    c.post("/subscribe", data=form(c))
+    known = c.post(
+        "/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "anna@example.org"}
+    )
+    unknown = c.post(
+        "/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "zed@example.org"}
+    )
+    assert known.status_code == unknown.status_code == 200
+    assert known.text.replace(csrf(c), "") == unknown.text.replace(csrf(c), "")
+    assert len(outbox(site)) == 3
+    bad = c.post("/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "nope"})
+    assert bad.status_code == 400 and "Send me a new link" in bad.text
+
+
+# --- preferences ---------------------------------------------------------------------------
+
+
+def test_preferences_page_and_switch_to_fortnightly(c, site):
+    sub = signup_and_confirm(c, site)
+    link = outbox(site)[-1].link("preferences")  # from the welcome email
+    page = c.get(link)
+    assert page.status_code == 200 and "anna@example.org" in page.text
+    assert 'value="weekly" checked' in page.text
+    assert page.headers["cache-control"] == "no-store"
+    with session_scope(site.database_url) as s:
+        before = s.scalar(
+            select(Enrollment.next_due_at).where(
+                Enrollment.subscriber_id == sub.id, Enrollment.state == ENROLLED_ACTIVE
+            )
+        )
+    data = {
+        "csrf_token": csrf(c, link),
+        "series": ["myths", "together"],
+        "takes_new_series": "1",
+        "cadence": "fortnightly",
+        "timezone": "America/Chicago",
+        "name": "Annie",
+        "paused_until": "",
+    }
+    response = c.post(link, data=data)
+    assert response.status_code == 200 and "Saved." in response.text
+    sub = subscriber(site)
+    assert (sub.cadence, sub.timezone, sub.name) == (FORTNIGHTLY, "America/Chicago", "Annie")
+    with session_scope(site.database_url) as s:
+        row = s.scalar(
+            select(Enrollment).where(
+                Enrollment.subscriber_id == sub.id, Enrollment.state == ENROLLED_ACTIVE
+            )
+        )
+        assert row.next_due_at != before  # new zone: a new time
+        score = redis_client(site).zscore(f"{site.redis_prefix}due", str(row.id))
+        assert score == row.next_due_at.timestamp()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"cadence": "daily"}, "weekly or every two weeks"),
+        ({"timezone": "Nowhere/Town"}, "choose a time zone"),
+        ({"series": ["nonexistent"]}, "isn&#39;t available"),
+        ({"series": None}, "at least one series"),
+        ({"paused_until": "next week"}, "YYYY-MM-DD"),
+        ({"paused_until": "2099-01-01"}, "up to a year"),
+    ],
+)
+def test_bad_preferences_are_refused(c, site, values, message):
+    signup_and_confirm(c, site)
+    link = outbox(site)[-1].link("preferences")
+    data = {
+        "csrf_token": csrf(c, link),
+        "series": ["myths"],
+        "cadence": "weekly",
+        "timezone": "Europe/London",
+    }
+    data.update(values)
+    response = c.post(link, data={k: v for k, v in data.items() if v is not None})
+    assert response.status_code == 400 and message in response.text
+    assert subscriber(site).cadence == "weekly" and subscriber(site).timezone == "Europe/London"
+
+
+def test_preferences_need_csrf_and_a_valid_token(c, site):
+    signup_and_confirm(c, site)
+    link = outbox(site)[-1].link("preferences")
+    assert c.post(link, data={"cadence": "fortnightly"}).status_code == 400
+    assert subscriber(site).cadence == "weekly"
+    assert c.get(link + "x").status_code == 400
+    assert c.get("/preferences/").status_code == 404
+
+
+# --- unsubscribe ---------------------------------------------------------------------------
+
+
+def unsubscribe_link(site):
+    return outbox(site)[-1].link("unsubscribe")
+
+
+def test_unsubscribe_page_offers_one_button_and_preferences(c, site):
+    signup_and_confirm(c, site)
+    link = unsubscribe_link(site)
+    page = c.get(link)
+    assert page.status_code == 200
+    assert page.text.count('type="submit"') == 1
+    assert "/preferences/" in page.text
+    assert subscriber(site).status == ACTIVE  # GET changes nothing
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (None, None),
+        ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded"),
+        ("", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_one_click_unsubscribe_needs_no_csrf(c, site, body, content_type):
+    sub = signup_and_confirm(c, site)
+    link = unsubscribe_link(site)
+    with client(site) as mailbox_provider:  # no cookie, no CSRF token
+        headers = {"content-type": content_type} if content_type else {}
+        response = mailbox_provider.post(link, content=body, headers=headers)
+    assert response.status_code == 200 and "You're unsubscribed" in response.text
+    assert subscriber(site).status == UNSUBSCRIBED
+    with session_scope(site.database_url) as s:
+        ids = s.scalars(select(Enrollment.id).where(Enrollment.subscriber_id == sub.id)).all()
+    due = redis_client(site).zrange(f"{site.redis_prefix}due", 0, -1)
+    assert not set(map(str, ids)) & set(due)  # gone from the queue at once
+
+
+def test_one_click_multipart_body_and_page_form_and_idempotence(c, site):
+    signup_and_confirm(c, site)
+    link = unsubscribe_link(site)
+    r1 = c.post(link, files={"List-Unsubscribe": (None, "One-Click")})
+    r2 = c.post(link, data={"csrf_token": csrf(c)})
+    assert r1.status_code == r2.status_code == 200
+    sub = subscriber(site)
+    assert sub.status == UNSUBSCRIBED
+    first_time = sub.unsubscribed_at
+    c.post(link)
+    assert subscriber(site).unsubscribed_at == first_time
+    page = c.get(link)
+    assert "already unsubscribed" in page.text
+
+
+def test_unsubscribe_with_tampered_token_is_refused(c, site):
+    signup_and_confirm(c, site)
+    link = unsubscribe_link(site)
+    response = c.post(link[:-4] + "AAAA", content="List-Unsubscribe=One-Click")
+    assert response.status_code in (400, 404)
+    assert subscriber(site).status == ACTIVE
+
+
+def test_resubscribe_after_unsubscribing_from_the_page(c, site):
+    signup_and_confirm(c, site)
+    page = c.post(unsubscribe_link(site))
+    assert "Unsubscribed by mistake?" in page.text
+    prefs = outbox(site)[-1].link("preferences")
+    response = c.post(prefs, data={"csrf_token": csrf(c, prefs), "action": "resubscribe"})
+    assert response.status_code == 200 and subscriber(site).status == ACTIVE
+
+
+# --- archive -------------------------------------------------------------------------------
+
+
+def test_archive_lists_only_published_parts(c, site):
+    page = c.get("/archive")
+    assert page.status_code == 200
+    assert "/archive/myths/1" in page.text and "/archive/myths/2" in page.text
+    assert "/archive/myths/3" not in page.text and "together" not in page.text
+    article = c.get("/archive/myths/2")
+    assert article.status_code == 200 and "Common myths: part 2" in article.text
+    assert "<em>emphasis</em>" in article.text
+    assert "<script>alert(1)</script>" not in article.text  # raw HTML is escaped
+    assert 'rel="prev"' in article.text and 'rel="next"' not in article.text
+    for path in ("/archive/myths/3", "/archive/myths/99", "/archive/nope/1", "/archive/myths/x"):
+        response = c.get(path)
+        assert response.status_code == 404 and "couldn" in response.text
+
+
+def test_archive_shows_no_subscriber_data(c, site):
+    signup_and_confirm(c, site)
+    for path in ("/archive", "/archive/myths/1"):
+        assert "anna" not in c.get(path).text.lower()
+
+
+# --- health, headers, errors ---------------------------------------------------------------
+
+
+def test_healthz_checks_database_and_redis(c):
+    response = c.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_healthz_reports_a_dead_redis(site):
+    app_client = client(site)
+    app_client.app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    response = app_client.get("/healthz")
+    assert response.status_code == 503 and response.json()["redis"].startswith("error")
+
+
+@pytest.mark.parametrize("path", ["/", "/archive", "/healthz", "/nowhere", "/static/style.css"])
+def test_security_headers_on_every_response(c, path):
+    headers = c.get(path).headers
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_pages_have_no_inline_scripts_or_styles(c, site):
+    signup_and_confirm(c, site)
+    pages = [
+        "/",
+        "/archive",
+        "/archive/myths/1",
+        outbox(site)[-1].link("preferences"),
+        unsubscribe_link(site),
+    ]
+    for path in pages:
+        text = c.get(path).text
+        assert "<script>" not in text and "style=" not in text and "<style" not in text
+        assert "onclick" not in text
+
+
+def test_friendly_errors_never_show_a_stack_trace(c):
+    page = c.get("/nowhere")
+    assert page.status_code == 404 and "We couldn" in page.text and "<html" in page.text
+    assert c.put("/subscribe").status_code == 405
+
+
+def test_request_bodies_are_size_limited(c):
+    response = c.post(
+        "/subscribe", data={"csrf_token": csrf(c), "email": "a@example.org", "name": "x" * 70_000}
+    )
+    assert response.status_code == 413 and "more than we can accept" in response.text
+
+
+def test_streamed_body_without_length_is_limited(c):
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    response = c.post(
+        "/subscribe",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+
+
+def test_static_timezone_script_is_served(c):
+    response = c.get("/static/timezone.js")
+    assert response.status_code == 200 and "Intl.DateTimeFormat" in response.text
