@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.policy
 import secrets
 from pathlib import Path
 from typing import Any
@@ -94,4 +95,7 @@ def outbox_mails(settings: Settings) -> list[Any]:
     folder = Path(settings.outbox_dir)
     if not folder.exists():
         return []
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(folder.glob("*.eml"))
+    ]

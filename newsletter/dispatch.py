@@ -1,0 +1,721 @@
+"""Dispatch: claim due enrollments -> ledger rows (unique) -> render once per article -> send -> record.
+
+Two phases so Celery can fan out:
+- `plan(settings, now)` claims due enrollment ids in Redis, re-checks them in the database and
+  writes one ledger row per (subscriber, series, part) with INSERT … ON CONFLICT DO NOTHING: the
+  unique constraint decides; a conflict means the part was sent or is in flight (skip), except a
+  `retry` row whose time has come (taken back by compare-and-set). Returns chunks of at most
+  settings.batch_size delivery ids, one article each.
+- `send_chunk(settings, chunk, now)` re-checks suppression, subscriber and series state, renders
+  the article once, hands recipients to the backend, records each outcome and advances
+  enrollments.
+
+Ledger states used here:
+- claimed, retry_at set   : row written, provider not called yet (retry_at = claim time).
+- claimed, retry_at NULL  : handed to the provider (compare-and-set, committed before the call);
+                            outcome unknown until recorded. Never blindly resent: `reconcile`
+                            settles it (outbox: the .eml file exists or not; SMTP/SendGrid: the
+                            provider's `processed` event marks it sent; with no event after
+                            UNKNOWN_RESEND_AFTER it is resent once and the error says so).
+- sent                    : Accepted; enrollment advanced in the same transaction.
+- retry                   : RetryLater (rate limit, 5xx, render error): due again at retry_at.
+- failed                  : Failed (permanent for this address): recorded and the enrollment
+                            moves on to the next part, so one bad address never blocks a cursor
+                            (the address is normally suppressed by its bounce event anyway).
+Rows that must not be sent (unsubscribed, suppressed, series paused, stale) are deleted while
+still un-handed, so a later resubscribe or resume sends the part then.
+Memory is bounded by batch_size: ticks claim, plan and send one batch at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter import schedule, tokens
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.delivery.base import Accepted, Failed, Outcome, Recipient, RetryLater, SendingHalted
+from newsletter.models import (
+    ACTIVE,
+    CLAIMED,
+    ENROLLED_ACTIVE,
+    FAILED,
+    LIVE,
+    RETRY,
+    SENT,
+    SKIPPED,
+    Delivery,
+    Enrollment,
+    Part,
+    Series,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
+from newsletter.queue import QueueLost, RedisQueue
+
+log = logging.getLogger(__name__)
+
+RENDER_RETRY = dt.timedelta(hours=1)
+UNKNOWN_RESEND_AFTER = dt.timedelta(hours=24)
+MAX_ROUNDS = 100_000  # a tick stops after this many claim rounds (never reached in practice)
+
+
+@dataclass
+class TickSummary:
+    due: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def add(self, other: TickSummary) -> None:
+        self.due += other.due
+        self.sent += other.sent
+        self.skipped += other.skipped
+        self.failed += other.failed
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Delivery ids (ledger rows in `claimed`) for one article."""
+
+    series_id: int
+    part_number: int
+    delivery_ids: tuple[int, ...]
+
+
+@dataclass
+class Plan:
+    chunks: list[Chunk] = field(default_factory=list)
+    claimed: int = 0  # enrollment ids claimed in Redis
+    skipped: int = 0
+
+
+def email_hash(address: str) -> str:
+    """The suppression key (as in roster): SHA-256 of the lower-cased address."""
+    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+
+
+def _insert(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(Delivery)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(Delivery)
+
+
+def _is_halted(session: Session) -> bool:
+    from newsletter.delivery import halted
+
+    return halted(session) is not None
+
+
+# --- phase 1: claim and plan -----------------------------------------------------------------
+
+
+def plan(
+    settings: Settings,
+    now: dt.datetime,
+    limit: int | None = None,
+    queue: RedisQueue | None = None,
+) -> Plan:
+    """Claim up to `limit` due enrollments and write their ledger rows; chunks to send."""
+    queue = queue or RedisQueue(settings)
+    limit = limit or settings.batch_size
+    try:
+        ids = queue.claim(now, limit)
+    except QueueLost:
+        with session_scope(settings.database_url) as session:
+            queue.rebuild(session)
+        ids = queue.claim(now, limit)
+    result = Plan(claimed=len(ids))
+    if not ids:
+        return result
+    redis_changes: list[tuple[int, dt.datetime | None]] = []
+    later = now + dt.timedelta(seconds=settings.lease_seconds)
+    with session_scope(settings.database_url) as session:
+        counts = schedule.part_counts(session)
+        rows = session.execute(
+            select(Enrollment, Subscriber, Series)
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.id.in_(ids))
+        ).all()
+        found = {e.id for e, _, _ in rows}
+        for missing in set(ids) - found:
+            redis_changes.append((missing, None))
+        wanted: dict[tuple[int, int, int], Enrollment] = {}
+        people: dict[int, Subscriber] = {}
+        series_of: dict[int, Series] = {}
+        for enrollment, sub, series in rows:
+            people[sub.id] = sub
+            series_of[series.id] = series
+            if (
+                enrollment.state != ENROLLED_ACTIVE
+                or sub.status != ACTIVE
+                or series.state != LIVE
+                or enrollment.next_due_at is None
+            ):
+                redis_changes.append((enrollment.id, None))
+                result.skipped += 1
+            elif enrollment.next_due_at > now:  # Redis was stale: the database says later
+                redis_changes.append((enrollment.id, enrollment.next_due_at))
+                result.skipped += 1
+            elif enrollment.next_part > counts.get(series.id, 0):  # nothing left in it
+                for row in schedule.advance_finished(session, enrollment, sub, now, counts):
+                    redis_changes.append((row.id, _due(row, sub)))
+                result.skipped += 1
+            else:
+                wanted[(sub.id, series.id, enrollment.next_part)] = enrollment
+        to_send: list[tuple[int, int, int]] = []  # (delivery id, series id, part)
+        if wanted:
+            values = [
+                {
+                    "subscriber_id": key[0],
+                    "series_id": key[1],
+                    "part_number": key[2],
+                    "status": CLAIMED,
+                    "scheduled_for": enr.next_due_at,
+                    "attempts": 0,
+                    "retry_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for key, enr in wanted.items()
+            ]
+            stmt = (
+                _insert(session)
+                .values(values)
+                .on_conflict_do_nothing(
+                    index_elements=["subscriber_id", "series_id", "part_number"]
+                )
+                .returning(
+                    Delivery.id, Delivery.subscriber_id, Delivery.series_id, Delivery.part_number
+                )
+            )
+            inserted = {(s, se, p): i for i, s, se, p in session.execute(stmt).all()}
+            for key, delivery_id in inserted.items():
+                to_send.append((delivery_id, key[1], key[2]))
+            conflicts = [key for key in wanted if key not in inserted]
+            if conflicts:
+                existing = session.execute(
+                    select(
+                        Delivery.id,
+                        Delivery.subscriber_id,
+                        Delivery.series_id,
+                        Delivery.part_number,
+                        Delivery.status,
+                        Delivery.retry_at,
+                        Delivery.scheduled_for,
+                    ).where(
+                        or_(
+                            *(
+                                and_(
+                                    Delivery.subscriber_id == s,
+                                    Delivery.series_id == se,
+                                    Delivery.part_number == p,
+                                )
+                                for s, se, p in conflicts
+                            )
+                        )
+                    )
+                ).all()
+                for did, s_id, se, p, status, retry_at, scheduled in existing:
+                    s = int(s_id or 0)
+                    enr = wanted[(s, se, p)]
+                    if status == RETRY and (retry_at is None or retry_at <= now):
+                        took = session.execute(  # type: ignore[attr-defined]
+                            update(Delivery)
+                            .where(Delivery.id == did, Delivery.status == RETRY)
+                            .values(status=CLAIMED, retry_at=now, updated_at=now)
+                        ).rowcount
+                        if took == 1:
+                            to_send.append((did, se, p))
+                            continue
+                        redis_changes.append((enr.id, later))
+                    elif status == RETRY:
+                        redis_changes.append((enr.id, retry_at))
+                    elif status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
+                        sub = people[s]
+                        for row in schedule.advance(
+                            session,
+                            enr,
+                            sub,
+                            series_of[se],
+                            counts.get(se, 0),
+                            scheduled,
+                            now,
+                            counts,
+                        ):
+                            redis_changes.append((row.id, _due(row, sub)))
+                    else:  # claimed: in flight elsewhere, or waiting for reconcile
+                        redis_changes.append((enr.id, later))
+                    result.skipped += 1
+        session.flush()
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for delivery_id, series_id, part in sorted(to_send):
+        groups[(series_id, part)].append(delivery_id)
+    for (series_id, part), delivery_ids in sorted(groups.items()):
+        for start in range(0, len(delivery_ids), settings.batch_size):
+            result.chunks.append(
+                Chunk(series_id, part, tuple(delivery_ids[start : start + settings.batch_size]))
+            )
+    queue.apply(redis_changes)
+    return result
+
+
+def _due(row: Enrollment, sub: Subscriber) -> dt.datetime | None:
+    return row.next_due_at if row.state == ENROLLED_ACTIVE and sub.status == ACTIVE else None
+
+
+# --- phase 2: send one chunk -------------------------------------------------------------------
+
+
+def send_chunk(
+    settings: Settings,
+    chunk: Chunk,
+    now: dt.datetime | None = None,
+    queue: RedisQueue | None = None,
+    before_send: Callable[[list[int]], None] | None = None,
+) -> TickSummary:
+    """Send one article to the claimed, still un-handed rows of `chunk`; record every outcome.
+
+    `before_send` (tests) runs after the rows were marked handed, just before the provider call.
+    """
+    from newsletter.delivery import get_backend, halt
+    from newsletter.render import Renderer, personal_values
+
+    now = now or utcnow()
+    queue = queue or RedisQueue(settings)
+    summary = TickSummary()
+    redis_changes: list[tuple[int, dt.datetime | None]] = []
+    ids = list(chunk.delivery_ids)
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, chunk.series_id)
+        part = session.scalar(
+            select(Part).where(Part.series_id == chunk.series_id, Part.number == chunk.part_number)
+        )
+        count = schedule.part_counts(session).get(chunk.series_id, 0)
+        rows = session.execute(
+            select(Delivery, Subscriber, Enrollment)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .join(
+                Enrollment,
+                and_(
+                    Enrollment.subscriber_id == Delivery.subscriber_id,
+                    Enrollment.series_id == Delivery.series_id,
+                ),
+            )
+            .where(
+                Delivery.id.in_(ids),
+                Delivery.status == CLAIMED,
+                Delivery.retry_at.is_not(None),
+            )
+        ).all()
+        if not rows:
+            return summary
+        if _is_halted(session):  # leave everything retryable for when sending resumes
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_([d.id for d, _, _ in rows]))
+                .values(status=RETRY, retry_at=now, updated_at=now)
+            )
+            summary.skipped += len(rows)
+            queue.release([e.id for _, _, e in rows], now)
+            return summary
+        suppressed = set(
+            session.scalars(
+                select(Suppression.email_hash).where(
+                    Suppression.email_hash.in_([email_hash(s.email) for _, s, _ in rows])
+                )
+            )
+        )
+        keep: list[tuple[Delivery, Subscriber, Enrollment]] = []
+        drop: list[int] = []
+        for d, sub, enr in rows:
+            ok = (
+                series is not None
+                and part is not None
+                and series.state == LIVE
+                and sub.status == ACTIVE
+                and email_hash(sub.email) not in suppressed
+                and enr.state == ENROLLED_ACTIVE
+                and enr.next_part == d.part_number
+            )
+            if ok:
+                keep.append((d, sub, enr))
+            else:
+                drop.append(d.id)
+                redis_changes.append((enr.id, _due(enr, sub) if sub.status == ACTIVE else None))
+        if drop:  # never handed to anyone: forget the row so a later resume can send the part
+            session.execute(
+                delete(Delivery).where(
+                    Delivery.id.in_(drop),
+                    Delivery.status == CLAIMED,
+                    Delivery.retry_at.is_not(None),
+                )
+            )
+            summary.skipped += len(drop)
+        if not keep:
+            session.commit()
+            queue.apply(redis_changes)
+            return summary
+        assert series is not None and part is not None
+        try:
+            message = Renderer(settings).article(series, part, count)
+        except Exception as exc:  # a template error must not advance or send anything
+            log.exception("rendering %s part %s failed", series.slug, part.number)
+            retry_at = now + RENDER_RETRY
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_([d.id for d, _, _ in keep]))
+                .values(status=RETRY, retry_at=retry_at, last_error=f"render: {exc}"[:500])
+            )
+            for _, _sub, enr in keep:
+                enr.next_due_at = retry_at
+                redis_changes.append((enr.id, retry_at))
+            summary.failed += len(keep)
+            session.commit()
+            queue.apply(redis_changes)
+            return summary
+        # Compare-and-set: only the process that flips claimed -> handed may call the provider.
+        handed = set(
+            session.scalars(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_([d.id for d, _, _ in keep]),
+                    Delivery.status == CLAIMED,
+                    Delivery.retry_at.is_not(None),
+                )
+                .values(attempts=Delivery.attempts + 1, retry_at=None, updated_at=now)
+                .returning(Delivery.id)
+            )
+        )
+        session.commit()
+        keep = [row for row in keep if row[0].id in handed]
+        if not keep:
+            queue.apply(redis_changes)
+            return summary
+        secret = settings.secret
+        recipients = []
+        for d, sub, _ in keep:
+            unsubscribe = tokens.link(settings.public_url, secret, "unsubscribe", sub.public_id)
+            preferences = tokens.link(settings.public_url, secret, "preferences", sub.public_id)
+            recipients.append(
+                Recipient(
+                    delivery_id=str(d.id),
+                    email=sub.email,
+                    name=sub.name,
+                    unsubscribe_url=unsubscribe,
+                    values=personal_values(
+                        name=sub.name, unsubscribe_url=unsubscribe, preferences_url=preferences
+                    ),
+                )
+            )
+        if before_send is not None:
+            before_send([d.id for d, _, _ in keep])
+        halted_reason: str | None = None
+        try:
+            outcomes: list[Outcome] = get_backend(settings).send(message, recipients)
+        except SendingHalted as exc:
+            halted_reason = exc.reason
+            outcomes = list(exc.outcomes)
+        # Record outcomes (rows past a halt go back to retry, not sent).
+        sent_rows: list[dict[str, Any]] = []
+        other_rows: list[dict[str, Any]] = []
+        first_sent = False
+        for i, (d, sub, enr) in enumerate(keep):
+            outcome: Outcome | None = outcomes[i] if i < len(outcomes) else None
+            if isinstance(outcome, Accepted):
+                sent_rows.append({"i": d.id, "m": outcome.message_id[:200]})
+                first_sent = True
+                _advance(session, enr, sub, series, count, d.scheduled_for, now, redis_changes)
+                summary.sent += 1
+            elif isinstance(outcome, Failed):
+                other_rows.append({"i": d.id, "s": FAILED, "r": None, "e": outcome.reason[:1000]})
+                _advance(session, enr, sub, series, count, d.scheduled_for, now, redis_changes)
+                summary.failed += 1
+            else:
+                at = outcome.at if isinstance(outcome, RetryLater) else now
+                reason = outcome.reason if isinstance(outcome, RetryLater) else "sending halted"
+                at = max(at, now + dt.timedelta(minutes=1)) if outcome is not None else at
+                other_rows.append({"i": d.id, "s": RETRY, "r": at, "e": reason[:1000]})
+                enr.next_due_at = at
+                redis_changes.append((enr.id, at if halted_reason is None else now))
+                summary.failed += 1 if outcome is not None else 0
+                summary.skipped += 0 if outcome is not None else 1
+        _record(session, sent_rows, other_rows, now)
+        if first_sent:
+            session.execute(
+                update(Part)
+                .where(Part.id == part.id, Part.first_sent_at.is_(None))
+                .values(first_sent_at=now)
+            )
+        if halted_reason is not None:
+            halt(session, halted_reason)
+    queue.apply(redis_changes)
+    return summary
+
+
+def _advance(
+    session: Session,
+    enr: Enrollment,
+    sub: Subscriber,
+    series: Series,
+    count: int,
+    slot: dt.datetime,
+    now: dt.datetime,
+    redis_changes: list[tuple[int, dt.datetime | None]],
+) -> None:
+    for row in schedule.advance(session, enr, sub, series, count, slot, now):
+        redis_changes.append((row.id, _due(row, sub)))
+
+
+def _record(
+    session: Session,
+    sent_rows: list[dict[str, Any]],
+    other_rows: list[dict[str, Any]],
+    now: dt.datetime,
+) -> None:
+    """Bulk ledger updates (executemany)."""
+    from sqlalchemy import bindparam
+
+    if sent_rows:
+        session.execute(
+            update(Delivery.__table__)  # type: ignore[arg-type]
+            .where(Delivery.__table__.c.id == bindparam("i"))
+            .values(
+                status=SENT,
+                provider_message_id=bindparam("m"),
+                sent_at=now,
+                retry_at=None,
+                last_error=None,
+                updated_at=now,
+            ),
+            sent_rows,
+        )
+    if other_rows:
+        session.execute(
+            update(Delivery.__table__)  # type: ignore[arg-type]
+            .where(Delivery.__table__.c.id == bindparam("i"))
+            .values(
+                status=bindparam("s"),
+                retry_at=bindparam("r"),
+                last_error=bindparam("e"),
+                updated_at=now,
+            ),
+            other_rows,
+        )
+
+
+# --- the synchronous tick ----------------------------------------------------------------------
+
+
+def tick(
+    settings: Settings,
+    now: dt.datetime | None = None,
+    *,
+    wait_seconds: float = 0.0,
+    queue: RedisQueue | None = None,
+) -> TickSummary:
+    """Send everything due at or before `now`, inline, one bounded batch at a time.
+
+    Only one tick runs at a time (Redis lock); with `wait_seconds` a second tick waits for the
+    first instead of returning an empty summary.
+    """
+    import time
+
+    now = now or utcnow()
+    queue = queue or RedisQueue(settings)
+    summary = TickSummary()
+    with session_scope(settings.database_url) as session:
+        if _is_halted(session):
+            return summary
+    ttl = max(60.0, float(settings.lease_seconds))
+    token = queue.lock(ttl)
+    deadline = time.monotonic() + wait_seconds
+    while token is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        token = queue.lock(ttl)
+    if token is None:
+        return summary
+    try:
+        for _ in range(MAX_ROUNDS):
+            result = plan(settings, now, queue=queue)
+            summary.due += result.claimed
+            summary.skipped += result.skipped
+            for chunk in result.chunks:
+                summary.add(send_chunk(settings, chunk, now, queue=queue))
+            if result.claimed < settings.batch_size:
+                break
+            queue.extend_lock(token, ttl)
+    finally:
+        queue.unlock(token)
+    return summary
+
+
+# --- reconcile -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    rebuilt: bool = False
+    requeued: int = 0  # claimed but never handed (task lost): back to retry
+    confirmed_sent: int = 0  # handed, outcome unknown, evidence found that it went out
+    resent: int = 0  # handed, no evidence: retried
+    unknown: int = 0  # handed, waiting for a provider event
+    overdue_requeued: int = 0
+
+
+def _outbox_message_id(outbox: Path, delivery_id: int) -> str | None:
+    for path in [*outbox.glob(f"*Z-{delivery_id}.eml"), *outbox.glob(f"*Z-{delivery_id}-*.eml")]:
+        with path.open("rb") as fh:
+            headers = email.parser.BytesHeaderParser().parse(fh)
+        return str(headers.get("Message-ID", "")).strip("<>") or f"outbox:{path.name}"
+    return None
+
+
+def reconcile(
+    settings: Settings, now: dt.datetime | None = None, queue: RedisQueue | None = None
+) -> ReconcileReport:
+    """Settle rows stuck in `claimed`, rebuild a lost Redis, re-queue overdue enrollments."""
+    now = now or utcnow()
+    queue = queue or RedisQueue(settings)
+    report = ReconcileReport()
+    stale = now - dt.timedelta(seconds=settings.lease_seconds)
+    changes: list[tuple[int, dt.datetime | None]] = []
+    with session_scope(settings.database_url) as session:
+        report.rebuilt = queue.ensure(session)
+        # 1. never handed and older than a lease: the send task was lost -> retry now.
+        lost = list(
+            session.scalars(
+                update(Delivery)
+                .where(
+                    Delivery.status == CLAIMED,
+                    Delivery.retry_at.is_not(None),
+                    Delivery.retry_at < stale,
+                )
+                .values(status=RETRY, retry_at=now, updated_at=now)
+                .returning(Delivery.id)
+            )
+        )
+        report.requeued = len(lost)
+        # 2. handed, outcome unknown.
+        unknown = session.execute(
+            select(Delivery.id, Delivery.updated_at)
+            .where(
+                Delivery.status == CLAIMED,
+                Delivery.retry_at.is_(None),
+                Delivery.updated_at < stale,
+            )
+            .limit(10_000)
+        ).all()
+        resend: list[int] = []
+        for delivery_id, updated in unknown:
+            if settings.mail_backend == "outbox":
+                message_id = _outbox_message_id(Path(settings.outbox_dir), delivery_id)
+                if message_id is not None:
+                    _confirm_sent(session, delivery_id, message_id, now, changes)
+                    report.confirmed_sent += 1
+                else:
+                    resend.append(delivery_id)
+            elif updated < now - UNKNOWN_RESEND_AFTER:
+                resend.append(delivery_id)
+            else:
+                report.unknown += 1
+        if resend:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(resend), Delivery.status == CLAIMED)
+                .values(
+                    status=RETRY,
+                    retry_at=now,
+                    updated_at=now,
+                    last_error="outcome unknown after a crash; sent again",
+                )
+            )
+            report.resent = len(resend)
+        # 3. enrollments for these rows, and any active enrollment overdue but not queued.
+        touched = lost + resend
+        for start in range(0, len(touched), 1000):
+            rows = session.execute(
+                select(Enrollment.id)
+                .join(
+                    Delivery,
+                    and_(
+                        Delivery.subscriber_id == Enrollment.subscriber_id,
+                        Delivery.series_id == Enrollment.series_id,
+                    ),
+                )
+                .where(Delivery.id.in_(touched[start : start + 1000]))
+            ).all()
+            changes.extend((eid, now) for (eid,) in rows)
+        overdue = session.execute(
+            select(Enrollment.id)
+            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(
+                Enrollment.state == ENROLLED_ACTIVE,
+                Enrollment.next_due_at <= now - dt.timedelta(minutes=10),
+                Subscriber.status == ACTIVE,
+                Series.state == LIVE,
+            )
+            .limit(10_000)
+        ).all()
+        if overdue:
+            leased = set(queue.redis.zrange(queue.lease_key, 0, -1))
+            missing = [
+                eid
+                for (eid,) in overdue
+                if str(eid) not in leased and queue.redis.zscore(queue.due_key, str(eid)) is None
+            ]
+            changes.extend((eid, now) for eid in missing)
+            report.overdue_requeued = len(missing)
+    queue.apply(changes)
+    return report
+
+
+def _confirm_sent(
+    session: Session,
+    delivery_id: int,
+    message_id: str,
+    now: dt.datetime,
+    changes: list[tuple[int, dt.datetime | None]],
+) -> None:
+    """A handed row turned out to be sent: mark it and advance its enrollment."""
+    d = session.get(Delivery, delivery_id)
+    if d is None or d.status != CLAIMED or d.subscriber_id is None:
+        return
+    d.status, d.provider_message_id, d.sent_at, d.updated_at = SENT, message_id, now, now
+    enr = session.scalar(
+        select(Enrollment).where(
+            Enrollment.subscriber_id == d.subscriber_id, Enrollment.series_id == d.series_id
+        )
+    )
+    sub = session.get(Subscriber, d.subscriber_id)
+    series = session.get(Series, d.series_id)
+    if enr is None or sub is None or series is None or enr.next_part != d.part_number:
+        return
+    count = schedule.part_counts(session).get(series.id, 0)
+    _advance(session, enr, sub, series, count, d.scheduled_for, now, changes)
+
+
+def counts_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+    return {status: n for status, n in rows}

@@ -1,0 +1,364 @@
+"""Dispatch: ledger-first exactly-once sends, in order, suppression at send time, retries, reconcile."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import pytest
+from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
+from sqlalchemy import event, select, update
+
+from newsletter import dispatch
+from newsletter.config import Settings
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery.base import (
+    Accepted,
+    Failed,
+    Message,
+    Outcome,
+    Recipient,
+    RetryLater,
+    SendingHalted,
+)
+from newsletter.models import (
+    CLAIMED,
+    FAILED,
+    RETRY,
+    SENT,
+    UNSUBSCRIBED,
+    Delivery,
+    Subscriber,
+    Suppression,
+)
+from newsletter.queue import RedisQueue
+
+MONDAY = utc(2027, 3, 1, 12)
+TUESDAY_9_LONDON = utc(2027, 3, 2, 9)
+
+
+def test_first_article_goes_out_at_the_first_slot_not_before(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "Europe/London", name="Anna <b>")
+    early = dispatch.tick(settings, TUESDAY_9_LONDON - dt.timedelta(minutes=1))
+    assert (early.due, early.sent) == (0, 0)
+    summary = dispatch.tick(settings, TUESDAY_9_LONDON)
+    assert summary.as_dict() == {"due": 1, "sent": 1, "skipped": 0, "failed": 0}
+    (row,) = ledger(settings)
+    assert row[0] == sid and row[2] == 1 and row[3] == SENT
+    (mail,) = outbox_mails(settings)
+    assert mail["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe/")
+    body = mail.as_string()
+    assert "%%NL_" not in body
+    assert dispatch.tick(settings, TUESDAY_9_LONDON).sent == 0  # nothing twice
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 2 and enr.next_due_at == utc(2027, 3, 9, 9)
+
+
+def test_every_part_in_order_then_the_next_series(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "America/New_York")
+    now = MONDAY
+    for _ in range(8 * 7 * 24):  # hourly ticks for eight weeks
+        now += dt.timedelta(hours=1)
+        dispatch.tick(settings, now)
+    rows = ledger(settings)
+    assert [(r[1], r[2]) for r in rows] == [(rows[0][1], n) for n in (1, 2, 3, 4)] + [
+        (rows[4][1], n) for n in (1, 2)
+    ]
+    assert all(r[3] == SENT and r[0] == sid for r in rows)
+    assert len(outbox_mails(settings)) == 6
+
+
+def test_unsubscribed_and_suppressed_get_nothing_even_if_queued(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    gone = add_person(settings, MONDAY, "UTC")
+    erased = add_person(settings, MONDAY, "UTC")
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, gone)
+        assert sub is not None
+        sub.status = UNSUBSCRIBED  # Redis still holds the entry: dispatch must re-check
+        other = session.get(Subscriber, erased)
+        assert other is not None
+        session.add(Suppression(email_hash=dispatch.email_hash(other.email), reason="erased"))
+    summary = dispatch.tick(settings, TUESDAY_9_LONDON)
+    assert summary.sent == 0 and summary.skipped == 2
+    assert ledger(settings) == []
+    assert outbox_mails(settings) == []
+
+
+def test_stale_or_duplicate_redis_entries_never_double_send(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    dispatch.tick(settings, TUESDAY_9_LONDON)
+    with session_scope(settings.database_url) as session:
+        eid = next(iter(enrollments(settings, ledger(settings)[0][0] or 0))).id
+        # the cursor falls behind the ledger (e.g. an old Redis snapshot + a DB restore)
+        session.execute(
+            update(dispatch.Enrollment)
+            .where(dispatch.Enrollment.id == eid)
+            .values(next_part=1, next_due_at=TUESDAY_9_LONDON)
+        )
+    q.schedule(eid, TUESDAY_9_LONDON)
+    summary = dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5))
+    assert summary.sent == 0 and summary.skipped == 1
+    assert len(outbox_mails(settings)) == 1
+    assert enrollments(settings, ledger(settings)[0][0] or 0)[0].next_part == 2
+
+
+class Scripted:
+    """A provider double that answers from a script (the real backends have their own tests)."""
+
+    name = "scripted"
+
+    def __init__(self, answers: list[object]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        self.calls.append([r.delivery_id for r in recipients])
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return [answer for _ in recipients]  # type: ignore[misc]
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, backend: Scripted) -> None:
+    monkeypatch.setattr("newsletter.delivery.get_backend", lambda settings, name=None: backend)
+
+
+def test_retry_later_backs_off_then_sends_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    retry_at = TUESDAY_9_LONDON + dt.timedelta(minutes=10)
+    backend = Scripted([RetryLater(retry_at, "429"), Accepted("m-1")])
+    _use(monkeypatch, backend)
+    first = dispatch.tick(settings, TUESDAY_9_LONDON)
+    assert first.failed == 1
+    assert ledger(settings)[0][3] == RETRY
+    assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5)).due == 0
+    second = dispatch.tick(settings, retry_at)
+    assert second.sent == 1
+    assert ledger(settings)[0][3] == SENT
+    assert len(backend.calls) == 2
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 2 and enr.next_due_at == utc(2027, 3, 9, 9)
+
+
+def test_permanent_failure_is_recorded_and_the_cursor_moves_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    _use(monkeypatch, Scripted([Failed("550 no such user")]))
+    assert dispatch.tick(settings, TUESDAY_9_LONDON).failed == 1
+    assert ledger(settings)[0][3] == FAILED
+    assert enrollments(settings, sid)[0].next_part == 2
+
+
+def test_sending_halted_stops_and_keeps_rows_retryable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.delivery import halted, resume
+
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "UTC")
+    backend = Scripted([SendingHalted("401 bad key"), Accepted("m-2")])
+    _use(monkeypatch, backend)
+    dispatch.tick(settings, TUESDAY_9_LONDON)
+    with session_scope(settings.database_url) as session:
+        assert halted(session) is not None
+    assert ledger(settings)[0][3] == RETRY
+    assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=2)).due == 0
+    with session_scope(settings.database_url) as session:
+        resume(session)
+    assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=3)).sent == 1
+    assert len(backend.calls) == 2
+
+
+def test_crash_during_provider_call_is_reconciled_not_blindly_resent(settings: Settings) -> None:
+    """Outbox: the .eml exists for some rows -> sent; the others -> sent again, once."""
+    ship(settings, MONDAY)
+    people = [add_person(settings, MONDAY, "UTC") for _ in range(4)]
+    q = RedisQueue(settings)
+    plan = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q)
+    (chunk,) = plan.chunks
+    # The provider took two of them, then the worker died before recording anything.
+    from newsletter.delivery import get_backend
+
+    real = get_backend(settings)
+
+    class Crash(BaseException):
+        pass
+
+    def die(ids: list[int]) -> None:
+        with session_scope(settings.database_url) as session:
+            subs = {
+                d.id: session.get(Subscriber, d.subscriber_id)
+                for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids[:2])))
+            }
+        from newsletter.render import Renderer
+
+        with session_scope(settings.database_url) as session:
+            from newsletter.models import Part, Series
+
+            series = session.get(Series, chunk.series_id)
+            part = session.scalar(
+                select(Part).where(Part.series_id == chunk.series_id, Part.number == 1)
+            )
+            message = Renderer(settings).article(series, part, 4)  # type: ignore[arg-type]
+        real.send(
+            message,
+            [
+                Recipient(str(i), s.email, s.name, "https://news.example.org/unsubscribe/x")  # type: ignore[union-attr]
+                for i, s in subs.items()
+            ],
+        )
+        raise Crash
+
+    with pytest.raises(Crash):
+        dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=die)
+    assert {r[3] for r in ledger(settings)} == {CLAIMED}
+    # A redelivered copy of the same task must not send again.
+    assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0
+    assert len(outbox_mails(settings)) == 2
+    later = TUESDAY_9_LONDON + dt.timedelta(seconds=settings.lease_seconds + 60)
+    report = dispatch.reconcile(settings, later, queue=q)
+    assert (report.confirmed_sent, report.resent) == (2, 2)
+    dispatch.tick(settings, later)
+    assert len(outbox_mails(settings)) == 4
+    assert sorted(r[0] for r in ledger(settings) if r[3] == SENT) == sorted(people)
+    for sid in people:
+        assert enrollments(settings, sid)[0].next_part == 2
+
+
+def test_lost_send_task_is_requeued_by_reconcile(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    plan = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q)
+    assert len(plan.chunks) == 1  # ... and the chunk's Celery message is lost with Redis
+    q.redis.flushdb() if False else q.redis.delete(q.due_key, q.lease_key, q.marker_key)
+    later = TUESDAY_9_LONDON + dt.timedelta(seconds=settings.lease_seconds + 60)
+    report = dispatch.reconcile(settings, later, queue=q)
+    assert report.rebuilt and report.requeued == 1
+    assert dispatch.tick(settings, later).sent == 1
+    assert dispatch.send_chunk(settings, plan.chunks[0], later, queue=q).sent == 0
+    assert len(outbox_mails(settings)) == 1
+
+
+class OpCounter:
+    def __init__(self, settings: Settings, queue: RedisQueue) -> None:
+        self.sql = 0
+        self.redis = 0
+        self.engine = get_engine(settings.database_url)
+        original = queue.redis.execute_command
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.redis += 1
+            return original(*args, **kwargs)
+
+        queue.redis.execute_command = counted  # type: ignore[method-assign]
+        original_pipe = queue.redis.pipeline
+
+        def pipeline(*args: object, **kwargs: object) -> object:
+            pipe = original_pipe(*args, **kwargs)  # type: ignore[arg-type]
+            real = pipe.execute
+
+            def execute(*a: object, **k: object) -> object:
+                self.redis += len(pipe.command_stack)
+                return real(*a, **k)  # type: ignore[arg-type]
+
+            pipe.execute = execute  # type: ignore[method-assign]
+            return pipe
+
+        queue.redis.pipeline = pipeline  # type: ignore[method-assign]
+        event.listen(self.engine, "before_cursor_execute", self._sql)
+
+    def _sql(self, *args: object) -> None:
+        self.sql += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._sql)
+
+
+def _bulk_enroll(settings: Settings, n: int, due: dt.datetime) -> None:
+    """n active subscribers, each in an active enrollment due at `due` (bulk inserts)."""
+    from newsletter.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series
+
+    with session_scope(settings.database_url) as session:
+        series_id = session.scalar(select(Series.id).order_by(Series.order))
+        start = session.scalar(select(Subscriber.id).order_by(Subscriber.id.desc())) or 0
+        for base in range(0, n, 10_000):
+            size = min(10_000, n - base)
+            session.execute(
+                Subscriber.__table__.insert(),  # type: ignore[attr-defined]
+                [
+                    {
+                        "id": start + base + i + 1,
+                        "public_id": f"b{start + base + i}",
+                        "email": f"b{start + base + i}@example.org",
+                        "email_key": f"b{start + base + i}@example.org",
+                        "timezone": "UTC",
+                        "status": ACTIVE,
+                        "cadence": "weekly",
+                        "takes_new_series": True,
+                        "created_at": MONDAY,
+                        "updated_at": MONDAY,
+                    }
+                    for i in range(size)
+                ],
+            )
+            session.execute(
+                Enrollment.__table__.insert(),  # type: ignore[attr-defined]
+                [
+                    {
+                        "subscriber_id": start + base + i + 1,
+                        "series_id": series_id,
+                        "position": 1,
+                        "next_part": 1,
+                        "next_due_at": due,
+                        "state": ENROLLED_ACTIVE,
+                        "created_at": MONDAY,
+                        "updated_at": MONDAY,
+                    }
+                    for i in range(size)
+                ],
+            )
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                __import__("sqlalchemy").text(
+                    "SELECT setval('subscribers_id_seq', (SELECT max(id) FROM subscribers))"
+                )
+            )
+
+
+def _empty_tick_ops(settings: Settings, now: dt.datetime) -> tuple[int, int]:
+    q = RedisQueue(settings)
+    counter = OpCounter(settings, q)
+    try:
+        summary = dispatch.tick(settings, now, queue=q)
+    finally:
+        counter.close()
+    assert summary.due == 0
+    return counter.redis, counter.sql
+
+
+def test_empty_tick_costs_constant_ops_with_100k_enrolled(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    future = utc(2027, 6, 1, 9)
+    _bulk_enroll(settings, 10, future)
+    with session_scope(settings.database_url) as session:
+        RedisQueue(settings).rebuild(session)
+    small = _empty_tick_ops(settings, MONDAY)
+    _bulk_enroll(settings, 100_000, future)
+    with session_scope(settings.database_url) as session:
+        assert RedisQueue(settings).rebuild(session) == 100_010
+    large = _empty_tick_ops(settings, MONDAY)
+    assert small == large
+    redis_ops, sql = large
+    print(f"empty tick: {redis_ops} Redis commands, {sql} SQL statements")
+    assert redis_ops <= 5 and sql <= 5
