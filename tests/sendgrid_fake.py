@@ -41,6 +41,7 @@ class Request:
     body: Any
     status: int  # what the fake answered
     problems: list[str]  # schema / rule violations found in the body
+    message_id: str = ""  # the X-Message-Id answered with a 202
 
     @property
     def emails(self) -> list[str]:
@@ -234,7 +235,7 @@ class FakeSendGrid:
                     fake.closing.wait(reply.delay)
                 headers_out = dict(reply.headers)
                 if reply.status == 202:
-                    headers_out["X-Message-Id"] = uuid.uuid4().hex[:22]
+                    record.message_id = headers_out["X-Message-Id"] = uuid.uuid4().hex[:22]
                 with contextlib.suppress(OSError):  # the client gave up (timeout)
                     self._answer(reply.status, headers_out, reply.body)
 
