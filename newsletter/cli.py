@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -186,6 +187,111 @@ def series_preview(
 
 
 # --- delivery ------------------------------------------------------------------------------
+
+
+def _load_part(s: Settings, slug: str, number: int) -> tuple[Any, Any, int]:
+    """(series, part, part count) from the database, else from schedules/ (content specs)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsletter import content, db
+    from newsletter.models import Part, Series
+
+    try:
+        with db.session_scope(s.database_url) as session:
+            row = session.scalar(select(Series).where(Series.slug == slug))
+            if row is not None:
+                part = session.scalar(
+                    select(Part).where(Part.series_id == row.id, Part.number == number)
+                )
+                count = session.scalar(
+                    select(func.count()).select_from(Part).where(Part.series_id == row.id)
+                )
+                if part is None:
+                    raise fail(f"{slug} has parts 1 to {count}, not {number}")
+                return row, part, int(count or 0)
+    except SQLAlchemyError:
+        pass  # no database yet: fall back to the files
+    try:
+        specs = content.load_all(s.schedules_dir)
+    except content.ContentError as exc:
+        _print_problems(exc.errors)
+        raise fail("fix the series files first (see `newsletter series validate`)") from None
+    spec = next((x for x in specs if x.slug == slug), None)
+    if spec is None:
+        raise fail(f"no series {slug!r} (have: {', '.join(x.slug for x in specs)})")
+    if not 1 <= number <= len(spec.parts):
+        raise fail(f"{slug} has parts 1 to {len(spec.parts)}, not {number}")
+    return spec, spec.parts[number - 1], len(spec.parts)
+
+
+@app.command("send-test")
+def send_test(
+    slug: str,
+    part: int,
+    to: str = typer.Option(..., "--to", help="Where the test email goes (e.g. your own address)."),
+    sandbox: bool = typer.Option(
+        False, "--sandbox", help="SendGrid sandbox mode: validated by SendGrid, not delivered."
+    ),
+) -> None:
+    """Send one article to one address through the configured backend (marked [Test])."""
+    import dataclasses
+    import secrets
+
+    from newsletter import render, tokens
+    from newsletter.delivery import get_backend
+    from newsletter.delivery.base import TEST, Accepted, Failed, Recipient, SendingHalted
+    from newsletter.delivery.mime import address
+
+    s = settings()
+    try:
+        address(None, to)
+    except ValueError:
+        raise fail("--to must be one email address") from None
+    if sandbox and s.mail_backend != "sendgrid":
+        err.print(f"note: --sandbox only applies to SendGrid; using {s.mail_backend}")
+    series, part_row, count = _load_part(s, slug, part)
+    article = render.Renderer(s).article(series, part_row, count)
+    message = dataclasses.replace(
+        article,
+        kind=TEST,
+        subject=f"[Test] {article.subject}",
+        sandbox=sandbox,
+        categories=(*article.categories, "test")[:10],
+    )
+    holder = "send-test"  # no subscriber behind a test: the links lead to a harmless "not found"
+    unsubscribe_url = tokens.link(s.public_url, s.secret, "unsubscribe", holder)
+    recipient = Recipient(
+        delivery_id=f"test-{secrets.token_hex(6)}",
+        email=to,
+        name=None,
+        unsubscribe_url=unsubscribe_url,
+        values=render.personal_values(
+            name=None,
+            unsubscribe_url=unsubscribe_url,
+            preferences_url=tokens.link(s.public_url, s.secret, "preferences", holder),
+        ),
+    )
+    try:
+        backend = get_backend(s)
+        [outcome] = backend.send(message, [recipient])
+    except SendingHalted as exc:
+        raise fail(f"sending is halted: {exc.reason}") from None
+    except ValueError as exc:  # backend not configured (missing key or SMTP URL)
+        raise fail(str(exc)) from None
+    if isinstance(outcome, Accepted):
+        where = f" into {s.outbox_dir}" if s.mail_backend == "outbox" else ""
+        mode = (
+            " (sandbox: validated, not delivered)" if sandbox and backend.name == "sendgrid" else ""
+        )
+        console.print(
+            f"sent {slug} part {part} via {backend.name}{where}{mode}; id {outcome.message_id}",
+            highlight=False,
+        )
+        return
+    if isinstance(outcome, Failed):
+        raise fail(f"refused: {outcome.reason}")
+    raise fail(f"not sent, try again later: {outcome.reason}")
 
 
 # --- admin ---------------------------------------------------------------------------------
