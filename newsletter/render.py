@@ -224,6 +224,21 @@ def template_problem(exc: Exception, templates_dir: Path) -> str:
 # --- the renderer ------------------------------------------------------------------------------
 
 
+def _style_after_meta(document: str) -> str:
+    """css-inline puts the kept @media rules first in <head>; move them after the <meta> tags
+    (the charset declaration belongs in the first bytes of the document)."""
+    head_start = document.find("<head>")
+    head_end = document.find("</head>")
+    if head_start < 0 or head_end < 0:
+        return document
+    head = document[head_start + len("<head>") : head_end]
+    if not head.startswith("<style>"):
+        return document
+    close = head.find("</style>") + len("</style>")
+    head = head[close:] + head[:close]
+    return document[: head_start + len("<head>")] + head + document[head_end:]
+
+
 class Renderer:
     """Renders article, confirmation and welcome emails once each, with personal placeholders."""
 
@@ -268,7 +283,7 @@ class Renderer:
     def _render(self, name: str, context: dict[str, Any]) -> tuple[str, str]:
         html_out = self.env.get_template(f"email/{name}.html").render(context)
         text_out = self.env.get_template(f"email/{name}.txt").render(context)
-        return self.inliner.inline(html_out), text_out
+        return _style_after_meta(self.inliner.inline(html_out)), text_out
 
     def archive_url(self, slug: str, number: int) -> str:
         return f"{self.settings.public_url}/archive/{slug}/{number}"
