@@ -76,7 +76,7 @@ def test_signup_page_lists_live_series_and_zones(c):
     assert "drafty" not in page.text
     assert '<option value="America/New_York" selected>' in page.text  # the default zone
     assert '<label for="email">' in page.text and 'name="website"' in page.text
-    assert '<script src="/static/timezone.js"' in page.text
+    assert '<script src="/static/site.js"' in page.text
     assert "nl_csrf=" in page.headers["set-cookie"]
     assert "Secure" in page.headers["set-cookie"] and "HttpOnly" in page.headers["set-cookie"]
 
@@ -508,6 +508,6 @@ def test_streamed_body_without_length_is_limited(c):
     assert response.status_code == 413
 
 
-def test_static_timezone_script_is_served(c):
-    response = c.get("/static/timezone.js")
+def test_static_script_is_served(c):
+    response = c.get("/static/site.js")
     assert response.status_code == 200 and "Intl.DateTimeFormat" in response.text

@@ -1,6 +1,12 @@
-// Pre-select the reader's time zone from the browser (they can still change it).
+// Small progressive enhancements; every page works without them.
 (function () {
   "use strict";
+
+  // After a form error, move focus to the summary so screen readers announce it.
+  var summary = document.getElementById("error-summary");
+  if (summary) summary.focus();
+
+  // Pre-select the reader's time zone from the browser (they can still change it).
   var select = document.getElementById("timezone");
   if (!select || select.getAttribute("data-autofill") !== "1") return;
   var zone;
