@@ -21,6 +21,7 @@ REQUIRED_SERIES_KEYS = ("slug", "title", "send_day", "send_time", "parts")
 PART_KEYS = ("title", "summary")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_ORDER = 100
+MAX_LENGTHS = {"slug": 100, "title": 200}  # the database columns' sizes
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -147,6 +148,10 @@ def _string(
     if value is None or not value.strip():
         errors.append(f"{path}:{lines[key]}: {key} must be non-empty text")
         return None
+    limit = MAX_LENGTHS.get(key)
+    if limit is not None and len(value.strip()) > limit:
+        errors.append(f"{path}:{lines[key]}: {key} is longer than {limit} characters")
+        return None
     return " ".join(value.split()) if key != "description" else value.strip()
 
 
@@ -219,7 +224,12 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
         errors.append(f"{path}:1: missing {SERIES_FILE} (every series folder needs one)")
         return None
     before = len(errors)
-    parsed = _mapping(path, path.read_text(encoding="utf-8"), SERIES_KEYS, errors)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        errors.append(f"{path}:1: not UTF-8 text ({exc.reason})")
+        return None
+    parsed = _mapping(path, text, SERIES_KEYS, errors)
     if parsed is None:
         return None
     nodes, lines = parsed

@@ -401,3 +401,17 @@ def test_content_error_message_lists_errors() -> None:
     error = content.ContentError(["a.yaml:1: x", "b.md:2: y"])
     assert str(error) == "a.yaml:1: x\nb.md:2: y"
     assert textwrap.dedent(str(error)).count("\n") == 1
+
+
+def test_too_long_title_and_non_utf8(tmp_path: Path) -> None:
+    long_title = "x" * 201
+    write_series(
+        tmp_path,
+        parts={"01-first.md": part_text(long_title), "02-second.md": part_text("Second")},
+    )
+    assert errors_for(tmp_path) == [
+        f"{tmp_path}/tiny/01-first.md:2: title is longer than 200 characters"
+    ]
+    (tmp_path / "tiny" / "series.yaml").write_bytes(b"slug: caf\xe9\n")
+    [error] = errors_for(tmp_path)
+    assert error.startswith(f"{tmp_path}/tiny/series.yaml:1: not UTF-8 text")
