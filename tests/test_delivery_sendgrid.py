@@ -279,3 +279,15 @@ def test_get_backend_by_name(settings: Settings, fake: FakeSendGrid) -> None:
     assert delivery.get_backend(settings).name == "outbox"
     with pytest.raises(ValueError, match="unknown mail backend"):
         delivery.get_backend(settings, "pigeon")
+
+
+def test_no_addresses_or_key_in_debug_logs(
+    settings: Settings, fake: FakeSendGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    SendGridBackend(sg_settings(settings, fake.url)).send(article(), people(3))
+    fake.bad_request("nope")
+    SendGridBackend(sg_settings(settings, fake.url)).send(article(), people(3))
+    assert "@example.net" not in caplog.text and API_KEY not in caplog.text

@@ -32,6 +32,9 @@ from newsletter.delivery.base import (
 from newsletter.delivery.mime import ONE_CLICK, one_line
 
 log = logging.getLogger(__name__)
+# python-http-client logs each request's JSON body (addresses) and headers (the API key) at
+# DEBUG: keep that out of the logs whatever level the application runs at.
+logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 MAX_RECIPIENTS = 1000  # per request: personalizations × recipients, SendGrid's hard cap
 TIMEOUT_SECONDS = 30.0
