@@ -33,6 +33,7 @@ from newsletter.models import (
     Enrollment,
     Series,
     Subscriber,
+    Suppression,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class InvalidInput(ValueError):
 class SignupResult:
     """What a signup did. The web page is the same whatever happened (nothing is revealed)."""
 
-    subscriber: Subscriber
+    subscriber: Subscriber | None  # None: an erased address (suppressed), nothing stored
     created: bool
     send_confirmation: bool
 
@@ -214,6 +215,16 @@ def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
     return [slug for (slug,) in rows]
 
 
+def is_suppressed(session: Session, email: str) -> bool:
+    """True for an address that was erased on request: it is never stored or mailed again."""
+    from newsletter.roster import email_hash
+
+    digest = email_hash(email)
+    return (
+        session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is not None
+    )
+
+
 # --- signup and confirmation ---------------------------------------------------------------
 
 
@@ -257,6 +268,8 @@ def subscribe(
     assert address is not None and zone is not None
 
     existing = by_email(session, address)
+    if existing is None and is_suppressed(session, address):
+        return SignupResult(None, created=False, send_confirmation=False)
     if existing is None:
         subscriber = Subscriber(
             public_id=secrets.token_hex(16),

@@ -23,6 +23,7 @@ from newsletter.models import (
     Enrollment,
     Series,
     Subscriber,
+    Suppression,
 )
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)  # a Monday
@@ -253,3 +254,14 @@ def test_send_confirmation_writes_mail_with_signed_links(two_series):
     token = mail.link("confirm").split("/")[-1]
     assert tokens.read_token(two_series.secret, "confirm", token) == sub.public_id
     assert "anna@example.org" not in mail.link("confirm")
+
+
+def test_erased_address_is_never_stored_or_mailed_again(two_series):
+    from newsletter.roster import email_hash
+
+    with session_scope(two_series.database_url) as s:
+        s.add(Suppression(email_hash=email_hash("gone@example.org"), reason="erased"))
+        s.flush()
+        result = signup(s, "Gone@Example.org")
+        assert result.subscriber is None and not result.send_confirmation
+        assert subs.by_email(s, "gone@example.org") is None

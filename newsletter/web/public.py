@@ -154,7 +154,7 @@ def subscribe(
             )
         values = {"email": email, "name": name, "timezone": timezone, "series": series or []}
         return _signup_page(request, values, exc.errors, 400)
-    if send:
+    if send and subscriber is not None:
         try:
             subs.send_confirmation(settings, subscriber)
         except Exception:  # the page must not differ; the operator sees the log
