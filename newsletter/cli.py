@@ -73,9 +73,38 @@ def init() -> None:
             _print_problems(exc.errors)
             raise fail("series not synced") from None
         console.print(f"series synced from {s.schedules_dir}: {report.summary()}")
-        # (engine) on a fresh database, queue the shipped series here (same session): `fresh`
-        # is True when the database had no series before this sync.
-        _ = fresh
+        # (engine) on a fresh database, queue the shipped series (Myths first, then Co-Created,
+        # by their `order`) so a fresh install sends them; later folders stay drafts until
+        # `series queue`. Redis needs nothing: no one is enrolled yet, and every worker and
+        # beat start rebuilds the queue state from the database when Redis has none.
+        if fresh:
+            import datetime as dt
+
+            from newsletter import schedule
+
+            session.flush()
+            for row in session.scalars(select(Series).order_by(Series.order, Series.id)):
+                schedule.queue_series(session, row.slug, None, dt.datetime.now(dt.UTC))
+                console.print(f"queued {row.slug} (order {row.order})")
+        # (engine) parts appended to a series reach those who finished it, at their next slot.
+        reopened: list[int] = []
+        for slug in report.appended:
+            row_id = session.scalar(select(Series.id).where(Series.slug == slug))
+            if row_id is not None:
+                reopened += schedule_parts_appended(session, row_id)
+        if reopened:
+            from newsletter.queue import RedisQueue
+
+            session.commit()
+            RedisQueue(s).sync_enrollments(session, reopened)
+
+
+def schedule_parts_appended(session: Any, series_id: int) -> list[int]:
+    import datetime as dt
+
+    from newsletter import schedule
+
+    return schedule.parts_appended(session, series_id, dt.datetime.now(dt.UTC))
 
 
 # --- series --------------------------------------------------------------------------------
@@ -184,6 +213,301 @@ def series_preview(
 
 
 # --- queue, tick and processes -------------------------------------------------------------
+
+# (engine) tick, queue status|rebuild, series queue, subscribers add, worker, beat, run
+
+
+def _parse_now(value: str | None) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"--now: not an ISO-8601 time: {value!r} (e.g. 2027-03-02T09:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@app.command()
+def tick(
+    now: str | None = typer.Option(None, "--now", help="Act as if the clock said this (ISO-8601)."),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"due", "sent", "skipped", "failed"}.'
+    ),
+) -> None:
+    """Send everything due at NOW (default: the clock), synchronously."""
+    import json
+
+    from newsletter import dispatch
+
+    s = settings()
+    moment = _parse_now(now)
+    summary = dispatch.tick(s, moment, wait_seconds=60)
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+        return
+    console.print(
+        f"tick at {moment.isoformat()}: due {summary.due}, sent {summary.sent}, "
+        f"skipped {summary.skipped}, failed {summary.failed}"
+    )
+
+
+@queue_app.command("status")
+def queue_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """What Redis holds: due now, next 24 h, next 7 days, leased."""
+    import datetime as dt
+    import json
+
+    from newsletter.db import session_scope
+    from newsletter.queue import RedisQueue
+
+    s = settings()
+    queue = RedisQueue(s)
+    with session_scope(s.database_url) as session:
+        if queue.ensure(session):
+            console.print("Redis had no queue state: rebuilt it from the database")
+    st = queue.status(dt.datetime.now(dt.UTC))
+    if as_json:
+        print(json.dumps(vars(st)))
+        return
+    console.print(
+        f"due now {st.due_now}\nnext 24 h {st.next_24h}\nnext 7 days {st.next_7d}\n"
+        f"leased {st.leased}\nqueued in all {st.total}"
+        + (
+            ""
+            if st.built
+            else "\n[yellow]Redis has no queue state: run `newsletter queue rebuild`[/yellow]"
+        )
+    )
+
+
+@queue_app.command("rebuild")
+def queue_rebuild() -> None:
+    """Recreate the Redis queue state from the database (safe at any time)."""
+    from newsletter.db import session_scope
+    from newsletter.queue import RedisQueue
+
+    s = settings()
+    with session_scope(s.database_url) as session:
+        count = RedisQueue(s).rebuild(session)
+    console.print(f"queue rebuilt from the database: {count} enrollment(s) scheduled")
+
+
+@series_app.command("queue")
+def series_queue(
+    slug: str = typer.Argument(..., help="The series' slug (see `series list`)."),
+    start: str | None = typer.Option(None, "--start", help="Not before this date (YYYY-MM-DD)."),
+) -> None:
+    """Make a series live and append it to every active subscriber's queue."""
+    import datetime as dt
+
+    from newsletter import schedule
+    from newsletter.db import session_scope
+    from newsletter.queue import RedisQueue
+
+    s = settings()
+    day = None
+    if start is not None:
+        try:
+            day = dt.date.fromisoformat(start)
+        except ValueError:
+            raise fail(f"--start: not a date: {start!r} (use YYYY-MM-DD)") from None
+    with session_scope(s.database_url) as session:
+        try:
+            report = schedule.queue_series(session, slug, day, dt.datetime.now(dt.UTC))
+        except schedule.ScheduleError as exc:
+            raise fail(str(exc)) from None
+        session.commit()
+        RedisQueue(s).sync_enrollments(session, report.enrollment_ids)
+    first = f"; first sends from {report.first_date}" if report.first_date else ""
+    console.print(f"{slug} queued for {report.count} subscriber(s){first}")
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str = typer.Argument(..., help="The address."),
+    name: str | None = typer.Option(None, "--name"),
+    tz: str | None = typer.Option(None, "--tz", help="IANA zone, e.g. Europe/London."),
+    confirmed: bool = typer.Option(
+        False, "--confirmed", help="Consent was given elsewhere: active and enrolled now."
+    ),
+) -> None:
+    """Add one subscriber: pending + confirmation email, or (--confirmed) active at once."""
+    import datetime as dt
+    import secrets
+
+    from email_validator import EmailNotValidError, validate_email
+    from sqlalchemy import select
+
+    from newsletter import schedule, timing
+    from newsletter.db import session_scope
+    from newsletter.dispatch import email_hash
+    from newsletter.models import ACTIVE, PENDING, Subscriber, Suppression
+    from newsletter.queue import RedisQueue
+
+    s = settings()
+    try:
+        address = validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise fail(f"not a valid address: {exc}") from None
+    zone = tz or s.default_timezone
+    try:
+        timing.zone_info(zone)
+    except Exception:
+        raise fail(f"unknown time zone {zone!r} (use an IANA name like Europe/London)") from None
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(s.database_url) as session:
+        if session.scalar(select(Subscriber.id).where(Subscriber.email_key == address.lower())):
+            raise fail("this address is already on the list")
+        if session.scalar(
+            select(Suppression.id).where(Suppression.email_hash == email_hash(address))
+        ):
+            raise fail("this address was erased on request; it can't be added again")
+        sub = Subscriber(
+            public_id=secrets.token_urlsafe(16)[:22],
+            email=address,
+            email_key=address.lower(),
+            name=(name or "").strip() or None,
+            timezone=zone,
+            status=ACTIVE if confirmed else PENDING,
+            consent_method="cli",
+            consent_at=now if confirmed else None,
+            confirmed_at=now if confirmed else None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(sub)
+        session.flush()
+        changed = [e.id for e in schedule.enroll(session, sub, now)] if confirmed else []
+        when = schedule.first_article_at(session, sub) if confirmed else None
+        session.commit()
+        RedisQueue(s).sync_enrollments(session, changed)
+        if not confirmed:
+            from newsletter.subscribers import send_confirmation
+
+            send_confirmation(s, sub)
+    if confirmed:
+        first = timing.describe(when, zone) if when else "when a series is queued"
+        console.print(
+            f"added (active, consent recorded as given elsewhere); first article: {first}"
+        )
+    else:
+        console.print("added (pending); the confirmation email was sent")
+
+
+def _celery_argv(kind: str) -> list[str]:
+    from newsletter.tasks import queue_name
+
+    s = settings()
+    if kind == "worker":
+        return [
+            "worker",
+            "--loglevel=INFO",
+            "-Q",
+            queue_name(s),
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    (s.var_dir).mkdir(parents=True, exist_ok=True)
+    return ["beat", "--loglevel=INFO", "-s", str(s.var_dir / "celerybeat-schedule")]
+
+
+@app.command()
+def worker(
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Worker processes."),
+) -> None:
+    """Run a Celery worker (sends articles; add more on other machines for throughput)."""
+    from newsletter.tasks import app as celery_app
+
+    argv = _celery_argv("worker") + ([f"--concurrency={concurrency}"] if concurrency else [])
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat: a tick every minute and a reconcile every 5 minutes (UTC)."""
+    from newsletter.tasks import app as celery_app
+
+    celery_app.start(_celery_argv("beat"))
+
+
+@app.command()
+def web(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Run the web app (public pages, admin, API, webhook) with uvicorn."""
+    import uvicorn
+
+    settings()
+    uvicorn.run(
+        "newsletter.web.app:create_app", factory=True, host=host, port=port, proxy_headers=True
+    )
+
+
+@app.command()
+def run(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Everything in one: web, worker, beat (and an embedded Redis when none is configured)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from newsletter.embedded import EmbeddedRedis
+
+    s = settings()
+    env = dict(os.environ)
+    redis_server: EmbeddedRedis | None = None
+    if not s.redis_url:
+        redis_server = EmbeddedRedis(s.var_dir / "redis")
+        redis_server.start()
+        env["NEWSLETTER_REDIS_URL"] = redis_server.url
+        console.print(f"embedded Redis on {redis_server.url} (data in {s.var_dir / 'redis'})")
+    exe = [sys.executable, "-m", "newsletter"]
+    commands = {
+        "web": [*exe, "web", "--host", host, "--port", str(port)],
+        "worker": [*exe, "worker"],
+        "beat": [*exe, "beat"],
+    }  # fmt: skip
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, argv in commands.items():
+            children[name] = subprocess.Popen(argv, env=env, start_new_session=True)
+        console.print(
+            f"newsletter running: web http://{host}:{port}/ (admin at /admin), "
+            f"outbox {s.outbox_dir if s.mail_backend == 'outbox' else s.mail_backend}; Ctrl-C stops"
+        )
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    err.print(f"[red]{name} exited with {child.returncode}; stopping[/red]")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if redis_server is not None:
+            redis_server.stop()
+        console.print("stopped")
 
 
 # --- delivery ------------------------------------------------------------------------------

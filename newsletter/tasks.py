@@ -1,0 +1,167 @@
+"""Celery wiring: the app on Redis, the beat schedule (tick, reconcile) and thin task wrappers.
+
+Reliability settings (see research/celery-reliability.md): acks late + reject on worker lost
+(the ledger makes a replayed task harmless), prefetch 1, a visibility timeout far above the lease
+and the task time limit, no results stored, beat in UTC. Every broker key lives under
+settings.redis_prefix (kombu `global_keyprefix`) and the queue name is derived from it.
+Beat only triggers: each tick sweeps everything due at or before now, so a missed tick is caught
+up by the next; several beats are harmless (one tick per interval slot, atomic claims).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from typing import Any
+
+from celery import Celery, signals
+
+from newsletter import dispatch
+from newsletter.config import Settings, get_settings
+from newsletter.db import dispose_all, session_scope
+from newsletter.queue import RedisQueue, redis_url
+
+log = logging.getLogger("newsletter.tasks")
+
+# Seconds between beat ticks (NEWSLETTER_BEAT_SECONDS; tests shorten it). Reconcile: 5 minutes.
+BEAT_SECONDS = float(os.environ.get("NEWSLETTER_BEAT_SECONDS", "60"))
+RECONCILE_SECONDS = float(os.environ.get("NEWSLETTER_RECONCILE_SECONDS", "300"))
+TASK_TIME_LIMIT = 300
+
+
+def queue_name(settings: Settings) -> str:
+    return f"{settings.redis_prefix}celery"
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    url = redis_url(settings)
+    visibility = max(3600, 4 * settings.lease_seconds, 4 * TASK_TIME_LIMIT)
+    transport = {
+        "visibility_timeout": visibility,
+        "global_keyprefix": f"{settings.redis_prefix}kombu:",
+    }
+    app.conf.update(
+        broker_url=url,
+        result_backend=None,
+        task_ignore_result=True,
+        broker_transport_options=transport,
+        visibility_timeout=visibility,
+        task_default_queue=queue_name(settings),
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=TASK_TIME_LIMIT - 30,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        enable_utc=True,
+        timezone="UTC",
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "tick": {"task": "newsletter.tick", "schedule": BEAT_SECONDS},
+            "reconcile": {"task": "newsletter.reconcile", "schedule": RECONCILE_SECONDS},
+        },
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    return configure(Celery("newsletter"), settings or get_settings())
+
+
+# Configured at import from the environment (NEWSLETTER_*): `celery -A newsletter.tasks` and
+# `newsletter worker|beat` both get the same app. Without NEWSLETTER_REDIS_URL this starts or
+# reuses the embedded Redis under var/redis (see queue.redis_client).
+app = make_app()
+
+
+def _now(value: str | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@app.task(name="newsletter.tick")
+def tick(now: str | None = None) -> dict[str, int]:
+    """Claim what is due and fan it out as send tasks (one per chunk of one article).
+
+    From beat (no `now`): only the first tick of each beat interval runs, however many beats.
+    With an explicit `now` (tests, manual catch-up) it always runs.
+    """
+    settings = get_settings()
+    queue = RedisQueue(settings)
+    moment = _now(now)
+    if now is None:
+        slot = int(time.time() // BEAT_SECONDS)
+        if not queue.first_tick_in(slot, int(BEAT_SECONDS * 3) + 1):
+            log.info("tick skipped: slot %s already ticked", slot)
+            return {"due": 0, "chunks": 0}
+        log.info("tick ran: slot %s", slot)
+    with session_scope(settings.database_url) as session:
+        if dispatch._is_halted(session):
+            return {"due": 0, "chunks": 0}
+    token = queue.lock(max(60.0, float(settings.lease_seconds)))
+    if token is None:
+        log.info("tick skipped: another tick holds the lock")
+        return {"due": 0, "chunks": 0}
+    due = chunks = 0
+    try:
+        for _ in range(dispatch.MAX_ROUNDS):
+            plan = dispatch.plan(settings, moment, queue=queue)
+            due += plan.claimed
+            for chunk in plan.chunks:
+                send_chunk.delay(
+                    chunk.series_id, chunk.part_number, list(chunk.delivery_ids), moment.isoformat()
+                )
+                chunks += 1
+            if plan.claimed < settings.batch_size:
+                break
+    finally:
+        queue.unlock(token)
+    return {"due": due, "chunks": chunks}
+
+
+@app.task(name="newsletter.send_chunk")
+def send_chunk(
+    series_id: int, part_number: int, delivery_ids: list[int], now: str | None = None
+) -> dict[str, int]:
+    """Send one article to one chunk of claimed ledger rows (safe to run twice)."""
+    settings = get_settings()
+    chunk = dispatch.Chunk(series_id, part_number, tuple(delivery_ids))
+    return dispatch.send_chunk(settings, chunk, _now(now) if now else None).as_dict()
+
+
+@app.task(name="newsletter.reconcile")
+def reconcile() -> dict[str, int]:
+    """Rebuild a lost Redis, settle rows stuck in `claimed`, re-queue overdue enrollments."""
+    report = dispatch.reconcile(get_settings())
+    return {k: int(v) for k, v in vars(report).items()}
+
+
+def check_redis(settings: Settings) -> bool:
+    """On worker/beat start: rebuild the queue state when Redis lost it. True when rebuilt."""
+    queue = RedisQueue(settings)
+    with session_scope(settings.database_url) as session:
+        rebuilt = queue.ensure(session)
+    if rebuilt:
+        log.warning("Redis had no queue state: rebuilt it from the database")
+    return rebuilt
+
+
+@signals.worker_ready.connect
+def _worker_ready(**_: Any) -> None:
+    check_redis(get_settings())
+
+
+@signals.beat_init.connect
+def _beat_init(**_: Any) -> None:
+    check_redis(get_settings())
+
+
+@signals.worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    dispose_all()  # never share pooled DB connections across fork
