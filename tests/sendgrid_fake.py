@@ -6,8 +6,9 @@ import argparse
 import contextlib
 import itertools
 import json
+import signal
+import sys
 import threading
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -265,6 +266,7 @@ def main() -> None:
     parser.add_argument("--api-key", default=API_KEY)
     args = parser.parse_args()
     fake = FakeSendGrid(api_key=args.api_key, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` prints the summary too
     print(fake.url, flush=True)
     try:
         fake.server.serve_forever()
@@ -272,10 +274,12 @@ def main() -> None:
         pass
     finally:
         fake.server.server_close()
-        print(
-            json.dumps({"requests": len(fake.requests), "problems": fake.problems[:20]}), flush=True
-        )
-        time.sleep(0)
+        summary = {
+            "requests": len(fake.requests),
+            "recipients": sum(len(r.emails) for r in fake.requests),
+            "problems": fake.problems[:20],
+        }
+        print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -291,3 +291,26 @@ def test_no_addresses_or_key_in_debug_logs(
     fake.bad_request("nope")
     SendGridBackend(sg_settings(settings, fake.url)).send(article(), people(3))
     assert "@example.net" not in caplog.text and API_KEY not in caplog.text
+
+
+def test_fake_runs_as_its_own_process(settings: Settings) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("sendgrid_fake.py")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        outcomes = SendGridBackend(sg_settings(settings, url)).send(article(), people(1200))
+        assert all(isinstance(o, Accepted) for o in outcomes)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "requests": 2,
+        "recipients": 1200,
+        "problems": [],
+    }
