@@ -27,6 +27,13 @@ def _verifier(public_key: str) -> EventWebhook:
     return EventWebhook(public_key)
 
 
+@lru_cache(maxsize=1)
+def _warn_unsigned() -> None:
+    log.warning(
+        "webhook: NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not set; accepting unsigned events"
+    )
+
+
 def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -37,6 +44,7 @@ def check_signature(
     """None when the batch is signed by SendGrid's key, recently; else the refusal to send."""
     key = settings.sendgrid_webhook_public_key
     if not key:
+        _warn_unsigned()
         return None
     if not signature or not stamp:
         return _problem(401, "signature headers missing")
