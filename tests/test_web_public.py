@@ -511,3 +511,11 @@ def test_streamed_body_without_length_is_limited(c):
 def test_static_script_is_served(c):
     response = c.get("/static/site.js")
     assert response.status_code == 200 and "Intl.DateTimeFormat" in response.text
+
+
+def test_signup_still_works_when_redis_is_down(site):
+    with client(site) as c:
+        c.app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+        response = c.post("/subscribe", data=form(c))
+    assert response.status_code == 200 and subscriber(site).status == PENDING
+    assert len(outbox(site)) == 1

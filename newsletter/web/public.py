@@ -10,10 +10,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 from markdown_it import MarkdownIt
 from sqlalchemy import select, text
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter import subscribers as subs
 from newsletter import tokens
+from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import (
     ACTIVE,
@@ -154,12 +156,19 @@ def subscribe(
             )
         values = {"email": email, "name": name, "timezone": timezone, "series": series or []}
         return _signup_page(request, values, exc.errors, 400)
+    response = render(request, "check_email.html", {})
     if send and subscriber is not None:
-        try:
-            subs.send_confirmation(settings, subscriber)
-        except Exception:  # the page must not differ; the operator sees the log
-            log.exception("confirmation email could not be sent")
-    return render(request, "check_email.html", {})
+        # Sent right after the response, so the page takes the same time whether or not an
+        # email goes out (the timing must not tell whether an address is subscribed).
+        response.background = BackgroundTask(_send_confirmation, settings, subscriber)
+    return response
+
+
+def _send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
+    try:
+        subs.send_confirmation(settings, subscriber)
+    except Exception:  # the page was the same either way; the operator sees the log
+        log.exception("confirmation email could not be sent")
 
 
 # --- double opt-in -------------------------------------------------------------------------
