@@ -23,6 +23,7 @@ from newsletter.models import (
     COMPLAINED,
     FINISHED,
     PENDING,
+    RETRY,
     UNSUBSCRIBED,
     Delivery,
     Enrollment,
@@ -211,6 +212,7 @@ def store(
     refs = sorted({e.delivery_ref for e in unique.values() if e.delivery_ref is not None})
     ledger: dict[int, int | None] = {}
     handed: set[int] = set()  # given to the provider, outcome not recorded (a crash between)
+    retrying: set[int] = set()  # a timeout or 5xx said "retry", but the provider may have it
     for part in _chunks(refs):
         for row_id, subscriber_id, status, retry_at in session.execute(
             select(Delivery.id, Delivery.subscriber_id, Delivery.status, Delivery.retry_at).where(
@@ -220,6 +222,8 @@ def store(
             ledger[row_id] = subscriber_id
             if status == CLAIMED and retry_at is None:
                 handed.add(row_id)
+            elif status == RETRY:
+                retrying.add(row_id)
     keys = sorted({e.email_key for e in unique.values()})
     by_email: dict[str, int] = {}
     for part in _chunks(keys):
@@ -274,6 +278,19 @@ def store(
             session.connection().execute(stmt, list(part))
     changes: list[QueueChange] = []
     settle = sorted({e.delivery_ref for e in confirm if e.delivery_ref in handed})
+    taken_back = sorted({e.delivery_ref for e in confirm if e.delivery_ref in retrying})
+    for part in _chunks(taken_back):
+        # The "failed" attempt went through after all: take the row back from the retry queue
+        # (compare-and-set, so a dispatch that already took it for the retry wins) and settle it.
+        settle.extend(
+            session.scalars(
+                update(Delivery)
+                .where(Delivery.id.in_(part), Delivery.status == RETRY)
+                .values(status=CLAIMED, retry_at=None, updated_at=now)
+                .returning(Delivery.id),
+                execution_options={"synchronize_session": False},
+            )
+        )
     if settle:  # SendGrid took it: the outcome dispatch never recorded is "sent"
         confirm_sent = _dispatch_confirm()
         first_id = {e.delivery_ref: provider_id(e.message_id) for e in confirm}

@@ -239,3 +239,45 @@ def test_processed_event_settles_a_row_handed_before_a_crash(
     assert fake.requests == []
     again = dispatch.tick(settings, due + dt.timedelta(minutes=5))
     assert again.sent == 0 and fake.requests == []
+
+
+def test_processed_after_a_timeout_stops_the_retry_from_sending_twice(
+    sg: tuple[Settings, FakeSendGrid],
+    key: ec.EllipticCurvePrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from newsletter.delivery import sendgrid
+
+    settings, fake = sg
+    monkeypatch.setattr(sendgrid, "TIMEOUT_SECONDS", 0.5)
+    ship(settings, NOW)
+    people(settings, 3, NOW)
+    due = next_due(settings)
+    fake.hang(10)  # SendGrid takes the request but answers too late
+    first = dispatch.tick(settings, due)
+    assert first.sent == 0 and len(fake.requests) == 1
+    with session_scope(settings.database_url) as session:
+        rows = list(session.scalars(select(Delivery)))
+    assert {d.status for d in rows} == {"retry"}
+
+    # …and then reports that it processed them after all
+    events = [
+        {
+            "email": p["to"][0]["email"],
+            "timestamp": int(due.timestamp()) + 20,
+            "event": "processed",
+            "sg_event_id": f"late-{p['custom_args']['delivery_id']}",
+            "sg_message_id": f"LateMsg.{p['custom_args']['delivery_id']}",
+            **p["custom_args"],
+        }
+        for p in fake.requests[0].body["personalizations"]
+    ]
+    with TestClient(create_app(settings)) as client:
+        assert signed_post(client, key, events)["confirmed"] == 3
+    with session_scope(settings.database_url) as session:
+        assert {(d.status, d.provider_message_id) for d in session.scalars(select(Delivery))} == {
+            (SENT, "LateMsg")
+        }
+    # the retry time comes and goes: nothing is sent twice
+    again = dispatch.tick(settings, due + dt.timedelta(hours=2))
+    assert again.sent == 0 and len(fake.requests) == 1

@@ -128,14 +128,14 @@ class SendGridBackend:
 
     name = "sendgrid"
 
-    def __init__(self, settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, settings: Settings, *, timeout: float | None = None) -> None:
         if settings.sendgrid_api_key is None or not settings.sendgrid_api_key.get_secret_value():
             raise ValueError("NEWSLETTER_SENDGRID_API_KEY is not set")
         self.settings = settings
         self.api_key = settings.sendgrid_api_key.get_secret_value()
         self.fingerprint = delivery.fingerprint(self.api_key)
         self.client = SendGridAPIClient(api_key=self.api_key, host=settings.sendgrid_host)
-        self.client.client.timeout = timeout
+        self.client.client.timeout = timeout or TIMEOUT_SECONDS
 
     # --- the request body ------------------------------------------------------------------
 
