@@ -211,6 +211,158 @@ def series_preview(
 
 # --- subscribers ---------------------------------------------------------------------------
 
+# (admin helper) import, export, unsubscribe, erase
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV: email, name, timezone, series"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would happen."),
+    confirmed: bool = typer.Option(
+        False, "--confirmed", help="Consent was given elsewhere: no confirmation email, active now."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import subscribers from a CSV file (UTF-8, comma or semicolon); a report at the end."""
+    import json
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from newsletter import roster
+
+    s = settings()
+    size = file.stat().st_size
+    with (
+        file.open("rb") as raw,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            console=err,
+            disable=as_json,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("checking" if dry_run else "importing", total=size)
+        try:
+            report = roster.import_csv(
+                s,
+                raw,
+                dry_run=dry_run,
+                confirmed=confirmed,
+                progress=lambda _n: bar.update(task, completed=raw.tell()),
+            )
+        except roster.RosterError as exc:
+            raise fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    _print_import_report(report)
+
+
+def _print_import_report(report: Any) -> None:
+    from rich.table import Table
+
+    verb = "would be added" if report.dry_run else "added"
+    state = (
+        "active (consent given elsewhere)" if report.confirmed else "pending, confirmation email"
+    )
+    table = Table(
+        title="dry run: nothing was changed" if report.dry_run else "import done", show_header=False
+    )
+    table.add_row("rows read", str(report.rows))
+    table.add_row(f"new, {verb}", f"{report.new}  ({state})")
+    table.add_row("already on the list", str(report.existing))
+    table.add_row("repeated in the file", str(report.duplicates))
+    table.add_row("invalid (skipped)", str(len(report.invalid)))
+    if not report.dry_run and not report.confirmed:
+        table.add_row("confirmation emails sent", str(report.confirmations_sent))
+        if report.confirmations_failed:
+            table.add_row("[red]confirmation emails failed[/red]", str(report.confirmations_failed))
+    console.print(table)
+    if report.invalid:
+        problems = Table("line", "problem", title="invalid rows")
+        for p in report.invalid[:200]:
+            problems.add_row(str(p.line), p.reason)
+        console.print(problems)
+        if len(report.invalid) > 200:
+            console.print(f"… and {len(report.invalid) - 200} more (use --json for all)")
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    format: str = typer.Option("csv", "--format", help="csv or json"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="File to write (default: stdout)."
+    ),
+) -> None:
+    """Export every subscriber as CSV or JSON (to stdout or --output)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from newsletter import roster
+    from newsletter.db import session_scope
+
+    if format not in ("csv", "json"):
+        raise fail("--format must be csv or json", 2)
+    s = settings()
+    with session_scope(s.database_url) as session:
+        total = roster.count(session)
+    chunks = roster.export_csv(s) if format == "csv" else roster.export_json(s)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        with Progress(
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=output is None,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("export", total=total)
+            for chunk in chunks:
+                out.write(chunk)
+                bar.update(task, advance=chunk.count("\n") if format == "csv" else chunk.count("{"))
+    finally:
+        if output:
+            out.close()
+    if output:
+        err.print(f"exported {total} subscribers to {output}")
+
+
+@subscribers_app.command("unsubscribe")
+def subscribers_unsubscribe(email: str) -> None:
+    """Unsubscribe one address from everything."""
+    from newsletter import roster
+    from newsletter.db import session_scope
+
+    s = settings()
+    with session_scope(s.database_url) as session:
+        sub = roster.find(session, email)
+        if sub is None:
+            raise fail("no subscriber with that address")
+        roster.unsubscribe(s, session, sub)
+    console.print("unsubscribed: nothing more will be sent to this address")
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: str, yes: bool = typer.Option(False, "--yes", "-y", help="Don't ask.")
+) -> None:
+    """Erase one person (GDPR): the row goes, a hashed entry stops re-import."""
+    from newsletter import roster
+
+    s = settings()
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Erase this person for good?", abort=True)
+    found = roster.erase_email(s, email)
+    console.print(
+        "erased; the address is blocked from re-import"
+        if found
+        else "nobody had this address; it is now blocked from import"
+    )
+
 
 # --- queue, tick and processes -------------------------------------------------------------
 
@@ -619,6 +771,53 @@ def send_test(
 
 
 # --- admin ---------------------------------------------------------------------------------
+
+
+@admin_app.command("set-password")
+def admin_set_password(
+    password: str = typer.Option(
+        ...,
+        prompt=True,
+        confirmation_prompt=True,
+        hide_input=True,
+        envvar="NEWSLETTER_NEW_ADMIN_PASSWORD",
+        help="Asked for when not given.",
+    ),
+) -> None:
+    """Set the admin password (stored as an Argon2 hash; replaces the previous one)."""
+    from newsletter import auth
+    from newsletter.db import session_scope
+
+    s = settings()
+    try:
+        with session_scope(s.database_url) as session:
+            auth.set_password(session, password)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print("admin password set")
+
+
+@admin_app.command("create-token")
+def admin_create_token(
+    name: str, as_json: bool = typer.Option(False, "--json", help="Print {name, token} as JSON.")
+) -> None:
+    """Create an API token; it is printed once and only its hash is kept."""
+    import json
+
+    from newsletter import auth
+    from newsletter.db import session_scope
+
+    s = settings()
+    try:
+        with session_scope(s.database_url) as session:
+            token = auth.create_token(session, name)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps({"name": name, "token": token}))
+        return
+    console.print(f"API token [bold]{name}[/bold] (shown once; keep it safe):", highlight=False)
+    print(token)
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ def test_rate_limit_in_redis_under_prefix(settings: Settings) -> None:
     assert auth.login_blocked(settings, client) > 0
     assert auth.login_blocked(settings, "198.51.100.1") == 0  # others are not locked out
     r = auth.redis_for(settings)
-    keys = [k.decode() for k in r.scan_iter(match="*admin:login*")]
+    keys = [k if isinstance(k, str) else k.decode() for k in r.scan_iter(match="*admin:login*")]
     mine = [k for k in keys if k.startswith(settings.redis_prefix)]
     assert mine and all(client not in k for k in mine)
     auth.clear_failures(settings, client)

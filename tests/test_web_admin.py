@@ -1,0 +1,272 @@
+"""Admin pages: login, logout, wrong password, rate limit, CSRF, session expiry, auth on every route."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from newsletter import auth, content
+from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.models import ACTIVE, PENDING, Subscriber, Suppression
+from newsletter.web.app import create_app
+
+PASSWORD = "a calm and long password"
+BASE = "https://news.example.org"
+
+
+@pytest.fixture
+def admin_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+
+
+@pytest.fixture
+def app(admin_settings: Settings) -> FastAPI:
+    with session_scope(admin_settings.database_url) as session:
+        content.sync(session, content.load_all(admin_settings.schedules_dir))
+    return create_app(admin_settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url=BASE, follow_redirects=False) as c:
+        yield c
+
+
+def csrf(client: TestClient, path: str = "/admin/login") -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text[:500]
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, "no CSRF field on " + path
+    return match.group(1)
+
+
+def login(client: TestClient, password: str = PASSWORD) -> int:
+    token = csrf(client)
+    r = client.post("/admin/login", data={"csrf_token": token, "password": password})
+    return r.status_code
+
+
+@pytest.fixture
+def signed_in(client: TestClient) -> TestClient:
+    assert login(client) == 303
+    return client
+
+
+def test_login_sets_strict_cookie_and_opens_dashboard(client: TestClient) -> None:
+    assert client.get("/admin").status_code == 303
+    token = csrf(client)
+    r = client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"] == "/admin"
+    cookie = next(
+        h for h in r.headers.get_list("set-cookie") if h.startswith(auth.SESSION_COOKIE + "=")
+    )
+    lower = cookie.lower()
+    assert "httponly" in lower and "samesite=lax" in lower and "secure" in lower
+    assert "max-age=" in lower
+    page = client.get("/admin")
+    assert page.status_code == 200
+    assert "This week" in page.text and "Coming up" in page.text
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_wrong_password_refused(client: TestClient) -> None:
+    assert login(client, "not the password") == 401
+    assert client.get("/admin").status_code == 303
+    assert login(client, "") == 401
+
+
+def test_login_rate_limited(client: TestClient) -> None:
+    for _ in range(auth.LOGIN_LIMIT):
+        assert login(client, "guess") == 401
+    # Even the right password waits once the limit is reached.
+    token = csrf(client)
+    r = client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD})
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) > 0
+    assert auth.SESSION_COOKIE not in r.cookies
+
+
+def test_csrf_missing_or_wrong_is_refused(signed_in: TestClient) -> None:
+    client = signed_in
+    r = client.post("/admin/login", data={"password": PASSWORD})
+    assert r.status_code == 400
+    r = client.post("/admin/series/myths-about-psychotherapy/pause", data={})
+    assert r.status_code == 400
+    r = client.post("/admin/logout", data={"csrf_token": "forged"})
+    assert r.status_code == 400
+    assert client.get("/admin").status_code == 200  # still signed in
+
+
+def test_logout(signed_in: TestClient) -> None:
+    token = csrf(signed_in, "/admin")
+    r = signed_in.post("/admin/logout", data={"csrf_token": token})
+    assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+    assert signed_in.get("/admin").status_code == 303
+
+
+def test_session_expires(
+    client: TestClient, admin_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = auth.clock()
+    monkeypatch.setattr(auth, "clock", lambda: real - auth.SESSION_SECONDS - 60)
+    assert login(client) == 303
+    monkeypatch.setattr(auth, "clock", lambda: real)
+    r = client.get("/admin")
+    assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+    # a forged cookie is no better
+    client.cookies.set(auth.SESSION_COOKIE, "eyJ2IjoxfQ.forged.sig", domain="news.example.org")
+    assert client.get("/admin").status_code == 303
+
+
+def all_routes(app: FastAPI) -> list[Any]:
+    """Every endpoint route with its full path (FastAPI may keep included routers lazy)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: routes are already flat
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [
+        ctx
+        for ctx in iter_route_contexts(app.routes)
+        if isinstance(ctx.original_route, APIRoute) and ctx.path
+    ]
+
+
+def _fill(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def test_every_admin_and_api_route_needs_auth(app: FastAPI, client: TestClient) -> None:
+    """Walk the route table: nothing under /admin or /api answers without a login or token."""
+    open_paths = {("GET", "/admin/login"), ("POST", "/admin/login")}
+    checked = 0
+    for route in all_routes(app):
+        if not route.path.startswith(("/admin", "/api")):
+            continue
+        for method in route.methods or ():
+            if (method, route.path) in open_paths or method == "HEAD":
+                continue
+            r = client.request(method, _fill(route.path))
+            checked += 1
+            if route.path.startswith("/api"):
+                assert r.status_code == 401, (method, route.path, r.status_code)
+                assert r.headers["www-authenticate"] == "Bearer"
+            else:
+                assert r.status_code in (303, 400), (method, route.path, r.status_code)
+                if r.status_code == 303:
+                    assert r.headers["location"] == "/admin/login"
+                else:  # a POST without a CSRF token never reaches the handler either
+                    assert method == "POST"
+            # and a wrong bearer token is no better
+            if route.path.startswith("/api"):
+                r = client.request(
+                    method, _fill(route.path), headers={"Authorization": "Bearer nl_wrong"}
+                )
+                assert r.status_code == 401
+    assert checked >= 25
+
+
+def test_pages_render(signed_in: TestClient) -> None:
+    for path in (
+        "/admin",
+        "/admin/series",
+        "/admin/subscribers",
+        "/admin/subscribers/new",
+        "/admin/import",
+        "/admin/series/myths-about-psychotherapy/1",
+    ):
+        r = signed_in.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+    frame = signed_in.get("/admin/series/myths-about-psychotherapy/1/email.html")
+    assert frame.status_code == 200
+    assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
+    assert "script-src" not in frame.headers["content-security-policy"]
+    assert "Sample Reader" in frame.text
+    assert signed_in.get("/admin/series/no-such/1").status_code == 404
+    assert signed_in.get("/admin/subscribers/999999").status_code == 404
+
+
+def test_add_search_erase_subscriber(signed_in: TestClient, admin_settings: Settings) -> None:
+    client = signed_in
+    token = csrf(client, "/admin/subscribers/new")
+    r = client.post(
+        "/admin/subscribers",
+        data={"csrf_token": token, "email": "Ana@Example.org", "name": "Ana", "timezone": ""},
+    )
+    assert r.status_code == 303, r.text[:500]
+    detail = r.headers["location"]
+    assert "@" not in detail
+    page = client.get(detail)
+    assert "Ana@Example.org" in page.text and "pending" in page.text
+    outbox = list(admin_settings.outbox_dir.glob("*.eml"))
+    assert len(outbox) == 1  # the confirmation email
+    r = client.get("/admin/subscribers", params={"q": "ana@example"})
+    assert "Ana@Example.org" in r.text
+    # duplicates are refused with a message, not a crash
+    r = client.post("/admin/subscribers", data={"csrf_token": token, "email": "ana@example.org"})
+    assert r.status_code == 400 and "already" in r.text
+    # erase needs the word typed
+    r = client.post(detail + "/erase", data={"csrf_token": token, "confirm": ""})
+    assert r.status_code == 303
+    with session_scope(admin_settings.database_url) as session:
+        assert session.scalar(select(Subscriber)) is not None
+    r = client.post(detail + "/erase", data={"csrf_token": token, "confirm": "ERASE"})
+    assert r.status_code == 303
+    with session_scope(admin_settings.database_url) as session:
+        assert session.scalar(select(Subscriber)) is None
+        assert session.scalar(select(Suppression)) is not None
+    r = client.post("/admin/subscribers", data={"csrf_token": token, "email": "ana@example.org"})
+    assert r.status_code == 400 and "erased" in r.text
+
+
+def test_import_dry_run_then_import(signed_in: TestClient, admin_settings: Settings) -> None:
+    client = signed_in
+    token = csrf(client, "/admin/import")
+    data = "\ufeffemail;name;timezone\nb@example.org;Bo;Europe/Paris\nB@example.org;Bo;\nbad;x;\n"
+    r = client.post(
+        "/admin/import",
+        data={"csrf_token": token},
+        files={"file": ("list.csv", data.encode("utf-8"), "text/csv")},
+    )
+    assert r.status_code == 200, r.text[:500]
+    assert "nothing has changed yet" in r.text
+    with session_scope(admin_settings.database_url) as session:
+        assert session.scalar(select(Subscriber)) is None
+    action = re.search(r'action="(/admin/import/[^"]+)"', r.text)
+    assert action
+    r = client.post(action.group(1), data={"csrf_token": token})
+    assert r.status_code == 200 and "Import done" in r.text
+    with session_scope(admin_settings.database_url) as session:
+        subs = list(session.scalars(select(Subscriber)))
+        assert [s.email_key for s in subs] == ["b@example.org"]
+        assert subs[0].status == PENDING and subs[0].timezone == "Europe/Paris"
+    # the upload is gone once used
+    r = client.post(action.group(1), data={"csrf_token": token})
+    assert r.status_code == 303
+
+
+def test_export_streams(signed_in: TestClient, admin_settings: Settings) -> None:
+    with session_scope(admin_settings.database_url) as session:
+        session.add(
+            Subscriber(
+                public_id="p1",
+                email="c@example.org",
+                email_key="c@example.org",
+                name="Cé",
+                timezone="Europe/London",
+                status=ACTIVE,
+            )
+        )
+    r = signed_in.get("/admin/export.csv")
+    assert r.status_code == 200 and "c@example.org" in r.text and "Cé" in r.text
+    assert r.headers["cache-control"] == "no-store"
+    r = signed_in.get("/admin/export.json")
+    assert r.json()[0]["email"] == "c@example.org"
