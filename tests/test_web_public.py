@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from web_helpers import add_series, client, csrf, outbox
@@ -23,6 +24,7 @@ from newsletter.models import (
     Subscriber,
 )
 from newsletter.queue import RedisQueue, redis_client
+from newsletter.web.app import create_app
 
 
 @pytest.fixture
@@ -519,3 +521,38 @@ def test_signup_still_works_when_redis_is_down(site):
         response = c.post("/subscribe", data=form(c))
     assert response.status_code == 200 and subscriber(site).status == PENDING
     assert len(outbox(site)) == 1
+
+
+def test_pending_subscriber_can_open_preferences_and_unsubscribe_from_the_confirmation(c, site):
+    c.post("/subscribe", data=form(c, series=["together"]))
+    mail = outbox(site)[0]
+    page = c.get(mail.link("preferences"))
+    assert page.status_code == 200 and "haven't confirmed" in page.text
+    assert 'value="together" checked' in page.text and 'value="myths" checked' not in page.text
+    assert c.post(mail.link("unsubscribe")).status_code == 200
+    assert subscriber(site).status == UNSUBSCRIBED
+
+
+def test_a_token_for_another_purpose_is_refused_everywhere(c, site):
+    c.post("/subscribe", data=form(c))
+    confirm_token = outbox(site)[0].link("confirm").split("/")[-1]
+    assert c.get(f"/unsubscribe/{confirm_token}").status_code == 400
+    assert c.post(f"/unsubscribe/{confirm_token}").status_code == 400
+    assert c.get(f"/preferences/{confirm_token}").status_code == 400
+    assert subscriber(site).status == PENDING
+
+
+def test_an_unexpected_error_shows_a_calm_page_without_details(site, monkeypatch):
+    from newsletter import subscribers
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(subscribers, "subscribe", boom)
+    with TestClient(
+        create_app(site), base_url="https://testserver", raise_server_exceptions=False
+    ) as c:
+        response = c.post("/subscribe", data=form(c))
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.text
+    assert "secret internals" not in response.text and "Traceback" not in response.text
