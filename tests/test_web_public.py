@@ -467,6 +467,7 @@ def test_security_headers_on_every_response(c, path):
     assert headers["x-frame-options"] == "DENY"
     assert headers["referrer-policy"] == "no-referrer"
     assert headers["x-content-type-options"] == "nosniff"
+    assert headers["strict-transport-security"] == "max-age=31536000"  # the public URL is https
 
 
 def test_pages_have_no_inline_scripts_or_styles(c, site):
@@ -556,3 +557,5 @@ def test_an_unexpected_error_shows_a_calm_page_without_details(site, monkeypatch
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.text
     assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" in response.headers

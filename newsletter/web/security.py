@@ -149,6 +149,9 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.secure_cookie = settings.public_is_https
+        self.headers = dict(HEADERS)
+        if settings.public_is_https:
+            self.headers["strict-transport-security"] = "max-age=31536000"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,7 +190,7 @@ class SecurityMiddleware:
                 started = True
                 headers = list(message.get("headers", []))
                 present = {k.decode("latin-1").lower() for k, _ in headers}
-                for name, value in HEADERS.items():
+                for name, value in self.headers.items():
                     if name not in present:
                         headers.append((name.encode(), value.encode()))
                 new = state.get("csrf_new") if isinstance(state, dict) else None
@@ -328,7 +331,9 @@ def install(app: FastAPI, settings: Settings) -> None:
         # The path's first segment only: the rest may hold a signed token.
         area = request.url.path.split("/")[1] if "/" in request.url.path else ""
         log.exception("unhandled error on %s /%s/...", request.method, area)
-        return error_page(request, 500)
+        response = error_page(request, 500)
+        response.headers.update(HEADERS)  # this answer is sent outside SecurityMiddleware
+        return response
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -164,3 +164,28 @@ def test_expired_or_broken_link_offers_a_new_one(server, browser, artifacts):
     assert "check your email" in page.locator("h1").inner_text()
     assert len(mails(settings, 1)) == 1
     context.close()
+
+
+def test_signup_with_the_keyboard_only(server, browser, artifacts):
+    base, settings = server
+    context = browser.new_context(timezone_id=ZONE)
+    page = context.new_page()
+    page.goto(f"{base}/")
+    # Tab order: skip link, brand, two nav links, then the form's email field
+    for _ in range(5):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "email"
+    page.keyboard.type("kim@example.org")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "name"
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.name")
+    assert focused == "series"  # the honeypot is not reachable by Tab
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "the focused control must show a focus ring"
+    shot(page, artifacts, "15-keyboard-focus")
+    page.keyboard.press("Enter")  # Enter in a form submits it
+    page.wait_for_url(f"{base}/subscribe")
+    assert "check your email" in page.locator("h1").inner_text()
+    assert len(mails(settings, 1)) == 1
+    context.close()
