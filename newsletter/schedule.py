@@ -178,6 +178,61 @@ def place(
     return changed
 
 
+def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime) -> list[int]:
+    """Bulk `enroll` (all live series) for confirmed subscribers who have no enrollments yet.
+
+    Same rows as calling `enroll` for each one, written with one executemany per call and one
+    slot computation per (time zone, cadence, pause): for imports and the benchmark. Returns the
+    ids of the ACTIVE enrollments written (mirror them into Redis).
+    """
+    order = _series_in_queue_order(session)
+    if not order or not subscriber_ids:
+        return []
+    counts = part_counts(session)
+    first = next((s for s in order if s.state == LIVE and counts.get(s.id, 0) >= 1), None)
+    people = session.execute(
+        select(Subscriber.id, Subscriber.timezone, Subscriber.cadence, Subscriber.paused_until)
+        .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == ACTIVE)
+        .order_by(Subscriber.id)
+    ).all()
+    slots: dict[tuple[str, str, dt.date | None], dt.datetime] = {}
+    rows: list[dict[str, object]] = []
+    for sid, zone, cadence, paused in people:
+        for position, s in enumerate(order, start=1):
+            due = None
+            if s is first:
+                key = (zone, cadence, paused)
+                if key not in slots:
+                    sub = Subscriber(timezone=zone, cadence=cadence, paused_until=paused)
+                    slots[key] = slot_for(sub, s, now, None)
+                due = slots[key]
+            rows.append(
+                {
+                    "subscriber_id": sid,
+                    "series_id": s.id,
+                    "position": position,
+                    "next_part": 1,
+                    "next_due_at": due,
+                    "state": ENROLLED_ACTIVE if due is not None else QUEUED,
+                    "not_before": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    if rows:
+        session.execute(Enrollment.__table__.insert(), rows)  # type: ignore[attr-defined]
+    if first is None:
+        return []
+    return list(
+        session.scalars(
+            select(Enrollment.id).where(
+                Enrollment.subscriber_id.in_([p[0] for p in people]),
+                Enrollment.series_id == first.id,
+            )
+        )
+    )
+
+
 def enroll(
     session: Session,
     subscriber: Subscriber,

@@ -1,0 +1,848 @@
+"""Dispatch benchmark: one weekly burst of N recipients through the real path, and a naive baseline.
+
+    .venv/bin/python benchmarks/dispatch.py [--n 10000] [--db sqlite|postgresql] [--json]
+
+Creates a fresh database (SQLite file in a temp folder, or a new PostgreSQL database
+nl_bench_<pid>, dropped afterwards) and a unique Redis prefix; seeds N active subscribers
+enrolled in the first shipped series, all due at the same slot (bulk inserts, then
+schedule.enroll_new and queue.rebuild); starts a SendGrid-compatible sink (benchmarks/sink.py)
+and a real worker (`newsletter worker`) as separate processes; runs one tick (the
+`newsletter.tick` task body, in its own process) whose send_chunk tasks go through the official
+sendgrid client to the sink, the ledger and the reschedule. Then: 100 empty ticks, the naive
+baseline (benchmarks/naive.py) on min(N, --naive-n) recipients, and the database's own ledger
+write rate (the floor). Prints a table (or JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import instrument  # noqa: E402
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ENROLLED_AT = dt.datetime(2027, 3, 1, 0, 0, tzinfo=dt.UTC)  # everyone confirmed at this moment
+NAIVE_ZONE = "America/New_York"  # the baseline's recipients: same series slot, hours later
+API_KEY = "SG.bench-" + secrets.token_hex(8)
+SEED_BATCH = 10_000
+
+
+# --- roles run in child processes ----------------------------------------------------------------
+
+
+def role_worker(args: argparse.Namespace) -> None:
+    """`newsletter worker` with counters (the real CLI command; counters dumped per task)."""
+    from celery import signals
+
+    from newsletter.config import get_settings
+    from newsletter.queue import redis_url
+
+    out = Path(args.out)
+    instrument.install(redis_url(get_settings()))
+    instrument.track_tasks(out, "worker")
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        (out / "worker.ready").write_text(str(os.getpid()))
+
+    from newsletter.cli import main as cli_main
+
+    sys.argv = ["newsletter", "worker", "--concurrency", str(args.concurrency)]
+    cli_main()
+
+
+def role_naive_worker(args: argparse.Namespace) -> None:
+    import naive
+    from celery import signals
+
+    out = Path(args.out)
+    instrument.install(naive.redis_url(naive.get_settings()))
+    instrument.track_tasks(out, "naive")
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        (out / "naive.ready").write_text(str(os.getpid()))
+
+    naive.app.worker_main(
+        [
+            "worker",
+            "--loglevel=WARNING",
+            "-Q",
+            naive.queue_name(),
+            "--without-gossip",
+            "--without-mingle",
+            f"--concurrency={args.concurrency}",
+        ]
+    )
+
+
+def role_tick(args: argparse.Namespace) -> None:
+    """One `newsletter.tick` (the task body, as beat triggers it) at the burst's slot."""
+    from newsletter.config import get_settings
+    from newsletter.queue import redis_url
+
+    out = Path(args.out)
+    instrument.install(redis_url(get_settings()))
+    from newsletter import tasks
+
+    instrument.Counts.first_start = time.time()
+    result = tasks.tick(args.slot)
+    instrument.Counts.last_end = time.time()
+    instrument.Counts.tasks = int(result["chunks"])
+    instrument.Counts.sent = int(result["due"])
+    instrument.dump(out, "tick")
+
+
+def role_empty_tick(args: argparse.Namespace) -> None:
+    """100 ticks with nothing due: median time, Redis and SQL operations per tick."""
+    from newsletter.config import get_settings
+    from newsletter.queue import redis_url
+
+    out = Path(args.out)
+    instrument.install(redis_url(get_settings()))
+    from newsletter import tasks
+
+    slot = dt.datetime.fromisoformat(args.slot)
+    tasks.tick(slot.isoformat())  # warm up: connections, Lua scripts loaded
+    times: list[float] = []
+    ops: list[tuple[int, int]] = []
+    C = instrument.Counts
+    for _ in range(100):
+        r0, s0 = C.redis_app + C.redis_broker, C.sql
+        t0 = time.perf_counter()
+        result = tasks.tick(slot.isoformat())
+        times.append(time.perf_counter() - t0)
+        ops.append((C.redis_app + C.redis_broker - r0, C.sql - s0))
+        assert result["due"] == 0, result
+    (out / "empty.json").write_text(
+        json.dumps(
+            {
+                "median_ms": statistics.median(times) * 1000,
+                "p90_ms": sorted(times)[89] * 1000,
+                "redis_per_tick": max(o[0] for o in ops),
+                "sql_per_tick": max(o[1] for o in ops),
+            }
+        )
+    )
+
+
+def role_naive_dispatch(args: argparse.Namespace) -> None:
+    """The tutorial dispatcher: select who is due, one task per recipient."""
+    from sqlalchemy import select
+
+    from newsletter.config import get_settings
+    from newsletter.db import session_scope
+    from newsletter.models import ENROLLED_ACTIVE, Enrollment
+
+    out = Path(args.out)
+    import naive
+
+    instrument.install(naive.redis_url(naive.get_settings()))
+    slot, naive_slot = (
+        dt.datetime.fromisoformat(args.slot),
+        dt.datetime.fromisoformat(args.naive_slot),
+    )
+    instrument.Counts.first_start = time.time()
+    with session_scope(get_settings().database_url) as session:
+        ids = list(
+            session.scalars(
+                select(Enrollment.id).where(
+                    Enrollment.state == ENROLLED_ACTIVE,
+                    Enrollment.next_due_at <= naive_slot,
+                    Enrollment.next_due_at > slot,
+                )
+            )
+        )
+    for enrollment_id in ids:
+        naive.send_one.delay(enrollment_id, naive_slot.isoformat())
+    instrument.Counts.last_end = time.time()
+    instrument.Counts.tasks = len(ids)
+    instrument.dump(out, "naivetick")
+
+
+ROLES = {
+    "worker": role_worker,
+    "naive-worker": role_naive_worker,
+    "tick": role_tick,
+    "empty-tick": role_empty_tick,
+    "naive-dispatch": role_naive_dispatch,
+}
+
+
+# --- the orchestrator ----------------------------------------------------------------------------
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def choose_db(args: argparse.Namespace) -> str:
+    env_url = os.environ.get("NEWSLETTER_DATABASE_URL", "")
+    if args.db:
+        return args.db
+    if env_url:
+        return "postgresql" if env_url.startswith("postgresql") else "sqlite"
+    return "postgresql" if port_open("127.0.0.1", 5432) else "sqlite"
+
+
+class Database:
+    """A fresh database for one run: a temp SQLite file or a new PostgreSQL database."""
+
+    def __init__(self, kind: str, tmp: Path) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.kind = kind
+        self.admin_url: str | None = None
+        self.name = f"nl_bench_{os.getpid()}"
+        if kind == "sqlite":
+            self.url = f"sqlite:///{tmp / 'bench.db'}"
+            return
+        env_url = os.environ.get("NEWSLETTER_DATABASE_URL", "")
+        admin = env_url if env_url.startswith("postgresql") else DEFAULT_PG
+        self.admin_url = admin
+        self.url = make_url(admin).set(database=self.name).render_as_string(hide_password=False)
+
+    def create(self) -> None:
+        if self.admin_url is None:
+            return
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        engine.dispose()
+
+    def drop(self) -> None:
+        if self.admin_url is None:
+            return
+        from sqlalchemy import create_engine, text
+
+        from newsletter.db import dispose_all
+
+        dispose_all()
+        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def start_redis(tmp: Path) -> tuple[str, Any]:
+    if os.environ.get("NEWSLETTER_REDIS_URL"):
+        return os.environ["NEWSLETTER_REDIS_URL"], None
+    if port_open("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/0", None
+    from newsletter.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp / "redis")
+    server.start()
+    return server.url, server
+
+
+class Child:
+    """A child process in its own process group (stopped by its own id)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.fh = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE if "sink.py" in argv[1] else self.fh,
+            stderr=self.fh,
+            start_new_session=True,
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.fh.close()
+
+
+def run_role(role: str, env: dict[str, str], out: Path, extra: list[str] | None = None) -> float:
+    """Run a role to completion; returns its peak RSS (MB)."""
+    argv = [sys.executable, str(Path(__file__)), "--role", role, "--out", str(out), *(extra or [])]
+    log = out / f"{role}.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=fh, stderr=fh)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, instrument.peak_rss_mb(proc.pid))
+            time.sleep(0.02)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{role} failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-3000:]}"
+        )
+    return peak
+
+
+def tree_peak_rss(pid: int) -> tuple[float, float]:
+    """(peak RSS of the main process, largest peak RSS among its children) in MB."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    main_peak = instrument.peak_rss_mb(pid)
+    return main_peak, max((instrument.peak_rss_mb(c.pid) for c in children), default=0.0)
+
+
+def wait_ready(path: Path, child: Child, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if child.proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(
+                f"worker did not start; see {child.log}:\n{child.log.read_text()[-3000:]}"
+            )
+        time.sleep(0.1)
+
+
+def wait_sent(out: Path, role: str, expected: int, child: Child, key: str = "sent") -> None:
+    """Wait until the workers' counters add up to `expected` (stall timeout 120 s)."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        done = sum(int(c[key]) for c in instrument.read_all(out, role))
+        if done >= expected:
+            return
+        if done != last:
+            last, last_change = done, time.monotonic()
+        if child.proc.poll() is not None or time.monotonic() - last_change > 120:
+            raise SystemExit(f"{role}: stalled at {done}/{expected}; see {child.log}")
+        time.sleep(0.05)
+
+
+def sink_call(url: str, path: str, method: str = "GET") -> dict[str, Any]:
+    req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return dict(json.loads(resp.read() or b"{}"))
+
+
+# --- seeding -----------------------------------------------------------------------------------
+
+
+def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
+    """N + naive_n active subscribers (bulk insert), enrolled with schedule.enroll_new; Redis rebuilt."""
+    from sqlalchemy import select, text
+
+    from newsletter import content, schedule
+    from newsletter.config import get_settings
+    from newsletter.db import session_scope, upgrade
+    from newsletter.models import ACTIVE, Enrollment, Series, Subscriber
+    from newsletter.queue import RedisQueue
+
+    settings = get_settings()
+    upgrade(db_url)
+    with session_scope(db_url) as session:
+        content.sync(session, content.load_all(settings.schedules_dir))
+        first = session.scalars(select(Series).order_by(Series.order, Series.id)).first()
+        assert first is not None
+        schedule.queue_series(session, first.slug, None, ENROLLED_AT)
+        for s in session.scalars(select(Series).where(Series.id != first.id)):
+            s.state = "draft"  # one series in play: everyone gets the same article
+    t0 = time.perf_counter()
+    total = n + naive_n
+    insert_s = 0.0
+    for base in range(0, total, SEED_BATCH):
+        size = min(SEED_BATCH, total - base)
+        rows = [
+            {
+                "id": i + 1,
+                "public_id": secrets.token_hex(8),
+                "email": f"reader{i}@example.org",
+                "email_key": f"reader{i}@example.org",
+                "name": f"Reader {i}" if i % 3 else None,
+                "timezone": "UTC" if i < n else NAIVE_ZONE,
+                "status": ACTIVE,
+                "cadence": "weekly",
+                "takes_new_series": True,
+                "consent_method": "import",
+                "consent_at": ENROLLED_AT,
+                "confirmed_at": ENROLLED_AT,
+                "created_at": ENROLLED_AT,
+                "updated_at": ENROLLED_AT,
+            }
+            for i in range(base, base + size)
+        ]
+        with session_scope(db_url) as session:
+            t1 = time.perf_counter()
+            session.execute(Subscriber.__table__.insert(), rows)  # type: ignore[attr-defined]
+            insert_s += time.perf_counter() - t1
+            schedule.enroll_new(session, [int(r["id"]) for r in rows], ENROLLED_AT)
+    with session_scope(db_url) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(
+                text("SELECT setval('subscribers_id_seq', (SELECT max(id) FROM subscribers))")
+            )
+            session.execute(text("ANALYZE"))
+    seeded = time.perf_counter()
+    with session_scope(db_url) as session:
+        queued = RedisQueue(settings).rebuild(session)
+        slots = sorted(
+            session.scalars(
+                select(Enrollment.next_due_at).distinct().where(Enrollment.next_due_at.is_not(None))
+            )
+        )
+    assert queued == total, (queued, total)
+    assert len(slots) == (2 if naive_n else 1), slots
+    return {
+        "slot": slots[0].isoformat(),
+        "naive_slot": slots[-1].isoformat(),
+        "seed_s": seeded - t0,
+        "subscriber_insert_rows_per_s": total / insert_s if insert_s else 0.0,
+        "rebuild_s": time.perf_counter() - seeded,
+    }
+
+
+def ledger_floor(db_url: str, rows: int) -> dict[str, float]:
+    """The database alone: insert `rows` ledger-shaped rows (RETURNING ids, 1000 per statement,
+    as plan does) and update each by id (executemany, as send_chunk does), in a scratch table."""
+    from sqlalchemy import (
+        Column,
+        DateTime,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        bindparam,
+        insert,
+        update,
+    )
+
+    from newsletter.db import get_engine
+
+    md = MetaData()
+    table = Table(
+        "bench_ledger_floor",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("subscriber_id", Integer),
+        Column("series_id", Integer),
+        Column("part_number", Integer),
+        Column("status", String(16)),
+        Column("provider_message_id", String(200)),
+        Column("updated_at", DateTime),
+    )
+    engine = get_engine(db_url)
+    md.drop_all(engine)
+    md.create_all(engine)
+    now = dt.datetime(2027, 1, 1)
+    t0 = time.perf_counter()
+    ids: list[int] = []
+    with engine.begin() as conn:
+        for base in range(0, rows, 1000):
+            values = [
+                {
+                    "subscriber_id": i,
+                    "series_id": 1,
+                    "part_number": 1,
+                    "status": "claimed",
+                    "updated_at": now,
+                }
+                for i in range(base, min(rows, base + 1000))
+            ]
+            ids.extend(conn.execute(insert(table).values(values).returning(table.c.id)).scalars())
+    t1 = time.perf_counter()
+    with engine.begin() as conn:
+        for base in range(0, rows, 1000):
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("i"))
+                .values(status="sent", provider_message_id=bindparam("m"), updated_at=now),
+                [{"i": i, "m": "x" * 22} for i in ids[base : base + 1000]],
+            )
+    t2 = time.perf_counter()
+    md.drop_all(engine)
+    return {
+        "rows": rows,
+        "insert_rows_per_s": rows / (t1 - t0),
+        "update_rows_per_s": rows / (t2 - t1),
+        "insert_then_update_rows_per_s": rows / (t2 - t0),
+    }
+
+
+def explain(db_url: str) -> dict[str, str]:
+    """EXPLAIN of the hot queries (claimed ids -> enrollments; chunk ids -> ledger rows)."""
+
+    from newsletter.db import get_engine
+
+    engine = get_engine(db_url)
+    pg = engine.dialect.name == "postgresql"
+    prefix = "EXPLAIN " if pg else "EXPLAIN QUERY PLAN "
+    ids = ",".join(str(i) for i in range(1, 1001))
+    queries = {
+        "plan: enrollments by claimed id": (
+            "SELECT * FROM enrollments JOIN subscribers ON subscribers.id = enrollments.subscriber_id "
+            f"JOIN series ON series.id = enrollments.series_id WHERE enrollments.id IN ({ids})"
+        ),
+        "send_chunk: ledger rows of a chunk": (
+            "SELECT * FROM deliveries JOIN subscribers ON subscribers.id = deliveries.subscriber_id "
+            "JOIN enrollments ON enrollments.subscriber_id = deliveries.subscriber_id "
+            "AND enrollments.series_id = deliveries.series_id "
+            f"WHERE deliveries.id IN ({ids}) AND deliveries.status = 'claimed'"
+        ),
+        "send_chunk: suppression check": (
+            "SELECT email_hash FROM suppressions WHERE email_hash IN ('a', 'b')"
+        ),
+    }
+    out = {}
+    with engine.connect() as conn:
+        for name, sql in queries.items():
+            rows = conn.exec_driver_sql(prefix + sql).all()
+            out[name] = " | ".join(str(r[-1]).strip() for r in rows)
+    return out
+
+
+def per_k(value: float, n: int) -> float:
+    return 1000 * value / n if n else 0.0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    kind = choose_db(args)
+    tmp = Path(tempfile.mkdtemp(prefix="nl-bench-"))
+    out = tmp / "out"
+    out.mkdir()
+    db = Database(kind, tmp)
+    redis_url, embedded = start_redis(tmp)
+    prefix = f"nlbench{os.getpid()}:"
+    env = dict(os.environ)
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": db.url,
+            "NEWSLETTER_REDIS_URL": redis_url,
+            "NEWSLETTER_REDIS_PREFIX": prefix,
+            "NEWSLETTER_MAIL_BACKEND": "sendgrid",
+            "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
+            "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
+            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
+            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
+            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
+            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
+            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
+            "PYTHONPATH": str(HERE) + os.pathsep + env.get("PYTHONPATH", ""),
+        }
+    )
+    children: list[Child] = []
+    sink = Child(
+        [
+            sys.executable,
+            str(HERE / "sink.py"),
+            "--api-key",
+            API_KEY,
+            "--sample-every",
+            str(args.sample_every),
+        ],
+        env,
+        tmp / "sink.log",
+    )
+    children.append(sink)
+    assert sink.proc.stdout is not None
+    sink_url = sink.proc.stdout.readline().decode().strip()
+    if not sink_url.startswith("http"):
+        raise SystemExit(f"sink did not start: {(tmp / 'sink.log').read_text()}")
+    env["NEWSLETTER_SENDGRID_HOST"] = sink_url
+    os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
+    from newsletter.config import get_settings
+
+    get_settings.cache_clear()
+    naive_n = min(args.n, args.naive_n)
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "n": args.n,
+        "naive_n": naive_n,
+        "db": kind,
+        "nproc": os.cpu_count(),
+        "concurrency": args.concurrency,
+        "batch_size": get_settings().batch_size,
+    }
+    try:
+        db.create()
+        result["seed"] = seed(db.url, args.n, naive_n)
+        log(args, f"seeded {args.n} + {naive_n} in {result['seed']['seed_s']:.1f}s")
+
+        # --- ours: tick -> Celery send_chunk on a real worker -> sendgrid client -> sink -> ledger
+        worker = Child(
+            [
+                sys.executable,
+                str(Path(__file__)),
+                "--role",
+                "worker",
+                "--out",
+                str(out),
+                "--concurrency",
+                str(args.concurrency),
+            ],
+            env,
+            tmp / "worker.log",
+        )
+        children.append(worker)
+        wait_ready(out / "worker.ready", worker)
+        slots = ["--slot", result["seed"]["slot"], "--naive-slot", result["seed"]["naive_slot"]]
+        tick_rss = run_role("tick", env, out, slots)
+        (tick,) = instrument.read_all(out, "tick")
+        wait_sent(out, "worker", args.n, worker)
+        workers = instrument.read_all(out, "worker")
+        main_rss, child_rss = tree_peak_rss(worker.proc.pid)
+        worker.stop()
+        end = max(w["last_end"] for w in workers)
+        elapsed = end - tick["first_start"]
+        sink_stats = sink_call(sink_url, "/stats")
+        sql = tick["sql"] + sum(w["sql"] for w in workers)
+        redis_app = tick["redis_app"] + sum(w["redis_app"] for w in workers)
+        redis_broker = tick["redis_broker"] + sum(w["redis_broker"] for w in workers)
+        result["ours"] = {
+            "recipients": args.n,
+            "sent": sum(w["sent"] for w in workers),
+            "seconds": elapsed,
+            "recipients_per_s": args.n / elapsed,
+            "tick_seconds": tick["last_end"] - tick["first_start"],
+            "tasks": sum(w["tasks"] for w in workers),
+            "worker_peak_rss_mb": max(child_rss, max(w["peak_rss_mb"] for w in workers)),
+            "worker_main_peak_rss_mb": main_rss,
+            "tick_peak_rss_mb": max(tick_rss, tick["peak_rss_mb"]),
+            "requests": sink_stats["requests"],
+            "recipients_per_request": sink_stats["recipients"] / max(1, sink_stats["requests"]),
+            "sql_per_1k": per_k(sql, args.n),
+            "redis_app_per_1k": per_k(redis_app, args.n),
+            "redis_broker_per_1k": per_k(redis_broker, args.n),
+            "sink": sink_stats,
+        }
+        result["ours"]["ledger"] = check_ledger(
+            db.url, args.n, dt.datetime.fromisoformat(result["seed"]["slot"])
+        )
+        log(args, f"ours: {result['ours']['recipients_per_s']:.0f} recipients/s")
+
+        # --- an empty tick with N enrolled (everyone was just rescheduled a week on)
+        run_role("empty-tick", env, out, slots)
+        result["empty_tick"] = json.loads((out / "empty.json").read_text())
+
+        # --- the naive baseline
+        if naive_n:
+            sink_call(sink_url, "/reset", "POST")
+            nworker = Child(
+                [
+                    sys.executable,
+                    str(Path(__file__)),
+                    "--role",
+                    "naive-worker",
+                    "--out",
+                    str(out),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+                env,
+                tmp / "naive-worker.log",
+            )
+            children.append(nworker)
+            wait_ready(out / "naive.ready", nworker)
+            ntick_rss = run_role("naive-dispatch", env, out, slots)
+            (ntick,) = instrument.read_all(out, "naivetick")
+            wait_sent(out, "naive", naive_n, nworker)
+            nworkers = instrument.read_all(out, "naive")
+            nmain, nchild = tree_peak_rss(nworker.proc.pid)
+            nworker.stop()
+            nelapsed = max(w["last_end"] for w in nworkers) - ntick["first_start"]
+            nsink = sink_call(sink_url, "/stats")
+            nsql = ntick["sql"] + sum(w["sql"] for w in nworkers)
+            nbroker = ntick["redis_broker"] + sum(w["redis_broker"] for w in nworkers)
+            result["naive"] = {
+                "recipients": naive_n,
+                "sent": sum(w["sent"] for w in nworkers),
+                "seconds": nelapsed,
+                "recipients_per_s": naive_n / nelapsed,
+                "tick_seconds": ntick["last_end"] - ntick["first_start"],
+                "tasks": sum(w["tasks"] for w in nworkers),
+                "worker_peak_rss_mb": max(nchild, max(w["peak_rss_mb"] for w in nworkers)),
+                "worker_main_peak_rss_mb": nmain,
+                "tick_peak_rss_mb": max(ntick_rss, ntick["peak_rss_mb"]),
+                "requests": nsink["requests"],
+                "recipients_per_request": nsink["recipients"] / max(1, nsink["requests"]),
+                "sql_per_1k": per_k(nsql, naive_n),
+                "redis_app_per_1k": 0.0,
+                "redis_broker_per_1k": per_k(nbroker, naive_n),
+                "sink": nsink,
+            }
+            result["ratio"] = (
+                result["ours"]["recipients_per_s"] / result["naive"]["recipients_per_s"]
+            )
+            log(args, f"naive: {result['naive']['recipients_per_s']:.0f} recipients/s")
+
+        # --- the floor: the database's own ledger write rate, alone
+        result["floor"] = ledger_floor(db.url, min(args.n, 100_000))
+        result["explain"] = explain(db.url)
+    finally:
+        for child in reversed(children):
+            child.stop()
+        cleanup_redis(redis_url, prefix)
+        from newsletter.db import dispose_all
+
+        dispose_all()
+        with contextlib.suppress(Exception):
+            db.drop()
+        if embedded is not None:
+            embedded.stop()
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def check_ledger(db_url: str, n: int, slot: dt.datetime) -> dict[str, Any]:
+    """Every recipient has exactly one sent row and was rescheduled a week on."""
+    from sqlalchemy import func, select
+
+    from newsletter.db import session_scope
+    from newsletter.models import Delivery, Enrollment
+
+    with session_scope(db_url) as session:
+        statuses = dict(
+            session.execute(
+                select(Delivery.status, func.count())
+                .where(Delivery.scheduled_for == slot)
+                .group_by(Delivery.status)
+            ).all()
+        )
+        next_week = session.scalar(
+            select(func.count()).where(
+                Enrollment.next_part == 2, Enrollment.next_due_at == slot + dt.timedelta(days=7)
+            )
+        )
+    ok = statuses.get("sent", 0) == n and sum(statuses.values()) == n and next_week == n
+    return {"statuses": statuses, "rescheduled": next_week, "ok": ok}
+
+
+def cleanup_redis(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
+
+
+def log(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        print(f"  {text}", file=sys.stderr, flush=True)
+
+
+def table(r: dict[str, Any]) -> str:
+    ours, naive = r["ours"], r.get("naive")
+    rows: list[tuple[str, str, str]] = []
+
+    def row(label: str, key: str, fmt: str) -> None:
+        a = format(ours[key], fmt)
+        b = format(naive[key], fmt) if naive else "-"
+        rows.append((label, a, b))
+
+    row("recipients", "recipients", ",d")
+    row("recipients/s end to end", "recipients_per_s", ",.0f")
+    row("seconds (first claim -> last ledger commit)", "seconds", ".2f")
+    row("tick / fan-out seconds", "tick_seconds", ".2f")
+    row("Celery tasks", "tasks", ",d")
+    row("API requests", "requests", ",d")
+    row("recipients per request", "recipients_per_request", ".1f")
+    row("worker peak RSS, largest process (MB)", "worker_peak_rss_mb", ".0f")
+    row("worker main process peak RSS (MB)", "worker_main_peak_rss_mb", ".0f")
+    row("tick process peak RSS (MB)", "tick_peak_rss_mb", ".0f")
+    row("DB statements / 1,000 recipients", "sql_per_1k", ".1f")
+    row("Redis round trips / 1,000 (app)", "redis_app_per_1k", ".1f")
+    row("Redis round trips / 1,000 (Celery broker)", "redis_broker_per_1k", ".1f")
+    width = max(len(x[0]) for x in rows)
+    lines = [
+        f"dispatch benchmark  {r['date']}  db={r['db']}  nproc={r['nproc']}  "
+        f"worker concurrency={r['concurrency']}  batch={r['batch_size']}",
+        "",
+        f"{'':<{width}}  {'ours':>12}  {'naive':>12}",
+    ]
+    lines += [f"{a:<{width}}  {b:>12}  {c:>12}" for a, b, c in rows]
+    if "ratio" in r:
+        lines.append(f"{'ratio ours / naive (recipients/s)':<{width}}  {r['ratio']:>12.1f}x")
+    e = r["empty_tick"]
+    f = r["floor"]
+    s = r["seed"]
+    lines += [
+        "",
+        f"empty tick, {r['n']:,} enrolled, 0 due: median {e['median_ms']:.2f} ms (p90 {e['p90_ms']:.2f}), "
+        f"{e['redis_per_tick']} Redis round trips, {e['sql_per_tick']} SQL statements per tick",
+        f"ledger check: {ours['ledger']['statuses']}, rescheduled {ours['ledger']['rescheduled']:,} "
+        f"-> {'OK' if ours['ledger']['ok'] else 'MISMATCH'}; sink: {ours['sink']['validated_requests']} "
+        f"bodies schema-checked, problems {len(ours['sink']['problems'])}, "
+        f"duplicate delivery ids {ours['sink']['duplicate_delivery_ids']}",
+        f"floor (database alone, {f['rows']:,} ledger-shaped rows): insert {f['insert_rows_per_s']:,.0f}/s, "
+        f"update {f['update_rows_per_s']:,.0f}/s, insert+update {f['insert_then_update_rows_per_s']:,.0f}/s",
+        f"seeding: {s['seed_s']:.1f} s (subscriber insert {s['subscriber_insert_rows_per_s']:,.0f} rows/s), "
+        f"Redis rebuild {s['rebuild_s']:.1f} s",
+        "",
+        "EXPLAIN (hot queries):",
+    ]
+    lines += [f"  {k}: {v}" for k, v in r["explain"].items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=10_000, help="recipients in the burst")
+    parser.add_argument("--naive-n", type=int, default=5_000, help="naive baseline sample (max)")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default=None)
+    parser.add_argument(
+        "--concurrency", type=int, default=os.cpu_count() or 2, help="worker processes"
+    )
+    parser.add_argument(
+        "--sample-every", type=int, default=10, help="schema-check every k-th request"
+    )
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
+    parser.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--slot", help=argparse.SUPPRESS)
+    parser.add_argument("--naive-slot", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        ROLES[args.role](args)
+        return
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(table(result))
+    if not result["ours"]["ledger"]["ok"] or result["ours"]["sink"]["problems"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Per-process operation counters for the benchmark: SQL statements, Redis round trips, peak RSS.
+
+SQL: every cursor execution (SQLAlchemy `before_cursor_execute` on all engines; an executemany
+counts once). Redis: every packet written to a connection (`send_packed_command`), so a pipeline
+or a Lua script is one round trip; the application's client (newsletter.queue.redis_client) is
+told apart from Celery's broker connections by its connection class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.connection
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+class Counts:
+    sql = 0
+    redis_app = 0
+    redis_broker = 0
+    tasks = 0
+    sent = 0
+    first_start = 0.0
+    last_end = 0.0
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.sql = cls.redis_app = cls.redis_broker = cls.tasks = cls.sent = 0
+        cls.first_start = cls.last_end = 0.0
+
+    @classmethod
+    def snapshot(cls) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "sql": cls.sql,
+            "redis_app": cls.redis_app,
+            "redis_broker": cls.redis_broker,
+            "tasks": cls.tasks,
+            "sent": cls.sent,
+            "first_start": cls.first_start,
+            "last_end": cls.last_end,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+
+
+class AppConnection(redis.Connection):
+    """The connection class of the application's Redis client (counted as `redis_app`)."""
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Peak resident set size (VmHWM) of a process, in MB."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+_installed = False
+
+
+def install(redis_url: str) -> None:
+    """Count SQL and Redis operations in this process (and in processes forked from it)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+
+    def on_sql(*_: Any) -> None:
+        Counts.sql += 1
+
+    event.listen(Engine, "before_cursor_execute", on_sql)
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        if isinstance(self, AppConnection):
+            Counts.redis_app += 1
+        else:
+            Counts.redis_broker += 1
+        original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+
+    from newsletter import queue
+
+    queue._clients[redis_url] = redis.Redis.from_url(
+        redis_url, decode_responses=True, connection_class=AppConnection
+    )
+
+
+def dump(directory: Path, role: str) -> None:
+    """Write this process's counters to <directory>/<role>-<pid>.json (atomically)."""
+    path = directory / f"{role}-{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(Counts.snapshot()))
+    tmp.replace(path)
+
+
+def read_all(directory: Path, role: str) -> list[dict[str, Any]]:
+    out = []
+    for path in directory.glob(f"{role}-*.json"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def track_tasks(directory: Path, role: str) -> None:
+    """Celery signals: count each task's `sent` and time span; dump after each task."""
+    from celery import signals
+
+    @signals.worker_process_init.connect(weak=False)
+    def _fresh(**_: Any) -> None:
+        Counts.reset()
+
+    @signals.task_prerun.connect(weak=False)
+    def _start(**_: Any) -> None:
+        if not Counts.first_start:
+            Counts.first_start = time.time()
+
+    @signals.task_postrun.connect(weak=False)
+    def _done(retval: Any = None, **_: Any) -> None:
+        Counts.tasks += 1
+        if isinstance(retval, dict):
+            Counts.sent += int(retval.get("sent", 0))
+        Counts.last_end = time.time()
+        dump(directory, role)

@@ -1,0 +1,141 @@
+"""A lean SendGrid /v3/mail/send sink for the benchmark: 202 at once, counts, schema-checks a sample.
+
+Run as its own process (`python benchmarks/sink.py --api-key KEY`); it prints its URL on the first
+line. GET /stats returns the counters as JSON, POST /reset zeroes them. Every `--sample-every`-th
+request (and the first) is checked after the answer was sent, with the same rules as the tests'
+fake (tests/sendgrid_fake.py: the JSON schema in shared/contracts plus the rules it can't express).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sendgrid_fake import body_problems, load_validator  # noqa: E402
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.recipients = 0
+        self.validated = 0
+        self.problems: list[str] = []
+        self.delivery_ids: set[str] = set()
+        self.duplicates = 0
+        self.unauthorized = 0
+        self.bytes = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "recipients": self.recipients,
+            "validated_requests": self.validated,
+            "problems": self.problems[:20],
+            "duplicate_delivery_ids": self.duplicates,
+            "unauthorized": self.unauthorized,
+            "bytes": self.bytes,
+        }
+
+
+def make_handler(
+    stats: Stats, api_key: str, sample_every: int, validator: Any
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        def do_GET(self) -> None:
+            if self.path != "/stats":
+                return self._reply(404, b"{}")
+            with stats.lock:
+                data = json.dumps(stats.as_dict()).encode()
+            self._reply(200, data)
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/reset":
+                with stats.lock:
+                    stats.reset()
+                return self._reply(200, b"{}")
+            if self.path != "/v3/mail/send":
+                return self._reply(404, b'{"errors":[{"message":"not found"}]}')
+            if self.headers.get("Authorization") != f"Bearer {api_key}":
+                with stats.lock:
+                    stats.unauthorized += 1
+                return self._reply(401, b'{"errors":[{"message":"bad key"}]}')
+            try:
+                body = json.loads(raw)
+                people = body["personalizations"]
+            except (ValueError, KeyError, TypeError):
+                return self._reply(400, b'{"errors":[{"message":"body is not JSON"}]}')
+            ids = [str((p.get("custom_args") or {}).get("delivery_id", "")) for p in people]
+            count = sum(len(p.get("to") or ()) for p in people)
+            with stats.lock:
+                number = stats.requests
+                stats.requests += 1
+                stats.recipients += count
+                stats.bytes += len(raw)
+                for i in ids:
+                    if i and i in stats.delivery_ids:
+                        stats.duplicates += 1
+                    stats.delivery_ids.add(i)
+            self._reply(202, b"", {"X-Message-Id": uuid.uuid4().hex[:22]})
+            if number % sample_every == 0:  # after answering: checking costs the client nothing
+                problems = body_problems(validator, body)
+                with stats.lock:
+                    stats.validated += 1
+                    stats.problems.extend(problems)
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--sample-every", type=int, default=10)
+    args = parser.parse_args()
+    stats = Stats()
+    handler = make_handler(stats, args.api_key, max(1, args.sample_every), load_validator())
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    server.daemon_threads = True
+    server.request_queue_size = 128
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    host, port = server.server_address[:2]
+    print(f"http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
