@@ -11,6 +11,10 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -290,9 +294,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if _wants_json(request):
-            return JSONResponse(
-                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-            )
+            return await http_exception_handler(request, exc)
         response = error_page(request, exc.status_code, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
@@ -301,7 +303,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         if _wants_json(request):
-            return JSONResponse({"detail": exc.errors()}, status_code=422)
+            return await request_validation_exception_handler(request, exc)
         return error_page(request, 400)
 
     async def csrf_error(request: Request, exc: Exception) -> Response:
