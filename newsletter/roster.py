@@ -109,6 +109,8 @@ def check_email(raw: str) -> str:
     value = raw.strip()
     if not value:
         raise ValueError("no email address")
+    if _CONTROL.search(value):
+        raise ValueError("not a valid email address (control characters)")
     if len(value) > 254:
         raise ValueError("email address is too long")
     try:
@@ -122,6 +124,8 @@ def check_zone(raw: str | None, default: str) -> str:
     value = (raw or "").strip()
     if not value:
         return default
+    if _CONTROL.search(value) or len(value) > 64:
+        raise ValueError("unknown time zone (use a name like Europe/London)")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -131,8 +135,13 @@ def check_zone(raw: str | None, default: str) -> str:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_name(raw: str | None) -> str | None:
     value = " ".join((raw or "").split())
+    if _CONTROL.search(value):
+        raise ValueError("name contains control characters")
     if len(value) > 100:
         raise ValueError("name is longer than 100 characters")
     return value or None
@@ -542,7 +551,7 @@ def search(
 ) -> tuple[list[Subscriber], int]:
     """Subscribers whose address or name contains `query` (any case); (page, total)."""
     stmt = select(Subscriber)
-    q = query.strip().lower()
+    q = _CONTROL.sub("", query).strip().lower()  # PostgreSQL refuses NUL in text
     if q:
         stmt = stmt.where(
             or_(

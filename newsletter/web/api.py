@@ -20,6 +20,7 @@ from newsletter.db import session_scope
 from newsletter.models import Delivery, Part, Series, Subscriber, utcnow
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 bearer = HTTPBearer(
@@ -146,7 +147,7 @@ class SubscriberPage(BaseModel):
 
 class SubscriberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=254)
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str | None = Field(None, max_length=100)
     timezone: str | None = Field(None, max_length=64, description="IANA zone; default if empty")
     series: list[Annotated[str, Field(max_length=100)]] = Field(
@@ -285,7 +286,7 @@ def list_series(session: SessionDep) -> list[SeriesOut]:
     responses={404: {"model": ErrorOut}},
 )
 def queue_series(
-    slug: Annotated[str, Path(max_length=100)], body: QueueIn, settings: SettingsDep
+    slug: Annotated[str, Path(max_length=100, pattern=SLUG)], body: QueueIn, settings: SettingsDep
 ) -> QueueOut:
     count, first = roster.queue_series(settings, slug, body.start, utcnow())
     if count is None:
@@ -464,7 +465,7 @@ def list_deliveries(
     status: Annotated[
         Literal["claimed", "sent", "retry", "failed", "skipped"] | None, Query()
     ] = None,
-    series: Annotated[str | None, Query(max_length=100)] = None,
+    series: Annotated[str | None, Query(max_length=100, pattern=SLUG)] = None,
     subscriber_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
