@@ -58,7 +58,6 @@ def configure(app: Celery, settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         enable_utc=True,
         timezone="UTC",
-        worker_hijack_root_logger=False,
         beat_schedule={
             "tick": {"task": "newsletter.tick", "schedule": BEAT_SECONDS},
             "reconcile": {"task": "newsletter.reconcile", "schedule": RECONCILE_SECONDS},
