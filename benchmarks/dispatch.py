@@ -105,7 +105,10 @@ def role_tick(args: argparse.Namespace) -> None:
     from newsletter import tasks
 
     instrument.Counts.first_start = time.time()
+    profiler = instrument.start_profile() if os.environ.get("NL_BENCH_PROFILE") else None
     result = tasks.tick(args.slot)
+    if profiler is not None:
+        instrument.stop_profile(profiler, out / "tick-profile.txt")
     instrument.Counts.last_end = time.time()
     instrument.Counts.tasks = int(result["chunks"])
     instrument.Counts.sent = int(result["due"])

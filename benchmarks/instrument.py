@@ -99,6 +99,21 @@ def install(redis_url: str) -> None:
     )
 
 
+def start_profile() -> Any:
+    """A running pyinstrument profiler (NL_BENCH_PROFILE=1 runs)."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    return profiler
+
+
+def stop_profile(profiler: Any, path: Path) -> None:
+    profiler.stop()
+    with path.open("a") as fh:
+        fh.write(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
 def dump(directory: Path, role: str) -> None:
     """Write this process's counters to <directory>/<role>-<pid>.json (atomically)."""
     path = directory / f"{role}-{os.getpid()}.json"
@@ -125,13 +140,20 @@ def track_tasks(directory: Path, role: str) -> None:
     def _fresh(**_: Any) -> None:
         Counts.reset()
 
+    profiling = bool(os.environ.get("NL_BENCH_PROFILE"))
+    profiler: list[Any] = []
+
     @signals.task_prerun.connect(weak=False)
     def _start(**_: Any) -> None:
         if not Counts.first_start:
             Counts.first_start = time.time()
+        if profiling and Counts.tasks in (2, 3):
+            profiler.append(start_profile())
 
     @signals.task_postrun.connect(weak=False)
     def _done(retval: Any = None, **_: Any) -> None:
+        if profiler:
+            stop_profile(profiler.pop(), directory / f"{role}-profile-{os.getpid()}.txt")
         Counts.tasks += 1
         if isinstance(retval, dict):
             Counts.sent += int(retval.get("sent", 0))
