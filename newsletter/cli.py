@@ -615,9 +615,10 @@ def run(
     env = dict(os.environ)
     redis_server: EmbeddedRedis | None = None
     if not s.redis_url:
-        redis_server = EmbeddedRedis(s.var_dir / "redis")
+        redis_server = EmbeddedRedis((s.var_dir / "redis").resolve())
         redis_server.start()
         env["NEWSLETTER_REDIS_URL"] = redis_server.url
+        (s.var_dir / "redis" / "url").write_text(redis_server.url)  # for other commands
         console.print(f"embedded Redis on {redis_server.url} (data in {s.var_dir / 'redis'})")
     exe = [sys.executable, "-m", "newsletter"]
     commands = {
@@ -658,6 +659,7 @@ def run(
                 child.kill()
                 child.wait()
         if redis_server is not None:
+            (s.var_dir / "redis" / "url").unlink(missing_ok=True)
             redis_server.stop()
         console.print("stopped")
 

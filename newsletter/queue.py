@@ -11,12 +11,14 @@ died) comes back as due on the next claim. Dispatch re-checks the database for e
 so a stale or duplicate Redis entry can delay but never double a send.
 
 Without NEWSLETTER_REDIS_URL, `redis_client` uses an embedded redis-server under var/redis:
-the one `newsletter run` started (its URL is exported to the children), else one started on
-demand and left running for the next command (its URL is kept in var/redis/url).
+the one `newsletter run` started (its URL is exported to the children and written to
+var/redis/url while it runs), else one started for this command only (same AOF directory, so
+the state carries over) and stopped when the command exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import secrets
 from collections.abc import Iterable
@@ -63,7 +65,7 @@ def _embedded_url(settings: Settings) -> str:
     """The URL of the embedded Redis under var/redis, started when none answers."""
     from newsletter.embedded import EmbeddedRedis
 
-    directory = Path(settings.var_dir) / "redis"
+    directory = (Path(settings.var_dir) / "redis").resolve()
     url_file = directory / "url"
     if url_file.exists():
         url = url_file.read_text().strip()
@@ -74,9 +76,11 @@ def _embedded_url(settings: Settings) -> str:
             return url
         except redis.RedisError:
             pass
+    # None running (no `newsletter run`): start one for this process only; its AOF under
+    # var/redis keeps the state for the next command, and it stops when this process exits.
     server = EmbeddedRedis(directory)
     server.start()
-    url_file.write_text(server.url)
+    atexit.register(server.stop)
     return server.url
 
 
