@@ -131,7 +131,10 @@ def assert_once_each(settings: Settings, people: list[int], part: int = 1) -> No
 
 def test_tick_task_fans_out_to_the_worker(fast: Settings, procs: Callable[..., Proc]) -> None:
     now, people = due_now(fast, 30)
+    _flush_namespace(fast)  # Redis restarted empty: the worker's start must rebuild it
     worker = start_worker(procs)
+    wait_for(RedisQueue(fast).is_built, "the worker to rebuild the queue state on start")
+    assert RedisQueue(fast).status(now).due_now == 30
     send_task(fast, "newsletter.tick", now=now.isoformat())
     wait_for(lambda: sent_count(fast) == 30, "30 sent")
     assert len(outbox_mails(fast)) == 30
