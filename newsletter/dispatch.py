@@ -314,7 +314,8 @@ def send_chunk(
         part = session.scalar(
             select(Part).where(Part.series_id == chunk.series_id, Part.number == chunk.part_number)
         )
-        count = schedule.part_counts(session).get(chunk.series_id, 0)
+        counts = schedule.part_counts(session)
+        count = counts.get(chunk.series_id, 0)
         rows = session.execute(
             select(Delivery, Subscriber, Enrollment)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -408,6 +409,7 @@ def send_chunk(
                 )
                 .values(attempts=Delivery.attempts + 1, retry_at=None, updated_at=now)
                 .returning(Delivery.id)
+                .execution_options(synchronize_session=False)  # rows are read by id below
             )
         )
         session.commit()
@@ -448,11 +450,15 @@ def send_chunk(
             if isinstance(outcome, Accepted):
                 sent_rows.append({"i": d.id, "m": outcome.message_id[:200]})
                 first_sent = True
-                _advance(session, enr, sub, series, count, d.scheduled_for, now, redis_changes)
+                _advance(
+                    session, enr, sub, series, count, d.scheduled_for, now, redis_changes, counts
+                )
                 summary.sent += 1
             elif isinstance(outcome, Failed):
                 other_rows.append({"i": d.id, "s": FAILED, "r": None, "e": outcome.reason[:1000]})
-                _advance(session, enr, sub, series, count, d.scheduled_for, now, redis_changes)
+                _advance(
+                    session, enr, sub, series, count, d.scheduled_for, now, redis_changes, counts
+                )
                 summary.failed += 1
             else:
                 at = outcome.at if isinstance(outcome, RetryLater) else now
@@ -485,8 +491,9 @@ def _advance(
     slot: dt.datetime,
     now: dt.datetime,
     redis_changes: list[tuple[int, dt.datetime | None]],
+    counts: dict[int, int] | None = None,
 ) -> None:
-    for row in schedule.advance(session, enr, sub, series, count, slot, now):
+    for row in schedule.advance(session, enr, sub, series, count, slot, now, counts):
         redis_changes.append((row.id, _due(row, sub)))
 
 
@@ -496,8 +503,10 @@ def _record(
     other_rows: list[dict[str, Any]],
     now: dt.datetime,
 ) -> None:
-    """Bulk ledger updates (executemany)."""
+    """Bulk ledger updates (executemany; the session's Delivery objects are not refreshed)."""
     from sqlalchemy import bindparam
+
+    fast = {"synchronize_session": False}
 
     if sent_rows:
         session.execute(
@@ -512,6 +521,7 @@ def _record(
                 updated_at=now,
             ),
             sent_rows,
+            execution_options=fast,
         )
     if other_rows:
         session.execute(
@@ -524,6 +534,7 @@ def _record(
                 updated_at=now,
             ),
             other_rows,
+            execution_options=fast,
         )
 
 
@@ -634,7 +645,7 @@ def reconcile(
             if settings.mail_backend == "outbox":
                 message_id = _outbox_message_id(Path(settings.outbox_dir), delivery_id)
                 if message_id is not None:
-                    _confirm_sent(session, delivery_id, message_id, now, changes)
+                    confirm_sent(session, delivery_id, message_id, now, changes)
                     report.confirmed_sent += 1
                 else:
                     resend.append(delivery_id)
@@ -683,18 +694,19 @@ def reconcile(
         ).all()
         if overdue:
             leased = set(queue.redis.zrange(queue.lease_key, 0, -1))
-            missing = [
-                eid
-                for (eid,) in overdue
-                if str(eid) not in leased and queue.redis.zscore(queue.due_key, str(eid)) is None
-            ]
+            candidates = [eid for (eid,) in overdue if str(eid) not in leased]
+            pipe = queue.redis.pipeline(transaction=False)
+            for eid in candidates:
+                pipe.zscore(queue.due_key, str(eid))
+            scores = pipe.execute() if candidates else []
+            missing = [eid for eid, score in zip(candidates, scores, strict=True) if score is None]
             changes.extend((eid, now) for eid in missing)
             report.overdue_requeued = len(missing)
     queue.apply(changes)
     return report
 
 
-def _confirm_sent(
+def confirm_sent(
     session: Session,
     delivery_id: int,
     message_id: str,
@@ -715,8 +727,11 @@ def _confirm_sent(
     series = session.get(Series, d.series_id)
     if enr is None or sub is None or series is None or enr.next_part != d.part_number:
         return
-    count = schedule.part_counts(session).get(series.id, 0)
-    _advance(session, enr, sub, series, count, d.scheduled_for, now, changes)
+    counts = schedule.part_counts(session)
+    _advance(session, enr, sub, series, counts.get(series.id, 0), d.scheduled_for, now, changes)
+
+
+_confirm_sent = confirm_sent  # the name events.py looked up first
 
 
 def counts_by_status(session: Session) -> dict[str, int]:
