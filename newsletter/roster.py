@@ -467,8 +467,15 @@ def import_csv(
             if fresh:
                 session.flush()
                 if confirmed:
+                    from newsletter import schedule
+
+                    # Everyone taking every series is enrolled in bulk (same rows as enroll);
+                    # people who chose series one by one.
+                    everything = [sub.id for person, sub in fresh if not person.series]
+                    schedule.enroll_new(session, everything, now)
                     for person, sub in fresh:
-                        activate(settings, session, sub, person.series, now)
+                        if person.series:
+                            activate(settings, session, sub, person.series, now)
                 created = [sub.id for _, sub in fresh]
             session.expunge_all()
         if created:
