@@ -1,0 +1,222 @@
+"""The therapist in Chromium: signs in, queues a series from its page, previews, looks at people;
+then `tick --now` at the start date sends part 1 to exactly the right people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import free_port  # tests/browser/conftest.py (WEB)
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from newsletter import content, roster
+from newsletter.cli import app as cli
+from newsletter.config import Settings, load_settings
+from newsletter.db import session_scope
+from newsletter.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "therapist's own long password"
+CO = "co-created-process"
+
+
+@pytest.fixture
+def admin_server(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Settings]]:
+    """A real uvicorn process with an admin password; the series synced but not yet queued."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
+    monkeypatch.setenv("NEWSLETTER_ADMIN_PASSWORD", PASSWORD)
+    served = load_settings()
+    with session_scope(served.database_url) as session:
+        content.sync(session, content.load_all(served.schedules_dir))
+    log = (tmp_path / "uvicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "uvicorn", "newsletter.web.app:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/admin/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "uvicorn.log").read_text())
+            time.sleep(0.2)
+        yield base, served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def people(settings: Settings) -> dict[str, int]:
+    """Two readers who should get the series, and three who must not."""
+    now = dt.datetime.now(dt.UTC)
+    ids = {
+        "ana": roster.add_subscriber(
+            settings, email="ana@example.org", name="Ana", timezone="Europe/London", confirmed=True
+        ),
+        "bo": roster.add_subscriber(
+            settings, email="bo@example.org", name="Bo", timezone="America/Chicago", confirmed=True
+        ),
+        "cy": roster.add_subscriber(settings, email="cy@example.org", name="Cy"),  # pending
+        "di": roster.add_subscriber(settings, email="di@example.org", confirmed=True),
+        "ed": roster.add_subscriber(settings, email="ed@example.org", confirmed=True),
+    }
+    with session_scope(settings.database_url) as session:
+        di = session.get(Subscriber, ids["di"])
+        assert di is not None
+        di.takes_new_series = False  # chose "no new series"
+        ed = session.get(Subscriber, ids["ed"])
+        assert ed is not None
+        roster.unsubscribe(settings, session, ed, now)
+    return ids
+
+
+def shot(page: Any, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"admin-{name}.png"), full_page=True)
+
+
+def articles(settings: Settings, subject: str) -> list[email.message.EmailMessage]:
+    """The outbox mails with this subject (the confirmation email has another)."""
+    found = []
+    for path in sorted(settings.outbox_dir.glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        if str(msg["Subject"]) == subject:
+            found.append(msg)
+    return found
+
+
+def tick(now: dt.datetime) -> dict[str, int]:
+    result = CliRunner().invoke(cli, ["tick", "--now", now.isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_queue_series_from_admin_then_tick_sends_part_one(
+    admin_server: tuple[str, Settings], browser: Any, artifacts: Path
+) -> None:
+    base, settings = admin_server
+    ids = people(settings)
+    context = browser.new_context(
+        timezone_id="Europe/London", locale="en-GB", viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    # Sign in.
+    page.goto(f"{base}/admin")
+    assert page.url.endswith("/admin/login")
+    page.fill("#password", "wrong password")
+    page.click("button[type=submit]")
+    assert "isn't right" in page.text_content("main")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/admin")
+    assert errors == [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    ]
+    errors.clear()  # that was the wrong password on purpose
+    assert "Nothing is due in the next seven days" in page.text_content("main")
+    shot(page, artifacts, "dashboard-empty")
+
+    # Queue the Co-Created series to start in about a month.
+    start = dt.date.today() + dt.timedelta(days=30)
+    page.click("text=Series")
+    page.wait_for_url(f"{base}/admin/series")
+    card = page.locator(f"#series-{CO}")
+    assert "draft" in card.text_content()
+    assert "reaches 2 active subscribers" in card.text_content()
+    card.locator("input[name=start]").fill(start.isoformat())
+    card.locator("button", has_text="Queue this series").click()
+    page.wait_for_url(f"{base}/admin/series")
+    flash = page.text_content("[role=status]")
+    assert flash is not None and "for 2 subscribers" in flash
+    assert "live" in page.locator(f"#series-{CO}").text_content()
+    shot(page, artifacts, "series")
+
+    with session_scope(settings.database_url) as session:
+        series_id = session.scalar(select(Series.id).where(Series.slug == CO))
+        rows = list(session.scalars(select(Enrollment).where(Enrollment.series_id == series_id)))
+        assert {r.subscriber_id for r in rows} == {ids["ana"], ids["bo"]}
+        dues = [r.next_due_at for r in rows]
+        assert all(d is not None for d in dues)
+    first = min(d for d in dues if d is not None)
+    last = max(d for d in dues if d is not None)
+    assert first.date() >= start - dt.timedelta(days=1)
+
+    # Preview part 1 as Ana sees it, and the plain text.
+    page.goto(f"{base}/admin/series/{CO}/1")
+    page.select_option("#subscriber", str(ids["ana"]))
+    page.click("button:has-text('Show')")
+    page.wait_for_load_state("networkidle")
+    frame = page.frame_locator("iframe.email-frame")
+    assert "Hi Ana," in frame.locator("body").text_content()
+    assert "Hi Ana," in page.text_content("pre.plain")
+    shot(page, artifacts, "preview")
+
+    # A subscriber's page: their queue shows the series and its first date.
+    page.goto(f"{base}/admin/subscribers")
+    page.fill("#q", "ana@")
+    page.click("button:has-text('Search')")
+    page.click("text=ana@example.org")
+    assert "Psychotherapy as a Co-Created Process" in page.text_content("main")
+    shot(page, artifacts, "subscriber")
+    page.goto(f"{base}/admin/subscribers")
+    shot(page, artifacts, "subscribers")
+
+    # The day before the start nothing goes; at the start date part 1 reaches Ana and Bo only.
+    assert tick(first - dt.timedelta(days=1))["sent"] == 0
+    summary = tick(last + dt.timedelta(minutes=1))
+    assert summary["sent"] == 2, summary
+    with session_scope(settings.database_url) as session:
+        sent = list(session.scalars(select(Delivery).where(Delivery.series_id == series_id)))
+        assert {(d.subscriber_id, d.part_number, d.status) for d in sent} == {
+            (ids["ana"], 1, SENT),
+            (ids["bo"], 1, SENT),
+        }
+    with session_scope(settings.database_url) as session:
+        title = session.scalar(
+            select(Part.title).where(Part.series_id == series_id, Part.number == 1)
+        )
+    assert title
+    recipients = sorted(str(m["To"]) for m in articles(settings, title))
+    assert len(recipients) == 2 and "ana@example.org" in recipients[0]
+    assert "bo@example.org" in recipients[1]
+    assert tick(last + dt.timedelta(minutes=2))["sent"] == 0  # once only
+
+    # The dashboard now says what went out.
+    page.goto(f"{base}/admin")
+    assert "No failures or bounces" in page.text_content("main")
+    shot(page, artifacts, "dashboard")
+    context.close()
+    assert errors == []
