@@ -326,12 +326,12 @@ def send_chunk(
                     Enrollment.series_id == Delivery.series_id,
                 ),
             )
-            .where(
-                Delivery.id.in_(ids),
-                Delivery.status == CLAIMED,
-                Delivery.retry_at.is_not(None),
-            )
+            .where(Delivery.id.in_(ids))
         ).all()
+        # Filtered here, not in SQL: during a burst most of the ledger is `claimed`, and a
+        # status condition can tempt the planner into scanning the status index instead of
+        # looking the chunk's ids up by primary key.
+        rows = [row for row in rows if row[0].status == CLAIMED and row[0].retry_at is not None]
         if not rows:
             return summary
         if _is_halted(session):  # leave everything retryable for when sending resumes
