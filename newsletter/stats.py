@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select
@@ -258,3 +259,74 @@ def sent_counts(session: Session) -> dict[tuple[int, int], int]:
             .group_by(Delivery.series_id, Delivery.part_number)
         )
     }
+
+
+def _eligible() -> list[Any]:
+    return [
+        Enrollment.state == ENROLLED_ACTIVE,
+        Enrollment.next_due_at.is_not(None),
+        Subscriber.status == ACTIVE,
+        Series.state == "live",
+    ]
+
+
+def next_send(session: Session, now: dt.datetime) -> Cohort | None:
+    """The next article to go out (however far ahead): series, part, people that day."""
+    today = now.date()
+    base = (
+        select(Enrollment.next_due_at, Enrollment.next_part, Series.id, Series.slug, Series.title)
+        .join(Series, Series.id == Enrollment.series_id)
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(
+            *_eligible(), or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= today)
+        )
+    )
+    first = session.execute(base.order_by(Enrollment.next_due_at).limit(1)).first()
+    if first is None:
+        return None
+    due, part_no, series_id, slug, title = first
+    if due is None:
+        return None
+    count: int | None = session.scalar(
+        select(func.count(Enrollment.id))
+        .join(Series, Series.id == Enrollment.series_id)
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(
+            *_eligible(),
+            Enrollment.series_id == series_id,
+            Enrollment.next_part == part_no,
+            Enrollment.next_due_at < due + dt.timedelta(days=1),
+        )
+    )
+    part_title = session.scalar(
+        select(Part.title).where(Part.series_id == series_id, Part.number == part_no)
+    )
+    return Cohort(slug, title, part_no, part_title or f"Part {part_no}", int(count or 0), due)
+
+
+@dataclass(frozen=True)
+class SeriesNext:
+    part: int
+    count: int
+    at: dt.datetime
+
+
+def next_by_series(session: Session) -> dict[int, SeriesNext]:
+    """series id -> its soonest part due, for how many people, from when."""
+    result: dict[int, SeriesNext] = {}
+    for series_id, part_no, first, n in session.execute(
+        select(
+            Enrollment.series_id,
+            Enrollment.next_part,
+            func.min(Enrollment.next_due_at),
+            func.count(Enrollment.id),
+        )
+        .join(Series, Series.id == Enrollment.series_id)
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(*_eligible())
+        .group_by(Enrollment.series_id, Enrollment.next_part)
+    ):
+        current = result.get(series_id)
+        if first is not None and (current is None or first < current.at):
+            result[series_id] = SeriesNext(int(part_no), int(n), first)
+    return result

@@ -216,7 +216,7 @@ def dashboard(request: Request, db: Db) -> Response:
     week = stats.week_ahead(db, now, settings.default_timezone)
     recent = stats.last_days(db, now)
     halted = stats.sending_halted(db)
-    next_send = next((d for d in week if d.cohorts), None)
+    next_send = stats.next_send(db, now)
     return page(
         request,
         "admin/dashboard.html",
@@ -323,8 +323,10 @@ def _series_errors(request: Request, db: Session, errors: list[str]) -> Response
 def _series_context(db: Session) -> dict[str, Any]:
     waiting = stats.part_counts(db)
     sent = stats.sent_counts(db)
+    upcoming = stats.next_by_series(db)
     rows = [
         {
+            "next": upcoming.get(s.id),
             "series": s,
             "day": DAYS[s.send_day],
             "parts": _parts(db, s),
@@ -351,11 +353,13 @@ async def series_queue(request: Request, slug: str) -> Response:
     count, first = roster.queue_series(settings, slug, start, utcnow())
     if count is None:
         raise HTTPException(404, "no such series")
-    when = f"the first on {_day(first)}" if first else "no date yet"
+    with session_scope(settings.database_url) as db:
+        title = _series(db, slug).title
+    when = f"the first gets part 1 on {_day(first)}" if first else "nobody is due yet"
     return redirect(
         request,
         "/admin/series",
-        f"Queued “{slug}” for {count} subscriber{'s' if count != 1 else ''}; {when}.",
+        f"Queued “{title}” for {count} subscriber{'s' if count != 1 else ''}; {when}.",
     )
 
 
@@ -652,6 +656,14 @@ def subscriber_page(request: Request, subscriber_id: int, db: Db) -> Response:
         )
     )
     paused = sub.paused_until is not None and sub.paused_until > utcnow().date()
+    next_item = next(
+        (
+            r
+            for r in queue
+            if isinstance(e := r["e"], Enrollment) and e.state == ENROLLED_ACTIVE and e.next_due_at
+        ),
+        None,
+    )
     return page(
         request,
         "admin/subscriber.html",
@@ -662,6 +674,7 @@ def subscriber_page(request: Request, subscriber_id: int, db: Db) -> Response:
             "deliveries": deliveries,
             "events": events,
             "paused": paused,
+            "next_item": next_item,
             "ACTIVE": ACTIVE,
             "PENDING": PENDING,
             "ENROLLED_ACTIVE": ENROLLED_ACTIVE,
