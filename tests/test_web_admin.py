@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -270,3 +271,120 @@ def test_export_streams(signed_in: TestClient, admin_settings: Settings) -> None
     assert r.headers["cache-control"] == "no-store"
     r = signed_in.get("/admin/export.json")
     assert r.json()[0]["email"] == "c@example.org"
+
+
+def test_dashboard_answers_what_next_who_and_did_it_work(
+    signed_in: TestClient, admin_settings: Settings
+) -> None:
+    import datetime as dt
+
+    from newsletter import roster, schedule
+    from newsletter.delivery import halt
+    from newsletter.models import FAILED, Delivery, Series
+
+    settings = admin_settings
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(settings.database_url) as session:
+        schedule.queue_series(session, "myths-about-psychotherapy", None, now)
+    ids = [
+        roster.add_subscriber(settings, email=f"p{i}@example.org", confirmed=True, now=now)
+        for i in range(3)
+    ]
+    with session_scope(settings.database_url) as session:
+        series_id = session.scalar(
+            select(Series.id).where(Series.slug == "myths-about-psychotherapy")
+        )
+        assert series_id is not None
+        session.add(
+            Delivery(
+                subscriber_id=ids[0],
+                series_id=series_id,
+                part_number=1,
+                status=FAILED,
+                scheduled_for=now,
+                attempts=3,
+                last_error="550 mailbox unavailable",
+            )
+        )
+    page = signed_in.get("/admin").text
+    assert "Common Myths About Psychotherapy, part 1" in page  # next out
+    assert "to 3 people" in page
+    assert "Myth 1: Going to therapy means you&#39;re weak" in page  # this week's cohort
+    assert "p0@example.org" in page and "550 mailbox unavailable" in page  # the failure
+    assert "Sending is stopped" not in page
+    with session_scope(settings.database_url) as session:
+        halt(session, "SendGrid refused the API key (401)")
+    page = signed_in.get("/admin").text
+    assert "Sending is stopped" in page and "refused the API key" in page
+    token = csrf(signed_in, "/admin")
+    r = signed_in.post("/admin/sending/resume", data={"csrf_token": token})
+    assert r.status_code == 303
+    assert "Sending is stopped" not in signed_in.get("/admin").text
+
+
+def test_test_send_pause_resume_and_reload_errors(
+    signed_in: TestClient, admin_settings: Settings, tmp_path: Path
+) -> None:
+    import datetime as dt
+    import email
+    import shutil
+    from email import policy
+
+    from newsletter import roster, schedule
+    from newsletter.models import LIVE, PAUSED, Series
+    from newsletter.queue import RedisQueue
+
+    settings = admin_settings
+    slug = "myths-about-psychotherapy"
+    token = csrf(signed_in, f"/admin/series/{slug}/2")
+    r = signed_in.post(
+        f"/admin/series/{slug}/2/test", data={"csrf_token": token, "to": "me@example.org"}
+    )
+    assert r.status_code == 303
+    mails = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in settings.outbox_dir.glob("*.eml")
+    ]
+    assert [str(m["Subject"]) for m in mails] == ["[Test] Myth 2: Therapy takes a long time"]
+    assert "me@example.org" in str(mails[0]["To"])
+    r = signed_in.post(f"/admin/series/{slug}/2/test", data={"csrf_token": token, "to": "nope"})
+    assert r.status_code == 303 and len(list(settings.outbox_dir.glob("*.eml"))) == 1
+
+    # pause for everyone: out of the Redis queue; resume: back in
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(settings.database_url) as session:
+        schedule.queue_series(session, slug, None, now)
+    roster.add_subscriber(settings, email="q@example.org", confirmed=True, now=now)
+    queue = RedisQueue(settings)
+    assert queue.redis.zcard(queue.due_key) == 1
+    assert (
+        signed_in.post(f"/admin/series/{slug}/pause", data={"csrf_token": token}).status_code == 303
+    )
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(Series.state).where(Series.slug == slug)) == PAUSED
+    assert queue.redis.zcard(queue.due_key) == 0
+    assert "paused for everyone" in signed_in.get("/admin/series").text
+    assert (
+        signed_in.post(f"/admin/series/{slug}/resume", data={"csrf_token": token}).status_code
+        == 303
+    )
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(Series.state).where(Series.slug == slug)) == LIVE
+    assert queue.redis.zcard(queue.due_key) == 1
+
+    # reload: a broken file shows file:line, nothing changes
+    broken = tmp_path / "schedules"
+    shutil.copytree(settings.schedules_dir, broken)
+    yaml = broken / slug / "series.yaml"
+    yaml.write_text(yaml.read_text().replace("send_day: tuesday", "send_day: someday"))
+    other = settings.model_copy(update={"schedules_dir": broken})
+    with TestClient(create_app(other), base_url=BASE, follow_redirects=False) as client:
+        assert login(client) == 303
+        token = csrf(client, "/admin/series")
+        r = client.post("/admin/series/reload", data={"csrf_token": token})
+        assert r.status_code == 422
+        assert "series.yaml:" in r.text and "nothing was changed" in r.text
+    token = csrf(signed_in, "/admin/series")
+    r = signed_in.post("/admin/series/reload", data={"csrf_token": token})
+    assert r.status_code == 303
+    assert "2 series read" in signed_in.get("/admin/series").text
