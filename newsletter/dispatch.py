@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from newsletter import schedule, tokens
@@ -121,6 +121,65 @@ def _insert(session: Session) -> Any:
     return sqlite_insert(table)
 
 
+_PG_CLAIMS = text(
+    "INSERT INTO deliveries (subscriber_id, series_id, part_number, status, scheduled_for,"
+    " attempts, retry_at, created_at, updated_at)"
+    " SELECT t.s, t.se, t.p, :status, t.d, 0, :now, :now, :now"
+    " FROM unnest(CAST(:s AS integer[]), CAST(:se AS integer[]), CAST(:p AS integer[]),"
+    " CAST(:d AS timestamp[])) AS t(s, se, p, d)"
+    " ON CONFLICT (subscriber_id, series_id, part_number) DO NOTHING"
+    " RETURNING id, subscriber_id, series_id, part_number"
+)
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None)  # as UTCDateTime stores it
+
+
+def _insert_claims(
+    session: Session, wanted: dict[tuple[int, int, int], Enrollment], now: dt.datetime
+) -> dict[tuple[int, int, int], int]:
+    """INSERT … ON CONFLICT DO NOTHING one claimed ledger row per key; {key: new delivery id}.
+
+    PostgreSQL: one small statement with array parameters (unnest), so neither SQLAlchemy nor
+    psycopg builds and parses a 9,000-parameter query each round. SQLite: one cached
+    executemany (insertmanyvalues). A conflict (row already there) returns nothing.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        keys = list(wanted)
+        params = {
+            "s": [k[0] for k in keys],
+            "se": [k[1] for k in keys],
+            "p": [k[2] for k in keys],
+            "d": [_naive_utc(e.next_due_at or now) for e in wanted.values()],
+            "status": CLAIMED,
+            "now": _naive_utc(now),
+        }
+        rows = session.execute(_PG_CLAIMS, params).all()
+        return {(s, se, p): i for i, s, se, p in rows}
+    values = [
+        {
+            "subscriber_id": key[0],
+            "series_id": key[1],
+            "part_number": key[2],
+            "status": CLAIMED,
+            "scheduled_for": enr.next_due_at,
+            "attempts": 0,
+            "retry_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, enr in wanted.items()
+    ]
+    table: Any = Delivery.__table__
+    stmt = (
+        _insert(session)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "series_id", "part_number"])
+        .returning(table.c.id, table.c.subscriber_id, table.c.series_id, table.c.part_number)
+    )
+    return {(s, se, p): i for i, s, se, p in session.execute(stmt, values).all()}
+
+
 def _is_halted(session: Session) -> bool:
     from newsletter.delivery import halted
 
@@ -186,33 +245,7 @@ def plan(
                 wanted[(sub.id, series.id, enrollment.next_part)] = enrollment
         to_send: list[tuple[int, int, int]] = []  # (delivery id, series id, part)
         if wanted:
-            values = [
-                {
-                    "subscriber_id": key[0],
-                    "series_id": key[1],
-                    "part_number": key[2],
-                    "status": CLAIMED,
-                    "scheduled_for": enr.next_due_at,
-                    "attempts": 0,
-                    "retry_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for key, enr in wanted.items()
-            ]
-            # executemany on the Core table: one cached statement, sent as multi-row INSERTs
-            # (insertmanyvalues) instead of compiling a 1000-row VALUES clause every round.
-            table: Any = Delivery.__table__
-            stmt = (
-                _insert(session)
-                .on_conflict_do_nothing(
-                    index_elements=["subscriber_id", "series_id", "part_number"]
-                )
-                .returning(
-                    table.c.id, table.c.subscriber_id, table.c.series_id, table.c.part_number
-                )
-            )
-            inserted = {(s, se, p): i for i, s, se, p in session.execute(stmt, values).all()}
+            inserted = _insert_claims(session, wanted, now)
             for key, delivery_id in inserted.items():
                 to_send.append((delivery_id, key[1], key[2]))
             conflicts = [key for key in wanted if key not in inserted]
