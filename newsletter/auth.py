@@ -1,4 +1,4 @@
-"""Admin authentication: password (Argon2 hash or env), signed session cookies, CSRF, API tokens."""
+"""Admin authentication: password (Argon2 hash or env), signed session cookies, API tokens."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from newsletter.models import ApiToken, AppState, utcnow
 
 PASSWORD_KEY = "admin_password_hash"
 SESSION_COOKIE = "nl_admin"
-LOGIN_COOKIE = "nl_login"  # pre-login nonce for the login form's CSRF token
+EPOCH_KEY = "admin_session_epoch"
 SESSION_SECONDS = 8 * 3600  # a working day; then log in again
-LOGIN_FORM_SECONDS = 3600
 LOGIN_LIMIT = 5  # failed attempts per client …
 LOGIN_WINDOW_SECONDS = 15 * 60  # … per this window
 LOGIN_GLOBAL_LIMIT = 50  # failed attempts from everywhere per window
@@ -54,7 +53,7 @@ def set_password(session: Session, password: str) -> None:
         session.add(AppState(key=PASSWORD_KEY, value=hash_password(password)))
     else:
         row.value = hash_password(password)
-    session.flush()
+    end_all_sessions(session)  # whoever knew the old password is signed out
 
 
 def stored_hash(session: Session) -> str | None:
@@ -83,13 +82,13 @@ def verify_password(settings: Settings, session: Session, password: str) -> bool
     return ok
 
 
-# --- sessions and CSRF ---------------------------------------------------------------------
+# --- sessions -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class AdminSession:
-    csrf: str
     issued_at: float
+    epoch: str
 
 
 def clock() -> float:
@@ -102,29 +101,41 @@ class _Signer(TimestampSigner):
         return int(clock())
 
 
-def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret, salt=salt, signer=_Signer)
-
-
 def _session_serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return _serializer(settings, "newsletter.admin-session")
+    return URLSafeTimedSerializer(settings.secret, salt="newsletter.admin-session", signer=_Signer)
 
 
-def _login_serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return _serializer(settings, "newsletter.admin-login-csrf")
+def session_epoch(session: Session) -> str:
+    """The current session generation: sessions of an older one are void (logout, new password)."""
+    row = session.get(AppState, EPOCH_KEY)
+    return row.value if row else "0"
 
 
-def make_session(settings: Settings) -> str:
-    """A new signed session cookie value carrying its own CSRF secret."""
-    payload = {"v": 1, "csrf": secrets.token_urlsafe(24)}
+def end_all_sessions(session: Session) -> None:
+    """Void every admin session cookie handed out so far."""
+    value = secrets.token_hex(8)
+    row = session.get(AppState, EPOCH_KEY)
+    if row is None:
+        session.add(AppState(key=EPOCH_KEY, value=value))
+    else:
+        row.value = value
+    session.flush()
+
+
+def make_session(settings: Settings, epoch: str = "0") -> str:
+    """A new signed session cookie value for this session generation."""
+    payload = {"v": 1, "e": epoch, "n": secrets.token_urlsafe(12)}
     return str(_session_serializer(settings).dumps(payload))
 
 
 def read_session(
-    settings: Settings, value: str | None, max_age: int = SESSION_SECONDS
+    settings: Settings,
+    value: str | None,
+    epoch: str | None = None,
+    max_age: int = SESSION_SECONDS,
 ) -> AdminSession | None:
-    """The session inside a valid, unexpired cookie, else None."""
-    if not value:
+    """The session inside a valid, unexpired cookie of the current generation, else None."""
+    if not value or len(value) > 4096:
         return None
     try:
         payload, issued = _session_serializer(settings).loads(
@@ -132,9 +143,11 @@ def read_session(
         )
     except (SignatureExpired, BadSignature):
         return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("csrf"), str):
+    if not isinstance(payload, dict) or not isinstance(payload.get("e"), str):
         return None
-    return AdminSession(csrf=payload["csrf"], issued_at=issued.timestamp())
+    if epoch is not None and not hmac.compare_digest(payload["e"], epoch):
+        return None
+    return AdminSession(issued_at=issued.timestamp(), epoch=payload["e"])
 
 
 def cookie_options(settings: Settings, max_age: int = SESSION_SECONDS) -> dict[str, Any]:
@@ -146,29 +159,6 @@ def cookie_options(settings: Settings, max_age: int = SESSION_SECONDS) -> dict[s
         "secure": settings.public_is_https,
         "path": "/",
     }
-
-
-def csrf_valid(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
-
-
-def new_login_nonce() -> str:
-    return secrets.token_urlsafe(18)
-
-
-def login_csrf_token(settings: Settings, nonce: str) -> str:
-    """The login form's CSRF token, bound to the nonce in the pre-login cookie."""
-    return str(_login_serializer(settings).dumps(nonce))
-
-
-def login_csrf_valid(settings: Settings, nonce: str | None, token: str | None) -> bool:
-    if not nonce or not token:
-        return False
-    try:
-        inside = _login_serializer(settings).loads(token, max_age=LOGIN_FORM_SECONDS)
-    except (SignatureExpired, BadSignature):
-        return False
-    return isinstance(inside, str) and hmac.compare_digest(inside, nonce)
 
 
 # --- login rate limit (Redis) --------------------------------------------------------------

@@ -48,12 +48,12 @@ def test_cli_set_password(settings: Settings) -> None:
     assert result.exit_code == 1
 
 
-def test_session_cookie_roundtrip_tamper_and_expiry(
+def test_session_cookie_roundtrip_tamper_expiry_and_epoch(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    value = auth.make_session(settings)
-    session = auth.read_session(settings, value)
-    assert session is not None and len(session.csrf) > 20
+    value = auth.make_session(settings, "0")
+    session = auth.read_session(settings, value, "0")
+    assert session is not None and session.epoch == "0"
     assert auth.read_session(settings, value[:-2] + "xx") is None
     assert auth.read_session(settings, "") is None
     other = settings.model_copy(update={"secret_key": SecretStr("another-key")})
@@ -64,21 +64,21 @@ def test_session_cookie_roundtrip_tamper_and_expiry(
     old = auth.make_session(settings)
     monkeypatch.setattr(auth, "clock", lambda: real)
     assert auth.read_session(settings, old) is None
+    # Ending all sessions (logout, new password) voids cookies of the older generation.
+    with session_scope(settings.database_url) as db:
+        assert auth.session_epoch(db) == "0"
+        auth.end_all_sessions(db)
+        epoch = auth.session_epoch(db)
+    assert epoch != "0"
+    assert auth.read_session(settings, value, epoch) is None
+    assert auth.read_session(settings, auth.make_session(settings, epoch), epoch) is not None
+    with session_scope(settings.database_url) as db:
+        auth.set_password(db, "yet another password")
+        assert auth.session_epoch(db) != epoch
     opts = auth.cookie_options(settings)
     assert opts["httponly"] and opts["samesite"] == "lax" and opts["secure"]
     plain = settings.model_copy(update={"public_url": "http://127.0.0.1:8000"})
     assert auth.cookie_options(plain)["secure"] is False
-
-
-def test_login_csrf_bound_to_nonce(settings: Settings) -> None:
-    nonce = auth.new_login_nonce()
-    token = auth.login_csrf_token(settings, nonce)
-    assert auth.login_csrf_valid(settings, nonce, token)
-    assert not auth.login_csrf_valid(settings, auth.new_login_nonce(), token)
-    assert not auth.login_csrf_valid(settings, nonce, None)
-    assert not auth.login_csrf_valid(settings, None, token)
-    assert auth.csrf_valid("abc", "abc") and not auth.csrf_valid("abc", "abd")
-    assert not auth.csrf_valid(None, "") and not auth.csrf_valid("", "")
 
 
 def test_rate_limit_in_redis_under_prefix(settings: Settings) -> None:

@@ -108,9 +108,14 @@ def test_csrf_missing_or_wrong_is_refused(signed_in: TestClient) -> None:
 
 
 def test_logout(signed_in: TestClient) -> None:
+    stolen = signed_in.cookies.get(auth.SESSION_COOKIE)
+    assert stolen
     token = csrf(signed_in, "/admin")
     r = signed_in.post("/admin/logout", data={"csrf_token": token})
     assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+    assert signed_in.get("/admin").status_code == 303
+    # a copy of the old cookie is no good after logout either
+    signed_in.cookies.set(auth.SESSION_COOKIE, stolen, domain="news.example.org")
     assert signed_in.get("/admin").status_code == 303
 
 

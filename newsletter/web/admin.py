@@ -66,9 +66,19 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
+def current_session(request: Request) -> auth.AdminSession | None:
+    settings = settings_of(request)
+    value = request.cookies.get(auth.SESSION_COOKIE)
+    if not value:
+        return None
+    with session_scope(settings.database_url) as db:
+        epoch = auth.session_epoch(db)
+    return auth.read_session(settings, value, epoch)
+
+
 def require_admin(request: Request) -> auth.AdminSession:
     """The signed-in admin's session; otherwise a redirect to the login page."""
-    session = auth.read_session(settings_of(request), request.cookies.get(auth.SESSION_COOKIE))
+    session = current_session(request)
     if session is None:
         raise NotLoggedIn()
     return session
@@ -150,7 +160,7 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
 @public.get("/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request) -> Response:
     settings = settings_of(request)
-    if auth.read_session(settings, request.cookies.get(auth.SESSION_COOKIE)):
+    if current_session(request):
         return RedirectResponse("/admin", status_code=303)
     with session_scope(settings.database_url) as session:
         configured = auth.password_configured(settings, session)
@@ -179,6 +189,7 @@ async def login(request: Request) -> Response:
     with session_scope(settings.database_url) as session:
         configured = auth.password_configured(settings, session)
         ok = configured and auth.verify_password(settings, session, password)
+        epoch = auth.session_epoch(session)
     if not ok:
         auth.record_failure(settings, ip)
         return page(
@@ -190,14 +201,17 @@ async def login(request: Request) -> Response:
     auth.clear_failures(settings, ip)
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(
-        auth.SESSION_COOKIE, auth.make_session(settings), **auth.cookie_options(settings)
+        auth.SESSION_COOKIE, auth.make_session(settings, epoch), **auth.cookie_options(settings)
     )
     return response
 
 
 @protected.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
+    """Sign out: the cookie goes and every session cookie issued so far stops working."""
     await form_of(request)
+    with session_scope(settings_of(request).database_url) as db:
+        auth.end_all_sessions(db)
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(
         auth.SESSION_COOKIE, path="/", secure=settings_of(request).public_is_https, httponly=True
