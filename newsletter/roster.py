@@ -615,7 +615,7 @@ def _export_rows(session: Session) -> Iterator[dict[str, Any]]:
                 "email": s.email,
                 "name": s.name,
                 "timezone": s.timezone,
-                "series": " ".join(series_of.get(s.id, [])),
+                "series": " ".join(series_of.get(s.id) or s.requested_series or []),
                 "status": s.status,
                 "cadence": s.cadence,
                 "paused_until": _iso(s.paused_until),

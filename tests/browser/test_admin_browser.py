@@ -149,6 +149,25 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     assert "Nothing is queued to go out" in page.text_content("main")
     shot(page, artifacts, "dashboard-empty")
 
+    # Import a small list: the dry-run report first, then the import (pending people).
+    csv_path = artifacts.parent / "admin-import.csv"
+    csv_path.write_bytes(
+        "\ufeffemail;name;timezone\nfay@example.org;Fay;Europe/Paris\n"
+        "FAY@example.org;Fay again;\nnot-an-address;X;\ngus@example.org;Gus;\n".encode()
+    )
+    page.click("text=Import")
+    page.set_input_files("#file", str(csv_path))
+    page.click("button:has-text('Check the file')")
+    report = page.text_content("main") or ""
+    assert "nothing has changed yet" in report and "Line" in report
+    shot(page, artifacts, "import-check")
+    page.click("button:has-text('Import 2 people')")
+    assert "Import done" in (page.text_content("main") or "")
+    csv_path.unlink()
+    with session_scope(settings.database_url) as session:
+        fay = roster.find(session, "fay@example.org")
+        assert fay is not None and fay.status == "pending"
+
     # Queue the Co-Created series to start in about a month.
     start = dt.date.today() + dt.timedelta(days=30)
     page.click("text=Series")
