@@ -393,3 +393,22 @@ def test_test_send_pause_resume_and_reload_errors(
     r = signed_in.post("/admin/series/reload", data={"csrf_token": token})
     assert r.status_code == 303
     assert "2 series read" in signed_in.get("/admin/series").text
+
+
+def test_odd_ids_and_resend(signed_in: TestClient, admin_settings: Settings) -> None:
+    for path in ("/admin/subscribers/99999999999999999999", "/admin/series/x/0"):
+        assert signed_in.get(path).status_code in (400, 404, 422)
+    from newsletter import roster
+
+    sub_id = roster.add_subscriber(admin_settings, email="r@example.org")
+    token = csrf(signed_in, f"/admin/subscribers/{sub_id}")
+    r = signed_in.post(f"/admin/subscribers/{sub_id}/resend", data={"csrf_token": token})
+    assert r.status_code == 303
+    assert len(list(admin_settings.outbox_dir.glob("*.eml"))) == 2
+    r = signed_in.post(f"/admin/subscribers/{sub_id}/unsubscribe", data={"csrf_token": token})
+    assert r.status_code == 303
+    r = signed_in.post(f"/admin/subscribers/{sub_id}/resend", data={"csrf_token": token})
+    assert len(list(admin_settings.outbox_dir.glob("*.eml"))) == 2  # only pending people
+    export = signed_in.get(f"/admin/subscribers/{sub_id}/export.json")
+    assert export.json()["subscriber"]["status"] == "unsubscribed"
+    assert "attachment" in export.headers["content-disposition"]

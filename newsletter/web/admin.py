@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
@@ -90,6 +91,8 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 Db = Annotated[Session, Depends(get_db)]
+SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+PartNumber = Annotated[int, Path(ge=1, le=10_000)]
 public = APIRouter(prefix="/admin")  # the login page only
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -455,7 +458,7 @@ def _subscriber_param(request: Request) -> int | None:
 
 
 @protected.get("/series/{slug}/{number}", response_class=HTMLResponse, include_in_schema=False)
-def part_preview(request: Request, slug: str, number: int, db: Db) -> Response:
+def part_preview(request: Request, slug: str, number: PartNumber, db: Db) -> Response:
     settings = settings_of(request)
     series = _series(db, slug)
     chosen = _subscriber_param(request)
@@ -497,7 +500,7 @@ def part_preview(request: Request, slug: str, number: int, db: Db) -> Response:
 @protected.get(
     "/series/{slug}/{number}/email.html", response_class=HTMLResponse, include_in_schema=False
 )
-def part_email_html(request: Request, slug: str, number: int, db: Db) -> Response:
+def part_email_html(request: Request, slug: str, number: PartNumber, db: Db) -> Response:
     settings = settings_of(request)
     series = _series(db, slug)
     _m, _s, html, _t, _sub = _rendered(settings, db, series, number, _subscriber_param(request))
@@ -512,7 +515,7 @@ def part_email_html(request: Request, slug: str, number: int, db: Db) -> Respons
 
 
 @protected.post("/series/{slug}/{number}/test", include_in_schema=False)
-async def part_test_send(request: Request, slug: str, number: int) -> Response:
+async def part_test_send(request: Request, slug: str, number: PartNumber) -> Response:
     form = await form_of(request)
     settings = settings_of(request)
     from newsletter.delivery import get_backend
@@ -641,7 +644,7 @@ def _subscriber(db: Session, subscriber_id: int) -> Subscriber:
 
 
 @protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
-def subscriber_page(request: Request, subscriber_id: int, db: Db) -> Response:
+def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
     sub = _subscriber(db, subscriber_id)
     queue = [
         {"e": e, "series": s, "part_title": roster.part_title(db, s.id, e.next_part)}
@@ -698,7 +701,7 @@ def subscriber_page(request: Request, subscriber_id: int, db: Db) -> Response:
 
 
 @protected.post("/subscribers/{subscriber_id}/unsubscribe", include_in_schema=False)
-async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Response:
+async def subscriber_unsubscribe(request: Request, subscriber_id: SubscriberId) -> Response:
     await form_of(request)
     settings = settings_of(request)
     with session_scope(settings.database_url) as db:
@@ -710,7 +713,7 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Respon
 
 
 @protected.post("/subscribers/{subscriber_id}/resend", include_in_schema=False)
-async def subscriber_resend(request: Request, subscriber_id: int) -> Response:
+async def subscriber_resend(request: Request, subscriber_id: SubscriberId) -> Response:
     await form_of(request)
     settings = settings_of(request)
     with session_scope(settings.database_url) as db:
@@ -733,7 +736,7 @@ async def subscriber_resend(request: Request, subscriber_id: int) -> Response:
 
 
 @protected.post("/subscribers/{subscriber_id}/erase", include_in_schema=False)
-async def subscriber_erase(request: Request, subscriber_id: int) -> Response:
+async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Response:
     form = await form_of(request)
     settings = settings_of(request)
     if str(form.get("confirm") or "").strip().lower() != "erase":
@@ -754,7 +757,7 @@ async def subscriber_erase(request: Request, subscriber_id: int) -> Response:
 
 
 @protected.get("/subscribers/{subscriber_id}/export.json", include_in_schema=False)
-def subscriber_export(request: Request, subscriber_id: int, db: Db) -> Response:
+def subscriber_export(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
     record = roster.subscriber_record(db, _subscriber(db, subscriber_id))
     return Response(
         json.dumps(record, ensure_ascii=False, indent=2),
@@ -769,9 +772,20 @@ def subscriber_export(request: Request, subscriber_id: int, db: Db) -> Response:
 # --- import and export ---------------------------------------------------------------------
 
 
-def _imports_dir(settings: Settings) -> Path:
+UPLOAD_KEEP_SECONDS = 3600
+
+
+def _imports_dir(settings: Settings) -> FilePath:
+    """Where checked uploads wait for "import"; files left for an hour are deleted (personal data)."""
     path = settings.var_dir / "imports"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cutoff = time.time() - UPLOAD_KEEP_SECONDS
+    for old in path.glob("*.csv"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except FileNotFoundError:
+            pass
     return path
 
 
