@@ -402,16 +402,24 @@ def advance(
     now: dt.datetime,
     counts: dict[int, int] | None = None,
 ) -> list[Enrollment]:
-    """Part `enrollment.next_part` went out (slot `sent_slot`): move on. Returns changed rows."""
+    """Part `enrollment.next_part` went out (slot `sent_slot`, at `now`): move on.
+
+    The next part is one cadence after the slot; when the send was more than a day late
+    (retries, beat down), one cadence after the day before the real send instead, so two
+    articles never arrive within a few days of each other. Returns the changed rows.
+    """
     enrollment.next_part += 1
+    late = now - sent_slot > dt.timedelta(days=1)
+    previous = now - dt.timedelta(days=1) if late else sent_slot
+    after = max(now, sent_slot)
     if enrollment.next_part <= part_count:
         enrollment.next_due_at = slot_for(
-            subscriber, series, max(now, sent_slot), sent_slot, enrollment.not_before
+            subscriber, series, after, previous, enrollment.not_before
         )
         return [enrollment]
     enrollment.state, enrollment.next_due_at = FINISHED, None
     session.flush()
-    changed = place(session, subscriber, max(now, sent_slot), previous=sent_slot, counts=counts)
+    changed = place(session, subscriber, after, previous=previous, counts=counts)
     return [enrollment, *changed]
 
 

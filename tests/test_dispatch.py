@@ -362,3 +362,87 @@ def test_empty_tick_costs_constant_ops_with_100k_enrolled(settings: Settings) ->
     redis_ops, sql = large
     print(f"empty tick: {redis_ops} Redis commands, {sql} SQL statements")
     assert redis_ops <= 5 and sql <= 5
+
+
+def test_unsubscribe_between_claim_and_send_sends_nothing(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, sid)
+        assert sub is not None
+        sub.status = UNSUBSCRIBED
+    summary = dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
+    assert (summary.sent, summary.skipped) == (0, 1)
+    assert ledger(settings) == []  # never handed: forgotten, so a resubscribe can still send it
+    assert outbox_mails(settings) == []
+    assert enrollments(settings, sid)[0].next_part == 1
+
+
+def test_render_error_sends_nothing_and_keeps_the_cursor(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+
+    def broken(*args: object, **kwargs: object) -> Message:
+        raise ValueError("'reader' is undefined")
+
+    monkeypatch.setattr("newsletter.render.Renderer.article", broken)
+    summary = dispatch.tick(settings, TUESDAY_9_LONDON)
+    assert (summary.sent, summary.failed) == (0, 1)
+    (row,) = ledger(settings)
+    assert row[3] == RETRY
+    assert outbox_mails(settings) == []
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 1 and enr.next_due_at == TUESDAY_9_LONDON + dispatch.RENDER_RETRY
+    monkeypatch.undo()
+    assert dispatch.tick(settings, TUESDAY_9_LONDON + dispatch.RENDER_RETRY).sent == 1
+
+
+def test_part_two_never_before_part_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    # part 1 keeps failing temporarily for three weeks
+    backend = Scripted(
+        [RetryLater(TUESDAY_9_LONDON + dt.timedelta(days=7 * k + 1), "503") for k in range(3)]
+        + [Accepted("m-1"), Accepted("m-2")]
+    )
+    _use(monkeypatch, backend)
+    now = TUESDAY_9_LONDON
+    while len([r for r in ledger(settings) if r[3] == SENT]) < 2:
+        assert now < TUESDAY_9_LONDON + dt.timedelta(weeks=6)
+        dispatch.tick(settings, now)
+        now += dt.timedelta(hours=1)
+    rows = ledger(settings)
+    assert [(r[2], r[3]) for r in rows] == [(1, SENT), (2, SENT)]
+    sent = {r[2]: r[4] for r in rows}
+    assert sent[1] is not None and sent[2] is not None and sent[1] < sent[2]
+    assert sent[2] - sent[1] >= dt.timedelta(days=6)  # still a week apart
+    assert enrollments(settings, sid)[0].next_part == 3
+
+
+def test_paused_series_waits_and_resumes(settings: Settings) -> None:
+    from newsletter.models import LIVE, PAUSED, Series
+
+    ids = ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    myths = ids["myths-about-psychotherapy"]
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, myths)
+        assert series is not None
+        series.state = PAUSED
+    assert dispatch.tick(settings, TUESDAY_9_LONDON).sent == 0
+    assert RedisQueue(settings).status(TUESDAY_9_LONDON).total == 0
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, myths)
+        assert series is not None
+        series.state = LIVE
+    later = TUESDAY_9_LONDON + dt.timedelta(hours=1)
+    report = dispatch.reconcile(settings, later)  # the 5-minute sweep finds it overdue
+    assert report.overdue_requeued == 1
+    assert dispatch.tick(settings, later).sent == 1
+    assert enrollments(settings, sid)[0].next_part == 2
