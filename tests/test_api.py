@@ -93,7 +93,7 @@ def test_subscribers_crud(api: TestClient, settings: Settings) -> None:
     r = api.post("/api/v1/subscribers", json={"email": "z@example.org", "timezone": "Mars/X"})
     assert r.status_code == 400 and "time zone" in r.json()["detail"]
 
-    r = api.get("/api/v1/subscribers", params={"q": "bea"})
+    r = api.post("/api/v1/subscribers/search", json={"q": "bea"})
     assert r.json()["total"] == 1 and r.json()["items"][0]["id"] == bea["id"]
     assert api.get(f"/api/v1/subscribers/{bea['id']}").json()["email"] == "Bea@example.org"
     assert api.get("/api/v1/subscribers/999999").status_code == 404

@@ -562,14 +562,11 @@ async def part_test_send(request: Request, slug: str, number: PartNumber) -> Res
 # --- subscribers ---------------------------------------------------------------------------
 
 
-@protected.get("/subscribers", response_class=HTMLResponse, include_in_schema=False)
-def subscribers_page(request: Request, db: Db) -> Response:
-    q = request.query_params.get("q", "")[:200]
-    status = request.query_params.get("status") or None
+def _subscribers(
+    request: Request, db: Session, q: str, status: str | None, number: int
+) -> Response:
     if status not in SUBSCRIBER_STATUSES:
         status = None
-    raw_page = request.query_params.get("page", "1")
-    number = int(raw_page) if raw_page.isdigit() and len(raw_page) < 7 else 1
     number = max(number, 1)
     found, total = roster.search(
         db, q, status=status, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
@@ -588,6 +585,27 @@ def subscribers_page(request: Request, db: Db) -> Response:
             "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
         },
     )
+
+
+def _page_number(raw: object) -> int:
+    text = str(raw or "1")
+    return int(text) if text.isdigit() and len(text) < 7 else 1
+
+
+@protected.get("/subscribers", response_class=HTMLResponse, include_in_schema=False)
+def subscribers_page(request: Request, db: Db) -> Response:
+    """Everyone, or one status; a search by name or address is a POST (no addresses in URLs)."""
+    status = request.query_params.get("status") or None
+    return _subscribers(request, db, "", status, _page_number(request.query_params.get("page")))
+
+
+@protected.post("/subscribers/search", response_class=HTMLResponse, include_in_schema=False)
+async def subscribers_search(request: Request) -> Response:
+    form = await form_of(request)
+    q = str(form.get("q") or "")[:200]
+    status = str(form.get("status") or "") or None
+    with session_scope(settings_of(request).database_url) as db:
+        return _subscribers(request, db, q, status, _page_number(form.get("page")))
 
 
 @protected.get("/subscribers/new", response_class=HTMLResponse, include_in_schema=False)

@@ -297,18 +297,37 @@ def queue_series(
 # --- subscribers ---------------------------------------------------------------------------
 
 
-@router.get("/subscribers", response_model=SubscriberPage, summary="Search subscribers")
+Status = Literal["pending", "active", "unsubscribed", "bounced", "complained", "erased"]
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field("", max_length=200, description="Part of an address or name (any case)")
+    status: Status | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+@router.get("/subscribers", response_model=SubscriberPage, summary="List subscribers, newest first")
 def list_subscribers(
     session: SessionDep,
-    q: Annotated[str, Query(max_length=200, description="Part of an address or name")] = "",
-    status: Annotated[
-        Literal["pending", "active", "unsubscribed", "bounced", "complained", "erased"] | None,
-        Query(),
-    ] = None,
+    status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> SubscriberPage:
-    page, total = roster.search(session, q, status=status, limit=limit, offset=offset)
+    page, total = roster.search(session, "", status=status, limit=limit, offset=offset)
+    return SubscriberPage(total=total, items=[SubscriberOut.of(s) for s in page])
+
+
+@router.post(
+    "/subscribers/search",
+    response_model=SubscriberPage,
+    summary="Search by name or address (in the body: addresses never go in URLs or logs)",
+)
+def search_subscribers(body: SearchIn, session: SessionDep) -> SubscriberPage:
+    page, total = roster.search(
+        session, body.q, status=body.status, limit=body.limit, offset=body.offset
+    )
     return SubscriberPage(total=total, items=[SubscriberOut.of(s) for s in page])
 
 

@@ -207,6 +207,7 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     page.goto(f"{base}/admin/subscribers")
     page.fill("#q", "ana@")
     page.click("button:has-text('Search')")
+    assert "@" not in page.url  # the search went in a POST body, not the address bar
     page.click("text=ana@example.org")
     assert "Psychotherapy as a Co-Created Process" in page.text_content("main")
     shot(page, artifacts, "subscriber")
