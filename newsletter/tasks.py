@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import time
 from typing import Any
 
 from celery import Celery, signals
@@ -93,13 +92,16 @@ def tick(now: str | None = None) -> dict[str, int]:
     """
     settings = get_settings()
     queue = RedisQueue(settings)
-    moment = _now(now)
-    if now is None:
-        slot = int(time.time() // BEAT_SECONDS)
+    if now is None:  # one clock for every worker and beat: Redis's (clock drift, #18)
+        seconds, micros = queue.redis.time()
+        moment = dt.datetime.fromtimestamp(seconds + micros / 1e6, dt.UTC)
+        slot = int(moment.timestamp() // BEAT_SECONDS)
         if not queue.first_tick_in(slot, int(BEAT_SECONDS * 3) + 1):
             log.info("tick skipped: slot %s already ticked", slot)
             return {"due": 0, "chunks": 0}
         log.info("tick ran: slot %s", slot)
+    else:
+        moment = _now(now)
     with session_scope(settings.database_url) as session:
         if dispatch._is_halted(session):
             return {"due": 0, "chunks": 0}
@@ -141,9 +143,27 @@ def reconcile() -> dict[str, int]:
     return {k: int(v) for k, v in vars(report).items()}
 
 
+def eviction_problem(policy: str) -> str | None:
+    """Why a Redis `maxmemory-policy` is unsafe for the broker and queue state, or None."""
+    if policy == "noeviction":
+        return None
+    return (
+        f"Redis maxmemory-policy is {policy!r}: under memory pressure Redis may drop broker "
+        "queues or the due set; set it to 'noeviction'"
+    )
+
+
 def check_redis(settings: Settings) -> bool:
-    """On worker/beat start: rebuild the queue state when Redis lost it. True when rebuilt."""
+    """On worker/beat start: warn about key eviction; rebuild the queue state when Redis lost
+    it. True when rebuilt."""
     queue = RedisQueue(settings)
+    try:
+        policy = str(queue.redis.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+    except Exception:  # CONFIG may be refused by ACLs on a managed Redis
+        policy = ""
+    problem = eviction_problem(policy) if policy else None
+    if problem:
+        log.warning(problem)
     with session_scope(settings.database_url) as session:
         rebuilt = queue.ensure(session)
     if rebuilt:

@@ -113,3 +113,11 @@ def test_all_keys_use_the_prefix(settings: Settings) -> None:
     assert keys
     for key in [q.due_key, q.lease_key, q.marker_key, q.lock_key]:
         assert key.startswith(settings.redis_prefix)
+
+
+def test_eviction_policies_other_than_noeviction_are_flagged(settings: Settings) -> None:
+    from newsletter.tasks import eviction_problem  # imported after the settings are exported
+
+    assert eviction_problem("noeviction") is None
+    problem = eviction_problem("allkeys-lru")
+    assert problem is not None and "noeviction" in problem
