@@ -12,8 +12,8 @@ so a stale or duplicate Redis entry can delay but never double a send.
 
 Without NEWSLETTER_REDIS_URL, `redis_client` uses an embedded redis-server under var/redis:
 the one `newsletter run` started (its URL is exported to the children and written to
-var/redis/url while it runs), else one started for this command only (same AOF directory, so
-the state carries over) and stopped when the command exits.
+var/redis/url while it runs) or any other live one named there, else one started by this
+process (same AOF directory, so the state carries over) and stopped when it exits.
 """
 
 from __future__ import annotations
@@ -76,11 +76,20 @@ def _embedded_url(settings: Settings) -> str:
             return url
         except redis.RedisError:
             pass
-    # None running (no `newsletter run`): start one for this process only; its AOF under
-    # var/redis keeps the state for the next command, and it stops when this process exits.
+    # None running (no `newsletter run`): start one owned by this process; its AOF under
+    # var/redis keeps the state for the next command. Others reuse it while it runs (never two
+    # servers on one directory); it stops when this process exits. Processes that must outlive
+    # each other (a worker and a beat) should use `newsletter run` or NEWSLETTER_REDIS_URL.
     server = EmbeddedRedis(directory)
     server.start()
-    atexit.register(server.stop)
+    url_file.write_text(server.url)
+
+    def stop() -> None:
+        if url_file.exists() and url_file.read_text().strip() == server.url:
+            url_file.unlink()
+        server.stop()
+
+    atexit.register(stop)
     return server.url
 
 
