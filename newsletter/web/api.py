@@ -167,6 +167,67 @@ class SubscriberPatch(BaseModel):
     takes_new_series: bool | None = None
 
 
+class RecordSubscriber(BaseModel):
+    email: str
+    name: str | None
+    timezone: str
+    status: str
+    cadence: str
+    paused_until: str | None
+    takes_new_series: bool
+    created_at: str | None
+    confirmed_at: str | None
+    unsubscribed_at: str | None
+
+
+class RecordConsent(BaseModel):
+    method: str | None
+    at: str | None
+    ip: str | None
+    form: str | None
+    wording: str | None
+
+
+class RecordEnrollment(BaseModel):
+    series: str
+    title: str
+    position: int
+    state: str
+    next_part: int
+    next_due_at: str | None
+    not_before: str | None
+
+
+class RecordDelivery(BaseModel):
+    id: int
+    series: str
+    part: int
+    status: str
+    scheduled_for: str | None
+    sent_at: str | None
+    delivered_at: str | None
+    attempts: int
+    last_error: str | None
+
+
+class RecordEvent(BaseModel):
+    provider: str
+    type: str
+    occurred_at: str | None
+    delivery_id: int | None
+    detail: str | None
+
+
+class SubscriberRecord(BaseModel):
+    """Everything held about one person (times as ISO-8601 text)."""
+
+    subscriber: RecordSubscriber
+    consent: RecordConsent
+    enrollments: list[RecordEnrollment]
+    deliveries: list[RecordDelivery]
+    events: list[RecordEvent]
+
+
 class ProblemOut(BaseModel):
     line: int
     reason: str
@@ -413,11 +474,12 @@ def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: SettingsDep) -
 @router.get(
     "/subscribers/{subscriber_id}/export",
     summary="Everything held about one person (access request)",
-    response_model=dict[str, Any],
+    response_model=SubscriberRecord,
     responses={404: {"model": ErrorOut}},
 )
-def export_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> dict[str, Any]:
-    return roster.subscriber_record(session, _subscriber(session, subscriber_id))
+def export_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> SubscriberRecord:
+    record = roster.subscriber_record(session, _subscriber(session, subscriber_id))
+    return SubscriberRecord.model_validate(record)
 
 
 @router.delete(
