@@ -139,6 +139,7 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     page.fill("#password", "wrong password")
     page.click("button[type=submit]")
     assert "isn't right" in page.text_content("main")
+    shot(page, artifacts, "login")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/admin")
