@@ -573,13 +573,25 @@ def _advance(
     enrollment stays active) is collected for one bulk UPDATE (`_move_enrollments`) instead of
     1,000 ORM updates at flush. Same values as schedule.advance computes."""
     if moved is not None and enr.next_part + 1 <= count:
-        due = schedule.slot_for(sub, series, max(now, slot), slot, enr.not_before)
+        # a chunk is one article at one slot: people in the same zone/cadence/pause share it
+        key = (
+            sub.timezone, sub.cadence, sub.paused_until, enr.not_before, slot, now,
+            series.send_day, series.send_time, series.cadence,
+        )  # fmt: skip
+        due = _slots.get(key)
+        if due is None:
+            due = schedule.slot_for(sub, series, max(now, slot), slot, enr.not_before)
+            if len(_slots) > 10_000:
+                _slots.clear()
+            _slots[key] = due
         moved.append((enr.id, enr.next_part + 1, due))
         redis_changes.append((enr.id, due if sub.status == ACTIVE else None))
         return
     for row in schedule.advance(session, enr, sub, series, count, slot, now, counts):
         redis_changes.append((row.id, _due(row, sub)))
 
+
+_slots: dict[tuple[Any, ...], dt.datetime] = {}  # slot_for results (pure function of the key)
 
 _PG_MOVE = text(
     "UPDATE enrollments SET next_part = t.p, next_due_at = t.d, updated_at = :now"
