@@ -580,7 +580,7 @@ def _advance(
         )  # fmt: skip
         due = _slots.get(key)
         if due is None:
-            due = schedule.slot_for(sub, series, max(now, slot), slot, enr.not_before)
+            due = schedule.next_part_due(sub, series, enr.not_before, slot, now)
             if len(_slots) > 10_000:
                 _slots.clear()
             _slots[key] = due

@@ -392,6 +392,25 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
     return sorted(set(changed))
 
 
+def _cadence_anchor(sent_slot: dt.datetime, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """(previous, after) for the slot after a send at `now` of the part due at `sent_slot`."""
+    late = now - sent_slot > dt.timedelta(days=1)
+    return (now - dt.timedelta(days=1) if late else sent_slot), max(now, sent_slot)
+
+
+def next_part_due(
+    subscriber: Subscriber,
+    series: Series,
+    not_before: dt.date | None,
+    sent_slot: dt.datetime,
+    now: dt.datetime,
+) -> dt.datetime:
+    """When the next part of the same series is due after one went out (as `advance` computes;
+    for bulk callers). A pure function of its arguments."""
+    previous, after = _cadence_anchor(sent_slot, now)
+    return slot_for(subscriber, series, after, previous, not_before)
+
+
 def advance(
     session: Session,
     enrollment: Enrollment,
@@ -409,9 +428,7 @@ def advance(
     articles never arrive within a few days of each other. Returns the changed rows.
     """
     enrollment.next_part += 1
-    late = now - sent_slot > dt.timedelta(days=1)
-    previous = now - dt.timedelta(days=1) if late else sent_slot
-    after = max(now, sent_slot)
+    previous, after = _cadence_anchor(sent_slot, now)
     if enrollment.next_part <= part_count:
         enrollment.next_due_at = slot_for(
             subscriber, series, after, previous, enrollment.not_before
