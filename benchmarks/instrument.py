@@ -47,11 +47,18 @@ class Counts:
             "first_start": cls.first_start,
             "last_end": cls.last_end,
             "peak_rss_mb": peak_rss_mb(),
+            "cpu_s": cpu_seconds(),
         }
 
 
 class AppConnection(redis.Connection):
     """The connection class of the application's Redis client (counted as `redis_app`)."""
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb(pid: int | None = None) -> float:
