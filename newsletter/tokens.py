@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 # Purpose -> max age in seconds (None: never expires; unsubscribe links must keep working).
@@ -20,6 +22,7 @@ class TokenError(Exception):
         self.expired = expired
 
 
+@functools.lru_cache(maxsize=16)  # a send signs two links per recipient: build each once
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
     if purpose not in MAX_AGE:
         raise ValueError(f"unknown token purpose {purpose!r}")
