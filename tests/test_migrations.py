@@ -19,5 +19,7 @@ def test_upgrade_on_empty_sqlite(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'sub' / 'fresh.db'}"
     db.upgrade(url)
     uniques = inspect(db.get_engine(url)).get_unique_constraints("deliveries")
-    assert any(set(u["column_names"]) == {"subscriber_id", "series_id", "part_number"} for u in uniques)
+    assert any(
+        set(u["column_names"]) == {"subscriber_id", "series_id", "part_number"} for u in uniques
+    )
     db.dispose_all()
