@@ -109,3 +109,16 @@ def test_no_unsubscribe_headers_without_a_url() -> None:
     msg = Message(kind=CONFIRMATION, subject="Confirm", html="<p>x</p>", text="x")
     mail = mime.build(SETTINGS, msg, Recipient("c1", "a@example.net", None, ""))
     assert mail["List-Unsubscribe"] is None and mail["List-Unsubscribe-Post"] is None
+
+
+def test_long_unsubscribe_url_goes_out_as_plain_ascii_on_the_wire() -> None:
+    """A real token URL (no spaces, > 78 characters) must not be RFC 2047-encoded or folded."""
+    url = "https://news.example.org/unsubscribe/" + "Ab3_-x." * 20
+    msg = Message(kind=ARTICLE, subject="Part 1", html="<p>x</p>", text="x", series="s", part=1)
+    values = render.personal_values(name=None, unsubscribe_url=url, preferences_url="https://p")
+    wire = mime.to_bytes(
+        mime.build(SETTINGS, msg, Recipient("7", "a@example.net", None, url, values))
+    )
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in wire
+    assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in wire
+    assert b"=?utf-8?q?=3C" not in wire

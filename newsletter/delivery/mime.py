@@ -13,8 +13,10 @@ from newsletter.config import Settings
 from newsletter.delivery.base import Message, Recipient
 from newsletter.render import personalise
 
-# CRLF line endings, 78-column folding, RFC 2047 for non-ASCII; raises on CR/LF smuggled into a header.
-POLICY = policy.SMTP.clone(max_line_length=78)
+# CRLF line endings, RFC 2047 for non-ASCII; raises on CR/LF smuggled into a header. Lines may run
+# to RFC 5322's hard limit of 998: with a 78-column limit the email package RFC 2047-encodes a long
+# unbroken header value (a List-Unsubscribe URL with its token), which mail clients can't use.
+POLICY = policy.SMTP.clone(max_line_length=998)
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
