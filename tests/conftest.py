@@ -11,17 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from paths import ARTIFACTS, ROOT
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from newsletter import db
 from newsletter.config import ENV_PREFIX, Settings, get_settings, load_settings
 from newsletter.models import Base
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-CONTRACTS = SHARED / "contracts"
-ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and reports (git-ignored)
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT
+from paths import ROOT
 
 from newsletter.config import ENV_PREFIX, Settings, get_settings, load_settings
 

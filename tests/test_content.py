@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from paths import ROOT
 from sqlalchemy import select
 from typer.testing import CliRunner
 

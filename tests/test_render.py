@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from paths import ROOT
 from typer.testing import CliRunner
 
 from newsletter import render

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from paths import ROOT
 
 from newsletter.config import Settings, load_settings
 from newsletter.content import load_all

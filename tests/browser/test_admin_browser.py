@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port  # tests/browser/conftest.py (WEB)
+from paths import free_port
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -177,6 +177,8 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     assert "draft" in card.text_content()
     assert "will reach 2 active subscribers" in card.text_content()
     card.locator("input[name=start]").fill(start.isoformat())
+    tuesday = start + dt.timedelta(days=(1 - start.weekday()) % 7)  # Co-Created goes on Tuesdays
+    assert card.locator(f"#first-{CO}").text_content() == tuesday.strftime("%a %d %b %Y")
     card.locator("button", has_text="Queue this series").click()
     page.wait_for_url(f"{base}/admin/series")
     flash = page.text_content("[role=status]")
@@ -193,6 +195,7 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     first = min(d for d in dues if d is not None)
     last = max(d for d in dues if d is not None)
     assert first.date() >= start - dt.timedelta(days=1)
+    assert {d.date() for d in dues if d is not None} <= {tuesday, tuesday + dt.timedelta(days=1)}
 
     # Preview part 1 as Ana sees it, and the plain text.
     page.goto(f"{base}/admin/series/{CO}/1")

@@ -1,0 +1,17 @@
+"""Paths and small helpers shared by tests (importable by name: conftest modules are not)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CONTRACTS = SHARED / "contracts"
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and reports (git-ignored)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
