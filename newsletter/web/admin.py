@@ -341,9 +341,11 @@ def _series_context(db: Session) -> dict[str, Any]:
     waiting = stats.part_counts(db)
     sent = stats.sent_counts(db)
     upcoming = stats.next_by_series(db)
-    rows = [
+    today = utcnow().date()
+    rows: list[dict[str, Any]] = [
         {
             "next": upcoming.get(s.id),
+            "first_possible": first_weekday(today, s.send_day),
             "series": s,
             "day": DAYS[s.send_day],
             "parts": _parts(db, s),
@@ -353,7 +355,12 @@ def _series_context(db: Session) -> dict[str, Any]:
         }
         for s in db.scalars(select(Series).order_by(Series.order, Series.id))
     ]
-    return {"nav": "series", "rows": rows, "default_start": utcnow().date()}
+    return {"nav": "series", "rows": rows, "default_start": today}
+
+
+def first_weekday(start: dt.date, weekday: int) -> dt.date:
+    """The first date on or after `start` that falls on `weekday` (0 = Monday)."""
+    return start + dt.timedelta(days=(weekday - start.weekday()) % 7)
 
 
 @protected.post("/series/{slug}/queue", include_in_schema=False)

@@ -1,0 +1,20 @@
+// Admin: when a start date changes, show the first date the series' send day falls on.
+(function () {
+  "use strict";
+  var DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function update(input) {
+    var target = document.getElementById(input.getAttribute("data-first"));
+    var parts = (input.value || "").split("-");
+    if (!target || parts.length !== 3) { return; }
+    var date = new Date(Date.UTC(+parts[0], +parts[1] - 1, +parts[2]));
+    var wanted = (+input.getAttribute("data-send-day") + 1) % 7; // 0 = Monday -> JS 1
+    date.setUTCDate(date.getUTCDate() + ((wanted - date.getUTCDay() + 7) % 7));
+    var day = String(date.getUTCDate()).padStart(2, "0");
+    target.textContent = DAYS[date.getUTCDay()] + " " + day + " " + MONTHS[date.getUTCMonth()] + " " + date.getUTCFullYear();
+  }
+  document.querySelectorAll("input[data-send-day]").forEach(function (input) {
+    input.addEventListener("change", function () { update(input); });
+    input.addEventListener("input", function () { update(input); });
+  });
+})();
