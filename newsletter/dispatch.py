@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, load_only
@@ -133,13 +133,6 @@ _PG_CLAIMS = text(
 
 # Only the columns dispatch and schedule read (anything else still loads on access): a burst
 # loads thousands of rows per round, and every skipped datetime column saves a conversion.
-_SCHEDULING_COLUMNS = load_only(
-    Subscriber.id,
-    Subscriber.status,
-    Subscriber.timezone,
-    Subscriber.cadence,
-    Subscriber.paused_until,
-)
 _SENDING_COLUMNS = load_only(
     Subscriber.id,
     Subscriber.public_id,
@@ -172,8 +165,15 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(tzinfo=None)  # as UTCDateTime stores it
 
 
+class _Claim(NamedTuple):
+    """An enrollment that is due: its id and the slot its ledger row is for."""
+
+    id: int
+    next_due_at: dt.datetime | None
+
+
 def _insert_claims(
-    session: Session, wanted: dict[tuple[int, int, int], Enrollment], now: dt.datetime
+    session: Session, wanted: dict[tuple[int, int, int], _Claim], now: dt.datetime
 ) -> dict[tuple[int, int, int], int]:
     """INSERT … ON CONFLICT DO NOTHING one claimed ledger row per key; {key: new delivery id}.
 
@@ -247,39 +247,51 @@ def plan(
     later = now + dt.timedelta(seconds=settings.lease_seconds)
     with session_scope(settings.database_url) as session:
         counts = schedule.part_counts(session)
+        # Plain columns, not ORM objects: a burst reads 1,000 rows a round and almost all of
+        # them only need checking; ORM objects are loaded for the rare rows that must move.
         rows = session.execute(
-            select(Enrollment, Subscriber, Series)
+            select(
+                Enrollment.id,
+                Enrollment.subscriber_id,
+                Enrollment.series_id,
+                Enrollment.state,
+                Enrollment.next_due_at,
+                Enrollment.next_part,
+                Subscriber.status,
+            )
             .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-            .join(Series, Series.id == Enrollment.series_id)
             .where(Enrollment.id.in_(ids))
-            .options(_SCHEDULING_COLUMNS)
         ).all()
-        found = {e.id for e, _, _ in rows}
+        series_of: dict[int, Series] = {
+            s.id: s
+            for s in session.scalars(select(Series).where(Series.id.in_({r[2] for r in rows})))
+        }
+        found = {r[0] for r in rows}
         for missing in set(ids) - found:
             redis_changes.append((missing, None))
-        wanted: dict[tuple[int, int, int], Enrollment] = {}
-        people: dict[int, Subscriber] = {}
-        series_of: dict[int, Series] = {}
-        for enrollment, sub, series in rows:
-            people[sub.id] = sub
-            series_of[series.id] = series
+        wanted: dict[tuple[int, int, int], _Claim] = {}
+        for eid, sid, series_id, state, next_due_at, next_part, status in rows:
+            series = series_of[series_id]
             if (
-                enrollment.state != ENROLLED_ACTIVE
-                or sub.status != ACTIVE
+                state != ENROLLED_ACTIVE
+                or status != ACTIVE
                 or series.state != LIVE
-                or enrollment.next_due_at is None
+                or next_due_at is None
             ):
-                redis_changes.append((enrollment.id, None))
+                redis_changes.append((eid, None))
                 result.skipped += 1
-            elif enrollment.next_due_at > now:  # Redis was stale: the database says later
-                redis_changes.append((enrollment.id, enrollment.next_due_at))
+            elif next_due_at > now:  # Redis was stale: the database says later
+                redis_changes.append((eid, next_due_at))
                 result.skipped += 1
-            elif enrollment.next_part > counts.get(series.id, 0):  # nothing left in it
+            elif next_part > counts.get(series_id, 0):  # nothing left in it
+                enrollment = session.get(Enrollment, eid)
+                sub = session.get(Subscriber, sid)
+                assert enrollment is not None and sub is not None
                 for row in schedule.advance_finished(session, enrollment, sub, now, counts):
                     redis_changes.append((row.id, _due(row, sub)))
                 result.skipped += 1
             else:
-                wanted[(sub.id, series.id, enrollment.next_part)] = enrollment
+                wanted[(sid, series_id, next_part)] = _Claim(eid, next_due_at)
         to_send: list[tuple[int, int, int]] = []  # (delivery id, series id, part)
         if wanted:
             inserted = _insert_claims(session, wanted, now)
@@ -325,10 +337,12 @@ def plan(
                     elif status == RETRY:
                         redis_changes.append((enr.id, retry_at))
                     elif status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
-                        sub = people[s]
+                        enrollment = session.get(Enrollment, enr.id)
+                        sub = session.get(Subscriber, s)
+                        assert enrollment is not None and sub is not None
                         for row in schedule.advance(
                             session,
-                            enr,
+                            enrollment,
                             sub,
                             series_of[se],
                             counts.get(se, 0),
