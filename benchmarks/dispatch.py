@@ -600,6 +600,11 @@ def explain(db_url: str) -> dict[str, str]:
             "AND enrollments.series_id = deliveries.series_id "
             f"WHERE deliveries.id IN ({ids})"
         ),
+        "send_chunk: compare-and-set": (
+            "UPDATE deliveries SET attempts = attempts + 1, retry_at = NULL"
+            f" WHERE deliveries.id IN ({ids}) AND coalesce(deliveries.status, '') = 'claimed'"
+            " AND deliveries.retry_at IS NOT NULL RETURNING deliveries.id"
+        ),
         "send_chunk: suppression check": (
             "SELECT email_hash FROM suppressions WHERE email_hash IN ('a', 'b')"
         ),
@@ -956,6 +961,8 @@ def main() -> None:
     if args.role:
         ROLES[args.role](args)
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (drop the database) on kill
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     result = run(args)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
