@@ -3,7 +3,7 @@
 Run as its own process (`python benchmarks/sink.py --api-key KEY`); it prints its URL on the first
 line. GET /stats returns the counters as JSON, POST /reset zeroes them. Every `--sample-every`-th
 request (and the first) is checked after the answer was sent, with the same rules as the tests'
-fake (tests/sendgrid_fake.py: the JSON schema in shared/contracts plus the rules it can't express).
+fake (tests/sendgrid_fake.py: the JSON schema in tests/contracts plus the rules it can't express).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-CONTRACTS = SHARED / "contracts"
+SHARED = ROOT.parent / "shared"  # the team's shared folder, beside a checkout (may be absent)
+CONTRACTS = ROOT / "tests" / "contracts"  # copies of SHARED/contracts, so a clean clone tests alone
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and reports (git-ignored)
 
 

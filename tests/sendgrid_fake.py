@@ -18,10 +18,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parent.parent.parent
-    / "shared/contracts/sendgrid-mail-send.schema.json"
-)
+SCHEMA_PATH = Path(__file__).resolve().parent / "contracts" / "sendgrid-mail-send.schema.json"
 API_KEY = "SG.test-key-for-the-fake"
 
 
