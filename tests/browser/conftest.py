@@ -6,14 +6,12 @@ import datetime as dt
 import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from paths import free_port
+from servers import uvicorn_app
 
 from newsletter import content, schedule
 from newsletter.config import Settings, load_settings
@@ -50,49 +48,11 @@ def server(
 ) -> Iterator[tuple[str, Settings]]:
     """A real uvicorn process serving the app; links in emails point at it."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, NEWSLETTER_PUBLIC_URL=base)
-    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)  # this test's settings agree with the server
-    served = load_settings()
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    served = load_settings()  # this test's settings agree with the server's
     load_shipped_series(served)
-    log = (tmp_path / "uvicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "newsletter.web.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "uvicorn.log").read_text())
-            time.sleep(0.2)
+    with uvicorn_app(port, tmp_path / "uvicorn.log") as base:
         yield base, served
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,18 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from paths import free_port
+from servers import uvicorn_app
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -45,36 +41,8 @@ def admin_server(
     served = load_settings()
     with session_scope(served.database_url) as session:
         content.sync(session, content.load_all(served.schedules_dir))
-    log = (tmp_path / "uvicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            *("-m", "uvicorn", "newsletter.web.app:create_app", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/admin/login", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "uvicorn.log").read_text())
-            time.sleep(0.2)
-        yield base, served
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served_base:
+        yield served_base, served
 
 
 def people(settings: Settings) -> dict[str, int]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +14,11 @@ from newsletter.render import Renderer, personal_values, personalise
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        if shutil.which("apt-get"):
-            subprocess.run(["apt-get", "install", "-y", "chromium"], check=False)
-        if not Path(CHROMIUM).exists():
-            pytest.skip("Debian's Chromium is not installed and apt-get could not install it")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
+@pytest.fixture
+def chromium(browser: Any) -> Any:
+    """The session's one Chromium (tests/browser/conftest.py): Playwright's sync API allows one."""
+    return browser
 
 
 @pytest.fixture(scope="module")
