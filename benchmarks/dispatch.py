@@ -598,11 +598,12 @@ def explain(db_url: str) -> dict[str, str]:
             "SELECT * FROM deliveries JOIN subscribers ON subscribers.id = deliveries.subscriber_id "
             "JOIN enrollments ON enrollments.subscriber_id = deliveries.subscriber_id "
             "AND enrollments.series_id = deliveries.series_id "
-            f"WHERE deliveries.id IN ({ids})"
+            f"WHERE deliveries.id IN ({ids}) AND deliveries.id BETWEEN 1 AND 1000"
         ),
         "send_chunk: compare-and-set": (
             "UPDATE deliveries SET attempts = attempts + 1, retry_at = NULL"
-            f" WHERE deliveries.id IN ({ids}) AND coalesce(deliveries.status, '') = 'claimed'"
+            f" WHERE deliveries.id IN ({ids}) AND deliveries.id BETWEEN 1 AND 1000"
+            " AND coalesce(deliveries.status, '') = 'claimed'"
             " AND deliveries.retry_at IS NOT NULL RETURNING deliveries.id"
         ),
         "send_chunk: suppression check": (

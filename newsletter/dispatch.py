@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, true, update
 from sqlalchemy.orm import Session, load_only
 
 from newsletter import schedule, tokens
@@ -214,6 +214,14 @@ def _insert_claims(
         .returning(table.c.id, table.c.subscriber_id, table.c.series_id, table.c.part_number)
     )
     return {(s, se, p): i for i, s, se, p in session.execute(stmt, values).all()}
+
+
+def _id_range(ids: list[int]) -> Any:
+    """A redundant `id BETWEEN min AND max` next to `id IN (…)`: a chunk's ledger ids come from
+    one INSERT, so they are nearly consecutive, and with the range PostgreSQL reads them with a
+    primary-key range scan instead of judging 1,000 separate probes dearer than a full scan
+    (it did so at 100,000 rows)."""
+    return Delivery.id.between(min(ids), max(ids)) if ids else true()
 
 
 def _status_is(status: str) -> Any:
@@ -421,7 +429,7 @@ def send_chunk(
                     Enrollment.series_id == Delivery.series_id,
                 ),
             )
-            .where(Delivery.id.in_(ids))
+            .where(Delivery.id.in_(ids), _id_range(ids))
             .options(_SENDING_COLUMNS, _LEDGER_COLUMNS)
         ).all()
         # Filtered here, not in SQL: during a burst most of the ledger is `claimed`, and a
@@ -500,6 +508,7 @@ def send_chunk(
                 update(Delivery)
                 .where(
                     Delivery.id.in_([d.id for d, _, _ in keep]),
+                    _id_range(ids),
                     _status_is(CLAIMED),
                     Delivery.retry_at.is_not(None),
                 )
