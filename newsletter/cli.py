@@ -412,16 +412,18 @@ def queue_status(as_json: bool = typer.Option(False, "--json")) -> None:
     import json
 
     from newsletter.db import session_scope
+    from newsletter.delivery import halted
     from newsletter.queue import RedisQueue
 
     s = settings()
     queue = RedisQueue(s)
     with session_scope(s.database_url) as session:
         if queue.ensure(session):
-            console.print("Redis had no queue state: rebuilt it from the database")
+            err.print("Redis had no queue state: rebuilt it from the database")
+        halt = halted(session, s)
     st = queue.status(dt.datetime.now(dt.UTC))
     if as_json:
-        print(json.dumps(vars(st)))
+        print(json.dumps({**vars(st), "halted": halt.reason if halt else None}))
         return
     console.print(
         f"due now {st.due_now}\nnext 24 h {st.next_24h}\nnext 7 days {st.next_7d}\n"
@@ -432,6 +434,13 @@ def queue_status(as_json: bool = typer.Option(False, "--json")) -> None:
             else "\n[yellow]Redis has no queue state: run `newsletter queue rebuild`[/yellow]"
         )
     )
+    if halt is not None:
+        err.print(
+            f"[red]sending is stopped:[/red] {halt.reason} (since {halt.at:%Y-%m-%d %H:%M} UTC). "
+            "Check NEWSLETTER_SENDGRID_API_KEY; sending resumes by itself once the key changes, "
+            "or from the admin dashboard.",
+            highlight=False,
+        )
 
 
 @queue_app.command("rebuild")

@@ -96,3 +96,19 @@ def test_queue_status_and_rebuild(settings: Settings) -> None:
     assert "rebuilt" in ok("queue", "rebuild")
     status = json.loads(ok("queue", "status", "--json"))
     assert status["next_7d"] == 1 and status["built"] is True
+
+
+def test_queue_status_says_when_sending_is_stopped(settings: Settings) -> None:
+    from newsletter import delivery
+
+    ok("init")
+    ok("queue", "rebuild")
+    assert json.loads(ok("queue", "status", "--json"))["halted"] is None
+    with session_scope(settings.database_url) as session:
+        delivery.halt(session, "SendGrid refused the API key (401)")
+    assert json.loads(ok("queue", "status", "--json"))["halted"] == (
+        "SendGrid refused the API key (401)"
+    )
+    result = CliRunner().invoke(app, ["queue", "status"])
+    assert result.exit_code == 0
+    assert "sending is stopped" in result.output and "401" in result.output
