@@ -536,12 +536,30 @@ def ledger_floor(db_url: str, rows: int) -> dict[str, float]:
         " FROM unnest(CAST(:s AS integer[])) AS t(s)"
         " ON CONFLICT (subscriber_id, series_id, part_number) DO NOTHING RETURNING id"
     )
-    claim_lite = text(
-        "INSERT INTO bench_floor (subscriber_id, series_id, part_number, status, scheduled_for,"
-        " attempts, retry_at, created_at, updated_at)"
-        " VALUES (:s, 1, 1, 'claimed', :now, 0, :now, :now, :now)"
-        " ON CONFLICT (subscriber_id, series_id, part_number) DO NOTHING RETURNING id"
+    from sqlalchemy import MetaData, Table
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    table = Table("bench_floor", MetaData(), autoload_with=engine)
+    # as dispatch does on SQLite: one executemany (insertmanyvalues) with RETURNING
+    claim_lite = (
+        sqlite_insert(table)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "series_id", "part_number"])
+        .returning(table.c.id)
     )
+
+    def claim_row(p: int) -> dict[str, Any]:
+        return {
+            "subscriber_id": p,
+            "series_id": 1,
+            "part_number": 1,
+            "status": "claimed",
+            "scheduled_for": now,
+            "attempts": 0,
+            "retry_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+
     sent_pg = text(
         "UPDATE bench_floor SET status = 'sent', provider_message_id = t.m, sent_at = :now,"
         " retry_at = NULL, updated_at = :now"
@@ -560,7 +578,7 @@ def ledger_floor(db_url: str, rows: int) -> dict[str, float]:
             if pg:
                 ids = list(conn.execute(claim_pg, {"s": people, "now": now}).scalars())
             else:
-                ids = [conn.execute(claim_lite, {"s": p, "now": now}).scalar_one() for p in people]
+                ids = list(conn.execute(claim_lite, [claim_row(p) for p in people]).scalars())
         t2 = time.perf_counter()
         with engine.begin() as conn:
             if pg:
@@ -569,6 +587,9 @@ def ledger_floor(db_url: str, rows: int) -> dict[str, float]:
                 conn.execute(sent_lite, [{"i": i, "m": "x" * 22, "now": now} for i in ids])
         update_s += time.perf_counter() - t2
         insert_s += t2 - t1
+    with engine.connect() as conn:
+        done = conn.exec_driver_sql("SELECT count(*) FROM bench_floor WHERE status = 'sent'")
+        assert done.scalar() == rows  # every claimed row came back and was updated
     out["claim_insert_rows_per_s"] = rows / insert_s
     out["sent_update_rows_per_s"] = rows / update_s
     # per recipient: one claim insert, one ledger update, one enrollment update
