@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, text, true, update
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from newsletter import schedule, tokens
 from newsletter.config import Settings
@@ -133,7 +133,14 @@ _PG_CLAIMS = text(
 
 # Only the columns dispatch and schedule read (anything else still loads on access): a burst
 # loads thousands of rows per round, and every skipped datetime column saves a conversion.
-_SENDING_COLUMNS = load_only(
+_LEDGER_COLUMNS = (
+    Delivery.id,
+    Delivery.status,
+    Delivery.retry_at,
+    Delivery.part_number,
+    Delivery.scheduled_for,
+)
+_PERSON_COLUMNS = (
     Subscriber.id,
     Subscriber.public_id,
     Subscriber.email,
@@ -143,15 +150,32 @@ _SENDING_COLUMNS = load_only(
     Subscriber.cadence,
     Subscriber.paused_until,
 )
-_LEDGER_COLUMNS = load_only(
-    Delivery.id,
-    Delivery.subscriber_id,
-    Delivery.series_id,
-    Delivery.part_number,
-    Delivery.status,
-    Delivery.scheduled_for,
-    Delivery.retry_at,
-)
+
+
+@dataclass(slots=True)
+class _Ledger:
+    """The ledger columns send_chunk reads (in _LEDGER_COLUMNS order)."""
+
+    id: int
+    status: str
+    retry_at: dt.datetime | None
+    part_number: int
+    scheduled_for: dt.datetime
+
+
+@dataclass(slots=True)
+class _Person:
+    """The subscriber columns send_chunk reads (in _PERSON_COLUMNS order)."""
+
+    id: int
+    public_id: str
+    email: str
+    name: str | None
+    status: str
+    timezone: str
+    cadence: str
+    paused_until: dt.date | None
+
 
 _PG_SENT = text(
     "UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
@@ -159,6 +183,11 @@ _PG_SENT = text(
     " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
     " WHERE deliveries.id = t.i"
 )
+
+
+def _split(row: Any) -> tuple[_Ledger, _Person, Enrollment]:
+    """A send_chunk result row -> (ledger columns, subscriber columns, enrollment)."""
+    return _Ledger(*row[:5]), _Person(*row[5:13]), row[13]
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
@@ -386,7 +415,7 @@ def plan(
     return result
 
 
-def _due(row: Enrollment, sub: Subscriber) -> dt.datetime | None:
+def _due(row: Enrollment, sub: Subscriber | _Person) -> dt.datetime | None:
     return row.next_due_at if row.state == ENROLLED_ACTIVE and sub.status == ACTIVE else None
 
 
@@ -419,8 +448,10 @@ def send_chunk(
         )
         counts = schedule.part_counts(session)
         count = counts.get(chunk.series_id, 0)
-        rows = session.execute(
-            select(Delivery, Subscriber, Enrollment)
+        # The ledger row and the subscriber as plain columns (only the enrollment, which may be
+        # changed here, as an ORM object): a chunk loads 1,000 of each.
+        found = session.execute(
+            select(*_LEDGER_COLUMNS, *_PERSON_COLUMNS, Enrollment)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .join(
                 Enrollment,
@@ -430,12 +461,11 @@ def send_chunk(
                 ),
             )
             .where(Delivery.id.in_(ids), _id_range(ids))
-            .options(_SENDING_COLUMNS, _LEDGER_COLUMNS)
         ).all()
         # Filtered here, not in SQL: during a burst most of the ledger is `claimed`, and a
         # status condition can tempt the planner into scanning the status index instead of
         # looking the chunk's ids up by primary key.
-        rows = [row for row in rows if row[0].status == CLAIMED and row[0].retry_at is not None]
+        rows = [_split(r) for r in found if r[1] == CLAIMED and r[2] is not None]
         if not rows:
             return summary
         if _is_halted(session):  # leave everything retryable for when sending resumes
@@ -454,7 +484,7 @@ def send_chunk(
                 )
             )
         )
-        keep: list[tuple[Delivery, Subscriber, Enrollment]] = []
+        keep: list[tuple[_Ledger, _Person, Enrollment]] = []
         drop: list[int] = []
         for d, sub, enr in rows:
             ok = (
@@ -594,7 +624,7 @@ def send_chunk(
 def _advance(
     session: Session,
     enr: Enrollment,
-    sub: Subscriber,
+    sub: Subscriber | _Person,
     series: Series,
     count: int,
     slot: dt.datetime,
@@ -614,15 +644,33 @@ def _advance(
         )  # fmt: skip
         due = _slots.get(key)
         if due is None:
-            due = schedule.next_part_due(sub, series, enr.not_before, slot, now)
+            due = schedule.next_part_due(
+                _subscriber(session, sub), series, enr.not_before, slot, now
+            )
             if len(_slots) > 10_000:
                 _slots.clear()
             _slots[key] = due
         moved.append((enr.id, enr.next_part + 1, due))
         redis_changes.append((enr.id, due if sub.status == ACTIVE else None))
         return
-    for row in schedule.advance(session, enr, sub, series, count, slot, now, counts):
-        redis_changes.append((row.id, _due(row, sub)))
+    person = _subscriber(session, sub, load=True)
+    for row in schedule.advance(session, enr, person, series, count, slot, now, counts):
+        redis_changes.append((row.id, _due(row, person)))
+
+
+def _subscriber(session: Session, sub: Subscriber | _Person, load: bool = False) -> Subscriber:
+    """An ORM Subscriber for schedule's functions: the loaded one (`load`), else a transient
+    one carrying the scheduling fields (slot computation reads nothing else)."""
+    if isinstance(sub, Subscriber):
+        return sub
+    if load:
+        found = session.get(Subscriber, sub.id)
+        assert found is not None
+        return found
+    return Subscriber(
+        id=sub.id, status=sub.status, timezone=sub.timezone, cadence=sub.cadence,
+        paused_until=sub.paused_until,
+    )  # fmt: skip
 
 
 _slots: dict[tuple[Any, ...], dt.datetime] = {}  # slot_for results (pure function of the key)
