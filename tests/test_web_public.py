@@ -559,3 +559,22 @@ def test_an_unexpected_error_shows_a_calm_page_without_details(site, monkeypatch
     assert "secret internals" not in response.text and "Traceback" not in response.text
     assert response.headers["x-frame-options"] == "DENY"
     assert "content-security-policy" in response.headers
+
+
+def test_access_log_lines_carry_no_link_token(settings, caplog):
+    """uvicorn logs every request path; a subscriber link's token must not reach the log."""
+    import logging
+
+    from newsletter.web.security import RedactTokens, redact_path
+
+    create_app(settings)  # installs the filter on uvicorn's access logger
+    logger = logging.getLogger("uvicorn.access")
+    assert any(isinstance(f, RedactTokens) for f in logger.filters)
+    token = tokens.make_token(settings.secret, "unsubscribe", "abc123")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        logger.info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", f"/unsubscribe/{token}", "1.1", 200
+        )
+    assert token not in caplog.text and "/unsubscribe/…" in caplog.text
+    assert redact_path(f"/preferences/{token}?x=1") == "/preferences/…?x=1"
+    assert redact_path("/archive/myths/1") == "/archive/myths/1"

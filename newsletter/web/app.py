@@ -24,5 +24,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from newsletter.web import pages, security
 
     security.install(app, settings)
+    security.redact_access_log()
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

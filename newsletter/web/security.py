@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -342,3 +343,28 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(CSRFError, csrf_error)
     app.add_exception_handler(RateLimited, rate_limited)
     app.add_exception_handler(Exception, server_error)
+
+
+_TOKEN_PATH = re.compile(r"^(/(?:confirm|preferences|unsubscribe)/)[^/?\s]+")
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for a log: the signed token of a subscriber link replaced by '…'."""
+    return _TOKEN_PATH.sub(r"\1…", path)
+
+
+class RedactTokens(logging.Filter):
+    """uvicorn's access log without link tokens: a token is a key to someone's preferences."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    """Install RedactTokens on uvicorn's access logger once per process."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in logger.filters):
+        logger.addFilter(RedactTokens())
