@@ -22,8 +22,8 @@ Ledger states used here:
 - failed                  : Failed (permanent for this address): recorded and the enrollment
                             moves on to the next part, so one bad address never blocks a cursor
                             (the address is normally suppressed by its bounce event anyway).
-Rows that must not be sent (unsubscribed, suppressed, series paused, stale) are deleted while
-still un-handed, so a later resubscribe or resume sends the part then.
+Rows that must not be sent (unsubscribed, suppressed, series or subscriber paused, stale) are
+deleted while still un-handed, so a later resubscribe or resume sends the part then.
 Memory is bounded by batch_size: ticks claim, plan and send one batch at a time.
 """
 
@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, delete, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
-from newsletter import schedule, tokens
+from newsletter import schedule, timing, tokens
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery.base import Accepted, Failed, Outcome, Recipient, RetryLater, SendingHalted
@@ -469,13 +469,23 @@ def send_chunk(
         if not rows:
             return summary
         if _is_halted(session):  # leave everything retryable for when sending resumes
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_([d.id for d, _, _ in rows]))
-                .values(status=RETRY, retry_at=now, updated_at=now)
+            # Compare-and-set: a duplicate copy of this task may have handed (or sent) these
+            # rows since they were read; those must not turn back into retries.
+            back = set(
+                session.scalars(
+                    update(Delivery)
+                    .where(
+                        Delivery.id.in_([d.id for d, _, _ in rows]),
+                        _status_is(CLAIMED),
+                        Delivery.retry_at.is_not(None),
+                    )
+                    .values(status=RETRY, retry_at=now, updated_at=now)
+                    .returning(Delivery.id)
+                    .execution_options(synchronize_session=False)
+                )
             )
-            summary.skipped += len(rows)
-            queue.release([e.id for _, _, e in rows], now)
+            summary.skipped += len(back)
+            queue.release([e.id for d, _, e in rows if d.id in back], now)
             return summary
         suppressed = set(
             session.scalars(
@@ -495,6 +505,11 @@ def send_chunk(
                 and email_hash(sub.email) not in suppressed
                 and enr.state == ENROLLED_ACTIVE
                 and enr.next_part == d.part_number
+                # paused since the row was claimed: nothing before the pause ends
+                and (
+                    sub.paused_until is None
+                    or timing.local_date(now, sub.timezone) >= sub.paused_until
+                )
             )
             if ok:
                 keep.append((d, sub, enr))

@@ -380,6 +380,58 @@ def test_unsubscribe_between_claim_and_send_sends_nothing(settings: Settings) ->
     assert enrollments(settings, sid)[0].next_part == 1
 
 
+def test_pause_between_claim_and_send_holds_the_part_until_the_pause_ends(
+    settings: Settings,
+) -> None:
+    from newsletter import schedule
+
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    with session_scope(settings.database_url) as session:  # the preference centre, meanwhile
+        sub = session.get(Subscriber, sid)
+        assert sub is not None
+        sub.paused_until = dt.date(2027, 3, 20)
+        schedule.apply_preferences(session, sub, TUESDAY_9_LONDON)
+    summary = dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
+    assert (summary.sent, summary.skipped) == (0, 1)
+    assert outbox_mails(settings) == []
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 1 and enr.next_due_at == utc(2027, 3, 23, 9)
+    assert dispatch.tick(settings, utc(2027, 3, 23, 9)).sent == 1  # after the pause, once
+    assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
+
+
+def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A duplicate copy of a send task read the rows before the first copy sent them; when it
+    then finds sending halted it must not turn the sent rows back into retries."""
+    from newsletter.delivery import halt
+
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    real = dispatch._is_halted
+    raced: list[bool] = []
+
+    def first_copy_finishes_then_a_halt(session: object) -> bool:
+        if not raced:
+            raced.append(True)
+            assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
+            with session_scope(settings.database_url) as other:
+                halt(other, "401 bad key")
+        return real(session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch, "_is_halted", first_copy_finishes_then_a_halt)
+    assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0
+    assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
+    assert enrollments(settings, sid)[0].next_part == 2
+    assert len(outbox_mails(settings)) == 1
+
+
 def test_render_error_sends_nothing_and_keeps_the_cursor(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
