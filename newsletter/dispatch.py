@@ -591,6 +591,17 @@ def send_chunk(
         except SendingHalted as exc:
             halted_reason = exc.reason
             outcomes = list(exc.outcomes)
+        # Preferences saved while the provider call ran (pause, cadence, time zone, status)
+        # decide the next slot, not the values read before it: re-read them (one SELECT).
+        latest = {
+            row[0]: _Person(*row)
+            for row in session.execute(
+                select(*_PERSON_COLUMNS)
+                .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                .where(Delivery.id.in_([d.id for d, _, _ in keep]), _id_range(ids))
+            )
+        }
+        keep = [(d, latest.get(s.id, s), e) for d, s, e in keep]
         # Record outcomes (rows past a halt go back to retry, not sent).
         sent_rows: list[dict[str, Any]] = []
         other_rows: list[dict[str, Any]] = []

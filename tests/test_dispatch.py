@@ -403,6 +403,31 @@ def test_pause_between_claim_and_send_holds_the_part_until_the_pause_ends(
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
 
 
+def test_pause_saved_during_the_provider_call_holds_the_next_part(settings: Settings) -> None:
+    """The part already handed goes out, but the pause decides when the next one is due."""
+    from newsletter import schedule
+
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+
+    def pause_meanwhile(ids: list[int]) -> None:
+        with session_scope(settings.database_url) as session:
+            sub = session.get(Subscriber, sid)
+            assert sub is not None
+            sub.paused_until = dt.date(2027, 4, 1)
+            schedule.apply_preferences(session, sub, TUESDAY_9_LONDON)
+
+    summary = dispatch.send_chunk(
+        settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=pause_meanwhile
+    )
+    assert summary.sent == 1
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 2 and enr.next_due_at == utc(2027, 4, 6, 9)
+    assert dispatch.tick(settings, utc(2027, 3, 9, 9)).sent == 0
+
+
 def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
