@@ -73,14 +73,17 @@ def shot(page: Any, artifacts: Path, name: str) -> None:
     page.screenshot(path=str(artifacts / f"admin-{name}.png"), full_page=True)
 
 
+def mails(settings: Settings) -> list[email.message.EmailMessage]:
+    """Every mail in the outbox, oldest first."""
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in sorted(settings.outbox_dir.glob("*.eml"))
+    ]
+
+
 def articles(settings: Settings, subject: str) -> list[email.message.EmailMessage]:
     """The outbox mails with this subject (the confirmation email has another)."""
-    found = []
-    for path in sorted(settings.outbox_dir.glob("*.eml")):
-        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        if str(msg["Subject"]) == subject:
-            found.append(msg)
-    return found
+    return [m for m in mails(settings) if str(m["Subject"]) == subject]
 
 
 def tick(now: dt.datetime) -> dict[str, int]:
@@ -174,6 +177,17 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     assert "Hi Ana," in frame.locator("body").text_content()
     assert "Hi Ana," in page.text_content("pre.plain")
     shot(page, artifacts, "preview")
+
+    # "Send me a test": one [Test] email to the therapist through the configured backend.
+    page.fill("#to", "therapist@example.org")
+    page.click("button:has-text('Send me a test')")
+    assert "therapist@example.org" not in page.url
+    tests_sent = [
+        m
+        for m in mails(settings)
+        if "therapist@example.org" in str(m["To"]) and str(m["Subject"]).startswith("[Test] ")
+    ]
+    assert len(tests_sent) == 1
 
     # A subscriber's page: their queue shows the series and its first date.
     page.goto(f"{base}/admin/subscribers")
