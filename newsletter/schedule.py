@@ -65,13 +65,24 @@ def part_counts(session: Session) -> dict[int, int]:
 
 
 def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
-    """The slot of the last article this subscriber was sent (cadence counts from it)."""
-    value = session.scalar(
-        select(func.max(Delivery.scheduled_for)).where(
+    """The slot of the last article this subscriber was sent (cadence counts from it).
+
+    As in `advance`: a send more than a day after its slot counts from the day before the real
+    send (max over rows of max(slot, sent - 1 day) == max(max slot, max sent - 1 day)).
+    """
+    slot, sent = session.execute(
+        select(func.max(Delivery.scheduled_for), func.max(Delivery.sent_at)).where(
             Delivery.subscriber_id == subscriber_id, Delivery.status.in_((SENT, FAILED))
         )
-    )
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+    ).one()
+    values = [_aware(v) for v in (slot, sent) if v is not None]
+    if sent is not None:
+        values[-1] -= dt.timedelta(days=1)
+    return max(values, default=None)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def slot_for(

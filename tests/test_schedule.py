@@ -126,6 +126,38 @@ def test_pause_and_resume_at_next_part(settings: Settings) -> None:
     assert rows[0].next_part == 1
 
 
+def test_preference_save_after_a_late_send_keeps_the_parts_a_week_apart(
+    settings: Settings,
+) -> None:
+    """Part 1 (slot Tuesday 2 March) only went out on Monday 22 March after retries; saving
+    preferences that change nothing must not bring part 2 forward to the next day."""
+    now = utc(2027, 3, 1, 12, 0)
+    ship(settings, now)
+    sid = add_person(settings, now, "UTC")
+    slot, sent = utc(2027, 3, 2, 9, 0), utc(2027, 3, 22, 10, 0)
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, sid)
+        assert sub is not None
+        enr = schedule._enrollments(session, sid)[0]
+        series = session.get(Series, enr.series_id)
+        assert series is not None
+        session.add(
+            Delivery(
+                subscriber_id=sid,
+                series_id=enr.series_id,
+                part_number=1,
+                status=SENT,
+                scheduled_for=slot,
+                sent_at=sent,
+            )
+        )
+        schedule.advance(session, enr, sub, series, 4, slot, sent)  # what dispatch does
+        after_send = enr.next_due_at
+        assert after_send == utc(2027, 3, 30, 9, 0)
+        schedule.apply_preferences(session, sub, sent + dt.timedelta(hours=1))
+        assert schedule.first_article_at(session, sub) == after_send
+
+
 def test_queue_series_with_start_date(settings: Settings) -> None:
     now = utc(2027, 1, 4, 12, 0)
     ship(settings, now)
