@@ -557,7 +557,11 @@ def send_chunk(
                     _status_is(CLAIMED),
                     Delivery.retry_at.is_not(None),
                 )
-                .values(attempts=Delivery.attempts + 1, retry_at=None, updated_at=now)
+                # the real hand-over time: reconcile compares it with its clock, and a Celery
+                # task gets the tick's moment as `now`, stale when it started late (a backlog)
+                .values(
+                    attempts=Delivery.attempts + 1, retry_at=None, updated_at=max(now, utcnow())
+                )
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)  # rows are read by id below
             )

@@ -428,6 +428,32 @@ def test_pause_saved_during_the_provider_call_holds_the_next_part(settings: Sett
     assert dispatch.tick(settings, utc(2027, 3, 9, 9)).sent == 0
 
 
+def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
+    settings: Settings,
+) -> None:
+    """Celery hands send_chunk the tick's moment; a task that starts more than a lease after
+    it (a backlog) must stamp the hand-over with the real time, or a reconcile running during
+    its provider call takes the rows for lost (outbox: no .eml yet) and a tick sends them again."""
+    from newsletter.models import utcnow
+
+    moment = utcnow() - dt.timedelta(seconds=2 * settings.lease_seconds)
+    ship(settings, moment - dt.timedelta(days=8))
+    add_person(settings, moment - dt.timedelta(days=8), "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, moment, queue=q).chunks
+
+    def reconcile_and_tick_meanwhile(ids: list[int]) -> None:
+        assert dispatch.reconcile(settings, utcnow(), queue=q).resent == 0
+        dispatch.tick(settings, utcnow(), queue=q)
+
+    summary = dispatch.send_chunk(
+        settings, chunk, moment, queue=q, before_send=reconcile_and_tick_meanwhile
+    )
+    assert summary.sent == 1
+    assert len(outbox_mails(settings)) == 1
+    assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
+
+
 def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
