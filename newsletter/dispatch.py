@@ -609,7 +609,7 @@ def send_chunk(
         # Record outcomes (rows past a halt go back to retry, not sent).
         sent_rows: list[dict[str, Any]] = []
         other_rows: list[dict[str, Any]] = []
-        moved: list[tuple[int, int, dt.datetime]] = []  # (enrollment id, next part, due)
+        moved: list[tuple[int, int, dt.datetime | None]] = []  # (enrollment id, next part, due)
         first_sent = False
         for i, (d, sub, enr) in enumerate(keep):
             outcome: Outcome | None = outcomes[i] if i < len(outcomes) else None
@@ -661,7 +661,7 @@ def _advance(
     now: dt.datetime,
     redis_changes: list[tuple[int, dt.datetime | None]],
     counts: dict[int, int] | None = None,
-    moved: list[tuple[int, int, dt.datetime]] | None = None,
+    moved: list[tuple[int, int, dt.datetime | None]] | None = None,
 ) -> None:
     """schedule.advance; with `moved`, the common case (a next part in the same series, the
     enrollment stays active) is collected for one bulk UPDATE (`_move_enrollments`) instead of
@@ -680,11 +680,15 @@ def _advance(
             if len(_slots) > 10_000:
                 _slots.clear()
             _slots[key] = due
-        moved.append((enr.id, enr.next_part + 1, due))
-        redis_changes.append((enr.id, due if sub.status == ACTIVE else None))
+        # nothing is due for someone who left meanwhile (a resubscribe schedules afresh)
+        due_now = due if sub.status == ACTIVE else None
+        moved.append((enr.id, enr.next_part + 1, due_now))
+        redis_changes.append((enr.id, due_now))
         return
     person = _subscriber(session, sub, load=True)
     for row in schedule.advance(session, enr, person, series, count, slot, now, counts):
+        if person.status != ACTIVE:
+            row.next_due_at = None
         redis_changes.append((row.id, _due(row, person)))
 
 
@@ -713,7 +717,7 @@ _PG_MOVE = text(
 )
 
 
-def _move_enrollments(session: Session, moved: list[tuple[int, int, dt.datetime]]) -> None:
+def _move_enrollments(session: Session, moved: list[tuple[int, int, dt.datetime | None]]) -> None:
     """Write the collected advances: one statement on PostgreSQL, one executemany on SQLite.
 
     Those Enrollment objects were left untouched in the session, so no flush overwrites them.
@@ -726,7 +730,7 @@ def _move_enrollments(session: Session, moved: list[tuple[int, int, dt.datetime]
             {
                 "ids": [m[0] for m in moved],
                 "parts": [m[1] for m in moved],
-                "dues": [_naive_utc(m[2]) for m in moved],
+                "dues": [None if m[2] is None else _naive_utc(m[2]) for m in moved],
                 "now": _naive_utc(utcnow()),
             },
         )

@@ -454,6 +454,36 @@ def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
 
 
+def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Settings) -> None:
+    """The handed part goes out and the cursor moves on, but nothing is due for someone who
+    left: coming back later resumes at a slot after the return, not at once at any hour."""
+    from newsletter import subscribers
+
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+
+    def unsubscribe_meanwhile(ids: list[int]) -> None:
+        with session_scope(settings.database_url) as session:
+            sub = session.get(Subscriber, sid)
+            assert sub is not None
+            assert subscribers.unsubscribe(session, sub, TUESDAY_9_LONDON)
+
+    summary = dispatch.send_chunk(
+        settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=unsubscribe_meanwhile
+    )
+    assert summary.sent == 1
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 2 and enr.next_due_at is None
+    back = utc(2027, 3, 31, 3)  # a Wednesday, 03:00
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, sid)
+        assert sub is not None and subscribers.resubscribe(session, sub, back)
+        due = dispatch.schedule.first_article_at(session, sub)
+        assert due is not None and due > back
+
+
 def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
