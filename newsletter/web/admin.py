@@ -877,30 +877,27 @@ async def import_run(request: Request, upload_id: str) -> Response:
     )
 
 
-@protected.get("/export.csv", include_in_schema=False)
-def export_csv(request: Request) -> Response:
+def _download(chunks: Iterator[str], media_type: str, extension: str) -> Response:
+    """A streamed, uncached attachment named subscribers-<date>.<extension>."""
     stamp = utcnow().strftime("%Y-%m-%d")
     return StreamingResponse(
-        (chunk.encode("utf-8") for chunk in roster.export_csv(settings_of(request))),
-        media_type="text/csv; charset=utf-8",
+        (chunk.encode("utf-8") for chunk in chunks),
+        media_type=media_type,
         headers={
-            "content-disposition": f'attachment; filename="subscribers-{stamp}.csv"',
+            "content-disposition": f'attachment; filename="subscribers-{stamp}.{extension}"',
             "cache-control": "no-store",
         },
     )
+
+
+@protected.get("/export.csv", include_in_schema=False)
+def export_csv(request: Request) -> Response:
+    return _download(roster.export_csv(settings_of(request)), "text/csv; charset=utf-8", "csv")
 
 
 @protected.get("/export.json", include_in_schema=False)
 def export_json(request: Request) -> Response:
-    stamp = utcnow().strftime("%Y-%m-%d")
-    return StreamingResponse(
-        (chunk.encode("utf-8") for chunk in roster.export_json(settings_of(request))),
-        media_type="application/json",
-        headers={
-            "content-disposition": f'attachment; filename="subscribers-{stamp}.json"',
-            "cache-control": "no-store",
-        },
-    )
+    return _download(roster.export_json(settings_of(request)), "application/json", "json")
 
 
 # Login first (no session needed), then everything else behind require_admin.
