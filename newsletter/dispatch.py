@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, or_, select, text, true, update
+from sqlalchemy import and_, any_, bindparam, delete, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from newsletter import schedule, timing, tokens
@@ -253,6 +253,18 @@ def _id_range(ids: list[int]) -> Any:
     return Delivery.id.between(min(ids), max(ids)) if ids else true()
 
 
+def _among(session: Session, column: Any, values: Any) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter instead of
+    1,000, so neither SQLAlchemy (post-compile) nor psycopg (query parsing) renders and parses
+    1,000 placeholders per statement: that was a fifth of send_chunk's CPU."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def _status_is(status: str) -> Any:
     """`Delivery.status == status` that the planner can't answer from the status index.
 
@@ -308,7 +320,7 @@ def plan(
                 Subscriber.status,
             )
             .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-            .where(Enrollment.id.in_(ids))
+            .where(_among(session, Enrollment.id, ids))
         ).all()
         series_of: dict[int, Series] = {
             s.id: s
@@ -460,7 +472,7 @@ def send_chunk(
                     Enrollment.series_id == Delivery.series_id,
                 ),
             )
-            .where(Delivery.id.in_(ids), _id_range(ids))
+            .where(_among(session, Delivery.id, ids), _id_range(ids))
         ).all()
         # Filtered here, not in SQL: during a burst most of the ledger is `claimed`, and a
         # status condition can tempt the planner into scanning the status index instead of
@@ -475,7 +487,7 @@ def send_chunk(
                 session.scalars(
                     update(Delivery)
                     .where(
-                        Delivery.id.in_([d.id for d, _, _ in rows]),
+                        _among(session, Delivery.id, [d.id for d, _, _ in rows]),
                         _status_is(CLAIMED),
                         Delivery.retry_at.is_not(None),
                     )
@@ -490,7 +502,9 @@ def send_chunk(
         suppressed = set(
             session.scalars(
                 select(Suppression.email_hash).where(
-                    Suppression.email_hash.in_([email_hash(s.email) for _, s, _ in rows])
+                    _among(
+                        session, Suppression.email_hash, [email_hash(s.email) for _, s, _ in rows]
+                    )
                 )
             )
         )
@@ -519,7 +533,7 @@ def send_chunk(
         if drop:  # never handed to anyone: forget the row so a later resume can send the part
             session.execute(
                 delete(Delivery).where(
-                    Delivery.id.in_(drop),
+                    _among(session, Delivery.id, drop),
                     _status_is(CLAIMED),
                     Delivery.retry_at.is_not(None),
                 )
@@ -537,7 +551,7 @@ def send_chunk(
             retry_at = now + RENDER_RETRY
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_([d.id for d, _, _ in keep]))
+                .where(_among(session, Delivery.id, [d.id for d, _, _ in keep]))
                 .values(status=RETRY, retry_at=retry_at, last_error=f"render: {exc}"[:500])
             )
             for _, _sub, enr in keep:
@@ -552,7 +566,7 @@ def send_chunk(
             session.scalars(
                 update(Delivery)
                 .where(
-                    Delivery.id.in_([d.id for d, _, _ in keep]),
+                    _among(session, Delivery.id, [d.id for d, _, _ in keep]),
                     _id_range(ids),
                     _status_is(CLAIMED),
                     Delivery.retry_at.is_not(None),
@@ -602,7 +616,7 @@ def send_chunk(
             for row in session.execute(
                 select(*_PERSON_COLUMNS)
                 .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-                .where(Delivery.id.in_([d.id for d, _, _ in keep]), _id_range(ids))
+                .where(_among(session, Delivery.id, [d.id for d, _, _ in keep]), _id_range(ids))
             )
         }
         keep = [(d, latest.get(s.id, s), e) for d, s, e in keep]
@@ -735,8 +749,6 @@ def _move_enrollments(session: Session, moved: list[tuple[int, int, dt.datetime 
             },
         )
         return
-    from sqlalchemy import bindparam
-
     table: Any = Enrollment.__table__
     session.execute(
         update(table)
@@ -754,8 +766,6 @@ def _record(
     now: dt.datetime,
 ) -> None:
     """Bulk ledger updates (executemany; the session's Delivery objects are not refreshed)."""
-    from sqlalchemy import bindparam
-
     fast = {"synchronize_session": False}
 
     if sent_rows and session.get_bind().dialect.name == "postgresql":
