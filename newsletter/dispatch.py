@@ -446,7 +446,7 @@ def send_chunk(
     `before_send` (tests) runs after the rows were marked handed, just before the provider call.
     """
     from newsletter.delivery import get_backend, halt
-    from newsletter.render import Renderer, personal_values
+    from newsletter.render import personal_values, shared_renderer
 
     now = now or utcnow()
     queue = queue or RedisQueue(settings)
@@ -545,7 +545,7 @@ def send_chunk(
             return summary
         assert series is not None and part is not None
         try:
-            message = Renderer(settings).article(series, part, count)
+            message = shared_renderer(settings).article(series, part, count)
         except Exception as exc:  # a template error must not advance or send anything
             log.exception("rendering %s part %s failed", series.slug, part.number)
             retry_at = now + RENDER_RETRY

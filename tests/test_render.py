@@ -341,3 +341,25 @@ def test_preview_command(settings: Settings) -> None:
 
 def test_module_docstring() -> None:
     assert render.__doc__ and "\n" not in render.__doc__.strip()
+
+
+def test_shared_renderer_renders_once_and_sees_template_edits(
+    conf: Settings, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    own = conf.model_copy(update={"templates_dir": templates})
+    series = SimpleNamespace(slug="s", title="S")
+    part = SimpleNamespace(number=1, title="T", summary="Sum", body_md="Body text.\n")
+
+    first = render.shared_renderer(own)
+    assert render.shared_renderer(own) is first  # a worker keeps one per settings
+    message = first.article(series, part, 1)
+    assert render.shared_renderer(own).article(series, part, 1) is message  # rendered once
+    assert render.shared_renderer(conf) is not first  # other settings, other renderer
+
+    sign_off = templates / "email" / "article.txt"
+    sign_off.write_text(sign_off.read_text().replace("Warmly,", "Edited footer line."))
+    fresh = render.shared_renderer(own)
+    assert fresh is not first
+    assert "Edited footer line." in fresh.article(series, part, 1).text
