@@ -105,6 +105,7 @@ def role_tick(args: argparse.Namespace) -> None:
     instrument.install(redis_url(get_settings()))
     from newsletter import tasks
 
+    tasks.settle_process()  # as in a worker pool process, where beat's tick task runs
     instrument.Counts.first_start = time.time()
     profiler = instrument.start_profile() if os.environ.get("NL_BENCH_PROFILE") else None
     result = tasks.tick(args.slot)

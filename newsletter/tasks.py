@@ -11,6 +11,7 @@ up by the next; several beats are harmless (one tick per interval slot, atomic c
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 from typing import Any
@@ -183,4 +184,17 @@ def _beat_init(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
-    dispose_all()  # never share pooled DB connections across fork
+    settle_process()
+
+
+def settle_process() -> None:
+    """A new pool process: fresh DB connections, and the start-up heap out of the collector's way.
+
+    Never share pooled DB connections across fork. gc.freeze() moves the ~100k objects that
+    Celery, SQLAlchemy and the app leave at start-up into the permanent generation, so the
+    collections a 1,000-recipient chunk triggers no longer walk them: a third of `plan`'s CPU
+    and a tenth of `send_chunk`'s went to those walks. Garbage made later is collected as usual.
+    """
+    dispose_all()
+    gc.collect()
+    gc.freeze()
