@@ -177,6 +177,28 @@ class _Person:
     paused_until: dt.date | None
 
 
+_PLACE_COLUMNS = (
+    Enrollment.id,
+    Enrollment.state,
+    Enrollment.next_part,
+    Enrollment.not_before,
+    Enrollment.next_due_at,
+)
+
+
+@dataclass(slots=True)
+class _Place:
+    """The enrollment columns send_chunk reads (in _PLACE_COLUMNS order). Writes go through
+    bulk UPDATEs; the ORM object is loaded only where schedule.advance needs one (a series'
+    last part), so a chunk builds no 1,000 ORM objects."""
+
+    id: int
+    state: str
+    next_part: int
+    not_before: dt.date | None
+    next_due_at: dt.datetime | None
+
+
 _PG_SENT = text(
     "UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
     " retry_at = NULL, last_error = NULL, updated_at = :now"
@@ -185,9 +207,9 @@ _PG_SENT = text(
 )
 
 
-def _split(row: Any) -> tuple[_Ledger, _Person, Enrollment]:
-    """A send_chunk result row -> (ledger columns, subscriber columns, enrollment)."""
-    return _Ledger(*row[:5]), _Person(*row[5:13]), row[13]
+def _split(row: Any) -> tuple[_Ledger, _Person, _Place]:
+    """A send_chunk result row -> (ledger, subscriber and enrollment columns)."""
+    return _Ledger(*row[:5]), _Person(*row[5:13]), _Place(*row[13:])
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
@@ -427,7 +449,7 @@ def plan(
     return result
 
 
-def _due(row: Enrollment, sub: Subscriber | _Person) -> dt.datetime | None:
+def _due(row: Enrollment | _Place, sub: Subscriber | _Person) -> dt.datetime | None:
     return row.next_due_at if row.state == ENROLLED_ACTIVE and sub.status == ACTIVE else None
 
 
@@ -460,10 +482,10 @@ def send_chunk(
         )
         counts = schedule.part_counts(session)
         count = counts.get(chunk.series_id, 0)
-        # The ledger row and the subscriber as plain columns (only the enrollment, which may be
-        # changed here, as an ORM object): a chunk loads 1,000 of each.
+        # The ledger row, the subscriber and the enrollment as plain columns: a chunk loads
+        # 1,000 of each.
         found = session.execute(
-            select(*_LEDGER_COLUMNS, *_PERSON_COLUMNS, Enrollment)
+            select(*_LEDGER_COLUMNS, *_PERSON_COLUMNS, *_PLACE_COLUMNS)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .join(
                 Enrollment,
@@ -508,7 +530,7 @@ def send_chunk(
                 )
             )
         )
-        keep: list[tuple[_Ledger, _Person, Enrollment]] = []
+        keep: list[tuple[_Ledger, _Person, _Place]] = []
         drop: list[int] = []
         for d, sub, enr in rows:
             ok = (
@@ -554,9 +576,8 @@ def send_chunk(
                 .where(_among(session, Delivery.id, [d.id for d, _, _ in keep]))
                 .values(status=RETRY, retry_at=retry_at, last_error=f"render: {exc}"[:500])
             )
-            for _, _sub, enr in keep:
-                enr.next_due_at = retry_at
-                redis_changes.append((enr.id, retry_at))
+            _set_due(session, [(enr.id, retry_at) for _, _, enr in keep])
+            redis_changes.extend((enr.id, retry_at) for _, _, enr in keep)
             summary.failed += len(keep)
             session.commit()
             queue.apply(redis_changes)
@@ -625,6 +646,10 @@ def send_chunk(
         other_rows: list[dict[str, Any]] = []
         moved: list[tuple[int, int, dt.datetime | None]] = []  # (enrollment id, next part, due)
         first_sent = False
+        retries: list[tuple[int, dt.datetime]] = []  # (enrollment id, due again)
+        last = [e.id for _, _, e in keep if e.next_part + 1 > count]
+        if last:  # schedule.advance finishes these: load their ORM objects in one SELECT
+            session.scalars(select(Enrollment).where(_among(session, Enrollment.id, last))).all()
         for i, (d, sub, enr) in enumerate(keep):
             outcome: Outcome | None = outcomes[i] if i < len(outcomes) else None
             if isinstance(outcome, Accepted):
@@ -647,11 +672,12 @@ def send_chunk(
                 reason = outcome.reason if isinstance(outcome, RetryLater) else "sending halted"
                 at = max(at, now + dt.timedelta(minutes=1)) if outcome is not None else at
                 other_rows.append({"i": d.id, "s": RETRY, "r": at, "e": reason[:1000]})
-                enr.next_due_at = at
+                retries.append((enr.id, at))
                 redis_changes.append((enr.id, at if halted_reason is None else now))
                 summary.failed += 1 if outcome is not None else 0
                 summary.skipped += 0 if outcome is not None else 1
         _move_enrollments(session, moved)
+        _set_due(session, retries)
         _record(session, sent_rows, other_rows, now)
         if first_sent:
             session.execute(
@@ -667,7 +693,7 @@ def send_chunk(
 
 def _advance(
     session: Session,
-    enr: Enrollment,
+    enr: Enrollment | _Place,
     sub: Subscriber | _Person,
     series: Series,
     count: int,
@@ -700,6 +726,10 @@ def _advance(
         redis_changes.append((enr.id, due_now))
         return
     person = _subscriber(session, sub, load=True)
+    if not isinstance(enr, Enrollment):
+        loaded = session.get(Enrollment, enr.id)  # from the identity map when send_chunk preloaded
+        assert loaded is not None
+        enr = loaded
     for row in schedule.advance(session, enr, person, series, count, slot, now, counts):
         if person.status != ACTIVE:
             row.next_due_at = None
@@ -755,6 +785,20 @@ def _move_enrollments(session: Session, moved: list[tuple[int, int, dt.datetime 
         .where(table.c.id == bindparam("i"))
         .values(next_part=bindparam("p"), next_due_at=bindparam("d"), updated_at=utcnow()),
         [{"i": i, "p": p, "d": d} for i, p, d in moved],
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _set_due(session: Session, dues: list[tuple[int, dt.datetime]]) -> None:
+    """Enrollments due again at a given time (retries): one executemany."""
+    if not dues:
+        return
+    table: Any = Enrollment.__table__
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("i"))
+        .values(next_due_at=bindparam("d"), updated_at=utcnow()),
+        [{"i": i, "d": d} for i, d in dues],
         execution_options={"synchronize_session": False},
     )
 
