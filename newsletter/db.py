@@ -25,6 +25,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _binary_arrays(dbapi_conn: Any, _record: Any) -> None:
+    """Send Python lists as binary arrays: dispatch passes 1,000-element id, time and text
+    arrays per statement, and psycopg's text array format quotes every element in Python
+    (3 ms per 1,000 timestamps, 0.9 ms per 1,000 ints; binary: 0.6 and 0.3)."""
+    from psycopg.types.array import ListBinaryDumper
+
+    dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
+
+
 def make_engine(url: str) -> Engine:
     """A new engine; SQLite files get their folder created and WAL + foreign keys on."""
     if url.startswith("sqlite"):
@@ -34,7 +43,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "connect", _binary_arrays)
+    return engine
 
 
 _engines: dict[str, Engine] = {}
