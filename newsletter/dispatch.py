@@ -635,9 +635,9 @@ def send_chunk(
         latest = {
             row[0]: _Person(*row)
             for row in session.execute(
-                select(*_PERSON_COLUMNS)
-                .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-                .where(_among(session, Delivery.id, [d.id for d, _, _ in keep]), _id_range(ids))
+                select(*_PERSON_COLUMNS).where(
+                    _among(session, Subscriber.id, [s.id for _, s, _ in keep])
+                )
             )
         }
         keep = [(d, latest.get(s.id, s), e) for d, s, e in keep]
