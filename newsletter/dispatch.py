@@ -468,7 +468,7 @@ def send_chunk(
     `before_send` (tests) runs after the rows were marked handed, just before the provider call.
     """
     from newsletter.delivery import get_backend, halt
-    from newsletter.render import personal_values, shared_renderer
+    from newsletter.render import shared_renderer
 
     now = now or utcnow()
     queue = queue or RedisQueue(settings)
@@ -606,22 +606,9 @@ def send_chunk(
         if not keep:
             queue.apply(redis_changes)
             return summary
-        secret = settings.secret
-        recipients = []
-        for d, sub, _ in keep:
-            unsubscribe = tokens.link(settings.public_url, secret, "unsubscribe", sub.public_id)
-            preferences = tokens.link(settings.public_url, secret, "preferences", sub.public_id)
-            recipients.append(
-                Recipient(
-                    delivery_id=str(d.id),
-                    email=sub.email,
-                    name=sub.name,
-                    unsubscribe_url=unsubscribe,
-                    values=personal_values(
-                        name=sub.name, unsubscribe_url=unsubscribe, preferences_url=preferences
-                    ),
-                )
-            )
+        recipients = [
+            recipient(settings, d.id, sub.public_id, sub.email, sub.name) for d, sub, _ in keep
+        ]
         if before_send is not None:
             before_send([d.id for d, _, _ in keep])
         halted_reason: str | None = None
@@ -689,6 +676,24 @@ def send_chunk(
             halt(session, halted_reason)
     queue.apply(redis_changes)
     return summary
+
+
+def recipient(
+    settings: Settings, delivery_id: int, public_id: str, email: str, name: str | None
+) -> Recipient:
+    """One recipient of an article: the address, the ledger id, and the personal values (two
+    signed links, the greeting) the backend substitutes into the once-rendered message."""
+    from newsletter.render import personal_values
+
+    unsubscribe = tokens.link(settings.public_url, settings.secret, "unsubscribe", public_id)
+    preferences = tokens.link(settings.public_url, settings.secret, "preferences", public_id)
+    return Recipient(
+        delivery_id=str(delivery_id),
+        email=email,
+        name=name,
+        unsubscribe_url=unsubscribe,
+        values=personal_values(name=name, unsubscribe_url=unsubscribe, preferences_url=preferences),
+    )
 
 
 def _advance(
