@@ -571,14 +571,25 @@ def send_chunk(
         except Exception as exc:  # a template error must not advance or send anything
             log.exception("rendering %s part %s failed", series.slug, part.number)
             retry_at = now + RENDER_RETRY
-            session.execute(
-                update(Delivery)
-                .where(_among(session, Delivery.id, [d.id for d, _, _ in keep]))
-                .values(status=RETRY, retry_at=retry_at, last_error=f"render: {exc}"[:500])
+            # Compare-and-set, as the hand-over: a duplicate copy of this task may have handed
+            # (or sent) some of these rows meanwhile; those and their cursors are left alone.
+            back = set(
+                session.scalars(
+                    update(Delivery)
+                    .where(
+                        _among(session, Delivery.id, [d.id for d, _, _ in keep]),
+                        _status_is(CLAIMED),
+                        Delivery.retry_at.is_not(None),
+                    )
+                    .values(status=RETRY, retry_at=retry_at, last_error=f"render: {exc}"[:500])
+                    .returning(Delivery.id)
+                    .execution_options(synchronize_session=False)
+                )
             )
-            _set_due(session, [(enr.id, retry_at) for _, _, enr in keep])
-            redis_changes.extend((enr.id, retry_at) for _, _, enr in keep)
-            summary.failed += len(keep)
+            reset = [(enr.id, retry_at) for d, _, enr in keep if d.id in back]
+            _set_due(session, reset)
+            redis_changes.extend(reset)
+            summary.failed += len(reset)
             session.commit()
             queue.apply(redis_changes)
             return summary

@@ -534,6 +534,37 @@ def test_render_error_sends_nothing_and_keeps_the_cursor(
     assert dispatch.tick(settings, TUESDAY_9_LONDON + dispatch.RENDER_RETRY).sent == 1
 
 
+def test_render_error_leaves_rows_a_duplicate_task_sent_meanwhile(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of one send task: the second reads the rows, the first sends them, then the
+    second's render fails. It must not turn the sent row into a retry (a second mail) nor pull
+    the enrollment's next part forward to the render retry time."""
+    from newsletter.render import Renderer
+
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    real = Renderer.article
+    calls: list[int] = []
+
+    def first_copy_sends_then_this_one_breaks(self: Renderer, *args: object) -> Message:
+        calls.append(1)
+        if len(calls) == 1:
+            assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
+            raise ValueError("'reader' is undefined")
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Renderer, "article", first_copy_sends_then_this_one_breaks)
+    summary = dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
+    assert (summary.sent, summary.failed) == (0, 0)
+    assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 2 and enr.next_due_at == TUESDAY_9_LONDON + dt.timedelta(days=7)
+    assert len(outbox_mails(settings)) == 1
+
+
 def test_part_two_never_before_part_one(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
