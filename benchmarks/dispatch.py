@@ -676,8 +676,9 @@ def explain(db_url: str) -> dict[str, str]:
     ids = ",".join(str(i) for i in range(1, 1001))
     queries = {
         "plan: enrollments by claimed id": (
-            "SELECT * FROM enrollments JOIN subscribers ON subscribers.id = enrollments.subscriber_id "
-            f"JOIN series ON series.id = enrollments.series_id WHERE enrollments.id IN ({ids})"
+            "SELECT enrollments.*, (SELECT status FROM subscribers"
+            " WHERE subscribers.id = enrollments.subscriber_id)"
+            f" FROM enrollments WHERE enrollments.id IN ({ids})"
         ),
         "send_chunk: ledger rows of a chunk": (
             "SELECT * FROM deliveries JOIN subscribers ON subscribers.id = deliveries.subscriber_id "
@@ -690,6 +691,9 @@ def explain(db_url: str) -> dict[str, str]:
             f" WHERE deliveries.id IN ({ids}) AND deliveries.id BETWEEN 1 AND 1000"
             " AND coalesce(deliveries.status, '') = 'claimed'"
             " AND deliveries.retry_at IS NOT NULL RETURNING deliveries.id"
+        ),
+        "send_chunk: subscribers re-read after the provider call": (
+            f"SELECT * FROM subscribers WHERE subscribers.id IN ({ids})"
         ),
         "send_chunk: suppression check": (
             "SELECT email_hash FROM suppressions WHERE email_hash IN ('a', 'b')"

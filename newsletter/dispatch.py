@@ -331,6 +331,13 @@ def plan(
         counts = schedule.part_counts(session)
         # Plain columns, not ORM objects: a burst reads 1,000 rows a round and almost all of
         # them only need checking; ORM objects are loaded for the rare rows that must move.
+        # The subscriber's status as a correlated subquery (one primary-key probe per row): as
+        # a join, PostgreSQL hash-joined a sequential scan of all subscribers every round.
+        status = (
+            select(Subscriber.status)
+            .where(Subscriber.id == Enrollment.subscriber_id)
+            .scalar_subquery()
+        )
         rows = session.execute(
             select(
                 Enrollment.id,
@@ -339,10 +346,8 @@ def plan(
                 Enrollment.state,
                 Enrollment.next_due_at,
                 Enrollment.next_part,
-                Subscriber.status,
-            )
-            .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-            .where(_among(session, Enrollment.id, ids))
+                status,
+            ).where(_among(session, Enrollment.id, ids))
         ).all()
         series_of: dict[int, Series] = {
             s.id: s
