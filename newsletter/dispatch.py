@@ -333,7 +333,7 @@ def plan(
         # them only need checking; ORM objects are loaded for the rare rows that must move.
         # The subscriber's status as a correlated subquery (one primary-key probe per row): as
         # a join, PostgreSQL hash-joined a sequential scan of all subscribers every round.
-        status = (
+        person_status = (
             select(Subscriber.status)
             .where(Subscriber.id == Enrollment.subscriber_id)
             .scalar_subquery()
@@ -346,7 +346,7 @@ def plan(
                 Enrollment.state,
                 Enrollment.next_due_at,
                 Enrollment.next_part,
-                status,
+                person_status,
             ).where(_among(session, Enrollment.id, ids))
         ).all()
         series_of: dict[int, Series] = {
@@ -526,24 +526,23 @@ def send_chunk(
             summary.skipped += len(back)
             queue.release([e.id for d, _, e in rows if d.id in back], now)
             return summary
+        hashes = [email_hash(s.email) for _, s, _ in rows]
         suppressed = set(
             session.scalars(
                 select(Suppression.email_hash).where(
-                    _among(
-                        session, Suppression.email_hash, [email_hash(s.email) for _, s, _ in rows]
-                    )
+                    _among(session, Suppression.email_hash, hashes)
                 )
             )
         )
         keep: list[tuple[_Ledger, _Person, _Place]] = []
         drop: list[int] = []
-        for d, sub, enr in rows:
+        for (d, sub, enr), hashed in zip(rows, hashes, strict=True):
             ok = (
                 series is not None
                 and part is not None
                 and series.state == LIVE
                 and sub.status == ACTIVE
-                and email_hash(sub.email) not in suppressed
+                and hashed not in suppressed
                 and enr.state == ENROLLED_ACTIVE
                 and enr.next_part == d.part_number
                 # paused since the row was claimed: nothing before the pause ends
