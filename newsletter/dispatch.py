@@ -508,21 +508,7 @@ def send_chunk(
         if not rows:
             return summary
         if _is_halted(session):  # leave everything retryable for when sending resumes
-            # Compare-and-set: a duplicate copy of this task may have handed (or sent) these
-            # rows since they were read; those must not turn back into retries.
-            back = set(
-                session.scalars(
-                    update(Delivery)
-                    .where(
-                        _among(session, Delivery.id, [d.id for d, _, _ in rows]),
-                        _status_is(CLAIMED),
-                        Delivery.retry_at.is_not(None),
-                    )
-                    .values(status=RETRY, retry_at=now, updated_at=now)
-                    .returning(Delivery.id)
-                    .execution_options(synchronize_session=False)
-                )
-            )
+            back = _back_to_retry(session, [d.id for d, _, _ in rows], now, now)
             summary.skipped += len(back)
             queue.release([e.id for d, _, e in rows if d.id in back], now)
             return summary
@@ -575,20 +561,8 @@ def send_chunk(
         except Exception as exc:  # a template error must not advance or send anything
             log.exception("rendering %s part %s failed", series.slug, part.number)
             retry_at = now + RENDER_RETRY
-            # Compare-and-set, as the hand-over: a duplicate copy of this task may have handed
-            # (or sent) some of these rows meanwhile; those and their cursors are left alone.
-            back = set(
-                session.scalars(
-                    update(Delivery)
-                    .where(
-                        _among(session, Delivery.id, [d.id for d, _, _ in keep]),
-                        _status_is(CLAIMED),
-                        Delivery.retry_at.is_not(None),
-                    )
-                    .values(status=RETRY, retry_at=retry_at, last_error=f"render: {exc}"[:500])
-                    .returning(Delivery.id)
-                    .execution_options(synchronize_session=False)
-                )
+            back = _back_to_retry(
+                session, [d.id for d, _, _ in keep], retry_at, now, f"render: {exc}"[:500]
             )
             reset = [(enr.id, retry_at) for d, _, enr in keep if d.id in back]
             _set_due(session, reset)
@@ -708,6 +682,31 @@ def recipient(
         name=name,
         unsubscribe_url=unsubscribe,
         values=personal_values(name=name, unsubscribe_url=unsubscribe, preferences_url=preferences),
+    )
+
+
+def _back_to_retry(
+    session: Session, ids: list[int], at: dt.datetime, now: dt.datetime, error: str | None = None
+) -> set[int]:
+    """Claimed, not yet handed rows -> retry at `at`, by compare-and-set; the ids it changed.
+
+    A duplicate copy of the send task may have handed (or sent) some of them since they were
+    read: those, and their enrollments, must not turn back into retries."""
+    values: dict[str, Any] = {"status": RETRY, "retry_at": at, "updated_at": now}
+    if error is not None:
+        values["last_error"] = error
+    return set(
+        session.scalars(
+            update(Delivery)
+            .where(
+                _among(session, Delivery.id, ids),
+                _status_is(CLAIMED),
+                Delivery.retry_at.is_not(None),
+            )
+            .values(**values)
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        )
     )
 
 

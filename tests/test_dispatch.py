@@ -37,6 +37,15 @@ MONDAY = utc(2027, 3, 1, 12)
 TUESDAY_9_LONDON = utc(2027, 3, 2, 9)
 
 
+def one_planned_chunk(settings: Settings) -> tuple[int, RedisQueue, dispatch.Chunk]:
+    """One subscriber (UTC) whose part 1 is planned at Tuesday 09:00: (subscriber, queue, chunk)."""
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    return sid, q, chunk
+
+
 def test_first_article_goes_out_at_the_first_slot_not_before(settings: Settings) -> None:
     ship(settings, MONDAY)
     sid = add_person(settings, MONDAY, "Europe/London", name="Anna <b>")
@@ -365,10 +374,7 @@ def test_empty_tick_costs_constant_ops_with_100k_enrolled(settings: Settings) ->
 
 
 def test_unsubscribe_between_claim_and_send_sends_nothing(settings: Settings) -> None:
-    ship(settings, MONDAY)
-    sid = add_person(settings, MONDAY, "UTC")
-    q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    sid, q, chunk = one_planned_chunk(settings)
     with session_scope(settings.database_url) as session:
         sub = session.get(Subscriber, sid)
         assert sub is not None
@@ -385,10 +391,7 @@ def test_pause_between_claim_and_send_holds_the_part_until_the_pause_ends(
 ) -> None:
     from newsletter import schedule
 
-    ship(settings, MONDAY)
-    sid = add_person(settings, MONDAY, "UTC")
-    q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    sid, q, chunk = one_planned_chunk(settings)
     with session_scope(settings.database_url) as session:  # the preference centre, meanwhile
         sub = session.get(Subscriber, sid)
         assert sub is not None
@@ -407,10 +410,7 @@ def test_pause_saved_during_the_provider_call_holds_the_next_part(settings: Sett
     """The part already handed goes out, but the pause decides when the next one is due."""
     from newsletter import schedule
 
-    ship(settings, MONDAY)
-    sid = add_person(settings, MONDAY, "UTC")
-    q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    sid, q, chunk = one_planned_chunk(settings)
 
     def pause_meanwhile(ids: list[int]) -> None:
         with session_scope(settings.database_url) as session:
@@ -459,10 +459,7 @@ def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Setti
     left: coming back later resumes at a slot after the return, not at once at any hour."""
     from newsletter import subscribers
 
-    ship(settings, MONDAY)
-    sid = add_person(settings, MONDAY, "UTC")
-    q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    sid, q, chunk = one_planned_chunk(settings)
 
     def unsubscribe_meanwhile(ids: list[int]) -> None:
         with session_scope(settings.database_url) as session:
@@ -491,10 +488,7 @@ def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
     then finds sending halted it must not turn the sent rows back into retries."""
     from newsletter.delivery import halt
 
-    ship(settings, MONDAY)
-    sid = add_person(settings, MONDAY, "UTC")
-    q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    sid, q, chunk = one_planned_chunk(settings)
     real = dispatch._is_halted
     raced: list[bool] = []
 
@@ -542,10 +536,7 @@ def test_render_error_leaves_rows_a_duplicate_task_sent_meanwhile(
     the enrollment's next part forward to the render retry time."""
     from newsletter.render import Renderer
 
-    ship(settings, MONDAY)
-    sid = add_person(settings, MONDAY, "UTC")
-    q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    sid, q, chunk = one_planned_chunk(settings)
     real = Renderer.article
     calls: list[int] = []
 
