@@ -1051,7 +1051,7 @@ def table(r: dict[str, Any]) -> str:
         f"sink {bud['sink_ms_per_1k']:.0f} + provider call {bud['provider_call_ms_per_1k']:.0f} = "
         f"{bud['floor_ms_per_1k']:.0f} ms -> at most {bud['bound_per_s']:,.0f} recipients/s if nothing "
         f"else ran; at 20,000/s the rest (Celery, SQLAlchemy, checks, scheduling, Redis) would get "
-        f"{bud['rest_allowed_at_20k_ms_per_1k']:.0f} ms, it used {bud['rest_ms_per_1k']:.0f}",
+        f"{max(0.0, bud['rest_allowed_at_20k_ms_per_1k']):.0f} ms, it used {bud['rest_ms_per_1k']:.0f}",
         f"seeding: {s['seed_s']:.1f} s (subscriber insert {s['subscriber_insert_rows_per_s']:,.0f} rows/s), "
         f"Redis rebuild {s['rebuild_s']:.1f} s",
         "",
