@@ -607,13 +607,15 @@ def send_chunk(
             halted_reason = exc.reason
             outcomes = list(exc.outcomes)
         # Preferences saved while the provider call ran (pause, cadence, time zone, status)
-        # decide the next slot, not the values read before it: re-read them (one SELECT).
+        # decide the next slot, not the values read before it: re-read them (one SELECT),
+        # locked until the advance commits; a save in progress (subscribers.lock) finishes first.
         latest = {
             row[0]: _Person(*row)
             for row in session.execute(
-                select(*_PERSON_COLUMNS).where(
-                    _among(session, Subscriber.id, [s.id for _, s, _ in keep])
-                )
+                select(*_PERSON_COLUMNS)
+                .where(_among(session, Subscriber.id, [s.id for _, s, _ in keep]))
+                .order_by(Subscriber.id)
+                .with_for_update()
             )
         }
         keep = [(d, latest.get(s.id, s), e) for d, s, e in keep]

@@ -200,6 +200,24 @@ def enrollments(session: Session, subscriber: Subscriber) -> list[Enrollment]:
     )
 
 
+def lock(session: Session, subscriber: Subscriber) -> None:
+    """Hold the subscriber's row until this transaction ends, and read it and its enrollments
+    afresh (PostgreSQL; SQLite serialises writers anyway).
+
+    A send in flight re-reads the subscriber FOR UPDATE after the provider call and then moves
+    the enrollment on: with this lock taken first, a preference save or an unsubscribe either
+    commits before that re-read (which then sees it) or starts after the send committed (and
+    recomputes from the part that was just sent). Without it, a save landing between the two
+    was overwritten: a pause or time zone ignored for the next part, or that part due at once.
+    """
+    session.refresh(subscriber, with_for_update=True)
+    session.scalars(
+        select(Enrollment)
+        .where(Enrollment.subscriber_id == subscriber.id)
+        .execution_options(populate_existing=True)
+    ).all()
+
+
 def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
     """Slugs the subscriber currently receives (or asked for, while pending)."""
     if subscriber.status == PENDING or not enrollments(session, subscriber):
@@ -386,6 +404,7 @@ def update_preferences(
 
     if prefs.cadence not in CADENCES:
         raise InvalidInput({"cadence": "Please choose weekly or every two weeks."})
+    lock(session, subscriber)
     subscriber.name = prefs.name
     subscriber.timezone = prefs.timezone
     subscriber.cadence = prefs.cadence
@@ -425,6 +444,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> b
     Enrollments keep their place (a later resubscribe resumes there) but lose their due time,
     so nothing is due; callers then remove the queue entries (`sync_queue`).
     """
+    lock(session, subscriber)
     if subscriber.status in SUPPRESSED_STATUSES:
         return False
     subscriber.status = UNSUBSCRIBED

@@ -428,6 +428,45 @@ def test_pause_saved_during_the_provider_call_holds_the_next_part(settings: Sett
     assert dispatch.tick(settings, utc(2027, 3, 9, 9)).sent == 0
 
 
+def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Settings) -> None:
+    """A preference save that is still open (not committed) when the send re-reads the
+    subscriber: the send waits for it and schedules the next part after the pause, instead of
+    writing next week over the pause once the save commits."""
+    import threading
+
+    from newsletter import subscribers
+
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
+    sid, q, chunk = one_planned_chunk(settings)
+    committed: list[threading.Thread] = []
+
+    def save_opens_and_commits_later(ids: list[int]) -> None:
+        session = session_scope(settings.database_url).__enter__()
+        sub = session.get(Subscriber, sid)
+        assert sub is not None
+        slug = "myths-about-psychotherapy"
+        prefs = subscribers.Preferences(series_slugs=[slug], paused_until=dt.date(2027, 4, 1))
+        subscribers.update_preferences(session, sub, prefs, TUESDAY_9_LONDON)
+        session.flush()  # the enrollment and subscriber rows are locked by this open save
+
+        def commit_later() -> None:
+            threading.Event().wait(0.5)  # the send reaches its re-read meanwhile
+            session.commit()
+            session.close()
+
+        committed.append(threading.Thread(target=commit_later))
+        committed[0].start()
+
+    summary = dispatch.send_chunk(
+        settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=save_opens_and_commits_later
+    )
+    committed[0].join()
+    assert summary.sent == 1
+    enr = enrollments(settings, sid)[0]
+    assert enr.next_part == 2 and enr.next_due_at == utc(2027, 4, 6, 9)  # not 9 March
+
+
 def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
     settings: Settings,
 ) -> None:
