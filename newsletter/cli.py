@@ -495,66 +495,27 @@ def subscribers_add(
     ),
 ) -> None:
     """Add one subscriber: pending + confirmation email, or (--confirmed) active at once."""
-    import datetime as dt
-    import secrets
-
-    from email_validator import EmailNotValidError, validate_email
-    from sqlalchemy import select
-
-    from newsletter import schedule, timing
+    # The admin page's path (roster.add_subscriber); --confirmed records "cli-consented".
+    from newsletter import roster, schedule, timing
     from newsletter.db import session_scope
-    from newsletter.dispatch import email_hash
-    from newsletter.models import ACTIVE, PENDING, Subscriber, Suppression
-    from newsletter.queue import RedisQueue
+    from newsletter.models import Subscriber
 
     s = settings()
     try:
-        address = validate_email(email.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise fail(f"not a valid address: {exc}") from None
-    zone = tz or s.default_timezone
-    try:
-        timing.zone_info(zone)
-    except Exception:
-        raise fail(f"unknown time zone {zone!r} (use an IANA name like Europe/London)") from None
-    now = dt.datetime.now(dt.UTC)
-    with session_scope(s.database_url) as session:
-        if session.scalar(select(Subscriber.id).where(Subscriber.email_key == address.lower())):
-            raise fail("this address is already on the list")
-        if session.scalar(
-            select(Suppression.id).where(Suppression.email_hash == email_hash(address))
-        ):
-            raise fail("this address was erased on request; it can't be added again")
-        sub = Subscriber(
-            public_id=secrets.token_urlsafe(16)[:22],
-            email=address,
-            email_key=address.lower(),
-            name=(name or "").strip() or None,
-            timezone=zone,
-            status=ACTIVE if confirmed else PENDING,
-            consent_method="cli",
-            consent_at=now if confirmed else None,
-            confirmed_at=now if confirmed else None,
-            created_at=now,
-            updated_at=now,
+        sub_id = roster.add_subscriber(
+            s, email=email, name=name, timezone=tz, confirmed=confirmed, method="cli"
         )
-        session.add(sub)
-        session.flush()
-        changed = [e.id for e in schedule.enroll(session, sub, now)] if confirmed else []
-        when = schedule.first_article_at(session, sub) if confirmed else None
-        session.commit()
-        RedisQueue(s).sync_enrollments(session, changed)
-        if not confirmed:
-            from newsletter.subscribers import send_confirmation
-
-            send_confirmation(s, sub)
-    if confirmed:
-        first = timing.describe(when, zone) if when else "when a series is queued"
-        console.print(
-            f"added (active, consent recorded as given elsewhere); first article: {first}"
-        )
-    else:
+    except roster.RosterError as exc:
+        raise fail(str(exc)) from None
+    if not confirmed:
         console.print("added (pending); the confirmation email was sent")
+        return
+    with session_scope(s.database_url) as session:
+        sub = session.get(Subscriber, sub_id)
+        assert sub is not None
+        when, zone = schedule.first_article_at(session, sub), sub.timezone
+    first = timing.describe(when, zone) if when else "when a series is queued"
+    console.print(f"added (active, consent recorded as given elsewhere); first article: {first}")
 
 
 def _celery_argv(kind: str) -> list[str]:

@@ -54,7 +54,7 @@ def test_subscribers_add_confirmed_then_tick_sends_at_first_slot(settings: Setti
     assert "Asia/Kolkata" in out and "@" not in out.split("first article")[1]
     with session_scope(settings.database_url) as session:
         sub = session.scalar(select(Subscriber))
-        assert sub is not None and sub.status == ACTIVE and sub.consent_method == "cli"
+        assert sub is not None and sub.status == ACTIVE and sub.consent_method == "cli-consented"
         sid = sub.id
     due = enrollments(settings, sid)[0].next_due_at
     assert due is not None
