@@ -250,9 +250,10 @@ def shared_renderer(settings: Settings) -> Renderer:
     (the footer shows it): editing a template needs no worker restart.
     """
     folder = Path(settings.templates_dir)
+    stats = ((str(p), p.stat()) for p in folder.rglob("*"))
     stamp = (
         _dt.date.today().year,
-        *sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")),
+        *sorted((name, st.st_mtime_ns, st.st_size) for name, st in stats),
     )
     key = settings.model_dump_json()
     found = _shared.get(key)
