@@ -1,4 +1,10 @@
-"""A local SendGrid /v3/mail/send server for tests and benchmarks: checks key and schema, records, misbehaves on request."""
+"""A local SendGrid /v3/mail/send server for tests and benchmarks: checks key and schema, records, misbehaves on request.
+
+Scripted faults, one per request in order (then 202): any status (429 with X-RateLimit-Reset, 5xx,
+400, 401), `hang_until_released()` (the request is read and recorded, then no answer until
+`release()`), and `drop()` (accept-then-drop: recorded as accepted, as SendGrid would have, then
+the connection is closed without a reply). `accepted` lists what SendGrid would deliver.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import contextlib
 import itertools
 import json
 import signal
+import socket
 import sys
 import threading
 import uuid
@@ -30,6 +37,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     delay: float = 0.0
+    action: str = "answer"  # "answer" | "drop" (no reply, socket closed) | "hang" (until released)
 
 
 @dataclass
@@ -40,6 +48,11 @@ class Request:
     status: int  # what the fake answered
     problems: list[str]  # schema / rule violations found in the body
     message_id: str = ""  # the X-Message-Id answered with a 202
+    action: str = "answer"  # how the fake treated it: answer / drop / hang
+
+    @property
+    def personalizations(self) -> list[dict[str, Any]]:
+        return list(self.body.get("personalizations", [])) if isinstance(self.body, dict) else []
 
     @property
     def emails(self) -> list[str]:
@@ -100,6 +113,9 @@ class FakeSendGrid:
         self.script: deque[Reply] = deque()
         self.lock = threading.Lock()
         self.closing = threading.Event()
+        self.released = threading.Event()  # ends every hang (release())
+        self.hanging = threading.Event()  # set once a request is being held by a hang
+        self.dropped = threading.Event()  # set once a connection was dropped after acceptance
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
         self.thread: threading.Thread | None = None
@@ -156,6 +172,27 @@ class FakeSendGrid:
         """Answer only after `seconds` (or at shutdown): longer than the client's timeout."""
         return self.then(202, delay=seconds)
 
+    def hang_until_released(self, *, accept: bool = True) -> FakeSendGrid:
+        """Read the next request, then answer nothing until `release()` (or shutdown).
+
+        `accept`: SendGrid took the mail all the same (recorded as 202, counted in `accepted`);
+        otherwise it is recorded as never processed (status 0). After the release the fake tries
+        to answer 202 (or 500), which a client that timed out never reads.
+        """
+        status = 202 if accept else 500
+        body = None if accept else {"errors": [{"field": None, "message": "internal error"}]}
+        self.script.append(Reply(status, {}, body, action="hang"))
+        return self
+
+    def release(self) -> None:
+        self.released.set()
+
+    def drop(self) -> FakeSendGrid:
+        """Accept the next request (recorded with a message id, as SendGrid would keep it), then
+        close the connection without sending a byte of reply."""
+        self.script.append(Reply(202, action="drop"))
+        return self
+
     # --- inspection ------------------------------------------------------------------------
 
     @property
@@ -176,6 +213,10 @@ class FakeSendGrid:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def handle(self) -> None:
+                with contextlib.suppress(OSError):  # a dropped or abandoned connection
+                    super().handle()
 
             def _answer(self, status: int, headers: dict[str, str], body: Any) -> None:
                 data = b"" if body is None else json.dumps(body).encode()
@@ -226,14 +267,27 @@ class FakeSendGrid:
                         ((body.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable")
                     )
                     reply = Reply(200 if sandbox else 202)
-                record = Request(self.path, headers, body, reply.status, problems)
+                record = Request(
+                    self.path, headers, body, reply.status, problems, action=reply.action
+                )
+                if reply.status == 202:
+                    record.message_id = uuid.uuid4().hex[:22]
                 with fake.lock:
                     fake.requests.append(record)
+                if reply.action == "drop":
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    fake.dropped.set()
+                    return None
+                if reply.action == "hang":
+                    fake.hanging.set()
+                    fake.released.wait()  # release() or stop()
                 if reply.delay:
                     fake.closing.wait(reply.delay)
                 headers_out = dict(reply.headers)
-                if reply.status == 202:
-                    record.message_id = headers_out["X-Message-Id"] = uuid.uuid4().hex[:22]
+                if record.message_id:
+                    headers_out["X-Message-Id"] = record.message_id
                 with contextlib.suppress(OSError):  # the client gave up (timeout)
                     self._answer(reply.status, headers_out, reply.body)
 
@@ -246,6 +300,7 @@ class FakeSendGrid:
 
     def stop(self) -> None:
         self.closing.set()
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
