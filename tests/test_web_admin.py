@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
+from time_machine import TimeMachineFixture
 
 from newsletter import auth, content
 from newsletter.config import Settings
@@ -280,7 +281,7 @@ def test_export_streams(signed_in: TestClient, admin_settings: Settings) -> None
 
 
 def test_dashboard_answers_what_next_who_and_did_it_work(
-    signed_in: TestClient, admin_settings: Settings
+    client: TestClient, admin_settings: Settings, time_machine: TimeMachineFixture
 ) -> None:
     import datetime as dt
 
@@ -289,7 +290,12 @@ def test_dashboard_answers_what_next_who_and_did_it_work(
     from newsletter.models import FAILED, Delivery, Series
 
     settings = admin_settings
-    now = dt.datetime.now(dt.UTC)
+    # Monday noon in New York: the first slot (Tuesday 09:00 there) is in the dashboard's week.
+    # On a Tuesday after 09:00 it is a week out, past the 7 days shown: pinned, not the wall clock.
+    now = dt.datetime(2027, 3, 1, 17, 0, tzinfo=dt.UTC)
+    time_machine.move_to(now, tick=True)
+    signed_in = client
+    assert login(signed_in) == 303  # after the move: the session is stamped with this clock
     with session_scope(settings.database_url) as session:
         schedule.queue_series(session, "myths-about-psychotherapy", None, now)
     ids = [
