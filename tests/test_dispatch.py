@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
 from sqlalchemy import event, select, update
+from time_machine import TimeMachineFixture
 
 from newsletter import dispatch
 from newsletter.config import Settings
@@ -188,8 +189,13 @@ def test_sending_halted_stops_and_keeps_rows_retryable(
     assert len(backend.calls) == 2
 
 
-def test_crash_during_provider_call_is_reconciled_not_blindly_resent(settings: Settings) -> None:
+def test_crash_during_provider_call_is_reconciled_not_blindly_resent(
+    settings: Settings, time_machine: TimeMachineFixture
+) -> None:
     """Outbox: the .eml exists for some rows -> sent; the others -> sent again, once."""
+    # send_chunk stamps the hand-over with max(now, the clock): with the real clock past this
+    # Tuesday, reconcile a lease later would not find the rows stale. The clock is the test's.
+    time_machine.move_to(TUESDAY_9_LONDON, tick=True)
     ship(settings, MONDAY)
     people = [add_person(settings, MONDAY, "UTC") for _ in range(4)]
     q = RedisQueue(settings)
