@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from argon2 import PasswordHasher
@@ -31,10 +32,24 @@ TOKEN_PREFIX = "nl_"
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
+log = logging.getLogger(__name__)
 
 
 class AuthError(Exception):
     """Login refused; the message is safe to show."""
+
+
+class LoginUnavailable(AuthError):
+    """The login rate limit can't be checked (Redis unreachable): sign-in is refused until it can.
+
+    The web app answers it with the login page and this message (503), never a 500.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Signing in isn't possible right now: the attempt counter (Redis) can't be reached. "
+            "Please try again in a minute; if it keeps happening, check that Redis is running."
+        )
 
 
 # --- password ------------------------------------------------------------------------------
@@ -185,31 +200,70 @@ def _global_key(settings: Settings) -> str:
     return f"{settings.redis_prefix}admin:login:all"
 
 
+# INCR, and give the counter its window when it has none: on its first hit, or when an earlier
+# EXPIRE was lost. Redis 6.2 (the embedded server) has no EXPIRE ... NX, hence a script; it is
+# atomic, so concurrent hits never leave a counter without a TTL (which would lock out forever).
+_COUNT_HIT = """
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"""
+
+
+def count_hit(r: redis.Redis, key: str, window: int) -> tuple[int, int]:
+    """Count one hit on `key` in a fixed window of `window` seconds: (hits so far, seconds left).
+
+    Only commands Redis 6.2 has (INCR, TTL, EXPIRE in one Lua script).
+    """
+    count, ttl = cast(list[int], r.eval(_COUNT_HIT, 1, key, str(window)))
+    return int(count), int(ttl)
+
+
+_REDIS_DOWN = (redis.RedisError, OSError, RuntimeError)  # RuntimeError: embedded didn't start
+
+
 def login_blocked(settings: Settings, client: str) -> int:
-    """Seconds until this client may try again (0: allowed)."""
-    r = redis_for(settings)
-    for key, limit in ((_client_key(settings, client), LOGIN_LIMIT),):
-        count = r.get(key)
-        if count is not None and int(count) >= limit:
-            return max(int(r.ttl(key)), 1)
-    gkey = _global_key(settings)
-    count = r.get(gkey)
-    if count is not None and int(count) >= LOGIN_GLOBAL_LIMIT:
-        return max(int(r.ttl(gkey)), 1)
+    """Seconds until this client may try again (0: allowed).
+
+    Raises LoginUnavailable when the counters can't be read: the limit fails closed.
+    """
+    try:
+        r = redis_for(settings)
+        keys = (
+            (_client_key(settings, client), LOGIN_LIMIT),
+            (_global_key(settings), LOGIN_GLOBAL_LIMIT),
+        )
+        for key, limit in keys:
+            count = r.get(key)
+            if count is not None and int(count) >= limit:
+                return max(int(r.ttl(key)), 1)
+    except _REDIS_DOWN as exc:
+        log.warning("admin login refused: rate limit not checked (%s)", type(exc).__name__)
+        raise LoginUnavailable() from exc
     return 0
 
 
 def record_failure(settings: Settings, client: str) -> None:
-    r = redis_for(settings)
-    pipe = r.pipeline()
-    for key in (_client_key(settings, client), _global_key(settings)):
-        pipe.incr(key)
-        pipe.expire(key, LOGIN_WINDOW_SECONDS, nx=True)
-    pipe.execute()
+    """Count one failed login for this client and for everyone (LoginUnavailable when it can't)."""
+    try:
+        r = redis_for(settings)
+        for key in (_client_key(settings, client), _global_key(settings)):
+            count_hit(r, key, LOGIN_WINDOW_SECONDS)
+    except _REDIS_DOWN as exc:
+        log.warning("admin login refused: failure not counted (%s)", type(exc).__name__)
+        raise LoginUnavailable() from exc
 
 
 def clear_failures(settings: Settings, client: str) -> None:
-    redis_for(settings).delete(_client_key(settings, client))
+    """Forget this client's failures after a good login (best effort: the login stands)."""
+    try:
+        redis_for(settings).delete(_client_key(settings, client))
+    except _REDIS_DOWN as exc:
+        log.warning("admin login failures not cleared (%s)", type(exc).__name__)
 
 
 # --- API tokens ----------------------------------------------------------------------------

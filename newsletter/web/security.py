@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from newsletter.auth import LoginUnavailable, count_hit
 from newsletter.config import Settings
 
 log = logging.getLogger(__name__)
@@ -133,16 +134,12 @@ def hit_rate_limit(
     digest = hmac.new(settings.secret.encode(), client_ip(request).encode(), "sha256").hexdigest()
     key = f"{settings.redis_prefix}ratelimit:{bucket}:{digest[:24]}"
     try:
-        pipe = redis_for(request).pipeline()
-        pipe.incr(key)
-        pipe.expire(key, window, nx=True)
-        pipe.ttl(key)
-        count, _, ttl = pipe.execute()
+        count, ttl = count_hit(redis_for(request), key, window)  # Redis 6.2 commands only
     except redis.RedisError:  # a Redis blip must not stop people signing up
         log.warning("rate limit not checked: Redis unavailable")
         return
-    if int(count) > limit:
-        raise RateLimited(max(int(ttl), 1))
+    if count > limit:
+        raise RateLimited(max(ttl, 1))
 
 
 # --- ASGI middleware -----------------------------------------------------------------------
@@ -330,6 +327,14 @@ def install(app: FastAPI, settings: Settings) -> None:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
+    async def login_unavailable(request: Request, exc: Exception) -> Response:
+        # The admin login's attempt counter can't be reached: refuse (fail closed), and say why.
+        from newsletter.web.pages import render
+
+        response = render(request, "admin/login.html", {"configured": True, "error": str(exc)}, 503)
+        response.headers["Retry-After"] = "60"
+        return response
+
     async def server_error(request: Request, exc: Exception) -> Response:
         # The path's first segment only: the rest may hold a signed token.
         area = request.url.path.split("/")[1] if "/" in request.url.path else ""
@@ -342,6 +347,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CSRFError, csrf_error)
     app.add_exception_handler(RateLimited, rate_limited)
+    app.add_exception_handler(LoginUnavailable, login_unavailable)
     app.add_exception_handler(Exception, server_error)
 
 
