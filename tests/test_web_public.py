@@ -169,6 +169,7 @@ def test_honeypot_looks_like_success_but_does_nothing(c, site):
     assert subscriber(site) is None and outbox(site) == []
 
 
+@pytest.mark.both_redis  # the system Redis 7 and the embedded 6.2 that `make run` starts
 def test_signups_are_rate_limited_per_ip_in_redis(c, site):
     for i in range(10):
         assert c.post("/subscribe", data=form(c, email=f"p{i}@example.org")).status_code == 200
@@ -179,6 +180,22 @@ def test_signups_are_rate_limited_per_ip_in_redis(c, site):
     keys = redis_client(site).keys("*ratelimit*")
     assert keys and all(k.startswith(site.redis_prefix) for k in keys)
     assert not any("testclient" in k for k in keys)  # the address is hashed
+    assert 0 < redis_client(site).ttl(keys[0]) <= 3600  # the window ends: no lockout for good
+
+
+@pytest.mark.both_redis
+def test_signup_limit_counts_per_address_and_refuses_without_signing_up(site):
+    app = create_app(site)
+    with TestClient(app, base_url="https://testserver", client=("198.51.100.20", 5000)) as one:
+        for i in range(10):
+            assert (
+                one.post("/subscribe", data=form(one, email=f"q{i}@example.org")).status_code == 200
+            )
+        refused = one.post("/subscribe", data=form(one, email="eleventh@example.org"))
+    assert refused.status_code == 429 and subscriber(site, "eleventh@example.org") is None
+    with TestClient(app, base_url="https://testserver", client=("198.51.100.21", 5000)) as other:
+        ok = other.post("/subscribe", data=form(other, email="other@example.org"))
+    assert ok.status_code == 200 and subscriber(site, "other@example.org") is not None
 
 
 # --- confirmation --------------------------------------------------------------------------
