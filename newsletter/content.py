@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from yaml.reader import ReaderError
 
 from newsletter.models import CADENCES, DRAFT, WEEKLY, Part, Series
 
@@ -21,7 +22,13 @@ REQUIRED_SERIES_KEYS = ("slug", "title", "send_day", "send_time", "parts")
 PART_KEYS = ("title", "summary")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_ORDER = 100
+MAX_ORDER = 1_000_000
 MAX_LENGTHS = {"slug": 100, "title": 200}  # the database columns' sizes
+MAX_FILENAME = 200  # parts.filename
+
+# Characters no article text may hold: C0/C1 controls other than tab and newline (they break
+# subjects and the database refuses NUL) and lone surrogates (not encodable as UTF-8).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -89,14 +96,57 @@ def _hash(*values: object) -> str:
     return digest.hexdigest()
 
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
+def _line_at(text: str, index: int) -> int:
+    """The 1-based line of text[index], counting only newlines (as editors do).
+
+    PyYAML's own line numbers also count U+0085, U+2028 and U+2029 as line breaks.
+    """
+    return text.count("\n", 0, max(index, 0)) + 1
 
 
-def _yaml_error(path: Path, exc: yaml.YAMLError, offset: int = 0) -> str:
+def _line(node: yaml.Node, text: str) -> int:
+    return _line_at(text, node.start_mark.index)
+
+
+def _read(path: Path, errors: list[str]) -> str | None:
+    """The file as text (UTF-8, a BOM allowed, any line endings as "\n"), or None with an error."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        errors.append(f"{path}:1: can't be read ({exc.strerror or type(exc).__name__})")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + data.count(b"\r", 0, exc.start)
+        line -= data.count(b"\r\n", 0, exc.start)
+        errors.append(
+            f"{path}:{line + 1}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save the file as UTF-8"
+        )
+        return None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _control_problem(value: str) -> str | None:
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return f"contains a control character (U+{ord(found.group()):04X}); remove it"
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError, text: str, offset: int = 0) -> str:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line = mark.line + 1 + offset if mark is not None else 1 + offset
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        line = _line_at(text, mark.index) + offset
+    elif isinstance(exc, ReaderError):
+        line = _line_at(text, exc.position) + offset
+    else:
+        line = 1 + offset
+    if isinstance(exc, ReaderError):
+        problem = f"character U+{exc.character:04X} is not allowed in YAML"
+    else:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"{path}:{line}: not valid YAML: {problem}"
 
 
@@ -107,19 +157,22 @@ def _mapping(
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        errors.append(_yaml_error(path, exc, offset))
+        errors.append(_yaml_error(path, exc, text, offset))
+        return None
+    except RecursionError:
+        errors.append(f"{path}:{1 + offset}: not valid YAML: lists or mappings nested too deeply")
         return None
     if root is None:
         errors.append(f"{path}:{1 + offset}: is empty; expected keys {', '.join(allowed)}")
         return None
     if not isinstance(root, yaml.MappingNode):
-        errors.append(f"{path}:{_line(root) + offset}: expected a mapping of keys to values")
+        errors.append(f"{path}:{_line(root, text) + offset}: expected a mapping of keys to values")
         return None
     values: dict[str, yaml.Node] = {}
     lines: dict[str, int] = {}
     for key_node, value_node in root.value:
         key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-        line = _line(key_node) + offset
+        line = _line(key_node, text) + offset
         if not isinstance(key, str) or key not in allowed:
             errors.append(f"{path}:{line}: unknown key {key!r} (allowed: {', '.join(allowed)})")
             continue
@@ -148,6 +201,10 @@ def _string(
     if value is None or not value.strip():
         errors.append(f"{path}:{lines[key]}: {key} must be non-empty text")
         return None
+    control = _control_problem(value)
+    if control is not None:
+        errors.append(f"{path}:{lines[key]}: {key} {control}")
+        return None
     limit = MAX_LENGTHS.get(key)
     if limit is not None and len(value.strip()) > limit:
         errors.append(f"{path}:{lines[key]}: {key} is longer than {limit} characters")
@@ -157,26 +214,25 @@ def _string(
 
 def _split_front_matter(path: Path, text: str, errors: list[str]) -> tuple[str, str, int] | None:
     """(front matter, body, line number of the body's first line) or None with an error."""
-    lines = text.splitlines(keepends=True)
-    if not lines or not _FENCE.match(lines[0].rstrip("\r\n")):
+    lines = text.split("\n")  # newlines only: YAML and editors don't break at \f or \x1c
+    if not lines or not _FENCE.match(lines[0]):
         errors.append(
             f"{path}:1: missing front matter: start the file with a '---' line, "
             "then title: and summary:, then '---'"
         )
         return None
     for index in range(1, len(lines)):
-        if _FENCE.match(lines[index].rstrip("\r\n")):
-            return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
+        if _FENCE.match(lines[index]):
+            front = "".join(line + "\n" for line in lines[1:index])
+            return front, "\n".join(lines[index + 1 :]), index + 2
     errors.append(f"{path}:1: front matter is not closed: add a '---' line after it")
     return None
 
 
 def _load_part(path: Path, number: int, listed_at: int, errors: list[str]) -> PartSpec | None:
     before = len(errors)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        errors.append(f"{path}:1: not UTF-8 text ({exc.reason})")
+    text = _read(path, errors)
+    if text is None:
         return None
     split = _split_front_matter(path, text, errors)
     if split is None:
@@ -191,6 +247,10 @@ def _load_part(path: Path, number: int, listed_at: int, errors: list[str]) -> Pa
             errors.append(f"{path}:1: front matter is missing {key}:")
     title = _string(path, "title", nodes, lines, errors)
     summary = _string(path, "summary", nodes, lines, errors)
+    control = _CONTROL.search(body)
+    if control is not None:
+        line = _line_at(body, control.start()) + body_line - 1
+        errors.append(f"{path}:{line}: the article {_control_problem(body)}")
     body = body.strip("\n")
     if not body.strip():
         errors.append(f"{path}:{body_line}: the article body is empty")
@@ -224,10 +284,8 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
         errors.append(f"{path}:1: missing {SERIES_FILE} (every series folder needs one)")
         return None
     before = len(errors)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        errors.append(f"{path}:1: not UTF-8 text ({exc.reason})")
+    text = _read(path, errors)
+    if text is None:
         return None
     parsed = _mapping(path, text, SERIES_KEYS, errors)
     if parsed is None:
@@ -284,10 +342,13 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
     order: int | None = None
     if "order" in nodes:
         raw = (_scalar(nodes["order"]) or "").strip()
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ORDER:
             order = int(raw)
         else:
-            errors.append(f"{path}:{lines['order']}: order {raw!r} must be a whole number")
+            errors.append(
+                f"{path}:{lines['order']}: order {raw[:40]!r} must be a whole number "
+                f"from 0 to {MAX_ORDER:,}"
+            )
 
     parts: list[PartSpec] = []
     if "parts" in nodes:
@@ -299,12 +360,24 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
         else:
             seen: dict[str, int] = {}
             for number, item in enumerate(parts_node.value, start=1):
-                line = _line(item)
+                line = _line(item, text)
                 name = (_scalar(item) or "").strip()
-                if not name or "/" in name or "\\" in name or name.startswith("."):
+                if (
+                    not name
+                    or "/" in name
+                    or "\\" in name
+                    or name.startswith(".")
+                    or _CONTROL.search(name)
+                ):
                     errors.append(
                         f"{path}:{line}: part {number}: expected a file name in this folder, "
-                        f"got {name or '(empty)'!r}"
+                        f"got {name[:60] or '(empty)'!r}"
+                    )
+                    continue
+                if len(name) > MAX_FILENAME:
+                    errors.append(
+                        f"{path}:{line}: part {number}: the file name is too long "
+                        f"(over {MAX_FILENAME} characters)"
                     )
                     continue
                 if name in seen:
@@ -314,7 +387,11 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
                     continue
                 seen[name] = line
                 part_path = folder / name
-                if not part_path.is_file():
+                try:
+                    found = part_path.is_file()
+                except OSError:
+                    found = False
+                if not found:
                     errors.append(f"{path}:{line}: part file {name!r} not found in {folder}")
                     continue
                 part = _load_part(part_path, number, line, errors)
@@ -385,14 +462,15 @@ def _load(path: Path, errors: list[str]) -> list[SeriesSpec]:
 
 
 def _slug_line(path: Path) -> int:
+    text = _read(path, [])
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, yaml.YAMLError):
+        root = yaml.compose(text or "", Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
         return 1
-    if isinstance(root, yaml.MappingNode):
+    if text is not None and isinstance(root, yaml.MappingNode):
         for key, _value in root.value:
             if isinstance(key, yaml.ScalarNode) and key.value == "slug":
-                return _line(key)
+                return _line(key, text)
     return 1
 
 
