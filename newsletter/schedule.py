@@ -8,6 +8,8 @@ Rules (DESIGN.md "Schedule semantics"):
   cadence after the last part), never before its `not_before` date;
 - the cadence is the slower of the series' and the subscriber's preference; `paused_until`
   (a local date) holds every slot back until that date; un-pausing resumes at the next part;
+- saving preferences never delays a part that is already due; a pause, time zone or cadence
+  change moves only what the rule in `reschedule` says (one function, one docstring);
 - positions only move forward: `next_part` never decreases, so nobody gets a part twice.
 The database is the truth; callers mirror changes into Redis (`queue.sync_enrollments`).
 """
@@ -132,12 +134,14 @@ def place(
     *,
     previous: dt.datetime | None = None,
     recompute: bool = False,
+    keep_due: bool = False,
     counts: dict[int, int] | None = None,
 ) -> list[Enrollment]:
     """Make sure the subscriber has the right ACTIVE enrollment with a due time; returns changed.
 
     `previous`: the slot of the last article (looked up when None); `recompute`: recompute the
-    active enrollment's due time even when it has one (after a preference change).
+    active enrollment's due time even when it has one; `keep_due` (with `recompute`): except when
+    it is already due and no pause is in effect (see `reschedule`).
     """
     if subscriber.status != ACTIVE:
         return []
@@ -179,7 +183,16 @@ def place(
                 break
     if active is not None and (active.next_due_at is None or recompute):
         s = series[active.series_id]
-        due = slot_for(subscriber, s, now, prev(), active.not_before)
+        current = active.next_due_at
+        if (
+            keep_due
+            and current is not None
+            and is_due(current, now)
+            and not pause_holds(subscriber, now)
+        ):
+            due = current  # already due: a preference save never delays it
+        else:
+            due = slot_for(subscriber, s, now, prev(), active.not_before)
         if due != active.next_due_at:
             active.next_due_at = due
             changed.append(active)
@@ -289,18 +302,69 @@ def first_article_at(session: Session, subscriber: Subscriber) -> dt.datetime | 
     )
 
 
-def apply_preferences(
-    session: Session, subscriber: Subscriber, now: dt.datetime | None = None
+def is_due(next_due_at: dt.datetime, now: dt.datetime) -> bool:
+    """True when a part due at `next_due_at` may go out at `now` (what a tick claims)."""
+    return _aware(next_due_at) <= now
+
+
+def pause_holds(subscriber: Subscriber, now: dt.datetime) -> bool:
+    """True while the subscriber's pause holds: `now`'s date in their zone is before
+    `paused_until` (the check dispatch makes at send time)."""
+    return (
+        subscriber.paused_until is not None
+        and timing.local_date(now, subscriber.timezone) < subscriber.paused_until
+    )
+
+
+def reschedule(
+    session: Session, subscriber: Subscriber, now: dt.datetime, *, resuming: bool = False
 ) -> list[Enrollment]:
-    """Recompute the next due time after a cadence / pause / time zone / series change."""
-    now = now or utcnow()
+    """The one rule for the next due time after a preference save (or a resume); returns the
+    changed rows (mirror them into Redis after the commit).
+
+    Call it after the subscriber's fields (time zone, cadence, `paused_until`, series choice)
+    hold the new values. "Due" means `next_due_at <= now`; "paused" means `now`'s date in the
+    subscriber's (new) zone is before `paused_until`.
+
+    Preference save (`resuming=False`: the preference centre, admin edits of a subscriber):
+    - a part that is already due stays due, with its time unchanged, even when the time zone or
+      cadence changed: saving preferences never delays it, and the next tick sends it;
+    - a pause moves it, due or not, to the first slot on or after the pause date (a local date
+      in the subscriber's zone);
+    - a time zone or cadence change moves only a part not yet due: to the slot recomputed in the
+      new zone and cadence, strictly after `now`, never before the last part sent + one cadence
+      (the new one) and never before the series' `not_before`;
+    - a series started by the save (the active one deselected, one re-chosen) starts at its next
+      slot, as always.
+    Clearing or shortening a pause is the subscriber's resume: the held part is not yet due, so it
+    moves to the next slot (one part, then one per cadence; never a catch-up burst). A pause that
+    simply ends needs no call: the part was placed at the first slot after it.
+
+    Resume (`resuming=True`: the admin resumed a paused series, `roster.resume_series`): every
+    active part, however long overdue, moves to the next slot strictly after `now`, at least one
+    cadence after the last part sent — one part, then one per cadence, no burst and nothing at
+    an odd hour.
+
+    Not active (pending, unsubscribed, …): nothing is due.
+    """
     if subscriber.status != ACTIVE:
         for row in _enrollments(session, subscriber.id):
             if row.next_due_at is not None:
                 row.next_due_at = None
         session.flush()
         return []
-    return place(session, subscriber, now, recompute=True)
+    return place(session, subscriber, now, recompute=True, keep_due=not resuming)
+
+
+def apply_preferences(
+    session: Session, subscriber: Subscriber, now: dt.datetime | None = None
+) -> list[Enrollment]:
+    """Recompute every due time from scratch: `reschedule(..., resuming=True)`.
+
+    Kept for `roster` (admin series resume, which wants exactly this; admin subscriber edits,
+    which should call `reschedule(session, subscriber, now)` so a due part is not delayed).
+    """
+    return reschedule(session, subscriber, now or utcnow(), resuming=True)
 
 
 def queue_series(

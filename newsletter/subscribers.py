@@ -399,7 +399,10 @@ def format_when(when: dt.datetime, zone: str) -> str:
 def update_preferences(
     session: Session, subscriber: Subscriber, prefs: Preferences, now: dt.datetime
 ) -> None:
-    """Apply a full set of choices. Enrollments of active subscribers change at once."""
+    """Apply a full set of choices. Enrollments of active subscribers change at once, by
+    `schedule.reschedule`'s rule: a part already due stays due (the next tick sends it), a pause
+    moves it to the first slot on or after the pause date, a time zone or cadence change moves
+    only a part not yet due. Callers mirror `enrollment_ids` into Redis after the commit."""
     from newsletter import schedule
 
     if prefs.cadence not in CADENCES:
@@ -434,7 +437,7 @@ def update_preferences(
     if subscriber.status == ACTIVE:
         if missing:
             schedule.enroll(session, subscriber, now, series_slugs=missing)
-        schedule.apply_preferences(session, subscriber, now)
+        schedule.reschedule(session, subscriber, now)
     session.flush()
 
 

@@ -6,10 +6,11 @@ import datetime as dt
 import itertools
 from zoneinfo import ZoneInfo
 
-from engine_support import add_person, enrollments, ship, utc
+import pytest
+from engine_support import add_person, enrollments, ledger, ship, utc
 from sqlalchemy import select
 
-from newsletter import schedule
+from newsletter import dispatch, schedule
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import (
@@ -17,6 +18,7 @@ from newsletter.models import (
     FINISHED,
     FORTNIGHTLY,
     LIVE,
+    PAUSED,
     QUEUED,
     SENT,
     Delivery,
@@ -25,6 +27,7 @@ from newsletter.models import (
     Series,
     Subscriber,
 )
+from newsletter.queue import RedisQueue
 
 MYTHS, COCREATED = "myths-about-psychotherapy", "co-created-process"
 
@@ -221,3 +224,214 @@ def test_appended_part_reopens_finished_enrollments(settings: Settings) -> None:
     row = next(e for e in enrollments(settings, sid) if e.series_id == ids[COCREATED])
     assert row.state == ENROLLED_ACTIVE and row.next_part == 3
     assert row.next_due_at is not None and row.next_due_at > later
+
+
+# --- one rule for preferences against due parts (schedule.reschedule) ----------------------
+# A London subscriber (GMT until 28 March, BST after) enrolled on Monday 1 March 2027: part 1
+# goes out on Tuesday 2 March 09:00 UTC, part 2 is due Tuesday 9 March 09:00 UTC.
+
+ENROLLED = utc(2027, 3, 1, 12, 0)
+PART_1 = utc(2027, 3, 2, 9, 0)
+PART_2 = utc(2027, 3, 9, 9, 0)
+PART_2_DUE_NOW = PART_2 + dt.timedelta(seconds=30)  # the save lands just after the slot
+NOT_YET_DUE = utc(2027, 3, 3, 12, 0)  # the Wednesday after part 1
+
+
+def _after_part_1(settings: Settings) -> int:
+    """Ship, enroll a London subscriber and send part 1 through a real tick (outbox)."""
+    ship(settings, ENROLLED)
+    sid = add_person(settings, ENROLLED, "Europe/London")
+    assert dispatch.tick(settings, PART_1).sent == 1
+    (row, _) = enrollments(settings, sid)
+    assert (row.next_part, row.next_due_at) == (2, PART_2)
+    return sid
+
+
+def _save(
+    settings: Settings,
+    sid: int,
+    now: dt.datetime,
+    *,
+    resuming: bool = False,
+    **fields: object,
+) -> dt.datetime | None:
+    """Set subscriber fields, apply the rule, mirror into Redis; returns the new due time."""
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, sid)
+        assert sub is not None
+        for name, value in fields.items():
+            setattr(sub, name, value)
+        changed = schedule.reschedule(session, sub, now, resuming=resuming)
+        due = schedule.first_article_at(session, sub)
+        session.commit()
+        RedisQueue(settings).sync_enrollments(session, [e.id for e in changed])
+    return due
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/Los_Angeles"])
+def test_a_due_part_stays_due_when_the_time_zone_changes(settings: Settings, zone: str) -> None:
+    """(a) Recomputed, 09:00 Tuesday in Tokyo would be next week, in Los Angeles this evening:
+    the part was due, so it stays due and the next tick sends it."""
+    sid = _after_part_1(settings)
+    assert _save(settings, sid, PART_2_DUE_NOW, timezone=zone) == PART_2
+    summary = dispatch.tick(settings, PART_2_DUE_NOW)
+    assert summary.sent == 1
+    assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT), (2, SENT)]
+    # and from there on the new zone: part 3 one week later at 09:00 local
+    part_3 = enrollments(settings, sid)[0].next_due_at
+    assert part_3 is not None
+    local = part_3.astimezone(ZoneInfo(zone))
+    assert (local.date(), local.hour) == (dt.date(2027, 3, 16), 9)
+
+
+def test_a_due_part_stays_due_when_the_cadence_becomes_fortnightly(settings: Settings) -> None:
+    """(b) Not a week later (part 1 + two weeks): the part was already due."""
+    sid = _after_part_1(settings)
+    assert _save(settings, sid, PART_2_DUE_NOW, cadence=FORTNIGHTLY) == PART_2
+    assert dispatch.tick(settings, PART_2_DUE_NOW).sent == 1
+    # the new cadence counts from this part: part 3 two weeks later
+    assert enrollments(settings, sid)[0].next_due_at == utc(2027, 3, 23, 9, 0)
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [
+        ("America/New_York", utc(2027, 3, 9, 14, 0)),  # 09:00 EST, later than in London
+        ("Asia/Tokyo", utc(2027, 3, 9, 0, 0)),  # 09:00 JST, earlier than in London
+    ],
+)
+def test_a_part_not_yet_due_moves_to_the_new_zones_slot(
+    settings: Settings, zone: str, expected: dt.datetime
+) -> None:
+    """(c)"""
+    sid = _after_part_1(settings)
+    assert _save(settings, sid, NOT_YET_DUE, timezone=zone) == expected
+
+
+def test_a_zone_change_never_moves_a_part_before_the_series_start_date(
+    settings: Settings,
+) -> None:
+    """(c) The recomputed slot still respects `not_before` (a series queued with --start)."""
+    sid = _after_part_1(settings)
+    with session_scope(settings.database_url) as session:
+        (row,) = [r for r in schedule._enrollments(session, sid) if r.state == ENROLLED_ACTIVE]
+        row.not_before = dt.date(2027, 3, 20)
+    assert _save(settings, sid, NOT_YET_DUE, timezone="Asia/Tokyo") == utc(2027, 3, 23, 0, 0)
+
+
+def test_a_cadence_change_moves_a_part_not_yet_due_from_the_last_part_sent(
+    settings: Settings,
+) -> None:
+    """(d) Fortnightly: part 1 (2 March) + two weeks, not now + two weeks; back to weekly:
+    part 1 + one week again."""
+    sid = _after_part_1(settings)
+    assert _save(settings, sid, NOT_YET_DUE, cadence=FORTNIGHTLY) == utc(2027, 3, 16, 9, 0)
+    assert _save(settings, sid, NOT_YET_DUE, cadence="weekly") == PART_2
+
+
+@pytest.mark.parametrize(
+    ("zone", "until", "expected"),
+    [
+        ("Europe/London", dt.date(2027, 4, 2), utc(2027, 4, 6, 8, 0)),  # Friday -> Tue, BST
+        ("Europe/London", dt.date(2027, 3, 23), utc(2027, 3, 23, 9, 0)),  # a Tuesday: that day
+        # the pause date is in the (new) local calendar: Tuesday 23 March 09:00 in Auckland
+        ("Pacific/Auckland", dt.date(2027, 3, 23), utc(2027, 3, 22, 20, 0)),
+    ],
+)
+def test_a_pause_over_a_due_part_moves_it_to_the_first_slot_after_the_pause(
+    settings: Settings, zone: str, until: dt.date, expected: dt.datetime
+) -> None:
+    """(e)"""
+    sid = _after_part_1(settings)
+    due = _save(settings, sid, PART_2_DUE_NOW, timezone=zone, paused_until=until)
+    assert due == expected
+    assert dispatch.tick(settings, PART_2_DUE_NOW).sent == 0
+    assert dispatch.tick(settings, expected - dt.timedelta(minutes=1)).sent == 0
+    assert dispatch.tick(settings, expected).sent == 1
+
+
+STEP = dt.timedelta(hours=3)  # a coarse beat (keeps the tests quick); a burst would still show
+
+
+def _sends(settings: Settings, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """Reconcile and tick every STEP from `start` to `end`; the slots of the parts sent in that
+    time, each checked to have gone out at the first tick at or after its slot."""
+    now = start
+    while now <= end:
+        dispatch.reconcile(settings, now)
+        dispatch.tick(settings, now)
+        now += STEP
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Delivery.scheduled_for, Delivery.sent_at)
+            .where(Delivery.status == SENT, Delivery.sent_at >= start)
+            .order_by(Delivery.id)
+        ).all()
+    for slot, sent in rows:
+        assert slot <= sent < slot + STEP
+    return [slot for slot, _ in rows]
+
+
+def _weekly(first: dt.datetime, count: int) -> list[dt.datetime]:
+    """`count` Tuesdays 09:00 London from `first` (all in BST here)."""
+    return [first + dt.timedelta(weeks=n) for n in range(count)]
+
+
+def test_a_long_pause_ends_with_one_part_at_the_next_slot_then_one_a_week(
+    settings: Settings,
+) -> None:
+    """(f) The subscriber pauses for three months after part 1: nothing during the pause, then
+    part 2 at the first slot on/after 1 June, parts 3 and 4 and the next series weekly —
+    never the parts "missed" during the pause all at once."""
+    sid = _after_part_1(settings)
+    june = utc(2027, 6, 1, 8, 0)  # Tuesday 1 June 09:00 BST
+    assert _save(settings, sid, NOT_YET_DUE, paused_until=dt.date(2027, 6, 1)) == june
+    assert _sends(settings, NOT_YET_DUE, utc(2027, 6, 30)) == _weekly(june, 5)
+    assert [(r[2], r[3]) for r in ledger(settings)][1:4] == [(2, SENT), (3, SENT), (4, SENT)]
+
+
+def test_an_admin_series_resume_sends_one_part_at_the_next_slot_not_at_once(
+    settings: Settings,
+) -> None:
+    """(f) The therapist pauses Myths for three months: part 2 (due 9 March) is held. On resume
+    (`resuming=True`, what roster.resume_series does) it goes out at the next slot — not at the
+    moment of the resume, as a preference save would keep an overdue part — then weekly."""
+    sid = _after_part_1(settings)
+    myths = enrollments(settings, sid)[0].series_id
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, myths)
+        assert series is not None
+        series.state = PAUSED
+        session.commit()
+        RedisQueue(settings).sync_enrollments(session, [e.id for e in enrollments(settings, sid)])
+    assert _sends(settings, NOT_YET_DUE, utc(2027, 6, 2, 12)) == []
+    resumed = utc(2027, 6, 2, 15, 0)  # a Wednesday afternoon
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, myths)
+        assert series is not None
+        series.state = LIVE
+    next_slot = utc(2027, 6, 8, 8, 0)  # Tuesday 09:00 BST
+    assert _save(settings, sid, resumed, resuming=True) == next_slot
+    assert _sends(settings, resumed, utc(2027, 6, 30)) == _weekly(next_slot, 4)
+    assert [(r[2], r[3]) for r in ledger(settings)][1:4] == [(2, SENT), (3, SENT), (4, SENT)]
+
+
+def test_a_resume_moves_an_overdue_part_but_a_preference_save_keeps_it(
+    settings: Settings,
+) -> None:
+    """The two rules side by side on the same overdue part (due 9 March, saved 10 March)."""
+    sid = _after_part_1(settings)
+    later = utc(2027, 3, 10, 12, 0)
+    assert _save(settings, sid, later) == PART_2
+    assert _save(settings, sid, later, resuming=True) == utc(2027, 3, 16, 9, 0)
+
+
+def test_clearing_a_pause_resumes_at_the_next_slot(settings: Settings) -> None:
+    """(g) Paused until 1 June on 3 March; cleared on Thursday 22 April: part 2 at the next
+    slot (Tuesday 27 April 09:00 BST), not at once and not on 1 June."""
+    sid = _after_part_1(settings)
+    _save(settings, sid, NOT_YET_DUE, paused_until=dt.date(2027, 6, 1))
+    cleared = utc(2027, 4, 22, 10, 0)
+    assert _save(settings, sid, cleared, paused_until=None) == utc(2027, 4, 27, 8, 0)
+    assert dispatch.tick(settings, cleared).sent == 0
+    assert dispatch.tick(settings, utc(2027, 4, 27, 8, 0)).sent == 1
