@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from web_helpers import add_series, outbox
 
+from newsletter import dispatch, schedule, tokens
 from newsletter import subscribers as subs
-from newsletter import tokens
 from newsletter.db import session_scope
 from newsletter.models import (
     ACTIVE,
@@ -19,7 +19,9 @@ from newsletter.models import (
     FORTNIGHTLY,
     PENDING,
     QUEUED,
+    SENT,
     UNSUBSCRIBED,
+    Delivery,
     Enrollment,
     Series,
     Subscriber,
@@ -265,3 +267,139 @@ def test_erased_address_is_never_stored_or_mailed_again(two_series):
         result = signup(s, "Gone@Example.org")
         assert result.subscriber is None and not result.send_confirmation
         assert subs.by_email(s, "gone@example.org") is None
+
+
+# --- preference saves against due parts (schedule.reschedule, through update_preferences) ----
+# Anna (Europe/London) confirms on Monday 2 March 2026: "myths" part 1 goes out on Tuesday
+# 3 March 09:00 UTC through a real tick (outbox backend, real Redis); part 2 is due 10 March.
+
+PART_1 = dt.datetime(2026, 3, 3, 9, 0, tzinfo=dt.UTC)
+PART_2 = dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC)
+DUE_NOW = PART_2 + dt.timedelta(seconds=30)
+WEDNESDAY = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)  # part 2 not yet due
+
+
+def utc(*args):
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def confirmed_after_part_1(settings):
+    with session_scope(settings.database_url) as s:
+        sub = signup(s).subscriber
+        subs.confirm(s, sub, NOW)
+        sid, ids = sub.id, subs.enrollment_ids(s, sub)
+    subs.sync_queue(settings, ids)
+    assert dispatch.tick(settings, PART_1).sent == 1
+    assert sent_parts(settings) == [1]
+    return sid
+
+
+def save(settings, sid, now, **changes):
+    """The preference centre's path: a full set of choices (the current ones with `changes`),
+    update_preferences, commit, then sync_queue. Returns the next due time."""
+    with session_scope(settings.database_url) as s:
+        sub = s.get(Subscriber, sid)
+        prefs = subs.Preferences(
+            series_slugs=subs.chosen_series(s, sub),
+            cadence=sub.cadence,
+            paused_until=sub.paused_until,
+            timezone=sub.timezone,
+            name=sub.name,
+            takes_new_series=sub.takes_new_series,
+        )
+        for name, value in changes.items():
+            setattr(prefs, name, value)
+        subs.update_preferences(s, sub, prefs, now)
+        ids = subs.enrollment_ids(s, sub)
+        due = schedule.first_article_at(s, sub)
+    subs.sync_queue(settings, ids)
+    return due
+
+
+def sent_parts(settings):
+    with session_scope(settings.database_url) as s:
+        return list(
+            s.scalars(
+                select(Delivery.part_number).where(Delivery.status == SENT).order_by(Delivery.id)
+            )
+        )
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/Los_Angeles"])
+def test_new_time_zone_saved_over_a_due_part_keeps_it_due_and_the_next_tick_sends_it(
+    two_series, zone
+):
+    """(a)"""
+    sid = confirmed_after_part_1(two_series)
+    assert save(two_series, sid, DUE_NOW, timezone=zone) == PART_2
+    assert dispatch.tick(two_series, DUE_NOW).sent == 1
+    assert sent_parts(two_series) == [1, 2]
+    assert [m.subject for m in outbox(two_series)][-1].endswith("part 2")
+
+
+def test_fortnightly_saved_over_a_due_part_keeps_it_due(two_series):
+    """(b)"""
+    sid = confirmed_after_part_1(two_series)
+    assert save(two_series, sid, DUE_NOW, cadence=FORTNIGHTLY) == PART_2
+    assert dispatch.tick(two_series, DUE_NOW).sent == 1
+    with session_scope(two_series.database_url) as s:  # fortnightly from here on
+        assert enrollments_of(s, s.get(Subscriber, sid))["myths"].next_due_at == utc(
+            2026, 3, 24, 9, 0
+        )
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [("America/New_York", utc(2026, 3, 10, 13, 0)), ("Asia/Tokyo", utc(2026, 3, 10, 0, 0))],
+)
+def test_new_time_zone_moves_a_part_not_yet_due_to_that_zones_slot(two_series, zone, expected):
+    """(c) 09:00 on Tuesday 10 March in the new zone (New York is on EDT since 8 March)."""
+    sid = confirmed_after_part_1(two_series)
+    assert save(two_series, sid, WEDNESDAY, timezone=zone) == expected
+    assert dispatch.tick(two_series, expected - dt.timedelta(minutes=1)).sent == 0
+    assert dispatch.tick(two_series, expected).sent == 1
+
+
+def test_cadence_saved_before_the_part_is_due_counts_from_the_last_part_sent(two_series):
+    """(d) Part 1 on 3 March + two weeks = 17 March (not Wednesday + two weeks)."""
+    sid = confirmed_after_part_1(two_series)
+    assert save(two_series, sid, WEDNESDAY, cadence=FORTNIGHTLY) == utc(2026, 3, 17, 9, 0)
+    assert dispatch.tick(two_series, DUE_NOW).sent == 0  # the old weekly slot sends nothing
+
+
+def test_pause_saved_over_a_due_part_moves_it_to_the_first_slot_after_the_pause(two_series):
+    """(e) Paused until Thursday 2 April: the first Tuesday on/after it, 09:00 BST."""
+    sid = confirmed_after_part_1(two_series)
+    after_pause = utc(2026, 4, 7, 8, 0)
+    assert save(two_series, sid, DUE_NOW, paused_until=dt.date(2026, 4, 2)) == after_pause
+    assert dispatch.tick(two_series, DUE_NOW).sent == 0
+    assert dispatch.tick(two_series, after_pause).sent == 1
+    assert sent_parts(two_series) == [1, 2]
+
+
+def test_long_pause_ends_with_one_part_then_one_per_week(two_series):
+    """(f) Paused from 4 March until 2 June: the slots that passed meanwhile send nothing, then
+    one part at the first slot of June and the next a week later, never two at once."""
+    sid = confirmed_after_part_1(two_series)
+    june = utc(2026, 6, 2, 8, 0)  # Tuesday 09:00 BST
+    assert save(two_series, sid, WEDNESDAY, paused_until=dt.date(2026, 6, 2)) == june
+    for week in range(1, 13):
+        assert dispatch.tick(two_series, PART_1 + dt.timedelta(weeks=week, hours=1)).sent == 0
+    assert dispatch.tick(two_series, june).sent == 1
+    for later in (june + dt.timedelta(hours=1), june + dt.timedelta(days=1)):
+        dispatch.reconcile(two_series, later)
+        assert dispatch.tick(two_series, later).sent == 0
+    assert dispatch.tick(two_series, june + dt.timedelta(weeks=1)).sent == 1
+    assert sent_parts(two_series) == [1, 2, 3]
+
+
+def test_clearing_the_pause_date_resumes_at_the_next_slot(two_series):
+    """(g) Paused until 2 June, cleared on Thursday 23 April: part 2 on Tuesday 28 April
+    (09:00 BST), not at once and not in June."""
+    sid = confirmed_after_part_1(two_series)
+    save(two_series, sid, WEDNESDAY, paused_until=dt.date(2026, 6, 2))
+    cleared = utc(2026, 4, 23, 10, 0)
+    assert save(two_series, sid, cleared, paused_until=None) == utc(2026, 4, 28, 8, 0)
+    assert dispatch.tick(two_series, cleared).sent == 0
+    assert dispatch.tick(two_series, utc(2026, 4, 28, 8, 0)).sent == 1
+    assert sent_parts(two_series) == [1, 2]
