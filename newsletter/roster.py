@@ -179,7 +179,7 @@ def make_person(
 # --- reading CSV ---------------------------------------------------------------------------
 
 
-def _header_map(header: list[str]) -> dict[str, int]:
+def _header_map(header: list[str], line: int = 1) -> dict[str, int]:
     columns: dict[str, int] = {}
     for index, raw in enumerate(header):
         name = raw.strip().lower()
@@ -188,14 +188,15 @@ def _header_map(header: list[str]) -> dict[str, int]:
             columns[name] = index
     if "email" not in columns:
         raise RosterError(
-            "line 1 must be a header naming the columns: email, name, timezone, series"
+            f"line {line} must be a header naming the columns: email, name, timezone, series"
         )
     return columns
 
 
 def sniff_delimiter(header_line: str) -> str:
-    """Semicolon when the header has more semicolons than commas (spreadsheets in many locales)."""
-    return ";" if header_line.count(";") > header_line.count(",") else ","
+    """The header's most frequent of comma, semicolon (spreadsheets in many locales) and tab
+    ("tab-delimited text"); comma on a tie."""
+    return max(",;\t", key=header_line.count)
 
 
 def read_rows(
@@ -213,13 +214,21 @@ def _read_text(
     text: IO[str], *, default_timezone: str, known_series: set[str]
 ) -> Iterator[Person | Problem]:
     first = text.readline()
+    line_end = 1  # the last physical line read
+    while first and not first.strip():  # blank lines above the header
+        first = text.readline()
+        line_end += 1
     if not first.strip():
         raise RosterError("the file is empty")
+    if "\ufffd" in first or "\x00" in first:  # UTF-16 ("Unicode text"), a legacy code page
+        raise RosterError(
+            f"line {line_end} is not UTF-8 text: save the file as CSV UTF-8 and try again"
+        )
     delimiter = sniff_delimiter(first)
     header = next(csv.reader([first], delimiter=delimiter))
-    columns = _header_map(header)
+    columns = _header_map(header, line_end)
     reader = csv.reader(text, delimiter=delimiter)
-    line_end = 1
+    header_line = line_end
 
     def cell(row: list[str], name: str) -> str | None:
         index = columns.get(name)
@@ -233,9 +242,11 @@ def _read_text(
             return
         except csv.Error as exc:
             line_end = start + max(reader.line_num - 1, 0)
-            yield Problem(start, f"unreadable CSV ({exc})")
+            yield Problem(
+                start, f"unreadable CSV ({exc}); this row and the rest of the file were not read"
+            )
             return
-        line_end = 1 + reader.line_num
+        line_end = header_line + reader.line_num
         if not row or all(not c.strip() for c in row):
             continue
         if any("\ufffd" in c for c in row):
