@@ -105,8 +105,9 @@ class SmtpServer:
         self,
         tls: tuple[Path, Path] | None = None,
         login: tuple[str, str] | None = None,
+        handler: Recorder | None = None,
     ) -> None:
-        self.handler = Recorder()
+        self.handler = handler or Recorder()
         self.port = free_port()
         self.login = login
         kwargs: dict[str, Any] = {}
@@ -142,3 +143,29 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+DROP = "DROP"  # a scripted DATA reply: accept and record the message, then close the connection
+
+
+class DroppingRecorder(Recorder):
+    """Recorder whose script may also hold `DROP` (take the message, hang up before replying)
+    and `None` (answer 250 as usual): faults at chosen positions of a batch."""
+
+    replies: deque[str | None]  # type: ignore[assignment]
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = self.replies.popleft() if self.replies else None
+        if reply is not None and reply != DROP:
+            self.peers.add(f"{session.peer[0]}:{session.peer[1]}")
+            return reply
+        peer = f"{session.peer[0]}:{session.peer[1]}"
+        self.peers.add(peer)
+        self.received.append(
+            Received(
+                peer, envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)
+            )
+        )
+        if reply == DROP:
+            server.transport.close()  # the client never reads the 250
+        return "250 2.0.0 OK queued"

@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,10 +62,17 @@ class World:
     # --- set-up ----------------------------------------------------------------------------
 
     def seed(self, count: int = PEOPLE) -> list[str]:
-        """`init` (real CLI: migrations, series from schedules/, shipped series queued), then
+        """`newsletter init` (migrations, series from schedules/, shipped series queued; run in
+        this process through the CLI's own app to spare a second of start-up per test), then
         `count` confirmed subscribers in UTC bulk-inserted and enrolled with the product's own
         bulk path (schedule.enroll_new, as imports do): all due at SLOT."""
-        self.cli("init")
+        from typer.testing import CliRunner
+
+        from newsletter.cli import app
+
+        get_settings.cache_clear()
+        done = CliRunner().invoke(app, ["init"])
+        assert done.exit_code == 0, done.output
         emails = [f"reader{i:05d}@example.org" for i in range(count)]
         with session_scope(self.settings.database_url) as session:
             rows = [
@@ -105,10 +113,13 @@ class World:
     def cli(self, *args: str, expect_kill: bool = False, **chaos: str) -> CliResult:
         """Run one command to its end (a deadline only against hanging forever)."""
         env = {**os.environ, **chaos}
+        started = time.monotonic()
         done = subprocess.run(
             self.argv(args, bool(chaos)), env=env, capture_output=True, text=True, timeout=300
         )
         result = CliResult(tuple(args), done.returncode, done.stdout, done.stderr)
+        if os.environ.get("CHAOS_TIMINGS"):  # a profile for tuning the suite, never asserted
+            print(f"{time.monotonic() - started:6.2f} s  {' '.join(args)}", file=sys.stderr)
         self.results.append(result)
         if expect_kill:
             assert result.killed, result.describe()

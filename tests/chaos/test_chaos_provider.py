@@ -43,10 +43,123 @@ def test_server_errors_on_first_four_requests(sendgrid_world: World) -> None:
     assert first is not None and first["sent"] == 0 and first["retry"] == PEOPLE, first
     assert first["failed"] == 0, first
     sent = 0
-    for delta in (minutes(5), minutes(30), hours(2)):  # past any backoff the product picks
+    for delta in (minutes(5), hours(2)):  # the 4th 500 at +5 min; +2 h is past any backoff
         summary = w.tick(delta)
         assert summary is not None and summary["failed"] == 0, summary
         sent += summary["sent"]
     assert sent == PEOPLE
+    part_two(w)
+    w.check()
+
+
+def processed_events(world: World, requests: list[object]) -> list[dict[str, object]]:
+    """SendGrid's `processed` event for every personalization of these accepted requests, as the
+    Event Webhook posts it (custom_args flattened into the event)."""
+    events: list[dict[str, object]] = []
+    for n, request in enumerate(requests):
+        for i, p in enumerate(request.personalizations):  # type: ignore[attr-defined]
+            events.append(
+                {
+                    "email": p["to"][0]["email"],
+                    "timestamp": int((SLOT + minutes(1)).timestamp()),
+                    "event": "processed",
+                    "sg_event_id": f"chaos-processed-{n}-{i}",
+                    "sg_message_id": f"{request.message_id}.filter-{i}",  # type: ignore[attr-defined]
+                    **p["custom_args"],
+                }
+            )
+    return events
+
+
+def post_webhook(world: World, events: list[dict[str, object]]) -> None:
+    """POST the events to the app's /webhooks/sendgrid route (unsigned: no public key is set)."""
+    from fastapi.testclient import TestClient
+
+    from newsletter.web.app import create_app
+
+    with TestClient(create_app(world.settings)) as client:
+        for start in range(0, len(events), 1000):
+            response = client.post("/webhooks/sendgrid", json=events[start : start + 1000])
+            assert response.status_code in (200, 202, 204), response.text
+
+
+def test_accept_then_drop_settled_by_processed_event(sendgrid_world: World) -> None:
+    """(4a) SendGrid accepts the first request and the connection drops before the reply: those
+    1,000 rows are handed, outcome unknown, never resent blindly; the `processed` webhook event
+    settles them as sent. Nobody gets part 1 twice."""
+    w = sendgrid_world
+    w.seed()
+    assert w.fake is not None
+    w.fake.drop()
+    first = w.tick(minutes(0))
+    assert first is not None and first["sent"] == 1500 and first["failed"] == 0, first
+    later = w.tick(minutes(5))
+    assert later is not None and later["sent"] == 0, later  # not resent blindly
+    w.reconcile(minutes(15))  # no event yet, inside the window: still nothing resent
+    assert len(w.fake.accepted) == 3
+    dropped = [r for r in w.fake.accepted if r.action == "drop"]
+    assert len(dropped) == 1
+    post_webhook(w, processed_events(w, dropped))
+    w.reconcile(minutes(30))
+    part_two(w)
+    w.check()
+
+
+def test_provider_hangs_then_resent_once_after_the_window(sendgrid_world: World) -> None:
+    """(6) The first request hangs (SendGrid took it but never answers); the client times out
+    (CHAOS_SENDGRID_TIMEOUT: the product has no timeout setting, the wrapper sets the backend's
+    module constant). Outcome unknown: no blind resend within 24 h, then exactly one resend,
+    with the reason in the row's last_error."""
+    w = sendgrid_world
+    w.seed()
+    assert w.fake is not None
+    w.fake.hang_until_released(accept=True)
+    first = w.tick(minutes(0), CHAOS_SENDGRID_TIMEOUT="1")
+    w.fake.release()
+    assert first is not None and first["sent"] == 1500 and first["failed"] == 0, first
+    later = w.tick(minutes(5))
+    assert later is not None and later["sent"] == 0, later
+    w.reconcile(hours(2))
+    assert len(w.fake.accepted) == 3  # still no resend inside the window
+    w.reconcile(hours(25))
+    resent = w.tick(hours(25))
+    assert resent is not None and resent["sent"] == 1000, resent
+    part_two(w)
+    w.check()
+
+
+KILLS = [
+    # (point, nth occurrence, how the unknown outcomes are settled)
+    ("after_plan", 1, "reconcile"),  # claimed, never handed: plain retry after the lease
+    ("after_handover", 2, "window"),  # handed, provider never called: resent after 24 h
+    ("after_accept", 2, "webhook"),  # provider accepted, no outcome: `processed` settles it
+    ("before_outcome_commit", 3, "window"),  # accepted, outcome lost: one documented resend
+]
+
+
+@pytest.mark.parametrize(("point", "nth", "settle"), KILLS, ids=[k[0] for k in KILLS])
+def test_tick_killed(sendgrid_world: World, point: str, nth: int, settle: str) -> None:
+    """(3) `newsletter tick` SIGKILLed at a named point of the n-th chunk, then recovery."""
+    w = sendgrid_world
+    w.seed()
+    assert w.fake is not None
+    mark = w.tmp / "killed-at"
+    w.tick(minutes(0), CHAOS_KILL_AT=point, CHAOS_KILL_NTH=str(nth), CHAOS_MARK=str(mark))
+    assert w.results[-1].killed and mark.read_text() == point, w.results[-1].describe()
+    w.killed += 1
+    accepted_at_kill = len(w.fake.accepted)
+    w.expire_tick_lock()
+    w.tick(minutes(5))
+    if settle == "reconcile":
+        w.reconcile(minutes(15))
+        w.tick(minutes(15))
+    elif settle == "webhook":
+        unrecorded = w.fake.accepted[nth - 1 : nth]
+        assert len(unrecorded) == 1 and accepted_at_kill == nth
+        post_webhook(w, processed_events(w, unrecorded))
+        w.reconcile(minutes(30))
+    elif settle == "window":
+        w.reconcile(hours(25))
+        w.tick(hours(25))
     part_two(w)
     w.check()
