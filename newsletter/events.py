@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -117,11 +118,21 @@ class MalformedEvent(ValueError):
     pass
 
 
+# Control characters (the database refuses NUL) and lone surrogates (JSON's "\ud800" escapes:
+# not encodable as UTF-8): never stored, never used as keys.
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _text(value: object, limit: int) -> str | None:
     if value is None:
         return None
-    text = " ".join(str(value).split())
+    text = " ".join(_UNSTORABLE.sub(" ", str(value)[: limit * 4]).split())
     return text[:limit] or None
+
+
+def _clean(value: object, limit: int) -> bool:
+    """A non-empty string of at most `limit` characters that can be stored as it is."""
+    return isinstance(value, str) and 0 < len(value) <= limit and _UNSTORABLE.search(value) is None
 
 
 def parse_sendgrid(raw: Mapping[str, Any]) -> Event:
@@ -129,11 +140,13 @@ def parse_sendgrid(raw: Mapping[str, Any]) -> Event:
     if not isinstance(raw, Mapping):
         raise MalformedEvent("not an object")
     name = raw.get("event")
-    if not isinstance(name, str) or not name:
-        raise MalformedEvent("missing 'event'")
+    if not _clean(name, 100):
+        raise MalformedEvent("missing or invalid 'event'")
+    assert isinstance(name, str)
     event_id = raw.get("sg_event_id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+    if not _clean(event_id, 128):
         raise MalformedEvent("missing or invalid 'sg_event_id'")
+    assert isinstance(event_id, str)
     stamp = raw.get("timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, int | float | str):
         raise MalformedEvent("missing or invalid 'timestamp'")
@@ -142,8 +155,9 @@ def parse_sendgrid(raw: Mapping[str, Any]) -> Event:
     except (ValueError, OverflowError, OSError):
         raise MalformedEvent("missing or invalid 'timestamp'") from None
     email = raw.get("email")
-    if not isinstance(email, str) or "@" not in email or len(email) > 320:
+    if not _clean(email, 320) or "@" not in str(email):
         raise MalformedEvent("missing or invalid 'email'")
+    assert isinstance(email, str)
 
     event_type = SENDGRID_EVENTS.get(name, OTHER)
     if event_type == BOUNCE and raw.get("type") == "blocked":
@@ -157,7 +171,10 @@ def parse_sendgrid(raw: Mapping[str, Any]) -> Event:
     delivery_ref = None
     if (
         isinstance(ref, str | int)
+        and not isinstance(ref, bool)
+        and str(ref).isascii()
         and str(ref).isdigit()
+        and len(str(ref)) <= 19
         and raw.get("kind", "article") == "article"
     ):
         delivery_ref = int(ref)
@@ -400,7 +417,13 @@ def _apply_queue(settings: Settings, changes: Sequence[QueueChange]) -> None:
 
 
 def process_sendgrid(settings: Settings, payload: object, now: dt.datetime | None = None) -> Report:
-    """Handle one webhook batch (a JSON array): store good events once, report bad ones."""
+    """Handle one webhook batch (a JSON array): store good events once, report bad ones.
+
+    Bad input is handled per event, never half-way: each valid event is stored with all its
+    effects (one transaction for the batch) and each invalid one is left out whole and named
+    in `malformed` by its index, without its address. The caller answers 200 either way, so
+    the provider does not resend (and we do not re-apply) the good ones.
+    """
     now = now or dt.datetime.now(dt.UTC)
     if not isinstance(payload, list):
         raise MalformedEvent("the body must be a JSON array of events")

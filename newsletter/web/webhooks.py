@@ -96,8 +96,10 @@ async def sendgrid_events(request: Request) -> JSONResponse:
         return refused
     try:
         payload = json.loads(raw)
-    except ValueError:
+    except ValueError:  # also bytes that are not UTF-8/16/32
         return _problem(400, "body is not JSON")
+    except RecursionError:
+        return _problem(400, "body is nested too deeply")
     if not isinstance(payload, list):
         return _problem(400, "body must be a JSON array of events")
     report = await run_in_threadpool(events.process_sendgrid, settings, payload)
