@@ -11,8 +11,6 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -212,23 +210,19 @@ def test_failure_counters_get_their_window(settings: Settings) -> None:
     assert count == 4 and 0 < left <= 30
 
 
-def test_login_fails_closed_with_a_message_when_redis_is_unreachable(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    monkeypatch.setattr(auth, "redis_for", lambda _settings: dead)
+def test_login_fails_closed_with_a_message_when_redis_is_unreachable(settings: Settings) -> None:
+    dead = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "admin_password": SecretStr(PASSWORD)}
+    )
     with pytest.raises(auth.LoginUnavailable):
-        auth.login_blocked(settings, "203.0.113.9")
+        auth.login_blocked(dead, "203.0.113.9")
     with pytest.raises(auth.LoginUnavailable):
-        auth.record_failure(settings, "203.0.113.9")
-    auth.clear_failures(settings, "203.0.113.9")  # best effort: no error
-    env = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
-    with TestClient(
-        create_app(env), base_url="https://testserver", follow_redirects=False
-    ) as client:
+        auth.record_failure(dead, "203.0.113.9")
+    auth.clear_failures(dead, "203.0.113.9")  # best effort after a good login: no error
+    with TestClient(create_app(dead), base_url="https://testserver", follow_redirects=False) as c:
         for password in (PASSWORD, "a wrong guess"):  # the right one too: nothing was checked
-            status, html = try_login(client, password)
+            status, html = try_login(c, password)
             assert status == 503
             assert alert(html).startswith("Signing in isn't possible right now")
             assert 'name="password"' in html  # the login page, not an error page
-            assert auth.SESSION_COOKIE not in client.cookies
+            assert auth.SESSION_COOKIE not in c.cookies
