@@ -859,14 +859,28 @@ def update_subscriber(
     session.flush()
 
 
+MAX_START_DAYS = 3653  # a queue date more than ten years out is a typo (and 9999-12-31 overflows)
+
+
+def check_start(start: dt.date | None, today: dt.date) -> None:
+    """RosterError unless `start` is at most ten years from today (past dates mean "now")."""
+    if start is not None and (start - today).days > MAX_START_DAYS:
+        raise RosterError(
+            f"the start date {start.isoformat()} is more than ten years away; "
+            "use a date like 2026-03-09"
+        )
+
+
 def queue_series(
     settings: Settings, slug: str, start: dt.date | None, now: dt.datetime
 ) -> tuple[int | None, dt.date | None]:
     """Queue a series for everyone (ENGINE's schedule.queue_series); (count, first date).
 
-    count is None when there is no such series.
+    count is None when there is no such series; RosterError for a start date too far away.
     """
     from newsletter import schedule
+
+    check_start(start, now.date())
 
     with session_scope(settings.database_url) as session:
         if session.scalar(select(Series.id).where(Series.slug == slug)) is None:

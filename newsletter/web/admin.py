@@ -374,7 +374,10 @@ async def series_queue(request: Request, slug: str) -> Response:
         return redirect(
             request, "/admin/series", "The start date should look like 2026-03-09.", "error"
         )
-    count, first = roster.queue_series(settings, slug, start, utcnow())
+    try:
+        count, first = roster.queue_series(settings, slug, start, utcnow())
+    except roster.RosterError as exc:
+        return redirect(request, "/admin/series", f"Not queued: {exc}.", "error")
     if count is None:
         raise HTTPException(404, "no such series")
     with session_scope(settings.database_url) as db:

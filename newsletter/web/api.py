@@ -344,12 +344,15 @@ def list_series(session: SessionDep) -> list[SeriesOut]:
     "/series/{slug}/queue",
     response_model=QueueOut,
     summary="Queue a series for every active subscriber who takes new series",
-    responses={404: {"model": ErrorOut}},
+    responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}},
 )
 def queue_series(
     slug: Annotated[str, Path(max_length=100, pattern=SLUG)], body: QueueIn, settings: SettingsDep
 ) -> QueueOut:
-    count, first = roster.queue_series(settings, slug, body.start, utcnow())
+    try:
+        count, first = roster.queue_series(settings, slug, body.start, utcnow())
+    except roster.RosterError as exc:
+        raise HTTPException(400, str(exc)) from None
     if count is None:
         raise HTTPException(404, "no series with that slug")
     return QueueOut(slug=slug, count=count, first_date=first)
