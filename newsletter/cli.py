@@ -385,23 +385,60 @@ def _parse_now(value: str | None) -> Any:
 def tick(
     now: str | None = typer.Option(None, "--now", help="Act as if the clock said this (ISO-8601)."),
     as_json: bool = typer.Option(
-        False, "--json", help='Print {"due", "sent", "skipped", "failed"}.'
+        False, "--json", help='Print {"due", "sent", "retry", "skipped", "failed"}.'
+    ),
+    wait: float = typer.Option(
+        0.0, "--wait", help="Seconds to wait for another tick to finish before giving up."
     ),
 ) -> None:
-    """Send everything due at NOW (default: the clock), synchronously."""
+    """Send everything due at NOW (default: the clock), synchronously.
+
+    Exits 3, saying so, when another tick holds the lock (its age is named): nothing was sent
+    by this one. `failed` counts permanent failures only; rows that will be attempted again
+    (provider push-back, outcome unknown, halted) are `retry`.
+    """
+    import json
+
+    from newsletter import dispatch
+    from newsletter.ticklock import TickLocked
+
+    s = settings()
+    moment = _parse_now(now)
+    try:
+        summary = dispatch.tick(s, moment, wait_seconds=wait)
+    except TickLocked as exc:
+        raise fail(str(exc), code=3) from None
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+        return
+    console.print(
+        f"tick at {moment.isoformat()}: due {summary.due}, sent {summary.sent}, "
+        f"retry {summary.retry}, skipped {summary.skipped}, failed {summary.failed}"
+    )
+
+
+@app.command()
+def reconcile(
+    now: str | None = typer.Option(None, "--now", help="Act as if the clock said this (ISO-8601)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """What beat runs every 5 minutes: settle rows handed to the provider with an unknown
+    outcome, put back work a crashed tick or worker left, rebuild a lost Redis, re-queue
+    overdue enrollments. Run it from cron beside `tick` when beat is not used."""
     import json
 
     from newsletter import dispatch
 
     s = settings()
     moment = _parse_now(now)
-    summary = dispatch.tick(s, moment, wait_seconds=60)
+    report = dispatch.reconcile(s, moment)
+    values = report.as_dict()
     if as_json:
-        print(json.dumps(summary.as_dict()))
+        print(json.dumps(values))
         return
     console.print(
-        f"tick at {moment.isoformat()}: due {summary.due}, sent {summary.sent}, "
-        f"skipped {summary.skipped}, failed {summary.failed}"
+        f"reconcile at {moment.isoformat()}: "
+        + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in values.items())
     )
 
 

@@ -39,13 +39,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, any_, bindparam, delete, func, or_, select, text, true, update
+from sqlalchemy import and_, any_, bindparam, delete, func, select, text, true, update
 from sqlalchemy.orm import Session
 
 from newsletter import schedule, timing, tokens
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.delivery.base import Accepted, Failed, Outcome, Recipient, RetryLater, SendingHalted
+from newsletter.delivery.base import (
+    Accepted,
+    Failed,
+    Outcome,
+    Recipient,
+    RetryLater,
+    SendingHalted,
+    Unknown,
+)
 from newsletter.models import (
     ACTIVE,
     CLAIMED,
@@ -64,6 +72,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import QueueLost, RedisQueue
+from newsletter.ticklock import TickLock
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +83,28 @@ MAX_ROUNDS = 100_000  # a tick stops after this many claim rounds (never reached
 
 @dataclass
 class TickSummary:
+    """What a tick (or one chunk) did; `tick --json`, the tasks and the logs print the same.
+
+    due      enrollments claimed as due
+    sent     accepted by the provider
+    retry    not sent yet and attempted again later: the provider pushed back (429, 5xx,
+             refused connection), sending is halted, the article failed to render, or the
+             outcome is unknown (handed over, no answer) and reconcile settles it
+    skipped  nothing to send after all (unsubscribed, paused, suppressed, already sent, in
+             flight elsewhere, Redis was stale)
+    failed   permanent for that address (the provider refused it); the reader moves on
+    """
+
     due: int = 0
     sent: int = 0
+    retry: int = 0
     skipped: int = 0
     failed: int = 0
 
     def add(self, other: TickSummary) -> None:
         self.due += other.due
         self.sent += other.sent
+        self.retry += other.retry
         self.skipped += other.skipped
         self.failed += other.failed
 
@@ -357,6 +380,7 @@ def plan(
         for missing in set(ids) - found:
             redis_changes.append((missing, None))
         wanted: dict[tuple[int, int, int], _Claim] = {}
+        finished: list[tuple[int, int]] = []  # (enrollment id, subscriber id): series done
         for eid, sid, series_id, state, next_due_at, next_part, status in rows:
             series = series_of[series_id]
             if (
@@ -371,14 +395,23 @@ def plan(
                 redis_changes.append((eid, next_due_at))
                 result.skipped += 1
             elif next_part > counts.get(series_id, 0):  # nothing left in it
+                finished.append((eid, sid))
+            else:
+                wanted[(sid, series_id, next_part)] = _Claim(eid, next_due_at)
+        if finished:  # the ORM objects schedule needs, one SELECT each, then move them on
+            session.scalars(
+                select(Enrollment).where(_among(session, Enrollment.id, [f[0] for f in finished]))
+            ).all()
+            session.scalars(
+                select(Subscriber).where(_among(session, Subscriber.id, {f[1] for f in finished}))
+            ).all()
+            for eid, sid in finished:
                 enrollment = session.get(Enrollment, eid)
                 sub = session.get(Subscriber, sid)
                 assert enrollment is not None and sub is not None
                 for row in schedule.advance_finished(session, enrollment, sub, now, counts):
                     redis_changes.append((row.id, _due(row, sub)))
                 result.skipped += 1
-            else:
-                wanted[(sid, series_id, next_part)] = _Claim(eid, next_due_at)
         to_send: list[tuple[int, int, int]] = []  # (delivery id, series id, part)
         if wanted:
             inserted = _insert_claims(session, wanted, now)
@@ -386,61 +419,10 @@ def plan(
                 to_send.append((delivery_id, key[1], key[2]))
             conflicts = [key for key in wanted if key not in inserted]
             if conflicts:
-                existing = session.execute(
-                    select(
-                        Delivery.id,
-                        Delivery.subscriber_id,
-                        Delivery.series_id,
-                        Delivery.part_number,
-                        Delivery.status,
-                        Delivery.retry_at,
-                        Delivery.scheduled_for,
-                    ).where(
-                        or_(
-                            *(
-                                and_(
-                                    Delivery.subscriber_id == s,
-                                    Delivery.series_id == se,
-                                    Delivery.part_number == p,
-                                )
-                                for s, se, p in conflicts
-                            )
-                        )
-                    )
-                ).all()
-                for did, s_id, se, p, status, retry_at, scheduled in existing:
-                    s = int(s_id or 0)
-                    enr = wanted[(s, se, p)]
-                    if status == RETRY and (retry_at is None or retry_at <= now):
-                        took = session.execute(  # type: ignore[attr-defined]
-                            update(Delivery)
-                            .where(Delivery.id == did, Delivery.status == RETRY)
-                            .values(status=CLAIMED, retry_at=now, updated_at=now)
-                        ).rowcount
-                        if took == 1:
-                            to_send.append((did, se, p))
-                            continue
-                        redis_changes.append((enr.id, later))
-                    elif status == RETRY:
-                        redis_changes.append((enr.id, retry_at))
-                    elif status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
-                        enrollment = session.get(Enrollment, enr.id)
-                        sub = session.get(Subscriber, s)
-                        assert enrollment is not None and sub is not None
-                        for row in schedule.advance(
-                            session,
-                            enrollment,
-                            sub,
-                            series_of[se],
-                            counts.get(se, 0),
-                            scheduled,
-                            now,
-                            counts,
-                        ):
-                            redis_changes.append((row.id, _due(row, sub)))
-                    else:  # claimed: in flight elsewhere, or waiting for reconcile
-                        redis_changes.append((enr.id, later))
-                    result.skipped += 1
+                result.skipped += _settle_conflicts(
+                    session, conflicts, wanted, series_of, counts, now, later, to_send,
+                    redis_changes,
+                )  # fmt: skip
         session.flush()
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for delivery_id, series_id, part in sorted(to_send):
@@ -452,6 +434,102 @@ def plan(
             )
     queue.apply(redis_changes)
     return result
+
+
+def _settle_conflicts(
+    session: Session,
+    conflicts: list[tuple[int, int, int]],
+    wanted: dict[tuple[int, int, int], _Claim],
+    series_of: dict[int, Series],
+    counts: dict[int, int],
+    now: dt.datetime,
+    later: dt.datetime,
+    to_send: list[tuple[int, int, int]],
+    redis_changes: list[tuple[int, dt.datetime | None]],
+) -> int:
+    """Claims whose ledger row already exists, set-based: one SELECT for the rows, one
+    compare-and-set UPDATE for the retries whose time has come (they join `to_send`), one
+    SELECT each for the enrollments and people whose cursor lags the ledger. Returns how many
+    were skipped (not sent by this round).
+
+    - retry, time come: taken back (retry -> claimed) by compare-and-set; a row another tick
+      took first is pushed back by a lease;
+    - retry, not yet: due again at its retry time;
+    - sent / failed / skipped: the ledger is ahead of the cursor: catch the cursor up;
+    - claimed: in flight elsewhere, or handed with its outcome unknown: back in a lease
+      (reconcile settles those).
+    """
+    keys = set(conflicts)
+    # IN lists, filtered to the exact keys here: a batch of (subscriber, series, part) triples
+    # as one OR of ANDs is an expression 1,000 deep, which SQLite refuses.
+    existing = [
+        row
+        for row in session.execute(
+            select(
+                Delivery.id,
+                Delivery.subscriber_id,
+                Delivery.series_id,
+                Delivery.part_number,
+                Delivery.status,
+                Delivery.retry_at,
+                Delivery.scheduled_for,
+            ).where(
+                _among(session, Delivery.subscriber_id, {k[0] for k in keys}),
+                Delivery.series_id.in_({k[1] for k in keys}),
+                Delivery.part_number.in_({k[2] for k in keys}),
+            )
+        ).all()
+        if (int(row[1] or 0), row[2], row[3]) in keys
+    ]
+    ready = [r[0] for r in existing if r[4] == RETRY and (r[5] is None or r[5] <= now)]
+    taken: set[int] = set()
+    if ready:
+        taken = set(
+            session.scalars(
+                update(Delivery)
+                .where(_among(session, Delivery.id, ready), _status_is(RETRY))
+                .values(status=CLAIMED, retry_at=now, updated_at=now)
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    behind = [r for r in existing if r[4] in (SENT, FAILED, SKIPPED)]
+    if behind:  # load the ORM objects schedule.advance needs, one SELECT each
+        session.scalars(
+            select(Enrollment).where(
+                _among(
+                    session,
+                    Enrollment.id,
+                    [wanted[(int(r[1] or 0), r[2], r[3])].id for r in behind],
+                )
+            )
+        ).all()
+        session.scalars(
+            select(Subscriber).where(_among(session, Subscriber.id, {r[1] for r in behind}))
+        ).all()
+    skipped = 0
+    for did, s_id, se, p, status, retry_at, scheduled in existing:
+        s = int(s_id or 0)
+        enr = wanted[(s, se, p)]
+        if did in taken:
+            to_send.append((did, se, p))
+            continue
+        skipped += 1
+        if status == RETRY and did in ready:  # another tick took it first
+            redis_changes.append((enr.id, later))
+        elif status == RETRY:
+            redis_changes.append((enr.id, retry_at))
+        elif status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
+            enrollment = session.get(Enrollment, enr.id)
+            sub = session.get(Subscriber, s)
+            assert enrollment is not None and sub is not None
+            for row in schedule.advance(
+                session, enrollment, sub, series_of[se], counts.get(se, 0), scheduled, now, counts
+            ):
+                redis_changes.append((row.id, _due(row, sub)))
+        else:  # claimed: in flight elsewhere, or waiting for reconcile
+            redis_changes.append((enr.id, later))
+    return skipped
 
 
 def _due(row: Enrollment | _Place, sub: Subscriber | _Person) -> dt.datetime | None:
@@ -509,7 +587,7 @@ def send_chunk(
             return summary
         if _is_halted(session):  # leave everything retryable for when sending resumes
             back = _back_to_retry(session, [d.id for d, _, _ in rows], now, now)
-            summary.skipped += len(back)
+            summary.retry += len(back)
             queue.release([e.id for d, _, e in rows if d.id in back], now)
             return summary
         hashes = [email_hash(s.email) for _, s, _ in rows]
@@ -567,7 +645,7 @@ def send_chunk(
             reset = [(enr.id, retry_at) for d, _, enr in keep if d.id in back]
             _set_due(session, reset)
             redis_changes.extend(reset)
-            summary.failed += len(reset)
+            summary.retry += len(reset)
             session.commit()
             queue.apply(redis_changes)
             return summary
@@ -581,11 +659,9 @@ def send_chunk(
                     _status_is(CLAIMED),
                     Delivery.retry_at.is_not(None),
                 )
-                # the real hand-over time: reconcile compares it with its clock, and a Celery
-                # task gets the tick's moment as `now`, stale when it started late (a backlog)
-                .values(
-                    attempts=Delivery.attempts + 1, retry_at=None, updated_at=max(now, utcnow())
-                )
+                # the hand-over time, which reconcile's window counts from: `now` is the
+                # moment this chunk runs (a Celery task adds its queueing delay to the tick's)
+                .values(attempts=Delivery.attempts + 1, retry_at=None, updated_at=now)
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)  # rows are read by id below
             )
@@ -625,6 +701,7 @@ def send_chunk(
         moved: list[tuple[int, int, dt.datetime | None]] = []  # (enrollment id, next part, due)
         first_sent = False
         retries: list[tuple[int, dt.datetime]] = []  # (enrollment id, due again)
+        unknown_rows: list[dict[str, Any]] = []  # handed, outcome unknown: the reason only
         last = [e.id for _, _, e in keep if e.next_part + 1 > count]
         if last:  # schedule.advance finishes these: load their ORM objects in one SELECT
             session.scalars(select(Enrollment).where(_among(session, Enrollment.id, last))).all()
@@ -645,6 +722,12 @@ def send_chunk(
                     moved,
                 )  # fmt: skip
                 summary.failed += 1
+            elif isinstance(outcome, Unknown):
+                # handed, no answer: stays handed (claimed, retry_at NULL) for reconcile; out
+                # of the due set meanwhile (reconcile puts it back once settled)
+                unknown_rows.append({"i": d.id, "e": f"outcome unknown: {outcome.reason}"[:1000]})
+                redis_changes.append((enr.id, None))
+                summary.retry += 1
             else:
                 at = outcome.at if isinstance(outcome, RetryLater) else now
                 reason = outcome.reason if isinstance(outcome, RetryLater) else "sending halted"
@@ -652,11 +735,19 @@ def send_chunk(
                 other_rows.append({"i": d.id, "s": RETRY, "r": at, "e": reason[:1000]})
                 retries.append((enr.id, at))
                 redis_changes.append((enr.id, at if halted_reason is None else now))
-                summary.failed += 1 if outcome is not None else 0
-                summary.skipped += 0 if outcome is not None else 1
+                summary.retry += 1
         _move_enrollments(session, moved)
         _set_due(session, retries)
         _record(session, sent_rows, other_rows, now)
+        if unknown_rows:
+            session.execute(
+                update(Delivery.__table__)  # type: ignore[arg-type]
+                .where(Delivery.__table__.c.id == bindparam("i"))
+                # updated_at stays the hand-over time (reconcile's window counts from it)
+                .values(last_error=bindparam("e"), updated_at=Delivery.__table__.c.updated_at),
+                unknown_rows,
+                execution_options={"synchronize_session": False},
+            )
         if first_sent:
             session.execute(
                 update(Part)
@@ -876,6 +967,39 @@ def _record(
 # --- the synchronous tick ----------------------------------------------------------------------
 
 
+def sweep(
+    settings: Settings,
+    now: dt.datetime,
+    send: Callable[[Chunk], TickSummary | None],
+    *,
+    wait_seconds: float = 0.0,
+    queue: RedisQueue | None = None,
+) -> tuple[TickSummary, int]:
+    """The one tick loop: hold the tick lock, claim and plan due work one batch at a time, hand
+    each chunk to `send` (inline: send_chunk; Celery: a send task, which returns None).
+    Returns (summary, chunks handed on). Raises TickLocked when another tick holds the lock
+    (after waiting up to `wait_seconds`); does nothing while sending is halted."""
+    queue = queue or RedisQueue(settings)
+    summary = TickSummary()
+    chunks = 0
+    with session_scope(settings.database_url) as session:
+        if _is_halted(session):
+            return summary, chunks
+    with TickLock(queue.redis, queue.lock_key).hold(wait_seconds):
+        for _ in range(MAX_ROUNDS):
+            result = plan(settings, now, queue=queue)
+            summary.due += result.claimed
+            summary.skipped += result.skipped
+            for chunk in result.chunks:
+                chunks += 1
+                done = send(chunk)
+                if done is not None:
+                    summary.add(done)
+            if result.claimed < settings.batch_size:
+                break
+    return summary, chunks
+
+
 def tick(
     settings: Settings,
     now: dt.datetime | None = None,
@@ -885,37 +1009,17 @@ def tick(
 ) -> TickSummary:
     """Send everything due at or before `now`, inline, one bounded batch at a time.
 
-    Only one tick runs at a time (Redis lock); with `wait_seconds` a second tick waits for the
-    first instead of returning an empty summary.
+    Only one tick runs at a time: TickLocked when another holds the lock after `wait_seconds`.
     """
-    import time
-
-    now = now or utcnow()
+    moment = now or utcnow()
     queue = queue or RedisQueue(settings)
-    summary = TickSummary()
-    with session_scope(settings.database_url) as session:
-        if _is_halted(session):
-            return summary
-    ttl = max(60.0, float(settings.lease_seconds))
-    token = queue.lock(ttl)
-    deadline = time.monotonic() + wait_seconds
-    while token is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        token = queue.lock(ttl)
-    if token is None:
-        return summary
-    try:
-        for _ in range(MAX_ROUNDS):
-            result = plan(settings, now, queue=queue)
-            summary.due += result.claimed
-            summary.skipped += result.skipped
-            for chunk in result.chunks:
-                summary.add(send_chunk(settings, chunk, now, queue=queue))
-            if result.claimed < settings.batch_size:
-                break
-            queue.extend_lock(token, ttl)
-    finally:
-        queue.unlock(token)
+    summary, _ = sweep(
+        settings,
+        moment,
+        lambda chunk: send_chunk(settings, chunk, moment, queue=queue),
+        wait_seconds=wait_seconds,
+        queue=queue,
+    )
     return summary
 
 
@@ -930,6 +1034,9 @@ class ReconcileReport:
     resent: int = 0  # handed, no evidence: retried
     unknown: int = 0  # handed, waiting for a provider event
     overdue_requeued: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {key: int(value) for key, value in asdict(self).items()}
 
 
 def _outbox_message_id(outbox: Path, delivery_id: int) -> str | None:

@@ -14,6 +14,8 @@ import datetime as dt
 import gc
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, signals
@@ -22,6 +24,7 @@ from newsletter import dispatch
 from newsletter.config import Settings, get_settings
 from newsletter.db import dispose_all, session_scope
 from newsletter.queue import RedisQueue, redis_url
+from newsletter.ticklock import TickLocked
 
 log = logging.getLogger("newsletter.tasks")
 
@@ -103,45 +106,55 @@ def tick(now: str | None = None) -> dict[str, int]:
         log.info("tick ran: slot %s", slot)
     else:
         moment = _now(now)
-    with session_scope(settings.database_url) as session:
-        if dispatch._is_halted(session):
-            return {"due": 0, "chunks": 0}
-    token = queue.lock(max(60.0, float(settings.lease_seconds)))
-    if token is None:
-        log.info("tick skipped: another tick holds the lock")
-        return {"due": 0, "chunks": 0}
-    due = chunks = 0
+
+    def fan_out(chunk: dispatch.Chunk) -> None:
+        send_chunk.delay(
+            chunk.series_id,
+            chunk.part_number,
+            list(chunk.delivery_ids),
+            moment.isoformat(),
+            time.time(),
+        )
+
     try:
-        for _ in range(dispatch.MAX_ROUNDS):
-            plan = dispatch.plan(settings, moment, queue=queue)
-            due += plan.claimed
-            for chunk in plan.chunks:
-                send_chunk.delay(
-                    chunk.series_id, chunk.part_number, list(chunk.delivery_ids), moment.isoformat()
-                )
-                chunks += 1
-            if plan.claimed < settings.batch_size:
-                break
-    finally:
-        queue.unlock(token)
-    return {"due": due, "chunks": chunks}
+        summary, chunks = dispatch.sweep(settings, moment, fan_out, queue=queue)
+    except TickLocked as exc:
+        log.info("tick skipped: %s", exc)
+        return {"due": 0, "chunks": 0}
+    return {"due": summary.due, "chunks": chunks}
 
 
 @app.task(name="newsletter.send_chunk")
 def send_chunk(
-    series_id: int, part_number: int, delivery_ids: list[int], now: str | None = None
+    series_id: int,
+    part_number: int,
+    delivery_ids: list[int],
+    now: str | None = None,
+    queued_at: float | None = None,
 ) -> dict[str, int]:
-    """Send one article to one chunk of claimed ledger rows (safe to run twice)."""
+    """Send one article to one chunk of claimed ledger rows (safe to run twice).
+
+    Its moment is the tick's plus the time the task waited in the queue (`queued_at`, the
+    fan-out's clock), so a backlog stamps the real hand-over time, not the tick's.
+    """
     settings = get_settings()
     chunk = dispatch.Chunk(series_id, part_number, tuple(delivery_ids))
-    return dispatch.send_chunk(settings, chunk, _now(now) if now else None).as_dict()
+    moment = task_moment(now, queued_at) if now else None
+    return dispatch.send_chunk(settings, chunk, moment).as_dict()
+
+
+def task_moment(
+    now: str, queued_at: float | None, clock: Callable[[], float] = time.time
+) -> dt.datetime:
+    """A send task's moment: the tick's, plus how long the task waited in the queue."""
+    waited = max(0.0, clock() - queued_at) if queued_at is not None else 0.0
+    return _now(now) + dt.timedelta(seconds=waited)
 
 
 @app.task(name="newsletter.reconcile")
 def reconcile() -> dict[str, int]:
     """Rebuild a lost Redis, settle rows stuck in `claimed`, re-queue overdue enrollments."""
-    report = dispatch.reconcile(get_settings())
-    return {k: int(v) for k, v in vars(report).items()}
+    return dispatch.reconcile(get_settings()).as_dict()
 
 
 def eviction_problem(policy: str) -> str | None:

@@ -241,7 +241,7 @@ def test_processed_event_settles_a_row_handed_before_a_crash(
     assert again.sent == 0 and fake.requests == []
 
 
-def test_processed_after_a_timeout_stops_the_retry_from_sending_twice(
+def test_processed_after_a_timeout_settles_the_unknown_outcome_without_a_resend(
     sg: tuple[Settings, FakeSendGrid],
     key: ec.EllipticCurvePrivateKey,
     monkeypatch: pytest.MonkeyPatch,
@@ -258,7 +258,13 @@ def test_processed_after_a_timeout_stops_the_retry_from_sending_twice(
     assert first.sent == 0 and len(fake.requests) == 1
     with session_scope(settings.database_url) as session:
         rows = list(session.scalars(select(Delivery)))
-    assert {d.status for d in rows} == {"retry"}
+    # the request went out whole: the outcome is unknown, so the rows stay handed (never
+    # resent blindly) and say why
+    assert {(d.status, d.retry_at) for d in rows} == {("claimed", None)}
+    assert all(
+        (d.last_error or "").startswith("outcome unknown: SendGrid gave no answer") for d in rows
+    )
+    assert (first.retry, first.failed) == (3, 0)
 
     # …and then reports that it processed them after all
     events = [
@@ -278,6 +284,39 @@ def test_processed_after_a_timeout_stops_the_retry_from_sending_twice(
         assert {(d.status, d.provider_message_id) for d in session.scalars(select(Delivery))} == {
             (SENT, "LateMsg")
         }
-    # the retry time comes and goes: nothing is sent twice
+    # later ticks and reconcile send nothing twice
     again = dispatch.tick(settings, due + dt.timedelta(hours=2))
-    assert again.sent == 0 and len(fake.requests) == 1
+    report = dispatch.reconcile(settings, due + dt.timedelta(hours=30))
+    assert again.sent == 0 and report.resent == 0 and len(fake.requests) == 1
+
+
+def test_unknown_outcome_without_an_event_is_resent_once_after_the_window(
+    sg: tuple[Settings, FakeSendGrid], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.delivery import sendgrid
+
+    settings, fake = sg
+    monkeypatch.setattr(sendgrid, "TIMEOUT_SECONDS", 0.5)
+    ship(settings, NOW)
+    people(settings, 3, NOW)
+    due = next_due(settings)
+    fake.hang(10)
+    assert dispatch.tick(settings, due).retry == 3
+    # within the window: reconcile waits for the provider's event, ticks send nothing
+    early = dispatch.reconcile(settings, due + dt.timedelta(hours=23))
+    assert (early.unknown, early.resent) == (3, 0)
+    assert dispatch.tick(settings, due + dt.timedelta(hours=23, minutes=1)).sent == 0
+    assert len(fake.requests) == 1
+    # past it, with no event: sent once more, saying why
+    late = dispatch.reconcile(settings, due + dt.timedelta(hours=25))
+    assert late.resent == 3
+    resend = dispatch.tick(settings, due + dt.timedelta(hours=25, minutes=1))
+    assert resend.sent == 3 and len(fake.requests) == 2
+    with session_scope(settings.database_url) as session:
+        rows = list(session.scalars(select(Delivery)))
+    assert {d.status for d in rows} == {SENT}
+    assert all(d.attempts == 2 for d in rows)
+    # nothing a third time
+    assert dispatch.reconcile(settings, due + dt.timedelta(hours=60)).resent == 0
+    assert dispatch.tick(settings, due + dt.timedelta(hours=60)).sent == 0
+    assert len(fake.requests) == 2

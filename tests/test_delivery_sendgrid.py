@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from newsletter.delivery.base import (
     Recipient,
     RetryLater,
     SendingHalted,
+    Unknown,
 )
 from newsletter.delivery.sendgrid import BACKOFF, SendGridBackend, chunks
 
@@ -205,12 +207,58 @@ def test_400_naming_one_personalization_fails_only_that_recipient(
     assert fake.accepted[0].emails == ["reader0@example.net", "reader2@example.net"]
 
 
-def test_timeout_is_retry_later(settings: Settings, fake: FakeSendGrid) -> None:
+def test_timeout_after_the_request_went_out_is_unknown_not_retry(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
     backend = SendGridBackend(sg_settings(settings, fake.url), timeout=0.5)
     fake.hang(10)
-    outcomes = backend.send(article(), people(2))
-    assert all(isinstance(o, RetryLater) for o in outcomes)
-    assert "Timeout" in outcomes[0].reason or "timed out" in outcomes[0].reason  # type: ignore[union-attr]
+    outcomes = backend.send(article(), people(1500))
+    # the first request was sent whole: SendGrid may have it; the second was never tried
+    assert all(isinstance(o, Unknown) for o in outcomes[:1000])
+    assert "timed out" in outcomes[0].reason or "Timeout" in outcomes[0].reason  # type: ignore[union-attr]
+    assert all(isinstance(o, RetryLater) for o in outcomes[1000:])
+    assert len(fake.requests) == 1
+
+
+def _drops_after_reading() -> tuple[str, threading.Thread, list[bytes]]:
+    """A server that reads one whole request, then closes the connection without answering
+    (as if SendGrid accepted it and the reply was lost)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    bodies: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    line.split(b":", 1)[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            bodies.append(body)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread, bodies
+
+
+def test_connection_closed_after_the_request_is_unknown(settings: Settings) -> None:
+    url, thread, bodies = _drops_after_reading()
+    backend = SendGridBackend(sg_settings(settings, url))
+    outcomes = backend.send(article(), people(3))
+    thread.join(timeout=10)
+    assert len(bodies) == 1 and b"reader2@example.net" in bodies[0]  # the request arrived whole
+    assert all(isinstance(o, Unknown) for o in outcomes)
+    assert "no answer" in outcomes[0].reason  # type: ignore[union-attr]
 
 
 def test_connection_refused_is_retry_later(settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,15 @@ from smtp_server import SmtpServer, self_signed
 
 from newsletter import render
 from newsletter.config import Settings, load_settings
-from newsletter.delivery.base import ARTICLE, Accepted, Failed, Message, Recipient, RetryLater
+from newsletter.delivery.base import (
+    ARTICLE,
+    Accepted,
+    Failed,
+    Message,
+    Recipient,
+    RetryLater,
+    Unknown,
+)
 from newsletter.delivery.smtp import SmtpBackend, parse_url
 
 UNSUB = "https://news.example.org/unsubscribe/tok-abc"
@@ -124,3 +134,54 @@ def test_parse_url() -> None:
         False,
     )
     assert parse_url("smtps://mail.example.org").port == 465
+
+
+def _drops_after(stage: bytes) -> tuple[str, threading.Thread, list[bytes]]:
+    """A minimal SMTP server that closes the connection at `stage`: b"DATA" (after the 354
+    go-ahead and the whole message: outcome unknown) or b"RCPT" (before any message)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            reader = conn.makefile("rb")
+            conn.sendall(b"220 drop.example ESMTP\r\n")
+            while line := reader.readline():
+                verb = line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper()
+                if verb == stage and stage == b"RCPT":
+                    return
+                if verb in (b"EHLO", b"HELO"):
+                    conn.sendall(b"250 drop.example\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go ahead\r\n")
+                    body = b""
+                    while not body.endswith(b"\r\n.\r\n"):
+                        body += reader.readline()
+                    received.append(body)
+                    return  # message taken, no reply
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"smtp://127.0.0.1:{listener.getsockname()[1]}", thread, received
+
+
+def test_connection_lost_after_data_is_unknown_and_the_rest_wait() -> None:
+    url, thread, received = _drops_after(b"DATA")
+    outcomes = SmtpBackend(smtp_settings(url)).send(article(), [person(1), person(2)])
+    thread.join(timeout=10)
+    assert len(received) == 1 and b"anna1@example.net" in received[0]
+    assert isinstance(outcomes[0], Unknown) and "after DATA" in outcomes[0].reason
+    assert isinstance(outcomes[1], RetryLater)
+
+
+def test_connection_lost_before_data_is_a_plain_retry() -> None:
+    url, thread, received = _drops_after(b"RCPT")
+    outcomes = SmtpBackend(smtp_settings(url)).send(article(), [person(1), person(2)])
+    thread.join(timeout=10)
+    assert received == []
+    assert all(isinstance(o, RetryLater) for o in outcomes)

@@ -53,7 +53,7 @@ def test_first_article_goes_out_at_the_first_slot_not_before(settings: Settings)
     early = dispatch.tick(settings, TUESDAY_9_LONDON - dt.timedelta(minutes=1))
     assert (early.due, early.sent) == (0, 0)
     summary = dispatch.tick(settings, TUESDAY_9_LONDON)
-    assert summary.as_dict() == {"due": 1, "sent": 1, "skipped": 0, "failed": 0}
+    assert summary.as_dict() == {"due": 1, "sent": 1, "retry": 0, "skipped": 0, "failed": 0}
     (row,) = ledger(settings)
     assert row[0] == sid and row[2] == 1 and row[3] == SENT
     (mail,) = outbox_mails(settings)
@@ -147,7 +147,7 @@ def test_retry_later_backs_off_then_sends_once(
     backend = Scripted([RetryLater(retry_at, "429"), Accepted("m-1")])
     _use(monkeypatch, backend)
     first = dispatch.tick(settings, TUESDAY_9_LONDON)
-    assert first.failed == 1
+    assert (first.retry, first.failed) == (1, 0)  # a retry is not a failure
     assert ledger(settings)[0][3] == RETRY
     assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5)).due == 0
     second = dispatch.tick(settings, retry_at)
@@ -476,20 +476,25 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
 def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
     settings: Settings,
 ) -> None:
-    """Celery hands send_chunk the tick's moment; a task that starts more than a lease after
-    it (a backlog) must stamp the hand-over with the real time, or a reconcile running during
-    its provider call takes the rows for lost (outbox: no .eml yet) and a tick sends them again."""
-    from newsletter.models import utcnow
+    """A send task that starts more than a lease after its tick (a backlog) runs at its own
+    moment (tasks.task_moment: the tick's plus the wait), and stamps the hand-over with it:
+    a reconcile during its provider call must not take the rows for lost (outbox: no .eml
+    yet), nor a tick send them again."""
+    from newsletter.tasks import task_moment
 
-    moment = utcnow() - dt.timedelta(seconds=2 * settings.lease_seconds)
-    ship(settings, moment - dt.timedelta(days=8))
-    add_person(settings, moment - dt.timedelta(days=8), "UTC")
+    tick_moment = TUESDAY_9_LONDON
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "UTC")
     q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, moment, queue=q).chunks
+    (chunk,) = dispatch.plan(settings, tick_moment, queue=q).chunks
+    backlog = 2 * settings.lease_seconds
+    moment = task_moment(tick_moment.isoformat(), 1000.0, clock=lambda: 1000.0 + backlog)
+    assert moment == tick_moment + dt.timedelta(seconds=backlog)
 
     def reconcile_and_tick_meanwhile(ids: list[int]) -> None:
-        assert dispatch.reconcile(settings, utcnow(), queue=q).resent == 0
-        dispatch.tick(settings, utcnow(), queue=q)
+        during = moment + dt.timedelta(seconds=1)
+        assert dispatch.reconcile(settings, during, queue=q).resent == 0
+        dispatch.tick(settings, during, queue=q)
 
     summary = dispatch.send_chunk(
         settings, chunk, moment, queue=q, before_send=reconcile_and_tick_meanwhile
@@ -563,7 +568,7 @@ def test_render_error_sends_nothing_and_keeps_the_cursor(
 
     monkeypatch.setattr("newsletter.render.Renderer.article", broken)
     summary = dispatch.tick(settings, TUESDAY_9_LONDON)
-    assert (summary.sent, summary.failed) == (0, 1)
+    assert (summary.sent, summary.retry, summary.failed) == (0, 1, 0)  # retried, not failed
     (row,) = ledger(settings)
     assert row[3] == RETRY
     assert outbox_mails(settings) == []

@@ -59,9 +59,9 @@ def test_subscribers_add_confirmed_then_tick_sends_at_first_slot(settings: Setti
     due = enrollments(settings, sid)[0].next_due_at
     assert due is not None
     before = json.loads(ok("tick", "--now", (due - dt.timedelta(seconds=1)).isoformat(), "--json"))
-    assert before == {"due": 0, "sent": 0, "skipped": 0, "failed": 0}
+    assert before == {"due": 0, "sent": 0, "retry": 0, "skipped": 0, "failed": 0}
     at = json.loads(ok("tick", "--now", due.isoformat(), "--json"))
-    assert at == {"due": 1, "sent": 1, "skipped": 0, "failed": 0}
+    assert at == {"due": 1, "sent": 1, "retry": 0, "skipped": 0, "failed": 0}
     assert len(outbox_mails(settings)) == 1
     result = runner.invoke(app, ["subscribers", "add", "reader@example.org", "--confirmed"])
     assert result.exit_code == 1 and "already" in result.output

@@ -56,7 +56,18 @@ class Failed:
     reason: str
 
 
-Outcome = Accepted | RetryLater | Failed
+@dataclass(frozen=True)
+class Unknown:
+    """The request may have reached the provider, but no answer came back (the connection
+    dropped or timed out after the body was sent; SMTP after DATA). Never resent blindly: the
+    ledger row stays handed and reconcile settles it (the provider's event, or one resend after
+    the documented window). Only a call that certainly did not reach the provider (refused
+    connection, DNS or TLS failure, a 429/5xx answer) is a RetryLater."""
+
+    reason: str
+
+
+Outcome = Accepted | RetryLater | Failed | Unknown
 
 
 class SendingHalted(Exception):
@@ -79,6 +90,6 @@ class Backend(Protocol):
         """Send one message to each recipient; one outcome per recipient, in the same order.
 
         May raise SendingHalted; never raises for an ordinary per-batch failure (that is
-        RetryLater or Failed for every recipient).
+        RetryLater, Unknown or Failed for every recipient).
         """
         ...

@@ -9,6 +9,7 @@ import logging
 import random
 import re
 import threading
+import urllib.error
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from newsletter.delivery.base import (
     Recipient,
     RetryLater,
     SendingHalted,
+    Unknown,
 )
 from newsletter.delivery.mime import ONE_CLICK, one_line
 
@@ -292,8 +294,16 @@ class SendGridBackend:
                     results[i] = Failed(text)
                 return [], None
             return group, _later(_error_text(exc))  # 404/405/415…: configuration, keep the mail
-        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+        except urllib.error.URLError as exc:  # connect, DNS, TLS or sending: not processed
             return group, _later(f"SendGrid unreachable: {type(exc).__name__}: {exc}"[:1000])
+        except (OSError, http.client.HTTPException) as exc:
+            # The whole request went out, then the connection dropped or timed out waiting for
+            # the answer: SendGrid may have accepted it. Never resend blindly (reconcile settles
+            # it from the `processed` event); the rest of the batch waits for a later attempt.
+            reason = f"SendGrid gave no answer: {type(exc).__name__}: {exc}"[:1000]
+            for i in group:
+                results[i] = Unknown(reason)
+            return [], _later("not attempted: the previous request got no answer")
         if status in (200, 202):
             BACKOFF.reset()
             accepted = Accepted(message_id or ("sandbox" if message.sandbox else ""))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -12,7 +14,15 @@ from urllib.parse import unquote, urlsplit
 
 from newsletter.config import Settings
 from newsletter.delivery import mime
-from newsletter.delivery.base import Accepted, Failed, Message, Outcome, Recipient, RetryLater
+from newsletter.delivery.base import (
+    Accepted,
+    Failed,
+    Message,
+    Outcome,
+    Recipient,
+    RetryLater,
+    Unknown,
+)
 
 TIMEOUT_SECONDS = 30.0
 RETRY_AFTER = dt.timedelta(minutes=5)
@@ -52,6 +62,46 @@ def _later(reason: str) -> RetryLater:
 def _classify(code: int, reply: bytes | str) -> Outcome:
     text = f"{code} {_text(reply)}"
     return _later(text) if 400 <= code < 500 else Failed(text[:1000])
+
+
+class _BeforeBody(Exception):
+    """The connection failed before the message body was sent (DATA not accepted yet)."""
+
+
+def _envelope(conn: smtplib.SMTP, sender: str, to: str) -> None:
+    """MAIL FROM + RCPT TO; SMTPResponseException with the server's reply when refused."""
+    code, reply = conn.mail(sender)
+    if code != 250:
+        _reset(conn)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = conn.rcpt(to)
+    if code not in (250, 251):
+        _reset(conn)
+        raise smtplib.SMTPResponseException(code, reply)
+
+
+def _data(conn: smtplib.SMTP, body: bytes) -> tuple[int, bytes]:
+    """DATA in two steps, so a lost connection tells whether the message had gone out: before
+    the 354 go-ahead it had not (_BeforeBody); after it, the outcome is unknown. Returns the
+    final reply. (smtplib's sendmail hides the difference.)"""
+    try:
+        code, reply = conn.docmd("data")
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _BeforeBody() from exc
+    if code != 354:
+        _reset(conn)
+        return code, reply
+    body = re.sub(rb"\r\n|\r|\n", b"\r\n", body)
+    body = re.sub(rb"(?m)^\.", b"..", body)  # dot-stuffing (RFC 5321 4.5.2)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    conn.send(body + b".\r\n")
+    return conn.getreply()
+
+
+def _reset(conn: smtplib.SMTP) -> None:
+    with contextlib.suppress(OSError, smtplib.SMTPException):
+        conn.rset()
 
 
 class SmtpBackend:
@@ -107,18 +157,36 @@ class SmtpBackend:
                     outcomes.append(Failed(f"invalid message: {exc}"))
                     continue
                 try:
-                    conn.sendmail(self.settings.from_email, [recipient.email], mime.to_bytes(mail))
-                except smtplib.SMTPRecipientsRefused as exc:
-                    code, reply = next(iter(exc.recipients.values()))
-                    outcomes.append(_classify(code, reply))
-                except smtplib.SMTPResponseException as exc:  # sender refused, data error
+                    _envelope(conn, self.settings.from_email, recipient.email)
+                except smtplib.SMTPResponseException as exc:  # sender or recipient refused
                     outcomes.append(_classify(exc.smtp_code, exc.smtp_error))
+                    continue
                 except (OSError, smtplib.SMTPException) as exc:  # connection lost: the rest later
                     reason = f"SMTP connection lost: {type(exc).__name__}: {exc}"
                     outcomes.extend([_later(reason)] * (len(recipients) - index))
                     break
-                else:
+                try:
+                    code, reply = _data(conn, mime.to_bytes(mail))
+                except _BeforeBody as exc:  # the server never took the message
+                    cause = exc.__cause__ or exc
+                    reason = f"SMTP connection lost: {type(cause).__name__}: {cause}"
+                    outcomes.extend([_later(reason)] * (len(recipients) - index))
+                    break
+                except (OSError, smtplib.SMTPException) as exc:
+                    # the message went out after DATA and no reply came: the server may have
+                    # queued it. Never resent blindly; reconcile settles it.
+                    reason = f"SMTP gave no answer after DATA: {type(exc).__name__}: {exc}"
+                    outcomes.append(Unknown(reason[:1000]))
+                    outcomes.extend(
+                        [_later("not attempted: the connection was lost")]
+                        * (len(recipients) - index - 1)
+                    )
+                    break
+                if code == 250:
                     outcomes.append(Accepted(str(mail["Message-ID"]).strip("<>")))
+                else:
+                    outcomes.append(_classify(code, reply))
+                    _reset(conn)
         finally:
             try:
                 conn.quit()
