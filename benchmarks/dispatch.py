@@ -107,6 +107,7 @@ def role_tick(args: argparse.Namespace) -> None:
 
     tasks.settle_process()  # as in a worker pool process, where beat's tick task runs
     instrument.Counts.first_start = time.time()
+    instrument.Counts.cpu_start = instrument.cpu_seconds()
     profiler = instrument.start_profile() if os.environ.get("NL_BENCH_PROFILE") else None
     result = tasks.tick(args.slot)
     if profiler is not None:
@@ -401,6 +402,177 @@ def sink_call(url: str, path: str, method: str = "GET") -> dict[str, Any]:
     req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return dict(json.loads(resp.read() or b"{}"))
+
+
+# --- one round: a tick at a slot, its send_chunk tasks on a fresh worker ---------------------
+
+
+def run_round(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    out: Path,
+    tmp: Path,
+    name: str,
+    slot: str,
+    db: Database,
+    sink: Child,
+    children: list[Child],
+    expect_sent: int | None,
+) -> dict[str, Any]:
+    """Start a fresh worker (counters in `out`), run one tick at `slot` in its own process, wait
+    until the worker has run every chunk the tick fanned out (or sent `expect_sent`), stop the
+    worker. Every round starts cold the same way, so rounds compare."""
+    out.mkdir(exist_ok=True)
+    worker = Child(
+        [
+            sys.executable,
+            str(Path(__file__)),
+            "--role",
+            "worker",
+            "--out",
+            str(out),
+            "--concurrency",
+            str(args.concurrency),
+        ],
+        env,
+        tmp / f"worker-{name}.log",
+    )
+    children.append(worker)
+    wait_ready(out / "worker.ready", worker)
+    sampler = CpuSampler(db.name if db.kind == "postgresql" else "\0", [sink.proc.pid]).start()
+    tick_rss = run_role("tick", env, out, ["--slot", slot, "--naive-slot", slot])
+    (tick,) = instrument.read_all(out, "tick")
+    if expect_sent is not None:
+        wait_sent(out, "worker", expect_sent, worker)
+    else:
+        wait_sent(out, "worker", int(tick["tasks"]), worker, key="tasks")
+    workers = instrument.read_all(out, "worker")
+    main_rss, child_rss = tree_peak_rss(worker.proc.pid)
+    others = sampler.stop()
+    worker.stop()
+    end = max((w["last_end"] for w in workers), default=tick["last_end"])
+    return {
+        "tick": tick,
+        "workers": workers,
+        "others": others,
+        "seconds": end - tick["first_start"],
+        "tick_rss": tick_rss,
+        "main_rss": main_rss,
+        "child_rss": child_rss,
+    }
+
+
+def round_figures(r: dict[str, Any], n: int) -> dict[str, Any]:
+    """Per-1,000 and per-chunk figures of one round. CPU here counts the tick process from the
+    start of its tick (not its imports, which the main table's tick figure includes)."""
+    tick, workers = r["tick"], r["workers"]
+    chunks = int(tick["tasks"])
+    tasks = sum(int(w["tasks"]) for w in workers)
+    worker_sql = sum(int(w["sql"]) for w in workers)
+    work_tick = dict(tick, cpu_s=tick["cpu_s"] - tick.get("cpu_start_s", 0.0))
+    return {
+        "recipients": n,
+        "due": int(tick["sent"]),
+        "chunks": chunks,
+        "tasks": tasks,
+        "sent": sum(int(w["sent"]) for w in workers),
+        "seconds": r["seconds"],
+        "tick_seconds": tick["last_end"] - tick["first_start"],
+        "wall_ms_per_1k": per_k(r["seconds"] * 1000, n),
+        "recipients_per_s": n / r["seconds"] if r["seconds"] else 0.0,
+        "sql_plan_per_chunk": tick["sql"] / max(1, chunks),
+        "sql_send_per_chunk": worker_sql / max(1, tasks),
+        "sql_per_1k": per_k(tick["sql"] + worker_sql, n),
+        "redis_app_per_1k": per_k(tick["redis_app"] + sum(w["redis_app"] for w in workers), n),
+        "redis_broker_per_1k": per_k(
+            tick["redis_broker"] + sum(w["redis_broker"] for w in workers), n
+        ),
+        "cpu_ms_per_1k": cpu_split(work_tick, workers, r["others"], n),
+    }
+
+
+def retry_scenario(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    tmp: Path,
+    first_slot: str,
+    db: Database,
+    sink: Child,
+    sink_url: str,
+    children: list[Child],
+) -> dict[str, Any]:
+    """Full-batch retries. The main run's N readers are due a week on (part 2) at one slot. The
+    sink answers 429 (X-RateLimit-Reset one second on) to each batch's first request: the tick
+    at the slot puts every row in `retry`. Then the tick at the retry time (the latest retry_at
+    in the ledger) takes them back and sends them all (202). Each round on a fresh worker, as
+    the first send."""
+    from sqlalchemy import func, select
+
+    from newsletter.config import get_settings
+    from newsletter.db import session_scope
+    from newsletter.models import RETRY, Delivery
+    from newsletter.queue import RedisQueue
+
+    n = args.n
+    slot = dt.datetime.fromisoformat(first_slot) + dt.timedelta(days=7)
+    with session_scope(db.url) as session:
+        # the naive baseline moved its readers in the database only: Redis as the database says
+        RedisQueue(get_settings()).rebuild(session)
+    sink_call(sink_url, "/reset", "POST")
+    sink_call(sink_url, "/throttle-once", "POST")
+    limited = run_round(
+        args, env, tmp / "out-429", tmp, "429", slot.isoformat(), db, sink, children, None
+    )
+    sink_429 = sink_call(sink_url, "/stats")
+    with session_scope(db.url) as session:
+        statuses = dict(
+            session.execute(
+                select(Delivery.status, func.count())
+                .where(Delivery.scheduled_for == slot)
+                .group_by(Delivery.status)
+            ).all()
+        )
+        retry_at = session.scalar(
+            select(func.max(Delivery.retry_at)).where(
+                Delivery.scheduled_for == slot, Delivery.status == RETRY
+            )
+        )
+    after_429 = {
+        "statuses": statuses,
+        "ok": statuses == {RETRY: n}
+        and sink_429["throttled_requests"] == limited["tick"]["tasks"]
+        and sink_429["requests"] == 0,
+    }
+    if retry_at is None:
+        raise SystemExit(f"retry scenario: no row went to retry: {statuses}, sink {sink_429}")
+    retry_at = retry_at if retry_at.tzinfo else retry_at.replace(tzinfo=dt.UTC)
+    sink_call(sink_url, "/reset", "POST")
+    again = run_round(
+        args, env, tmp / "out-retry", tmp, "retry", retry_at.isoformat(), db, sink, children, n
+    )
+    sink_retry = sink_call(sink_url, "/stats")
+    ledger = check_ledger(db.url, n, slot, next_part=3)
+    return {
+        "slot": slot.isoformat(),
+        "retry_tick_at": retry_at.isoformat(),
+        "rate_limited": dict(round_figures(limited, n), sink=sink_429, ledger=after_429),
+        "retry": dict(round_figures(again, n), sink=sink_retry, ledger=ledger),
+        "ok": after_429["ok"]
+        and ledger["ok"]
+        and sink_retry["requests"] == again["tick"]["tasks"]
+        and sink_retry["throttled_requests"] == 0
+        and not sink_retry["problems"]
+        and sink_retry["duplicate_delivery_ids"] == 0,
+    }
+
+
+def retry_summary(r: dict[str, Any]) -> str:
+    a, b = r["rate_limited"], r["retry"]
+    return (
+        f"429 round {a['cpu_ms_per_1k']['total']:.0f} ms CPU/1,000, retry round "
+        f"{b['cpu_ms_per_1k']['total']:.0f} (first send {r['first_send']['cpu_ms_per_1k']['total']:.0f})"
+        f" -> {'OK' if r['ok'] else 'MISMATCH'}"
+    )
 
 
 # --- seeding -----------------------------------------------------------------------------------
@@ -698,6 +870,16 @@ def explain(db_url: str) -> dict[str, str]:
         "send_chunk: suppression check": (
             "SELECT email_hash FROM suppressions WHERE email_hash IN ('a', 'b')"
         ),
+        "retry tick: ledger rows of conflicting claims": (
+            "SELECT id, subscriber_id, series_id, part_number, status, retry_at, scheduled_for"
+            f" FROM deliveries WHERE subscriber_id IN ({ids}) AND series_id IN (1)"
+            " AND part_number IN (2)"
+        ),
+        "retry tick: retry -> claimed compare-and-set": (
+            "UPDATE deliveries SET status = 'claimed'"
+            f" WHERE deliveries.id IN ({ids}) AND coalesce(deliveries.status, '') = 'retry'"
+            " RETURNING deliveries.id"
+        ),
     }
     out = {}
     with engine.connect() as conn:
@@ -794,33 +976,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(args, f"seeded {args.n} + {naive_n} in {result['seed']['seed_s']:.1f}s")
 
         # --- ours: tick -> Celery send_chunk on a real worker -> sendgrid client -> sink -> ledger
-        worker = Child(
-            [
-                sys.executable,
-                str(Path(__file__)),
-                "--role",
-                "worker",
-                "--out",
-                str(out),
-                "--concurrency",
-                str(args.concurrency),
-            ],
-            env,
-            tmp / "worker.log",
-        )
-        children.append(worker)
-        wait_ready(out / "worker.ready", worker)
         slots = ["--slot", result["seed"]["slot"], "--naive-slot", result["seed"]["naive_slot"]]
-        sampler = CpuSampler(db.name if kind == "postgresql" else "\0", [sink.proc.pid]).start()
-        tick_rss = run_role("tick", env, out, slots)
-        (tick,) = instrument.read_all(out, "tick")
-        wait_sent(out, "worker", args.n, worker)
-        workers = instrument.read_all(out, "worker")
-        main_rss, child_rss = tree_peak_rss(worker.proc.pid)
-        others = sampler.stop()
-        worker.stop()
-        end = max(w["last_end"] for w in workers)
-        elapsed = end - tick["first_start"]
+        first = run_round(
+            args, env, out, tmp, "first", result["seed"]["slot"], db, sink, children, args.n
+        )
+        tick, workers, others = first["tick"], first["workers"], first["others"]
+        main_rss, child_rss, tick_rss = first["main_rss"], first["child_rss"], first["tick_rss"]
+        elapsed = first["seconds"]
         sink_stats = sink_call(sink_url, "/stats")
         sql = tick["sql"] + sum(w["sql"] for w in workers)
         redis_app = tick["redis_app"] + sum(w["redis_app"] for w in workers)
@@ -842,6 +1004,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "redis_broker_per_1k": per_k(redis_broker, args.n),
             "cpu_ms_per_1k": cpu_split(tick, workers, others, args.n),
             "sink": sink_stats,
+            "round": round_figures(first, args.n),
         }
         result["ours"]["ledger"] = check_ledger(
             db.url, args.n, dt.datetime.fromisoformat(result["seed"]["slot"])
@@ -907,6 +1070,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             log(args, f"naive: {result['naive']['recipients_per_s']:.0f} recipients/s")
 
+        # --- full-batch retries: a 429 on every batch's first request, then the retry tick
+        if args.retry:
+            result["retry"] = retry_scenario(
+                args, env, tmp, result["seed"]["slot"], db, sink, sink_url, children
+            )
+            result["retry"]["first_send"] = result["ours"]["round"]
+            log(args, "retry scenario: " + retry_summary(result["retry"]))
+
         # --- the floor: the database's own ledger write rate, alone
         floor_cpu = CpuSampler(db.name if kind == "postgresql" else "\0", []).start()
         result["floor"] = ledger_floor(db.url, min(args.n, 100_000))
@@ -950,8 +1121,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def check_ledger(db_url: str, n: int, slot: dt.datetime) -> dict[str, Any]:
-    """Every recipient has exactly one sent row and was rescheduled a week on."""
+def check_ledger(db_url: str, n: int, slot: dt.datetime, next_part: int = 2) -> dict[str, Any]:
+    """Every recipient has exactly one sent row at `slot` and was rescheduled a week on."""
     from sqlalchemy import func, select
 
     from newsletter.db import session_scope
@@ -967,7 +1138,8 @@ def check_ledger(db_url: str, n: int, slot: dt.datetime) -> dict[str, Any]:
         )
         next_week = session.scalar(
             select(func.count()).where(
-                Enrollment.next_part == 2, Enrollment.next_due_at == slot + dt.timedelta(days=7)
+                Enrollment.next_part == next_part,
+                Enrollment.next_due_at == slot + dt.timedelta(days=7),
             )
         )
     ok = statuses.get("sent", 0) == n and sum(statuses.values()) == n and next_week == n
@@ -1060,7 +1232,59 @@ def table(r: dict[str, Any]) -> str:
     if r["db"] != "postgresql":  # SQLite runs inside the tick and worker: no separate figure
         lines = [x for x in lines if not x.startswith("CPU budget")]
     lines += [f"  {k}: {v}" for k, v in r["explain"].items()]
+    if "retry" in r:
+        lines += ["", *retry_table(r["retry"])]
     return "\n".join(lines)
+
+
+def retry_table(r: dict[str, Any]) -> list[str]:
+    """The full-batch retry scenario: first send (the main run), the 429 round, the retry round."""
+    rounds = [r["first_send"], r["rate_limited"], r["retry"]]
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, get: Any, fmt: str) -> None:
+        rows.append((label, [format(get(x), fmt) for x in rounds]))
+
+    row("recipients due", lambda x: x["due"], ",d")
+    row("chunks", lambda x: x["chunks"], ",d")
+    row("sent", lambda x: x["sent"], ",d")
+    row("recipients/s (first claim -> last task)", lambda x: x["recipients_per_s"], ",.0f")
+    row("wall ms / 1,000", lambda x: x["wall_ms_per_1k"], ",.0f")
+    row("tick seconds", lambda x: x["tick_seconds"], ".2f")
+    for part in ("total", "tick", "worker", "postgres", "sink"):
+        row(f"CPU ms / 1,000: {part}", lambda x, k=part: x["cpu_ms_per_1k"][k], ",.1f")
+    row("SQL statements / chunk: tick (plan)", lambda x: x["sql_plan_per_chunk"], ".1f")
+    row("SQL statements / chunk: send_chunk", lambda x: x["sql_send_per_chunk"], ".1f")
+    row("Redis round trips / 1,000 (app)", lambda x: x["redis_app_per_1k"], ".1f")
+    row("Redis round trips / 1,000 (broker)", lambda x: x["redis_broker_per_1k"], ".1f")
+    width = max(len(x[0]) for x in rows)
+    heads = ("first send", "429 round", "retry round")
+    lines = [
+        "full-batch retries: the same readers a week on (part 2), due at one slot; the sink "
+        "answers 429 to each batch's first request, then 202",
+        f"(CPU of the tick counted from the tick's start, without its imports; each round on a "
+        f"fresh worker; retry tick at {r['retry_tick_at']})",
+        "",
+        f"{'':<{width}}  " + "  ".join(f"{h:>12}" for h in heads),
+    ]
+    lines += [f"{a:<{width}}  " + "  ".join(f"{v:>12}" for v in b) for a, b in rows]
+    lim, again = r["rate_limited"], r["retry"]
+    first_cpu = r["first_send"]["cpu_ms_per_1k"]["total"]
+    lines += [
+        "",
+        f"429 round: sink answered {lim['sink']['throttled_requests']} requests 429 "
+        f"({lim['sink']['throttled_recipients']:,} recipients), accepted {lim['sink']['requests']}; "
+        f"ledger {lim['ledger']['statuses']}",
+        f"retry round: {again['sink']['requests']} requests accepted, 429s "
+        f"{again['sink']['throttled_requests']}, duplicate delivery ids "
+        f"{again['sink']['duplicate_delivery_ids']}; ledger {again['ledger']['statuses']}, "
+        f"rescheduled {again['ledger']['rescheduled']:,} -> {'OK' if r['ok'] else 'MISMATCH'}",
+        f"retry round / first send, CPU per recipient: "
+        f"{again['cpu_ms_per_1k']['total'] / max(1e-9, first_cpu):.2f}x; SQL per chunk: plan "
+        f"{again['sql_plan_per_chunk'] - r['first_send']['sql_plan_per_chunk']:+.1f}, send_chunk "
+        f"{again['sql_send_per_chunk'] - r['first_send']['sql_send_per_chunk']:+.1f}",
+    ]
+    return lines
 
 
 def main() -> None:
@@ -1075,6 +1299,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--sample-every", type=int, default=10, help="schema-check every k-th request"
+    )
+    parser.add_argument(
+        "--retry",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="full-batch retry scenario: 429 on every batch once, then the retry tick",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
@@ -1094,6 +1324,8 @@ def main() -> None:
     else:
         print(table(result))
     if not result["ours"]["ledger"]["ok"] or result["ours"]["sink"]["problems"]:
+        raise SystemExit(1)
+    if "retry" in result and not result["retry"]["ok"]:
         raise SystemExit(1)
 
 

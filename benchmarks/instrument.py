@@ -29,11 +29,12 @@ class Counts:
     sent = 0
     first_start = 0.0
     last_end = 0.0
+    cpu_start = 0.0  # process CPU when the measured work began (the tick: after its imports)
 
     @classmethod
     def reset(cls) -> None:
         cls.sql = cls.redis_app = cls.redis_broker = cls.tasks = cls.sent = 0
-        cls.first_start = cls.last_end = 0.0
+        cls.first_start = cls.last_end = cls.cpu_start = 0.0
 
     @classmethod
     def snapshot(cls) -> dict[str, Any]:
@@ -48,6 +49,7 @@ class Counts:
             "last_end": cls.last_end,
             "peak_rss_mb": peak_rss_mb(),
             "cpu_s": cpu_seconds(),
+            "cpu_start_s": cls.cpu_start,
         }
 
 

@@ -1,7 +1,10 @@
 """A lean SendGrid /v3/mail/send sink for the benchmark: 202 at once, counts, schema-checks a sample.
 
 Run as its own process (`python benchmarks/sink.py --api-key KEY`); it prints its URL on the first
-line. GET /stats returns the counters as JSON, POST /reset zeroes them. Every `--sample-every`-th
+line. GET /stats returns the counters as JSON, POST /reset zeroes them (and ends throttling), POST
+/throttle-once makes it answer 429 (with X-RateLimit-Reset one second on) to the first request
+of every batch, told apart by its first delivery id, and 202 to that batch's next request: a
+full-batch rate limit, once. Every `--sample-every`-th
 request (and the first) is checked after the answer was sent, with the same rules as the tests'
 fake (tests/sendgrid_fake.py: the JSON schema in tests/contracts plus the rules it can't express).
 """
@@ -13,6 +16,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +42,10 @@ class Stats:
         self.duplicates = 0
         self.unauthorized = 0
         self.bytes = 0
+        self.throttle_once = False
+        self.throttled_keys: set[str] = set()
+        self.throttled = 0  # requests answered 429
+        self.throttled_recipients = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +56,8 @@ class Stats:
             "duplicate_delivery_ids": self.duplicates,
             "unauthorized": self.unauthorized,
             "bytes": self.bytes,
+            "throttled_requests": self.throttled,
+            "throttled_recipients": self.throttled_recipients,
         }
 
 
@@ -83,6 +93,10 @@ def make_handler(
                 with stats.lock:
                     stats.reset()
                 return self._reply(200, b"{}")
+            if self.path == "/throttle-once":
+                with stats.lock:
+                    stats.throttle_once = True
+                return self._reply(200, b"{}")
             if self.path != "/v3/mail/send":
                 return self._reply(404, b'{"errors":[{"message":"not found"}]}')
             if self.headers.get("Authorization") != f"Bearer {api_key}":
@@ -96,6 +110,20 @@ def make_handler(
                 return self._reply(400, b'{"errors":[{"message":"body is not JSON"}]}')
             ids = [str((p.get("custom_args") or {}).get("delivery_id", "")) for p in people]
             count = sum(len(p.get("to") or ()) for p in people)
+            with stats.lock:  # a batch's first request, when throttling: 429, accept nothing
+                key = ids[0] if ids else ""
+                throttle = stats.throttle_once and key not in stats.throttled_keys
+                if throttle:
+                    stats.throttled_keys.add(key)
+                    stats.throttled += 1
+                    stats.throttled_recipients += count
+            if throttle:
+                reset = str(int(time.time()) + 1)
+                return self._reply(
+                    429,
+                    b'{"errors":[{"field":null,"message":"too many requests"}]}',
+                    {"X-RateLimit-Reset": reset},
+                )
             with stats.lock:
                 number = stats.requests
                 stats.requests += 1
