@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, any_, bindparam, delete, func, select, text, true, update
+from sqlalchemy import and_, any_, bindparam, case, delete, func, select, text, true, update
 from sqlalchemy.orm import Session
 
 from newsletter import schedule, timing, tokens
@@ -78,6 +78,9 @@ log = logging.getLogger(__name__)
 
 RENDER_RETRY = dt.timedelta(hours=1)
 UNKNOWN_RESEND_AFTER = dt.timedelta(hours=24)
+# On a row reconcile resent (its first hand-over's outcome stayed unknown): kept once it is sent,
+# so the ledger says why that reader may have had the part twice.
+RESENT_NOTE = "outcome unknown after a crash; sent again"
 MAX_ROUNDS = 100_000  # a tick stops after this many claim rounds (never reached in practice)
 
 
@@ -224,7 +227,8 @@ class _Place:
 
 _PG_SENT = text(
     "UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
-    " retry_at = NULL, last_error = NULL, updated_at = :now"
+    " retry_at = NULL, last_error = CASE WHEN deliveries.last_error LIKE :resent"
+    " THEN deliveries.last_error END, updated_at = :now"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
     " WHERE deliveries.id = t.i"
 )
@@ -399,16 +403,24 @@ def plan(
             else:
                 wanted[(sid, series_id, next_part)] = _Claim(eid, next_due_at)
         if finished:  # the ORM objects schedule needs, one SELECT each, then move them on
-            session.scalars(
-                select(Enrollment).where(_among(session, Enrollment.id, [f[0] for f in finished]))
-            ).all()
-            session.scalars(
-                select(Subscriber).where(_among(session, Subscriber.id, {f[1] for f in finished}))
-            ).all()
+            done = {
+                e.id: e
+                for e in session.scalars(
+                    select(Enrollment).where(
+                        _among(session, Enrollment.id, [f[0] for f in finished])
+                    )
+                )
+            }
+            people = {
+                p.id: p
+                for p in session.scalars(
+                    select(Subscriber).where(
+                        _among(session, Subscriber.id, {f[1] for f in finished})
+                    )
+                )
+            }
             for eid, sid in finished:
-                enrollment = session.get(Enrollment, eid)
-                sub = session.get(Subscriber, sid)
-                assert enrollment is not None and sub is not None
+                enrollment, sub = done[eid], people[sid]
                 for row in schedule.advance_finished(session, enrollment, sub, now, counts):
                     redis_changes.append((row.id, _due(row, sub)))
                 result.skipped += 1
@@ -494,19 +506,24 @@ def _settle_conflicts(
             )
         )
     behind = [r for r in existing if r[4] in (SENT, FAILED, SKIPPED)]
-    if behind:  # load the ORM objects schedule.advance needs, one SELECT each
-        session.scalars(
+    # the ORM objects schedule needs, one SELECT each (held here: the identity map is weak)
+    places = {
+        e.id: e
+        for e in session.scalars(
             select(Enrollment).where(
                 _among(
-                    session,
-                    Enrollment.id,
-                    [wanted[(int(r[1] or 0), r[2], r[3])].id for r in behind],
+                    session, Enrollment.id, [wanted[(int(r[1] or 0), r[2], r[3])].id for r in behind]
                 )
             )
-        ).all()
-        session.scalars(
+        )
+    } if behind else {}  # fmt: skip
+    people = {
+        p.id: p
+        for p in session.scalars(
             select(Subscriber).where(_among(session, Subscriber.id, {r[1] for r in behind}))
-        ).all()
+        )
+    } if behind else {}  # fmt: skip
+    moved: list[tuple[int, int, dt.datetime | None]] = []
     skipped = 0
     for did, s_id, se, p, status, retry_at, scheduled in existing:
         s = int(s_id or 0)
@@ -520,15 +537,13 @@ def _settle_conflicts(
         elif status == RETRY:
             redis_changes.append((enr.id, retry_at))
         elif status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
-            enrollment = session.get(Enrollment, enr.id)
-            sub = session.get(Subscriber, s)
-            assert enrollment is not None and sub is not None
-            for row in schedule.advance(
-                session, enrollment, sub, series_of[se], counts.get(se, 0), scheduled, now, counts
-            ):
-                redis_changes.append((row.id, _due(row, sub)))
+            _advance(
+                session, places[enr.id], people[s], series_of[se], counts.get(se, 0), scheduled,
+                now, redis_changes, counts, moved,
+            )  # fmt: skip
         else:  # claimed: in flight elsewhere, or waiting for reconcile
             redis_changes.append((enr.id, later))
+    _move_enrollments(session, moved)
     return skipped
 
 
@@ -729,9 +744,13 @@ def send_chunk(
                 redis_changes.append((enr.id, None))
                 summary.retry += 1
             else:
-                at = outcome.at if isinstance(outcome, RetryLater) else now
-                reason = outcome.reason if isinstance(outcome, RetryLater) else "sending halted"
-                at = max(at, now + dt.timedelta(minutes=1)) if outcome is not None else at
+                at = now
+                reason = "sending halted"
+                if isinstance(outcome, RetryLater):
+                    # the provider's time is on the real clock: keep its delay, in this
+                    # chunk's frame (a simulated `now` in tests and catch-up ticks)
+                    wait = max(outcome.at - utcnow(), dt.timedelta(minutes=1))
+                    at, reason = now + wait, outcome.reason
                 other_rows.append({"i": d.id, "s": RETRY, "r": at, "e": reason[:1000]})
                 retries.append((enr.id, at))
                 redis_changes.append((enr.id, at if halted_reason is None else now))
@@ -915,6 +934,12 @@ def _set_due(session: Session, dues: list[tuple[int, dt.datetime]]) -> None:
     )
 
 
+def _kept_note() -> Any:
+    """A sent row's last_error: cleared, except the note that it was resent after a crash."""
+    column = Delivery.__table__.c.last_error
+    return case((column.like(f"{RESENT_NOTE}%"), column), else_=None)
+
+
 def _record(
     session: Session,
     sent_rows: list[dict[str, Any]],
@@ -931,6 +956,7 @@ def _record(
                 "ids": [r["i"] for r in sent_rows],
                 "mids": [r["m"] for r in sent_rows],
                 "status": SENT,
+                "resent": f"{RESENT_NOTE}%",
                 "now": _naive_utc(now),
             },
         )
@@ -943,7 +969,7 @@ def _record(
                 provider_message_id=bindparam("m"),
                 sent_at=now,
                 retry_at=None,
-                last_error=None,
+                last_error=_kept_note(),
                 updated_at=now,
             ),
             sent_rows,
@@ -1103,7 +1129,7 @@ def reconcile(
                     status=RETRY,
                     retry_at=now,
                     updated_at=now,
-                    last_error="outcome unknown after a crash; sent again",
+                    last_error=RESENT_NOTE,
                 )
             )
             report.resent = len(resend)
