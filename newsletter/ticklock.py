@@ -1,7 +1,7 @@
 """The tick lock: one tick at a time, held only while its process is alive.
 
 The lock is a Redis key holding `<token>:<unix start time>` with a short expiry (`TTL_SECONDS`)
-that a daemon thread renews every `RENEW_SECONDS` while the tick runs. A tick that is killed
+that a daemon thread renews every sixth of it while the tick runs. A tick that is killed
 (SIGKILL, OOM, power) stops renewing, so its lock is gone within `TTL_SECONDS`: a dead tick
 never blocks sending for long, and a live one never loses its lock however long a provider call
 takes. Only the holder's token releases or renews it (compare-and-delete / compare-and-expire in
@@ -18,8 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-TTL_SECONDS = 30.0
-RENEW_SECONDS = 5.0
+TTL_SECONDS = 30.0  # renewed every sixth of it (5 s)
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -58,6 +57,7 @@ class TickLock:
         self.redis = redis
         self.key = key
         self.ttl_ms = int(ttl_seconds * 1000)
+        self.renew_every = ttl_seconds / 6
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -103,12 +103,12 @@ class TickLock:
         finally:
             held.stop.set()
             if held.thread is not None:
-                held.thread.join(timeout=RENEW_SECONDS)
+                held.thread.join(timeout=self.renew_every)
             with suppress(Exception):  # Redis gone: the key expires by itself within the TTL
                 self.release(value)
 
     def _keep(self, held: _Held) -> None:
-        while not held.stop.wait(RENEW_SECONDS):
+        while not held.stop.wait(self.renew_every):
             try:
                 if not self.renew(held.value):
                     return  # lost (Redis flushed or restarted): nothing left to renew
