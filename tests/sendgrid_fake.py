@@ -4,6 +4,8 @@ Scripted faults, one per request in order (then 202): any status (429 with X-Rat
 400, 401), `hang_until_released()` (the request is read and recorded, then no answer until
 `release()`), and `drop()` (accept-then-drop: recorded as accepted, as SendGrid would have, then
 the connection is closed without a reply). `accepted` lists what SendGrid would deliver.
+`budget(limit, window)`: a fixed number of requests per window, as SendGrid's rate limit: every
+answer carries X-RateLimit-Limit/Remaining/Reset, a request beyond the budget gets 429.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -119,6 +124,10 @@ class FakeSendGrid:
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
         self.thread: threading.Thread | None = None
+        self.window_limit: int | None = None  # budget(): requests allowed per window
+        self.window_seconds = 60
+        self.window_clock: Callable[[], float] = time.time
+        self.window_counts: dict[int, int] = {}
 
     @property
     def url(self) -> str:
@@ -146,6 +155,38 @@ class FakeSendGrid:
         return self.then(
             429, headers=headers, body={"errors": [{"field": None, "message": "too many requests"}]}
         )
+
+    def budget(
+        self, limit: int, window: int = 60, clock: Callable[[], float] = time.time
+    ) -> FakeSendGrid:
+        """Allow `limit` requests per `window` whole seconds (windows start at multiples of it on
+        `clock`); beyond that 429 until the window ends. Every answer then carries X-RateLimit-*
+        (Reset: the window's end, Unix seconds). Scripted replies still apply within the budget."""
+        self.window_limit, self.window_seconds, self.window_clock = limit, window, clock
+        return self
+
+    def _spend(self) -> tuple[dict[str, str], bool]:
+        """Count one request against the budget: (rate-limit headers, over the budget)."""
+        if self.window_limit is None:
+            return {}, False
+        now = self.window_clock()
+        start = math.floor(now / self.window_seconds) * self.window_seconds
+        with self.lock:
+            used = self.window_counts.get(start, 0)
+            over = used >= self.window_limit
+            if not over:
+                used = self.window_counts[start] = used + 1
+        headers = {
+            "X-RateLimit-Limit": str(self.window_limit),
+            "X-RateLimit-Remaining": str(max(0, self.window_limit - used)),
+            "X-RateLimit-Reset": str(start + self.window_seconds),
+        }
+        return headers, over
+
+    @property
+    def throttled(self) -> list[Request]:
+        """Requests answered 429."""
+        return [r for r in self.requests if r.status == 429]
 
     def server_error(self, status: int = 500) -> FakeSendGrid:
         return self.then(status, body={"errors": [{"field": None, "message": "internal error"}]})
@@ -256,8 +297,14 @@ class FakeSendGrid:
                 problems = (
                     ["body is not JSON"] if body is None else body_problems(fake.validator, body)
                 )
-                with fake.lock:
-                    reply = fake.script.popleft() if fake.script and not problems else None
+                limit_headers, over = fake._spend()
+                with fake.lock:  # over the budget: the scripted answer waits for the next one
+                    scripted = fake.script and not problems and not over
+                    reply = fake.script.popleft() if scripted else None
+                if over:
+                    reply = Reply(
+                        429, {}, {"errors": [{"field": None, "message": "too many requests"}]}
+                    )
                 if problems:
                     reply = Reply(
                         400, {}, {"errors": [{"field": None, "message": p} for p in problems]}
@@ -285,7 +332,7 @@ class FakeSendGrid:
                     fake.released.wait()  # release() or stop()
                 if reply.delay:
                     fake.closing.wait(reply.delay)
-                headers_out = dict(reply.headers)
+                headers_out = {**limit_headers, **reply.headers}
                 if record.message_id:
                     headers_out["X-Message-Id"] = record.message_id
                 with contextlib.suppress(OSError):  # the client gave up (timeout)

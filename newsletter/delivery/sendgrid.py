@@ -32,6 +32,7 @@ from newsletter.delivery.base import (
     Unknown,
 )
 from newsletter.delivery.mime import ONE_CLICK, one_line
+from newsletter.delivery.throttle import Throttle
 
 log = logging.getLogger(__name__)
 # python-http-client logs each request's JSON body (addresses) and headers (the API key) at
@@ -130,7 +131,15 @@ class SendGridBackend:
 
     name = "sendgrid"
 
-    def __init__(self, settings: Settings, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout: float | None = None,
+        throttle: Throttle | bool = True,
+    ) -> None:
+        """`throttle`: True shares the send budget through settings' Redis (the default), a
+        Throttle uses that one, False sends without one."""
         if settings.sendgrid_api_key is None or not settings.sendgrid_api_key.get_secret_value():
             raise ValueError("NEWSLETTER_SENDGRID_API_KEY is not set")
         self.settings = settings
@@ -138,6 +147,9 @@ class SendGridBackend:
         self.fingerprint = delivery.fingerprint(self.api_key)
         self.client = SendGridAPIClient(api_key=self.api_key, host=settings.sendgrid_host)
         self.client.client.timeout = timeout or TIMEOUT_SECONDS
+        if throttle is True:
+            throttle = Throttle.for_settings(settings, clock=lambda: _now().timestamp())
+        self.throttle: Throttle | None = throttle or None
 
     # --- the request body ------------------------------------------------------------------
 
@@ -230,8 +242,17 @@ class SendGridBackend:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def _post(self, body: dict[str, Any]) -> tuple[int, str]:
-        response = self.client.client.mail.send.post(request_body=body)
+    def _post(self, body: dict[str, Any], ticket: str | None = None) -> tuple[int, str]:
+        headers: Any = None  # X-RateLimit-* of the answer (2xx or an error), for the throttle
+        try:
+            response = self.client.client.mail.send.post(request_body=body)
+            headers = response.headers
+        except HTTPError as exc:
+            headers = getattr(exc, "headers", None)
+            raise
+        finally:
+            if self.throttle is not None:
+                self.throttle.record(headers, ticket)
         message_id = response.headers.get("X-Message-Id") if response.headers else None
         return response.status_code, str(message_id or "")
 
@@ -269,9 +290,16 @@ class SendGridBackend:
         results: list[Outcome | None],
     ) -> tuple[list[int], RetryLater | None]:
         """Post one request; returns (indexes to resend, a RetryLater for everything left)."""
+        ticket = None
+        if self.throttle is not None:
+            turn = self.throttle.acquire()
+            if turn.retry_at is not None:  # the shared budget is used up until then: not sent
+                at = dt.datetime.fromtimestamp(turn.retry_at, dt.UTC)
+                return group, _later("SendGrid rate limit: waiting for the budget's reset", at)
+            ticket = turn.ticket
         body = self.build_body(message, [recipients[i] for i in group], base)
         try:
-            status, message_id = self._post(body)
+            status, message_id = self._post(body, ticket)
         except HTTPError as exc:
             status = exc.status_code
             if status in (401, 403):
