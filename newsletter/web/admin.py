@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import time
@@ -836,6 +837,9 @@ async def import_upload(request: Request) -> Response:
     with path.open("wb") as out:
         while chunk := await upload.read(64 * 1024):
             out.write(chunk)
+    # Stamped with our clock, as the clean-up reads it (the file system's may differ: NFS).
+    stamp = time.time()
+    os.utime(path, (stamp, stamp))
     from fastapi.concurrency import run_in_threadpool
 
     try:
