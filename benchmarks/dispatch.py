@@ -846,6 +846,15 @@ def explain(db_url: str) -> dict[str, str]:
     pg = engine.dialect.name == "postgresql"
     prefix = "EXPLAIN " if pg else "EXPLAIN QUERY PLAN "
     ids = ",".join(str(i) for i in range(1, 1001))
+    # a retry chunk's ids: the ledger's first 1,000 (the range clause as _id_range writes it)
+    retake = (
+        "UPDATE deliveries SET status = 'claimed', retry_at = updated_at, updated_at = updated_at"
+        f" WHERE deliveries.id IN ({ids}) AND coalesce(deliveries.status, '') = 'retry'"
+        " RETURNING deliveries.id"
+    )
+    retake_range = retake.replace(
+        " AND coalesce(", " AND deliveries.id BETWEEN 1 AND 1000 AND coalesce("
+    )
     queries = {
         "plan: enrollments by claimed id": (
             "SELECT enrollments.*, (SELECT status FROM subscribers"
@@ -875,11 +884,8 @@ def explain(db_url: str) -> dict[str, str]:
             f" FROM deliveries WHERE subscriber_id IN ({ids}) AND series_id IN (1)"
             " AND part_number IN (2)"
         ),
-        "retry tick: retry -> claimed compare-and-set": (
-            "UPDATE deliveries SET status = 'claimed'"
-            f" WHERE deliveries.id IN ({ids}) AND coalesce(deliveries.status, '') = 'retry'"
-            " RETURNING deliveries.id"
-        ),
+        "retry tick: retry -> claimed compare-and-set": retake,
+        "retry tick: the same with the chunk's id range (as send_chunk's)": retake_range,
     }
     out = {}
     with engine.connect() as conn:
@@ -887,6 +893,16 @@ def explain(db_url: str) -> dict[str, str]:
             rows = conn.exec_driver_sql(prefix + sql).all()
             text = " | ".join(str(r[-1]).strip() for r in rows)
             out[name] = re.sub(r"'\{1,2,3,[0-9,]*\}'", "'{…1000 ids}'", text)
+        if pg:  # run both (rolled back): what the plan costs on this ledger, per chunk
+            total = conn.exec_driver_sql("SELECT count(*) FROM deliveries").scalar()
+            for name, sql in (("without", retake), ("with", retake_range)):
+                with engine.connect() as scratch:  # closed without a commit: rolled back
+                    rows = scratch.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql).all()
+                    scratch.rollback()
+                took = [str(r[0]) for r in rows if str(r[0]).startswith("Execution Time")]
+                out[f"retry tick: compare-and-set {name} the id range, run on {total:,} rows"] = (
+                    took[0] if took else "?"
+                )
     return out
 
 
