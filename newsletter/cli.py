@@ -500,7 +500,7 @@ def series_queue(
     """Make a series live and append it to every active subscriber's queue."""
     import datetime as dt
 
-    from newsletter import schedule
+    from newsletter import roster, schedule
     from newsletter.db import session_scope
     from newsletter.queue import RedisQueue
 
@@ -511,9 +511,14 @@ def series_queue(
             day = dt.date.fromisoformat(start)
         except ValueError:
             raise fail(f"--start: not a date: {start!r} (use YYYY-MM-DD)") from None
+    now = dt.datetime.now(dt.UTC)
+    try:
+        roster.check_start(day, now.date())
+    except roster.RosterError as exc:
+        raise fail(f"--start: {exc}") from None
     with session_scope(s.database_url) as session:
         try:
-            report = schedule.queue_series(session, slug, day, dt.datetime.now(dt.UTC))
+            report = schedule.queue_series(session, slug, day, now)
         except schedule.ScheduleError as exc:
             raise fail(str(exc)) from None
         session.commit()

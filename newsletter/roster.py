@@ -831,9 +831,14 @@ def part_title(session: Session, series_id: int, number: int) -> str | None:
 
 
 def update_subscriber(
-    settings: Settings, session: Session, subscriber: Subscriber, changes: dict[str, Any]
+    settings: Settings,
+    session: Session,
+    subscriber: Subscriber,
+    changes: dict[str, Any],
+    now: dt.datetime | None = None,
 ) -> None:
-    """Apply admin edits (name, zone, cadence, pause, new series) and recompute the schedule."""
+    """Apply admin edits (name, zone, cadence, pause, new series) and reschedule by the same
+    rule as the reader's own preference save (schedule.reschedule: a due part stays due)."""
     from newsletter import schedule
 
     if "name" in changes:
@@ -855,7 +860,7 @@ def update_subscriber(
     if changes.get("takes_new_series") is not None:
         subscriber.takes_new_series = bool(changes["takes_new_series"])
     session.flush()
-    schedule.apply_preferences(session, subscriber)
+    schedule.reschedule(session, subscriber, now or dt.datetime.now(dt.UTC))
     session.flush()
 
 
@@ -927,6 +932,6 @@ def resume_series(settings: Settings, series_id: int, now: dt.datetime) -> None:
                     Subscriber.status == ACTIVE,
                 )
             ):
-                schedule.apply_preferences(session, sub)
+                schedule.reschedule(session, sub, now, resuming=True)
             session.flush()
     sync_series_queue(settings, series_id)

@@ -361,8 +361,8 @@ def apply_preferences(
 ) -> list[Enrollment]:
     """Recompute every due time from scratch: `reschedule(..., resuming=True)`.
 
-    Kept for `roster` (admin series resume, which wants exactly this; admin subscriber edits,
-    which should call `reschedule(session, subscriber, now)` so a due part is not delayed).
+    For callers that recompute from scratch (tests, simulations); the product's saves and
+    resumes call `reschedule` directly.
     """
     return reschedule(session, subscriber, now or utcnow(), resuming=True)
 

@@ -84,6 +84,8 @@ def test_bad_input_is_refused_clearly(settings: Settings) -> None:
         (["subscribers", "add", "a@example.org", "--tz", "Mars/Base"], "time zone"),
         (["series", "queue", "nope"], "no series"),
         (["series", "queue", "myths-about-psychotherapy", "--start", "March"], "date"),
+        (["series", "queue", "myths-about-psychotherapy", "--start", "9999-12-31"], "ten years"),
+        (["reconcile", "--now", "soon"], "ISO"),
         (["tick", "--now", "yesterday"], "ISO"),
     ]:
         result = runner.invoke(app, args)
