@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sendgrid_fake import FakeSendGrid
 from test_delivery_sendgrid import article, people, sg_settings
 
@@ -187,17 +189,42 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+class DeadRedis:
+    """A port that accepts connections and closes them at once: counts the attempts."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.attempts = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            conn.close()
+
+
 def test_unreachable_redis_never_blocks_and_logs_once(
     caplog: pytest.LogCaptureFixture, clock: ManualClock
 ) -> None:
-    dead = redis.Redis(port=closed_port(), socket_connect_timeout=0.5)
-    b = Throttle(dead, "nl:sendgrid:ratelimit", clock=clock, sleep=clock.sleep)
-    with caplog.at_level(logging.WARNING, logger="newsletter.delivery.throttle"):
+    dead = DeadRedis()
+    client = redis.Redis(port=dead.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    b = Throttle(client, "nl:sendgrid:ratelimit", clock=clock, sleep=clock.sleep)
+    with caplog.at_level(logging.INFO, logger="newsletter.delivery.throttle"):
         turns = [b.acquire() for _ in range(5)]
         b.record(headers(0, START + 10), turns[0].ticket)
-    assert all(t.go for t in turns)
-    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
-    assert len(caplog.records) == 1 and "unreachable" in caplog.records[0].message
+        tried = dead.attempts
+        assert tried == 1  # after the first failure Redis is left alone for a while
+        assert all(t.go for t in turns) and clock.sleeps == []
+        clock.until(START + 31)
+        assert b.acquire().go and dead.attempts > tried  # asked again later, still down
+    dead.server.close()
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "unreachable" in caplog.records[0].message
 
 
 # --- two backends against a stand-in with a budget ----------------------------------------------

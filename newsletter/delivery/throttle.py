@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from newsletter.config import Settings
 
@@ -21,6 +23,7 @@ MAX_WAIT = 5.0  # seconds a request may wait for the budget in the worker; beyon
 MAX_HORIZON = 3600.0  # a reset further ahead than this (clock skew, a bogus header) is cut to it
 REDIS_TIMEOUT = 1.0  # seconds: an unreachable Redis must not hold up sending
 TICKET_SECONDS = 60.0  # a request's ticket expires after this (its worker died mid-request)
+OUTAGE_SECONDS = 30.0  # after Redis failed, send unthrottled this long before asking it again
 POLL_SECONDS = 0.05  # a new window's `limit` is in flight: wait this long for answers
 
 # KEYS[1]: the budget hash {limit, remaining, reset (epoch seconds)} as the provider last said.
@@ -115,6 +118,7 @@ def settings_client(settings: Settings) -> redis.Redis:
                 decode_responses=True,
                 socket_connect_timeout=REDIS_TIMEOUT,
                 socket_timeout=REDIS_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),  # redis-py's default retries would hold up sending
             )
     return client
 
@@ -136,7 +140,8 @@ class Throttle:
 
     `client` is a Redis client or a callable making one (called on first use, so a backend can
     be built without Redis). When Redis can't be reached, the throttle lets every request go
-    (logged once per outage): the provider's own 429 still protects.
+    (logged once per outage) and leaves Redis alone for OUTAGE_SECONDS: the provider's own 429
+    still protects.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class Throttle:
         self.ticket_seconds = ticket_seconds
         self._scripts: tuple[Any, Any] | None = None
         self._down = False
+        self._skip_until = -math.inf  # clock() before which Redis is not asked (an outage)
 
     @classmethod
     def for_settings(cls, settings: Settings, **kw: Any) -> Throttle:
@@ -167,6 +173,8 @@ class Throttle:
 
     def _run(self, which: int, args: list[str]) -> Any:
         """Run TAKE (0) or RECORD (1); None when Redis is unreachable (logged once)."""
+        if self.clock() < self._skip_until:
+            return None
         try:
             if self._scripts is None:
                 if self._client is None:
@@ -178,6 +186,7 @@ class Throttle:
                 )
             result = self._scripts[which](keys=self.keys, args=args)
         except (redis.RedisError, OSError, RuntimeError) as exc:
+            self._skip_until = self.clock() + OUTAGE_SECONDS
             if not self._down:
                 self._down = True
                 log.warning("send throttle: Redis unreachable, sending unthrottled (%s)", exc)
