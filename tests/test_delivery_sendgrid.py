@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sendgrid_fake import API_KEY, FakeSendGrid
@@ -139,7 +140,9 @@ def test_tracking_sandbox_and_non_article_mail(settings: Settings, fake: FakeSen
         assert "series" not in p["custom_args"] and "part" not in p["custom_args"]
 
 
-def test_429_then_202_sends_each_recipient_once(settings: Settings, fake: FakeSendGrid) -> None:
+def test_429_then_202_sends_each_recipient_once(
+    settings: Settings, fake: FakeSendGrid, time_machine: Any
+) -> None:
     backend = SendGridBackend(sg_settings(settings, fake.url))
     recipients = people(1500)
     reset = int(time.time()) + 120
@@ -151,6 +154,13 @@ def test_429_then_202_sends_each_recipient_once(settings: Settings, fake: FakeSe
         dt.datetime.fromtimestamp(reset, dt.UTC)
     }
     again = [r for r, o in zip(recipients, first, strict=True) if isinstance(o, RetryLater)]
+    # the 429's X-RateLimit-Remaining: 0 holds every sender (throttle) until the reset: no request
+    held = backend.send(article(), again)
+    assert len(fake.requests) == 1
+    assert {o.at for o in held if isinstance(o, RetryLater)} == {
+        dt.datetime.fromtimestamp(reset, dt.UTC)
+    }
+    time_machine.move_to(dt.datetime.fromtimestamp(reset, dt.UTC), tick=True)
     second = backend.send(article(), again)
     assert all(isinstance(o, Accepted) for o in second)
     accepted = Counter(e for r in fake.accepted for e in r.emails)

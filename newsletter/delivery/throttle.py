@@ -29,8 +29,8 @@ POLL_SECONDS = 0.05  # a new window's `limit` is in flight: wait this long for a
 # KEYS[1]: the budget hash {limit, remaining, reset (epoch seconds)} as the provider last said.
 # KEYS[2]: requests on their way (ZSET ticket -> expiry): not yet counted in `remaining`, so
 # they are taken off it; a ticket a dead worker never handed back expires.
-# ARGV: now, ticket, ticket expiry. Returns "0" (go: the ticket is in flight) or the seconds to
-# wait (nothing taken). No budget known (no headers yet): go. A window whose reset has passed
+# ARGV: now, ticket, ticket expiry, poll seconds. Returns "" (go: the ticket is in flight) or the
+# moment (epoch seconds) to try again (nothing taken). No budget known (no headers yet): go. A window whose reset has passed
 # has `limit` again, less what is in flight; when that is used up, wait a moment for answers.
 TAKE = """
 local now = tonumber(ARGV[1])
@@ -40,14 +40,14 @@ local state = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'limit')
 local remaining, reset, limit = tonumber(state[1]), tonumber(state[2]), tonumber(state[3])
 if remaining ~= nil and reset ~= nil then
   if now < reset then
-    if remaining - inflight <= 0 then return tostring(reset - now) end
+    if remaining - inflight <= 0 then return state[2] end
   elseif limit ~= nil and limit - inflight <= 0 then
-    return ARGV[4]
+    return tostring(now + tonumber(ARGV[4]))
   end
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], math.ceil((tonumber(ARGV[3]) - now) * 1000) + 1000)
-return '0'
+return ''
 """
 
 # KEYS as TAKE. ARGV: now, ticket ('' for none), limit, remaining, reset ('' when the answer
@@ -196,28 +196,35 @@ class Throttle:
             log.info("send throttle: Redis reachable again")
         return result
 
-    def take(self) -> tuple[str | None, float]:
-        """One atomic try: (ticket, 0.0) when the request may go, else (None, seconds to wait).
-        The ticket is None when Redis could not be reached (go all the same)."""
+    def _take(self) -> tuple[str | None, float, float]:
+        """One atomic try: (ticket, now, 0.0) when the request may go, else (None, now, the
+        moment to try again). The ticket is None when Redis could not be reached (go anyway)."""
         now = self.clock()
         ticket = secrets.token_hex(8)
         args = [repr(now), ticket, repr(now + self.ticket_seconds), repr(POLL_SECONDS)]
         result = self._run(0, args)
         if result is None:
-            return None, 0.0
-        wait = float(result)
-        return (ticket, 0.0) if wait <= 0 else (None, wait)
+            return None, now, 0.0
+        if isinstance(result, bytes):
+            result = result.decode()
+        return (ticket, now, 0.0) if result == "" else (None, now, float(result))
+
+    def take(self) -> tuple[str | None, float]:
+        """One atomic try: (ticket, 0.0) when the request may go, else (None, seconds to wait)."""
+        ticket, now, until = self._take()
+        return (ticket, 0.0) if ticket is not None or until == 0.0 else (None, until - now)
 
     def acquire(self) -> Turn:
         """Take a turn, waiting up to `max_wait` in all. When the budget is used up for longer,
         don't send: `retry_at` is the reset."""
         waited = 0.0
         while True:
-            ticket, wait = self.take()
-            if wait <= 0:
+            ticket, now, until = self._take()
+            if until == 0.0:
                 return Turn(ticket=ticket)
+            wait = max(0.0, until - now)
             if waited + wait > self.max_wait:
-                return Turn(retry_at=self.clock() + wait)
+                return Turn(retry_at=until)
             self.sleep(wait)
             waited += wait
 
