@@ -30,8 +30,9 @@ POLL_SECONDS = 0.05  # a new window's `limit` is in flight: wait this long for a
 # KEYS[2]: requests on their way (ZSET ticket -> expiry): not yet counted in `remaining`, so
 # they are taken off it; a ticket a dead worker never handed back expires.
 # ARGV: now, ticket, ticket expiry, poll seconds. Returns "" (go: the ticket is in flight) or the
-# moment (epoch seconds) to try again (nothing taken). No budget known (no headers yet): go. A window whose reset has passed
-# has `limit` again, less what is in flight; when that is used up, wait a moment for answers.
+# moment (epoch seconds) to try again (nothing taken). No budget known (no headers yet): go.
+# A window whose reset has passed has `limit` again, less what is in flight; when that is used
+# up, wait a moment for answers.
 TAKE = """
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
