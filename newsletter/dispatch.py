@@ -499,7 +499,7 @@ def _settle_conflicts(
         taken = set(
             session.scalars(
                 update(Delivery)
-                .where(_among(session, Delivery.id, ready), _status_is(RETRY))
+                .where(_among(session, Delivery.id, ready), _id_range(ready), _status_is(RETRY))
                 .values(status=CLAIMED, retry_at=now, updated_at=now)
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)

@@ -168,6 +168,15 @@ class World:
             client.delete(key)
         client.close()
 
+    def rate_limit_window_passes(self) -> None:
+        """SendGrid's rate-limit window ends in real seconds (X-RateLimit-Reset), which the
+        shared send budget in Redis waits for. Simulated minutes later it has passed: the test
+        clears the budget keys as the reset would."""
+        client = redis.Redis.from_url(self.settings.redis_url or "")
+        for key in client.scan_iter(match=f"{self.settings.redis_prefix}sendgrid:ratelimit*"):
+            client.delete(key)
+        client.close()
+
     # --- judging ---------------------------------------------------------------------------
 
     def mails(self) -> list[Mail]:
