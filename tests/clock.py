@@ -35,6 +35,13 @@ _travel: time_machine.travel | None = None
 _saved_env: dict[str, str | None] = {}
 
 
+def _real_time_ns() -> int:
+    """The system clock, even inside a process already started on a test clock."""
+    if time_machine.escape_hatch.is_travelling():
+        return time_machine.escape_hatch.time.time_ns()
+    return time.time_ns()
+
+
 def parse_moment(value: str) -> dt.datetime:
     """An ISO 8601 instant with a zone ('Z' or an offset); a naive one is refused."""
     moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -58,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not value or _travel is not None:
         return
     moment = parse_moment(value)
-    offset_ns = int((moment.timestamp() - time.time()) * 1e9)
+    offset_ns = int(moment.timestamp() * 1e9) - _real_time_ns()
     # Subprocesses: the same offset, applied by sitecustomize at their start.
     paths = [str(SITE_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     for key, new in ((OFFSET_ENV, str(offset_ns)), ("PYTHONPATH", os.pathsep.join(paths))):
