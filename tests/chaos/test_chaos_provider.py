@@ -6,9 +6,11 @@ the invariant checker over the ledger and the stand-in's record of accepted mail
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
+import time_machine
 from conftest import PEOPLE, SLOT, WEEK, World, hours, minutes
 
 pytestmark = pytest.mark.chaos
@@ -78,13 +80,19 @@ def processed_events(world: World, requests: list[object]) -> list[dict[str, obj
     return events
 
 
-def post_webhook(world: World, events: list[dict[str, object]]) -> None:
-    """POST the events to the app's /webhooks/sendgrid route (unsigned: no public key is set)."""
+def post_webhook(world: World, events: list[dict[str, object]], at: dt.timedelta) -> None:
+    """POST the events to the app's /webhooks/sendgrid route (unsigned: no public key is set),
+    at SLOT + `at` on the app's clock."""
     from fastapi.testclient import TestClient
 
     from newsletter.web.app import create_app
 
-    with TestClient(create_app(world.settings)) as client:
+    # The app settles the rows at its own clock: the simulated moment, not the wall clock (past
+    # SLOT, a settled row's next part would be due a week after today).
+    with (
+        time_machine.travel(SLOT + at, tick=True),
+        TestClient(create_app(world.settings)) as client,
+    ):
         for start in range(0, len(events), 1000):
             response = client.post("/webhooks/sendgrid", json=events[start : start + 1000])
             assert response.status_code in (200, 202, 204), response.text
@@ -106,7 +114,7 @@ def test_accept_then_drop_settled_by_processed_event(sendgrid_world: World) -> N
     assert len(w.fake.accepted) == 3
     dropped = [r for r in w.fake.accepted if r.action == "drop"]
     assert len(dropped) == 1
-    post_webhook(w, processed_events(w, dropped))
+    post_webhook(w, processed_events(w, dropped), minutes(20))
     w.reconcile(minutes(30))
     part_two(w)
     w.check()
@@ -163,7 +171,7 @@ def test_tick_killed(sendgrid_world: World, point: str, nth: int, settle: str) -
     elif settle == "webhook":
         unrecorded = w.fake.accepted[nth - 1 : nth]
         assert len(unrecorded) == 1 and accepted_at_kill == nth
-        post_webhook(w, processed_events(w, unrecorded))
+        post_webhook(w, processed_events(w, unrecorded), minutes(20))
         w.reconcile(minutes(30))
     elif settle == "window":
         w.reconcile(hours(25))
