@@ -33,6 +33,7 @@ import datetime as dt
 import email.parser
 import hashlib
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,9 @@ UNKNOWN_RESEND_AFTER = dt.timedelta(hours=24)
 # On a row reconcile resent (its first hand-over's outcome stayed unknown): kept once it is sent,
 # so the ledger says why that reader may have had the part twice.
 RESENT_NOTE = "outcome unknown after a crash; sent again"
+# A row whose send killed its process this many times is failed, so it can't block a batch.
+MAX_CRASHES = 3
+POISON_NOTE = f"sending it stopped the sending process {MAX_CRASHES} times; not sent"
 MAX_ROUNDS = 100_000  # a tick stops after this many claim rounds (never reached in practice)
 
 
@@ -228,7 +232,7 @@ class _Place:
 _PG_SENT = text(
     "UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
     " retry_at = NULL, last_error = CASE WHEN deliveries.last_error LIKE :resent"
-    " THEN deliveries.last_error END, updated_at = :now"
+    " THEN deliveries.last_error END, crashes = deliveries.crashes - 1, updated_at = :now"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
     " WHERE deliveries.id = t.i"
 )
@@ -424,11 +428,11 @@ def plan(
                 for row in schedule.advance_finished(session, enrollment, sub, now, counts):
                     redis_changes.append((row.id, _due(row, sub)))
                 result.skipped += 1
-        to_send: list[tuple[int, int, int]] = []  # (delivery id, series id, part)
+        to_send: list[tuple[int, int, int, int]] = []  # (delivery id, series, part, crashes)
         if wanted:
             inserted = _insert_claims(session, wanted, now)
             for key, delivery_id in inserted.items():
-                to_send.append((delivery_id, key[1], key[2]))
+                to_send.append((delivery_id, key[1], key[2], 0))
             conflicts = [key for key in wanted if key not in inserted]
             if conflicts:
                 result.skipped += _settle_conflicts(
@@ -436,16 +440,26 @@ def plan(
                     redis_changes,
                 )  # fmt: skip
         session.flush()
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for delivery_id, series_id, part in sorted(to_send):
-        groups[(series_id, part)].append(delivery_id)
-    for (series_id, part), delivery_ids in sorted(groups.items()):
-        for start in range(0, len(delivery_ids), settings.batch_size):
-            result.chunks.append(
-                Chunk(series_id, part, tuple(delivery_ids[start : start + settings.batch_size]))
-            )
+    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for delivery_id, series_id, part, crashes in sorted(to_send):
+        groups[(series_id, part, chunk_size(settings.batch_size, crashes))].append(delivery_id)
+    for (series_id, part, size), delivery_ids in sorted(groups.items()):
+        for start in range(0, len(delivery_ids), size):
+            result.chunks.append(Chunk(series_id, part, tuple(delivery_ids[start : start + size])))
     queue.apply(redis_changes)
     return result
+
+
+def chunk_size(batch_size: int, crashes: int) -> int:
+    """How many rows go in one chunk: a full batch, fewer for rows whose send already killed
+    its process. A crash counts against every handed row of its chunk, so suspects are split
+    up: about √batch after one crash, alone after two; by its third crash a poison row is
+    alone, and its innocent neighbours (sent before it, or never handed) are not counted."""
+    if crashes <= 0:
+        return batch_size
+    if crashes == 1:
+        return max(1, math.isqrt(batch_size))
+    return 1
 
 
 def _settle_conflicts(
@@ -456,7 +470,7 @@ def _settle_conflicts(
     counts: dict[int, int],
     now: dt.datetime,
     later: dt.datetime,
-    to_send: list[tuple[int, int, int]],
+    to_send: list[tuple[int, int, int, int]],
     redis_changes: list[tuple[int, dt.datetime | None]],
 ) -> int:
     """Claims whose ledger row already exists, set-based: one SELECT for the rows, one
@@ -485,6 +499,7 @@ def _settle_conflicts(
                 Delivery.status,
                 Delivery.retry_at,
                 Delivery.scheduled_for,
+                Delivery.crashes,
             ).where(
                 _among(session, Delivery.subscriber_id, {k[0] for k in keys}),
                 Delivery.series_id.in_({k[1] for k in keys}),
@@ -525,11 +540,11 @@ def _settle_conflicts(
     } if behind else {}  # fmt: skip
     moved: list[tuple[int, int, dt.datetime | None]] = []
     skipped = 0
-    for did, s_id, se, p, status, retry_at, scheduled in existing:
+    for did, s_id, se, p, status, retry_at, scheduled, crashes in existing:
         s = int(s_id or 0)
         enr = wanted[(s, se, p)]
         if did in taken:
-            to_send.append((did, se, p))
+            to_send.append((did, se, p, crashes))
             continue
         skipped += 1
         if status == RETRY and did in ready:  # another tick took it first
@@ -676,7 +691,14 @@ def send_chunk(
                 )
                 # the hand-over time, which reconcile's window counts from: `now` is the
                 # moment this chunk runs (a Celery task adds its queueing delay to the tick's)
-                .values(attempts=Delivery.attempts + 1, retry_at=None, updated_at=now)
+                # crashes + 1 until the outcome is recorded: a process that dies meanwhile
+                # leaves it counted (poison rows, see reconcile)
+                .values(
+                    attempts=Delivery.attempts + 1,
+                    crashes=Delivery.crashes + 1,
+                    retry_at=None,
+                    updated_at=now,
+                )
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)  # rows are read by id below
             )
@@ -763,7 +785,11 @@ def send_chunk(
                 update(Delivery.__table__)  # type: ignore[arg-type]
                 .where(Delivery.__table__.c.id == bindparam("i"))
                 # updated_at stays the hand-over time (reconcile's window counts from it)
-                .values(last_error=bindparam("e"), updated_at=Delivery.__table__.c.updated_at),
+                .values(
+                    last_error=bindparam("e"),
+                    crashes=Delivery.__table__.c.crashes - 1,
+                    updated_at=Delivery.__table__.c.updated_at,
+                ),
                 unknown_rows,
                 execution_options={"synchronize_session": False},
             )
@@ -970,6 +996,7 @@ def _record(
                 sent_at=now,
                 retry_at=None,
                 last_error=_kept_note(),
+                crashes=Delivery.__table__.c.crashes - 1,
                 updated_at=now,
             ),
             sent_rows,
@@ -983,6 +1010,7 @@ def _record(
                 status=bindparam("s"),
                 retry_at=bindparam("r"),
                 last_error=bindparam("e"),
+                crashes=Delivery.__table__.c.crashes - 1,
                 updated_at=now,
             ),
             other_rows,
@@ -1060,6 +1088,7 @@ class ReconcileReport:
     resent: int = 0  # handed, no evidence: retried
     unknown: int = 0  # handed, waiting for a provider event
     overdue_requeued: int = 0
+    poisoned: int = 0  # its send killed the sending process MAX_CRASHES times: failed
 
     def as_dict(self) -> dict[str, int]:
         return {key: int(value) for key, value in asdict(self).items()}
@@ -1100,7 +1129,7 @@ def reconcile(
         report.requeued = len(lost)
         # 2. handed, outcome unknown.
         unknown = session.execute(
-            select(Delivery.id, Delivery.updated_at)
+            select(Delivery.id, Delivery.updated_at, Delivery.crashes)
             .where(
                 Delivery.status == CLAIMED,
                 Delivery.retry_at.is_(None),
@@ -1109,15 +1138,18 @@ def reconcile(
             .limit(10_000)
         ).all()
         resend: list[int] = []
-        for delivery_id, updated in unknown:
+        for delivery_id, updated, crashes in unknown:
+            message_id = None
             if settings.mail_backend == "outbox":
                 message_id = _outbox_message_id(Path(settings.outbox_dir), delivery_id)
-                if message_id is not None:
-                    confirm_sent(session, delivery_id, message_id, now, changes)
-                    report.confirmed_sent += 1
-                else:
-                    resend.append(delivery_id)
-            elif updated < now - UNKNOWN_RESEND_AFTER:
+            if message_id is not None:
+                confirm_sent(session, delivery_id, message_id, now, changes)
+                report.confirmed_sent += 1
+            elif crashes >= MAX_CRASHES:  # poison: its send keeps killing the process
+                _settle(session, delivery_id, now, changes, FAILED, error=POISON_NOTE)
+                log.error("delivery %s failed: %s", delivery_id, POISON_NOTE)
+                report.poisoned += 1
+            elif settings.mail_backend == "outbox" or updated < now - UNKNOWN_RESEND_AFTER:
                 resend.append(delivery_id)
             else:
                 report.unknown += 1
@@ -1182,10 +1214,29 @@ def confirm_sent(
     changes: list[tuple[int, dt.datetime | None]],
 ) -> None:
     """A handed row turned out to be sent: mark it and advance its enrollment."""
+    _settle(session, delivery_id, now, changes, SENT, message_id=message_id)
+
+
+def _settle(
+    session: Session,
+    delivery_id: int,
+    now: dt.datetime,
+    changes: list[tuple[int, dt.datetime | None]],
+    status: str,
+    *,
+    message_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """A handed row's outcome, found after the fact (sent, or failed as poison): record it
+    and move the reader on to the next part, as send_chunk would have."""
     d = session.get(Delivery, delivery_id)
     if d is None or d.status != CLAIMED or d.subscriber_id is None:
         return
-    d.status, d.provider_message_id, d.sent_at, d.updated_at = SENT, message_id, now, now
+    d.status, d.updated_at = status, now
+    if status == SENT:
+        d.provider_message_id, d.sent_at = message_id, now
+    else:
+        d.last_error = error
     enr = session.scalar(
         select(Enrollment).where(
             Enrollment.subscriber_id == d.subscriber_id, Enrollment.series_id == d.series_id

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -193,6 +194,9 @@ class Delivery(Base):
     delivered_at: Mapped[dt.datetime | None]  # confirmed by a provider event
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # hand-overs whose process died before recording an outcome (+1 at the hand-over, -1 when
+    # the outcome is recorded); MAX_CRASHES of them mark the row failed (dispatch.reconcile)
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     retry_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -10,6 +10,8 @@ CHAOS_KILL_NTH  at the n-th time that point is reached (default 1)
 CHAOS_MARK      a file written (naming the point) just before the kill
 CHAOS_BARRIER   a directory: write `ready-<pid>`, then wait until `go` exists (racing starts)
 CHAOS_HOLD_DIR  after the first plan with work: write `holding-<pid>`, wait until `release` exists
+CHAOS_POISON    an address whose send kills the process (a poison row): the recipients before
+                it in its batch are sent, then SIGKILL, every time it is sent
 CHAOS_SENDGRID_TIMEOUT  seconds for the SendGrid client (the product has no setting for it: this
                 patches newsletter.delivery.sendgrid.TIMEOUT_SECONDS when that name exists)
 
@@ -86,6 +88,11 @@ def install() -> None:
             self.name = real.name
 
         def send(self, message: Any, recipients: Any) -> Any:
+            poison = os.environ.get("CHAOS_POISON")
+            emails = [r.email for r in recipients]
+            if poison and poison in emails:
+                self.real.send(message, recipients[: emails.index(poison)])
+                os.kill(os.getpid(), signal.SIGKILL)
             point("after_handover")
             outcomes = self.real.send(message, recipients)
             point("after_accept")
