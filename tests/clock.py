@@ -7,8 +7,10 @@ With a clock set, this process reads that instant when the session starts and re
 from there on (time-machine, `tick=True`): leases, timeouts and sleeps keep working. The clock is
 exported as an offset from the real clock to every Python subprocess a test starts (Celery
 workers, the CLI), through `tests/clock_site/sitecustomize.py` on PYTHONPATH, so all processes
-agree to within the time it takes to start them. Servers that are not Python (Redis,
-PostgreSQL, Chromium) keep the real clock; the product takes "now" from Python only.
+agree to within the time it takes to start them. What is not Python keeps the system clock:
+Redis, PostgreSQL, Chromium, OpenSSL's certificate checks, file modification times. Code that
+compares one of those with Python's clock shows up in such a run (the admin import's clean-up
+of uploads did).
 
 A test that depends on "now" passes it in, or moves its own clock with the `time_machine`
 fixture (`time_machine.move_to(moment, tick=True)`), on top of the session's clock.
