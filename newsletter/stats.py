@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.models import (
     ACTIVE,
     BOUNCED,
+    CLAIMED,
     COMPLAINED,
     ENROLLED_ACTIVE,
     FAILED,
@@ -159,7 +160,20 @@ def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50
     failed = session.scalar(
         select(func.count()).where(Delivery.status == FAILED, Delivery.updated_at >= since)
     )
-    retrying = session.scalar(select(func.count()).where(Delivery.status == RETRY))
+    # as the tick summary counts them: waiting for a retry, or handed with the outcome
+    # unknown (no answer from the provider) until reconcile settles it
+    retrying = session.scalar(
+        select(func.count()).where(
+            or_(
+                Delivery.status == RETRY,
+                and_(
+                    Delivery.status == CLAIMED,
+                    Delivery.retry_at.is_(None),
+                    Delivery.last_error.like("outcome unknown%"),
+                ),
+            )
+        )
+    )
     bounced = session.scalar(
         select(func.count(func.distinct(ProviderEvent.delivery_id))).where(
             ProviderEvent.event_type.in_(BOUNCE_EVENTS), ProviderEvent.occurred_at >= since

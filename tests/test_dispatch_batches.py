@@ -17,7 +17,7 @@ from engine_support import ship, utc
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import event, func, insert, select, update
 
-from newsletter import dispatch, schedule
+from newsletter import dispatch, schedule, stats
 from newsletter.config import Settings, get_settings, load_settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import halt
@@ -127,6 +127,9 @@ def test_full_batch_429_then_the_retry_round_sends_everyone_once(
     first = dispatch.tick(settings, SLOT)
     assert (first.due, first.sent, first.retry, first.failed) == (N, 0, N, 0)
     assert statuses(settings) == {RETRY: N}
+    with session_scope(settings.database_url) as session:  # the dashboard says the same
+        recent = stats.last_days(session, SLOT + dt.timedelta(seconds=1))
+    assert (recent.retrying, recent.failed) == (N, 0)
     # not yet: every row waits for its retry time (plan: retry not due -> pushed to it)
     assert dispatch.tick(settings, SLOT + dt.timedelta(seconds=30)).due == 0
     with counted(settings) as sql:
@@ -233,6 +236,9 @@ def test_full_batch_with_no_answer_stays_handed_for_reconcile(
         ).all()
     assert {(s, r) for s, r, _ in rows} == {(CLAIMED, None)}
     assert all((e or "").startswith("outcome unknown") for _, _, e in rows)
+    with session_scope(settings.database_url) as session:  # the dashboard says the same
+        recent = stats.last_days(session, SLOT + dt.timedelta(minutes=1))
+    assert (recent.retrying, recent.failed) == (summary.retry, summary.failed)
     # later ticks leave them alone; only reconcile settles them
     assert dispatch.tick(settings, SLOT + dt.timedelta(hours=1)).sent == 0
     assert len(fake.requests) == 1
