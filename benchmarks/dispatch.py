@@ -54,8 +54,8 @@ def role_worker(args: argparse.Namespace) -> None:
     """`newsletter worker` with counters (the real CLI command; counters dumped per task)."""
     from celery import signals
 
-    from newsletter.config import get_settings
-    from newsletter.queue import redis_url
+    from newsletter.core.config import get_settings
+    from newsletter.queue.dueset import redis_url
 
     out = Path(args.out)
     instrument.install(redis_url(get_settings()))
@@ -98,8 +98,8 @@ def role_naive_worker(args: argparse.Namespace) -> None:
 
 def role_tick(args: argparse.Namespace) -> None:
     """One `newsletter.tick` (the task body, as beat triggers it) at the burst's slot."""
-    from newsletter.config import get_settings
-    from newsletter.queue import redis_url
+    from newsletter.core.config import get_settings
+    from newsletter.queue.dueset import redis_url
 
     out = Path(args.out)
     instrument.install(redis_url(get_settings()))
@@ -120,8 +120,8 @@ def role_tick(args: argparse.Namespace) -> None:
 
 def role_empty_tick(args: argparse.Namespace) -> None:
     """100 ticks with nothing due: median time, Redis and SQL operations per tick."""
-    from newsletter.config import get_settings
-    from newsletter.queue import redis_url
+    from newsletter.core.config import get_settings
+    from newsletter.queue.dueset import redis_url
 
     out = Path(args.out)
     instrument.install(redis_url(get_settings()))
@@ -155,9 +155,9 @@ def role_naive_dispatch(args: argparse.Namespace) -> None:
     """The tutorial dispatcher: select who is due, one task per recipient."""
     from sqlalchemy import select
 
-    from newsletter.config import get_settings
-    from newsletter.db import session_scope
-    from newsletter.models import ENROLLED_ACTIVE, Enrollment
+    from newsletter.core.config import get_settings
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import ENROLLED_ACTIVE, Enrollment
 
     out = Path(args.out)
     import naive
@@ -247,7 +247,7 @@ class Database:
             return
         from sqlalchemy import create_engine, text
 
-        from newsletter.db import dispose_all
+        from newsletter.store.db import dispose_all
 
         dispose_all()
         engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -261,7 +261,7 @@ def start_redis(tmp: Path) -> tuple[str, Any]:
         return os.environ["NEWSLETTER_REDIS_URL"], None
     if port_open("127.0.0.1", 6379):
         return "redis://127.0.0.1:6379/0", None
-    from newsletter.embedded import EmbeddedRedis
+    from newsletter.queue.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp / "redis")
     server.start()
@@ -508,10 +508,10 @@ def retry_scenario(
     the first send."""
     from sqlalchemy import func, select
 
-    from newsletter.config import get_settings
-    from newsletter.db import session_scope
-    from newsletter.models import RETRY, Delivery
-    from newsletter.queue import RedisQueue
+    from newsletter.core.config import get_settings
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import RETRY, Delivery
 
     n = args.n
     slot = dt.datetime.fromisoformat(first_slot) + dt.timedelta(days=7)
@@ -582,11 +582,12 @@ def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
     """N + naive_n active subscribers (bulk insert), enrolled with schedule.enroll_new; Redis rebuilt."""
     from sqlalchemy import select, text
 
-    from newsletter import content, schedule
-    from newsletter.config import get_settings
-    from newsletter.db import session_scope, upgrade
-    from newsletter.models import ACTIVE, Enrollment, Series, Subscriber
-    from newsletter.queue import RedisQueue
+    from newsletter.content import series as content
+    from newsletter.core.config import get_settings
+    from newsletter.engine import schedule
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.store.db import session_scope, upgrade
+    from newsletter.store.models import ACTIVE, Enrollment, Series, Subscriber
 
     settings = get_settings()
     upgrade(db_url)
@@ -660,7 +661,7 @@ def ledger_floor(db_url: str, rows: int) -> dict[str, float]:
     UPDATE's shape), so per recipient: 1 insert + 1 compare-and-set + 2 updates."""
     from sqlalchemy import text
 
-    from newsletter.db import get_engine
+    from newsletter.store.db import get_engine
 
     engine = get_engine(db_url)
     pg = engine.dialect.name == "postgresql"
@@ -804,9 +805,11 @@ def provider_floor(sink_pid: int, rounds: int = 20) -> dict[str, float]:
     recipient (dispatch.recipient, as send_chunk does), the request body
     (SendGridBackend.build_body), the official client's JSON encoding and POST to the sink.
     CPU of this process and of the sink, per 1,000."""
-    from newsletter import content, dispatch, render
-    from newsletter.config import get_settings
-    from newsletter.delivery.sendgrid import SendGridBackend
+    from newsletter.content import series as content
+    from newsletter.core.config import get_settings
+    from newsletter.engine import dispatch
+    from newsletter.mail import render
+    from newsletter.mail.backends.sendgrid import SendGridBackend
 
     settings = get_settings()
     spec = content.load_all(settings.schedules_dir)[0]
@@ -840,7 +843,7 @@ def provider_floor(sink_pid: int, rounds: int = 20) -> dict[str, float]:
 def explain(db_url: str) -> dict[str, str]:
     """EXPLAIN of the hot queries (claimed ids -> enrollments; chunk ids -> ledger rows)."""
 
-    from newsletter.db import get_engine
+    from newsletter.store.db import get_engine
 
     engine = get_engine(db_url)
     pg = engine.dialect.name == "postgresql"
@@ -971,7 +974,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"sink did not start: {(tmp / 'sink.log').read_text()}")
     env["NEWSLETTER_SENDGRID_HOST"] = sink_url
     os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
-    from newsletter.config import get_settings
+    from newsletter.core.config import get_settings
 
     get_settings.cache_clear()
     naive_n = min(args.n, args.naive_n)
@@ -1123,7 +1126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for child in reversed(children):
             child.stop()
         cleanup_redis(redis_url, prefix)
-        from newsletter.db import dispose_all
+        from newsletter.store.db import dispose_all
 
         dispose_all()
         with contextlib.suppress(Exception):
@@ -1141,8 +1144,8 @@ def check_ledger(db_url: str, n: int, slot: dt.datetime, next_part: int = 2) -> 
     """Every recipient has exactly one sent row at `slot` and was rescheduled a week on."""
     from sqlalchemy import func, select
 
-    from newsletter.db import session_scope
-    from newsletter.models import Delivery, Enrollment
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import Delivery, Enrollment
 
     with session_scope(db_url) as session:
         statuses = dict(

@@ -30,12 +30,14 @@ def peak_mb() -> float:
 def one(n: int) -> dict[str, object]:
     from sqlalchemy import select
 
-    import newsletter.delivery as delivery
-    from newsletter import content, db, schedule
-    from newsletter.config import load_settings
-    from newsletter.delivery.base import Accepted, Message, Outcome, Recipient
-    from newsletter.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series, Subscriber
-    from newsletter.queue import RedisQueue
+    import newsletter.mail.backends as delivery
+    from newsletter.content import series as content
+    from newsletter.core.config import load_settings
+    from newsletter.engine import schedule
+    from newsletter.mail.message import Accepted, Message, Outcome, Recipient
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.store import db
+    from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series, Subscriber
 
     class Accepting:
         name = "null"
@@ -137,10 +139,10 @@ def one(n: int) -> dict[str, object]:
 
 def tick_only(now: str) -> dict[str, object]:
     """Run one tick with the environment's settings; its summary, seconds and peak RSS."""
-    import newsletter.delivery as delivery
-    from newsletter import dispatch
-    from newsletter.config import load_settings
-    from newsletter.delivery.base import Accepted, Message, Outcome, Recipient
+    import newsletter.mail.backends as delivery
+    from newsletter.core.config import load_settings
+    from newsletter.engine import dispatch
+    from newsletter.mail.message import Accepted, Message, Outcome, Recipient
 
     class Accepting:
         name = "null"
@@ -167,7 +169,7 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         if not os.environ.get("NEWSLETTER_REDIS_URL"):
-            from newsletter.embedded import EmbeddedRedis
+            from newsletter.queue.embedded import EmbeddedRedis
 
             server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="nl-bench-redis-")))
             server.start()

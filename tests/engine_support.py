@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from newsletter import content, schedule
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import ACTIVE, Delivery, Enrollment, Series, Subscriber
-from newsletter.queue import RedisQueue
+from newsletter.content import series as content
+from newsletter.core.config import Settings
+from newsletter.engine import schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, Delivery, Enrollment, Series, Subscriber
 
 
 def utc(*args: int) -> dt.datetime:

@@ -15,10 +15,11 @@ from schemathesis.checks import positive_data_acceptance
 from sqlalchemy import select
 from time_machine import TimeMachineFixture
 
-from newsletter import auth, content, roster
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import Subscriber, Suppression
+from newsletter.content import series as content
+from newsletter.core.config import Settings
+from newsletter.services import auth, roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber, Suppression
 from newsletter.web.app import create_app
 
 MYTHS = "myths-about-psychotherapy"
@@ -170,7 +171,7 @@ def test_openapi_lists_only_token_protected_api_routes(api_app: FastAPI) -> None
 
 def _operation_labels() -> list[str]:
     """The API operations, read from the spec of an app built only to describe itself."""
-    from newsletter.config import load_settings
+    from newsletter.core.config import load_settings
 
     app = create_app(load_settings(secret_key="spec-only", database_url="sqlite:///:memory:"))
     spec = schemathesis.openapi.from_asgi("/openapi.json", app)

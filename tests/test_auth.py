@@ -14,11 +14,11 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter import auth
 from newsletter.cli import app
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import ApiToken, AppState
+from newsletter.core.config import Settings
+from newsletter.services import auth
+from newsletter.store.db import session_scope
+from newsletter.store.models import ApiToken, AppState
 from newsletter.web.app import create_app
 
 PASSWORD = "the right admin password"

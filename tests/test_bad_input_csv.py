@@ -26,11 +26,12 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import auth, content, roster
 from newsletter.cli import app as cli
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import Subscriber
+from newsletter.content import series as content
+from newsletter.core.config import Settings
+from newsletter.services import auth, roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber
 from newsletter.web.app import create_app
 
 CORPUS = Path(__file__).parent / "corpus" / "csv"

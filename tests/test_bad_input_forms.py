@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from newsletter import content, roster, tokens
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import Subscriber
+from newsletter.content import series as content
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.services import roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber
 from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
@@ -157,7 +159,7 @@ def test_preferences_pause_dates_at_the_edges(setup: tuple[TestClient, Settings,
 def test_api_queue_dates_at_the_edges_of_the_calendar(
     setup: tuple[TestClient, Settings, str],
 ) -> None:
-    from newsletter import auth
+    from newsletter.services import auth
 
     c, settings, _ = setup
     with session_scope(settings.database_url) as session:

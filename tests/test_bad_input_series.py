@@ -24,11 +24,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter import content, db
 from newsletter.cli import app
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import Part, Series
+from newsletter.content import series as content
+from newsletter.core.config import Settings
+from newsletter.store import db
+from newsletter.store.db import session_scope
+from newsletter.store.models import Part, Series
 from newsletter.web.app import create_app
 
 CORPUS = Path(__file__).parent / "corpus" / "series"
@@ -140,7 +141,7 @@ def test_init_with_one_broken_series_syncs_nothing(
     before = snapshot(settings)
     break_it(schedules, case)
     monkeypatch.setenv("NEWSLETTER_SCHEDULES_DIR", str(schedules))
-    from newsletter.config import get_settings
+    from newsletter.core.config import get_settings
 
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["init"])

@@ -22,10 +22,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from newsletter import events
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import ACTIVE, ProviderEvent, Subscriber
+from newsletter.core.config import Settings
+from newsletter.engine import events
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, ProviderEvent, Subscriber
 from newsletter.web.app import create_app
 
 CORPUS = Path(__file__).parent / "corpus" / "webhook"

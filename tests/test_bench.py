@@ -18,10 +18,11 @@ from pydantic import SecretStr
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import event, func, select
 
-from newsletter import dispatch, schedule
-from newsletter.config import Settings
-from newsletter.db import get_engine, session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.engine import dispatch, schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import (
     ACTIVE,
     FORTNIGHTLY,
     RETRY,
@@ -31,7 +32,6 @@ from newsletter.models import (
     Enrollment,
     Subscriber,
 )
-from newsletter.queue import RedisQueue
 
 
 def _people(settings: Settings, zones: list[tuple[str, str]]) -> list[int]:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from paths import ROOT
 
-from newsletter.config import ENV_PREFIX, Settings, get_settings, load_settings
+from newsletter.core.config import ENV_PREFIX, Settings, get_settings, load_settings
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from newsletter.config import ENV_PREFIX, ConfigError, get_settings, load_settings
+from newsletter.core.config import ENV_PREFIX, ConfigError, get_settings, load_settings
 
 
 @pytest.fixture(autouse=True)

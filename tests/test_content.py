@@ -11,11 +11,12 @@ from paths import ROOT
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter import content, db
-from newsletter.config import Settings
-from newsletter.content import ContentError, load_all, sync, validate
-from newsletter.models import DRAFT, Part, Series
-from newsletter.render import Renderer
+from newsletter.content import series as content
+from newsletter.content.series import ContentError, load_all, sync, validate
+from newsletter.core.config import Settings
+from newsletter.mail.render import Renderer
+from newsletter.store import db
+from newsletter.store.models import DRAFT, Part, Series
 
 SCHEDULES = ROOT / "schedules"
 
@@ -386,7 +387,7 @@ def test_init_refuses_invalid_schedules(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from newsletter.cli import app
-    from newsletter.config import get_settings
+    from newsletter.core.config import get_settings
 
     write_series(tmp_path / "sched", yaml_text=SERIES_YAML.replace("tuesday", "funday"))
     monkeypatch.setenv("NEWSLETTER_SCHEDULES_DIR", str(tmp_path / "sched"))

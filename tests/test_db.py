@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import text
 
-from newsletter import db
+from newsletter.store import db
 
 
 def test_one_engine_per_url(database_url: str) -> None:

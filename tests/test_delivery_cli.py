@@ -11,7 +11,7 @@ from sendgrid_fake import API_KEY, FakeSendGrid
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.config import Settings, get_settings
+from newsletter.core.config import Settings, get_settings
 
 runner = CliRunner()
 SLUG = "myths-about-psychotherapy"
@@ -66,9 +66,9 @@ def test_send_test_errors(settings: Settings) -> None:
 def test_send_test_uses_the_part_stored_in_the_database(settings: Settings) -> None:
     from sqlalchemy import select
 
-    from newsletter import content
-    from newsletter.db import session_scope
-    from newsletter.models import Part, Series
+    from newsletter.content import series as content
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import Part, Series
 
     with session_scope(settings.database_url) as session:
         content.sync(session, content.load_all(settings.schedules_dir))

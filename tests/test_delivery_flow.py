@@ -17,10 +17,11 @@ from fastapi.testclient import TestClient
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import func, select
 
-from newsletter import dispatch, schedule
-from newsletter.config import Settings, get_settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings, get_settings, load_settings
+from newsletter.engine import dispatch, schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
     CLAIMED,
@@ -30,7 +31,6 @@ from newsletter.models import (
     Enrollment,
     Subscriber,
 )
-from newsletter.queue import RedisQueue
 from newsletter.web.app import create_app
 
 NOW = utc(2026, 3, 2, 12)  # a Monday; the shipped series go out on their send day, local time
@@ -246,7 +246,7 @@ def test_processed_after_a_timeout_settles_the_unknown_outcome_without_a_resend(
     key: ec.EllipticCurvePrivateKey,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from newsletter.delivery import sendgrid
+    from newsletter.mail.backends import sendgrid
 
     settings, fake = sg
     monkeypatch.setattr(sendgrid, "TIMEOUT_SECONDS", 0.5)
@@ -293,7 +293,7 @@ def test_processed_after_a_timeout_settles_the_unknown_outcome_without_a_resend(
 def test_unknown_outcome_without_an_event_is_resent_once_after_the_window(
     sg: tuple[Settings, FakeSendGrid], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter.delivery import sendgrid
+    from newsletter.mail.backends import sendgrid
 
     settings, fake = sg
     monkeypatch.setattr(sendgrid, "TIMEOUT_SECONDS", 0.5)

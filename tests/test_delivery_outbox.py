@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from smtp_server import SmtpServer
 
-from newsletter import render
-from newsletter.config import Settings, load_settings
-from newsletter.delivery import get_backend, outbox
-from newsletter.delivery.base import ARTICLE, Accepted, Failed, Message, Recipient
-from newsletter.delivery.smtp import SmtpBackend
+from newsletter.core.config import Settings, load_settings
+from newsletter.mail import render
+from newsletter.mail.backends import get_backend, outbox
+from newsletter.mail.backends.smtp import SmtpBackend
+from newsletter.mail.message import ARTICLE, Accepted, Failed, Message, Recipient
 
 NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[A-Za-z0-9_-]+\.eml$")
 

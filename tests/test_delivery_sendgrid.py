@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from sendgrid_fake import API_KEY, FakeSendGrid
 
-from newsletter import delivery, render
-from newsletter.config import Settings, load_settings
-from newsletter.db import session_scope
-from newsletter.delivery.base import (
+from newsletter.core.config import Settings, load_settings
+from newsletter.mail import backends as delivery
+from newsletter.mail import render
+from newsletter.mail.backends.sendgrid import BACKOFF, SendGridBackend, chunks
+from newsletter.mail.message import (
     ARTICLE,
     CONFIRMATION,
     Accepted,
@@ -27,7 +28,7 @@ from newsletter.delivery.base import (
     SendingHalted,
     Unknown,
 )
-from newsletter.delivery.sendgrid import BACKOFF, SendGridBackend, chunks
+from newsletter.store.db import session_scope
 
 
 @pytest.fixture

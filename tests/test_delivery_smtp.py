@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from smtp_server import SmtpServer, self_signed
 
-from newsletter import render
-from newsletter.config import Settings, load_settings
-from newsletter.delivery.base import (
+from newsletter.core.config import Settings, load_settings
+from newsletter.mail import render
+from newsletter.mail.backends.smtp import SmtpBackend, parse_url
+from newsletter.mail.message import (
     ARTICLE,
     Accepted,
     Failed,
@@ -20,7 +21,6 @@ from newsletter.delivery.base import (
     RetryLater,
     Unknown,
 )
-from newsletter.delivery.smtp import SmtpBackend, parse_url
 
 UNSUB = "https://news.example.org/unsubscribe/tok-abc"
 

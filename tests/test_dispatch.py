@@ -10,10 +10,9 @@ from engine_support import add_person, enrollments, ledger, outbox_mails, ship, 
 from sqlalchemy import event, select, update
 from time_machine import TimeMachineFixture
 
-from newsletter import dispatch
-from newsletter.config import Settings
-from newsletter.db import get_engine, session_scope
-from newsletter.delivery.base import (
+from newsletter.core.config import Settings
+from newsletter.engine import dispatch
+from newsletter.mail.message import (
     Accepted,
     Failed,
     Message,
@@ -22,7 +21,9 @@ from newsletter.delivery.base import (
     RetryLater,
     SendingHalted,
 )
-from newsletter.models import (
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import (
     CLAIMED,
     FAILED,
     RETRY,
@@ -32,7 +33,6 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.queue import RedisQueue
 
 MONDAY = utc(2027, 3, 1, 12)
 TUESDAY_9_LONDON = utc(2027, 3, 2, 9)
@@ -135,7 +135,7 @@ class Scripted:
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, backend: Scripted) -> None:
-    monkeypatch.setattr("newsletter.delivery.get_backend", lambda settings, name=None: backend)
+    monkeypatch.setattr("newsletter.mail.backends.get_backend", lambda settings, name=None: backend)
 
 
 def test_retry_later_backs_off_then_sends_once(
@@ -175,7 +175,7 @@ def test_permanent_failure_is_recorded_and_the_cursor_moves_on(
 def test_sending_halted_stops_and_keeps_rows_retryable(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter.delivery import halted, resume
+    from newsletter.mail.backends import halted, resume
 
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "UTC")
@@ -205,7 +205,7 @@ def test_crash_during_provider_call_is_reconciled_not_blindly_resent(
     plan = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q)
     (chunk,) = plan.chunks
     # The provider took two of them, then the worker died before recording anything.
-    from newsletter.delivery import get_backend
+    from newsletter.mail.backends import get_backend
 
     real = get_backend(settings)
 
@@ -218,10 +218,10 @@ def test_crash_during_provider_call_is_reconciled_not_blindly_resent(
                 d.id: session.get(Subscriber, d.subscriber_id)
                 for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids[:2])))
             }
-        from newsletter.render import Renderer
+        from newsletter.mail.render import Renderer
 
         with session_scope(settings.database_url) as session:
-            from newsletter.models import Part, Series
+            from newsletter.store.models import Part, Series
 
             series = session.get(Series, chunk.series_id)
             part = session.scalar(
@@ -305,7 +305,7 @@ class OpCounter:
 
 def _bulk_enroll(settings: Settings, n: int, due: dt.datetime) -> None:
     """n active subscribers, each in an active enrollment due at `due` (bulk inserts)."""
-    from newsletter.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series
+    from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series
 
     with session_scope(settings.database_url) as session:
         series_id = session.scalar(select(Series.id).order_by(Series.order))
@@ -398,7 +398,7 @@ def test_unsubscribe_between_claim_and_send_sends_nothing(settings: Settings) ->
 def test_pause_between_claim_and_send_holds_the_part_until_the_pause_ends(
     settings: Settings,
 ) -> None:
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     sid, q, chunk = one_planned_chunk(settings)
     with session_scope(settings.database_url) as session:  # the preference centre, meanwhile
@@ -417,7 +417,7 @@ def test_pause_between_claim_and_send_holds_the_part_until_the_pause_ends(
 
 def test_pause_saved_during_the_provider_call_holds_the_next_part(settings: Settings) -> None:
     """The part already handed goes out, but the pause decides when the next one is due."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     sid, q, chunk = one_planned_chunk(settings)
 
@@ -443,7 +443,7 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
     writing next week over the pause once the save commits."""
     import threading
 
-    from newsletter import subscribers
+    from newsletter.services import subscribers
 
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
@@ -510,7 +510,7 @@ def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
 def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Settings) -> None:
     """The handed part goes out and the cursor moves on, but nothing is due for someone who
     left: coming back later resumes at a slot after the return, not at once at any hour."""
-    from newsletter import subscribers
+    from newsletter.services import subscribers
 
     sid, q, chunk = one_planned_chunk(settings)
 
@@ -539,7 +539,7 @@ def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
 ) -> None:
     """A duplicate copy of a send task read the rows before the first copy sent them; when it
     then finds sending halted it must not turn the sent rows back into retries."""
-    from newsletter.delivery import halt
+    from newsletter.mail.backends import halt
 
     sid, q, chunk = one_planned_chunk(settings)
     real = dispatch._is_halted
@@ -569,7 +569,7 @@ def test_render_error_sends_nothing_and_keeps_the_cursor(
     def broken(*args: object, **kwargs: object) -> Message:
         raise ValueError("'reader' is undefined")
 
-    monkeypatch.setattr("newsletter.render.Renderer.article", broken)
+    monkeypatch.setattr("newsletter.mail.render.Renderer.article", broken)
     summary = dispatch.tick(settings, TUESDAY_9_LONDON)
     assert (summary.sent, summary.retry, summary.failed) == (0, 1, 0)  # retried, not failed
     (row,) = ledger(settings)
@@ -587,7 +587,7 @@ def test_render_error_leaves_rows_a_duplicate_task_sent_meanwhile(
     """Two copies of one send task: the second reads the rows, the first sends them, then the
     second's render fails. It must not turn the sent row into a retry (a second mail) nor pull
     the enrollment's next part forward to the render retry time."""
-    from newsletter.render import Renderer
+    from newsletter.mail.render import Renderer
 
     sid, q, chunk = one_planned_chunk(settings)
     real = Renderer.article
@@ -635,7 +635,7 @@ def test_part_two_never_before_part_one(
 
 
 def test_paused_series_waits_and_resumes(settings: Settings) -> None:
-    from newsletter.models import LIVE, PAUSED, Series
+    from newsletter.store.models import LIVE, PAUSED, Series
 
     ids = ship(settings, MONDAY)
     sid = add_person(settings, MONDAY, "UTC")

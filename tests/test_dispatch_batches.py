@@ -17,11 +17,13 @@ from engine_support import ship, utc
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import event, func, insert, select, update
 
-from newsletter import dispatch, schedule, stats
-from newsletter.config import Settings, get_settings, load_settings
-from newsletter.db import get_engine, session_scope
-from newsletter.delivery import halt
-from newsletter.models import (
+from newsletter.core.config import Settings, get_settings, load_settings
+from newsletter.engine import dispatch, schedule
+from newsletter.mail.backends import halt
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store import stats
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import (
     ACTIVE,
     CLAIMED,
     ENROLLED_ACTIVE,
@@ -33,7 +35,6 @@ from newsletter.models import (
     Enrollment,
     Subscriber,
 )
-from newsletter.queue import RedisQueue
 
 N = 1000  # one full batch (NEWSLETTER_BATCH_SIZE's default and SendGrid's cap)
 MONDAY = utc(2030, 3, 4, 12)

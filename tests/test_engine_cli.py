@@ -10,9 +10,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import ACTIVE, DRAFT, LIVE, PENDING, Series, Subscriber
+from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, DRAFT, LIVE, PENDING, Series, Subscriber
 
 runner = CliRunner()
 
@@ -101,7 +101,7 @@ def test_queue_status_and_rebuild(settings: Settings) -> None:
 
 
 def test_queue_status_says_when_sending_is_stopped(settings: Settings) -> None:
-    from newsletter import delivery
+    from newsletter.mail import backends as delivery
 
     ok("init")
     ok("queue", "rebuild")

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from paths import CONTRACTS
 from sqlalchemy import func, select
 
-from newsletter import events
-from newsletter.config import Settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings, load_settings
+from newsletter.engine import events
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
     COMPLAINED,

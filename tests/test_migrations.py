@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import inspect
 
-from newsletter import db
-from newsletter.models import Base
+from newsletter.store import db
+from newsletter.store.models import Base
 
 
 def test_upgrade_creates_every_table(database_url: str) -> None:

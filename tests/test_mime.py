@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter import render
-from newsletter.config import load_settings
-from newsletter.delivery import mime
-from newsletter.delivery.base import ARTICLE, CONFIRMATION, Message, Recipient
+from newsletter.core.config import load_settings
+from newsletter.mail import mime, render
+from newsletter.mail.message import ARTICLE, CONFIRMATION, Message, Recipient
 
 SETTINGS = load_settings(from_name="Example Practice", public_url="https://news.example.org")
 KNOWN = {

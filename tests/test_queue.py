@@ -8,9 +8,9 @@ import threading
 import pytest
 from engine_support import add_person, ship, utc
 
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.queue import QueueLost, RedisQueue
+from newsletter.core.config import Settings
+from newsletter.queue.dueset import QueueLost, RedisQueue
+from newsletter.store.db import session_scope
 
 # Claims, leases and locks on the system Redis 7 and on the embedded 6.2 that `make run` uses.
 pytestmark = pytest.mark.both_redis

@@ -12,11 +12,11 @@ import pytest
 from paths import ROOT
 from typer.testing import CliRunner
 
-from newsletter import render
-from newsletter.config import Settings, load_settings
-from newsletter.content import load_all, validate
-from newsletter.delivery.base import ARTICLE, CONFIRMATION, WELCOME
-from newsletter.render import (
+from newsletter.content.series import load_all, validate
+from newsletter.core.config import Settings, load_settings
+from newsletter.mail import render
+from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME
+from newsletter.mail.render import (
     CONFIRM_URL,
     GREETING,
     GREETING_HTML,
@@ -241,7 +241,7 @@ def test_cli_validate_reports_template_errors(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from newsletter.cli import app
-    from newsletter.config import get_settings
+    from newsletter.core.config import get_settings
 
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", templates)

@@ -13,11 +13,14 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from newsletter import content, roster, schedule
 from newsletter.cli import app
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.content import series as content
+from newsletter.core.config import Settings
+from newsletter.engine import schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.services import roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
     PENDING,
@@ -30,7 +33,6 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.queue import RedisQueue
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 MYTHS = "myths-about-psychotherapy"

@@ -10,10 +10,11 @@ import pytest
 from engine_support import add_person, enrollments, ledger, ship, utc
 from sqlalchemy import select
 
-from newsletter import dispatch, schedule
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.engine import dispatch, schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ENROLLED_ACTIVE,
     FINISHED,
     FORTNIGHTLY,
@@ -27,7 +28,6 @@ from newsletter.models import (
     Series,
     Subscriber,
 )
-from newsletter.queue import RedisQueue
 
 MYTHS, COCREATED = "myths-about-psychotherapy", "co-created-process"
 

@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import select
 from web_helpers import add_series, outbox
 
-from newsletter import dispatch, schedule, tokens
-from newsletter import subscribers as subs
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core import tokens
+from newsletter.engine import dispatch, schedule
+from newsletter.services import subscribers as subs
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     CANCELLED,
     COMPLAINED,
@@ -259,7 +260,7 @@ def test_send_confirmation_writes_mail_with_signed_links(two_series):
 
 
 def test_erased_address_is_never_stored_or_mailed_again(two_series):
-    from newsletter.roster import email_hash
+    from newsletter.services.roster import email_hash
 
     with session_scope(two_series.database_url) as s:
         s.add(Suppression(email_hash=email_hash("gone@example.org"), reason="erased"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from newsletter.config import Settings
+from newsletter.core.config import Settings
 
 
 def test_a_pool_process_freezes_its_start_up_heap_and_still_collects_later_garbage(

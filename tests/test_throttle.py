@@ -18,10 +18,10 @@ from redis.retry import Retry
 from sendgrid_fake import FakeSendGrid
 from test_delivery_sendgrid import article, people, sg_settings
 
-from newsletter.config import Settings
-from newsletter.delivery.base import Accepted, Recipient, RetryLater
-from newsletter.delivery.sendgrid import SendGridBackend
-from newsletter.delivery.throttle import Throttle, parse_headers
+from newsletter.core.config import Settings
+from newsletter.mail.backends.sendgrid import SendGridBackend
+from newsletter.mail.backends.throttle import Throttle, parse_headers
+from newsletter.mail.message import Accepted, Recipient, RetryLater
 
 pytestmark = pytest.mark.both_redis
 
@@ -215,7 +215,7 @@ def test_unreachable_redis_never_blocks_and_logs_once(
     dead = DeadRedis()
     client = redis.Redis(port=dead.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     b = Throttle(client, "nl:sendgrid:ratelimit", clock=clock, sleep=clock.sleep)
-    with caplog.at_level(logging.INFO, logger="newsletter.delivery.throttle"):
+    with caplog.at_level(logging.INFO, logger="newsletter.mail.backends.throttle"):
         turns = [b.acquire() for _ in range(5)]
         b.record(headers(0, START + 10), turns[0].ticket)
         tried = dead.attempts
@@ -331,8 +331,8 @@ def test_backend_sends_when_redis_is_unreachable(
         fake.budget(100, 60)
         s = sg_settings(settings, fake.url, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
         backend = SendGridBackend(s)  # the default throttle, from settings
-        with caplog.at_level(logging.WARNING, logger="newsletter.delivery.throttle"):
+        with caplog.at_level(logging.WARNING, logger="newsletter.mail.backends.throttle"):
             outcomes = [o for n in range(3) for o in backend.send(article(), people(2, 10 * n))]
         assert all(isinstance(o, Accepted) for o in outcomes) and len(fake.accepted) == 3
-        warnings = [r for r in caplog.records if r.name == "newsletter.delivery.throttle"]
+        warnings = [r for r in caplog.records if r.name == "newsletter.mail.backends.throttle"]
         assert len(warnings) == 1 and "unreachable" in warnings[0].message

@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from newsletter.ticklock import TickLock, TickLocked
+from newsletter.queue.ticklock import TickLock, TickLocked
 
 pytestmark = pytest.mark.both_redis
 
@@ -72,7 +72,7 @@ def test_a_killed_holder_stops_blocking_within_the_ttl(
             textwrap.dedent(
                 f"""
                 import sys, time, redis
-                from newsletter.ticklock import TickLock
+                from newsletter.queue.ticklock import TickLock
                 lock = TickLock(redis.Redis.from_url({redis_server_url!r}), {key!r}, {ttl})
                 with lock.hold():
                     print("held", flush=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.timing import local_instant, next_slot, parse_time, slots
+from newsletter.core.timing import local_instant, next_slot, parse_time, slots
 
 ZONES = [
     "America/New_York",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from newsletter import tokens
+from newsletter.core import tokens
 
 SECRET = "s" * 64
 PUBLIC_ID = "Qm9vcmRlcl9wdWJsaWNfaWQx"

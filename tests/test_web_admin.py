@@ -15,10 +15,11 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from time_machine import TimeMachineFixture
 
-from newsletter import auth, content
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import ACTIVE, PENDING, Subscriber, Suppression
+from newsletter.content import series as content
+from newsletter.core.config import Settings
+from newsletter.services import auth
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, PENDING, Subscriber, Suppression
 from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
@@ -285,9 +286,10 @@ def test_dashboard_answers_what_next_who_and_did_it_work(
 ) -> None:
     import datetime as dt
 
-    from newsletter import roster, schedule
-    from newsletter.delivery import halt
-    from newsletter.models import FAILED, Delivery, Series
+    from newsletter.engine import schedule
+    from newsletter.mail.backends import halt
+    from newsletter.services import roster
+    from newsletter.store.models import FAILED, Delivery, Series
 
     settings = admin_settings
     # Monday noon in New York: the first slot (Tuesday 09:00 there) is in the dashboard's week.
@@ -342,9 +344,10 @@ def test_test_send_pause_resume_and_reload_errors(
     import shutil
     from email import policy
 
-    from newsletter import roster, schedule
-    from newsletter.models import LIVE, PAUSED, Series
-    from newsletter.queue import RedisQueue
+    from newsletter.engine import schedule
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.services import roster
+    from newsletter.store.models import LIVE, PAUSED, Series
 
     settings = admin_settings
     slug = "myths-about-psychotherapy"
@@ -405,7 +408,7 @@ def test_test_send_pause_resume_and_reload_errors(
 def test_odd_ids_and_resend(signed_in: TestClient, admin_settings: Settings) -> None:
     for path in ("/admin/subscribers/99999999999999999999", "/admin/series/x/0"):
         assert signed_in.get(path).status_code in (400, 404, 422)
-    from newsletter import roster
+    from newsletter.services import roster
 
     sub_id = roster.add_subscriber(admin_settings, email="r@example.org")
     token = csrf(signed_in, f"/admin/subscribers/{sub_id}")

@@ -12,9 +12,10 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from web_helpers import add_series, client, csrf, outbox
 
-from newsletter import tokens
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core import tokens
+from newsletter.queue.dueset import RedisQueue, redis_client
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
     FORTNIGHTLY,
@@ -23,7 +24,6 @@ from newsletter.models import (
     Enrollment,
     Subscriber,
 )
-from newsletter.queue import RedisQueue, redis_client
 from newsletter.web.app import create_app
 
 
@@ -561,7 +561,7 @@ def test_a_token_for_another_purpose_is_refused_everywhere(c, site):
 
 
 def test_an_unexpected_error_shows_a_calm_page_without_details(site, monkeypatch):
-    from newsletter import subscribers
+    from newsletter.services import subscribers
 
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import LIVE, Part, Series
+from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import LIVE, Part, Series
 from newsletter.web.app import create_app
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -21,10 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from newsletter import auth, roster, stats
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.services import auth, roster
+from newsletter.store import stats
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
     LIVE,
@@ -254,7 +255,7 @@ def dashboard(request: Request, db: Db) -> Response:
 @protected.post("/sending/resume", include_in_schema=False)
 async def resume_sending(request: Request) -> Response:
     await form_of(request)
-    from newsletter.delivery import resume
+    from newsletter.mail.backends import resume
 
     with session_scope(settings_of(request).database_url) as session:
         lifted = resume(session)
@@ -304,10 +305,10 @@ def series_list(request: Request, db: Db) -> Response:
 @protected.post("/series/reload", include_in_schema=False)
 async def series_reload(request: Request) -> Response:
     await form_of(request)
-    from newsletter import content
+    from newsletter.content import series as content
 
     settings = settings_of(request)
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     changed: list[int] = []
     try:
@@ -437,8 +438,8 @@ def _sample(db: Session, subscriber_id: int | None) -> tuple[str | None, str, Su
 def _rendered(
     settings: Settings, db: Session, series: Series, number: int, subscriber_id: int | None
 ) -> tuple[Any, str, str, str, Subscriber | None]:
-    from newsletter import render
-    from newsletter.subscribers import links
+    from newsletter.mail import render
+    from newsletter.services.subscribers import links
 
     parts = _parts(db, series)
     part = next((p for p in parts if p.number == number), None)
@@ -529,8 +530,8 @@ def part_email_html(request: Request, slug: str, number: PartNumber, db: Db) -> 
 async def part_test_send(request: Request, slug: str, number: PartNumber) -> Response:
     form = await form_of(request)
     settings = settings_of(request)
-    from newsletter.delivery import get_backend
-    from newsletter.delivery.base import TEST, Accepted, Recipient, SendingHalted
+    from newsletter.mail.backends import get_backend
+    from newsletter.mail.message import TEST, Accepted, Recipient, SendingHalted
 
     try:
         to = roster.check_email(str(form.get("to") or ""))

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import auth, roster, stats
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import Delivery, Part, Series, Subscriber, utcnow
+from newsletter.core.config import Settings
+from newsletter.services import auth, roster
+from newsletter.store import stats
+from newsletter.store.db import session_scope
+from newsletter.store.models import Delivery, Part, Series, Subscriber, utcnow
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from newsletter.config import Settings, get_settings
+from newsletter.core.config import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -13,11 +13,11 @@ from sqlalchemy import select, text
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from newsletter import subscribers as subs
-from newsletter import tokens
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.services import subscribers as subs
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     CADENCES,
     PENDING,

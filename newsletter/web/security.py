@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from newsletter.auth import LoginUnavailable, count_hit
-from newsletter.config import Settings
+from newsletter.core.config import Settings
+from newsletter.services.auth import LoginUnavailable, count_hit
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def redis_for(request: Request) -> redis.Redis:
     """The app's Redis client (one per app)."""
     client: redis.Redis | None = getattr(request.app.state, "redis", None)
     if client is None:
-        from newsletter.queue import redis_client
+        from newsletter.queue.dueset import redis_client
 
         client = redis_client(_settings(request))
         request.app.state.redis = client

@@ -13,8 +13,8 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from starlette.concurrency import run_in_threadpool
 
-from newsletter import events
-from newsletter.config import Settings
+from newsletter.core.config import Settings
+from newsletter.engine import events
 
 log = logging.getLogger(__name__)
 router = APIRouter()

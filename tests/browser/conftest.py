@@ -13,10 +13,11 @@ import pytest
 from paths import free_port
 from servers import uvicorn_app
 
-from newsletter import content, schedule
-from newsletter.config import Settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import Part, Series
+from newsletter.content import series as content
+from newsletter.core.config import Settings, load_settings
+from newsletter.engine import schedule
+from newsletter.store.db import session_scope
+from newsletter.store.models import Part, Series
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

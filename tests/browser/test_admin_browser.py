@@ -17,11 +17,12 @@ from servers import uvicorn_app
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter import content, roster
 from newsletter.cli import app as cli
-from newsletter.config import Settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
+from newsletter.content import series as content
+from newsletter.core.config import Settings, load_settings
+from newsletter.services import roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
 
 pytestmark = pytest.mark.browser
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from paths import ROOT
 
-from newsletter.config import Settings, load_settings
-from newsletter.content import load_all
-from newsletter.render import Renderer, personal_values, personalise
+from newsletter.content.series import load_all
+from newsletter.core.config import Settings, load_settings
+from newsletter.mail.render import Renderer, personal_values, personalise
 
 pytestmark = pytest.mark.browser
 

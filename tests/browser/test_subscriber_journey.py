@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from web_helpers import outbox
 
-from newsletter.db import session_scope
-from newsletter.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Subscriber
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Subscriber
 
 pytestmark = pytest.mark.browser
 

@@ -54,12 +54,12 @@ def point(name: str) -> None:
 def install() -> None:
     if KILL_AT and KILL_AT not in POINTS:
         raise SystemExit(f"CHAOS_KILL_AT={KILL_AT!r}: not one of {', '.join(POINTS)}")
-    import newsletter.delivery as delivery
-    from newsletter import dispatch
+    import newsletter.mail.backends as delivery
+    from newsletter.engine import dispatch
 
     timeout = os.environ.get("CHAOS_SENDGRID_TIMEOUT")
     if timeout:
-        import newsletter.delivery.sendgrid as sendgrid
+        import newsletter.mail.backends.sendgrid as sendgrid
 
         if not hasattr(sendgrid, "TIMEOUT_SECONDS"):
             raise SystemExit("chaos: newsletter.delivery.sendgrid.TIMEOUT_SECONDS is gone")

@@ -23,11 +23,11 @@ from invariants import CliResult, Mail, check, sendgrid_mails
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import insert, select
 
-from newsletter import schedule
-from newsletter.config import Settings, get_settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import ACTIVE, Series, Subscriber
-from newsletter.queue import RedisQueue
+from newsletter.core.config import Settings, get_settings, load_settings
+from newsletter.engine import schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, Series, Subscriber
 
 HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "chaos_cli.py"
@@ -215,7 +215,7 @@ def sendgrid_world(
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Callable[[], str]]:
     """A redis-server of this test's own (no persistence) that the test may flush and restart."""
-    from newsletter.embedded import _free_port
+    from newsletter.queue.embedded import _free_port
 
     port = _free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -254,6 +254,6 @@ def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    from newsletter.embedded import redis_executable
+    from newsletter.queue.embedded import redis_executable
 
     return redis_executable()

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from newsletter.db import session_scope
-from newsletter.models import CLAIMED, SENT, Delivery, Series, Subscriber
+from newsletter.store.db import session_scope
+from newsletter.store.models import CLAIMED, SENT, Delivery, Series, Subscriber
 
 # last_error of a row that was sent again after an unknown outcome must say so
 RESEND_REASON = re.compile(r"unknown|resen|sent again|no evidence", re.IGNORECASE)

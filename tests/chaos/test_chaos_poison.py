@@ -14,9 +14,9 @@ import pytest
 from conftest import MYTHS, World, minutes
 from sqlalchemy import select
 
-from newsletter.db import session_scope
-from newsletter.dispatch import MAX_CRASHES, POISON_NOTE
-from newsletter.models import CLAIMED, FAILED, SENT, Delivery, Enrollment, Series, Subscriber
+from newsletter.engine.dispatch import MAX_CRASHES, POISON_NOTE
+from newsletter.store.db import session_scope
+from newsletter.store.models import CLAIMED, FAILED, SENT, Delivery, Enrollment, Series, Subscriber
 
 pytestmark = pytest.mark.chaos
 
@@ -25,7 +25,7 @@ PEOPLE = 300  # outbox, batch size 100: three chunks; the poison sits in the mid
 
 @pytest.fixture
 def outbox_world(settings: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    from newsletter.config import get_settings, load_settings
+    from newsletter.core.config import get_settings, load_settings
 
     monkeypatch.setenv("NEWSLETTER_MAIL_BACKEND", "outbox")
     monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "100")

@@ -14,9 +14,9 @@ from invariants import Mail, check
 from smtp_server import DROP, DroppingRecorder, SmtpServer
 from sqlalchemy import select
 
-from newsletter.config import Settings, get_settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import Part, Series
+from newsletter.core.config import Settings, get_settings, load_settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import Part, Series
 
 pytestmark = pytest.mark.chaos
 

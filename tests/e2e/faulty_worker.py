@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import newsletter.delivery as delivery
-from newsletter.config import Settings
-from newsletter.delivery.base import Message, Outcome, Recipient
+import newsletter.mail.backends as delivery
+from newsletter.core.config import Settings
+from newsletter.mail.message import Message, Outcome, Recipient
 
 real_get_backend = delivery.get_backend
 AFTER = int(os.environ["FAULT_AFTER"])

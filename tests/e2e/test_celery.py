@@ -17,10 +17,10 @@ import redis
 from engine_support import add_person, outbox_mails, ship, utc
 from sqlalchemy import select, update
 
-from newsletter.config import Settings, load_settings
-from newsletter.db import session_scope
-from newsletter.models import CLAIMED, ENROLLED_ACTIVE, SENT, Delivery, Enrollment
-from newsletter.queue import RedisQueue
+from newsletter.core.config import Settings, load_settings
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import CLAIMED, ENROLLED_ACTIVE, SENT, Delivery, Enrollment
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ from paths import ROOT, free_port
 from sqlalchemy import select
 from web_helpers import outbox
 
-from newsletter import db
-from newsletter.models import ENROLLED_ACTIVE, Enrollment, Subscriber
+from newsletter.store import db
+from newsletter.store.models import ENROLLED_ACTIVE, Enrollment, Subscriber
 
 pytestmark = pytest.mark.slow
 

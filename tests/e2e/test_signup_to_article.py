@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 from web_helpers import LINK_RE, client, csrf, outbox
 
-from newsletter.db import session_scope
-from newsletter.models import ENROLLED_ACTIVE, Enrollment, Part, Series, Subscriber
+from newsletter.store.db import session_scope
+from newsletter.store.models import ENROLLED_ACTIVE, Enrollment, Part, Series, Subscriber
 
 pytestmark = pytest.mark.slow
 

@@ -18,11 +18,12 @@ from engine_support import add_person, outbox_mails, ship, utc
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter import schedule
 from newsletter.cli import app
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.engine import schedule
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
     FORTNIGHTLY,
@@ -34,7 +35,6 @@ from newsletter.models import (
     Series,
     Subscriber,
 )
-from newsletter.queue import RedisQueue
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter import timing
-from newsletter.models import (
+from newsletter.core import timing
+from newsletter.store.models import (
     ACTIVE,
     CADENCES,
     CANCELLED,

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from newsletter.models import Base
+from newsletter.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

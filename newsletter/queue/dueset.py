@@ -30,8 +30,8 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
-from newsletter.models import ACTIVE, ENROLLED_ACTIVE, LIVE, Enrollment, Series, Subscriber
+from newsletter.core.config import Settings
+from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, LIVE, Enrollment, Series, Subscriber
 
 _clients: dict[str, redis.Redis] = {}
 
@@ -63,7 +63,7 @@ return 0
 
 def _embedded_url(settings: Settings) -> str:
     """The URL of the embedded Redis under var/redis, started when none answers."""
-    from newsletter.embedded import EmbeddedRedis
+    from newsletter.queue.embedded import EmbeddedRedis
 
     directory = (Path(settings.var_dir) / "redis").resolve()
     url_file = directory / "url"

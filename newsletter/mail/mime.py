@@ -9,9 +9,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from newsletter.config import Settings
-from newsletter.delivery.base import Message, Recipient
-from newsletter.render import personalise
+from newsletter.core.config import Settings
+from newsletter.mail.message import Message, Recipient
+from newsletter.mail.render import personalise
 
 # CRLF line endings, RFC 2047 for non-ASCII; raises on CR/LF smuggled into a header. Lines may run
 # to RFC 5322's hard limit of 998: with a 78-column limit the email package RFC 2047-encodes a long

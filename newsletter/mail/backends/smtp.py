@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from newsletter.config import Settings
-from newsletter.delivery import mime
-from newsletter.delivery.base import (
+from newsletter.core.config import Settings
+from newsletter.mail import mime
+from newsletter.mail.message import (
     Accepted,
     Failed,
     Message,

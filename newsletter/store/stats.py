@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import (
+from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
     CLAIMED,
@@ -238,7 +238,7 @@ def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50
 
 def sending_halted(session: Session) -> str | None:
     """Why sending is stopped (DELIVERY's halt switch, set on refused credentials), or None."""
-    from newsletter.delivery import halted
+    from newsletter.mail.backends import halted
 
     halt = halted(session)
     if halt is None:

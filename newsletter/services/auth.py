@@ -18,8 +18,8 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
-from newsletter.models import ApiToken, AppState, utcnow
+from newsletter.core.config import Settings
+from newsletter.store.models import ApiToken, AppState, utcnow
 
 PASSWORD_KEY = "admin_password_hash"
 SESSION_COOKIE = "nl_admin"
@@ -182,7 +182,7 @@ def cookie_options(settings: Settings, max_age: int = SESSION_SECONDS) -> dict[s
 def redis_for(settings: Settings) -> redis.Redis:
     """The shared Redis client (ENGINE's, which may start an embedded server)."""
     try:
-        from newsletter.queue import redis_client
+        from newsletter.queue.dueset import redis_client
     except ImportError:  # pragma: no cover - before the engine lands
         if settings.redis_url is None:
             raise RuntimeError("NEWSLETTER_REDIS_URL is not set") from None

@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter import render, tokens
-from newsletter.config import Settings
-from newsletter.delivery.base import Accepted, Message, Outcome, Recipient
-from newsletter.models import (
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.mail import render
+from newsletter.mail.message import Accepted, Message, Outcome, Recipient
+from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
     CADENCES,
@@ -235,7 +236,7 @@ def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
 
 def is_suppressed(session: Session, email: str) -> bool:
     """True for an address that was erased on request: it is never stored or mailed again."""
-    from newsletter.roster import email_hash
+    from newsletter.services.roster import email_hash
 
     digest = email_hash(email)
     return (
@@ -367,7 +368,7 @@ def resubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> b
 
 def _enroll(session: Session, subscriber: Subscriber, now: dt.datetime) -> None:
     """Enroll on confirmation; someone coming back keeps their places (and resumes there)."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     slugs = subscriber.requested_series
     if enrollments(session, subscriber) and not subscriber.takes_new_series and slugs is None:
@@ -380,7 +381,7 @@ def _enroll(session: Session, subscriber: Subscriber, now: dt.datetime) -> None:
 def first_article_text(session: Session, subscriber: Subscriber) -> str | None:
     """When the next article arrives, in the subscriber's zone, e.g. "Tuesday 3 March at 09:00
     (Europe/London)"; None when nothing is scheduled."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     when = schedule.first_article_at(session, subscriber)
     if when is None:
@@ -403,7 +404,7 @@ def update_preferences(
     `schedule.reschedule`'s rule: a part already due stays due (the next tick sends it), a pause
     moves it to the first slot on or after the pause date, a time zone or cadence change moves
     only a part not yet due. Callers mirror `enrollment_ids` into Redis after the commit."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     if prefs.cadence not in CADENCES:
         raise InvalidInput({"cadence": "Please choose weekly or every two weeks."})
@@ -468,8 +469,8 @@ def sync_queue(settings: Settings, ids: Sequence[int]) -> None:
     """Make Redis reflect the database for these enrollments (call after the commit)."""
     if not ids:
         return
-    from newsletter.db import session_scope
-    from newsletter.queue import RedisQueue
+    from newsletter.queue.dueset import RedisQueue
+    from newsletter.store.db import session_scope
 
     with session_scope(settings.database_url) as session:
         RedisQueue(settings).sync_enrollments(session, ids)
@@ -488,7 +489,7 @@ def links(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
 
 
 def _send(settings: Settings, subscriber: Subscriber, message: Message) -> Outcome:
-    from newsletter.delivery import get_backend
+    from newsletter.mail.backends import get_backend
 
     urls = links(settings, subscriber)
     values = render.personal_values(

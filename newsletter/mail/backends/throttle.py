@@ -15,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from newsletter.config import Settings
+from newsletter.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def parse_headers(headers: Any) -> tuple[int | None, int, float] | None:
 
 def settings_client(settings: Settings) -> redis.Redis:
     """A client for the configured (or embedded) Redis with short timeouts, one per process."""
-    from newsletter.queue import redis_url
+    from newsletter.queue.dueset import redis_url
 
     url = redis_url(settings)
     with _clients_lock:

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
-from newsletter.delivery.base import Backend
-from newsletter.models import AppState
+from newsletter.core.config import Settings
+from newsletter.mail.message import Backend
+from newsletter.store.models import AppState
 
 # NEWSLETTER_MAIL_BACKEND value -> module exposing `make_backend(settings) -> Backend`.
 BACKENDS: dict[str, str] = {
-    "outbox": "newsletter.delivery.outbox",
-    "smtp": "newsletter.delivery.smtp",
-    "sendgrid": "newsletter.delivery.sendgrid",
+    "outbox": "newsletter.mail.backends.outbox",
+    "smtp": "newsletter.mail.backends.smtp",
+    "sendgrid": "newsletter.mail.backends.sendgrid",
 }
 
 HALT_KEY = "sending_halted"
@@ -55,7 +55,7 @@ def fingerprint(secret: str) -> str:
 def _current_fingerprint(settings: Settings | None) -> str | None:
     """Fingerprint of the SendGrid key configured now (None if unknown or not SendGrid)."""
     if settings is None:
-        from newsletter.config import ConfigError, get_settings
+        from newsletter.core.config import ConfigError, get_settings
 
         try:
             settings = get_settings()

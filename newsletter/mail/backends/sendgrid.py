@@ -17,10 +17,10 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter import delivery
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.delivery.base import (
+from newsletter.core.config import Settings
+from newsletter.mail import backends as delivery
+from newsletter.mail.backends.throttle import Throttle
+from newsletter.mail.message import (
     ARTICLE,
     Accepted,
     Failed,
@@ -31,8 +31,8 @@ from newsletter.delivery.base import (
     SendingHalted,
     Unknown,
 )
-from newsletter.delivery.mime import ONE_CLICK, one_line
-from newsletter.delivery.throttle import Throttle
+from newsletter.mail.mime import ONE_CLICK, one_line
+from newsletter.store.db import session_scope
 
 log = logging.getLogger(__name__)
 # python-http-client logs each request's JSON body (addresses) and headers (the API key) at

@@ -43,10 +43,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, any_, bindparam, case, delete, func, select, text, true, update
 from sqlalchemy.orm import Session
 
-from newsletter import schedule, timing, tokens
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.delivery.base import (
+from newsletter.core import timing, tokens
+from newsletter.core.config import Settings
+from newsletter.engine import schedule
+from newsletter.mail.message import (
     Accepted,
     Failed,
     Outcome,
@@ -55,7 +55,10 @@ from newsletter.delivery.base import (
     SendingHalted,
     Unknown,
 )
-from newsletter.models import (
+from newsletter.queue.dueset import QueueLost, RedisQueue
+from newsletter.queue.ticklock import TickLock
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     CLAIMED,
     ENROLLED_ACTIVE,
@@ -72,8 +75,6 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
-from newsletter.queue import QueueLost, RedisQueue
-from newsletter.ticklock import TickLock
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +363,7 @@ def _status_is(status: str) -> Any:
 
 
 def _is_halted(session: Session) -> bool:
-    from newsletter.delivery import halted
+    from newsletter.mail.backends import halted
 
     return halted(session) is not None
 
@@ -619,8 +620,8 @@ def send_chunk(
 
     `before_send` (tests) runs after the rows were marked handed, just before the provider call.
     """
-    from newsletter.delivery import get_backend, halt
-    from newsletter.render import shared_renderer
+    from newsletter.mail.backends import get_backend, halt
+    from newsletter.mail.render import shared_renderer
 
     now = now or utcnow()
     queue = queue or RedisQueue(settings)
@@ -849,7 +850,7 @@ def recipient(
 ) -> Recipient:
     """One recipient of an article: the address, the ledger id, and the personal values (two
     signed links, the greeting) the backend substitutes into the once-rendered message."""
-    from newsletter.render import personal_values
+    from newsletter.mail.render import personal_values
 
     unsubscribe = tokens.link(settings.public_url, settings.secret, "unsubscribe", public_id)
     preferences = tokens.link(settings.public_url, settings.secret, "preferences", public_id)

@@ -20,9 +20,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     CADENCES,
     ENROLLED_ACTIVE,
@@ -344,7 +344,7 @@ def activate(
     now: dt.datetime,
 ) -> None:
     """Enroll a confirmed subscriber (ENGINE's schedule.enroll) and put them in the Redis queue."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     slugs = list(series) or None
     schedule.enroll(session, subscriber, now, series_slugs=slugs)
@@ -371,10 +371,10 @@ def send_confirmations(settings: Settings, subscriber_ids: list[int]) -> tuple[i
     """Send the double opt-in email to each pending subscriber, rendered once; (sent, failed)."""
     if not subscriber_ids:
         return 0, 0
-    from newsletter import render
-    from newsletter.delivery import get_backend
-    from newsletter.delivery.base import Accepted, Recipient
-    from newsletter.subscribers import links
+    from newsletter.mail import render
+    from newsletter.mail.backends import get_backend
+    from newsletter.mail.message import Accepted, Recipient
+    from newsletter.services.subscribers import links
 
     message = render.Renderer(settings).confirmation()
     backend = get_backend(settings)
@@ -478,7 +478,7 @@ def import_csv(
             if fresh:
                 session.flush()
                 if confirmed:
-                    from newsletter import schedule
+                    from newsletter.engine import schedule
 
                     # Everyone taking every series is enrolled in bulk (same rows as enroll);
                     # people who chose series one by one.
@@ -759,7 +759,7 @@ def unsubscribe(
     settings: Settings, session: Session, subscriber: Subscriber, now: dt.datetime | None = None
 ) -> None:
     """Stop everything for this person (WEB's subscribers.unsubscribe), and drop their queue."""
-    from newsletter import subscribers
+    from newsletter.services import subscribers
 
     subscribers.unsubscribe(session, subscriber, now or utcnow())
     session.flush()
@@ -799,7 +799,7 @@ def drop_from_queue(settings: Settings, enrollment_ids: Iterable[int]) -> None:
     ids = list(enrollment_ids)
     if not ids:
         return
-    from newsletter.queue import RedisQueue
+    from newsletter.queue.dueset import RedisQueue
 
     RedisQueue(settings).apply((i, None) for i in ids)
 
@@ -839,7 +839,7 @@ def update_subscriber(
 ) -> None:
     """Apply admin edits (name, zone, cadence, pause, new series) and reschedule by the same
     rule as the reader's own preference save (schedule.reschedule: a due part stays due)."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     if "name" in changes:
         try:
@@ -883,7 +883,7 @@ def queue_series(
 
     count is None when there is no such series; RosterError for a start date too far away.
     """
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     check_start(start, now.date())
 
@@ -900,7 +900,7 @@ def sync_enrollments(settings: Settings, enrollment_ids: Iterable[int]) -> None:
     ids = sorted(set(enrollment_ids))
     if not ids:
         return
-    from newsletter.queue import RedisQueue
+    from newsletter.queue.dueset import RedisQueue
 
     with session_scope(settings.database_url) as session:
         RedisQueue(settings).sync_enrollments(session, ids)
@@ -915,7 +915,7 @@ def sync_series_queue(settings: Settings, series_id: int) -> None:
 
 def resume_series(settings: Settings, series_id: int, now: dt.datetime) -> None:
     """After a series pause: recompute each reader's next slot (no catch-up burst), then Redis."""
-    from newsletter import schedule
+    from newsletter.engine import schedule
 
     with session_scope(settings.database_url) as session:
         ids = list(

@@ -9,9 +9,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from newsletter.config import Settings
-from newsletter.delivery import mime
-from newsletter.delivery.base import Accepted, Failed, Message, Outcome, Recipient
+from newsletter.core.config import Settings
+from newsletter.mail import mime
+from newsletter.mail.message import Accepted, Failed, Message, Outcome, Recipient
 
 
 def file_name(now: dt.datetime, delivery_id: str) -> str:

@@ -14,9 +14,9 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import (
+from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
     CANCELLED,
@@ -396,7 +396,7 @@ def _suppress(
 def _dispatch_confirm() -> Any:
     """dispatch's "a handed row turned out to be sent" (marks it sent, advances the enrollment)."""
     try:
-        dispatch = importlib.import_module("newsletter.dispatch")
+        dispatch = importlib.import_module("newsletter.engine.dispatch")
     except ImportError:
         return None
     return getattr(dispatch, "confirm_sent", None) or getattr(dispatch, "_confirm_sent", None)
@@ -407,7 +407,7 @@ def _apply_queue(settings: Settings, changes: Sequence[QueueChange]) -> None:
     if not changes:
         return
     try:
-        queue_module = importlib.import_module("newsletter.queue")
+        queue_module = importlib.import_module("newsletter.queue.dueset")
     except ImportError:
         return
     try:

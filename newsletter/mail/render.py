@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
-from newsletter.delivery.base import ARTICLE, CONFIRMATION, WELCOME, Message
+from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME, Message
 
 # Personal values are not rendered per recipient: each message is rendered once with these
 # placeholders, and a backend (or SendGrid, as substitutions) swaps in each recipient's values.
@@ -62,8 +62,8 @@ def personalise(text: str, values: Mapping[str, str]) -> str:
 # --- the Renderer: Jinja + Markdown + css-inline, once per article ------------------------
 
 if TYPE_CHECKING:
-    from newsletter.config import Settings
-    from newsletter.content import SeriesSpec
+    from newsletter.content.series import SeriesSpec
+    from newsletter.core.config import Settings
 
 TEXT_WIDTH = 72
 

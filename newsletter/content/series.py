@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from yaml.reader import ReaderError
 
-from newsletter.models import CADENCES, DRAFT, WEEKLY, Part, Series
+from newsletter.store.models import CADENCES, DRAFT, WEEKLY, Part, Series
 
 SERIES_FILE = "series.yaml"
 SERIES_KEYS = ("slug", "title", "description", "send_day", "send_time", "cadence", "order", "parts")

@@ -1,0 +1,1 @@
+"""Series files (schedules/) -> validated series."""

@@ -1,0 +1,1 @@
+"""Vocabulary and pure rules every layer shares: settings, timing, signed tokens."""

@@ -1,0 +1,1 @@
+"""The sending engine: plan, send, advance, reconcile, tick, provider events."""

@@ -1,0 +1,1 @@
+"""Messages: rendering, MIME, provider backends and their outcomes."""

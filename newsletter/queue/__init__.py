@@ -1,0 +1,1 @@
+"""Redis: the due set, leases, the tick lock, the embedded server."""

@@ -1,0 +1,1 @@
+"""Use cases behind the entry points: subscribers, roster, admin auth."""
