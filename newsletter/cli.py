@@ -451,9 +451,9 @@ def queue_status(as_json: bool = typer.Option(False, "--json")) -> None:
     import datetime as dt
     import json
 
-    from newsletter.mail.backends import halted
     from newsletter.queue.dueset import RedisQueue
     from newsletter.store.db import session_scope
+    from newsletter.store.halt import halted
 
     s = settings()
     queue = RedisQueue(s)

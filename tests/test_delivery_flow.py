@@ -320,3 +320,34 @@ def test_unknown_outcome_without_an_event_is_resent_once_after_the_window(
     assert dispatch.reconcile(settings, due + dt.timedelta(hours=60)).resent == 0
     assert dispatch.tick(settings, due + dt.timedelta(hours=60)).sent == 0
     assert len(fake.requests) == 2
+
+
+def test_refused_key_halts_sending_until_the_key_changes(
+    sg: tuple[Settings, FakeSendGrid], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """401: the engine records the halt with the refused key's fingerprint; later ticks send
+    nothing (no request) while that key is configured; a new key lifts it by itself."""
+    from newsletter.core.identity import fingerprint
+    from newsletter.store.halt import halted, recorded_halt
+
+    settings, fake = sg
+    ship(settings, NOW)
+    people(settings, 3, NOW)
+    due = next_due(settings)
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_API_KEY", "SG.wrong")
+    get_settings.cache_clear()
+    wrong = load_settings()
+    first = dispatch.tick(wrong, due)
+    assert (first.sent, first.retry) == (0, 3)
+    assert len(fake.requests) == 1 and fake.requests[0].status == 401
+    with session_scope(settings.database_url) as session:
+        halt = halted(session, wrong)
+        assert halt is not None and "401" in halt.reason and "SG.wrong" not in halt.reason
+        assert halt.fingerprint == fingerprint("SG.wrong")
+        assert halted(session, settings) is None  # a different key: not halted for it
+        assert recorded_halt(session) is not None
+    assert dispatch.tick(wrong, due + dt.timedelta(minutes=5)).due == 0
+    assert len(fake.requests) == 1  # refused before any request
+    # the operator fixes the key: sending resumes by itself
+    again = dispatch.tick(settings, due + dt.timedelta(minutes=10))
+    assert again.sent == 3 and len(fake.requests) == 2

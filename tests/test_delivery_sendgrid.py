@@ -14,6 +14,7 @@ import pytest
 from sendgrid_fake import API_KEY, FakeSendGrid
 
 from newsletter.core.config import Settings, load_settings
+from newsletter.core.identity import fingerprint
 from newsletter.mail import backends as delivery
 from newsletter.mail import render
 from newsletter.mail.backends.sendgrid import BACKOFF, SendGridBackend, chunks
@@ -28,7 +29,6 @@ from newsletter.mail.message import (
     SendingHalted,
     Unknown,
 )
-from newsletter.store.db import session_scope
 
 
 @pytest.fixture
@@ -281,36 +281,18 @@ def test_connection_refused_is_retry_later(settings: Settings) -> None:
     assert all(isinstance(o, RetryLater) for o in outcomes)
 
 
-def test_401_halts_until_the_key_changes(settings: Settings, fake: FakeSendGrid) -> None:
+def test_401_raises_sending_halted_naming_the_refused_key(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    """The provider only reports the refusal (with the key's fingerprint, never the key); the
+    engine records the halt in the store (test_delivery_flow). No SQL in the provider."""
     wrong = SendGridBackend(sg_settings(settings, fake.url, key="SG.wrong"))
     with pytest.raises(SendingHalted) as caught:
         wrong.send(article(), people(1500))
     assert caught.value.outcomes == []
+    assert "401" in caught.value.reason and "SG.wrong" not in caught.value.reason
+    assert caught.value.fingerprint == fingerprint("SG.wrong")
     assert len(fake.requests) == 1 and fake.requests[0].status == 401
-    with session_scope(settings.database_url) as session:
-        halt = delivery.halted(session)
-        assert halt is not None and "401" in halt.reason
-        assert halt.fingerprint == delivery.fingerprint("SG.wrong")
-        assert "SG.wrong" not in halt.reason
-
-    # a new process with the same key: refused before any request
-    with pytest.raises(SendingHalted):
-        SendGridBackend(sg_settings(settings, fake.url, key="SG.wrong")).send(article(), people(5))
-    assert len(fake.requests) == 1
-
-    # what dispatch and the dashboard see: halted for the refused key, not for a new one
-    with session_scope(settings.database_url) as session:
-        wrong_cfg = sg_settings(settings, fake.url, key="SG.wrong")
-        assert delivery.halted(session, wrong_cfg) is not None
-        assert delivery.halted(session, sg_settings(settings, fake.url)) is None
-        assert delivery.recorded_halt(session) is not None
-
-    # the operator fixes the key: sending resumes by itself
-    right = SendGridBackend(sg_settings(settings, fake.url))
-    outcomes = right.send(article(), people(5))
-    assert all(isinstance(o, Accepted) for o in outcomes)
-    with session_scope(settings.database_url) as session:
-        assert delivery.halted(session) is None
 
 
 def test_403_halts_and_keeps_outcomes_already_known(settings: Settings, fake: FakeSendGrid) -> None:
@@ -320,9 +302,6 @@ def test_403_halts_and_keeps_outcomes_already_known(settings: Settings, fake: Fa
         backend.send(article(), people(1200))
     assert len(caught.value.outcomes) == 1000
     assert all(isinstance(o, Accepted) for o in caught.value.outcomes)
-    with session_scope(settings.database_url) as session:
-        assert delivery.halted(session) is not None
-        delivery.resume(session)
     assert isinstance(backend.send(article(), people(1))[0], Accepted)
 
 

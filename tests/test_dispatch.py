@@ -175,7 +175,7 @@ def test_permanent_failure_is_recorded_and_the_cursor_moves_on(
 def test_sending_halted_stops_and_keeps_rows_retryable(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsletter.mail.backends import halted, resume
+    from newsletter.store.halt import halted, resume
 
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "UTC")
@@ -539,19 +539,19 @@ def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
 ) -> None:
     """A duplicate copy of a send task read the rows before the first copy sent them; when it
     then finds sending halted it must not turn the sent rows back into retries."""
-    from newsletter.mail.backends import halt
+    from newsletter.store.halt import halt
 
     sid, q, chunk = one_planned_chunk(settings)
     real = dispatch._is_halted
     raced: list[bool] = []
 
-    def first_copy_finishes_then_a_halt(session: object) -> bool:
+    def first_copy_finishes_then_a_halt(session: object, settings_: Settings) -> bool:
         if not raced:
             raced.append(True)
             assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
             with session_scope(settings.database_url) as other:
                 halt(other, "401 bad key")
-        return real(session)  # type: ignore[arg-type]
+        return real(session, settings_)  # type: ignore[arg-type]
 
     monkeypatch.setattr(dispatch, "_is_halted", first_copy_finishes_then_a_halt)
     assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0

@@ -19,10 +19,10 @@ from sqlalchemy import event, func, insert, select, update
 
 from newsletter.core.config import Settings, get_settings, load_settings
 from newsletter.engine import dispatch, schedule
-from newsletter.mail.backends import halt
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import stats
 from newsletter.store.db import get_engine, session_scope
+from newsletter.store.halt import halt
 from newsletter.store.models import (
     ACTIVE,
     CLAIMED,

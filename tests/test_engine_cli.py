@@ -101,7 +101,7 @@ def test_queue_status_and_rebuild(settings: Settings) -> None:
 
 
 def test_queue_status_says_when_sending_is_stopped(settings: Settings) -> None:
-    from newsletter.mail import backends as delivery
+    from newsletter.store import halt as delivery
 
     ok("init")
     ok("queue", "rebuild")

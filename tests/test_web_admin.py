@@ -287,8 +287,8 @@ def test_dashboard_answers_what_next_who_and_did_it_work(
     import datetime as dt
 
     from newsletter.engine import schedule
-    from newsletter.mail.backends import halt
     from newsletter.services import roster
+    from newsletter.store.halt import halt
     from newsletter.store.models import FAILED, Delivery, Series
 
     settings = admin_settings

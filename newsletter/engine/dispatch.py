@@ -362,10 +362,11 @@ def _status_is(status: str) -> Any:
     return func.coalesce(Delivery.status, "") == status
 
 
-def _is_halted(session: Session) -> bool:
-    from newsletter.mail.backends import halted
+def _is_halted(session: Session, settings: Settings) -> bool:
+    """Halted for the API key these settings name (a new key lifts a halt by itself)."""
+    from newsletter.store.halt import halted
 
-    return halted(session) is not None
+    return halted(session, settings) is not None
 
 
 # --- phase 1: claim and plan -----------------------------------------------------------------
@@ -620,8 +621,9 @@ def send_chunk(
 
     `before_send` (tests) runs after the rows were marked handed, just before the provider call.
     """
-    from newsletter.mail.backends import get_backend, halt
+    from newsletter.mail.backends import get_backend
     from newsletter.mail.render import shared_renderer
+    from newsletter.store.halt import halt
 
     now = now or utcnow()
     queue = queue or RedisQueue(settings)
@@ -655,7 +657,7 @@ def send_chunk(
         rows = [_split(r) for r in found if r[1] == CLAIMED and r[2] is not None]
         if not rows:
             return summary
-        if _is_halted(session):  # leave everything retryable for when sending resumes
+        if _is_halted(session, settings):  # leave everything retryable for when sending resumes
             back = _back_to_retry(session, [d.id for d, _, _ in rows], now, now)
             summary.retry += len(back)
             queue.release([e.id for d, _, e in rows if d.id in back], now)
@@ -754,10 +756,11 @@ def send_chunk(
         if before_send is not None:
             before_send([d.id for d, _, _ in keep])
         halted_reason: str | None = None
+        refused_key: str | None = None
         try:
             outcomes: list[Outcome] = get_backend(settings).send(message, recipients)
         except SendingHalted as exc:
-            halted_reason = exc.reason
+            halted_reason, refused_key = exc.reason, exc.fingerprint
             outcomes = list(exc.outcomes)
         # Preferences saved while the provider call ran (pause, cadence, time zone, status)
         # decide the next slot, not the values read before it: re-read them (one SELECT),
@@ -840,7 +843,7 @@ def send_chunk(
                 .values(first_sent_at=now)
             )
         if halted_reason is not None:
-            halt(session, halted_reason)
+            halt(session, halted_reason, refused_key)
     queue.apply(redis_changes)
     return summary
 
@@ -1077,7 +1080,7 @@ def sweep(
     summary = TickSummary()
     chunks = 0
     with session_scope(settings.database_url) as session:
-        if _is_halted(session):
+        if _is_halted(session, settings):
             return summary, chunks
     with TickLock(queue.redis, queue.lock_key).hold(wait_seconds):
         for _ in range(MAX_ROUNDS):

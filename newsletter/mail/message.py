@@ -77,10 +77,13 @@ class SendingHalted(Exception):
     the batch, usually empty); the rest of the batch was not sent.
     """
 
-    def __init__(self, reason: str, outcomes: Sequence[Outcome] = ()) -> None:
+    def __init__(
+        self, reason: str, outcomes: Sequence[Outcome] = (), fingerprint: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.outcomes: list[Outcome] = list(outcomes)
+        self.fingerprint = fingerprint  # of the refused key (store.halt keeps it with the halt)
 
 
 class Backend(Protocol):

@@ -238,7 +238,7 @@ def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50
 
 def sending_halted(session: Session) -> str | None:
     """Why sending is stopped (DELIVERY's halt switch, set on refused credentials), or None."""
-    from newsletter.mail.backends import halted
+    from newsletter.store.halt import halted
 
     halt = halted(session)
     if halt is None:

@@ -255,7 +255,7 @@ def dashboard(request: Request, db: Db) -> Response:
 @protected.post("/sending/resume", include_in_schema=False)
 async def resume_sending(request: Request) -> Response:
     await form_of(request)
-    from newsletter.mail.backends import resume
+    from newsletter.store.halt import resume
 
     with session_scope(settings_of(request).database_url) as session:
         lifted = resume(session)

@@ -15,10 +15,9 @@ from typing import Any
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.core.config import Settings
-from newsletter.mail import backends as delivery
+from newsletter.core.identity import fingerprint
 from newsletter.mail.backends.throttle import Throttle
 from newsletter.mail.message import (
     ARTICLE,
@@ -32,7 +31,6 @@ from newsletter.mail.message import (
     Unknown,
 )
 from newsletter.mail.mime import ONE_CLICK, one_line
-from newsletter.store.db import session_scope
 
 log = logging.getLogger(__name__)
 # python-http-client logs each request's JSON body (addresses) and headers (the API key) at
@@ -144,7 +142,7 @@ class SendGridBackend:
             raise ValueError("NEWSLETTER_SENDGRID_API_KEY is not set")
         self.settings = settings
         self.api_key = settings.sendgrid_api_key.get_secret_value()
-        self.fingerprint = delivery.fingerprint(self.api_key)
+        self.fingerprint = fingerprint(self.api_key)
         self.client = SendGridAPIClient(api_key=self.api_key, host=settings.sendgrid_host)
         self.client.client.timeout = timeout or TIMEOUT_SECONDS
         if throttle is True:
@@ -216,30 +214,6 @@ class SendGridBackend:
         body["personalizations"] = [self.personalization(message, r, used) for r in recipients]
         return body
 
-    # --- halting on bad credentials --------------------------------------------------------
-
-    def _check_halt(self) -> None:
-        try:
-            with session_scope(self.settings.database_url) as session:
-                current = delivery.recorded_halt(session)
-                if current is None:
-                    return
-                if current.fingerprint is not None and current.fingerprint != self.fingerprint:
-                    delivery.resume(session)  # the operator changed the key: try again
-                    log.info("sendgrid: API key changed, sending resumed")
-                    return
-        except SQLAlchemyError:
-            log.warning("sendgrid: could not read the halt state; sending anyway", exc_info=True)
-            return
-        raise SendingHalted(f"sending halted: {current.reason}")
-
-    def _record_halt(self, reason: str) -> None:
-        try:
-            with session_scope(self.settings.database_url) as session:
-                delivery.halt(session, reason, self.fingerprint)
-        except SQLAlchemyError:
-            log.error("sendgrid: could not record the halt", exc_info=True)
-
     # --- sending ---------------------------------------------------------------------------
 
     def _post(self, body: dict[str, Any], ticket: str | None = None) -> tuple[int, str]:
@@ -259,7 +233,6 @@ class SendGridBackend:
     def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         if not recipients:
             return []
-        self._check_halt()
         results: list[Outcome | None] = [None] * len(recipients)
         base = self.base_body(message)
         groups = chunks(recipients)
@@ -304,9 +277,8 @@ class SendGridBackend:
             status = exc.status_code
             if status in (401, 403):
                 reason = _error_text(exc)
-                self._record_halt(reason)
                 done = [r for r in results if r is not None]
-                raise SendingHalted(reason, done) from None
+                raise SendingHalted(reason, done, self.fingerprint) from None
             if status == 429:
                 return group, _later(_error_text(exc), _reset_time(exc))
             if status >= 500:

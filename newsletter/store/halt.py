@@ -1,0 +1,97 @@
+"""The 'sending halted' switch: one row in app_state, and its one rule for a changed API key.
+
+The provider refused our credentials (401/403): nothing is sent until the operator changes the
+key (a halt recorded for one key no longer applies once another is configured) or resumes by
+hand. The engine records a halt for articles, the mail service for every other message; both
+read it here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import ConfigError, Settings, get_settings
+from newsletter.core.identity import configured_fingerprint
+from newsletter.store.models import AppState
+
+HALT_KEY = "sending_halted"
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why sending stopped, when, and which credentials were refused (a hash, never the key)."""
+
+    reason: str
+    at: dt.datetime
+    fingerprint: str | None
+
+
+def recorded_halt(session: Session) -> Halt | None:
+    """The halt row as stored, whatever the configured key is now."""
+    row = session.get(AppState, HALT_KEY)
+    if row is None:
+        return None
+    try:
+        data = json.loads(row.value)
+        return Halt(
+            reason=str(data["reason"]),
+            at=dt.datetime.fromisoformat(data["at"]),
+            fingerprint=data.get("fingerprint"),
+        )
+    except (ValueError, KeyError, TypeError):
+        return Halt(reason=row.value, at=row.updated_at, fingerprint=None)
+
+
+def halted(session: Session, settings: Settings | None = None) -> Halt | None:
+    """The current halt, or None while sending is allowed.
+
+    A halt recorded for one SendGrid API key no longer applies once the configured key is a
+    different one (the operator fixed it). `settings` defaults to the process settings.
+    """
+    current = recorded_halt(session)
+    if current is None or current.fingerprint is None:
+        return current
+    if settings is None:
+        try:
+            settings = get_settings()
+        except ConfigError:
+            return current
+    now_fp = configured_fingerprint(settings)
+    if now_fp is not None and now_fp != current.fingerprint:
+        return None
+    return current
+
+
+def halt(session: Session, reason: str, key_fingerprint: str | None = None) -> None:
+    """Stop all sending (idempotent; keeps an earlier fingerprint when none is given)."""
+    current = recorded_halt(session)
+    if key_fingerprint is None and current is not None:
+        key_fingerprint = current.fingerprint
+    value = json.dumps(
+        {
+            "reason": reason[:500],
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "fingerprint": key_fingerprint,
+        }
+    )
+    row = session.get(AppState, HALT_KEY)
+    if row is None:
+        session.add(AppState(key=HALT_KEY, value=value))
+    else:
+        row.value = value
+    session.flush()
+
+
+def resume(session: Session) -> bool:
+    """Allow sending again; True when a halt was lifted."""
+    row = session.scalar(select(AppState).where(AppState.key == HALT_KEY))
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
