@@ -586,13 +586,14 @@ def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
     from newsletter.core.config import get_settings
     from newsletter.engine import schedule
     from newsletter.queue.dueset import RedisQueue
+    from newsletter.store import series as series_store
     from newsletter.store.db import session_scope, upgrade
     from newsletter.store.models import ACTIVE, Enrollment, Series, Subscriber
 
     settings = get_settings()
     upgrade(db_url)
     with session_scope(db_url) as session:
-        content.sync(session, content.load_all(settings.schedules_dir))
+        series_store.sync(session, content.load_all(settings.schedules_dir))
         first = session.scalars(select(Series).order_by(Series.order, Series.id)).first()
         assert first is not None
         schedule.queue_series(session, first.slug, None, ENROLLED_AT)

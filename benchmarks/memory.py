@@ -37,6 +37,7 @@ def one(n: int) -> dict[str, object]:
     from newsletter.mail.message import Accepted, Message, Outcome, Recipient
     from newsletter.queue.dueset import RedisQueue
     from newsletter.store import db
+    from newsletter.store import series as series_store
     from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series, Subscriber
 
     class Accepting:
@@ -60,7 +61,7 @@ def one(n: int) -> dict[str, object]:
     db.upgrade(url)
     now = dt.datetime(2027, 3, 2, 9, tzinfo=dt.UTC)
     with db.session_scope(url) as session:
-        content.sync(session, content.load_all(settings.schedules_dir))
+        series_store.sync(session, content.load_all(settings.schedules_dir))
         for slug in session.scalars(select(Series.slug).order_by(Series.order)):
             schedule.queue_series(session, slug, None, now - dt.timedelta(days=7))
         first = session.scalar(select(Series.id).order_by(Series.order))

@@ -53,6 +53,7 @@ def init() -> None:
     from newsletter.content import series as content
     from newsletter.mail.render import Renderer
     from newsletter.store import db
+    from newsletter.store import series as series_store
     from newsletter.store.models import Series
 
     s = settings()
@@ -69,7 +70,7 @@ def init() -> None:
     with db.session_scope(s.database_url) as session:
         fresh = session.scalar(select(Series.id).limit(1)) is None  # no series before this init
         try:
-            report = content.sync(session, specs)
+            report = series_store.sync(session, specs)
         except content.ContentError as exc:
             _print_problems(exc.errors)
             raise fail("series not synced") from None

@@ -15,6 +15,7 @@ from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, Delivery, Enrollment, Series, Subscriber
 
@@ -27,7 +28,7 @@ def ship(settings: Settings, now: dt.datetime, queue: bool = True) -> dict[str, 
     """Sync schedules/ and queue the shipped series (Myths, then Co-Created): slug -> id."""
     specs = content.load_all(settings.schedules_dir)
     with session_scope(settings.database_url) as session:
-        content.sync(session, specs)
+        series_store.sync(session, specs)
         if queue:
             for s in sorted(session.scalars(select(Series)), key=lambda s: s.order):
                 schedule.queue_series(session, s.slug, None, now)

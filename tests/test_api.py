@@ -18,6 +18,7 @@ from time_machine import TimeMachineFixture
 from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.services import auth, roster
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber, Suppression
 from newsletter.web.app import create_app
@@ -29,7 +30,7 @@ CO = "co-created-process"
 @pytest.fixture
 def api_app(settings: Settings) -> FastAPI:
     with session_scope(settings.database_url) as session:
-        content.sync(session, content.load_all(settings.schedules_dir))
+        series_store.sync(session, content.load_all(settings.schedules_dir))
     return create_app(settings)
 
 

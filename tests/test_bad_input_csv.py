@@ -30,6 +30,7 @@ from newsletter.cli import app as cli
 from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.services import auth, roster
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
 from newsletter.web.app import create_app
@@ -155,7 +156,7 @@ def test_cli_import_of_every_corpus_file(settings: Settings) -> None:
 def web(settings: Settings) -> Iterator[tuple[TestClient, str]]:
     admin = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
     with session_scope(admin.database_url) as session:
-        content.sync(session, content.load_all(admin.schedules_dir))
+        series_store.sync(session, content.load_all(admin.schedules_dir))
         token = auth.create_token(session, "tests")
     app: FastAPI = create_app(admin)
     with TestClient(

@@ -21,6 +21,7 @@ from newsletter.content import series as content
 from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.services import roster
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
 from newsletter.web.app import create_app
@@ -58,7 +59,7 @@ def csrf_of(c: TestClient, path: str) -> str:
 def setup(settings: Settings) -> Iterator[tuple[TestClient, Settings, str]]:
     admin = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
     with session_scope(admin.database_url) as session:
-        content.sync(session, content.load_all(admin.schedules_dir))
+        series_store.sync(session, content.load_all(admin.schedules_dir))
     roster.add_subscriber(admin, email="ann@example.org", confirmed=True)
     with session_scope(admin.database_url) as session:
         public_id = session.scalars(select(Subscriber.public_id)).one()

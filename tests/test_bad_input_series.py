@@ -28,6 +28,7 @@ from newsletter.cli import app
 from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.store import db
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
 from newsletter.web.app import create_app
@@ -123,7 +124,7 @@ def schedules(tmp_path: Path, settings: Settings) -> Path:
     folder = tmp_path / "schedules"
     shutil.copytree(ROOT / "schedules", folder)
     with session_scope(settings.database_url) as session:
-        content.sync(session, content.load_all(folder))
+        series_store.sync(session, content.load_all(folder))
     return folder
 
 
@@ -294,7 +295,7 @@ def accepted_specs_store(settings: Settings, folder: Path) -> None:
     specs = content.load_all(folder)
     session = db._factory(settings.database_url)()
     try:
-        content.sync(session, specs)
+        series_store.sync(session, specs)
         stored = {p.number: (p.title, p.summary, p.body_md) for p in session.scalars(select(Part))}
         for spec in specs:
             for part in spec.parts:

@@ -12,11 +12,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from newsletter.content import series as content
-from newsletter.content.series import ContentError, load_all, sync, validate
+from newsletter.content.series import ContentError, load_all, validate
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
 from newsletter.store import db
 from newsletter.store.models import DRAFT, Part, Series
+from newsletter.store.series import sync
 
 SCHEDULES = ROOT / "schedules"
 

@@ -67,11 +67,12 @@ def test_send_test_uses_the_part_stored_in_the_database(settings: Settings) -> N
     from sqlalchemy import select
 
     from newsletter.content import series as content
+    from newsletter.store import series as series_store
     from newsletter.store.db import session_scope
     from newsletter.store.models import Part, Series
 
     with session_scope(settings.database_url) as session:
-        content.sync(session, content.load_all(settings.schedules_dir))
+        series_store.sync(session, content.load_all(settings.schedules_dir))
         series_id = session.scalar(select(Series.id).where(Series.slug == SLUG))
         part = session.scalar(select(Part).where(Part.series_id == series_id, Part.number == 1))
         assert part is not None

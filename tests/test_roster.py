@@ -19,6 +19,7 @@ from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import roster
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -42,7 +43,7 @@ MYTHS = "myths-about-psychotherapy"
 def live(settings: Settings) -> Settings:
     """The shipped series synced and queued (live), like a fresh `newsletter init`."""
     with session_scope(settings.database_url) as session:
-        content.sync(session, content.load_all(settings.schedules_dir))
+        series_store.sync(session, content.load_all(settings.schedules_dir))
         for slug in session.scalars(select(Series.slug).order_by(Series.order)):
             schedule.queue_series(session, slug, None, NOW)
     return settings

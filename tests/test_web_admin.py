@@ -18,6 +18,7 @@ from time_machine import TimeMachineFixture
 from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.services import auth
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, PENDING, Subscriber, Suppression
 from newsletter.web.app import create_app
@@ -34,7 +35,7 @@ def admin_settings(settings: Settings) -> Settings:
 @pytest.fixture
 def app(admin_settings: Settings) -> FastAPI:
     with session_scope(admin_settings.database_url) as session:
-        content.sync(session, content.load_all(admin_settings.schedules_dir))
+        series_store.sync(session, content.load_all(admin_settings.schedules_dir))
     return create_app(admin_settings)
 
 

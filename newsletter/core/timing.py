@@ -6,7 +6,9 @@ import datetime as dt
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+from newsletter.core.vocabulary import WEEKDAYS
+
+DAYS = WEEKDAYS
 
 
 @lru_cache(maxsize=512)

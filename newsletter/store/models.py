@@ -22,31 +22,31 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# Subscriber statuses. Only ACTIVE subscribers receive articles; the last four are suppressed.
-PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED = (
-    "pending",
-    "active",
-    "unsubscribed",
-    "bounced",
-    "complained",
-    "erased",
+from newsletter.core.vocabulary import (  # noqa: F401  (re-exported: the models' words)
+    ACTIVE,
+    BOUNCED,
+    CADENCES,
+    CANCELLED,
+    CLAIMED,
+    COMPLAINED,
+    DRAFT,
+    ENROLLED_ACTIVE,
+    ERASED,
+    FAILED,
+    FINISHED,
+    FORTNIGHTLY,
+    LIVE,
+    PAUSED,
+    PENDING,
+    QUEUED,
+    RETRY,
+    SENT,
+    SKIPPED,
+    SUBSCRIBER_STATUSES,
+    SUPPRESSED_STATUSES,
+    UNSUBSCRIBED,
+    WEEKLY,
 )
-SUBSCRIBER_STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
-SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
-
-# Cadence preferences.
-WEEKLY, FORTNIGHTLY = "weekly", "fortnightly"
-CADENCES = {WEEKLY: 1, FORTNIGHTLY: 2}  # weeks between sends
-
-# Enrollment states: QUEUED waits its turn behind earlier series; ACTIVE has a next_due_at;
-# FINISHED has had every part; CANCELLED was dropped by the subscriber's preferences.
-QUEUED, ENROLLED_ACTIVE, FINISHED, CANCELLED = "queued", "active", "finished", "cancelled"
-
-# Series states: DRAFT until queued, LIVE once queued, PAUSED for everyone by the therapist.
-DRAFT, LIVE, PAUSED = "draft", "live", "paused"
-
-# Delivery (ledger) statuses. CLAIMED: row written, provider not yet called or outcome unknown.
-CLAIMED, SENT, RETRY, FAILED, SKIPPED = "claimed", "sent", "retry", "failed", "skipped"
 
 
 def utcnow() -> dt.datetime:

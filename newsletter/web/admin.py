@@ -306,6 +306,7 @@ def series_list(request: Request, db: Db) -> Response:
 async def series_reload(request: Request) -> Response:
     await form_of(request)
     from newsletter.content import series as content
+    from newsletter.store import series as series_store
 
     settings = settings_of(request)
     from newsletter.engine import schedule
@@ -314,7 +315,7 @@ async def series_reload(request: Request) -> Response:
     try:
         specs = content.load_all(settings.schedules_dir)
         with session_scope(settings.database_url) as session:
-            report = content.sync(session, specs)
+            report = series_store.sync(session, specs)
             for slug in report.appended:
                 series = _series(session, slug)
                 changed += schedule.parts_appended(session, series.id, utcnow())

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
+from newsletter.core.vocabulary import WEEKDAYS
 from newsletter.services import auth, roster
 from newsletter.store import stats
 from newsletter.store.db import session_scope
@@ -22,7 +23,7 @@ from newsletter.store.models import Delivery, Part, Series, Subscriber, utcnow
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DAYS = WEEKDAYS
 
 bearer = HTTPBearer(
     auto_error=False, description="An API token from `newsletter admin create-token NAME`."

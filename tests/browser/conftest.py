@@ -16,6 +16,7 @@ from servers import uvicorn_app
 from newsletter.content import series as content
 from newsletter.core.config import Settings, load_settings
 from newsletter.engine import schedule
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
 
@@ -34,7 +35,7 @@ def load_shipped_series(settings: Settings, published: int = 1) -> None:
     now = dt.datetime.now(dt.UTC)
     with session_scope(settings.database_url) as session:
         specs = content.load_all(settings.schedules_dir)
-        content.sync(session, specs)
+        series_store.sync(session, specs)
         for spec in sorted(specs, key=lambda s: (s.order or 0, s.slug)):
             schedule.queue_series(session, spec.slug, None, now)
         for series in session.query(Series).all():

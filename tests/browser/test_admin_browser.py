@@ -21,6 +21,7 @@ from newsletter.cli import app as cli
 from newsletter.content import series as content
 from newsletter.core.config import Settings, load_settings
 from newsletter.services import roster
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
 
@@ -41,7 +42,7 @@ def admin_server(
     monkeypatch.setenv("NEWSLETTER_ADMIN_PASSWORD", PASSWORD)
     served = load_settings()
     with session_scope(served.database_url) as session:
-        content.sync(session, content.load_all(served.schedules_dir))
+        series_store.sync(session, content.load_all(served.schedules_dir))
     with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served_base:
         yield served_base, served
 
