@@ -32,6 +32,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check newsletter tests benchmarks
 	$(VENV)/bin/ruff format --check newsletter tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: $(VENV)/.installed-dev chromium lint
 	$(VENV)/bin/pytest

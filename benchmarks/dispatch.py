@@ -803,14 +803,14 @@ def ledger_floor(db_url: str, rows: int) -> dict[str, float]:
 def provider_floor(sink_pid: int, rounds: int = 20) -> dict[str, float]:
     """The provider call alone, no database: what handing 1,000 recipients to the official
     client costs at least. Per round: two signed links and the placeholder values per
-    recipient (dispatch.recipient, as send_chunk does), the request body
+    recipient (mail.recipient, as send_chunk does), the request body
     (SendGridBackend.build_body), the official client's JSON encoding and POST to the sink.
     CPU of this process and of the sink, per 1,000."""
     from newsletter.content import series as content
     from newsletter.core.config import get_settings
-    from newsletter.engine import dispatch
     from newsletter.mail import render
     from newsletter.mail.backends.sendgrid import SendGridBackend
+    from newsletter.mail.recipient import recipient
 
     settings = get_settings()
     spec = content.load_all(settings.schedules_dir)[0]
@@ -821,7 +821,7 @@ def provider_floor(sink_pid: int, rounds: int = 20) -> dict[str, float]:
     cpu0, t0 = time.process_time(), time.perf_counter()
     for r in range(rounds):
         recipients = [
-            dispatch.recipient(
+            recipient(
                 settings,
                 10_000_000 + r * 1000 + i,
                 f"floor{r:04d}{i:06d}xxxxxxxxxxxxx",

@@ -43,18 +43,18 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, any_, bindparam, case, delete, func, select, text, true, update
 from sqlalchemy.orm import Session
 
-from newsletter.core import timing, tokens
+from newsletter.core import timing
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.mail.message import (
     Accepted,
     Failed,
     Outcome,
-    Recipient,
     RetryLater,
     SendingHalted,
     Unknown,
 )
+from newsletter.mail.recipient import recipient
 from newsletter.queue.dueset import QueueLost, RedisQueue
 from newsletter.queue.ticklock import TickLock
 from newsletter.store.db import session_scope
@@ -846,24 +846,6 @@ def send_chunk(
             halt(session, halted_reason, refused_key)
     queue.apply(redis_changes)
     return summary
-
-
-def recipient(
-    settings: Settings, delivery_id: int, public_id: str, email: str, name: str | None
-) -> Recipient:
-    """One recipient of an article: the address, the ledger id, and the personal values (two
-    signed links, the greeting) the backend substitutes into the once-rendered message."""
-    from newsletter.mail.render import personal_values
-
-    unsubscribe = tokens.link(settings.public_url, settings.secret, "unsubscribe", public_id)
-    preferences = tokens.link(settings.public_url, settings.secret, "preferences", public_id)
-    return Recipient(
-        delivery_id=str(delivery_id),
-        email=email,
-        name=name,
-        unsubscribe_url=unsubscribe,
-        values=personal_values(name=name, unsubscribe_url=unsubscribe, preferences_url=preferences),
-    )
 
 
 def _back_to_retry(

@@ -1,0 +1,26 @@
+"""The one builder of a recipient: the address, an id, and the personal values (the greeting and
+two signed links) a backend substitutes into a message rendered once for a whole batch."""
+
+from __future__ import annotations
+
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.mail.message import Recipient
+from newsletter.mail.render import personal_values
+
+
+def recipient(
+    settings: Settings, delivery_id: int | str, public_id: str, email: str, name: str | None
+) -> Recipient:
+    """One recipient: `delivery_id` is the ledger row for an article (a random id for other
+    mail), `public_id` the subscriber's, from which the unsubscribe and preference links are
+    signed (no address or row id in them)."""
+    unsubscribe = tokens.link(settings.public_url, settings.secret, "unsubscribe", public_id)
+    preferences = tokens.link(settings.public_url, settings.secret, "preferences", public_id)
+    return Recipient(
+        delivery_id=str(delivery_id),
+        email=email,
+        name=name,
+        unsubscribe_url=unsubscribe,
+        values=personal_values(name=name, unsubscribe_url=unsubscribe, preferences_url=preferences),
+    )
