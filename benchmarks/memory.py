@@ -142,7 +142,7 @@ def tick_only(now: str) -> dict[str, object]:
     """Run one tick with the environment's settings; its summary, seconds and peak RSS."""
     import newsletter.mail.backends as delivery
     from newsletter.core.config import load_settings
-    from newsletter.engine import dispatch
+    from newsletter.engine.tick import tick
     from newsletter.mail.message import Accepted, Message, Outcome, Recipient
 
     class Accepting:
@@ -155,7 +155,7 @@ def tick_only(now: str) -> dict[str, object]:
     settings = load_settings()
     before = peak_mb()
     started = time.perf_counter()
-    summary = dispatch.tick(settings, dt.datetime.fromisoformat(now))
+    summary = tick(settings, dt.datetime.fromisoformat(now))
     return {
         "summary": summary.as_dict(),
         "tick_seconds": round(time.perf_counter() - started, 1),

@@ -403,13 +403,13 @@ def tick(
     """
     import json
 
-    from newsletter.engine import dispatch
+    from newsletter.engine.tick import tick as tick_now
     from newsletter.queue.ticklock import TickLocked
 
     s = settings()
     moment = _parse_now(now)
     try:
-        summary = dispatch.tick(s, moment, wait_seconds=wait)
+        summary = tick_now(s, moment, wait_seconds=wait)
     except TickLocked as exc:
         raise fail(str(exc), code=3) from None
     if as_json:
@@ -431,11 +431,11 @@ def reconcile(
     overdue enrollments. Run it from cron beside `tick` when beat is not used."""
     import json
 
-    from newsletter.engine import dispatch
+    from newsletter.engine.reconcile import reconcile as reconcile_now
 
     s = settings()
     moment = _parse_now(now)
-    report = dispatch.reconcile(s, moment)
+    report = reconcile_now(s, moment)
     values = report.as_dict()
     if as_json:
         print(json.dumps(values))

@@ -21,7 +21,10 @@ from typing import Any
 from celery import Celery, signals
 
 from newsletter.core.config import Settings, get_settings
-from newsletter.engine import dispatch
+from newsletter.engine.plan import Chunk
+from newsletter.engine.reconcile import reconcile as reconcile_now
+from newsletter.engine.send import send_chunk as send_now
+from newsletter.engine.tick import sweep
 from newsletter.queue.dueset import RedisQueue, redis_url
 from newsletter.queue.ticklock import TickLocked
 from newsletter.store.db import dispose_all, session_scope
@@ -107,7 +110,7 @@ def tick(now: str | None = None) -> dict[str, int]:
     else:
         moment = _now(now)
 
-    def fan_out(chunk: dispatch.Chunk) -> None:
+    def fan_out(chunk: Chunk) -> None:
         send_chunk.delay(
             chunk.series_id,
             chunk.part_number,
@@ -117,7 +120,7 @@ def tick(now: str | None = None) -> dict[str, int]:
         )
 
     try:
-        summary, chunks = dispatch.sweep(settings, moment, fan_out, queue=queue)
+        summary, chunks = sweep(settings, moment, fan_out, queue=queue)
     except TickLocked as exc:
         log.info("tick skipped: %s", exc)
         return {"due": 0, "chunks": 0}
@@ -138,9 +141,9 @@ def send_chunk(
     fan-out's clock), so a backlog stamps the real hand-over time, not the tick's.
     """
     settings = get_settings()
-    chunk = dispatch.Chunk(series_id, part_number, tuple(delivery_ids))
+    chunk = Chunk(series_id, part_number, tuple(delivery_ids))
     moment = task_moment(now, queued_at) if now else None
-    return dispatch.send_chunk(settings, chunk, moment).as_dict()
+    return send_now(settings, chunk, moment).as_dict()
 
 
 def task_moment(
@@ -154,7 +157,7 @@ def task_moment(
 @app.task(name="newsletter.reconcile")
 def reconcile() -> dict[str, int]:
     """Rebuild a lost Redis, settle rows stuck in `claimed`, re-queue overdue enrollments."""
-    return dispatch.reconcile(get_settings()).as_dict()
+    return reconcile_now(get_settings()).as_dict()
 
 
 def eviction_problem(policy: str) -> str | None:

@@ -19,7 +19,9 @@ from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import event, func, select
 
 from newsletter.core.config import Settings
-from newsletter.engine import dispatch, schedule
+from newsletter.engine import schedule
+from newsletter.engine.plan import plan as plan_due
+from newsletter.engine.send import TickSummary, send_chunk
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import (
@@ -154,10 +156,10 @@ def test_a_burst_costs_a_constant_number_of_operations_per_chunk(settings: Setti
             }
         )
         try:
-            result = dispatch.plan(sg, slot, queue=queue)
+            result = plan_due(sg, slot, queue=queue)
             plan_ops = (sql[0], trips[0])
             assert result.claimed == 1000 and len(result.chunks) == 1
-            summary = dispatch.send_chunk(sg, result.chunks[0], slot, queue=queue)
+            summary = send_chunk(sg, result.chunks[0], slot, queue=queue)
         finally:
             event.remove(engine, "before_cursor_execute", on_sql)
             queue.redis.connection_pool.get_connection = original  # type: ignore[method-assign]
@@ -244,12 +246,12 @@ def test_a_full_batch_retry_costs_no_more_operations_per_chunk_than_a_first_send
             }
         )
 
-        def one_round(now: dt.datetime) -> tuple[dispatch.TickSummary, dict[str, int]]:
+        def one_round(now: dt.datetime) -> tuple[TickSummary, dict[str, int]]:
             sql0, redis0 = ops()
-            result = dispatch.plan(sg, now, queue=queue)
+            result = plan_due(sg, now, queue=queue)
             sql1, redis1 = ops()
             assert result.claimed == 1000 and len(result.chunks) == 1, result
-            summary = dispatch.send_chunk(sg, result.chunks[0], now, queue=queue)
+            summary = send_chunk(sg, result.chunks[0], now, queue=queue)
             sql2, redis2 = ops()
             counts = {
                 "plan_sql": sql1 - sql0,

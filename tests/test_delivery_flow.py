@@ -18,7 +18,11 @@ from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import func, select
 
 from newsletter.core.config import Settings, get_settings, load_settings
-from newsletter.engine import dispatch, schedule
+from newsletter.engine import schedule
+from newsletter.engine.plan import plan as plan_due
+from newsletter.engine.reconcile import reconcile
+from newsletter.engine.send import send_chunk
+from newsletter.engine.tick import tick
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -126,7 +130,7 @@ def test_tick_2500_through_sendgrid_then_a_bounce_turns_one_off(
     ids = people(settings, 2500, NOW)
     due = next_due(settings)
 
-    summary = dispatch.tick(settings, due)
+    summary = tick(settings, due)
     assert summary.sent == 2500 and summary.failed == 0
 
     # three schema-valid requests of ≤ 1000, each recipient once
@@ -185,7 +189,7 @@ def test_tick_2500_through_sendgrid_then_a_bounce_turns_one_off(
 
     # the next tick (part 2, one cadence later) sends everyone else and nothing to them
     before = len(fake.requests)
-    second = dispatch.tick(settings, next_due(settings))
+    second = tick(settings, next_due(settings))
     assert second.sent == 2499
     later = fake.requests[before:]
     assert fake.problems == []
@@ -201,14 +205,14 @@ def test_processed_event_settles_a_row_handed_before_a_crash(
     ship(settings, NOW)
     ids = people(settings, 3, NOW)
     due = next_due(settings)
-    plan = dispatch.plan(settings, due)
+    plan = plan_due(settings, due)
     [chunk] = plan.chunks
 
     def crash(_ids: list[int]) -> None:
         raise RuntimeError("worker killed after handing the rows over")
 
     with pytest.raises(RuntimeError):
-        dispatch.send_chunk(settings, chunk, due, before_send=crash)
+        send_chunk(settings, chunk, due, before_send=crash)
     with session_scope(settings.database_url) as session:
         rows = list(session.scalars(select(Delivery)))
         assert {(d.status, d.retry_at) for d in rows} == {(CLAIMED, None)}  # outcome unknown
@@ -237,7 +241,7 @@ def test_processed_event_settles_a_row_handed_before_a_crash(
         )
     assert 2 in parts  # the enrollments moved on: part 1 is never sent again
     assert fake.requests == []
-    again = dispatch.tick(settings, due + dt.timedelta(minutes=5))
+    again = tick(settings, due + dt.timedelta(minutes=5))
     assert again.sent == 0 and fake.requests == []
 
 
@@ -254,7 +258,7 @@ def test_processed_after_a_timeout_settles_the_unknown_outcome_without_a_resend(
     people(settings, 3, NOW)
     due = next_due(settings)
     fake.hang(10)  # SendGrid takes the request but answers too late
-    first = dispatch.tick(settings, due)
+    first = tick(settings, due)
     assert first.sent == 0 and len(fake.requests) == 1
     with session_scope(settings.database_url) as session:
         rows = list(session.scalars(select(Delivery)))
@@ -285,8 +289,8 @@ def test_processed_after_a_timeout_settles_the_unknown_outcome_without_a_resend(
             (SENT, "LateMsg")
         }
     # later ticks and reconcile send nothing twice
-    again = dispatch.tick(settings, due + dt.timedelta(hours=2))
-    report = dispatch.reconcile(settings, due + dt.timedelta(hours=30))
+    again = tick(settings, due + dt.timedelta(hours=2))
+    report = reconcile(settings, due + dt.timedelta(hours=30))
     assert again.sent == 0 and report.resent == 0 and len(fake.requests) == 1
 
 
@@ -301,24 +305,24 @@ def test_unknown_outcome_without_an_event_is_resent_once_after_the_window(
     people(settings, 3, NOW)
     due = next_due(settings)
     fake.hang(10)
-    assert dispatch.tick(settings, due).retry == 3
+    assert tick(settings, due).retry == 3
     # within the window: reconcile waits for the provider's event, ticks send nothing
-    early = dispatch.reconcile(settings, due + dt.timedelta(hours=23))
+    early = reconcile(settings, due + dt.timedelta(hours=23))
     assert (early.unknown, early.resent) == (3, 0)
-    assert dispatch.tick(settings, due + dt.timedelta(hours=23, minutes=1)).sent == 0
+    assert tick(settings, due + dt.timedelta(hours=23, minutes=1)).sent == 0
     assert len(fake.requests) == 1
     # past it, with no event: sent once more, saying why
-    late = dispatch.reconcile(settings, due + dt.timedelta(hours=25))
+    late = reconcile(settings, due + dt.timedelta(hours=25))
     assert late.resent == 3
-    resend = dispatch.tick(settings, due + dt.timedelta(hours=25, minutes=1))
+    resend = tick(settings, due + dt.timedelta(hours=25, minutes=1))
     assert resend.sent == 3 and len(fake.requests) == 2
     with session_scope(settings.database_url) as session:
         rows = list(session.scalars(select(Delivery)))
     assert {d.status for d in rows} == {SENT}
     assert all(d.attempts == 2 for d in rows)
     # nothing a third time
-    assert dispatch.reconcile(settings, due + dt.timedelta(hours=60)).resent == 0
-    assert dispatch.tick(settings, due + dt.timedelta(hours=60)).sent == 0
+    assert reconcile(settings, due + dt.timedelta(hours=60)).resent == 0
+    assert tick(settings, due + dt.timedelta(hours=60)).sent == 0
     assert len(fake.requests) == 2
 
 
@@ -337,7 +341,7 @@ def test_refused_key_halts_sending_until_the_key_changes(
     monkeypatch.setenv("NEWSLETTER_SENDGRID_API_KEY", "SG.wrong")
     get_settings.cache_clear()
     wrong = load_settings()
-    first = dispatch.tick(wrong, due)
+    first = tick(wrong, due)
     assert (first.sent, first.retry) == (0, 3)
     assert len(fake.requests) == 1 and fake.requests[0].status == 401
     with session_scope(settings.database_url) as session:
@@ -346,8 +350,8 @@ def test_refused_key_halts_sending_until_the_key_changes(
         assert halt.fingerprint == fingerprint("SG.wrong")
         assert halted(session, settings) is None  # a different key: not halted for it
         assert recorded_halt(session) is not None
-    assert dispatch.tick(wrong, due + dt.timedelta(minutes=5)).due == 0
+    assert tick(wrong, due + dt.timedelta(minutes=5)).due == 0
     assert len(fake.requests) == 1  # refused before any request
     # the operator fixes the key: sending resumes by itself
-    again = dispatch.tick(settings, due + dt.timedelta(minutes=10))
+    again = tick(settings, due + dt.timedelta(minutes=10))
     assert again.sent == 3 and len(fake.requests) == 2

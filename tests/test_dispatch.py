@@ -11,7 +11,13 @@ from sqlalchemy import event, select, update
 from time_machine import TimeMachineFixture
 
 from newsletter.core.config import Settings
-from newsletter.engine import dispatch
+from newsletter.engine import schedule
+from newsletter.engine import send as sending
+from newsletter.engine.plan import Chunk
+from newsletter.engine.plan import plan as plan_due
+from newsletter.engine.reconcile import reconcile
+from newsletter.engine.send import RENDER_RETRY, email_hash, send_chunk
+from newsletter.engine.tick import tick
 from newsletter.mail.message import (
     Accepted,
     Failed,
@@ -30,6 +36,7 @@ from newsletter.store.models import (
     SENT,
     UNSUBSCRIBED,
     Delivery,
+    Enrollment,
     Subscriber,
     Suppression,
 )
@@ -38,21 +45,21 @@ MONDAY = utc(2027, 3, 1, 12)
 TUESDAY_9_LONDON = utc(2027, 3, 2, 9)
 
 
-def one_planned_chunk(settings: Settings) -> tuple[int, RedisQueue, dispatch.Chunk]:
+def one_planned_chunk(settings: Settings) -> tuple[int, RedisQueue, Chunk]:
     """One subscriber (UTC) whose part 1 is planned at Tuesday 09:00: (subscriber, queue, chunk)."""
     ship(settings, MONDAY)
     sid = add_person(settings, MONDAY, "UTC")
     q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q).chunks
+    (chunk,) = plan_due(settings, TUESDAY_9_LONDON, queue=q).chunks
     return sid, q, chunk
 
 
 def test_first_article_goes_out_at_the_first_slot_not_before(settings: Settings) -> None:
     ship(settings, MONDAY)
     sid = add_person(settings, MONDAY, "Europe/London", name="Anna <b>")
-    early = dispatch.tick(settings, TUESDAY_9_LONDON - dt.timedelta(minutes=1))
+    early = tick(settings, TUESDAY_9_LONDON - dt.timedelta(minutes=1))
     assert (early.due, early.sent) == (0, 0)
-    summary = dispatch.tick(settings, TUESDAY_9_LONDON)
+    summary = tick(settings, TUESDAY_9_LONDON)
     assert summary.as_dict() == {"due": 1, "sent": 1, "retry": 0, "skipped": 0, "failed": 0}
     (row,) = ledger(settings)
     assert row[0] == sid and row[2] == 1 and row[3] == SENT
@@ -60,7 +67,7 @@ def test_first_article_goes_out_at_the_first_slot_not_before(settings: Settings)
     assert mail["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe/")
     body = mail.as_string()
     assert "%%NL_" not in body
-    assert dispatch.tick(settings, TUESDAY_9_LONDON).sent == 0  # nothing twice
+    assert tick(settings, TUESDAY_9_LONDON).sent == 0  # nothing twice
     enr = enrollments(settings, sid)[0]
     assert enr.next_part == 2 and enr.next_due_at == utc(2027, 3, 9, 9)
 
@@ -71,7 +78,7 @@ def test_every_part_in_order_then_the_next_series(settings: Settings) -> None:
     now = MONDAY
     for _ in range(8 * 7 * 24):  # hourly ticks for eight weeks
         now += dt.timedelta(hours=1)
-        dispatch.tick(settings, now)
+        tick(settings, now)
     rows = ledger(settings)
     assert [(r[1], r[2]) for r in rows] == [(rows[0][1], n) for n in (1, 2, 3, 4)] + [
         (rows[4][1], n) for n in (1, 2)
@@ -90,8 +97,8 @@ def test_unsubscribed_and_suppressed_get_nothing_even_if_queued(settings: Settin
         sub.status = UNSUBSCRIBED  # Redis still holds the entry: dispatch must re-check
         other = session.get(Subscriber, erased)
         assert other is not None
-        session.add(Suppression(email_hash=dispatch.email_hash(other.email), reason="erased"))
-    summary = dispatch.tick(settings, TUESDAY_9_LONDON)
+        session.add(Suppression(email_hash=email_hash(other.email), reason="erased"))
+    summary = tick(settings, TUESDAY_9_LONDON)
     assert summary.sent == 0 and summary.skipped == 2
     assert ledger(settings) == []
     assert outbox_mails(settings) == []
@@ -101,17 +108,17 @@ def test_stale_or_duplicate_redis_entries_never_double_send(settings: Settings) 
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "UTC")
     q = RedisQueue(settings)
-    dispatch.tick(settings, TUESDAY_9_LONDON)
+    tick(settings, TUESDAY_9_LONDON)
     with session_scope(settings.database_url) as session:
         eid = next(iter(enrollments(settings, ledger(settings)[0][0] or 0))).id
         # the cursor falls behind the ledger (e.g. an old Redis snapshot + a DB restore)
         session.execute(
-            update(dispatch.Enrollment)
-            .where(dispatch.Enrollment.id == eid)
+            update(Enrollment)
+            .where(Enrollment.id == eid)
             .values(next_part=1, next_due_at=TUESDAY_9_LONDON)
         )
     q.schedule(eid, TUESDAY_9_LONDON)
-    summary = dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5))
+    summary = tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5))
     assert summary.sent == 0 and summary.skipped == 1
     assert len(outbox_mails(settings)) == 1
     assert enrollments(settings, ledger(settings)[0][0] or 0)[0].next_part == 2
@@ -149,11 +156,11 @@ def test_retry_later_backs_off_then_sends_once(
     retry_at = TUESDAY_9_LONDON + dt.timedelta(minutes=10)
     backend = Scripted([RetryLater(retry_at, "429"), Accepted("m-1")])
     _use(monkeypatch, backend)
-    first = dispatch.tick(settings, TUESDAY_9_LONDON)
+    first = tick(settings, TUESDAY_9_LONDON)
     assert (first.retry, first.failed) == (1, 0)  # a retry is not a failure
     assert ledger(settings)[0][3] == RETRY
-    assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5)).due == 0
-    second = dispatch.tick(settings, retry_at)
+    assert tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=5)).due == 0
+    second = tick(settings, retry_at)
     assert second.sent == 1
     assert ledger(settings)[0][3] == SENT
     assert len(backend.calls) == 2
@@ -167,7 +174,7 @@ def test_permanent_failure_is_recorded_and_the_cursor_moves_on(
     ship(settings, MONDAY)
     sid = add_person(settings, MONDAY, "UTC")
     _use(monkeypatch, Scripted([Failed("550 no such user")]))
-    assert dispatch.tick(settings, TUESDAY_9_LONDON).failed == 1
+    assert tick(settings, TUESDAY_9_LONDON).failed == 1
     assert ledger(settings)[0][3] == FAILED
     assert enrollments(settings, sid)[0].next_part == 2
 
@@ -181,14 +188,14 @@ def test_sending_halted_stops_and_keeps_rows_retryable(
     add_person(settings, MONDAY, "UTC")
     backend = Scripted([SendingHalted("401 bad key"), Accepted("m-2")])
     _use(monkeypatch, backend)
-    dispatch.tick(settings, TUESDAY_9_LONDON)
+    tick(settings, TUESDAY_9_LONDON)
     with session_scope(settings.database_url) as session:
         assert halted(session) is not None
     assert ledger(settings)[0][3] == RETRY
-    assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=2)).due == 0
+    assert tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=2)).due == 0
     with session_scope(settings.database_url) as session:
         resume(session)
-    assert dispatch.tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=3)).sent == 1
+    assert tick(settings, TUESDAY_9_LONDON + dt.timedelta(minutes=3)).sent == 1
     assert len(backend.calls) == 2
 
 
@@ -202,7 +209,7 @@ def test_crash_during_provider_call_is_reconciled_not_blindly_resent(
     ship(settings, MONDAY)
     people = [add_person(settings, MONDAY, "UTC") for _ in range(4)]
     q = RedisQueue(settings)
-    plan = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q)
+    plan = plan_due(settings, TUESDAY_9_LONDON, queue=q)
     (chunk,) = plan.chunks
     # The provider took two of them, then the worker died before recording anything.
     from newsletter.mail.backends import get_backend
@@ -238,15 +245,15 @@ def test_crash_during_provider_call_is_reconciled_not_blindly_resent(
         raise Crash
 
     with pytest.raises(Crash):
-        dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=die)
+        send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=die)
     assert {r[3] for r in ledger(settings)} == {CLAIMED}
     # A redelivered copy of the same task must not send again.
-    assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0
+    assert send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0
     assert len(outbox_mails(settings)) == 2
     later = TUESDAY_9_LONDON + dt.timedelta(seconds=settings.lease_seconds + 60)
-    report = dispatch.reconcile(settings, later, queue=q)
+    report = reconcile(settings, later, queue=q)
     assert (report.confirmed_sent, report.resent) == (2, 2)
-    dispatch.tick(settings, later)
+    tick(settings, later)
     assert len(outbox_mails(settings)) == 4
     assert sorted(r[0] for r in ledger(settings) if r[3] == SENT) == sorted(people)
     for sid in people:
@@ -257,14 +264,14 @@ def test_lost_send_task_is_requeued_by_reconcile(settings: Settings) -> None:
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "UTC")
     q = RedisQueue(settings)
-    plan = dispatch.plan(settings, TUESDAY_9_LONDON, queue=q)
+    plan = plan_due(settings, TUESDAY_9_LONDON, queue=q)
     assert len(plan.chunks) == 1  # ... and the chunk's Celery message is lost with Redis
     q.redis.flushdb() if False else q.redis.delete(q.due_key, q.lease_key, q.marker_key)
     later = TUESDAY_9_LONDON + dt.timedelta(seconds=settings.lease_seconds + 60)
-    report = dispatch.reconcile(settings, later, queue=q)
+    report = reconcile(settings, later, queue=q)
     assert report.rebuilt and report.requeued == 1
-    assert dispatch.tick(settings, later).sent == 1
-    assert dispatch.send_chunk(settings, plan.chunks[0], later, queue=q).sent == 0
+    assert tick(settings, later).sent == 1
+    assert send_chunk(settings, plan.chunks[0], later, queue=q).sent == 0
     assert len(outbox_mails(settings)) == 1
 
 
@@ -358,7 +365,7 @@ def _empty_tick_ops(settings: Settings, now: dt.datetime) -> tuple[int, int]:
     q = RedisQueue(settings)
     counter = OpCounter(settings, q)
     try:
-        summary = dispatch.tick(settings, now, queue=q)
+        summary = tick(settings, now, queue=q)
     finally:
         counter.close()
     assert summary.due == 0
@@ -388,7 +395,7 @@ def test_unsubscribe_between_claim_and_send_sends_nothing(settings: Settings) ->
         sub = session.get(Subscriber, sid)
         assert sub is not None
         sub.status = UNSUBSCRIBED
-    summary = dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
+    summary = send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
     assert (summary.sent, summary.skipped) == (0, 1)
     assert ledger(settings) == []  # never handed: forgotten, so a resubscribe can still send it
     assert outbox_mails(settings) == []
@@ -406,12 +413,12 @@ def test_pause_between_claim_and_send_holds_the_part_until_the_pause_ends(
         assert sub is not None
         sub.paused_until = dt.date(2027, 3, 20)
         schedule.apply_preferences(session, sub, TUESDAY_9_LONDON)
-    summary = dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
+    summary = send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
     assert (summary.sent, summary.skipped) == (0, 1)
     assert outbox_mails(settings) == []
     enr = enrollments(settings, sid)[0]
     assert enr.next_part == 1 and enr.next_due_at == utc(2027, 3, 23, 9)
-    assert dispatch.tick(settings, utc(2027, 3, 23, 9)).sent == 1  # after the pause, once
+    assert tick(settings, utc(2027, 3, 23, 9)).sent == 1  # after the pause, once
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
 
 
@@ -428,13 +435,11 @@ def test_pause_saved_during_the_provider_call_holds_the_next_part(settings: Sett
             sub.paused_until = dt.date(2027, 4, 1)
             schedule.apply_preferences(session, sub, TUESDAY_9_LONDON)
 
-    summary = dispatch.send_chunk(
-        settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=pause_meanwhile
-    )
+    summary = send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=pause_meanwhile)
     assert summary.sent == 1
     enr = enrollments(settings, sid)[0]
     assert enr.next_part == 2 and enr.next_due_at == utc(2027, 4, 6, 9)
-    assert dispatch.tick(settings, utc(2027, 3, 9, 9)).sent == 0
+    assert tick(settings, utc(2027, 3, 9, 9)).sent == 0
 
 
 def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Settings) -> None:
@@ -467,7 +472,7 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
         committed.append(threading.Thread(target=commit_later))
         committed[0].start()
 
-    summary = dispatch.send_chunk(
+    summary = send_chunk(
         settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=save_opens_and_commits_later
     )
     committed[0].join()
@@ -489,19 +494,17 @@ def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "UTC")
     q = RedisQueue(settings)
-    (chunk,) = dispatch.plan(settings, tick_moment, queue=q).chunks
+    (chunk,) = plan_due(settings, tick_moment, queue=q).chunks
     backlog = 2 * settings.lease_seconds
     moment = task_moment(tick_moment.isoformat(), 1000.0, clock=lambda: 1000.0 + backlog)
     assert moment == tick_moment + dt.timedelta(seconds=backlog)
 
     def reconcile_and_tick_meanwhile(ids: list[int]) -> None:
         during = moment + dt.timedelta(seconds=1)
-        assert dispatch.reconcile(settings, during, queue=q).resent == 0
-        dispatch.tick(settings, during, queue=q)
+        assert reconcile(settings, during, queue=q).resent == 0
+        tick(settings, during, queue=q)
 
-    summary = dispatch.send_chunk(
-        settings, chunk, moment, queue=q, before_send=reconcile_and_tick_meanwhile
-    )
+    summary = send_chunk(settings, chunk, moment, queue=q, before_send=reconcile_and_tick_meanwhile)
     assert summary.sent == 1
     assert len(outbox_mails(settings)) == 1
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
@@ -520,7 +523,7 @@ def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Setti
             assert sub is not None
             assert subscribers.unsubscribe(session, sub, TUESDAY_9_LONDON)
 
-    summary = dispatch.send_chunk(
+    summary = send_chunk(
         settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=unsubscribe_meanwhile
     )
     assert summary.sent == 1
@@ -530,7 +533,7 @@ def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Setti
     with session_scope(settings.database_url) as session:
         sub = session.get(Subscriber, sid)
         assert sub is not None and subscribers.resubscribe(session, sub, back)
-        due = dispatch.schedule.first_article_at(session, sub)
+        due = schedule.first_article_at(session, sub)
         assert due is not None and due > back
 
 
@@ -542,19 +545,19 @@ def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
     from newsletter.store.halt import halt
 
     sid, q, chunk = one_planned_chunk(settings)
-    real = dispatch._is_halted
+    real = sending._is_halted
     raced: list[bool] = []
 
     def first_copy_finishes_then_a_halt(session: object, settings_: Settings) -> bool:
         if not raced:
             raced.append(True)
-            assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
+            assert send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
             with session_scope(settings.database_url) as other:
                 halt(other, "401 bad key")
         return real(session, settings_)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(dispatch, "_is_halted", first_copy_finishes_then_a_halt)
-    assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0
+    monkeypatch.setattr(sending, "_is_halted", first_copy_finishes_then_a_halt)
+    assert send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 0
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
     assert enrollments(settings, sid)[0].next_part == 2
     assert len(outbox_mails(settings)) == 1
@@ -570,15 +573,15 @@ def test_render_error_sends_nothing_and_keeps_the_cursor(
         raise ValueError("'reader' is undefined")
 
     monkeypatch.setattr("newsletter.mail.render.Renderer.article", broken)
-    summary = dispatch.tick(settings, TUESDAY_9_LONDON)
+    summary = tick(settings, TUESDAY_9_LONDON)
     assert (summary.sent, summary.retry, summary.failed) == (0, 1, 0)  # retried, not failed
     (row,) = ledger(settings)
     assert row[3] == RETRY
     assert outbox_mails(settings) == []
     enr = enrollments(settings, sid)[0]
-    assert enr.next_part == 1 and enr.next_due_at == TUESDAY_9_LONDON + dispatch.RENDER_RETRY
+    assert enr.next_part == 1 and enr.next_due_at == TUESDAY_9_LONDON + RENDER_RETRY
     monkeypatch.undo()
-    assert dispatch.tick(settings, TUESDAY_9_LONDON + dispatch.RENDER_RETRY).sent == 1
+    assert tick(settings, TUESDAY_9_LONDON + RENDER_RETRY).sent == 1
 
 
 def test_render_error_leaves_rows_a_duplicate_task_sent_meanwhile(
@@ -596,12 +599,12 @@ def test_render_error_leaves_rows_a_duplicate_task_sent_meanwhile(
     def first_copy_sends_then_this_one_breaks(self: Renderer, *args: object) -> Message:
         calls.append(1)
         if len(calls) == 1:
-            assert dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
+            assert send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q).sent == 1
             raise ValueError("'reader' is undefined")
         return real(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Renderer, "article", first_copy_sends_then_this_one_breaks)
-    summary = dispatch.send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
+    summary = send_chunk(settings, chunk, TUESDAY_9_LONDON, queue=q)
     assert (summary.sent, summary.failed) == (0, 0)
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
     enr = enrollments(settings, sid)[0]
@@ -624,7 +627,7 @@ def test_part_two_never_before_part_one(
     while len([r for r in ledger(settings) if r[3] == SENT]) < 2:
         assert now < TUESDAY_9_LONDON + dt.timedelta(weeks=6)
         time_machine.move_to(now, tick=True)  # the provider's RetryLater is on this clock
-        dispatch.tick(settings, now)
+        tick(settings, now)
         now += dt.timedelta(hours=1)
     rows = ledger(settings)
     assert [(r[2], r[3]) for r in rows] == [(1, SENT), (2, SENT)]
@@ -644,14 +647,14 @@ def test_paused_series_waits_and_resumes(settings: Settings) -> None:
         series = session.get(Series, myths)
         assert series is not None
         series.state = PAUSED
-    assert dispatch.tick(settings, TUESDAY_9_LONDON).sent == 0
+    assert tick(settings, TUESDAY_9_LONDON).sent == 0
     assert RedisQueue(settings).status(TUESDAY_9_LONDON).total == 0
     with session_scope(settings.database_url) as session:
         series = session.get(Series, myths)
         assert series is not None
         series.state = LIVE
     later = TUESDAY_9_LONDON + dt.timedelta(hours=1)
-    report = dispatch.reconcile(settings, later)  # the 5-minute sweep finds it overdue
+    report = reconcile(settings, later)  # the 5-minute sweep finds it overdue
     assert report.overdue_requeued == 1
-    assert dispatch.tick(settings, later).sent == 1
+    assert tick(settings, later).sent == 1
     assert enrollments(settings, sid)[0].next_part == 2

@@ -18,7 +18,11 @@ from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import event, func, insert, select, update
 
 from newsletter.core.config import Settings, get_settings, load_settings
-from newsletter.engine import dispatch, schedule
+from newsletter.engine import schedule
+from newsletter.engine.plan import Chunk
+from newsletter.engine.plan import plan as plan_due
+from newsletter.engine.send import send_chunk
+from newsletter.engine.tick import tick
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import stats
 from newsletter.store.db import get_engine, session_scope
@@ -111,8 +115,8 @@ def statuses(settings: Settings) -> dict[str, int]:
         )
 
 
-def one_chunk(settings: Settings, now: dt.datetime = SLOT) -> dispatch.Chunk:
-    result = dispatch.plan(settings, now)
+def one_chunk(settings: Settings, now: dt.datetime = SLOT) -> Chunk:
+    result = plan_due(settings, now)
     assert result.claimed == N and len(result.chunks) == 1
     (chunk,) = result.chunks
     assert len(chunk.delivery_ids) == N
@@ -125,16 +129,16 @@ def test_full_batch_429_then_the_retry_round_sends_everyone_once(
     settings, fake = sg
     readers(settings)
     fake.rate_limit()
-    first = dispatch.tick(settings, SLOT)
+    first = tick(settings, SLOT)
     assert (first.due, first.sent, first.retry, first.failed) == (N, 0, N, 0)
     assert statuses(settings) == {RETRY: N}
     with session_scope(settings.database_url) as session:  # the dashboard says the same
         recent = stats.last_days(session, SLOT + dt.timedelta(seconds=1))
     assert (recent.retrying, recent.failed) == (N, 0)
     # not yet: every row waits for its retry time (plan: retry not due -> pushed to it)
-    assert dispatch.tick(settings, SLOT + dt.timedelta(seconds=30)).due == 0
+    assert tick(settings, SLOT + dt.timedelta(seconds=30)).due == 0
     with counted(settings) as sql:
-        again = dispatch.tick(settings, SLOT + dt.timedelta(minutes=2))
+        again = tick(settings, SLOT + dt.timedelta(minutes=2))
     assert (again.due, again.sent, again.retry, again.failed) == (N, N, 0, 0)
     assert statuses(settings) == {SENT: N}
     assert len(sql) <= 2 * STATEMENTS_PER_ROUND, sql
@@ -146,7 +150,7 @@ def test_full_batch_429_then_the_retry_round_sends_everyone_once(
 
 def test_full_batch_whose_ledger_is_ahead_of_the_cursor_catches_up(settings: Settings) -> None:
     readers(settings)
-    assert dispatch.tick(settings, SLOT).sent == N
+    assert tick(settings, SLOT).sent == N
     # the cursors fall behind the ledger (a crash between the two writes, an old backup)
     with session_scope(settings.database_url) as session:
         session.execute(
@@ -156,7 +160,7 @@ def test_full_batch_whose_ledger_is_ahead_of_the_cursor_catches_up(settings: Set
         )
         RedisQueue(settings).rebuild(session)
     with counted(settings) as sql:
-        result = dispatch.plan(settings, SLOT + dt.timedelta(minutes=1))
+        result = plan_due(settings, SLOT + dt.timedelta(minutes=1))
     assert (result.claimed, result.skipped, result.chunks) == (N, N, [])
     assert len(sql) <= STATEMENTS_PER_ROUND + N // 100, len(sql)
     with session_scope(settings.database_url) as session:
@@ -178,7 +182,7 @@ def test_full_batch_in_flight_elsewhere_is_left_alone(settings: Settings) -> Non
     with session_scope(settings.database_url) as session:
         RedisQueue(settings).rebuild(session)  # e.g. Redis lost the lease meanwhile
     with counted(settings) as sql:
-        result = dispatch.plan(settings, SLOT + dt.timedelta(minutes=1))
+        result = plan_due(settings, SLOT + dt.timedelta(minutes=1))
     assert (result.claimed, result.skipped, result.chunks) == (N, N, [])
     assert len(sql) <= STATEMENTS_PER_ROUND, sql
     assert statuses(settings) == {CLAIMED: N}
@@ -190,7 +194,7 @@ def test_full_batch_that_left_is_skipped_at_plan_and_dropped_at_send(settings: S
     with session_scope(settings.database_url) as session:
         session.execute(update(Subscriber).values(status=UNSUBSCRIBED))
     with counted(settings) as sql:
-        summary = dispatch.send_chunk(settings, chunk, SLOT)
+        summary = send_chunk(settings, chunk, SLOT)
     assert (summary.sent, summary.skipped) == (0, N)
     assert len(sql) <= STATEMENTS_PER_ROUND, sql
     assert statuses(settings) == {}  # never handed: forgotten, so a resubscribe sends it then
@@ -201,7 +205,7 @@ def test_full_batch_halted_goes_back_to_retry_untouched(settings: Settings) -> N
     chunk = one_chunk(settings)
     with session_scope(settings.database_url) as session:
         halt(session, "401 from the provider")
-    summary = dispatch.send_chunk(settings, chunk, SLOT)
+    summary = send_chunk(settings, chunk, SLOT)
     assert (summary.sent, summary.retry) == (0, N)
     assert statuses(settings) == {RETRY: N}
 
@@ -213,7 +217,7 @@ def test_full_batch_refused_whole_fails_each_and_moves_everyone_on(
     readers(settings)
     fake.bad_request("The content value must be a string at least one character in length.")
     with counted(settings) as sql:
-        summary = dispatch.tick(settings, SLOT)
+        summary = tick(settings, SLOT)
     assert (summary.sent, summary.failed, summary.retry) == (0, N, 0)
     assert statuses(settings) == {FAILED: N}
     assert len(sql) <= 2 * STATEMENTS_PER_ROUND, sql
@@ -229,7 +233,7 @@ def test_full_batch_with_no_answer_stays_handed_for_reconcile(
     settings, fake = sg
     readers(settings)
     fake.drop()
-    summary = dispatch.tick(settings, SLOT)
+    summary = tick(settings, SLOT)
     assert (summary.sent, summary.retry, summary.failed) == (0, N, 0)
     with session_scope(settings.database_url) as session:
         rows = session.execute(
@@ -241,7 +245,7 @@ def test_full_batch_with_no_answer_stays_handed_for_reconcile(
         recent = stats.last_days(session, SLOT + dt.timedelta(minutes=1))
     assert (recent.retrying, recent.failed) == (summary.retry, summary.failed)
     # later ticks leave them alone; only reconcile settles them
-    assert dispatch.tick(settings, SLOT + dt.timedelta(hours=1)).sent == 0
+    assert tick(settings, SLOT + dt.timedelta(hours=1)).sent == 0
     assert len(fake.requests) == 1
 
 
@@ -259,7 +263,7 @@ def test_full_batch_of_finished_readers_starts_their_next_series(settings: Setti
         )
         RedisQueue(settings).rebuild(session)
     with counted(settings) as sql:
-        result = dispatch.plan(settings, SLOT)
+        result = plan_due(settings, SLOT)
     assert (result.claimed, result.skipped, result.chunks) == (N, N, [])
     assert len(sql) <= STATEMENTS_PER_ROUND + 6 * N, len(sql)
     with session_scope(settings.database_url) as session:

@@ -11,7 +11,9 @@ from engine_support import add_person, enrollments, ledger, ship, utc
 from sqlalchemy import select
 
 from newsletter.core.config import Settings
-from newsletter.engine import dispatch, schedule
+from newsletter.engine import schedule
+from newsletter.engine.reconcile import reconcile
+from newsletter.engine.tick import tick
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -241,7 +243,7 @@ def _after_part_1(settings: Settings) -> int:
     """Ship, enroll a London subscriber and send part 1 through a real tick (outbox)."""
     ship(settings, ENROLLED)
     sid = add_person(settings, ENROLLED, "Europe/London")
-    assert dispatch.tick(settings, PART_1).sent == 1
+    assert tick(settings, PART_1).sent == 1
     (row, _) = enrollments(settings, sid)
     assert (row.next_part, row.next_due_at) == (2, PART_2)
     return sid
@@ -274,7 +276,7 @@ def test_a_due_part_stays_due_when_the_time_zone_changes(settings: Settings, zon
     the part was due, so it stays due and the next tick sends it."""
     sid = _after_part_1(settings)
     assert _save(settings, sid, PART_2_DUE_NOW, timezone=zone) == PART_2
-    summary = dispatch.tick(settings, PART_2_DUE_NOW)
+    summary = tick(settings, PART_2_DUE_NOW)
     assert summary.sent == 1
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT), (2, SENT)]
     # and from there on the new zone: part 3 one week later at 09:00 local
@@ -288,7 +290,7 @@ def test_a_due_part_stays_due_when_the_cadence_becomes_fortnightly(settings: Set
     """(b) Not a week later (part 1 + two weeks): the part was already due."""
     sid = _after_part_1(settings)
     assert _save(settings, sid, PART_2_DUE_NOW, cadence=FORTNIGHTLY) == PART_2
-    assert dispatch.tick(settings, PART_2_DUE_NOW).sent == 1
+    assert tick(settings, PART_2_DUE_NOW).sent == 1
     # the new cadence counts from this part: part 3 two weeks later
     assert enrollments(settings, sid)[0].next_due_at == utc(2027, 3, 23, 9, 0)
 
@@ -345,9 +347,9 @@ def test_a_pause_over_a_due_part_moves_it_to_the_first_slot_after_the_pause(
     sid = _after_part_1(settings)
     due = _save(settings, sid, PART_2_DUE_NOW, timezone=zone, paused_until=until)
     assert due == expected
-    assert dispatch.tick(settings, PART_2_DUE_NOW).sent == 0
-    assert dispatch.tick(settings, expected - dt.timedelta(minutes=1)).sent == 0
-    assert dispatch.tick(settings, expected).sent == 1
+    assert tick(settings, PART_2_DUE_NOW).sent == 0
+    assert tick(settings, expected - dt.timedelta(minutes=1)).sent == 0
+    assert tick(settings, expected).sent == 1
 
 
 STEP = dt.timedelta(hours=3)  # a coarse beat (keeps the tests quick); a burst would still show
@@ -358,8 +360,8 @@ def _sends(settings: Settings, start: dt.datetime, end: dt.datetime) -> list[dt.
     time, each checked to have gone out at the first tick at or after its slot."""
     now = start
     while now <= end:
-        dispatch.reconcile(settings, now)
-        dispatch.tick(settings, now)
+        reconcile(settings, now)
+        tick(settings, now)
         now += STEP
     with session_scope(settings.database_url) as session:
         rows = session.execute(
@@ -433,5 +435,5 @@ def test_clearing_a_pause_resumes_at_the_next_slot(settings: Settings) -> None:
     _save(settings, sid, NOT_YET_DUE, paused_until=dt.date(2027, 6, 1))
     cleared = utc(2027, 4, 22, 10, 0)
     assert _save(settings, sid, cleared, paused_until=None) == utc(2027, 4, 27, 8, 0)
-    assert dispatch.tick(settings, cleared).sent == 0
-    assert dispatch.tick(settings, utc(2027, 4, 27, 8, 0)).sent == 1
+    assert tick(settings, cleared).sent == 0
+    assert tick(settings, utc(2027, 4, 27, 8, 0)).sent == 1

@@ -9,7 +9,9 @@ from sqlalchemy import select
 from web_helpers import add_series, outbox
 
 from newsletter.core import tokens
-from newsletter.engine import dispatch, schedule
+from newsletter.engine import schedule
+from newsletter.engine.reconcile import reconcile
+from newsletter.engine.tick import tick
 from newsletter.services import subscribers as subs
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -290,7 +292,7 @@ def confirmed_after_part_1(settings):
         subs.confirm(s, sub, NOW)
         sid, ids = sub.id, subs.enrollment_ids(s, sub)
     subs.sync_queue(settings, ids)
-    assert dispatch.tick(settings, PART_1).sent == 1
+    assert tick(settings, PART_1).sent == 1
     assert sent_parts(settings) == [1]
     return sid
 
@@ -333,7 +335,7 @@ def test_new_time_zone_saved_over_a_due_part_keeps_it_due_and_the_next_tick_send
     """(a)"""
     sid = confirmed_after_part_1(two_series)
     assert save(two_series, sid, DUE_NOW, timezone=zone) == PART_2
-    assert dispatch.tick(two_series, DUE_NOW).sent == 1
+    assert tick(two_series, DUE_NOW).sent == 1
     assert sent_parts(two_series) == [1, 2]
     assert [m.subject for m in outbox(two_series)][-1].endswith("part 2")
 
@@ -342,7 +344,7 @@ def test_fortnightly_saved_over_a_due_part_keeps_it_due(two_series):
     """(b)"""
     sid = confirmed_after_part_1(two_series)
     assert save(two_series, sid, DUE_NOW, cadence=FORTNIGHTLY) == PART_2
-    assert dispatch.tick(two_series, DUE_NOW).sent == 1
+    assert tick(two_series, DUE_NOW).sent == 1
     with session_scope(two_series.database_url) as s:  # fortnightly from here on
         assert enrollments_of(s, s.get(Subscriber, sid))["myths"].next_due_at == utc(
             2026, 3, 24, 9, 0
@@ -357,15 +359,15 @@ def test_new_time_zone_moves_a_part_not_yet_due_to_that_zones_slot(two_series, z
     """(c) 09:00 on Tuesday 10 March in the new zone (New York is on EDT since 8 March)."""
     sid = confirmed_after_part_1(two_series)
     assert save(two_series, sid, WEDNESDAY, timezone=zone) == expected
-    assert dispatch.tick(two_series, expected - dt.timedelta(minutes=1)).sent == 0
-    assert dispatch.tick(two_series, expected).sent == 1
+    assert tick(two_series, expected - dt.timedelta(minutes=1)).sent == 0
+    assert tick(two_series, expected).sent == 1
 
 
 def test_cadence_saved_before_the_part_is_due_counts_from_the_last_part_sent(two_series):
     """(d) Part 1 on 3 March + two weeks = 17 March (not Wednesday + two weeks)."""
     sid = confirmed_after_part_1(two_series)
     assert save(two_series, sid, WEDNESDAY, cadence=FORTNIGHTLY) == utc(2026, 3, 17, 9, 0)
-    assert dispatch.tick(two_series, DUE_NOW).sent == 0  # the old weekly slot sends nothing
+    assert tick(two_series, DUE_NOW).sent == 0  # the old weekly slot sends nothing
 
 
 def test_pause_saved_over_a_due_part_moves_it_to_the_first_slot_after_the_pause(two_series):
@@ -373,8 +375,8 @@ def test_pause_saved_over_a_due_part_moves_it_to_the_first_slot_after_the_pause(
     sid = confirmed_after_part_1(two_series)
     after_pause = utc(2026, 4, 7, 8, 0)
     assert save(two_series, sid, DUE_NOW, paused_until=dt.date(2026, 4, 2)) == after_pause
-    assert dispatch.tick(two_series, DUE_NOW).sent == 0
-    assert dispatch.tick(two_series, after_pause).sent == 1
+    assert tick(two_series, DUE_NOW).sent == 0
+    assert tick(two_series, after_pause).sent == 1
     assert sent_parts(two_series) == [1, 2]
 
 
@@ -385,12 +387,12 @@ def test_long_pause_ends_with_one_part_then_one_per_week(two_series):
     june = utc(2026, 6, 2, 8, 0)  # Tuesday 09:00 BST
     assert save(two_series, sid, WEDNESDAY, paused_until=dt.date(2026, 6, 2)) == june
     for week in range(1, 13):
-        assert dispatch.tick(two_series, PART_1 + dt.timedelta(weeks=week, hours=1)).sent == 0
-    assert dispatch.tick(two_series, june).sent == 1
+        assert tick(two_series, PART_1 + dt.timedelta(weeks=week, hours=1)).sent == 0
+    assert tick(two_series, june).sent == 1
     for later in (june + dt.timedelta(hours=1), june + dt.timedelta(days=1)):
-        dispatch.reconcile(two_series, later)
-        assert dispatch.tick(two_series, later).sent == 0
-    assert dispatch.tick(two_series, june + dt.timedelta(weeks=1)).sent == 1
+        reconcile(two_series, later)
+        assert tick(two_series, later).sent == 0
+    assert tick(two_series, june + dt.timedelta(weeks=1)).sent == 1
     assert sent_parts(two_series) == [1, 2, 3]
 
 
@@ -401,6 +403,6 @@ def test_clearing_the_pause_date_resumes_at_the_next_slot(two_series):
     save(two_series, sid, WEDNESDAY, paused_until=dt.date(2026, 6, 2))
     cleared = utc(2026, 4, 23, 10, 0)
     assert save(two_series, sid, cleared, paused_until=None) == utc(2026, 4, 28, 8, 0)
-    assert dispatch.tick(two_series, cleared).sent == 0
-    assert dispatch.tick(two_series, utc(2026, 4, 28, 8, 0)).sent == 1
+    assert tick(two_series, cleared).sent == 0
+    assert tick(two_series, utc(2026, 4, 28, 8, 0)).sent == 1
     assert sent_parts(two_series) == [1, 2]

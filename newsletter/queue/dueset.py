@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
+from newsletter.queue.embedded import EmbeddedRedis
 from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, LIVE, Enrollment, Series, Subscriber
 
 _clients: dict[str, redis.Redis] = {}
@@ -63,8 +64,6 @@ return 0
 
 def _embedded_url(settings: Settings) -> str:
     """The URL of the embedded Redis under var/redis, started when none answers."""
-    from newsletter.queue.embedded import EmbeddedRedis
-
     directory = (Path(settings.var_dir) / "redis").resolve()
     url_file = directory / "url"
     if url_file.exists():

@@ -1,7 +1,8 @@
 """The real CLI (`newsletter.cli:main`) with one fault armed by environment variables.
 
 Hooks sit on public seams only, so they survive refactors inside dispatch:
-- `newsletter.dispatch.plan` (its return: the ledger claim is committed),
+- `newsletter.engine.plan.plan` as the tick loop looks it up (its return: the ledger claim is
+  committed),
 - `newsletter.delivery.get_backend(...).send` (entry: hand-over committed; return: provider done),
 - SQLAlchemy's `before_commit` on every Session (the outcome commit after the provider call).
 
@@ -55,7 +56,7 @@ def install() -> None:
     if KILL_AT and KILL_AT not in POINTS:
         raise SystemExit(f"CHAOS_KILL_AT={KILL_AT!r}: not one of {', '.join(POINTS)}")
     import newsletter.mail.backends as delivery
-    from newsletter.engine import dispatch
+    from newsletter.engine import tick as ticking
 
     timeout = os.environ.get("CHAOS_SENDGRID_TIMEOUT")
     if timeout:
@@ -66,7 +67,7 @@ def install() -> None:
         sendgrid.TIMEOUT_SECONDS = float(timeout)
 
     hold_dir = os.environ.get("CHAOS_HOLD_DIR")
-    real_plan: Callable[..., Any] = dispatch.plan
+    real_plan: Callable[..., Any] = ticking.plan
 
     def plan(*args: Any, **kwargs: Any) -> Any:
         result = real_plan(*args, **kwargs)
@@ -78,7 +79,7 @@ def install() -> None:
             point("after_plan")
         return result
 
-    dispatch.plan = plan  # type: ignore[assignment]
+    ticking.plan = plan  # type: ignore[assignment]
 
     real_get_backend = delivery.get_backend
 

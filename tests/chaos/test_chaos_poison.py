@@ -14,7 +14,7 @@ import pytest
 from conftest import MYTHS, World, minutes
 from sqlalchemy import select
 
-from newsletter.engine.dispatch import MAX_CRASHES, POISON_NOTE
+from newsletter.engine.reconcile import MAX_CRASHES, POISON_NOTE
 from newsletter.store.db import session_scope
 from newsletter.store.models import CLAIMED, FAILED, SENT, Delivery, Enrollment, Series, Subscriber
 

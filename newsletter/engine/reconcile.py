@@ -1,0 +1,264 @@
+"""Reconciliation: settle rows stuck in `claimed`, rebuild a lost Redis, re-queue overdue readers.
+
+A handed row (claimed, retry_at NULL) has an unknown outcome and is never blindly resent: the
+outbox's .eml file, or the provider's `processed` event (engine.events -> `confirm_sent`), marks
+it sent; with no evidence after UNKNOWN_RESEND_AFTER it is resent once and its last_error says so
+(RESENT_NOTE); a row whose send killed its process MAX_CRASHES times is failed (POISON_NOTE).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import Settings
+from newsletter.engine import schedule
+from newsletter.engine.advance import advance
+from newsletter.engine.ledger import RESENT_NOTE, QueueChange
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
+    ACTIVE,
+    CLAIMED,
+    ENROLLED_ACTIVE,
+    FAILED,
+    LIVE,
+    RETRY,
+    SENT,
+    Delivery,
+    Enrollment,
+    Series,
+    Subscriber,
+    utcnow,
+)
+
+__all__ = [
+    "MAX_CRASHES",
+    "POISON_NOTE",
+    "RESENT_NOTE",
+    "UNKNOWN_RESEND_AFTER",
+    "ReconcileReport",
+    "confirm_sent",
+    "reconcile",
+]
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_RESEND_AFTER = dt.timedelta(hours=24)
+# A row whose send killed its process this many times is failed, so it can't block a batch.
+MAX_CRASHES = 3
+POISON_NOTE = f"sending it stopped the sending process {MAX_CRASHES} times; not sent"
+
+
+@dataclass
+class ReconcileReport:
+    rebuilt: bool = False
+    requeued: int = 0  # claimed but never handed (task lost): back to retry
+    confirmed_sent: int = 0  # handed, outcome unknown, evidence found that it went out
+    resent: int = 0  # handed, no evidence: retried
+    unknown: int = 0  # handed, waiting for a provider event
+    overdue_requeued: int = 0
+    poisoned: int = 0  # its send killed the sending process MAX_CRASHES times: failed
+
+    def as_dict(self) -> dict[str, int]:
+        return {key: int(value) for key, value in asdict(self).items()}
+
+
+def reconcile(
+    settings: Settings, now: dt.datetime | None = None, queue: RedisQueue | None = None
+) -> ReconcileReport:
+    """Settle rows stuck in `claimed`, rebuild a lost Redis, re-queue overdue enrollments."""
+    now = now or utcnow()
+    queue = queue or RedisQueue(settings)
+    report = ReconcileReport()
+    stale = now - dt.timedelta(seconds=settings.lease_seconds)
+    changes: list[QueueChange] = []
+    with session_scope(settings.database_url) as session:
+        report.rebuilt = queue.ensure(session)
+        lost = _requeue_lost(session, stale, now)
+        report.requeued = len(lost)
+        resend = _settle_handed(settings, session, stale, now, changes, report)
+        if resend:
+            _resend(session, resend, now)
+            report.resent = len(resend)
+        _requeue_readers(session, lost + resend, now, changes)
+        report.overdue_requeued = _requeue_overdue(session, queue, now, changes)
+    queue.apply(changes)
+    return report
+
+
+def _requeue_lost(session: Session, stale: dt.datetime, now: dt.datetime) -> list[int]:
+    """claimed, never handed and older than a lease (the send task was lost) -> retry now."""
+    return list(
+        session.scalars(
+            update(Delivery)
+            .where(
+                Delivery.status == CLAIMED,
+                Delivery.retry_at.is_not(None),
+                Delivery.retry_at < stale,
+            )
+            .values(status=RETRY, retry_at=now, updated_at=now)
+            .returning(Delivery.id)
+        )
+    )
+
+
+def _settle_handed(
+    settings: Settings,
+    session: Session,
+    stale: dt.datetime,
+    now: dt.datetime,
+    changes: list[QueueChange],
+    report: ReconcileReport,
+) -> list[int]:
+    """Handed rows older than a lease, outcome unknown: sent (evidence in the outbox), failed
+    (poison), to resend (outbox without its file, or no provider event after the window), or
+    still waiting. Returns the rows to resend."""
+    unknown = session.execute(
+        select(Delivery.id, Delivery.updated_at, Delivery.crashes)
+        .where(
+            Delivery.status == CLAIMED,
+            Delivery.retry_at.is_(None),
+            Delivery.updated_at < stale,
+        )
+        .limit(10_000)
+    ).all()
+    resend: list[int] = []
+    for delivery_id, updated, crashes in unknown:
+        message_id = None
+        if settings.mail_backend == "outbox":
+            message_id = _outbox_message_id(Path(settings.outbox_dir), delivery_id)
+        if message_id is not None:
+            confirm_sent(session, delivery_id, message_id, now, changes)
+            report.confirmed_sent += 1
+        elif crashes >= MAX_CRASHES:  # poison: its send keeps killing the process
+            _settle(session, delivery_id, now, changes, FAILED, error=POISON_NOTE)
+            log.error("delivery %s failed: %s", delivery_id, POISON_NOTE)
+            report.poisoned += 1
+        elif settings.mail_backend == "outbox" or updated < now - UNKNOWN_RESEND_AFTER:
+            resend.append(delivery_id)
+        else:
+            report.unknown += 1
+    return resend
+
+
+def _outbox_message_id(outbox: Path, delivery_id: int) -> str | None:
+    """The outbox's evidence that a row went out: its .eml file's Message-ID, or None."""
+    for path in [*outbox.glob(f"*Z-{delivery_id}.eml"), *outbox.glob(f"*Z-{delivery_id}-*.eml")]:
+        with path.open("rb") as fh:
+            headers = email.parser.BytesHeaderParser().parse(fh)
+        return str(headers.get("Message-ID", "")).strip("<>") or f"outbox:{path.name}"
+    return None
+
+
+def _resend(session: Session, resend: list[int], now: dt.datetime) -> None:
+    """handed -> retry now, noting why the reader may get the part twice."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(resend), Delivery.status == CLAIMED)
+        .values(
+            status=RETRY,
+            retry_at=now,
+            updated_at=now,
+            last_error=RESENT_NOTE,
+        )
+    )
+
+
+def _requeue_readers(
+    session: Session, touched: list[int], now: dt.datetime, changes: list[QueueChange]
+) -> None:
+    """The enrollments of rows turned back into retries: due now."""
+    for start in range(0, len(touched), 1000):
+        rows = session.execute(
+            select(Enrollment.id)
+            .join(
+                Delivery,
+                and_(
+                    Delivery.subscriber_id == Enrollment.subscriber_id,
+                    Delivery.series_id == Enrollment.series_id,
+                ),
+            )
+            .where(Delivery.id.in_(touched[start : start + 1000]))
+        ).all()
+        changes.extend((eid, now) for (eid,) in rows)
+
+
+def _requeue_overdue(
+    session: Session, queue: RedisQueue, now: dt.datetime, changes: list[QueueChange]
+) -> int:
+    """Active enrollments overdue by 10 minutes that Redis neither holds as due nor leases:
+    due now. Returns how many."""
+    overdue = session.execute(
+        select(Enrollment.id)
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .join(Series, Series.id == Enrollment.series_id)
+        .where(
+            Enrollment.state == ENROLLED_ACTIVE,
+            Enrollment.next_due_at <= now - dt.timedelta(minutes=10),
+            Subscriber.status == ACTIVE,
+            Series.state == LIVE,
+        )
+        .limit(10_000)
+    ).all()
+    if not overdue:
+        return 0
+    leased = set(queue.redis.zrange(queue.lease_key, 0, -1))
+    candidates = [eid for (eid,) in overdue if str(eid) not in leased]
+    pipe = queue.redis.pipeline(transaction=False)
+    for eid in candidates:
+        pipe.zscore(queue.due_key, str(eid))
+    scores = pipe.execute() if candidates else []
+    missing = [eid for eid, score in zip(candidates, scores, strict=True) if score is None]
+    changes.extend((eid, now) for eid in missing)
+    return len(missing)
+
+
+def confirm_sent(
+    session: Session,
+    delivery_id: int,
+    message_id: str,
+    now: dt.datetime,
+    changes: list[QueueChange],
+) -> None:
+    """A handed row turned out to be sent: mark it and advance its enrollment."""
+    _settle(session, delivery_id, now, changes, SENT, message_id=message_id)
+
+
+def _settle(
+    session: Session,
+    delivery_id: int,
+    now: dt.datetime,
+    changes: list[QueueChange],
+    status: str,
+    *,
+    message_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """A handed row's outcome, found after the fact (sent, or failed as poison): record it
+    and move the reader on to the next part, as send_chunk would have."""
+    d = session.get(Delivery, delivery_id)
+    if d is None or d.status != CLAIMED or d.subscriber_id is None:
+        return
+    d.status, d.updated_at = status, now
+    if status == SENT:
+        d.provider_message_id, d.sent_at = message_id, now
+    else:
+        d.last_error = error
+    enr = session.scalar(
+        select(Enrollment).where(
+            Enrollment.subscriber_id == d.subscriber_id, Enrollment.series_id == d.series_id
+        )
+    )
+    sub = session.get(Subscriber, d.subscriber_id)
+    series = session.get(Series, d.series_id)
+    if enr is None or sub is None or series is None or enr.next_part != d.part_number:
+        return
+    counts = schedule.part_counts(session)
+    advance(session, enr, sub, series, counts.get(series.id, 0), d.scheduled_for, now, changes)

@@ -1,0 +1,456 @@
+"""Sending one chunk: claimed rows -> handed to the provider -> sent / retry / failed / unknown.
+
+`send_chunk(settings, chunk, now)` re-checks suppression, subscriber and series state, renders
+the article once, hands recipients to the backend, records each outcome and advances
+enrollments. Each step is one transition of the ledger (see engine.ledger):
+- claimed -> (deleted)   rows that must not be sent (unsubscribed, suppressed, series or
+                         subscriber paused, stale) are forgotten while still un-handed, so a
+                         later resubscribe or resume sends the part then;
+- claimed -> retry       sending is halted, or the article failed to render;
+- claimed -> handed      compare-and-set, committed before the provider is called;
+- handed -> sent         accepted; the enrollment moves to the next part;
+- handed -> failed       permanent for this address; the enrollment moves on too, so one bad
+                         address never blocks a cursor;
+- handed -> retry        the provider pushed back (429, 5xx, refused connection) or a halt;
+- handed (unknown)       no answer: stays handed for `reconcile` (the provider's event, or a
+                         resend once after UNKNOWN_RESEND_AFTER).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.core import timing
+from newsletter.core.config import Settings
+from newsletter.engine import schedule
+from newsletter.engine.advance import advance, due_time
+from newsletter.engine.ledger import (
+    LEDGER_COLUMNS,
+    PERSON_COLUMNS,
+    PLACE_COLUMNS,
+    LedgerRow,
+    Move,
+    PersonRow,
+    PlaceRow,
+    QueueChange,
+    among,
+    back_to_retry,
+    id_range,
+    move_enrollments,
+    record,
+    set_due,
+    split_row,
+    status_is,
+)
+from newsletter.engine.plan import Chunk
+from newsletter.mail import backends
+from newsletter.mail.message import (
+    Accepted,
+    Failed,
+    Message,
+    Outcome,
+    RetryLater,
+    SendingHalted,
+    Unknown,
+)
+from newsletter.mail.recipient import recipient
+from newsletter.mail.render import shared_renderer
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.halt import halt, halted
+from newsletter.store.models import (
+    ACTIVE,
+    CLAIMED,
+    ENROLLED_ACTIVE,
+    FAILED,
+    LIVE,
+    RETRY,
+    Delivery,
+    Enrollment,
+    Part,
+    Series,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+RENDER_RETRY = dt.timedelta(hours=1)
+
+Row = tuple[LedgerRow, PersonRow, PlaceRow]
+
+
+@dataclass
+class TickSummary:
+    """What a tick (or one chunk) did; `tick --json`, the tasks and the logs print the same.
+
+    due      enrollments claimed as due
+    sent     accepted by the provider
+    retry    not sent yet and attempted again later: the provider pushed back (429, 5xx,
+             refused connection), sending is halted, the article failed to render, or the
+             outcome is unknown (handed over, no answer) and reconcile settles it
+    skipped  nothing to send after all (unsubscribed, paused, suppressed, already sent, in
+             flight elsewhere, Redis was stale)
+    failed   permanent for that address (the provider refused it); the reader moves on
+    """
+
+    due: int = 0
+    sent: int = 0
+    retry: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def add(self, other: TickSummary) -> None:
+        self.due += other.due
+        self.sent += other.sent
+        self.retry += other.retry
+        self.skipped += other.skipped
+        self.failed += other.failed
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class _Article:
+    """The chunk's series and part (None when gone), and the part counts schedule needs."""
+
+    series: Series | None
+    part: Part | None
+    counts: dict[int, int]
+    count: int  # parts in this series
+
+
+@dataclass
+class _Outcomes:
+    """The provider's answers sorted into the ledger and enrollment writes they cause."""
+
+    sent_rows: list[dict[str, Any]] = field(default_factory=list)
+    other_rows: list[dict[str, Any]] = field(default_factory=list)  # failed and retry
+    unknown_rows: list[dict[str, Any]] = field(default_factory=list)  # handed: the reason only
+    moved: list[Move] = field(default_factory=list)  # (enrollment id, next part, due)
+    retries: list[tuple[int, dt.datetime]] = field(default_factory=list)  # (enrollment, due)
+    first_sent: bool = False
+
+
+def email_hash(address: str) -> str:
+    """The suppression key (as in roster): SHA-256 of the lower-cased address."""
+    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+
+
+def _is_halted(session: Session, settings: Settings) -> bool:
+    """Halted for the API key these settings name (a new key lifts a halt by itself)."""
+    return halted(session, settings) is not None
+
+
+def send_chunk(
+    settings: Settings,
+    chunk: Chunk,
+    now: dt.datetime | None = None,
+    queue: RedisQueue | None = None,
+    before_send: Callable[[list[int]], None] | None = None,
+) -> TickSummary:
+    """Send one article to the claimed, still un-handed rows of `chunk`; record every outcome.
+
+    `before_send` (tests) runs after the rows were marked handed, just before the provider call.
+    """
+    now = now or utcnow()
+    queue = queue or RedisQueue(settings)
+    summary = TickSummary()
+    redis_changes: list[QueueChange] = []
+    ids = list(chunk.delivery_ids)
+    with session_scope(settings.database_url) as session:
+        article = _read_article(session, chunk)
+        rows = _claimed_rows(session, ids)
+        if not rows:
+            return summary
+        if _is_halted(session, settings):  # leave everything retryable for when sending resumes
+            back = back_to_retry(session, [d.id for d, _, _ in rows], now, now)
+            summary.retry += len(back)
+            queue.release([e.id for d, _, e in rows if d.id in back], now)
+            return summary
+        keep = _forget_unsendable(session, article, rows, now, redis_changes, summary)
+        if not keep:
+            session.commit()
+            queue.apply(redis_changes)
+            return summary
+        series, part = article.series, article.part
+        assert series is not None and part is not None
+        message = _render(settings, session, article, keep, now, redis_changes, summary)
+        if message is None:
+            session.commit()
+            queue.apply(redis_changes)
+            return summary
+        keep = _hand_over(session, keep, ids, now)
+        if not keep:
+            queue.apply(redis_changes)
+            return summary
+        recipients = [
+            recipient(settings, d.id, sub.public_id, sub.email, sub.name) for d, sub, _ in keep
+        ]
+        if before_send is not None:
+            before_send([d.id for d, _, _ in keep])
+        halted_reason: str | None = None
+        refused_key: str | None = None
+        try:
+            # looked up on the module at call time (tests swap get_backend there)
+            outcomes: list[Outcome] = backends.get_backend(settings).send(message, recipients)
+        except SendingHalted as exc:
+            halted_reason, refused_key = exc.reason, exc.fingerprint
+            outcomes = list(exc.outcomes)
+        keep = _latest_preferences(session, keep)
+        sorted_ = _sort_outcomes(
+            session, article, keep, outcomes, halted_reason is not None, now, redis_changes, summary
+        )
+        _write_outcomes(session, sorted_, part, now)
+        if halted_reason is not None:
+            halt(session, halted_reason, refused_key)
+    queue.apply(redis_changes)
+    return summary
+
+
+def _read_article(session: Session, chunk: Chunk) -> _Article:
+    series = session.get(Series, chunk.series_id)
+    part = session.scalar(
+        select(Part).where(Part.series_id == chunk.series_id, Part.number == chunk.part_number)
+    )
+    counts = schedule.part_counts(session)
+    return _Article(series, part, counts, counts.get(chunk.series_id, 0))
+
+
+def _claimed_rows(session: Session, ids: list[int]) -> list[Row]:
+    """The chunk's rows still claimed and not handed, with their subscriber and enrollment.
+
+    The ledger row, the subscriber and the enrollment as plain columns: a chunk loads 1,000 of
+    each. Filtered here, not in SQL: during a burst most of the ledger is `claimed`, and a
+    status condition can tempt the planner into scanning the status index instead of looking
+    the chunk's ids up by primary key."""
+    found = session.execute(
+        select(*LEDGER_COLUMNS, *PERSON_COLUMNS, *PLACE_COLUMNS)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .join(
+            Enrollment,
+            and_(
+                Enrollment.subscriber_id == Delivery.subscriber_id,
+                Enrollment.series_id == Delivery.series_id,
+            ),
+        )
+        .where(among(session, Delivery.id, ids), id_range(ids))
+    ).all()
+    return [split_row(r) for r in found if r[1] == CLAIMED and r[2] is not None]
+
+
+def _forget_unsendable(
+    session: Session,
+    article: _Article,
+    rows: list[Row],
+    now: dt.datetime,
+    redis_changes: list[QueueChange],
+    summary: TickSummary,
+) -> list[Row]:
+    """claimed -> deleted for rows that must not be sent now (suppression wins, checked at
+    send time); never handed to anyone, so a later resume can send the part. The rest."""
+    series, part = article.series, article.part
+    hashes = [email_hash(s.email) for _, s, _ in rows]
+    suppressed = set(
+        session.scalars(
+            select(Suppression.email_hash).where(among(session, Suppression.email_hash, hashes))
+        )
+    )
+    keep: list[Row] = []
+    drop: list[int] = []
+    for (d, sub, enr), hashed in zip(rows, hashes, strict=True):
+        ok = (
+            series is not None
+            and part is not None
+            and series.state == LIVE
+            and sub.status == ACTIVE
+            and hashed not in suppressed
+            and enr.state == ENROLLED_ACTIVE
+            and enr.next_part == d.part_number
+            # paused since the row was claimed: nothing before the pause ends
+            and (
+                sub.paused_until is None or timing.local_date(now, sub.timezone) >= sub.paused_until
+            )
+        )
+        if ok:
+            keep.append((d, sub, enr))
+        else:
+            drop.append(d.id)
+            redis_changes.append((enr.id, due_time(enr, sub) if sub.status == ACTIVE else None))
+    if drop:
+        session.execute(
+            delete(Delivery).where(
+                among(session, Delivery.id, drop),
+                status_is(CLAIMED),
+                Delivery.retry_at.is_not(None),
+            )
+        )
+        summary.skipped += len(drop)
+    return keep
+
+
+def _render(
+    settings: Settings,
+    session: Session,
+    article: _Article,
+    keep: list[Row],
+    now: dt.datetime,
+    redis_changes: list[QueueChange],
+    summary: TickSummary,
+) -> Message | None:
+    """The article, rendered once for the chunk; on a template error claimed -> retry (nothing
+    is sent or advanced) and None."""
+    series, part = article.series, article.part
+    assert series is not None and part is not None
+    try:
+        return shared_renderer(settings).article(series, part, article.count)
+    except Exception as exc:  # a template error must not advance or send anything
+        log.exception("rendering %s part %s failed", series.slug, part.number)
+        retry_at = now + RENDER_RETRY
+        back = back_to_retry(
+            session, [d.id for d, _, _ in keep], retry_at, now, f"render: {exc}"[:500]
+        )
+        reset = [(enr.id, retry_at) for d, _, enr in keep if d.id in back]
+        set_due(session, reset)
+        redis_changes.extend(reset)
+        summary.retry += len(reset)
+        return None
+
+
+def _hand_over(session: Session, keep: list[Row], ids: list[int], now: dt.datetime) -> list[Row]:
+    """claimed -> handed by compare-and-set, committed: only the process that flips a row may
+    call the provider for it. The rows this process now holds."""
+    handed = set(
+        session.scalars(
+            update(Delivery)
+            .where(
+                among(session, Delivery.id, [d.id for d, _, _ in keep]),
+                id_range(ids),
+                status_is(CLAIMED),
+                Delivery.retry_at.is_not(None),
+            )
+            # the hand-over time, which reconcile's window counts from: `now` is the
+            # moment this chunk runs (a Celery task adds its queueing delay to the tick's)
+            # crashes + 1 until the outcome is recorded: a process that dies meanwhile
+            # leaves it counted (poison rows, see reconcile)
+            .values(
+                attempts=Delivery.attempts + 1,
+                crashes=Delivery.crashes + 1,
+                retry_at=None,
+                updated_at=now,
+            )
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)  # rows are read by id below
+        )
+    )
+    session.commit()
+    return [row for row in keep if row[0].id in handed]
+
+
+def _latest_preferences(session: Session, keep: list[Row]) -> list[Row]:
+    """Preferences saved while the provider call ran (pause, cadence, time zone, status)
+    decide the next slot, not the values read before it: re-read them (one SELECT), locked
+    until the advance commits; a save in progress (subscribers.lock) finishes first."""
+    latest = {
+        row[0]: PersonRow(*row)
+        for row in session.execute(
+            select(*PERSON_COLUMNS)
+            .where(among(session, Subscriber.id, [s.id for _, s, _ in keep]))
+            .order_by(Subscriber.id)
+            .with_for_update()
+        )
+    }
+    return [(d, latest.get(s.id, s), e) for d, s, e in keep]
+
+
+def _sort_outcomes(
+    session: Session,
+    article: _Article,
+    keep: list[Row],
+    outcomes: list[Outcome],
+    halted_now: bool,
+    now: dt.datetime,
+    redis_changes: list[QueueChange],
+    summary: TickSummary,
+) -> _Outcomes:
+    """Each handed row's outcome -> sent / failed (the reader advances), unknown (stays handed
+    for reconcile), retry (rows past a halt, or the provider pushed back)."""
+    series, count, counts = article.series, article.count, article.counts
+    assert series is not None
+    out = _Outcomes()
+    last = [e.id for _, _, e in keep if e.next_part + 1 > count]
+    if last:  # schedule.advance finishes these: load their ORM objects in one SELECT
+        session.scalars(select(Enrollment).where(among(session, Enrollment.id, last))).all()
+    for i, (d, sub, enr) in enumerate(keep):
+        outcome: Outcome | None = outcomes[i] if i < len(outcomes) else None
+        if isinstance(outcome, Accepted):
+            out.sent_rows.append({"i": d.id, "m": outcome.message_id[:200]})
+            out.first_sent = True
+            advance(
+                session, enr, sub, series, count, d.scheduled_for, now, redis_changes, counts,
+                out.moved,
+            )  # fmt: skip
+            summary.sent += 1
+        elif isinstance(outcome, Failed):
+            out.other_rows.append({"i": d.id, "s": FAILED, "r": None, "e": outcome.reason[:1000]})
+            advance(
+                session, enr, sub, series, count, d.scheduled_for, now, redis_changes, counts,
+                out.moved,
+            )  # fmt: skip
+            summary.failed += 1
+        elif isinstance(outcome, Unknown):
+            # handed, no answer: stays handed (claimed, retry_at NULL) for reconcile; out
+            # of the due set meanwhile (reconcile puts it back once settled)
+            out.unknown_rows.append({"i": d.id, "e": f"outcome unknown: {outcome.reason}"[:1000]})
+            redis_changes.append((enr.id, None))
+            summary.retry += 1
+        else:
+            at = now
+            reason = "sending halted"
+            if isinstance(outcome, RetryLater):
+                # the provider's time is on the real clock: keep its delay, in this
+                # chunk's frame (a simulated `now` in tests and catch-up ticks)
+                wait = max(outcome.at - utcnow(), dt.timedelta(minutes=1))
+                at, reason = now + wait, outcome.reason
+            out.other_rows.append({"i": d.id, "s": RETRY, "r": at, "e": reason[:1000]})
+            out.retries.append((enr.id, at))
+            redis_changes.append((enr.id, now if halted_now else at))
+            summary.retry += 1
+    return out
+
+
+def _write_outcomes(session: Session, out: _Outcomes, part: Part, now: dt.datetime) -> None:
+    """The sorted outcomes, in bulk: enrollments moved or due again, the ledger rows recorded,
+    unknown outcomes noted, the part's first send stamped."""
+    move_enrollments(session, out.moved)
+    set_due(session, out.retries)
+    record(session, out.sent_rows, out.other_rows, now)
+    if out.unknown_rows:
+        session.execute(
+            update(Delivery.__table__)  # type: ignore[arg-type]
+            .where(Delivery.__table__.c.id == bindparam("i"))
+            # updated_at stays the hand-over time (reconcile's window counts from it)
+            .values(
+                last_error=bindparam("e"),
+                crashes=Delivery.__table__.c.crashes - 1,
+                updated_at=Delivery.__table__.c.updated_at,
+            ),
+            out.unknown_rows,
+            execution_options={"synchronize_session": False},
+        )
+    if out.first_sent:
+        session.execute(
+            update(Part)
+            .where(Part.id == part.id, Part.first_sent_at.is_(None))
+            .values(first_sent_at=now)
+        )
