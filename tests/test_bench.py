@@ -21,7 +21,8 @@ from sqlalchemy import event, func, select
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.engine.plan import plan as plan_due
-from newsletter.engine.send import TickSummary, send_chunk
+from newsletter.engine.send import send_chunk
+from newsletter.engine.summary import TickSummary
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import (

@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, select, update
@@ -51,6 +51,7 @@ from newsletter.engine.ledger import (
     status_is,
 )
 from newsletter.engine.plan import Chunk
+from newsletter.engine.summary import TickSummary
 from newsletter.mail import backends
 from newsletter.mail.message import (
     Accepted,
@@ -87,37 +88,6 @@ log = logging.getLogger(__name__)
 RENDER_RETRY = dt.timedelta(hours=1)
 
 Row = tuple[LedgerRow, PersonRow, PlaceRow]
-
-
-@dataclass
-class TickSummary:
-    """What a tick (or one chunk) did; `tick --json`, the tasks and the logs print the same.
-
-    due      enrollments claimed as due
-    sent     accepted by the provider
-    retry    not sent yet and attempted again later: the provider pushed back (429, 5xx,
-             refused connection), sending is halted, the article failed to render, or the
-             outcome is unknown (handed over, no answer) and reconcile settles it
-    skipped  nothing to send after all (unsubscribed, paused, suppressed, already sent, in
-             flight elsewhere, Redis was stale)
-    failed   permanent for that address (the provider refused it); the reader moves on
-    """
-
-    due: int = 0
-    sent: int = 0
-    retry: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-    def add(self, other: TickSummary) -> None:
-        self.due += other.due
-        self.sent += other.sent
-        self.retry += other.retry
-        self.skipped += other.skipped
-        self.failed += other.failed
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 @dataclass

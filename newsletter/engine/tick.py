@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from newsletter.core.config import Settings
 from newsletter.engine.plan import Chunk, plan
-from newsletter.engine.send import TickSummary, send_chunk
+from newsletter.engine.send import send_chunk
+from newsletter.engine.summary import TickSummary
 from newsletter.queue.dueset import RedisQueue
 from newsletter.queue.ticklock import TickLock
 from newsletter.store.db import session_scope
