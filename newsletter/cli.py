@@ -234,7 +234,7 @@ def subscribers_import(
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from newsletter.services import roster
+    from newsletter.services import importing, roster
 
     s = settings()
     size = file.stat().st_size
@@ -251,7 +251,7 @@ def subscribers_import(
     ):
         task = bar.add_task("checking" if dry_run else "importing", total=size)
         try:
-            report = roster.import_csv(
+            report = importing.import_csv(
                 s,
                 raw,
                 dry_run=dry_run,
@@ -305,7 +305,7 @@ def subscribers_export(
     """Export every subscriber as CSV or JSON (to stdout or --output)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from newsletter.services import roster
+    from newsletter.services import export, roster
     from newsletter.store.db import session_scope
 
     if format not in ("csv", "json"):
@@ -313,7 +313,7 @@ def subscribers_export(
     s = settings()
     with session_scope(s.database_url) as session:
         total = roster.count(session)
-    chunks = roster.export_csv(s) if format == "csv" else roster.export_json(s)
+    chunks = export.export_csv(s) if format == "csv" else export.export_json(s)
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         with Progress(
@@ -346,7 +346,7 @@ def subscribers_unsubscribe(email: str) -> None:
         sub = roster.find(session, email)
         if sub is None:
             raise fail("no subscriber with that address")
-        roster.unsubscribe(s, session, sub)
+        roster.unsubscribe(s, session, sub)  # its queue entries go when the session commits
     console.print("unsubscribed: nothing more will be sent to this address")
 
 
@@ -504,10 +504,7 @@ def series_queue(
     """Make a series live and append it to every active subscriber's queue."""
     import datetime as dt
 
-    from newsletter.engine import schedule
-    from newsletter.queue.dueset import RedisQueue
-    from newsletter.services import roster
-    from newsletter.store.db import session_scope
+    from newsletter.services import series_admin
 
     s = settings()
     day = None
@@ -518,18 +515,13 @@ def series_queue(
             raise fail(f"--start: not a date: {start!r} (use YYYY-MM-DD)") from None
     now = dt.datetime.now(dt.UTC)
     try:
-        roster.check_start(day, now.date())
-    except roster.RosterError as exc:
-        raise fail(f"--start: {exc}") from None
-    with session_scope(s.database_url) as session:
-        try:
-            report = schedule.queue_series(session, slug, day, now)
-        except schedule.ScheduleError as exc:
-            raise fail(str(exc)) from None
-        session.commit()
-        RedisQueue(s).sync_enrollments(session, report.enrollment_ids)
-    first = f"; first sends from {report.first_date}" if report.first_date else ""
-    console.print(f"{slug} queued for {report.count} subscriber(s){first}")
+        queued = series_admin.queue_series(s, slug, day, now)
+    except series_admin.SeriesAdminError as exc:
+        raise fail(str(exc)) from None
+    if queued is None:
+        raise fail(f"no series {slug!r} (see `newsletter series list`)")
+    first = f"; first sends from {queued.first_date}" if queued.first_date else ""
+    console.print(f"{slug} queued for {queued.count} subscriber(s){first}")
 
 
 @subscribers_app.command("add")
@@ -733,64 +725,30 @@ def send_test(
     ),
 ) -> None:
     """Send one article to one address through the configured backend (marked [Test])."""
-    import dataclasses
-    import secrets
-
-    from newsletter.core import tokens
+    from newsletter.core import identity
     from newsletter.mail import render
-    from newsletter.mail.backends import get_backend
-    from newsletter.mail.message import TEST, Accepted, Failed, Recipient, SendingHalted
-    from newsletter.mail.mime import address
+    from newsletter.services import mailing
 
     s = settings()
     try:
-        address(None, to)
+        identity.normalise_email(to)
     except ValueError:
         raise fail("--to must be one email address") from None
     if sandbox and s.mail_backend != "sendgrid":
         err.print(f"note: --sandbox only applies to SendGrid; using {s.mail_backend}")
     series, part_row, count = _load_part(s, slug, part)
     article = render.Renderer(s).article(series, part_row, count)
-    message = dataclasses.replace(
-        article,
-        kind=TEST,
-        subject=f"[Test] {article.subject}",
-        sandbox=sandbox,
-        categories=(*article.categories, "test")[:10],
+    result = mailing.send_test(s, to, article, sandbox=sandbox)
+    if not result.ok:
+        raise fail(f"not sent: {result.detail}")
+    where = f" into {s.outbox_dir}" if s.mail_backend == "outbox" else ""
+    mode = (
+        " (sandbox: validated, not delivered)" if sandbox and result.backend == "sendgrid" else ""
     )
-    holder = "send-test"  # no subscriber behind a test: the links lead to a harmless "not found"
-    unsubscribe_url = tokens.link(s.public_url, s.secret, "unsubscribe", holder)
-    recipient = Recipient(
-        delivery_id=f"test-{secrets.token_hex(6)}",
-        email=to,
-        name=None,
-        unsubscribe_url=unsubscribe_url,
-        values=render.personal_values(
-            name=None,
-            unsubscribe_url=unsubscribe_url,
-            preferences_url=tokens.link(s.public_url, s.secret, "preferences", holder),
-        ),
+    console.print(
+        f"sent {slug} part {part} via {result.backend}{where}{mode}; id {result.message_id}",
+        highlight=False,
     )
-    try:
-        backend = get_backend(s)
-        [outcome] = backend.send(message, [recipient])
-    except SendingHalted as exc:
-        raise fail(f"sending is halted: {exc.reason}") from None
-    except ValueError as exc:  # backend not configured (missing key or SMTP URL)
-        raise fail(str(exc)) from None
-    if isinstance(outcome, Accepted):
-        where = f" into {s.outbox_dir}" if s.mail_backend == "outbox" else ""
-        mode = (
-            " (sandbox: validated, not delivered)" if sandbox and backend.name == "sendgrid" else ""
-        )
-        console.print(
-            f"sent {slug} part {part} via {backend.name}{where}{mode}; id {outcome.message_id}",
-            highlight=False,
-        )
-        return
-    if isinstance(outcome, Failed):
-        raise fail(f"refused: {outcome.reason}")
-    raise fail(f"not sent, try again later: {outcome.reason}")
 
 
 # --- admin ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A file that can't be read as a subscriber list at all (no header naming an email column,
 UTF-16, binary) is refused whole with one line saying why, and nothing is written. The corpus
-(tests/corpus/csv/) goes through every door: roster.import_csv, `newsletter subscribers
+(tests/corpus/csv/) goes through every door: importing.import_csv, `newsletter subscribers
 import`, the admin upload and `POST /api/v1/subscribers/import`; hypothesis then writes random
 files around rows that are known to be good.
 """
@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app as cli
 from newsletter.content import series as content
 from newsletter.core.config import Settings
-from newsletter.services import auth, roster
+from newsletter.services import auth, importing, roster
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
@@ -60,7 +60,7 @@ def emails(settings: Settings) -> set[str]:
         return set(session.scalars(select(Subscriber.email_key)))
 
 
-def check_report(report: roster.ImportReport, data: bytes) -> None:
+def check_report(report: importing.ImportReport, data: bytes) -> None:
     """Every row is accounted for once; each problem names a real line and one readable reason."""
     assert report.rows == report.new + report.existing + report.duplicates + len(report.invalid)
     last = physical_lines(data)
@@ -70,8 +70,8 @@ def check_report(report: roster.ImportReport, data: bytes) -> None:
         assert "Traceback" not in problem.reason
 
 
-def import_file(settings: Settings, name: str, *, dry_run: bool) -> roster.ImportReport:
-    return roster.import_csv(
+def import_file(settings: Settings, name: str, *, dry_run: bool) -> importing.ImportReport:
+    return importing.import_csv(
         settings, io.BytesIO((CORPUS / name).read_bytes()), dry_run=dry_run, confirmed=True, now=NOW
     )
 
@@ -270,7 +270,7 @@ def test_any_csv_imports_good_rows_and_reports_the_rest(
     data, good, quoted = case
     with session_scope(settings.database_url) as session:
         before = session.scalar(select(func.count(Subscriber.id))) or 0
-    report = roster.import_csv(settings, io.BytesIO(data), dry_run=False, confirmed=True, now=NOW)
+    report = importing.import_csv(settings, io.BytesIO(data), dry_run=False, confirmed=True, now=NOW)
     check_report(report, data)
     with session_scope(settings.database_url) as session:
         after = session.scalar(select(func.count(Subscriber.id))) or 0

@@ -448,7 +448,7 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
     writing next week over the pause once the save commits."""
     import threading
 
-    from newsletter.services import subscribers
+    from newsletter.services import preferences
 
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
@@ -460,8 +460,8 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
         sub = session.get(Subscriber, sid)
         assert sub is not None
         slug = "myths-about-psychotherapy"
-        prefs = subscribers.Preferences(series_slugs=[slug], paused_until=dt.date(2027, 4, 1))
-        subscribers.update_preferences(session, sub, prefs, TUESDAY_9_LONDON)
+        prefs = preferences.Preferences(series_slugs=[slug], paused_until=dt.date(2027, 4, 1))
+        preferences.update_preferences(session, sub, prefs, TUESDAY_9_LONDON)
         session.flush()  # the enrollment and subscriber rows are locked by this open save
 
         def commit_later() -> None:
@@ -513,7 +513,7 @@ def test_send_task_started_late_is_not_taken_for_lost_during_its_provider_call(
 def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Settings) -> None:
     """The handed part goes out and the cursor moves on, but nothing is due for someone who
     left: coming back later resumes at a slot after the return, not at once at any hour."""
-    from newsletter.services import subscribers
+    from newsletter.services import preferences, signup
 
     sid, q, chunk = one_planned_chunk(settings)
 
@@ -521,7 +521,7 @@ def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Setti
         with session_scope(settings.database_url) as session:
             sub = session.get(Subscriber, sid)
             assert sub is not None
-            assert subscribers.unsubscribe(session, sub, TUESDAY_9_LONDON)
+            assert preferences.unsubscribe(session, sub, TUESDAY_9_LONDON)
 
     summary = send_chunk(
         settings, chunk, TUESDAY_9_LONDON, queue=q, before_send=unsubscribe_meanwhile
@@ -532,7 +532,7 @@ def test_unsubscribe_during_the_provider_call_leaves_nothing_due(settings: Setti
     back = utc(2027, 3, 31, 3)  # a Wednesday, 03:00
     with session_scope(settings.database_url) as session:
         sub = session.get(Subscriber, sid)
-        assert sub is not None and subscribers.resubscribe(session, sub, back)
+        assert sub is not None and signup.resubscribe(session, sub, back)
         due = schedule.first_article_at(session, sub)
         assert due is not None and due > back
 

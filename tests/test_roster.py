@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.content import series as content
+from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import roster
+from newsletter.services import export, importing, roster
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -71,7 +72,7 @@ MIXED = (
 
 
 def test_dry_run_report_with_bom_semicolons_duplicates_and_invalid_rows(live: Settings) -> None:
-    report = roster.import_csv(live, csv_bytes(MIXED, bom=True), dry_run=True)
+    report = importing.import_csv(live, csv_bytes(MIXED, bom=True), dry_run=True)
     assert (report.rows, report.new, report.existing, report.duplicates) == (7, 3, 0, 1)
     assert [(p.line, p.reason.split(" ")[0]) for p in report.invalid] == [
         (4, "not"),
@@ -85,7 +86,7 @@ def test_dry_run_report_with_bom_semicolons_duplicates_and_invalid_rows(live: Se
 
 
 def test_import_pending_sends_confirmations(live: Settings) -> None:
-    report = roster.import_csv(live, csv_bytes(MIXED), dry_run=False, now=NOW)
+    report = importing.import_csv(live, csv_bytes(MIXED), dry_run=False, now=NOW)
     assert (report.new, report.duplicates, len(report.invalid)) == (3, 1, 3)
     assert report.confirmations_sent == 3 and report.confirmations_failed == 0
     assert len(outbox(live)) == 3
@@ -100,19 +101,19 @@ def test_import_pending_sends_confirmations(live: Settings) -> None:
         assert subs["ed@example.org"].timezone == live.default_timezone
         assert session.scalar(select(func.count(Enrollment.id))) == 0  # not before confirming
     # a second run finds them all already there
-    again = roster.import_csv(live, csv_bytes(MIXED), dry_run=True)
+    again = importing.import_csv(live, csv_bytes(MIXED), dry_run=True)
     assert (again.new, again.existing) == (0, 3)
 
 
 def test_import_already_consented_is_active_and_enrolled(live: Settings) -> None:
     text = "email,name,timezone,series\nfay@example.org,Fay,Europe/London,\ngus@example.org,,,co-created-process\n"
-    report = roster.import_csv(live, csv_bytes(text), dry_run=False, confirmed=True, now=NOW)
+    report = importing.import_csv(live, csv_bytes(text), dry_run=False, confirmed=True, now=NOW)
     assert report.new == 2 and report.confirmations_sent == 0
     assert outbox(live) == []
     with session_scope(live.database_url) as session:
         subs = {s.email_key: s for s in session.scalars(select(Subscriber))}
         for s in subs.values():
-            assert s.status == ACTIVE and s.consent_method == roster.IMPORT_CONSENTED
+            assert s.status == ACTIVE and s.consent_method == importing.IMPORT_CONSENTED
             assert s.confirmed_at == NOW and s.consent_at == NOW
         rows = list(
             session.execute(
@@ -133,11 +134,11 @@ def test_import_already_consented_is_active_and_enrolled(live: Settings) -> None
 
 
 def test_erased_addresses_are_refused_on_import(live: Settings) -> None:
-    roster.import_csv(
+    importing.import_csv(
         live, csv_bytes("email\nhal@example.org\n"), dry_run=False, confirmed=True, now=NOW
     )
     assert roster.erase_email(live, "HAL@example.org")
-    report = roster.import_csv(live, csv_bytes("email\nHal@Example.org\n"), dry_run=True)
+    report = importing.import_csv(live, csv_bytes("email\nHal@Example.org\n"), dry_run=True)
     assert report.new == 0 and [p.line for p in report.invalid] == [2]
     assert "erased" in report.invalid[0].reason
     with pytest.raises(roster.RosterError, match="erased"):
@@ -146,11 +147,11 @@ def test_erased_addresses_are_refused_on_import(live: Settings) -> None:
 
 def test_bad_files_say_why(live: Settings) -> None:
     with pytest.raises(roster.RosterError, match="empty"):
-        roster.import_csv(live, csv_bytes(""), dry_run=True)
+        importing.import_csv(live, csv_bytes(""), dry_run=True)
     with pytest.raises(roster.RosterError, match="header"):
-        roster.import_csv(live, csv_bytes("name,timezone\nAna,UTC\n"), dry_run=True)
+        importing.import_csv(live, csv_bytes("name,timezone\nAna,UTC\n"), dry_run=True)
     latin1 = io.BytesIO("email,name\nzoe@example.org,Zo\xeb\n".encode("latin-1"))
-    report = roster.import_csv(live, latin1, dry_run=True)
+    report = importing.import_csv(live, latin1, dry_run=True)
     assert [p.line for p in report.invalid] == [2] and "UTF-8" in report.invalid[0].reason
 
 
@@ -184,7 +185,7 @@ def test_ten_thousand_rows_dry_run_then_import_in_bounded_memory(
     path = tmp_path / "big.csv"
     valid, invalid = _big_csv(path, 10_000)
     duplicates = 10_000 - len(valid) - len(invalid)
-    report = roster.import_csv(live, path, dry_run=True)
+    report = importing.import_csv(live, path, dry_run=True)
     assert report.rows == 10_000
     assert (report.new, report.existing, report.duplicates) == (len(valid), 0, duplicates)
     assert {p.line for p in report.invalid} == set(invalid)
@@ -193,13 +194,13 @@ def test_ten_thousand_rows_dry_run_then_import_in_bounded_memory(
     # the pending path with its confirmation emails is the same loop, tested above).
     # Warm up (lazy imports, caches), then compare the traced peak of 1,000 rows with 10,000.
     warm = "email\n" + "".join(f"warm{i}@example.org\n" for i in range(3))
-    roster.import_csv(live, csv_bytes(warm), dry_run=False, confirmed=True, now=NOW)
+    importing.import_csv(live, csv_bytes(warm), dry_run=False, confirmed=True, now=NOW)
     small = "email\n" + "".join(f"small{i}@example.org\n" for i in range(1000))
 
-    def traced(source: io.BytesIO | Path, progress: list[int]) -> tuple[roster.ImportReport, int]:
+    def traced(source: io.BytesIO | Path, progress: list[int]) -> tuple[importing.ImportReport, int]:
         tracemalloc.start()
         try:
-            report = roster.import_csv(
+            report = importing.import_csv(
                 live, source, dry_run=False, confirmed=True, now=NOW, progress=progress.append
             )
             return report, tracemalloc.get_traced_memory()[1]
@@ -212,7 +213,7 @@ def test_ten_thousand_rows_dry_run_then_import_in_bounded_memory(
     # Bounded by the batch size, not the file: ten times the rows, about the same peak.
     assert peak < peak_small * 1.5 + 2 * 1024 * 1024, (peak_small, peak)
     assert peak < 40 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
-    assert sum(progress) == 10_000 and max(progress) <= roster.BATCH_ROWS
+    assert sum(progress) == 10_000 and max(progress) <= importing.BATCH_ROWS
     assert report.new == len(valid)
     assert {p.line for p in report.invalid} == set(invalid)
     with session_scope(live.database_url) as session:
@@ -232,16 +233,16 @@ def test_ten_thousand_rows_dry_run_then_import_in_bounded_memory(
 
 
 def test_export_csv_and_json_round_trip(live: Settings, tmp_path: Path) -> None:
-    roster.import_csv(live, csv_bytes(MIXED), dry_run=False, confirmed=True, now=NOW)
-    text = "".join(roster.export_csv(live))
+    importing.import_csv(live, csv_bytes(MIXED), dry_run=False, confirmed=True, now=NOW)
+    text = "".join(export.export_csv(live))
     assert text.startswith("\ufeffemail,name,timezone,series,status")
     assert "Ana Álvarez" in text and ",Cy; the second," in text
-    data = json.loads("".join(roster.export_json(live)))
+    data = json.loads("".join(export.export_json(live)))
     assert {d["email"] for d in data} == {"ana@example.org", "cy@example.org", "ed@example.org"}
     ana = next(d for d in data if d["email"] == "ana@example.org")
     assert ana["series"] == f"{MYTHS} co-created-process" and ana["status"] == ACTIVE
     # the export is importable as it is: everyone is already there
-    again = roster.import_csv(live, io.BytesIO(text.encode("utf-8")), dry_run=True)
+    again = importing.import_csv(live, io.BytesIO(text.encode("utf-8")), dry_run=True)
     assert (again.existing, again.new, again.invalid) == (3, 0, [])
 
 
@@ -278,7 +279,7 @@ def test_access_export_and_erase_leave_no_personal_data(live: Settings) -> None:
     with session_scope(live.database_url) as session:
         sub = session.get(Subscriber, sub_id)
         assert sub is not None
-        record = roster.subscriber_record(session, sub)
+        record = export.subscriber_record(session, sub)
     assert record["subscriber"]["email"] == "Ivy@example.org"
     assert record["consent"]["method"] == "admin-consented"
     assert [e["series"] for e in record["enrollments"]] == [MYTHS, "co-created-process"]
@@ -295,14 +296,14 @@ def test_access_export_and_erase_leave_no_personal_data(live: Settings) -> None:
         event = session.scalar(select(ProviderEvent))
         assert event is not None and event.subscriber_id is None and event.detail is None
         hashes = list(session.scalars(select(Suppression.email_hash)))
-        assert hashes == [roster.email_hash("ivy@example.org")]
+        assert hashes == [identity.email_hash("ivy@example.org")]
     queue = RedisQueue(live)
     assert queue.redis.zcard(queue.due_key) == 0
     assert not roster.erase_email(live, "ivy@example.org")  # idempotent
 
 
 def test_search(live: Settings) -> None:
-    roster.import_csv(live, csv_bytes(MIXED), dry_run=False, now=NOW)
+    importing.import_csv(live, csv_bytes(MIXED), dry_run=False, now=NOW)
     with session_scope(live.database_url) as session:
         page, total = roster.search(session, "EXAMPLE.org")
         assert total == 3 and len(page) == 3

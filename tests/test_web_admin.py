@@ -214,11 +214,12 @@ def test_add_search_erase_subscriber(signed_in: TestClient, admin_settings: Sett
     detail = r.headers["location"]
     assert "@" not in detail
     page = client.get(detail)
-    assert "Ana@Example.org" in page.text and "pending" in page.text
+    # stored as email_validator normalises it (domain lower-cased), as a signup stores it
+    assert "Ana@example.org" in page.text and "pending" in page.text
     outbox = list(admin_settings.outbox_dir.glob("*.eml"))
     assert len(outbox) == 1  # the confirmation email
     r = client.post("/admin/subscribers/search", data={"csrf_token": token, "q": "ana@example"})
-    assert r.status_code == 200 and "Ana@Example.org" in r.text
+    assert r.status_code == 200 and "Ana@example.org" in r.text
     assert "1 person found" in r.text
     # duplicates are refused with a message, not a crash
     r = client.post("/admin/subscribers", data={"csrf_token": token, "email": "ana@example.org"})

@@ -566,12 +566,12 @@ def test_a_token_for_another_purpose_is_refused_everywhere(c, site):
 
 
 def test_an_unexpected_error_shows_a_calm_page_without_details(site, monkeypatch):
-    from newsletter.services import subscribers
+    from newsletter.services import signup
 
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(subscribers, "subscribe", boom)
+    monkeypatch.setattr(signup, "subscribe", boom)
     with TestClient(
         create_app(site), base_url="https://testserver", raise_server_exceptions=False
     ) as c:

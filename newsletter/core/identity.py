@@ -1,10 +1,109 @@
-"""Identity rules: one-way keys for secrets (API key fingerprints)."""
+"""Identity rules, pure and written once: addresses, names, time zones, public ids, hashed keys.
+
+Every way a person enters (signup form, admin page, API, CLI, CSV import) goes through these:
+- an address is stored as `email_validator` normalises it (domain lower-cased and in Unicode,
+  local part kept), without DNS lookups; control characters and over-long input are refused;
+- its unique key (`email_key`) is that address lower-cased, and the suppression key of an
+  erased address (`email_hash`) is SHA-256 of the same lower-cased text;
+- a name is one line (runs of whitespace become one space) of at most NAME_MAX characters;
+  a control character in it is refused, never silently removed;
+- a time zone is an IANA name;
+- a public id (what signed links carry) is `secrets.token_urlsafe(18)`: 24 characters from
+  A-Z a-z 0-9 - _. Ids made earlier in another format stay valid: lookups are by stored value.
+Each rule raises ValueError with a short reason a CSV report or the CLI can show as it is.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
+import unicodedata
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from email_validator import EmailNotValidError, validate_email
 
 from newsletter.core.config import Settings
+
+EMAIL_MAX = 254
+NAME_MAX = 100
+ZONE_MAX = 64
+PUBLIC_ID_BYTES = 18  # token_urlsafe: 24 characters, 144 random bits
+PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{24}")
+
+
+def has_control(value: str) -> bool:
+    """True when `value` holds a control character (C0, DEL or C1)."""
+    return any(unicodedata.category(c) == "Cc" for c in value)
+
+
+def normalise_email(raw: str | None) -> str:
+    """The address as stored: email_validator's normalised form; ValueError otherwise."""
+    value = (raw or "").strip()
+    if not value:
+        raise ValueError("no email address")
+    if has_control(value):
+        raise ValueError("not a valid email address (control characters)")
+    if len(value) > EMAIL_MAX:
+        raise ValueError("email address is too long")
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address ({exc})") from None
+    return str(result.normalized)
+
+
+def email_key(email: str) -> str:
+    """The unique, case-insensitive key of an address."""
+    return email.strip().lower()
+
+
+def email_hash(email: str) -> str:
+    """The suppression key of an address: SHA-256 (hex) of its lower-cased form."""
+    return hashlib.sha256(email_key(email).encode("utf-8")).hexdigest()
+
+
+def clean_name(raw: str | None) -> str | None:
+    """A name on one line, or None when empty; ValueError for control characters or length."""
+    value = " ".join((raw or "").split())
+    if has_control(value):
+        raise ValueError("name contains control characters")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"name is longer than {NAME_MAX} characters")
+    return value or None
+
+
+_ZONES: list[str] | None = None
+
+
+def zone_names() -> list[str]:
+    """Every IANA zone name, sorted (for the time zone menus)."""
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = sorted(z for z in available_timezones() if "/" in z or z == "UTC")
+    return _ZONES
+
+
+def check_zone(raw: str | None, default: str) -> str:
+    """An IANA zone name; `default` when empty; ValueError when unknown."""
+    value = (raw or "").strip()
+    if not value:
+        return default
+    if has_control(value) or len(value) > ZONE_MAX:
+        raise ValueError("unknown time zone (use a name like Europe/London)")
+    if value not in zone_names():
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value[:60]!r} (use a name like Europe/London)"
+            ) from None
+    return value
+
+
+def new_public_id() -> str:
+    """A fresh random public id for a subscriber (the only format made from now on)."""
+    return secrets.token_urlsafe(PUBLIC_ID_BYTES)
 
 
 def fingerprint(secret: str) -> str:

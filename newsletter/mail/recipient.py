@@ -10,17 +10,31 @@ from newsletter.mail.render import personal_values
 
 
 def recipient(
-    settings: Settings, delivery_id: int | str, public_id: str, email: str, name: str | None
+    settings: Settings,
+    delivery_id: int | str,
+    public_id: str,
+    email: str,
+    name: str | None,
+    *,
+    confirm: bool = False,
 ) -> Recipient:
     """One recipient: `delivery_id` is the ledger row for an article (a random id for other
-    mail), `public_id` the subscriber's, from which the unsubscribe and preference links are
-    signed (no address or row id in them)."""
+    mail), `public_id` the subscriber's, from which the unsubscribe and preference links (and,
+    with `confirm`, the expiring double opt-in link) are signed (no address or row id in them)."""
     unsubscribe = tokens.link(settings.public_url, settings.secret, "unsubscribe", public_id)
     preferences = tokens.link(settings.public_url, settings.secret, "preferences", public_id)
+    confirm_url = (
+        tokens.link(settings.public_url, settings.secret, "confirm", public_id) if confirm else ""
+    )
     return Recipient(
         delivery_id=str(delivery_id),
         email=email,
         name=name,
         unsubscribe_url=unsubscribe,
-        values=personal_values(name=name, unsubscribe_url=unsubscribe, preferences_url=preferences),
+        values=personal_values(
+            name=name,
+            unsubscribe_url=unsubscribe,
+            preferences_url=preferences,
+            confirm_url=confirm_url,
+        ),
     )

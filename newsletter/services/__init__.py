@@ -1,1 +1,1 @@
-"""Use cases behind the entry points: subscribers, roster, admin auth."""
+"""Use cases behind the entry points: signup, preferences, roster, import, export, series admin, mailing, admin auth."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,14 +21,12 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from newsletter.core.config import Settings
-from newsletter.services import auth, roster
+from newsletter.services import auth, export, importing, mailing, roster, series_admin
 from newsletter.store import stats
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
-    LIVE,
-    PAUSED,
     PENDING,
     QUEUED,
     SUBSCRIBER_STATUSES,
@@ -306,24 +303,14 @@ def series_list(request: Request, db: Db) -> Response:
 async def series_reload(request: Request) -> Response:
     await form_of(request)
     from newsletter.content import series as content
-    from newsletter.store import series as series_store
 
     settings = settings_of(request)
-    from newsletter.engine import schedule
-
-    changed: list[int] = []
     try:
-        specs = content.load_all(settings.schedules_dir)
-        with session_scope(settings.database_url) as session:
-            report = series_store.sync(session, specs)
-            for slug in report.appended:
-                series = _series(session, slug)
-                changed += schedule.parts_appended(session, series.id, utcnow())
+        read, report = series_admin.reload_series(settings, utcnow())
     except content.ContentError as exc:
         with session_scope(settings.database_url) as session:
             return _series_errors(request, session, list(exc.errors))
-    roster.sync_enrollments(settings, changed)
-    parts = [f"{len(specs)} series read from {settings.schedules_dir}"]
+    parts = [f"{read} series read from {settings.schedules_dir}"]
     if report.new_series:
         parts.append(f"new (drafts until queued): {', '.join(report.new_series)}")
     for slug, numbers in report.appended.items():
@@ -378,11 +365,12 @@ async def series_queue(request: Request, slug: str) -> Response:
             request, "/admin/series", "The start date should look like 2026-03-09.", "error"
         )
     try:
-        count, first = roster.queue_series(settings, slug, start, utcnow())
-    except roster.RosterError as exc:
+        queued = series_admin.queue_series(settings, slug, start, utcnow())
+    except series_admin.SeriesAdminError as exc:
         return redirect(request, "/admin/series", f"Not queued: {exc}.", "error")
-    if count is None:
+    if queued is None:
         raise HTTPException(404, "no such series")
+    count, first = queued.count, queued.first_date
     with session_scope(settings.database_url) as db:
         title = _series(db, slug).title
     when = f"the first gets part 1 on {_day(first)}" if first else "nobody is due yet"
@@ -396,13 +384,9 @@ async def series_queue(request: Request, slug: str) -> Response:
 @protected.post("/series/{slug}/pause", include_in_schema=False)
 async def series_pause(request: Request, slug: str) -> Response:
     await form_of(request)
-    with session_scope(settings_of(request).database_url) as db:
-        series = _series(db, slug)
-        if series.state == LIVE:
-            series.state = PAUSED
-        title = series.title
-        series_id = series.id
-    roster.sync_series_queue(settings_of(request), series_id)
+    title = series_admin.pause_series(settings_of(request), slug)
+    if title is None:
+        raise HTTPException(404, "no such series")
     return redirect(
         request, "/admin/series", f"Paused “{title}” for everyone: nothing from it goes out."
     )
@@ -411,14 +395,9 @@ async def series_pause(request: Request, slug: str) -> Response:
 @protected.post("/series/{slug}/resume", include_in_schema=False)
 async def series_resume(request: Request, slug: str) -> Response:
     await form_of(request)
-    settings = settings_of(request)
-    with session_scope(settings.database_url) as db:
-        series = _series(db, slug)
-        if series.state == PAUSED:
-            series.state = LIVE
-        title = series.title
-        series_id = series.id
-    roster.resume_series(settings, series_id, utcnow())
+    title = series_admin.resume_series(settings_of(request), slug, utcnow())
+    if title is None:
+        raise HTTPException(404, "no such series")
     return redirect(
         request, "/admin/series", f"Resumed “{title}”: each reader gets their next part."
     )
@@ -440,7 +419,7 @@ def _rendered(
     settings: Settings, db: Session, series: Series, number: int, subscriber_id: int | None
 ) -> tuple[Any, str, str, str, Subscriber | None]:
     from newsletter.mail import render
-    from newsletter.services.subscribers import links
+    from newsletter.mail.recipient import recipient
 
     parts = _parts(db, series)
     part = next((p for p in parts if p.number == number), None)
@@ -449,13 +428,14 @@ def _rendered(
     message = render.Renderer(settings).article(series, part, len(parts))
     name, _public_id, sub = _sample(db, subscriber_id)
     if sub is not None:
-        urls = links(settings, sub)
+        values = dict(recipient(settings, "preview", sub.public_id, sub.email, sub.name).values)
     else:
         base = settings.public_url.rstrip("/")
-        urls = {p: f"{base}/{p}/sample-link" for p in ("unsubscribe", "preferences", "confirm")}
-    values = render.personal_values(
-        name=name, unsubscribe_url=urls["unsubscribe"], preferences_url=urls["preferences"]
-    )
+        values = render.personal_values(
+            name=name,
+            unsubscribe_url=f"{base}/unsubscribe/sample-link",
+            preferences_url=f"{base}/preferences/sample-link",
+        )
     return (
         message,
         render.personalise(message.subject, values),
@@ -531,45 +511,22 @@ def part_email_html(request: Request, slug: str, number: PartNumber, db: Db) -> 
 async def part_test_send(request: Request, slug: str, number: PartNumber) -> Response:
     form = await form_of(request)
     settings = settings_of(request)
-    from newsletter.mail.backends import get_backend
-    from newsletter.mail.message import TEST, Accepted, Recipient, SendingHalted
+    from newsletter.mail import render
 
-    try:
-        to = roster.check_email(str(form.get("to") or ""))
-    except ValueError as exc:
-        return redirect(
-            request, f"/admin/series/{slug}/{number}", f"Test not sent: {exc}.", "error"
-        )
+    where = f"/admin/series/{slug}/{number}"
     with session_scope(settings.database_url) as db:
         series = _series(db, slug)
-        message, subject, html, text, _sub = _rendered(settings, db, series, number, None)
-    test = dataclasses.replace(
-        message,
-        kind=TEST,
-        subject=f"[Test] {subject}",
-        html=html,
-        text=text,
-        series=None,
-        part=None,
-    )
-    recipient = Recipient(
-        delivery_id=f"test-{secrets.token_hex(8)}",
-        email=to,
-        name=None,
-        unsubscribe_url=f"{settings.public_url.rstrip('/')}/unsubscribe/sample-link",
-    )
-    try:
-        outcome = get_backend(settings).send(test, [recipient])[0]
-    except SendingHalted as exc:
-        return redirect(request, f"/admin/series/{slug}/{number}", f"Test not sent: {exc}", "error")
-    if isinstance(outcome, Accepted):
+        parts = _parts(db, series)
+        part = next((p for p in parts if p.number == number), None)
+        if part is None:
+            raise HTTPException(404, "no such part")
+        article = render.Renderer(settings).article(series, part, len(parts))
+    result = mailing.send_test(settings, str(form.get("to") or ""), article)
+    if result.ok:
         return redirect(
-            request,
-            f"/admin/series/{slug}/{number}",
-            f"Test sent through {settings.mail_backend} to the address you gave.",
+            request, where, f"Test sent through {result.backend} to the address you gave."
         )
-    reason = getattr(outcome, "reason", "unknown")
-    return redirect(request, f"/admin/series/{slug}/{number}", f"Test not sent: {reason}", "error")
+    return redirect(request, where, f"Test not sent: {result.detail}.", "error")
 
 
 # --- subscribers ---------------------------------------------------------------------------
@@ -737,7 +694,6 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: SubscriberId) 
     settings = settings_of(request)
     with session_scope(settings.database_url) as db:
         roster.unsubscribe(settings, db, _subscriber(db, subscriber_id))
-    roster.sync_queue(settings, [subscriber_id])
     return redirect(
         request, f"/admin/subscribers/{subscriber_id}", "Unsubscribed: nothing more goes to them."
     )
@@ -757,12 +713,17 @@ async def subscriber_resend(request: Request, subscriber_id: SubscriberId) -> Re
             "Only pending people get a confirmation email.",
             "error",
         )
-    sent, _failed = roster.send_confirmations(settings, [subscriber_id])
+    mailed = mailing.send_confirmations(settings, [subscriber_id])
+    if mailed.halted is not None:
+        said = f"Not sent: sending is halted ({mailed.halted})."
+    else:
+        said = (
+            "Confirmation email sent again."
+            if mailed.sent
+            else "The confirmation email could not be sent."
+        )
     return redirect(
-        request,
-        f"/admin/subscribers/{subscriber_id}",
-        "Confirmation email sent again." if sent else "The confirmation email could not be sent.",
-        "ok" if sent else "error",
+        request, f"/admin/subscribers/{subscriber_id}", said, "ok" if mailed.sent else "error"
     )
 
 
@@ -789,7 +750,7 @@ async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Res
 
 @protected.get("/subscribers/{subscriber_id}/export.json", include_in_schema=False)
 def subscriber_export(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
-    record = roster.subscriber_record(db, _subscriber(db, subscriber_id))
+    record = export.subscriber_record(db, _subscriber(db, subscriber_id))
     return Response(
         json.dumps(record, ensure_ascii=False, indent=2),
         media_type="application/json",
@@ -846,7 +807,7 @@ async def import_upload(request: Request) -> Response:
 
     try:
         report = await run_in_threadpool(
-            roster.import_csv, settings, path, dry_run=True, confirmed=consented
+            importing.import_csv, settings, path, dry_run=True, confirmed=consented
         )
     except roster.RosterError as exc:
         path.unlink(missing_ok=True)
@@ -875,7 +836,7 @@ async def import_run(request: Request, upload_id: str) -> Response:
 
     try:
         report = await run_in_threadpool(
-            roster.import_csv, settings, path, dry_run=False, confirmed=consented
+            importing.import_csv, settings, path, dry_run=False, confirmed=consented
         )
     finally:
         path.unlink(missing_ok=True)
@@ -901,12 +862,12 @@ def _download(chunks: Iterator[str], media_type: str, extension: str) -> Respons
 
 @protected.get("/export.csv", include_in_schema=False)
 def export_csv(request: Request) -> Response:
-    return _download(roster.export_csv(settings_of(request)), "text/csv; charset=utf-8", "csv")
+    return _download(export.export_csv(settings_of(request)), "text/csv; charset=utf-8", "csv")
 
 
 @protected.get("/export.json", include_in_schema=False)
 def export_json(request: Request) -> Response:
-    return _download(roster.export_json(settings_of(request)), "application/json", "json")
+    return _download(export.export_json(settings_of(request)), "application/json", "json")
 
 
 # Login first (no session needed), then everything else behind require_admin.

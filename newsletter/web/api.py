@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.core.vocabulary import WEEKDAYS
-from newsletter.services import auth, roster
+from newsletter.services import auth, export, importing, roster, series_admin
 from newsletter.store import stats
 from newsletter.store.db import session_scope
 from newsletter.store.models import Delivery, Part, Series, Subscriber, utcnow
@@ -352,12 +352,12 @@ def queue_series(
     slug: Annotated[str, Path(max_length=100, pattern=SLUG)], body: QueueIn, settings: SettingsDep
 ) -> QueueOut:
     try:
-        count, first = roster.queue_series(settings, slug, body.start, utcnow())
-    except roster.RosterError as exc:
+        queued = series_admin.queue_series(settings, slug, body.start, utcnow())
+    except series_admin.SeriesAdminError as exc:
         raise HTTPException(400, str(exc)) from None
-    if count is None:
+    if queued is None:
         raise HTTPException(404, "no series with that slug")
-    return QueueOut(slug=slug, count=count, first_date=first)
+    return QueueOut(slug=slug, count=queued.count, first_date=queued.first_date)
 
 
 # --- subscribers ---------------------------------------------------------------------------
@@ -457,7 +457,6 @@ def update_subscriber(
         except roster.RosterError as exc:
             raise HTTPException(400, str(exc)) from None
         out = SubscriberOut.of(sub)
-    roster.sync_queue(settings, [subscriber_id])
     return out
 
 
@@ -472,7 +471,6 @@ def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: SettingsDep) -
         sub = _subscriber(session, subscriber_id)
         roster.unsubscribe(settings, session, sub)
         out = SubscriberOut.of(sub)
-    roster.sync_queue(settings, [subscriber_id])
     return out
 
 
@@ -483,7 +481,7 @@ def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: SettingsDep) -
     responses={404: {"model": ErrorOut}},
 )
 def export_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> SubscriberRecord:
-    record = roster.subscriber_record(session, _subscriber(session, subscriber_id))
+    record = export.subscriber_record(session, _subscriber(session, subscriber_id))
     return SubscriberRecord.model_validate(record)
 
 
@@ -529,7 +527,7 @@ async def import_subscribers(
         spool.seek(0)
         try:
             report = await run_in_threadpool(
-                roster.import_csv,
+                importing.import_csv,
                 settings,
                 spool,
                 dry_run=dry_run,

@@ -13,9 +13,9 @@ from sqlalchemy import select, text
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from newsletter.core import tokens
+from newsletter.core import identity, tokens
 from newsletter.core.config import Settings
-from newsletter.services import subscribers as subs
+from newsletter.services import mailing, people, preferences, signup
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -68,7 +68,7 @@ def _public_id(request: Request, purpose: str, token: str) -> str:
 
 
 def _subscriber(session: Any, public_id: str) -> Subscriber:
-    subscriber = subs.by_public_id(session, public_id)
+    subscriber = people.by_public_id(session, public_id)
     if subscriber is None or subscriber.status == "erased":
         raise LinkProblem(404)
     return subscriber
@@ -91,7 +91,7 @@ def _signup_page(
     with session_scope(settings.database_url) as session:
         series = [
             {"slug": s.slug, "title": s.title, "description": s.description}
-            for s in subs.live_series(session)
+            for s in people.live_series(session)
         ]
     values = values or {}
     chosen = values.get("series")
@@ -101,11 +101,11 @@ def _signup_page(
         {
             "series": series,
             "chosen": set(chosen) if chosen is not None else {s["slug"] for s in series},
-            "zones": subs.zone_names(),
+            "zones": identity.zone_names(),
             "values": values,
             "timezone": values.get("timezone") or settings.default_timezone,
             "errors": errors or {},
-            "consent_text": subs.CONSENT_TEXT,
+            "consent_text": signup.CONSENT_TEXT,
             "honeypot": HONEYPOT,
         },
         status_code,
@@ -136,7 +136,7 @@ def subscribe(
     resend = form == "resend"
     try:
         with session_scope(settings.database_url) as session:
-            result = subs.subscribe(
+            result = signup.subscribe(
                 session,
                 email,
                 name or None,
@@ -149,7 +149,7 @@ def subscribe(
             )
             subscriber = result.subscriber
             send = result.send_confirmation
-    except subs.InvalidInput as exc:
+    except signup.InvalidInput as exc:
         if resend:
             return render(
                 request, "link_problem.html", {"errors": exc.errors, "expired": False}, 400
@@ -166,7 +166,7 @@ def subscribe(
 
 def _send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
     try:
-        subs.send_confirmation(settings, subscriber)
+        mailing.send_confirmation(settings, subscriber)
     except Exception:  # the page was the same either way; the operator sees the log
         log.exception("confirmation email could not be sent")
 
@@ -193,7 +193,7 @@ def confirm_page(request: Request, token: str) -> Response:
 def _confirmed_page(
     request: Request, session: Any, subscriber: Subscriber, *, already: bool = False
 ) -> Response:
-    first = subs.first_article_text(session, subscriber)
+    first = signup.first_article_text(session, subscriber)
     return render(
         request,
         "confirmed.html",
@@ -218,16 +218,16 @@ def confirm(
             subscriber = _subscriber(session, public_id)
             if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
                 raise LinkProblem(404)
-            changed = subs.confirm(session, subscriber, _now())
-            first = subs.first_article_text(session, subscriber)
-            titles = subs.series_titles(session, subscriber)
-            changes = subs.enrollment_ids(session, subscriber)
+            changed = signup.confirm(session, subscriber, _now())
+            first = signup.first_article_text(session, subscriber)
+            titles = signup.series_titles(session, subscriber)
+            changes = people.enrollment_ids(session, subscriber)
     except LinkProblem as problem:
         return _link_problem_page(request, problem)
-    subs.sync_queue(settings, changes)
+    people.sync_queue(settings, changes)
     if changed:
         try:
-            subs.send_welcome(settings, subscriber, first, titles)
+            mailing.send_welcome(settings, subscriber, first, titles)
         except Exception:
             log.exception("welcome email could not be sent")
     return render(
@@ -258,19 +258,19 @@ def _preferences_page(
 ) -> Response:
     series = [
         {"slug": s.slug, "title": s.title, "description": s.description}
-        for s in subs.live_series(session)
+        for s in people.live_series(session)
     ]
     current = {
         "name": subscriber.name or "",
         "timezone": subscriber.timezone,
         "cadence": subscriber.cadence,
         "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else "",
-        "series": subs.chosen_series(session, subscriber),
+        "series": signup.chosen_series(session, subscriber),
         "takes_new_series": subscriber.takes_new_series,
     }
     current.update(values or {})
     next_article = (
-        subs.first_article_text(session, subscriber) if subscriber.status == ACTIVE else None
+        signup.first_article_text(session, subscriber) if subscriber.status == ACTIVE else None
     )
     return render(
         request,
@@ -282,7 +282,7 @@ def _preferences_page(
             "suppressed": subscriber.status in SUPPRESSED_STATUSES,
             "series": series,
             "values": current,
-            "zones": subs.zone_names(),
+            "zones": identity.zone_names(),
             "errors": errors or {},
             "saved": saved,
             "next_article": next_article,
@@ -327,14 +327,14 @@ def preferences_save(
         with session_scope(settings.database_url) as session:
             subscriber = _subscriber(session, public_id)
             if action == "resubscribe":
-                changed = subs.resubscribe(session, subscriber, now)
-                first = subs.first_article_text(session, subscriber)
-                titles = subs.series_titles(session, subscriber)
-                changes = subs.enrollment_ids(session, subscriber)
+                changed = signup.resubscribe(session, subscriber, now)
+                first = signup.first_article_text(session, subscriber)
+                titles = signup.series_titles(session, subscriber)
+                changes = people.enrollment_ids(session, subscriber)
                 response = _preferences_page(request, token, session, subscriber, saved=changed)
             else:
                 errors: dict[str, str] = {}
-                prefs = subs.Preferences(series_slugs=[])
+                prefs = preferences.Preferences(series_slugs=[])
                 try:
                     prefs = _read_preferences(
                         session,
@@ -348,8 +348,8 @@ def preferences_save(
                         now,
                         settings.default_timezone,
                     )
-                    subs.update_preferences(session, subscriber, prefs, now)
-                except subs.InvalidInput as exc:
+                    preferences.update_preferences(session, subscriber, prefs, now)
+                except signup.InvalidInput as exc:
                     errors = exc.errors
                 if errors:
                     session.rollback()
@@ -371,14 +371,14 @@ def preferences_save(
                         status_code=400,
                     )
                 changed, first, titles = False, None, []
-                changes = subs.enrollment_ids(session, subscriber)
+                changes = people.enrollment_ids(session, subscriber)
                 response = _preferences_page(request, token, session, subscriber, saved=True)
     except LinkProblem as problem:
         return _link_problem_page(request, problem)
-    subs.sync_queue(settings, changes)
+    people.sync_queue(settings, changes)
     if action == "resubscribe" and changed:
         try:
-            subs.send_welcome(settings, subscriber, first, titles)
+            mailing.send_welcome(settings, subscriber, first, titles)
         except Exception:
             log.exception("welcome email could not be sent")
     return response
@@ -395,25 +395,27 @@ def _read_preferences(
     takes_new_series: str,
     now: dt.datetime,
     default_timezone: str,
-) -> subs.Preferences:
+) -> preferences.Preferences:
     errors: dict[str, str] = {}
     result: dict[str, Any] = {}
     checks = {
-        "name": lambda: subs.clean_name(name),
-        "timezone": lambda: subs.valid_timezone(timezone, subscriber.timezone or default_timezone),
-        "paused_until": lambda: subs.valid_pause(paused_until, now.date()),
-        "series": lambda: subs.valid_series(session, series),
+        "name": lambda: signup.clean_name(name),
+        "timezone": lambda: signup.valid_timezone(
+            timezone, subscriber.timezone or default_timezone
+        ),
+        "paused_until": lambda: preferences.valid_pause(paused_until, now.date()),
+        "series": lambda: signup.valid_series(session, series),
     }
     for key, check in checks.items():
         try:
             result[key] = check()
-        except subs.InvalidInput as exc:
+        except signup.InvalidInput as exc:
             errors.update(exc.errors)
     if cadence not in CADENCES:
         errors["cadence"] = "Please choose weekly or every two weeks."
     if errors:
-        raise subs.InvalidInput(errors)
-    return subs.Preferences(
+        raise signup.InvalidInput(errors)
+    return preferences.Preferences(
         series_slugs=result["series"],
         cadence=cadence,
         paused_until=result["paused_until"],
@@ -455,12 +457,12 @@ def unsubscribe(request: Request, token: str) -> Response:
         public_id = _public_id(request, "unsubscribe", token)
         with session_scope(settings.database_url) as session:
             subscriber = _subscriber(session, public_id)
-            subs.unsubscribe(session, subscriber, _now())
-            changes = subs.enrollment_ids(session, subscriber)
+            preferences.unsubscribe(session, subscriber, _now())
+            changes = people.enrollment_ids(session, subscriber)
             preferences_token = _token_for(request, "preferences", subscriber)
     except LinkProblem as problem:
         return _link_problem_page(request, problem)
-    subs.sync_queue(settings, changes)
+    people.sync_queue(settings, changes)
     return render(
         request, "unsubscribed.html", {"preferences_token": preferences_token}, no_store=True
     )

@@ -1,0 +1,188 @@
+"""Export of the whole list (CSV or JSON, streamed) and of everything held about one person."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import Delivery, Enrollment, ProviderEvent, Series, Subscriber
+
+EXPORT_BATCH = 500
+EXPORT_FIELDS = (
+    "email",
+    "name",
+    "timezone",
+    "series",
+    "status",
+    "cadence",
+    "paused_until",
+    "takes_new_series",
+    "consent_method",
+    "consent_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "created_at",
+)
+
+
+def _iso(value: dt.datetime | dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _export_rows(session: Session) -> Iterator[dict[str, Any]]:
+    last_id = 0
+    while True:
+        subs = list(
+            session.scalars(
+                select(Subscriber)
+                .where(Subscriber.id > last_id)
+                .order_by(Subscriber.id)
+                .limit(EXPORT_BATCH)
+            )
+        )
+        if not subs:
+            return
+        ids = [s.id for s in subs]
+        series_of: dict[int, list[str]] = {}
+        for sub_id, slug in session.execute(
+            select(Enrollment.subscriber_id, Series.slug)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id.in_(ids))
+            .order_by(Enrollment.subscriber_id, Enrollment.position)
+        ):
+            series_of.setdefault(sub_id, []).append(slug)
+        for s in subs:
+            yield {
+                "email": s.email,
+                "name": s.name,
+                "timezone": s.timezone,
+                "series": " ".join(series_of.get(s.id) or s.requested_series or []),
+                "status": s.status,
+                "cadence": s.cadence,
+                "paused_until": _iso(s.paused_until),
+                "takes_new_series": s.takes_new_series,
+                "consent_method": s.consent_method,
+                "consent_at": _iso(s.consent_at),
+                "confirmed_at": _iso(s.confirmed_at),
+                "unsubscribed_at": _iso(s.unsubscribed_at),
+                "created_at": _iso(s.created_at),
+            }
+        last_id = subs[-1].id
+        session.expunge_all()
+
+
+def export_csv(settings: Settings) -> Iterator[str]:
+    """The whole list as CSV text chunks (UTF-8 BOM first so spreadsheets read accents)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, lineterminator="\r\n")
+    yield codecs.BOM_UTF8.decode("utf-8")
+    writer.writeheader()
+    with session_scope(settings.database_url) as session:
+        for n, row in enumerate(_export_rows(session), 1):
+            row["takes_new_series"] = "yes" if row["takes_new_series"] else "no"
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+            if n % 200 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+def export_json(settings: Settings) -> Iterator[str]:
+    """The whole list as one JSON array, streamed a row at a time."""
+    yield "["
+    first = True
+    with session_scope(settings.database_url) as session:
+        for row in _export_rows(session):
+            yield ("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False)
+            first = False
+    yield "\n]\n"
+
+
+def subscriber_record(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything held about one person (GDPR access request)."""
+    sub = subscriber
+    enrollments = [
+        {
+            "series": slug,
+            "title": title,
+            "position": e.position,
+            "state": e.state,
+            "next_part": e.next_part,
+            "next_due_at": _iso(e.next_due_at),
+            "not_before": _iso(e.not_before),
+        }
+        for e, slug, title in session.execute(
+            select(Enrollment, Series.slug, Series.title)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id == sub.id)
+            .order_by(Enrollment.position)
+        )
+    ]
+    deliveries = [
+        {
+            "id": d.id,
+            "series": slug,
+            "part": d.part_number,
+            "status": d.status,
+            "scheduled_for": _iso(d.scheduled_for),
+            "sent_at": _iso(d.sent_at),
+            "delivered_at": _iso(d.delivered_at),
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+        }
+        for d, slug in session.execute(
+            select(Delivery, Series.slug)
+            .join(Series, Series.id == Delivery.series_id)
+            .where(Delivery.subscriber_id == sub.id)
+            .order_by(Delivery.scheduled_for, Delivery.id)
+        )
+    ]
+    events = [
+        {
+            "provider": ev.provider,
+            "type": ev.event_type,
+            "occurred_at": _iso(ev.occurred_at),
+            "delivery_id": ev.delivery_id,
+            "detail": ev.detail,
+        }
+        for ev in session.scalars(
+            select(ProviderEvent)
+            .where(ProviderEvent.subscriber_id == sub.id)
+            .order_by(ProviderEvent.occurred_at)
+        )
+    ]
+    return {
+        "subscriber": {
+            "email": sub.email,
+            "name": sub.name,
+            "timezone": sub.timezone,
+            "status": sub.status,
+            "cadence": sub.cadence,
+            "paused_until": _iso(sub.paused_until),
+            "takes_new_series": sub.takes_new_series,
+            "created_at": _iso(sub.created_at),
+            "confirmed_at": _iso(sub.confirmed_at),
+            "unsubscribed_at": _iso(sub.unsubscribed_at),
+        },
+        "consent": {
+            "method": sub.consent_method,
+            "at": _iso(sub.consent_at),
+            "ip": sub.consent_ip,
+            "form": sub.consent_form,
+            "wording": sub.consent_wording,
+        },
+        "enrollments": enrollments,
+        "deliveries": deliveries,
+        "events": events,
+    }

@@ -1,0 +1,269 @@
+"""Signup with recorded consent, double opt-in and coming back, and the form rules they share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.core import identity, timing
+from newsletter.engine import schedule
+from newsletter.services.people import by_email, enrollments, is_suppressed, live_series
+from newsletter.store.models import (
+    ACTIVE,
+    BOUNCED,
+    CANCELLED,
+    PENDING,
+    UNSUBSCRIBED,
+    WEEKLY,
+    Enrollment,
+    Series,
+    Subscriber,
+)
+
+# The version of the consent sentence shown next to the signup button (recorded with consent).
+CONSENT_WORDING = "2026-11-signup-v1"
+CONSENT_TEXT = (
+    "I'd like to receive these articles by email. I can change my choices or "
+    "unsubscribe at any time with one click."
+)
+
+# Statuses from which a fresh signup may send a new confirmation email. Complaints (marked as
+# spam) and erased addresses never get mail again from a web form.
+_CAN_CONFIRM = (PENDING, UNSUBSCRIBED, BOUNCED)
+
+
+class InvalidInput(ValueError):
+    """Form input that can't be accepted; `errors` maps a field name to a sentence for the reader."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass
+class SignupResult:
+    """What a signup did. The web page is the same whatever happened (nothing is revealed)."""
+
+    subscriber: Subscriber | None  # None: an erased address (suppressed), nothing stored
+    created: bool
+    send_confirmation: bool
+
+
+# --- the identity rules (core.identity) in the reader's words ------------------------------
+
+
+def normalise_email(raw: str | None) -> str:
+    """The stored form of an address (identity.normalise_email); InvalidInput when malformed."""
+    if not (raw or "").strip():
+        raise InvalidInput({"email": "Please enter your email address."})
+    try:
+        return identity.normalise_email(raw)
+    except ValueError:
+        raise InvalidInput(
+            {"email": "That doesn't look like an email address. Could you check it?"}
+        ) from None
+
+
+def clean_name(raw: str | None) -> str | None:
+    """A name on one line, or None (identity.clean_name); InvalidInput otherwise."""
+    try:
+        return identity.clean_name(raw)
+    except ValueError as exc:
+        if "control" in str(exc):
+            raise InvalidInput(
+                {"name": "Please write the name without special control characters."}
+            ) from None
+        raise InvalidInput(
+            {"name": f"Please keep the name under {identity.NAME_MAX} characters."}
+        ) from None
+
+
+def valid_timezone(raw: str | None, default: str) -> str:
+    """An IANA zone name; the default when empty (identity.check_zone); InvalidInput otherwise."""
+    try:
+        return identity.check_zone(raw, default)
+    except ValueError:
+        raise InvalidInput(
+            {"timezone": "Please choose a time zone from the list (for example Europe/London)."}
+        ) from None
+
+
+def valid_series(session: Session, slugs: Sequence[str]) -> list[str]:
+    """The chosen slugs in queue order; InvalidInput for an unknown one or none at all."""
+    live = [s.slug for s in live_series(session)]
+    chosen = list(dict.fromkeys(s.strip() for s in slugs if s.strip()))
+    unknown = [s for s in chosen if s not in live]
+    if unknown:
+        raise InvalidInput(
+            {"series": "One of the chosen series isn't available. Please choose again."}
+        )
+    if live and not chosen:
+        raise InvalidInput({"series": "Please choose at least one series."})
+    return [s for s in live if s in chosen]
+
+
+# --- signup and confirmation ---------------------------------------------------------------
+
+
+def subscribe(
+    session: Session,
+    email: str,
+    name: str | None,
+    timezone: str,
+    series_slugs: Sequence[str] | None,
+    ip: str | None,
+    form: str,
+    now: dt.datetime,
+    *,
+    default_timezone: str = "UTC",
+) -> SignupResult:
+    """Record a signup (pending until confirmed). A repeated signup creates no duplicate.
+
+    `series_slugs=None` means every live series. Raises InvalidInput for bad input.
+    """
+    errors: dict[str, str] = {}
+    address = clean = zone = None
+    slugs: list[str] | None = None
+    try:
+        address = normalise_email(email)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        clean = clean_name(name)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        zone = valid_timezone(timezone, default_timezone)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        slugs = None if series_slugs is None else valid_series(session, series_slugs)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise InvalidInput(errors)
+    assert address is not None and zone is not None
+
+    existing = by_email(session, address)
+    if existing is None and is_suppressed(session, address):
+        return SignupResult(None, created=False, send_confirmation=False)
+    if existing is None:
+        subscriber = Subscriber(
+            public_id=identity.new_public_id(),
+            email=address,
+            email_key=identity.email_key(address),
+            name=clean,
+            timezone=zone,
+            status=PENDING,
+            cadence=WEEKLY,
+            takes_new_series=True,
+            requested_series=slugs,
+            created_at=now,
+            updated_at=now,
+        )
+        _record_consent(subscriber, ip, form, now)
+        try:
+            with session.begin_nested():
+                session.add(subscriber)
+                session.flush()
+        except IntegrityError:  # the same address signed up at the same moment: use that row
+            existing = by_email(session, address)
+            if existing is None:
+                raise
+        else:
+            return SignupResult(subscriber, created=True, send_confirmation=True)
+
+    subscriber = existing
+    if subscriber.status not in _CAN_CONFIRM:
+        # Active: nothing to do. Complained / erased: never mailed again from a form.
+        return SignupResult(subscriber, created=False, send_confirmation=False)
+    if subscriber.status == PENDING:
+        # Not confirmed yet: the latest form wins (it is the same person asking again).
+        if clean is not None:
+            subscriber.name = clean
+        subscriber.timezone = zone
+        if series_slugs is not None:
+            subscriber.requested_series = slugs
+    _record_consent(subscriber, ip, form, now)
+    session.flush()
+    return SignupResult(subscriber, created=False, send_confirmation=True)
+
+
+def _record_consent(subscriber: Subscriber, ip: str | None, form: str, now: dt.datetime) -> None:
+    subscriber.consent_at = now
+    subscriber.consent_method = "form"
+    subscriber.consent_ip = (ip or "")[:64] or None
+    subscriber.consent_form = form[:64]
+    subscriber.consent_wording = CONSENT_WORDING
+
+
+def confirm(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+    """Double opt-in: make the subscriber active and enroll them. False when nothing changed.
+
+    Also resubscribes someone who unsubscribed (they resume where they left off). Complained
+    and erased addresses are never re-activated.
+    """
+    if subscriber.status == ACTIVE:
+        return False
+    if subscriber.status not in _CAN_CONFIRM:
+        return False
+    resuming = subscriber.status != PENDING
+    subscriber.status = ACTIVE
+    subscriber.unsubscribed_at = None
+    if subscriber.confirmed_at is None or resuming:
+        subscriber.confirmed_at = now
+    session.flush()
+    _enroll(session, subscriber, now)
+    return True
+
+
+def resubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+    """Come back after unsubscribing (from a signed link): resumes at the next unsent part."""
+    if subscriber.status not in (UNSUBSCRIBED, BOUNCED):
+        return False
+    return confirm(session, subscriber, now)
+
+
+def _enroll(session: Session, subscriber: Subscriber, now: dt.datetime) -> None:
+    """Enroll on confirmation; someone coming back keeps their places (and resumes there)."""
+    slugs = subscriber.requested_series
+    if enrollments(session, subscriber) and not subscriber.takes_new_series and slugs is None:
+        slugs = []  # coming back: nothing new unless they take new series
+    schedule.enroll(session, subscriber, now, series_slugs=slugs)
+    subscriber.requested_series = None
+    session.flush()
+
+
+def first_article_text(session: Session, subscriber: Subscriber) -> str | None:
+    """When the next article arrives, in the subscriber's zone, e.g. "Tuesday 3 March at 09:00
+    (Europe/London)"; None when nothing is scheduled."""
+    when = schedule.first_article_at(session, subscriber)
+    if when is None:
+        return None
+    return timing.describe(when, subscriber.timezone)
+
+
+def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
+    """Slugs the subscriber currently receives (or asked for, while pending)."""
+    if subscriber.status == PENDING or not enrollments(session, subscriber):
+        if subscriber.requested_series is not None:
+            return list(subscriber.requested_series)
+        return [s.slug for s in live_series(session)]
+    rows = session.execute(
+        select(Series.slug)
+        .join(Enrollment, Enrollment.series_id == Series.id)
+        .where(Enrollment.subscriber_id == subscriber.id, Enrollment.state != CANCELLED)
+        .order_by(Enrollment.position)
+    )
+    return [slug for (slug,) in rows]
+
+
+def series_titles(session: Session, subscriber: Subscriber) -> list[str]:
+    """Titles of the series this subscriber will receive, in their queue order."""
+    titles = {s.slug: s.title for s in session.scalars(select(Series))}
+    return [titles[slug] for slug in chosen_series(session, subscriber) if slug in titles]
