@@ -1,0 +1,37 @@
+"""The `newsletter` command line: one module per command group, registered here in help order."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from newsletter.cli import admin, processes, sending, series, setup, subscribers
+from newsletter.cli.common import err
+from newsletter.core.config import ConfigError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Newsletter and series scheduler."
+)
+app.add_typer(series.app, name="series")
+app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(sending.queue_app, name="queue")
+app.add_typer(admin.app, name="admin")
+
+# The top-level commands, in the order `newsletter --help` lists them.
+app.command()(setup.init)
+app.command()(sending.tick)
+app.command()(sending.reconcile)
+app.command()(processes.worker)
+app.command()(processes.beat)
+app.command()(processes.web)
+app.command()(processes.run)
+app.command("send-test")(sending.send_test)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:  # settings read lazily deep inside a command
+        err.print(f"[red]configuration error:[/red] {exc}", highlight=False)
+        sys.exit(2)

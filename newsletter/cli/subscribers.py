@@ -1,0 +1,200 @@
+"""`newsletter subscribers ...`: add, import, export, unsubscribe and erase people."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from newsletter.cli.common import console, err, fail, settings
+
+# Libraries load inside each command, not here, so `newsletter --help` starts fast.
+
+app = typer.Typer(no_args_is_help=True, help="Subscribers: add, import, export, …")
+
+
+@app.command("import")
+def subscribers_import(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV: email, name, timezone, series"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would happen."),
+    confirmed: bool = typer.Option(
+        False, "--confirmed", help="Consent was given elsewhere: no confirmation email, active now."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import subscribers from a CSV file (UTF-8, comma or semicolon); a report at the end."""
+    import json
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from newsletter.services import importing, roster
+
+    s = settings()
+    size = file.stat().st_size
+    with (
+        file.open("rb") as raw,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            console=err,
+            disable=as_json,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("checking" if dry_run else "importing", total=size)
+        try:
+            report = importing.import_csv(
+                s,
+                raw,
+                dry_run=dry_run,
+                confirmed=confirmed,
+                progress=lambda _n: bar.update(task, completed=raw.tell()),
+            )
+        except roster.RosterError as exc:
+            raise fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    _print_import_report(report)
+
+
+def _print_import_report(report: Any) -> None:
+    from rich.table import Table
+
+    verb = "would be added" if report.dry_run else "added"
+    state = (
+        "active (consent given elsewhere)" if report.confirmed else "pending, confirmation email"
+    )
+    table = Table(
+        title="dry run: nothing was changed" if report.dry_run else "import done", show_header=False
+    )
+    table.add_row("rows read", str(report.rows))
+    table.add_row(f"new, {verb}", f"{report.new}  ({state})")
+    table.add_row("already on the list", str(report.existing))
+    table.add_row("repeated in the file", str(report.duplicates))
+    table.add_row("invalid (skipped)", str(len(report.invalid)))
+    if not report.dry_run and not report.confirmed:
+        table.add_row("confirmation emails sent", str(report.confirmations_sent))
+        if report.confirmations_failed:
+            table.add_row("[red]confirmation emails failed[/red]", str(report.confirmations_failed))
+    console.print(table)
+    if report.invalid:
+        problems = Table("line", "problem", title="invalid rows")
+        for p in report.invalid[:200]:
+            problems.add_row(str(p.line), p.reason)
+        console.print(problems)
+        if len(report.invalid) > 200:
+            console.print(f"… and {len(report.invalid) - 200} more (use --json for all)")
+
+
+@app.command("export")
+def subscribers_export(
+    format: str = typer.Option("csv", "--format", help="csv or json"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="File to write (default: stdout)."
+    ),
+) -> None:
+    """Export every subscriber as CSV or JSON (to stdout or --output)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from newsletter.services import export, roster
+    from newsletter.store.db import session_scope
+
+    if format not in ("csv", "json"):
+        raise fail("--format must be csv or json", 2)
+    s = settings()
+    with session_scope(s.database_url) as session:
+        total = roster.count(session)
+    chunks = export.export_csv(s) if format == "csv" else export.export_json(s)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        with Progress(
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=output is None,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("export", total=total)
+            for chunk in chunks:
+                out.write(chunk)
+                bar.update(task, advance=chunk.count("\n") if format == "csv" else chunk.count("{"))
+    finally:
+        if output:
+            out.close()
+    if output:
+        err.print(f"exported {total} subscribers to {output}")
+
+
+@app.command("unsubscribe")
+def subscribers_unsubscribe(email: str) -> None:
+    """Unsubscribe one address from everything."""
+    from newsletter.services import roster
+    from newsletter.store.db import session_scope
+
+    s = settings()
+    with session_scope(s.database_url) as session:
+        sub = roster.find(session, email)
+        if sub is None:
+            raise fail("no subscriber with that address")
+        roster.unsubscribe(s, session, sub)  # its queue entries go when the session commits
+    console.print("unsubscribed: nothing more will be sent to this address")
+
+
+@app.command("erase")
+def subscribers_erase(
+    email: str, yes: bool = typer.Option(False, "--yes", "-y", help="Don't ask.")
+) -> None:
+    """Erase one person (GDPR): the row goes, a hashed entry stops re-import."""
+    from newsletter.services import roster
+
+    s = settings()
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Erase this person for good?", abort=True)
+    found = roster.erase_email(s, email)
+    console.print(
+        "erased; the address is blocked from re-import"
+        if found
+        else "nobody had this address; it is now blocked from import"
+    )
+
+
+@app.command("add")
+def subscribers_add(
+    email: str = typer.Argument(..., help="The address."),
+    name: str | None = typer.Option(None, "--name"),
+    tz: str | None = typer.Option(None, "--tz", help="IANA zone, e.g. Europe/London."),
+    confirmed: bool = typer.Option(
+        False, "--confirmed", help="Consent was given elsewhere: active and enrolled now."
+    ),
+) -> None:
+    """Add one subscriber: pending + confirmation email, or (--confirmed) active at once."""
+    # The admin page's path (roster.add_subscriber); --confirmed records "cli-consented".
+    from newsletter.core import timing
+    from newsletter.engine import schedule
+    from newsletter.services import roster
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import Subscriber
+
+    s = settings()
+    try:
+        sub_id = roster.add_subscriber(
+            s, email=email, name=name, timezone=tz, confirmed=confirmed, method="cli"
+        )
+    except roster.RosterError as exc:
+        raise fail(str(exc)) from None
+    if not confirmed:
+        console.print("added (pending); the confirmation email was sent")
+        return
+    with session_scope(s.database_url) as session:
+        sub = session.get(Subscriber, sub_id)
+        assert sub is not None
+        when, zone = schedule.first_article_at(session, sub), sub.timezone
+    first = timing.describe(when, zone) if when else "when a series is queued"
+    console.print(f"added (active, consent recorded as given elsewhere); first article: {first}")
