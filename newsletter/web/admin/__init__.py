@@ -1,0 +1,13 @@
+"""Routes: the therapist's admin pages under /admin, one module per area."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from newsletter.web.admin import dashboard, login, preview, series, subscribers, transfer
+
+# Login first (no session needed), then everything else behind require_admin.
+router = APIRouter()
+router.include_router(login.public)
+for area in (login, dashboard, series, preview, subscribers, transfer):
+    router.include_router(area.protected)

@@ -1,0 +1,120 @@
+"""What every admin page shares: the sign-in check, the database session, CSRF-checked forms, flash messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import Settings
+from newsletter.services import auth
+from newsletter.store.db import session_scope
+from newsletter.web.pages import render as render_page
+from newsletter.web.pages import templates
+from newsletter.web.security import verify_csrf
+
+FLASH_COOKIE = "nl_flash"
+
+
+class NotLoggedIn(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(303, "please sign in", {"Location": "/admin/login"})
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def current_session(request: Request) -> auth.AdminSession | None:
+    settings = settings_of(request)
+    value = request.cookies.get(auth.SESSION_COOKIE)
+    if not value:
+        return None
+    with session_scope(settings.database_url) as db:
+        epoch = auth.session_epoch(db)
+    return auth.read_session(settings, value, epoch)
+
+
+def require_admin(request: Request) -> auth.AdminSession:
+    """The signed-in admin's session; otherwise a redirect to the login page."""
+    session = current_session(request)
+    if session is None:
+        raise NotLoggedIn()
+    return session
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with session_scope(settings_of(request).database_url) as session:
+        yield session
+
+
+Db = Annotated[Session, Depends(get_db)]
+SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+PartNumber = Annotated[int, Path(ge=1, le=10_000)]
+
+
+async def form_of(request: Request) -> Any:
+    """The submitted form after its CSRF token checks out (CSRFError -> a 400 page)."""
+    form = await request.form()
+    verify_csrf(request, form.get("csrf_token"))
+    return form
+
+
+# --- presentation helpers ------------------------------------------------------------------
+
+
+def format_local(
+    value: dt.datetime | None, zone: str | None = None, fmt: str = "%a %d %b %Y, %H:%M"
+) -> str:
+    if value is None:
+        return "—"
+    try:
+        tz = ZoneInfo(zone) if zone else dt.UTC
+    except (ValueError, KeyError):
+        tz = dt.UTC
+    return value.astimezone(tz).strftime(fmt)
+
+
+def format_day(value: dt.date | None) -> str:
+    return "—" if value is None else value.strftime("%a %d %b %Y")
+
+
+templates.env.filters["local"] = format_local
+templates.env.filters["day"] = format_day
+
+
+def _flash_serializer(settings: Settings) -> URLSafeSerializer:
+    return URLSafeSerializer(settings.secret, salt="newsletter.admin-flash")
+
+
+def redirect(request: Request, url: str, message: str | None = None, kind: str = "ok") -> Response:
+    """303 to `url`, carrying a one-time message in a signed cookie (never in the URL)."""
+    response = RedirectResponse(url, status_code=303)
+    if message:
+        value = _flash_serializer(settings_of(request)).dumps({"m": message[:600], "k": kind})
+        response.set_cookie(FLASH_COOKIE, value, **auth.cookie_options(settings_of(request), 120))
+    return response
+
+
+def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    """An admin page: no caching, the one-time message shown and cleared."""
+    settings = settings_of(request)
+    flash = None
+    raw = request.cookies.get(FLASH_COOKIE)
+    if raw:
+        try:
+            flash = _flash_serializer(settings).loads(raw)
+        except BadSignature:
+            flash = None
+    context = {"flash": flash, "zone": settings.default_timezone, "nav": "", **context}
+    response = render_page(request, name, context, status, no_store=True)
+    if raw:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response

@@ -1,0 +1,64 @@
+"""The dashboard (/admin) and lifting a sending halt."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from newsletter.store import stats
+from newsletter.store.db import session_scope
+from newsletter.store.halt import resume
+from newsletter.store.models import (
+    utcnow,
+)
+from newsletter.web.admin.common import (
+    Db,
+    form_of,
+    page,
+    redirect,
+    require_admin,
+    settings_of,
+)
+
+protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+
+@protected.get("", response_class=HTMLResponse, include_in_schema=False)
+def dashboard(request: Request, db: Db) -> Response:
+    settings = settings_of(request)
+    now = utcnow()
+    counts = stats.status_counts(db, now)
+    week = stats.week_ahead(db, now, settings.default_timezone)
+    recent = stats.last_days(db, now)
+    halted = stats.sending_halted(db)
+    next_send = stats.next_send(db, now)
+    return page(
+        request,
+        "admin/dashboard.html",
+        {
+            "nav": "dashboard",
+            "counts": counts,
+            "week": week,
+            "recent": recent,
+            "halted": halted,
+            "next_send": next_send,
+            "backend": settings.mail_backend,
+            "today": now.astimezone(ZoneInfo(settings.default_timezone)).date(),
+        },
+    )
+
+
+@protected.post("/sending/resume", include_in_schema=False)
+async def resume_sending(request: Request) -> Response:
+    await form_of(request)
+    with session_scope(settings_of(request).database_url) as session:
+        lifted = resume(session)
+    return redirect(
+        request,
+        "/admin",
+        "Sending is on again; the next tick sends what is due."
+        if lifted
+        else "Sending was already on.",
+    )

@@ -1,0 +1,82 @@
+"""Signing in and out: /admin/login and /admin/logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from newsletter.services import auth
+from newsletter.store.db import session_scope
+from newsletter.web.admin.common import (
+    current_session,
+    form_of,
+    page,
+    require_admin,
+    settings_of,
+)
+from newsletter.web.security import client_ip
+
+public = APIRouter(prefix="/admin")  # the login page only
+protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+
+@public.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page(request: Request) -> Response:
+    settings = settings_of(request)
+    if current_session(request):
+        return RedirectResponse("/admin", status_code=303)
+    with session_scope(settings.database_url) as session:
+        configured = auth.password_configured(settings, session)
+    return page(request, "admin/login.html", {"configured": configured, "error": None})
+
+
+@public.post("/login", include_in_schema=False)
+async def login(request: Request) -> Response:
+    settings = settings_of(request)
+    form = await form_of(request)
+    ip = client_ip(request)
+    wait = auth.login_blocked(settings, ip)
+    if wait:
+        response: Response = page(
+            request,
+            "admin/login.html",
+            {
+                "configured": True,
+                "error": f"Too many attempts. Please wait {max(wait // 60, 1)} minutes and try again.",
+            },
+            429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
+    password = str(form.get("password") or "")[:1000]
+    with session_scope(settings.database_url) as session:
+        configured = auth.password_configured(settings, session)
+        ok = configured and auth.verify_password(settings, session, password)
+        epoch = auth.session_epoch(session)
+    if not ok:
+        auth.record_failure(settings, ip)
+        return page(
+            request,
+            "admin/login.html",
+            {"configured": configured, "error": "That password isn't right."},
+            401,
+        )
+    auth.clear_failures(settings, ip)
+    response = RedirectResponse("/admin", status_code=303)
+    response.set_cookie(
+        auth.SESSION_COOKIE, auth.make_session(settings, epoch), **auth.cookie_options(settings)
+    )
+    return response
+
+
+@protected.post("/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    """Sign out: the cookie goes and every session cookie issued so far stops working."""
+    await form_of(request)
+    with session_scope(settings_of(request).database_url) as db:
+        auth.end_all_sessions(db)
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(
+        auth.SESSION_COOKIE, path="/", secure=settings_of(request).public_is_https, httponly=True
+    )
+    return response

@@ -1,0 +1,163 @@
+"""Previewing one part as a chosen subscriber would get it, and sending it as a test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import Settings
+from newsletter.mail import render
+from newsletter.mail.recipient import recipient
+from newsletter.services import mailing
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
+    ACTIVE,
+    Enrollment,
+    Series,
+    Subscriber,
+)
+from newsletter.web.admin.common import (
+    Db,
+    PartNumber,
+    form_of,
+    page,
+    redirect,
+    require_admin,
+    settings_of,
+)
+from newsletter.web.admin.series import find_series, parts_of
+
+# The preview frame shows one email (inline styles, no scripts) and may sit only in our pages.
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+PAGE_WITH_FRAME_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+
+def _sample(db: Session, subscriber_id: int | None) -> tuple[str | None, str, Subscriber | None]:
+    """(name, public id for links, the chosen subscriber) for a preview."""
+    if subscriber_id:
+        sub = db.get(Subscriber, subscriber_id)
+        if sub is not None:
+            return sub.name, sub.public_id, sub
+    return "Sample Reader", "sample-preview", None
+
+
+def _rendered(
+    settings: Settings, db: Session, series: Series, number: int, subscriber_id: int | None
+) -> tuple[Any, str, str, str, Subscriber | None]:
+    parts = parts_of(db, series)
+    part = next((p for p in parts if p.number == number), None)
+    if part is None:
+        raise HTTPException(404, "no such part")
+    message = render.Renderer(settings).article(series, part, len(parts))
+    name, _public_id, sub = _sample(db, subscriber_id)
+    if sub is not None:
+        values = dict(recipient(settings, "preview", sub.public_id, sub.email, sub.name).values)
+    else:
+        base = settings.public_url.rstrip("/")
+        values = render.personal_values(
+            name=name,
+            unsubscribe_url=f"{base}/unsubscribe/sample-link",
+            preferences_url=f"{base}/preferences/sample-link",
+        )
+    return (
+        message,
+        render.personalise(message.subject, values),
+        render.personalise(message.html, values),
+        render.personalise(message.text, values),
+        sub,
+    )
+
+
+def _subscriber_param(request: Request) -> int | None:
+    raw = request.query_params.get("subscriber", "")
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+@protected.get("/series/{slug}/{number}", response_class=HTMLResponse, include_in_schema=False)
+def part_preview(request: Request, slug: str, number: PartNumber, db: Db) -> Response:
+    settings = settings_of(request)
+    series = find_series(db, slug)
+    chosen = _subscriber_param(request)
+    message, subject, _html, text, sub = _rendered(settings, db, series, number, chosen)
+    parts = parts_of(db, series)
+    people = list(
+        db.scalars(
+            select(Subscriber)
+            .join(Enrollment, Enrollment.subscriber_id == Subscriber.id)
+            .where(Enrollment.series_id == series.id, Subscriber.status == ACTIVE)
+            .order_by(Subscriber.email_key)
+            .limit(200)
+        )
+    )
+    if sub is not None and sub not in people:
+        people.insert(0, sub)
+    response = page(
+        request,
+        "admin/preview.html",
+        {
+            "nav": "series",
+            "series": series,
+            "part": next(p for p in parts if p.number == number),
+            "parts": parts,
+            "subject": subject,
+            "preheader": message.preheader,
+            "text": text,
+            "people": people,
+            "chosen": sub,
+            "frame_src": f"/admin/series/{slug}/{number}/email.html"
+            + (f"?subscriber={sub.id}" if sub else ""),
+            "test_to": settings.reply_to,
+        },
+    )
+    response.headers["content-security-policy"] = PAGE_WITH_FRAME_CSP
+    return response
+
+
+@protected.get(
+    "/series/{slug}/{number}/email.html", response_class=HTMLResponse, include_in_schema=False
+)
+def part_email_html(request: Request, slug: str, number: PartNumber, db: Db) -> Response:
+    settings = settings_of(request)
+    series = find_series(db, slug)
+    _m, _s, html, _t, _sub = _rendered(settings, db, series, number, _subscriber_param(request))
+    return HTMLResponse(
+        html,
+        headers={
+            "content-security-policy": PREVIEW_CSP,
+            "x-frame-options": "SAMEORIGIN",
+            "cache-control": "no-store",
+        },
+    )
+
+
+@protected.post("/series/{slug}/{number}/test", include_in_schema=False)
+async def part_test_send(request: Request, slug: str, number: PartNumber) -> Response:
+    form = await form_of(request)
+    settings = settings_of(request)
+    where = f"/admin/series/{slug}/{number}"
+    with session_scope(settings.database_url) as db:
+        series = find_series(db, slug)
+        parts = parts_of(db, series)
+        part = next((p for p in parts if p.number == number), None)
+        if part is None:
+            raise HTTPException(404, "no such part")
+        article = render.Renderer(settings).article(series, part, len(parts))
+    result = mailing.send_test(settings, str(form.get("to") or ""), article)
+    if result.ok:
+        return redirect(
+            request, where, f"Test sent through {result.backend} to the address you gave."
+        )
+    return redirect(request, where, f"Test not sent: {result.detail}.", "error")

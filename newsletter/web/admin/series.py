@@ -1,0 +1,169 @@
+"""Series pages: the list, reload from schedules/, queue, pause and resume."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.content import series as content
+from newsletter.services import series_admin
+from newsletter.store import stats
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
+    ACTIVE,
+    Enrollment,
+    Part,
+    Series,
+    Subscriber,
+    utcnow,
+)
+from newsletter.web.admin.common import (
+    Db,
+    form_of,
+    format_day,
+    page,
+    redirect,
+    require_admin,
+    settings_of,
+)
+
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+
+def find_series(db: Session, slug: str) -> Series:
+    series = db.scalar(select(Series).where(Series.slug == slug))
+    if series is None:
+        raise HTTPException(404, "no such series")
+    return series
+
+
+def parts_of(db: Session, series: Series) -> list[Part]:
+    return list(db.scalars(select(Part).where(Part.series_id == series.id).order_by(Part.number)))
+
+
+def _reach(db: Session, series: Series) -> int:
+    """Active subscribers taking new series who are not yet enrolled in this one."""
+    enrolled = select(Enrollment.subscriber_id).where(Enrollment.series_id == series.id)
+    return int(
+        db.scalar(
+            select(func.count(Subscriber.id)).where(
+                Subscriber.status == ACTIVE,
+                Subscriber.takes_new_series.is_(True),
+                Subscriber.id.not_in(enrolled),
+            )
+        )
+        or 0
+    )
+
+
+@protected.get("/series", response_class=HTMLResponse, include_in_schema=False)
+def series_list(request: Request, db: Db) -> Response:
+    return page(request, "admin/series.html", {**_series_context(db), "errors": None})
+
+
+@protected.post("/series/reload", include_in_schema=False)
+async def series_reload(request: Request) -> Response:
+    await form_of(request)
+    settings = settings_of(request)
+    try:
+        read, report = series_admin.reload_series(settings, utcnow())
+    except content.ContentError as exc:
+        with session_scope(settings.database_url) as session:
+            return _series_errors(request, session, list(exc.errors))
+    parts = [f"{read} series read from {settings.schedules_dir}"]
+    if report.new_series:
+        parts.append(f"new (drafts until queued): {', '.join(report.new_series)}")
+    for slug, numbers in report.appended.items():
+        parts.append(f"{slug}: parts {', '.join(map(str, numbers))} added")
+    return redirect(request, "/admin/series", "; ".join(parts) + ".")
+
+
+def _series_errors(request: Request, db: Session, errors: list[str]) -> Response:
+    return page(
+        request,
+        "admin/series.html",
+        {**_series_context(db), "errors": errors},
+        422,
+    )
+
+
+def _series_context(db: Session) -> dict[str, Any]:
+    waiting = stats.part_counts(db)
+    sent = stats.sent_counts(db)
+    upcoming = stats.next_by_series(db)
+    today = utcnow().date()
+    rows: list[dict[str, Any]] = [
+        {
+            "next": upcoming.get(s.id),
+            "first_possible": first_weekday(today, s.send_day),
+            "series": s,
+            "day": DAYS[s.send_day],
+            "parts": parts_of(db, s),
+            "waiting": waiting.get(s.id, {}),
+            "sent": {k[1]: v for k, v in sent.items() if k[0] == s.id},
+            "reach": _reach(db, s),
+        }
+        for s in db.scalars(select(Series).order_by(Series.order, Series.id))
+    ]
+    return {"nav": "series", "rows": rows, "default_start": today}
+
+
+def first_weekday(start: dt.date, weekday: int) -> dt.date:
+    """The first date on or after `start` that falls on `weekday` (0 = Monday)."""
+    return start + dt.timedelta(days=(weekday - start.weekday()) % 7)
+
+
+@protected.post("/series/{slug}/queue", include_in_schema=False)
+async def series_queue(request: Request, slug: str) -> Response:
+    form = await form_of(request)
+    settings = settings_of(request)
+    raw = str(form.get("start") or "").strip()
+    try:
+        start = dt.date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return redirect(
+            request, "/admin/series", "The start date should look like 2026-03-09.", "error"
+        )
+    try:
+        queued = series_admin.queue_series(settings, slug, start, utcnow())
+    except series_admin.SeriesAdminError as exc:
+        return redirect(request, "/admin/series", f"Not queued: {exc}.", "error")
+    if queued is None:
+        raise HTTPException(404, "no such series")
+    count, first = queued.count, queued.first_date
+    with session_scope(settings.database_url) as db:
+        title = find_series(db, slug).title
+    when = f"the first gets part 1 on {format_day(first)}" if first else "nobody is due yet"
+    return redirect(
+        request,
+        "/admin/series",
+        f"Queued “{title}” for {count} subscriber{'s' if count != 1 else ''}; {when}.",
+    )
+
+
+@protected.post("/series/{slug}/pause", include_in_schema=False)
+async def series_pause(request: Request, slug: str) -> Response:
+    await form_of(request)
+    title = series_admin.pause_series(settings_of(request), slug)
+    if title is None:
+        raise HTTPException(404, "no such series")
+    return redirect(
+        request, "/admin/series", f"Paused “{title}” for everyone: nothing from it goes out."
+    )
+
+
+@protected.post("/series/{slug}/resume", include_in_schema=False)
+async def series_resume(request: Request, slug: str) -> Response:
+    await form_of(request)
+    title = series_admin.resume_series(settings_of(request), slug, utcnow())
+    if title is None:
+        raise HTTPException(404, "no such series")
+    return redirect(
+        request, "/admin/series", f"Resumed “{title}”: each reader gets their next part."
+    )

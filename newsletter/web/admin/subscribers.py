@@ -1,0 +1,268 @@
+"""Subscriber pages: list and search, add, one person's page, unsubscribe, resend, erase, export."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.services import export, mailing, roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import (
+    ACTIVE,
+    ENROLLED_ACTIVE,
+    PENDING,
+    QUEUED,
+    SUBSCRIBER_STATUSES,
+    Delivery,
+    Enrollment,
+    ProviderEvent,
+    Series,
+    Subscriber,
+    utcnow,
+)
+from newsletter.web.admin.common import (
+    Db,
+    SubscriberId,
+    form_of,
+    page,
+    redirect,
+    require_admin,
+    settings_of,
+)
+
+PAGE_SIZE = 50
+protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+
+def _subscribers(
+    request: Request, db: Session, q: str, status: str | None, number: int
+) -> Response:
+    if status not in SUBSCRIBER_STATUSES:
+        status = None
+    number = max(number, 1)
+    found, total = roster.search(
+        db, q, status=status, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+    )
+    return page(
+        request,
+        "admin/subscribers.html",
+        {
+            "nav": "subscribers",
+            "q": q,
+            "status": status or "",
+            "statuses": SUBSCRIBER_STATUSES,
+            "found": found,
+            "total": total,
+            "page": number,
+            "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        },
+    )
+
+
+def _page_number(raw: object) -> int:
+    text = str(raw or "1")
+    return int(text) if text.isdigit() and len(text) < 7 else 1
+
+
+@protected.get("/subscribers", response_class=HTMLResponse, include_in_schema=False)
+def subscribers_page(request: Request, db: Db) -> Response:
+    """Everyone, or one status; a search by name or address is a POST (no addresses in URLs)."""
+    status = request.query_params.get("status") or None
+    return _subscribers(request, db, "", status, _page_number(request.query_params.get("page")))
+
+
+@protected.post("/subscribers/search", response_class=HTMLResponse, include_in_schema=False)
+async def subscribers_search(request: Request) -> Response:
+    form = await form_of(request)
+    q = str(form.get("q") or "")[:200]
+    status = str(form.get("status") or "") or None
+    with session_scope(settings_of(request).database_url) as db:
+        return _subscribers(request, db, q, status, _page_number(form.get("page")))
+
+
+@protected.get("/subscribers/new", response_class=HTMLResponse, include_in_schema=False)
+def subscriber_new(request: Request, db: Db) -> Response:
+    return _new_form(request, db, {}, None)
+
+
+def _new_form(request: Request, db: Session, values: dict[str, Any], error: str | None) -> Response:
+    series = list(db.scalars(select(Series).order_by(Series.order, Series.id)))
+    return page(
+        request,
+        "admin/subscriber_new.html",
+        {"nav": "subscribers", "values": values, "error": error, "series": series},
+        400 if error else 200,
+    )
+
+
+@protected.post("/subscribers", include_in_schema=False)
+async def subscriber_add(request: Request) -> Response:
+    form = await form_of(request)
+    settings = settings_of(request)
+    values = {
+        "email": str(form.get("email") or ""),
+        "name": str(form.get("name") or ""),
+        "timezone": str(form.get("timezone") or ""),
+        "series": [str(s) for s in form.getlist("series")],
+        "consented": form.get("consented") == "yes",
+    }
+    try:
+        sub_id = roster.add_subscriber(
+            settings,
+            email=values["email"],
+            name=values["name"],
+            timezone=values["timezone"],
+            series=values["series"],
+            confirmed=values["consented"],
+        )
+    except roster.RosterError as exc:
+        with session_scope(settings.database_url) as db:
+            return _new_form(request, db, values, str(exc))
+    note = (
+        "Added as active (consent given elsewhere)."
+        if values["consented"]
+        else "Added as pending; the confirmation email has gone out."
+    )
+    return redirect(request, f"/admin/subscribers/{sub_id}", note)
+
+
+def _subscriber(db: Session, subscriber_id: int) -> Subscriber:
+    sub = db.get(Subscriber, subscriber_id)
+    if sub is None:
+        raise HTTPException(404, "no such subscriber")
+    return sub
+
+
+@protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
+def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
+    sub = _subscriber(db, subscriber_id)
+    queue = [
+        {"e": e, "series": s, "part_title": roster.part_title(db, s.id, e.next_part)}
+        for e, s in db.execute(
+            select(Enrollment, Series)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id == sub.id)
+            .order_by(Enrollment.position)
+        )
+    ]
+    deliveries = list(
+        db.execute(
+            select(Delivery, Series)
+            .join(Series, Series.id == Delivery.series_id)
+            .where(Delivery.subscriber_id == sub.id)
+            .order_by(Delivery.scheduled_for.desc(), Delivery.id.desc())
+            .limit(200)
+        )
+    )
+    events = list(
+        db.scalars(
+            select(ProviderEvent)
+            .where(ProviderEvent.subscriber_id == sub.id)
+            .order_by(ProviderEvent.occurred_at.desc())
+            .limit(200)
+        )
+    )
+    paused = sub.paused_until is not None and sub.paused_until > utcnow().date()
+    next_item = next(
+        (
+            r
+            for r in queue
+            if isinstance(e := r["e"], Enrollment) and e.state == ENROLLED_ACTIVE and e.next_due_at
+        ),
+        None,
+    )
+    return page(
+        request,
+        "admin/subscriber.html",
+        {
+            "nav": "subscribers",
+            "sub": sub,
+            "queue": queue,
+            "deliveries": deliveries,
+            "events": events,
+            "paused": paused,
+            "next_item": next_item,
+            "ACTIVE": ACTIVE,
+            "PENDING": PENDING,
+            "ENROLLED_ACTIVE": ENROLLED_ACTIVE,
+            "QUEUED": QUEUED,
+        },
+    )
+
+
+@protected.post("/subscribers/{subscriber_id}/unsubscribe", include_in_schema=False)
+async def subscriber_unsubscribe(request: Request, subscriber_id: SubscriberId) -> Response:
+    await form_of(request)
+    settings = settings_of(request)
+    with session_scope(settings.database_url) as db:
+        roster.unsubscribe(settings, db, _subscriber(db, subscriber_id))
+    return redirect(
+        request, f"/admin/subscribers/{subscriber_id}", "Unsubscribed: nothing more goes to them."
+    )
+
+
+@protected.post("/subscribers/{subscriber_id}/resend", include_in_schema=False)
+async def subscriber_resend(request: Request, subscriber_id: SubscriberId) -> Response:
+    await form_of(request)
+    settings = settings_of(request)
+    with session_scope(settings.database_url) as db:
+        sub = _subscriber(db, subscriber_id)
+        pending = sub.status == PENDING
+    if not pending:
+        return redirect(
+            request,
+            f"/admin/subscribers/{subscriber_id}",
+            "Only pending people get a confirmation email.",
+            "error",
+        )
+    mailed = mailing.send_confirmations(settings, [subscriber_id])
+    if mailed.halted is not None:
+        said = f"Not sent: sending is halted ({mailed.halted})."
+    else:
+        said = (
+            "Confirmation email sent again."
+            if mailed.sent
+            else "The confirmation email could not be sent."
+        )
+    return redirect(
+        request, f"/admin/subscribers/{subscriber_id}", said, "ok" if mailed.sent else "error"
+    )
+
+
+@protected.post("/subscribers/{subscriber_id}/erase", include_in_schema=False)
+async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Response:
+    form = await form_of(request)
+    settings = settings_of(request)
+    if str(form.get("confirm") or "").strip().lower() != "erase":
+        return redirect(
+            request,
+            f"/admin/subscribers/{subscriber_id}",
+            "Nothing erased: type ERASE in the box to confirm.",
+            "error",
+        )
+    with session_scope(settings.database_url) as db:
+        ids = roster.erase(settings, db, _subscriber(db, subscriber_id))
+    roster.drop_from_queue(settings, ids)
+    return redirect(
+        request,
+        "/admin/subscribers",
+        "Erased. Their details are gone; the address is blocked from being imported again.",
+    )
+
+
+@protected.get("/subscribers/{subscriber_id}/export.json", include_in_schema=False)
+def subscriber_export(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
+    record = export.subscriber_record(db, _subscriber(db, subscriber_id))
+    return Response(
+        json.dumps(record, ensure_ascii=False, indent=2),
+        media_type="application/json",
+        headers={
+            "content-disposition": f'attachment; filename="subscriber-{subscriber_id}.json"',
+            "cache-control": "no-store",
+        },
+    )

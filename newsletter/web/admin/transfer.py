@@ -1,0 +1,133 @@
+"""Importing subscribers from CSV (check, then import) and exporting everyone."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path as FilePath
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from newsletter.core.config import Settings
+from newsletter.services import export, importing, roster
+from newsletter.store.models import (
+    utcnow,
+)
+from newsletter.web.admin.common import (
+    form_of,
+    page,
+    redirect,
+    require_admin,
+    settings_of,
+)
+
+_IMPORT_ID = re.compile(r"^[A-Za-z0-9_-]{16,40}$")
+protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+
+
+UPLOAD_KEEP_SECONDS = 3600
+
+
+def _imports_dir(settings: Settings) -> FilePath:
+    """Where checked uploads wait for "import"; files left for an hour are deleted (personal data)."""
+    path = settings.var_dir / "imports"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cutoff = time.time() - UPLOAD_KEEP_SECONDS
+    for old in path.glob("*.csv"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except FileNotFoundError:
+            pass
+    return path
+
+
+@protected.get("/import", response_class=HTMLResponse, include_in_schema=False)
+def import_page(request: Request) -> Response:
+    return page(request, "admin/import.html", {"nav": "import", "report": None, "upload": None})
+
+
+@protected.post("/import", include_in_schema=False)
+async def import_upload(request: Request) -> Response:
+    """Step 1: keep the file aside and show the dry-run report."""
+    form = await form_of(request)
+    settings = settings_of(request)
+    upload = form.get("file")
+    consented = form.get("consented") == "yes"
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return redirect(request, "/admin/import", "Choose a CSV file first.", "error")
+    upload_id = secrets.token_urlsafe(18)
+    path = _imports_dir(settings) / f"{upload_id}.csv"
+    with path.open("wb") as out:
+        while chunk := await upload.read(64 * 1024):
+            out.write(chunk)
+    # Stamped with our clock, as the clean-up reads it (the file system's may differ: NFS).
+    stamp = time.time()
+    os.utime(path, (stamp, stamp))
+    try:
+        report = await run_in_threadpool(
+            importing.import_csv, settings, path, dry_run=True, confirmed=consented
+        )
+    except roster.RosterError as exc:
+        path.unlink(missing_ok=True)
+        return redirect(request, "/admin/import", f"That file can't be imported: {exc}", "error")
+    return page(
+        request,
+        "admin/import.html",
+        {"nav": "import", "report": report, "upload": upload_id, "consented": consented},
+    )
+
+
+@protected.post("/import/{upload_id}", include_in_schema=False)
+async def import_run(request: Request, upload_id: str) -> Response:
+    """Step 2: import the file checked in step 1."""
+    form = await form_of(request)
+    settings = settings_of(request)
+    if not _IMPORT_ID.match(upload_id):
+        raise HTTPException(404, "no such upload")
+    path = _imports_dir(settings) / f"{upload_id}.csv"
+    if not path.exists():
+        return redirect(
+            request, "/admin/import", "That upload has gone; please choose the file again.", "error"
+        )
+    consented = form.get("consented") == "yes"
+    try:
+        report = await run_in_threadpool(
+            importing.import_csv, settings, path, dry_run=False, confirmed=consented
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    return page(
+        request,
+        "admin/import.html",
+        {"nav": "import", "report": report, "upload": None, "consented": consented},
+    )
+
+
+def _download(chunks: Iterator[str], media_type: str, extension: str) -> Response:
+    """A streamed, uncached attachment named subscribers-<date>.<extension>."""
+    stamp = utcnow().strftime("%Y-%m-%d")
+    return StreamingResponse(
+        (chunk.encode("utf-8") for chunk in chunks),
+        media_type=media_type,
+        headers={
+            "content-disposition": f'attachment; filename="subscribers-{stamp}.{extension}"',
+            "cache-control": "no-store",
+        },
+    )
+
+
+@protected.get("/export.csv", include_in_schema=False)
+def export_csv(request: Request) -> Response:
+    return _download(export.export_csv(settings_of(request)), "text/csv; charset=utf-8", "csv")
+
+
+@protected.get("/export.json", include_in_schema=False)
+def export_json(request: Request) -> Response:
+    return _download(export.export_json(settings_of(request)), "application/json", "json")
