@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from newsletter.core.config import Settings, get_settings
+from newsletter.web import admin, api, pages, public, security, webhooks
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for these settings (tests pass their own)."""
-    from newsletter.web import admin, api, public, webhooks
-
     settings = settings or get_settings()
     app = FastAPI(title="newsletter", version="1", docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -19,10 +19,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(api.router)
     # WEB: security headers, CSRF cookie, body limits, friendly error pages, /static.
-    from fastapi.staticfiles import StaticFiles
-
-    from newsletter.web import pages, security
-
     security.install(app, settings)
     security.redact_access_log()
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -10,6 +10,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
 from newsletter.core.config import Settings
+from newsletter.web.csrf import csrf_token
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,8 +35,6 @@ def render(
     no_store: bool = False,
 ) -> HTMLResponse:
     """Render a page; every page gets `settings`, `practice` and `csrf_token`."""
-    from newsletter.web.security import csrf_token
-
     settings = settings_of(request)
     values: dict[str, Any] = {
         "settings": settings,

@@ -26,8 +26,9 @@ from newsletter.store.models import (
     Series,
     Subscriber,
 )
+from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
-from newsletter.web.security import client_ip, hit_rate_limit, redis_for, verify_csrf
+from newsletter.web.security import client_ip, hit_rate_limit, redis_for
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,10 @@
-"""Web safety: CSRF tokens, security headers, body size limits, per-IP rate limits, error pages."""
+"""Web safety: security headers, body size limits, per-IP rate limits, error pages (CSRF: web/csrf.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -21,7 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from newsletter.core.config import Settings
+from newsletter.queue.dueset import redis_client
 from newsletter.services.auth import LoginUnavailable, count_hit
+from newsletter.web.csrf import CSRF_COOKIE, CSRFError
+from newsletter.web.pages import render, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-CSRF_COOKIE = "nl_csrf"
-CSRF_FIELD = "csrf_token"
 
 # No inline scripts or styles anywhere; pages load /static only. Admin previews of emails
 # (which need inline styles) set their own CSP on that one response.
@@ -63,46 +62,12 @@ SIGNUP_LIMIT = 10
 SIGNUP_WINDOW_SECONDS = 3600
 
 
-class CSRFError(Exception):
-    """A state-changing form came without a valid CSRF token."""
-
-
 class RateLimited(Exception):
     """Too many requests from one address; `retry_after` seconds until the window ends."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__("rate limited")
         self.retry_after = retry_after
-
-
-# --- CSRF (double submit: a random cookie, and a form field that is its HMAC) ---------------
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _sign(settings: Settings, value: str) -> str:
-    return hmac.new(settings.secret.encode(), f"csrf:{value}".encode(), hashlib.sha256).hexdigest()
-
-
-def csrf_token(request: Request) -> str:
-    """The token for forms on this page (sets the cookie on the response when new)."""
-    value = request.cookies.get(CSRF_COOKIE) or ""
-    if len(value) < 16:
-        value = getattr(request.state, "csrf_new", None) or secrets.token_urlsafe(24)
-        request.state.csrf_new = value
-    return _sign(_settings(request), value)
-
-
-def verify_csrf(request: Request, submitted: object) -> None:
-    """Raise CSRFError unless `submitted` matches this browser's cookie."""
-    value = request.cookies.get(CSRF_COOKIE) or ""
-    if not isinstance(submitted, str) or len(value) < 16:
-        raise CSRFError("missing CSRF token")
-    if not hmac.compare_digest(_sign(_settings(request), value), submitted):
-        raise CSRFError("bad CSRF token")
 
 
 # --- rate limits ---------------------------------------------------------------------------
@@ -112,9 +77,7 @@ def redis_for(request: Request) -> redis.Redis:
     """The app's Redis client (one per app)."""
     client: redis.Redis | None = getattr(request.app.state, "redis", None)
     if client is None:
-        from newsletter.queue.dueset import redis_client
-
-        client = redis_client(_settings(request))
+        client = redis_client(settings_of(request))
         request.app.state.redis = client
     return client
 
@@ -130,7 +93,7 @@ def hit_rate_limit(
 
     The key holds a hash of the address, never the address itself.
     """
-    settings = _settings(request)
+    settings = settings_of(request)
     digest = hmac.new(settings.secret.encode(), client_ip(request).encode(), "sha256").hexdigest()
     key = f"{settings.redis_prefix}ratelimit:{bucket}:{digest[:24]}"
     try:
@@ -280,8 +243,6 @@ def error_page(request: Request, status: int, detail: str | None = None) -> Resp
     title, text = ERRORS.get(status, ERRORS[400] if status < 500 else ERRORS[500])
     if _wants_json(request):
         return JSONResponse({"detail": detail or title}, status_code=status)
-    from newsletter.web.pages import render
-
     return render(request, "error.html", {"title": title, "text": text, "status": status}, status)
 
 
@@ -307,7 +268,6 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def csrf_error(request: Request, exc: Exception) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": "CSRF token missing or invalid"}, status_code=400)
-        from newsletter.web.pages import render
 
         return render(
             request,
@@ -329,8 +289,6 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     async def login_unavailable(request: Request, exc: Exception) -> Response:
         # The admin login's attempt counter can't be reached: refuse (fail closed), and say why.
-        from newsletter.web.pages import render
-
         response = render(request, "admin/login.html", {"configured": True, "error": str(exc)}, 503)
         response.headers["Retry-After"] = "60"
         return response

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import Settings
 from newsletter.services import auth
 from newsletter.store.db import session_scope
+from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render as render_page
 from newsletter.web.pages import templates
-from newsletter.web.security import verify_csrf
 
 FLASH_COOKIE = "nl_flash"
 
