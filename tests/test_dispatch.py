@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 from time_machine import TimeMachineFixture
 
 from newsletter.core.config import Settings
@@ -464,12 +464,26 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
         preferences.update_preferences(session, sub, prefs, TUESDAY_9_LONDON)
         session.flush()  # the enrollment and subscriber rows are locked by this open save
 
-        def commit_later() -> None:
-            threading.Event().wait(0.5)  # the send reaches its re-read meanwhile
+        def commit_once_the_send_waits() -> None:
+            # a barrier, not a sleep: commit only once PostgreSQL shows the send blocked on
+            # this save's row lock (without the lock it never blocks, reads the old values
+            # and the assertion below fails)
+            with get_engine(settings.database_url).connect() as watcher:
+                for _ in range(3000):
+                    waiting = watcher.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND wait_event_type = 'Lock'"
+                        )
+                    ).scalar()
+                    watcher.rollback()  # pg_stat_activity is a snapshot per transaction
+                    if waiting:
+                        break
+                    threading.Event().wait(0.01)
             session.commit()
             session.close()
 
-        committed.append(threading.Thread(target=commit_later))
+        committed.append(threading.Thread(target=commit_once_the_send_waits))
         committed[0].start()
 
     summary = send_chunk(
