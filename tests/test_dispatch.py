@@ -11,12 +11,13 @@ from sqlalchemy import event, select, text, update
 from time_machine import TimeMachineFixture
 
 from newsletter.core.config import Settings
+from newsletter.core.identity import email_hash
 from newsletter.engine import schedule
 from newsletter.engine import send as sending
 from newsletter.engine.plan import Chunk
 from newsletter.engine.plan import plan as plan_due
 from newsletter.engine.reconcile import reconcile
-from newsletter.engine.send import RENDER_RETRY, email_hash, send_chunk
+from newsletter.engine.send import RENDER_RETRY, send_chunk
 from newsletter.engine.tick import tick
 from newsletter.mail.message import (
     Accepted,

@@ -19,7 +19,6 @@ enrollments. Each step is one transition of the ledger (see engine.ledger):
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import timing
 from newsletter.core.config import Settings
+from newsletter.core.identity import email_hash
 from newsletter.engine import schedule
 from newsletter.engine.advance import advance, due_time
 from newsletter.engine.ledger import (
@@ -110,11 +110,6 @@ class _Outcomes:
     moved: list[Move] = field(default_factory=list)  # (enrollment id, next part, due)
     retries: list[tuple[int, dt.datetime]] = field(default_factory=list)  # (enrollment, due)
     first_sent: bool = False
-
-
-def email_hash(address: str) -> str:
-    """The suppression key (as in roster): SHA-256 of the lower-cased address."""
-    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
 
 
 def _is_halted(session: Session, settings: Settings) -> bool:

@@ -1,17 +1,40 @@
-"""Backend choice by name: one module per provider, each exposing `make_backend(settings)`."""
+"""Backend choice by name: one module per provider, each exposing `make_backend(settings)`.
+
+A new provider is one module plus one line in BACKENDS. Each provider module is imported only
+when it is chosen (the SendGrid client alone costs a noticeable part of `newsletter` start-up).
+"""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
 from newsletter.core.config import Settings
 from newsletter.mail.message import Backend
 
-# NEWSLETTER_MAIL_BACKEND value -> module exposing `make_backend(settings) -> Backend`.
-BACKENDS: dict[str, str] = {
-    "outbox": "newsletter.mail.backends.outbox",
-    "smtp": "newsletter.mail.backends.smtp",
-    "sendgrid": "newsletter.mail.backends.sendgrid",
+
+def _outbox(settings: Settings) -> Backend:
+    from newsletter.mail.backends import outbox  # lazy: start-up speed
+
+    return outbox.make_backend(settings)
+
+
+def _smtp(settings: Settings) -> Backend:
+    from newsletter.mail.backends import smtp  # lazy: start-up speed
+
+    return smtp.make_backend(settings)
+
+
+def _sendgrid(settings: Settings) -> Backend:
+    from newsletter.mail.backends import sendgrid  # lazy: start-up speed
+
+    return sendgrid.make_backend(settings)
+
+
+# NEWSLETTER_MAIL_BACKEND value -> the provider's factory.
+BACKENDS: dict[str, Callable[[Settings], Backend]] = {
+    "outbox": _outbox,
+    "smtp": _smtp,
+    "sendgrid": _sendgrid,
 }
 
 
@@ -19,10 +42,9 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend:
     """The backend named by settings.mail_backend (or `name`)."""
     chosen = name or settings.mail_backend
     try:
-        module = importlib.import_module(BACKENDS[chosen])
+        make = BACKENDS[chosen]
     except KeyError:
         raise ValueError(
             f"unknown mail backend {chosen!r} (choose one of {', '.join(BACKENDS)})"
         ) from None
-    backend: Backend = module.make_backend(settings)
-    return backend
+    return make(settings)
