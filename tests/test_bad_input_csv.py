@@ -270,7 +270,9 @@ def test_any_csv_imports_good_rows_and_reports_the_rest(
     data, good, quoted = case
     with session_scope(settings.database_url) as session:
         before = session.scalar(select(func.count(Subscriber.id))) or 0
-    report = importing.import_csv(settings, io.BytesIO(data), dry_run=False, confirmed=True, now=NOW)
+    report = importing.import_csv(
+        settings, io.BytesIO(data), dry_run=False, confirmed=True, now=NOW
+    )
     check_report(report, data)
     with session_scope(settings.database_url) as session:
         after = session.scalar(select(func.count(Subscriber.id))) or 0

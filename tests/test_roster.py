@@ -197,7 +197,9 @@ def test_ten_thousand_rows_dry_run_then_import_in_bounded_memory(
     importing.import_csv(live, csv_bytes(warm), dry_run=False, confirmed=True, now=NOW)
     small = "email\n" + "".join(f"small{i}@example.org\n" for i in range(1000))
 
-    def traced(source: io.BytesIO | Path, progress: list[int]) -> tuple[importing.ImportReport, int]:
+    def traced(
+        source: io.BytesIO | Path, progress: list[int]
+    ) -> tuple[importing.ImportReport, int]:
         tracemalloc.start()
         try:
             report = importing.import_csv(
