@@ -1,0 +1,11 @@
+"""Routes: the public pages (signup, confirm, preferences, unsubscribe, archive, health), one module per area."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from newsletter.web.public import archive, health, preferences, signup
+
+router = APIRouter()
+for area in (signup, preferences, archive, health):
+    router.include_router(area.router)

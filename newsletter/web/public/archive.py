@@ -1,0 +1,86 @@
+"""Public pages: the archive of published articles, by series and part."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from markdown_it import MarkdownIt
+from sqlalchemy import select
+from starlette.responses import Response
+
+from newsletter.store.db import session_scope
+from newsletter.store.models import Part, Series
+from newsletter.web.pages import render, settings_of
+
+router = APIRouter()
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True})
+
+
+@router.get("/archive")
+def archive(request: Request) -> Response:
+    settings = settings_of(request)
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Series, Part)
+            .join(Part, Part.series_id == Series.id)
+            .where(Part.first_sent_at.is_not(None))
+            .order_by(Series.order, Series.id, Part.number)
+        ).all()
+        groups: list[dict[str, Any]] = []
+        for series, part in rows:
+            if not groups or groups[-1]["slug"] != series.slug:
+                groups.append(
+                    {
+                        "slug": series.slug,
+                        "title": series.title,
+                        "description": series.description,
+                        "parts": [],
+                    }
+                )
+            groups[-1]["parts"].append(
+                {"number": part.number, "title": part.title, "summary": part.summary}
+            )
+    return render(request, "archive.html", {"groups": groups})
+
+
+@router.get("/archive/{series}/{part}")
+def archive_part(request: Request, series: str, part: str) -> Response:
+    settings = settings_of(request)
+    if not part.isdigit() or len(part) > 6:
+        return render(request, "error.html", _not_found(), 404)
+    with session_scope(settings.database_url) as session:
+        row = session.execute(
+            select(Series, Part)
+            .join(Part, Part.series_id == Series.id)
+            .where(Series.slug == series, Part.number == int(part))
+            .where(Part.first_sent_at.is_not(None))
+        ).first()
+        if row is None:
+            return render(request, "error.html", _not_found(), 404)
+        s, p = row
+        numbers = list(
+            session.scalars(
+                select(Part.number)
+                .where(Part.series_id == s.id, Part.first_sent_at.is_not(None))
+                .order_by(Part.number)
+            )
+        )
+        context = {
+            "series": {"slug": s.slug, "title": s.title},
+            "part": {"number": p.number, "title": p.title, "summary": p.summary},
+            "body_html": _markdown.render(p.body_md),
+            "previous": max((n for n in numbers if n < p.number), default=None),
+            "next": min((n for n in numbers if n > p.number), default=None),
+        }
+    return render(request, "archive_part.html", context)
+
+
+def _not_found() -> dict[str, Any]:
+    return {
+        "title": "We couldn't find that article",
+        "text": "It may not have been published yet. The archive lists every article so far.",
+        "status": 404,
+        "archive_link": True,
+    }

@@ -1,0 +1,69 @@
+"""Shared by the public pages: signed-link reading, the link-problem page, the clock, the welcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import Response
+
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.services import mailing, people
+from newsletter.store.models import Subscriber
+from newsletter.web.pages import render, settings_of
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class LinkProblem(Exception):
+    """A signed link is expired, tampered with, or points at nobody."""
+
+    def __init__(self, status: int, expired: bool = False) -> None:
+        super().__init__("bad link")
+        self.status = status
+        self.expired = expired
+
+
+def link_problem_page(request: Request, problem: LinkProblem) -> Response:
+    return render(
+        request,
+        "link_problem.html",
+        {"expired": problem.expired},
+        problem.status,
+        no_store=True,
+    )
+
+
+def read_public_id(request: Request, purpose: str, token: str) -> str:
+    try:
+        return tokens.read_token(settings_of(request).secret, purpose, token)
+    except tokens.TokenError as exc:
+        raise LinkProblem(400, expired=exc.expired) from None
+
+
+def subscriber_for(session: Any, public_id: str) -> Subscriber:
+    subscriber = people.by_public_id(session, public_id)
+    if subscriber is None or subscriber.status == "erased":
+        raise LinkProblem(404)
+    return subscriber
+
+
+def token_for(request: Request, purpose: str, subscriber: Subscriber) -> str:
+    return tokens.make_token(settings_of(request).secret, purpose, subscriber.public_id)
+
+
+def send_welcome_or_log(
+    settings: Settings, subscriber: Subscriber, first: str | None, titles: list[str]
+) -> None:
+    """Send the welcome email; a failure is logged, never shown (the change is saved)."""
+    try:
+        mailing.send_welcome(settings, subscriber, first, titles)
+    except Exception:
+        log.exception("welcome email could not be sent")

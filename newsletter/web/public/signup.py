@@ -1,0 +1,192 @@
+"""Public pages: the signup form and the double opt-in (confirm) link."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+
+from newsletter.core import identity
+from newsletter.core.config import Settings
+from newsletter.services import mailing, people, signup
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, PENDING, Subscriber
+from newsletter.web.csrf import verify_csrf
+from newsletter.web.pages import render, settings_of
+from newsletter.web.public.common import (
+    LinkProblem,
+    link_problem_page,
+    read_public_id,
+    send_welcome_or_log,
+    subscriber_for,
+    token_for,
+    utc_now,
+)
+from newsletter.web.security import client_ip, hit_rate_limit
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+HONEYPOT = "website"  # hidden from people (CSS + aria-hidden); bots fill it in
+
+
+def _signup_page(
+    request: Request,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    settings = settings_of(request)
+    with session_scope(settings.database_url) as session:
+        series = [
+            {"slug": s.slug, "title": s.title, "description": s.description}
+            for s in people.live_series(session)
+        ]
+    values = values or {}
+    chosen = values.get("series")
+    return render(
+        request,
+        "signup.html",
+        {
+            "series": series,
+            "chosen": set(chosen) if chosen is not None else {s["slug"] for s in series},
+            "zones": identity.zone_names(),
+            "values": values,
+            "timezone": values.get("timezone") or settings.default_timezone,
+            "errors": errors or {},
+            "consent_text": signup.CONSENT_TEXT,
+            "honeypot": HONEYPOT,
+        },
+        status_code,
+    )
+
+
+@router.get("/")
+def signup_form(request: Request) -> Response:
+    return _signup_page(request)
+
+
+@router.post("/subscribe")
+def subscribe(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "",
+    series: Annotated[list[str] | None, Form()] = None,
+    form: Annotated[str, Form()] = "signup",
+    website: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    settings = settings_of(request)
+    verify_csrf(request, csrf_token)
+    hit_rate_limit(request, "subscribe")
+    if website.strip():  # honeypot: look exactly like success, do nothing
+        return render(request, "check_email.html", {})
+    resend = form == "resend"
+    try:
+        with session_scope(settings.database_url) as session:
+            result = signup.subscribe(
+                session,
+                email,
+                name or None,
+                timezone,
+                None if resend else (series or []),
+                client_ip(request),
+                "resend" if resend else "signup",
+                utc_now(),
+                default_timezone=settings.default_timezone,
+            )
+            subscriber = result.subscriber
+            send = result.send_confirmation
+    except signup.InvalidInput as exc:
+        if resend:
+            return render(
+                request, "link_problem.html", {"errors": exc.errors, "expired": False}, 400
+            )
+        values = {"email": email, "name": name, "timezone": timezone, "series": series or []}
+        return _signup_page(request, values, exc.errors, 400)
+    response = render(request, "check_email.html", {})
+    if send and subscriber is not None:
+        # Sent right after the response, so the page takes the same time whether or not an
+        # email goes out (the timing must not tell whether an address is subscribed).
+        response.background = BackgroundTask(_send_confirmation, settings, subscriber)
+    return response
+
+
+def _send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
+    try:
+        mailing.send_confirmation(settings, subscriber)
+    except Exception:  # the page was the same either way; the operator sees the log
+        log.exception("confirmation email could not be sent")
+
+
+# --- double opt-in -------------------------------------------------------------------------
+
+
+@router.get("/confirm/{token}")
+def confirm_page(request: Request, token: str) -> Response:
+    settings = settings_of(request)
+    try:
+        public_id = read_public_id(request, "confirm", token)
+        with session_scope(settings.database_url) as session:
+            subscriber = subscriber_for(session, public_id)
+            if subscriber.status == ACTIVE:
+                return _confirmed_page(request, session, subscriber, already=True)
+            if subscriber.status not in (PENDING, "unsubscribed", "bounced"):
+                raise LinkProblem(404)
+    except LinkProblem as problem:
+        return link_problem_page(request, problem)
+    return render(request, "confirm.html", {"token": token}, no_store=True)
+
+
+def _confirmed_page(
+    request: Request, session: Any, subscriber: Subscriber, *, already: bool = False
+) -> Response:
+    first = signup.first_article_text(session, subscriber)
+    return render(
+        request,
+        "confirmed.html",
+        {
+            "first_article": first,
+            "already": already,
+            "preferences_token": token_for(request, "preferences", subscriber),
+        },
+        no_store=True,
+    )
+
+
+@router.post("/confirm/{token}")
+def confirm(
+    request: Request, token: str, csrf_token: Annotated[str | None, Form()] = None
+) -> Response:
+    settings = settings_of(request)
+    verify_csrf(request, csrf_token)
+    try:
+        public_id = read_public_id(request, "confirm", token)
+        with session_scope(settings.database_url) as session:
+            subscriber = subscriber_for(session, public_id)
+            if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
+                raise LinkProblem(404)
+            changed = signup.confirm(session, subscriber, utc_now())
+            first = signup.first_article_text(session, subscriber)
+            titles = signup.series_titles(session, subscriber)
+            changes = people.enrollment_ids(session, subscriber)
+    except LinkProblem as problem:
+        return link_problem_page(request, problem)
+    people.sync_queue(settings, changes)
+    if changed:
+        send_welcome_or_log(settings, subscriber, first, titles)
+    return render(
+        request,
+        "confirmed.html",
+        {
+            "first_article": first,
+            "already": not changed,
+            "preferences_token": token_for(request, "preferences", subscriber),
+        },
+        no_store=True,
+    )
