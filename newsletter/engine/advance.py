@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from newsletter.engine import schedule
+from newsletter.engine import schedule, slots
 from newsletter.engine.ledger import Move, PersonRow, PlaceRow, QueueChange
 from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series, Subscriber
 
@@ -42,9 +42,7 @@ def advance(
         )  # fmt: skip
         due = _slots.get(key)
         if due is None:
-            due = schedule.next_part_due(
-                _subscriber(session, sub), series, enr.not_before, slot, now
-            )
+            due = slots.next_part_due(_subscriber(session, sub), series, enr.not_before, slot, now)
             if len(_slots) > 10_000:
                 _slots.clear()
             _slots[key] = due

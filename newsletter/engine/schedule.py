@@ -17,17 +17,15 @@ The database is the truth; callers mirror changes into Redis (`queue.sync_enroll
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.core import timing
+from newsletter.engine import slots
 from newsletter.store.models import (
     ACTIVE,
-    CADENCES,
-    CANCELLED,
     ENROLLED_ACTIVE,
     FAILED,
     FINISHED,
@@ -55,11 +53,6 @@ class QueueReport:
     enrollment_ids: list[int] = field(default_factory=list)  # changed: mirror into Redis
 
 
-def cadence_weeks(subscriber: Subscriber, series: Series) -> int:
-    """Weeks between parts: the slower of the subscriber's preference and the series' cadence."""
-    return max(CADENCES.get(subscriber.cadence, 1), CADENCES.get(series.cadence, 1))
-
-
 def part_counts(session: Session) -> dict[int, int]:
     """series id -> number of parts."""
     rows = session.execute(select(Part.series_id, func.count()).group_by(Part.series_id))
@@ -77,34 +70,10 @@ def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
             Delivery.subscriber_id == subscriber_id, Delivery.status.in_((SENT, FAILED))
         )
     ).one()
-    values = [_aware(v) for v in (slot, sent) if v is not None]
+    values = [slots.aware(v) for v in (slot, sent) if v is not None]
     if sent is not None:
         values[-1] -= dt.timedelta(days=1)
     return max(values, default=None)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
-def slot_for(
-    subscriber: Subscriber,
-    series: Series,
-    after: dt.datetime,
-    previous: dt.datetime | None,
-    not_before: dt.date | None = None,
-) -> dt.datetime:
-    """The next slot of `series` for `subscriber` strictly after `after`."""
-    return timing.next_slot(
-        after,
-        subscriber.timezone,
-        series.send_day,
-        series.send_time,
-        cadence_weeks(subscriber, series),
-        paused_until=subscriber.paused_until,
-        previous=previous,
-        not_before=not_before,
-    )
 
 
 def _series_in_queue_order(session: Session) -> list[Series]:
@@ -153,7 +122,6 @@ def place(
         s.id: s
         for s in session.scalars(select(Series).where(Series.id.in_({r.series_id for r in rows})))
     }
-    changed: list[Enrollment] = []
     looked_up = previous is not None
 
     def prev() -> dt.datetime | None:
@@ -162,7 +130,26 @@ def place(
             previous, looked_up = last_slot(session, subscriber.id), True
         return previous
 
+    active, changed = _settle_active(rows, counts)
+    if active is None:
+        active = _start_next_queued(rows, series, counts)
+    if active is not None and (active.next_due_at is None or recompute):
+        due = _due_time(subscriber, series[active.series_id], active, now, prev, keep_due)
+        if due != active.next_due_at:
+            active.next_due_at = due
+            changed.append(active)
+        elif active not in changed:
+            changed.append(active)
+    session.flush()
+    return changed
+
+
+def _settle_active(
+    rows: list[Enrollment], counts: dict[int, int]
+) -> tuple[Enrollment | None, list[Enrollment]]:
+    """Keep the first ACTIVE row with a part left; later ones wait, finished ones finish."""
     active: Enrollment | None = None
+    changed: list[Enrollment] = []
     for row in rows:
         if row.state != ENROLLED_ACTIVE:
             continue
@@ -174,32 +161,40 @@ def place(
             changed.append(row)
         else:
             active = row
-    if active is None:
-        for row in rows:
-            s = series[row.series_id]
-            if row.state == QUEUED and s.state == LIVE and row.next_part <= counts.get(s.id, 0):
-                active = row
-                row.state, row.next_due_at = ENROLLED_ACTIVE, None
-                break
-    if active is not None and (active.next_due_at is None or recompute):
-        s = series[active.series_id]
-        current = active.next_due_at
-        if (
-            keep_due
-            and current is not None
-            and is_due(current, now)
-            and not pause_holds(subscriber, now)
-        ):
-            due = current  # already due: a preference save never delays it
-        else:
-            due = slot_for(subscriber, s, now, prev(), active.not_before)
-        if due != active.next_due_at:
-            active.next_due_at = due
-            changed.append(active)
-        elif active not in changed:
-            changed.append(active)
-    session.flush()
-    return changed
+    return active, changed
+
+
+def _start_next_queued(
+    rows: list[Enrollment], series: dict[int, Series], counts: dict[int, int]
+) -> Enrollment | None:
+    """Nothing active: the first QUEUED row of a live series with a part left becomes ACTIVE."""
+    for row in rows:
+        s = series[row.series_id]
+        if row.state == QUEUED and s.state == LIVE and row.next_part <= counts.get(s.id, 0):
+            row.state, row.next_due_at = ENROLLED_ACTIVE, None
+            return row
+    return None
+
+
+def _due_time(
+    subscriber: Subscriber,
+    series: Series,
+    active: Enrollment,
+    now: dt.datetime,
+    previous: Callable[[], dt.datetime | None],
+    keep_due: bool,
+) -> dt.datetime:
+    """The active row's due time: kept when already due and unpaused (`keep_due`), else its
+    next slot after `now`."""
+    current = active.next_due_at
+    if (
+        keep_due
+        and current is not None
+        and slots.is_due(current, now)
+        and not slots.pause_holds(subscriber, now)
+    ):
+        return current  # already due: a preference save never delays it
+    return slots.slot_for(subscriber, series, now, previous(), active.not_before)
 
 
 def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime) -> list[int]:
@@ -219,17 +214,17 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
         .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == ACTIVE)
         .order_by(Subscriber.id)
     ).all()
-    slots: dict[tuple[str, str, dt.date | None], dt.datetime] = {}
+    first_slots: dict[tuple[str, str, dt.date | None], dt.datetime] = {}
     rows: list[dict[str, object]] = []
     for sid, zone, cadence, paused in people:
         for position, s in enumerate(order, start=1):
             due = None
             if s is first:
                 key = (zone, cadence, paused)
-                if key not in slots:
+                if key not in first_slots:
                     sub = Subscriber(timezone=zone, cadence=cadence, paused_until=paused)
-                    slots[key] = slot_for(sub, s, now, None)
-                due = slots[key]
+                    first_slots[key] = slots.slot_for(sub, s, now, None)
+                due = first_slots[key]
             rows.append(
                 {
                     "subscriber_id": sid,
@@ -299,20 +294,6 @@ def first_article_at(session: Session, subscriber: Subscriber) -> dt.datetime | 
         select(func.min(Enrollment.next_due_at)).where(
             Enrollment.subscriber_id == subscriber.id, Enrollment.state == ENROLLED_ACTIVE
         )
-    )
-
-
-def is_due(next_due_at: dt.datetime, now: dt.datetime) -> bool:
-    """True when a part due at `next_due_at` may go out at `now` (what a tick claims)."""
-    return _aware(next_due_at) <= now
-
-
-def pause_holds(subscriber: Subscriber, now: dt.datetime) -> bool:
-    """True while the subscriber's pause holds: `now`'s date in their zone is before
-    `paused_until` (the check dispatch makes at send time)."""
-    return (
-        subscriber.paused_until is not None
-        and timing.local_date(now, subscriber.timezone) < subscriber.paused_until
     )
 
 
@@ -467,25 +448,6 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
     return sorted(set(changed))
 
 
-def _cadence_anchor(sent_slot: dt.datetime, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """(previous, after) for the slot after a send at `now` of the part due at `sent_slot`."""
-    late = now - sent_slot > dt.timedelta(days=1)
-    return (now - dt.timedelta(days=1) if late else sent_slot), max(now, sent_slot)
-
-
-def next_part_due(
-    subscriber: Subscriber,
-    series: Series,
-    not_before: dt.date | None,
-    sent_slot: dt.datetime,
-    now: dt.datetime,
-) -> dt.datetime:
-    """When the next part of the same series is due after one went out (as `advance` computes;
-    for bulk callers). A pure function of its arguments."""
-    previous, after = _cadence_anchor(sent_slot, now)
-    return slot_for(subscriber, series, after, previous, not_before)
-
-
 def advance(
     session: Session,
     enrollment: Enrollment,
@@ -503,9 +465,9 @@ def advance(
     articles never arrive within a few days of each other. Returns the changed rows.
     """
     enrollment.next_part += 1
-    previous, after = _cadence_anchor(sent_slot, now)
+    previous, after = slots.cadence_anchor(sent_slot, now)
     if enrollment.next_part <= part_count:
-        enrollment.next_due_at = slot_for(
+        enrollment.next_due_at = slots.slot_for(
             subscriber, series, after, previous, enrollment.not_before
         )
         return [enrollment]
@@ -526,24 +488,3 @@ def advance_finished(
     enrollment.state, enrollment.next_due_at = FINISHED, None
     session.flush()
     return [enrollment, *place(session, subscriber, now, counts=counts)]
-
-
-def queued_shipped(session: Session) -> bool:
-    """True when any series was ever queued (so `init` leaves the queue alone)."""
-    return (
-        session.scalar(
-            select(func.count()).select_from(Series).where(Series.queued_at.is_not(None))
-        )
-        != 0
-    )
-
-
-def cancel_all(session: Session, subscriber: Subscriber) -> Iterable[int]:
-    """Drop every pending enrollment (used when a subscriber leaves for good)."""
-    out = []
-    for row in _enrollments(session, subscriber.id):
-        if row.state in (QUEUED, ENROLLED_ACTIVE):
-            row.state, row.next_due_at = CANCELLED, None
-            out.append(row.id)
-    session.flush()
-    return out
