@@ -584,7 +584,7 @@ def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
 
     from newsletter.content import series as content
     from newsletter.core.config import get_settings
-    from newsletter.engine import schedule
+    from newsletter.engine import schedule, series_queue
     from newsletter.queue.dueset import RedisQueue
     from newsletter.store import series as series_store
     from newsletter.store.db import session_scope, upgrade
@@ -596,7 +596,7 @@ def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
         series_store.sync(session, content.load_all(settings.schedules_dir))
         first = session.scalars(select(Series).order_by(Series.order, Series.id)).first()
         assert first is not None
-        schedule.queue_series(session, first.slug, None, ENROLLED_AT)
+        series_queue.queue_series(session, first.slug, None, ENROLLED_AT)
         for s in session.scalars(select(Series).where(Series.id != first.id)):
             s.state = "draft"  # one series in play: everyone gets the same article
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ def one(n: int) -> dict[str, object]:
     import newsletter.mail.backends as delivery
     from newsletter.content import series as content
     from newsletter.core.config import load_settings
-    from newsletter.engine import schedule
+    from newsletter.engine import series_queue
     from newsletter.mail.message import Accepted, Message, Outcome, Recipient
     from newsletter.queue.dueset import RedisQueue
     from newsletter.store import db
@@ -63,7 +63,7 @@ def one(n: int) -> dict[str, object]:
     with db.session_scope(url) as session:
         series_store.sync(session, content.load_all(settings.schedules_dir))
         for slug in session.scalars(select(Series.slug).order_by(Series.order)):
-            schedule.queue_series(session, slug, None, now - dt.timedelta(days=7))
+            series_queue.queue_series(session, slug, None, now - dt.timedelta(days=7))
         first = session.scalar(select(Series.id).order_by(Series.order))
     with db.session_scope(url) as session:
         for base in range(0, n, 10_000):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import schedule, series_queue
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
@@ -31,7 +31,7 @@ def ship(settings: Settings, now: dt.datetime, queue: bool = True) -> dict[str, 
         series_store.sync(session, specs)
         if queue:
             for s in sorted(session.scalars(select(Series)), key=lambda s: s.order):
-                schedule.queue_series(session, s.slug, None, now)
+                series_queue.queue_series(session, s.slug, None, now)
         ids = {s.slug: s.id for s in session.scalars(select(Series))}
     with session_scope(settings.database_url) as session:
         RedisQueue(settings).rebuild(session)

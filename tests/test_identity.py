@@ -19,7 +19,7 @@ from newsletter.cli import app
 from newsletter.content import series as content
 from newsletter.core import identity
 from newsletter.core.config import Settings, get_settings, load_settings
-from newsletter.engine import schedule
+from newsletter.engine import series_queue
 from newsletter.mail import render
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import mailing, roster, signup
@@ -101,7 +101,7 @@ def test_cli_unsubscribe_drops_the_queue(settings: Settings) -> None:
         series_store.sync(session, content.load_all(settings.schedules_dir))
     now = dt.datetime.now(dt.UTC)
     with session_scope(settings.database_url) as session:
-        schedule.queue_series(session, SLUG, None, now)
+        series_queue.queue_series(session, SLUG, None, now)
     sub_id = roster.add_subscriber(settings, email="q@example.org", confirmed=True, now=now)
     queue = RedisQueue(settings)
     with session_scope(settings.database_url) as session:

@@ -17,7 +17,7 @@ from newsletter.cli import app
 from newsletter.content import series as content
 from newsletter.core import identity
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import series_queue
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import export, importing, roster
 from newsletter.store import series as series_store
@@ -46,7 +46,7 @@ def live(settings: Settings) -> Settings:
     with session_scope(settings.database_url) as session:
         series_store.sync(session, content.load_all(settings.schedules_dir))
         for slug in session.scalars(select(Series.slug).order_by(Series.order)):
-            schedule.queue_series(session, slug, None, NOW)
+            series_queue.queue_series(session, slug, None, NOW)
     return settings
 
 

@@ -11,7 +11,7 @@ from engine_support import add_person, enrollments, ledger, ship, utc
 from sqlalchemy import select
 
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import schedule, series_queue
 from newsletter.engine.reconcile import reconcile
 from newsletter.engine.tick import tick
 from newsletter.queue.dueset import RedisQueue
@@ -187,7 +187,7 @@ def test_queue_series_with_start_date(settings: Settings) -> None:
         )
         session.flush()
         assert third.state == "draft"
-        report = schedule.queue_series(
+        report = series_queue.queue_series(
             session, "third", dt.date(2027, 3, 10), utc(2027, 2, 25, 0, 0)
         )
         assert report.count == 2
@@ -221,7 +221,7 @@ def test_appended_part_reopens_finished_enrollments(settings: Settings) -> None:
             )
         )
         session.flush()
-        changed = schedule.parts_appended(session, ids[COCREATED], later)
+        changed = series_queue.parts_appended(session, ids[COCREATED], later)
         assert changed
     row = next(e for e in enrollments(settings, sid) if e.series_id == ids[COCREATED])
     assert row.state == ENROLLED_ACTIVE and row.next_part == 3

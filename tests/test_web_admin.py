@@ -288,7 +288,7 @@ def test_dashboard_answers_what_next_who_and_did_it_work(
 ) -> None:
     import datetime as dt
 
-    from newsletter.engine import schedule
+    from newsletter.engine import series_queue
     from newsletter.services import roster
     from newsletter.store.halt import halt
     from newsletter.store.models import FAILED, Delivery, Series
@@ -301,7 +301,7 @@ def test_dashboard_answers_what_next_who_and_did_it_work(
     signed_in = client
     assert login(signed_in) == 303  # after the move: the session is stamped with this clock
     with session_scope(settings.database_url) as session:
-        schedule.queue_series(session, "myths-about-psychotherapy", None, now)
+        series_queue.queue_series(session, "myths-about-psychotherapy", None, now)
     ids = [
         roster.add_subscriber(settings, email=f"p{i}@example.org", confirmed=True, now=now)
         for i in range(3)
@@ -346,7 +346,6 @@ def test_test_send_pause_resume_and_reload_errors(
     import shutil
     from email import policy
 
-    from newsletter.engine import schedule
     from newsletter.queue.dueset import RedisQueue
     from newsletter.services import roster
     from newsletter.store.models import LIVE, PAUSED, Series
@@ -368,9 +367,11 @@ def test_test_send_pause_resume_and_reload_errors(
     assert r.status_code == 303 and len(list(settings.outbox_dir.glob("*.eml"))) == 1
 
     # pause for everyone: out of the Redis queue; resume: back in
+    from newsletter.engine import series_queue
+
     now = dt.datetime.now(dt.UTC)
     with session_scope(settings.database_url) as session:
-        schedule.queue_series(session, slug, None, now)
+        series_queue.queue_series(session, slug, None, now)
     roster.add_subscriber(settings, email="q@example.org", confirmed=True, now=now)
     queue = RedisQueue(settings)
     assert queue.redis.zcard(queue.due_key) == 1

@@ -46,11 +46,11 @@ def init() -> None:
         if fresh:
             import datetime as dt
 
-            from newsletter.engine import schedule
+            from newsletter.engine import series_queue
 
             session.flush()
             for row in session.scalars(select(Series).order_by(Series.order, Series.id)):
-                schedule.queue_series(session, row.slug, None, dt.datetime.now(dt.UTC))
+                series_queue.queue_series(session, row.slug, None, dt.datetime.now(dt.UTC))
                 console.print(f"queued {row.slug} (order {row.order})")
         # (engine) parts appended to a series reach those who finished it, at their next slot.
         reopened: list[int] = []
@@ -68,6 +68,6 @@ def init() -> None:
 def schedule_parts_appended(session: Any, series_id: int) -> list[int]:
     import datetime as dt
 
-    from newsletter.engine import schedule
+    from newsletter.engine import series_queue
 
-    return schedule.parts_appended(session, series_id, dt.datetime.now(dt.UTC))
+    return series_queue.parts_appended(session, series_id, dt.datetime.now(dt.UTC))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -40,17 +39,6 @@ from newsletter.store.models import (
     Subscriber,
     utcnow,
 )
-
-
-class ScheduleError(Exception):
-    """A schedule request that can't be done (unknown series, …); the message says why."""
-
-
-@dataclass
-class QueueReport:
-    count: int  # subscribers the series was appended to
-    first_date: dt.date | None  # earliest first send (UTC date) among them, None if none yet
-    enrollment_ids: list[int] = field(default_factory=list)  # changed: mirror into Redis
 
 
 def part_counts(session: Session) -> dict[int, int]:
@@ -346,106 +334,6 @@ def apply_preferences(
     resumes call `reschedule` directly.
     """
     return reschedule(session, subscriber, now or utcnow(), resuming=True)
-
-
-def queue_series(
-    session: Session, slug: str, start: dt.date | None, now: dt.datetime
-) -> QueueReport:
-    """Make a series live and append it to every active subscriber who takes new series.
-
-    Nobody gets it before `start` (their local date); subscribers with nothing active (finished
-    everything) start it at their first slot on or after `start`.
-    """
-    series = session.scalar(select(Series).where(Series.slug == slug))
-    if series is None:
-        raise ScheduleError(f"no series {slug!r} (see `newsletter series list`)")
-    if series.state != LIVE:
-        series.state = LIVE
-    if series.queued_at is None:
-        series.queued_at = now
-    session.flush()
-    counts = part_counts(session)
-    report = QueueReport(count=0, first_date=None)
-    already = select(Enrollment.subscriber_id).where(Enrollment.series_id == series.id)
-    last_id = 0
-    while True:
-        batch = list(
-            session.scalars(
-                select(Subscriber)
-                .where(
-                    Subscriber.status == ACTIVE,
-                    Subscriber.takes_new_series.is_(True),
-                    Subscriber.id > last_id,
-                    Subscriber.id.not_in(already),
-                )
-                .order_by(Subscriber.id)
-                .limit(500)
-            )
-        )
-        if not batch:
-            break
-        last_id = batch[-1].id
-        positions = dict(
-            session.execute(
-                select(Enrollment.subscriber_id, func.max(Enrollment.position))
-                .where(Enrollment.subscriber_id.in_([s.id for s in batch]))
-                .group_by(Enrollment.subscriber_id)
-            ).all()
-        )
-        for sub in batch:
-            row = Enrollment(
-                subscriber_id=sub.id,
-                series_id=series.id,
-                position=(positions.get(sub.id) or 0) + 1,
-                next_part=1,
-                state=QUEUED,
-                not_before=start,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            session.flush()
-            report.count += 1
-            for changed in place(session, sub, now, counts=counts):
-                report.enrollment_ids.append(changed.id)
-                if changed.series_id == series.id and changed.next_due_at is not None:
-                    day = changed.next_due_at.date()
-                    report.first_date = min(report.first_date or day, day)
-        session.expunge_all()
-    return report
-
-
-def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[int]:
-    """A part was added to a series: reopen FINISHED enrollments that have not had it.
-
-    Those still in the series get it in turn anyway; those who finished it get it at their next
-    free slot (at once if nothing else is active, else after what is queued). Returns changed ids.
-    """
-    counts = part_counts(session)
-    total = counts.get(series_id, 0)
-    rows = list(
-        session.scalars(
-            select(Enrollment).where(
-                Enrollment.series_id == series_id,
-                Enrollment.state == FINISHED,
-                Enrollment.next_part <= total,
-            )
-        )
-    )
-    changed: list[int] = []
-    for row in rows:
-        top = session.scalar(
-            select(func.max(Enrollment.position)).where(
-                Enrollment.subscriber_id == row.subscriber_id
-            )
-        )
-        row.state, row.next_due_at, row.position = QUEUED, None, (top or 0) + 1
-        changed.append(row.id)
-        sub = session.get(Subscriber, row.subscriber_id)
-        if sub is not None:
-            changed.extend(e.id for e in place(session, sub, now, counts=counts))
-    session.flush()
-    return sorted(set(changed))
 
 
 def advance(

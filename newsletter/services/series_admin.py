@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import schedule, series_queue
 from newsletter.services.people import BATCH, sync_queue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
@@ -51,15 +51,15 @@ def queue_series(
     settings: Settings, slug: str, start: dt.date | None, now: dt.datetime
 ) -> Queued | None:
     """Make a series live and append it to every active subscriber's queue (engine's
-    schedule.queue_series), then mirror Redis. None when there is no such series;
+    series_queue.queue_series), then mirror Redis. None when there is no such series;
     SeriesAdminError for a start date too far away or a series that can't be queued."""
     check_start(start, now.date())
     with session_scope(settings.database_url) as session:
         if session.scalar(select(Series.id).where(Series.slug == slug)) is None:
             return None
         try:
-            report = schedule.queue_series(session, slug, start, now)
-        except schedule.ScheduleError as exc:
+            report = series_queue.queue_series(session, slug, start, now)
+        except series_queue.ScheduleError as exc:
             raise SeriesAdminError(str(exc)) from None
     sync_queue(settings, report.enrollment_ids)
     return Queued(report.count, report.first_date)
@@ -124,6 +124,6 @@ def reload_series(settings: Settings, now: dt.datetime) -> tuple[int, series_sto
         for slug in report.appended:
             series_id = session.scalar(select(Series.id).where(Series.slug == slug))
             if series_id is not None:
-                changed += schedule.parts_appended(session, series_id, now)
+                changed += series_queue.parts_appended(session, series_id, now)
     sync_queue(settings, changed)
     return len(specs), report

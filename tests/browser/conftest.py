@@ -15,7 +15,7 @@ from servers import uvicorn_app
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings, load_settings
-from newsletter.engine import schedule
+from newsletter.engine import series_queue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
@@ -37,7 +37,7 @@ def load_shipped_series(settings: Settings, published: int = 1) -> None:
         specs = content.load_all(settings.schedules_dir)
         series_store.sync(session, specs)
         for spec in sorted(specs, key=lambda s: (s.order or 0, s.slug)):
-            schedule.queue_series(session, spec.slug, None, now)
+            series_queue.queue_series(session, spec.slug, None, now)
         for series in session.query(Series).all():
             for part in session.query(Part).filter(Part.series_id == series.id):
                 if part.number <= published:
