@@ -15,3 +15,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+TESTS = ROOT / "tests"  # the tests folder, wherever a test module sits in it

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from paths import ROOT
+from paths import ROOT, TESTS
 from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -33,7 +33,7 @@ from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
 from newsletter.web.app import create_app
 
-CORPUS = Path(__file__).parent / "corpus" / "series"
+CORPUS = TESTS / "corpus" / "series"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 PROBLEM = re.compile(r"^(?P<path>.+?):(?P<line>\d+): (?P<message>\S.*)$")
 PASSWORD = "a calm and long password"

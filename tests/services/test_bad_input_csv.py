@@ -14,7 +14,6 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from paths import TESTS
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -35,7 +35,7 @@ from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
 from newsletter.web.app import create_app
 
-CORPUS = Path(__file__).parent / "corpus" / "csv"
+CORPUS = TESTS / "corpus" / "csv"
 FILES = sorted(p.name for p in CORPUS.glob("*.csv"))
 GOOD = ["ann@example.org", "bo@example.org"]  # in every corpus file that has rows
 REFUSED = {  # whole-file problems: refused with one line, nothing written

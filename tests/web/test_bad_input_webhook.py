@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from paths import TESTS
 from sqlalchemy import func, select
 
 from newsletter.core.config import Settings
@@ -28,7 +28,7 @@ from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, ProviderEvent, Subscriber
 from newsletter.web.app import create_app
 
-CORPUS = Path(__file__).parent / "corpus" / "webhook"
+CORPUS = TESTS / "corpus" / "webhook"
 REFUSED = {
     "not_json.json",
     "object.json",

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from paths import TESTS
 from sendgrid_fake import API_KEY, FakeSendGrid
 
 from newsletter.core.config import Settings, load_settings
@@ -335,9 +336,8 @@ def test_fake_runs_as_its_own_process(settings: Settings) -> None:
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).with_name("sendgrid_fake.py")
+    script = TESTS / "sendgrid_fake.py"
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
