@@ -1,4 +1,4 @@
-"""Series content: load and validate schedules/ (series.yaml + Markdown parts), sync it into the DB."""
+"""Series files (schedules/: series.yaml + Markdown parts) -> validated series specs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from yaml.reader import ReaderError
 
+from newsletter.content import reading
 from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
 
 SERIES_FILE = "series.yaml"
@@ -19,16 +19,11 @@ REQUIRED_SERIES_KEYS = ("slug", "title", "send_day", "send_time", "parts")
 PART_KEYS = ("title", "summary")
 DEFAULT_ORDER = 100
 MAX_ORDER = 1_000_000
-MAX_LENGTHS = {"slug": 100, "title": 200}  # the database columns' sizes
 MAX_FILENAME = 200  # parts.filename
 
-# Characters no article text may hold: C0/C1 controls other than tab and newline (they break
-# subjects and the database refuses NUL) and lone surrogates (not encodable as UTF-8).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_FENCE = re.compile(r"^---[ \t]*$")
 
 
 class ContentError(Exception):
@@ -73,161 +68,28 @@ def _hash(*values: object) -> str:
     return digest.hexdigest()
 
 
-def _line_at(text: str, index: int) -> int:
-    """The 1-based line of text[index], counting only newlines (as editors do).
-
-    PyYAML's own line numbers also count U+0085, U+2028 and U+2029 as line breaks.
-    """
-    return text.count("\n", 0, max(index, 0)) + 1
-
-
-def _line(node: yaml.Node, text: str) -> int:
-    return _line_at(text, node.start_mark.index)
-
-
-def _read(path: Path, errors: list[str]) -> str | None:
-    """The file as text (UTF-8, a BOM allowed, any line endings as "\n"), or None with an error."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        errors.append(f"{path}:1: can't be read ({exc.strerror or type(exc).__name__})")
-        return None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + data.count(b"\r", 0, exc.start)
-        line -= data.count(b"\r\n", 0, exc.start)
-        errors.append(
-            f"{path}:{line + 1}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-            "save the file as UTF-8"
-        )
-        return None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _control_problem(value: str) -> str | None:
-    found = _CONTROL.search(value)
-    if found is None:
-        return None
-    return f"contains a control character (U+{ord(found.group()):04X}); remove it"
-
-
-def _yaml_error(path: Path, exc: yaml.YAMLError, text: str, offset: int = 0) -> str:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is not None:
-        line = _line_at(text, mark.index) + offset
-    elif isinstance(exc, ReaderError):
-        line = _line_at(text, exc.position) + offset
-    else:
-        line = 1 + offset
-    if isinstance(exc, ReaderError):
-        problem = f"character U+{exc.character:04X} is not allowed in YAML"
-    else:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{path}:{line}: not valid YAML: {problem}"
-
-
-def _mapping(
-    path: Path, text: str, allowed: tuple[str, ...], errors: list[str], offset: int = 0
-) -> tuple[dict[str, yaml.Node], dict[str, int]] | None:
-    """Compose YAML text into {key: value node} and {key: line}, reporting bad/unknown keys."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        errors.append(_yaml_error(path, exc, text, offset))
-        return None
-    except RecursionError:
-        errors.append(f"{path}:{1 + offset}: not valid YAML: lists or mappings nested too deeply")
-        return None
-    if root is None:
-        errors.append(f"{path}:{1 + offset}: is empty; expected keys {', '.join(allowed)}")
-        return None
-    if not isinstance(root, yaml.MappingNode):
-        errors.append(f"{path}:{_line(root, text) + offset}: expected a mapping of keys to values")
-        return None
-    values: dict[str, yaml.Node] = {}
-    lines: dict[str, int] = {}
-    for key_node, value_node in root.value:
-        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-        line = _line(key_node, text) + offset
-        if not isinstance(key, str) or key not in allowed:
-            errors.append(f"{path}:{line}: unknown key {key!r} (allowed: {', '.join(allowed)})")
-            continue
-        if key in values:
-            errors.append(f"{path}:{line}: key {key!r} given twice (first on line {lines[key]})")
-            continue
-        values[key] = value_node
-        lines[key] = line
-    return values, lines
-
-
-def _scalar(node: yaml.Node) -> str | None:
-    """The raw text of a scalar node (so `send_time: 9:30` is not read as sexagesimal 570)."""
-    if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
-        return str(node.value)
-    return None
-
-
-def _string(
-    path: Path, key: str, nodes: dict[str, yaml.Node], lines: dict[str, int], errors: list[str]
-) -> str | None:
-    node = nodes.get(key)
-    if node is None:
-        return None
-    value = _scalar(node)
-    if value is None or not value.strip():
-        errors.append(f"{path}:{lines[key]}: {key} must be non-empty text")
-        return None
-    control = _control_problem(value)
-    if control is not None:
-        errors.append(f"{path}:{lines[key]}: {key} {control}")
-        return None
-    limit = MAX_LENGTHS.get(key)
-    if limit is not None and len(value.strip()) > limit:
-        errors.append(f"{path}:{lines[key]}: {key} is longer than {limit} characters")
-        return None
-    return " ".join(value.split()) if key != "description" else value.strip()
-
-
-def _split_front_matter(path: Path, text: str, errors: list[str]) -> tuple[str, str, int] | None:
-    """(front matter, body, line number of the body's first line) or None with an error."""
-    lines = text.split("\n")  # newlines only: YAML and editors don't break at \f or \x1c
-    if not lines or not _FENCE.match(lines[0]):
-        errors.append(
-            f"{path}:1: missing front matter: start the file with a '---' line, "
-            "then title: and summary:, then '---'"
-        )
-        return None
-    for index in range(1, len(lines)):
-        if _FENCE.match(lines[index]):
-            front = "".join(line + "\n" for line in lines[1:index])
-            return front, "\n".join(lines[index + 1 :]), index + 2
-    errors.append(f"{path}:1: front matter is not closed: add a '---' line after it")
-    return None
-
-
 def _load_part(path: Path, number: int, listed_at: int, errors: list[str]) -> PartSpec | None:
     before = len(errors)
-    text = _read(path, errors)
+    text = reading.read(path, errors)
     if text is None:
         return None
-    split = _split_front_matter(path, text, errors)
+    split = reading.split_front_matter(path, text, errors)
     if split is None:
         return None
     front, body, body_line = split
-    parsed = _mapping(path, front, PART_KEYS, errors, offset=1)
+    parsed = reading.mapping(path, front, PART_KEYS, errors, offset=1)
     if parsed is None:
         return None
     nodes, lines = parsed
     for key in PART_KEYS:
         if key not in nodes:
             errors.append(f"{path}:1: front matter is missing {key}:")
-    title = _string(path, "title", nodes, lines, errors)
-    summary = _string(path, "summary", nodes, lines, errors)
-    control = _CONTROL.search(body)
+    title = reading.string(path, "title", nodes, lines, errors)
+    summary = reading.string(path, "summary", nodes, lines, errors)
+    control = reading.CONTROL.search(body)
     if control is not None:
-        line = _line_at(body, control.start()) + body_line - 1
-        errors.append(f"{path}:{line}: the article {_control_problem(body)}")
+        line = reading.line_at(body, control.start()) + body_line - 1
+        errors.append(f"{path}:{line}: the article {reading.control_problem(body)}")
     body = body.strip("\n")
     if not body.strip():
         errors.append(f"{path}:{body_line}: the article body is empty")
@@ -261,10 +123,10 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
         errors.append(f"{path}:1: missing {SERIES_FILE} (every series folder needs one)")
         return None
     before = len(errors)
-    text = _read(path, errors)
+    text = reading.read(path, errors)
     if text is None:
         return None
-    parsed = _mapping(path, text, SERIES_KEYS, errors)
+    parsed = reading.mapping(path, text, SERIES_KEYS, errors)
     if parsed is None:
         return None
     nodes, lines = parsed
@@ -272,20 +134,20 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
     if missing:
         errors.append(f"{path}:1: missing required key(s): {', '.join(missing)}")
 
-    slug = _string(path, "slug", nodes, lines, errors)
+    slug = reading.string(path, "slug", nodes, lines, errors)
     if slug is not None and not _SLUG.match(slug):
         errors.append(
             f"{path}:{lines['slug']}: slug {slug!r} must be lower-case letters, digits and "
             "single hyphens (e.g. myths-about-psychotherapy)"
         )
-    title = _string(path, "title", nodes, lines, errors)
+    title = reading.string(path, "title", nodes, lines, errors)
     description = ""
     if "description" in nodes:
-        description = _string(path, "description", nodes, lines, errors) or ""
+        description = reading.string(path, "description", nodes, lines, errors) or ""
 
     send_day: int | None = None
     if "send_day" in nodes:
-        raw = (_scalar(nodes["send_day"]) or "").strip().lower()
+        raw = (reading.scalar(nodes["send_day"]) or "").strip().lower()
         matches = [i for i, day in enumerate(WEEKDAYS) if len(raw) >= 3 and day.startswith(raw)]
         if len(matches) == 1:
             send_day = matches[0]
@@ -297,7 +159,7 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
 
     send_time: str | None = None
     if "send_time" in nodes:
-        raw = (_scalar(nodes["send_time"]) or "").strip()
+        raw = (reading.scalar(nodes["send_time"]) or "").strip()
         if _TIME.match(raw):
             send_time = raw
         else:
@@ -308,7 +170,7 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
 
     cadence = WEEKLY
     if "cadence" in nodes:
-        raw = (_scalar(nodes["cadence"]) or "").strip()
+        raw = (reading.scalar(nodes["cadence"]) or "").strip()
         if raw in CADENCES:
             cadence = raw
         else:
@@ -318,7 +180,7 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
 
     order: int | None = None
     if "order" in nodes:
-        raw = (_scalar(nodes["order"]) or "").strip()
+        raw = (reading.scalar(nodes["order"]) or "").strip()
         if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ORDER:
             order = int(raw)
         else:
@@ -337,14 +199,14 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
         else:
             seen: dict[str, int] = {}
             for number, item in enumerate(parts_node.value, start=1):
-                line = _line(item, text)
-                name = (_scalar(item) or "").strip()
+                line = reading.node_line(item, text)
+                name = (reading.scalar(item) or "").strip()
                 if (
                     not name
                     or "/" in name
                     or "\\" in name
                     or name.startswith(".")
-                    or _CONTROL.search(name)
+                    or reading.CONTROL.search(name)
                 ):
                     errors.append(
                         f"{path}:{line}: part {number}: expected a file name in this folder, "
@@ -439,7 +301,7 @@ def _load(path: Path, errors: list[str]) -> list[SeriesSpec]:
 
 
 def _slug_line(path: Path) -> int:
-    text = _read(path, [])
+    text = reading.read(path, [])
     try:
         root = yaml.compose(text or "", Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError):
@@ -447,7 +309,7 @@ def _slug_line(path: Path) -> int:
     if text is not None and isinstance(root, yaml.MappingNode):
         for key, _value in root.value:
             if isinstance(key, yaml.ScalarNode) and key.value == "slug":
-                return _line(key, text)
+                return reading.node_line(key, text)
     return 1
 
 
