@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
+from newsletter.queue.dueset import redis_client
 from newsletter.store.models import ApiToken, AppState, utcnow
 
 PASSWORD_KEY = "admin_password_hash"
@@ -180,13 +181,7 @@ def cookie_options(settings: Settings, max_age: int = SESSION_SECONDS) -> dict[s
 
 
 def redis_for(settings: Settings) -> redis.Redis:
-    """The shared Redis client (ENGINE's, which may start an embedded server)."""
-    try:
-        from newsletter.queue.dueset import redis_client
-    except ImportError:  # pragma: no cover - before the engine lands
-        if settings.redis_url is None:
-            raise RuntimeError("NEWSLETTER_REDIS_URL is not set") from None
-        return redis.Redis.from_url(settings.redis_url)
+    """The shared Redis client (the queue's, which may start an embedded server)."""
     client: redis.Redis = redis_client(settings)
     return client
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.store.halt import halted
 from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
@@ -238,8 +239,6 @@ def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50
 
 def sending_halted(session: Session) -> str | None:
     """Why sending is stopped (DELIVERY's halt switch, set on refused credentials), or None."""
-    from newsletter.store.halt import halted
-
     halt = halted(session)
     if halt is None:
         return None

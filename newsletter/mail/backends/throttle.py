@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from newsletter.core.config import Settings
+from newsletter.queue.dueset import redis_url
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,6 @@ def parse_headers(headers: Any) -> tuple[int | None, int, float] | None:
 
 def settings_client(settings: Settings) -> redis.Redis:
     """A client for the configured (or embedded) Redis with short timeouts, one per process."""
-    from newsletter.queue.dueset import redis_url
-
     url = redis_url(settings)
     with _clients_lock:
         client = _clients.get(url)
