@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from paths import ARTIFACTS, ROOT
+from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -180,3 +181,18 @@ def settings(
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def sg(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Settings, FakeSendGrid]]:
+    """Settings with NEWSLETTER_MAIL_BACKEND=sendgrid pointed at a local stand-in (the official
+    client against a server that checks every request body against the schema)."""
+    with FakeSendGrid() as fake:
+        monkeypatch.setenv("NEWSLETTER_MAIL_BACKEND", "sendgrid")
+        monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", fake.url)
+        monkeypatch.setenv("NEWSLETTER_SENDGRID_API_KEY", API_KEY)
+        get_settings.cache_clear()
+        yield load_settings(), fake
+        get_settings.cache_clear()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
 
@@ -18,7 +17,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.content import series as content
 from newsletter.core import identity
-from newsletter.core.config import Settings, get_settings, load_settings
+from newsletter.core.config import Settings
 from newsletter.engine import series_queue
 from newsletter.mail import render
 from newsletter.queue.dueset import RedisQueue
@@ -124,19 +123,6 @@ def test_a_confirmation_while_halted_is_not_sent_and_says_so(settings: Settings)
     assert done.sent == 0 and done.failed == 1
     assert done.halted == "the provider refused the API key"
     assert not settings.outbox_dir.exists() or os.listdir(settings.outbox_dir) == []
-
-
-@pytest.fixture
-def sg(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Settings, FakeSendGrid]]:
-    with FakeSendGrid() as fake:
-        monkeypatch.setenv("NEWSLETTER_MAIL_BACKEND", "sendgrid")
-        monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", fake.url)
-        monkeypatch.setenv("NEWSLETTER_SENDGRID_API_KEY", API_KEY)
-        get_settings.cache_clear()
-        yield load_settings(), fake
-        get_settings.cache_clear()
 
 
 def test_a_401_on_a_confirmation_records_the_halt_with_the_keys_fingerprint(

@@ -12,12 +12,11 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from engine_support import ship, utc
-from sendgrid_fake import API_KEY, FakeSendGrid
+from sendgrid_fake import FakeSendGrid
 from sqlalchemy import event, func, insert, select, update
 
-from newsletter.core.config import Settings, get_settings, load_settings
+from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.engine.plan import Chunk
 from newsletter.engine.plan import plan as plan_due
@@ -44,19 +43,6 @@ N = 1000  # one full batch (NEWSLETTER_BATCH_SIZE's default and SendGrid's cap)
 MONDAY = utc(2030, 3, 4, 12)
 SLOT = utc(2030, 3, 5, 9)  # Tuesday 09:00 UTC: part 1 of Myths
 STATEMENTS_PER_ROUND = 40  # generous, and independent of N: one per row would be 1,000+
-
-
-@pytest.fixture
-def sg(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Settings, FakeSendGrid]]:
-    with FakeSendGrid() as fake:
-        monkeypatch.setenv("NEWSLETTER_MAIL_BACKEND", "sendgrid")
-        monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", fake.url)
-        monkeypatch.setenv("NEWSLETTER_SENDGRID_API_KEY", API_KEY)
-        get_settings.cache_clear()
-        yield load_settings(), fake
-        get_settings.cache_clear()
 
 
 def readers(settings: Settings, n: int = N) -> list[int]:
