@@ -35,6 +35,17 @@ EXPORT_FIELDS = (
 )
 
 
+# OWASP CSV injection: a spreadsheet reads a cell that starts with one of these as a formula
+# (=HYPERLINK(...) typed into the public signup form), so such a cell gets a leading apostrophe.
+FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """One CSV cell as text a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_LEADERS) else text
+
+
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -90,7 +101,7 @@ def export_csv(settings: Settings) -> Iterator[str]:
     with session_scope(settings.database_url) as session:
         for n, row in enumerate(_export_rows(session), 1):
             row["takes_new_series"] = "yes" if row["takes_new_series"] else "no"
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+            writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
             if n % 200 == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)

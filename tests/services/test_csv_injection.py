@@ -1,0 +1,99 @@
+"""Issue 13 #2: no CSV the product writes holds a live spreadsheet formula (OWASP CSV injection).
+
+The export is read back the way a spreadsheet reads it (the csv module, cell by cell): a cell that
+starts with =, +, -, @, tab or carriage return must start with an apostrophe instead."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.core.config import Settings
+from newsletter.services import export
+from newsletter.store.db import session_scope
+from newsletter.store.models import ACTIVE, Subscriber
+from newsletter.web.app import create_app
+
+HYPERLINK = '=HYPERLINK("http://x","y")'
+NAMES = {
+    "f1@example.org": HYPERLINK,
+    "f2@example.org": "+1+2",
+    "f3@example.org": "-2+3",
+    "f4@example.org": "@SUM(A1)",
+    "f5@example.org": "\tTab",
+    "f6@example.org": "\rReturn",
+    "f7@example.org": "Plain = name",
+}
+PASSWORD = "a calm and long password"
+FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.fixture
+def readers(settings: Settings) -> Settings:
+    with session_scope(settings.database_url) as session:
+        for n, (email, name) in enumerate(NAMES.items()):
+            session.add(
+                Subscriber(
+                    public_id=f"p{n}",
+                    email=email,
+                    email_key=email,
+                    name=name,
+                    timezone="Europe/London",
+                    status=ACTIVE,
+                )
+            )
+    return settings
+
+
+def spreadsheet_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline="")))
+
+
+def assert_no_formula(text: str) -> None:
+    rows = spreadsheet_rows(text)
+    names = {row["email"]: row["name"] for row in rows}
+    assert names["f1@example.org"] == "'" + HYPERLINK
+    assert names["f1@example.org"].startswith("'")
+    for email, name in NAMES.items():
+        expected = "'" + name if name.startswith(FORMULA_LEADERS) else name
+        assert names[email] == expected, email
+    for row in rows:
+        for cell in row.values():
+            assert not cell.startswith(FORMULA_LEADERS), row
+
+
+def test_service_export_neutralises_formula_cells(readers: Settings) -> None:
+    assert_no_formula("".join(export.export_csv(readers)))
+
+
+def test_cli_export_neutralises_formula_cells(readers: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "list.csv"
+    result = CliRunner().invoke(app, ["subscribers", "export", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert_no_formula(out.read_bytes().decode("utf-8"))  # no newline translation
+    result = CliRunner().invoke(app, ["subscribers", "export"])
+    assert result.exit_code == 0, result.output
+    assert "'" + HYPERLINK.replace('"', '""') in result.stdout
+
+
+def test_admin_export_neutralises_formula_cells(readers: Settings) -> None:
+    settings = readers.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    with TestClient(
+        create_app(settings), base_url="https://news.example.org", follow_redirects=False
+    ) as client:
+        page = client.get("/admin/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        r = client.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
+        assert r.status_code == 303
+        r = client.get("/admin/export.csv")
+        assert r.status_code == 200
+        assert_no_formula(r.text)
