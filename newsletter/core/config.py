@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, ge=1, le=1000)
     lease_seconds: int = Field(default=600, ge=5)
     webhook_tolerance_seconds: int = Field(default=600, ge=1)
+    # Accept unsigned SendGrid events when no public key is set: only for local trials.
+    webhook_allow_unsigned: bool = False
 
     @field_validator("default_timezone")
     @classmethod

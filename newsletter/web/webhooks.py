@@ -15,11 +15,20 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.core.config import Settings
 from newsletter.engine import events
+from newsletter.web.security import body_limit, hit_rate_limit
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-MAX_BODY_BYTES = 8 * 1024 * 1024  # SendGrid posts ≤ 768 KB per batch; leave room, refuse floods
+PATH = "/webhooks/sendgrid"
+# Posts per IP address per minute (SendGrid posts from many addresses, a batch at a time).
+RATE_LIMIT = 120
+RATE_WINDOW_SECONDS = 60
+UNSIGNED_REFUSED = (
+    "unsigned webhook posts are refused: set NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY to the "
+    "verification key from SendGrid (Settings > Mail Settings > Event Webhook > Signed Event "
+    "Webhook), or NEWSLETTER_WEBHOOK_ALLOW_UNSIGNED=true for a local trial only"
+)
 
 
 @lru_cache(maxsize=4)
@@ -30,7 +39,8 @@ def _verifier(public_key: str) -> EventWebhook:
 @lru_cache(maxsize=1)
 def _warn_unsigned() -> None:
     log.warning(
-        "webhook: NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is not set; accepting unsigned events"
+        "webhook: NEWSLETTER_WEBHOOK_ALLOW_UNSIGNED is on and no public key is set: accepting "
+        "unsigned events (anyone can post bounces and spam reports)"
     )
 
 
@@ -44,6 +54,8 @@ def check_signature(
     """None when the batch is signed by SendGrid's key, recently; else the refusal to send."""
     key = settings.sendgrid_webhook_public_key
     if not key:
+        if not settings.webhook_allow_unsigned:
+            return _problem(403, UNSIGNED_REFUSED)
         _warn_unsigned()
         return None
     if not signature or not stamp:
@@ -80,10 +92,11 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-@router.post("/webhooks/sendgrid", include_in_schema=False)
+@router.post(PATH, include_in_schema=False)
 async def sendgrid_events(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
-    raw = await _read_limited(request, MAX_BODY_BYTES)
+    await run_in_threadpool(hit_rate_limit, request, "webhook", RATE_LIMIT, RATE_WINDOW_SECONDS)
+    raw = await _read_limited(request, body_limit(PATH))
     if raw is None:
         return _problem(413, "body too large")
     refused = check_signature(
@@ -103,4 +116,7 @@ async def sendgrid_events(request: Request) -> JSONResponse:
     if not isinstance(payload, list):
         return _problem(400, "body must be a JSON array of events")
     report = await run_in_threadpool(events.process_sendgrid, settings, payload)
-    return JSONResponse(report.as_dict())
+    # Only what was posted (and which events could not be read: decided from the body alone),
+    # never what it did: a suppressed or confirmed count would tell a stranger whether an
+    # address is on the list.
+    return JSONResponse({"ok": True, "received": report.received, "malformed": report.malformed})
