@@ -98,6 +98,18 @@ def verify_password(settings: Settings, session: Session, password: str) -> bool
     return ok
 
 
+def password_fingerprint(settings: Settings, session: Session) -> str:
+    """A short keyed digest of the current password source (stored Argon2 hash and/or
+    NEWSLETTER_ADMIN_PASSWORD): a session cookie carries it, so changing either ends every session.
+
+    Keyed with the secret key (the cookie's payload is readable): it says nothing about the password.
+    """
+    env = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    source = f"db:{stored_hash(session) or ''}\0env:{hashlib.sha256(env.encode()).hexdigest()}"
+    key = f"newsletter.admin-password-source:{settings.secret}".encode()
+    return hmac.new(key, source.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
 # --- sessions -----------------------------------------------------------------------------
 
 
@@ -138,9 +150,9 @@ def end_all_sessions(session: Session) -> None:
     session.flush()
 
 
-def make_session(settings: Settings, epoch: str = "0") -> str:
-    """A new signed session cookie value for this session generation."""
-    payload = {"v": 1, "e": epoch, "n": secrets.token_urlsafe(12)}
+def make_session(settings: Settings, epoch: str = "0", fingerprint: str = "") -> str:
+    """A new signed session cookie value for this session generation and password source."""
+    payload = {"v": 1, "e": epoch, "p": fingerprint, "n": secrets.token_urlsafe(12)}
     return str(_session_serializer(settings).dumps(payload))
 
 
@@ -149,8 +161,12 @@ def read_session(
     value: str | None,
     epoch: str | None = None,
     max_age: int = SESSION_SECONDS,
+    fingerprint: str | None = None,
 ) -> AdminSession | None:
-    """The session inside a valid, unexpired cookie of the current generation, else None."""
+    """The session inside a valid, unexpired cookie of the current generation, else None.
+
+    With `fingerprint` (password_fingerprint), a cookie made under another password is refused.
+    """
     if not value or len(value) > 4096:
         return None
     try:
@@ -163,6 +179,10 @@ def read_session(
         return None
     if epoch is not None and not hmac.compare_digest(payload["e"], epoch):
         return None
+    if fingerprint is not None:
+        made_under = payload.get("p")
+        if not isinstance(made_under, str) or not hmac.compare_digest(made_under, fingerprint):
+            return None
     return AdminSession(issued_at=issued.timestamp(), epoch=payload["e"])
 
 

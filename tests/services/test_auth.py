@@ -226,3 +226,24 @@ def test_login_fails_closed_with_a_message_when_redis_is_unreachable(settings: S
             assert alert(html).startswith("Signing in isn't possible right now")
             assert 'name="password"' in html  # the login page, not an error page
             assert auth.SESSION_COOKIE not in c.cookies
+
+
+def test_session_carries_the_password_source(settings: Settings) -> None:
+    """Issue 13 #9: a cookie made under one password source is refused under another."""
+    env_a = settings.model_copy(update={"admin_password": SecretStr("first long password")})
+    env_b = settings.model_copy(update={"admin_password": SecretStr("second long password")})
+    with session_scope(settings.database_url) as db:
+        fp_a = auth.password_fingerprint(env_a, db)
+        fp_b = auth.password_fingerprint(env_b, db)
+        assert fp_a != fp_b and fp_a == auth.password_fingerprint(env_a, db)
+        assert "first long password" not in fp_a  # keyed digest, nothing readable
+        value = auth.make_session(env_a, "0", fp_a)
+        assert auth.read_session(env_a, value, "0", fingerprint=fp_a) is not None
+        assert auth.read_session(env_b, value, "0", fingerprint=fp_b) is None
+        # a cookie made without the fingerprint is refused once one is required
+        assert (
+            auth.read_session(env_a, auth.make_session(env_a, "0"), "0", fingerprint=fp_a) is None
+        )
+        db.add(AppState(key=auth.PASSWORD_KEY, value=auth.hash_password("stored long password")))
+        db.flush()
+        assert auth.password_fingerprint(env_a, db) != fp_a

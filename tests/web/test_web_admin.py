@@ -20,7 +20,7 @@ from newsletter.core.config import Settings
 from newsletter.services import auth
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
-from newsletter.store.models import ACTIVE, PENDING, Subscriber, Suppression
+from newsletter.store.models import ACTIVE, PENDING, AppState, Subscriber, Suppression
 from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
@@ -134,6 +134,38 @@ def test_session_expires(
     # a forged cookie is no better
     client.cookies.set(auth.SESSION_COOKIE, "eyJ2IjoxfQ.forged.sig", domain="news.example.org")
     assert client.get("/admin").status_code == 303
+
+
+def test_session_ends_when_the_password_source_changes(
+    signed_in: TestClient, admin_settings: Settings
+) -> None:
+    """Issue 13 #9: a cookie made under one password is refused once the password is another."""
+    cookie = signed_in.cookies.get(auth.SESSION_COOKIE)
+    assert cookie
+
+    def admin_with_cookie(settings: Settings) -> tuple[int, str]:
+        with TestClient(create_app(settings), base_url=BASE, follow_redirects=False) as c:
+            c.cookies.set(auth.SESSION_COOKIE, cookie, domain="news.example.org")
+            r = c.get("/admin")
+            return r.status_code, r.headers.get("location", "")
+
+    # restarted with the same NEWSLETTER_ADMIN_PASSWORD: still signed in
+    assert admin_with_cookie(admin_settings) == (200, "")
+    # restarted with a new NEWSLETTER_ADMIN_PASSWORD: the old cookie leads to the login page
+    changed = admin_settings.model_copy(
+        update={"admin_password": SecretStr("a different long password")}
+    )
+    assert admin_with_cookie(changed) == (303, "/admin/login")
+    # and back to the old value: the cookie was made under it, so it works again until it expires
+    assert admin_with_cookie(admin_settings) == (200, "")
+    # the stored Argon2 hash replaced behind the app's back (a restored backup, another tool):
+    # the fingerprint changes even though no one ended the sessions
+    with session_scope(admin_settings.database_url) as db:
+        db.merge(AppState(key=auth.PASSWORD_KEY, value=auth.hash_password("stored long password")))
+    assert signed_in.get("/admin").status_code == 303
+    assert signed_in.get("/admin/login").status_code == 200  # the login page, not a redirect
+    assert login(signed_in, "stored long password") == 303
+    assert signed_in.get("/admin").status_code == 200
 
 
 def all_routes(app: FastAPI) -> list[Any]:

@@ -39,7 +39,8 @@ def current_session(request: Request) -> auth.AdminSession | None:
         return None
     with session_scope(settings.database_url) as db:
         epoch = auth.session_epoch(db)
-    return auth.read_session(settings, value, epoch)
+        fingerprint = auth.password_fingerprint(settings, db)
+    return auth.read_session(settings, value, epoch, fingerprint=fingerprint)
 
 
 def require_admin(request: Request) -> auth.AdminSession:

@@ -53,6 +53,7 @@ async def login(request: Request) -> Response:
         configured = auth.password_configured(settings, session)
         ok = configured and auth.verify_password(settings, session, password)
         epoch = auth.session_epoch(session)
+        fingerprint = auth.password_fingerprint(settings, session)
     if not ok:
         auth.record_failure(settings, ip)
         return page(
@@ -64,7 +65,9 @@ async def login(request: Request) -> Response:
     auth.clear_failures(settings, ip)
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(
-        auth.SESSION_COOKIE, auth.make_session(settings, epoch), **auth.cookie_options(settings)
+        auth.SESSION_COOKIE,
+        auth.make_session(settings, epoch, fingerprint),
+        **auth.cookie_options(settings),
     )
     return response
 
