@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.core import identity, timing
 from newsletter.engine import schedule
+from newsletter.services.auth import count_hit
 from newsletter.services.people import by_email, enrollments, is_suppressed, live_series
 from newsletter.store.models import (
     ACTIVE,
@@ -31,6 +35,15 @@ CONSENT_TEXT = (
     "I'd like to receive these articles by email. I can change my choices or "
     "unsubscribe at any time with one click."
 )
+
+log = logging.getLogger(__name__)
+
+# Confirmation emails per address: one per COOLDOWN_SECONDS, at most DAILY_LIMIT a day (counted
+# in Redis under an HMAC of the address, never the address itself).
+COOLDOWN_SECONDS = 600
+DAILY_LIMIT = 3
+_DAY_SECONDS = 86_400
+_REDIS_DOWN = (redis.RedisError, OSError, RuntimeError)  # RuntimeError: embedded didn't start
 
 # Statuses from which a fresh signup may send a new confirmation email. Complaints (marked as
 # spam) and erased addresses never get mail again from a web form.
@@ -182,16 +195,33 @@ def subscribe(
     if subscriber.status not in _CAN_CONFIRM:
         # Active: nothing to do. Complained / erased: never mailed again from a form.
         return SignupResult(subscriber, created=False, send_confirmation=False)
-    if subscriber.status == PENDING:
-        # Not confirmed yet: the latest form wins (it is the same person asking again).
-        if clean is not None:
-            subscriber.name = clean
-        subscriber.timezone = zone
-        if series_slugs is not None:
-            subscriber.requested_series = slugs
-    _record_consent(subscriber, ip, form, now)
-    session.flush()
+    # Pending, unsubscribed or bounced: a new confirmation email (within the per-address
+    # cooldown, confirmation_allowed) and nothing else. Anyone can type an address into the
+    # form, so an unconfirmed submission never changes what is stored: a pending person keeps
+    # the name, zone and series of their first signup (they change them on the preference page
+    # once confirmed), and an unsubscribed person's consent record stays as it is until they
+    # click the confirmation link (confirm records the new consent).
     return SignupResult(subscriber, created=False, send_confirmation=True)
+
+
+def confirmation_allowed(r: redis.Redis, secret: str, prefix: str, email_key: str) -> bool:
+    """Count one confirmation email for this address; False when it must not be sent.
+
+    One per COOLDOWN_SECONDS and DAILY_LIMIT a day per address, whatever IP asks. The Redis
+    keys hold an HMAC of the address under the secret key, never the address. Fails closed:
+    when Redis can't be reached nothing is sent (the reader's page is the same either way).
+    """
+    digest = hmac.new(secret.encode(), f"confirm:{email_key}".encode(), "sha256").hexdigest()
+    base = f"{prefix}confirm:{digest[:32]}"
+    try:
+        recent, _ = count_hit(r, f"{base}:10m", COOLDOWN_SECONDS)  # Redis 6.2 commands only
+        if recent > 1:
+            return False
+        today, _ = count_hit(r, f"{base}:day", _DAY_SECONDS)
+    except _REDIS_DOWN as exc:
+        log.warning("confirmation email not sent: cooldown not checked (%s)", type(exc).__name__)
+        return False
+    return today <= DAILY_LIMIT
 
 
 def _record_consent(subscriber: Subscriber, ip: str | None, form: str, now: dt.datetime) -> None:
@@ -202,17 +232,27 @@ def _record_consent(subscriber: Subscriber, ip: str | None, form: str, now: dt.d
     subscriber.consent_wording = CONSENT_WORDING
 
 
-def confirm(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+def confirm(
+    session: Session,
+    subscriber: Subscriber,
+    now: dt.datetime,
+    *,
+    ip: str | None = None,
+    form: str = "confirm",
+) -> bool:
     """Double opt-in: make the subscriber active and enroll them. False when nothing changed.
 
-    Also resubscribes someone who unsubscribed (they resume where they left off). Complained
-    and erased addresses are never re-activated.
+    Also resubscribes someone who unsubscribed (they resume where they left off); their new
+    consent is recorded here, at the click (time, `ip`, `form`), never at the unconfirmed
+    submission. Complained and erased addresses are never re-activated.
     """
     if subscriber.status == ACTIVE:
         return False
     if subscriber.status not in _CAN_CONFIRM:
         return False
     resuming = subscriber.status != PENDING
+    if resuming:
+        _record_consent(subscriber, ip, form, now)
     subscriber.status = ACTIVE
     subscriber.unsubscribed_at = None
     if subscriber.confirmed_at is None or resuming:
@@ -222,11 +262,13 @@ def confirm(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
     return True
 
 
-def resubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+def resubscribe(
+    session: Session, subscriber: Subscriber, now: dt.datetime, *, ip: str | None = None
+) -> bool:
     """Come back after unsubscribing (from a signed link): resumes at the next unsent part."""
     if subscriber.status not in (UNSUBSCRIBED, BOUNCED):
         return False
-    return confirm(session, subscriber, now)
+    return confirm(session, subscriber, now, ip=ip, form="preferences")
 
 
 def _enroll(session: Session, subscriber: Subscriber, now: dt.datetime) -> None:

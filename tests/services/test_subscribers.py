@@ -119,8 +119,29 @@ def test_repeated_signup_creates_no_duplicate(two_series):
         again = signup(s, "ANNA@example.org", name="Anna B", series_slugs=["together"])
         assert not again.created and again.send_confirmation
         assert again.subscriber.id == first.id
-        assert again.subscriber.requested_series == ["together"]  # the latest form wins
         assert s.scalar(select(Subscriber.id).where(Subscriber.id != first.id)) is None
+
+
+def test_unconfirmed_resubmission_changes_no_stored_field_of_a_pending_person(two_series):
+    # anyone can type an address into the form: "Hi Attacker name" must never reach Anna
+    with session_scope(two_series.database_url) as s:
+        sub = signup(s, series_slugs=["myths"]).subscriber
+        again = signup(
+            s,
+            name="Attacker name",
+            timezone="Asia/Tokyo",
+            series_slugs=["together"],
+            ip="198.51.100.66",
+            form="resend",
+            now=NOW + dt.timedelta(hours=1),
+        )
+        assert again.send_confirmation and again.subscriber.id == sub.id
+        assert (sub.name, sub.timezone, sub.requested_series) == (
+            "Anna",
+            "Europe/London",
+            ["myths"],
+        )
+        assert (sub.consent_at, sub.consent_ip, sub.consent_form) == (NOW, "203.0.113.9", "signup")
 
 
 def test_signup_of_active_or_complained_address_sends_nothing(two_series):
@@ -194,11 +215,21 @@ def test_signup_again_after_unsubscribing_needs_confirmation(two_series):
         sub = signup(s).subscriber
         signups.confirm(s, sub, NOW)
         preferences.unsubscribe(s, sub, NOW)
-        again = signup(s, ip="198.51.100.7")
+        later = NOW + dt.timedelta(days=1)
+        again = signup(s, ip="198.51.100.7", form="resend", name="Someone", now=later)
         assert again.send_confirmation and sub.status == UNSUBSCRIBED
-        assert sub.consent_ip == "198.51.100.7"  # the new consent is recorded
-        assert signups.confirm(s, sub, NOW + dt.timedelta(days=1))
+        # the unconfirmed submission leaves the stored consent record as it was
+        assert (sub.consent_at, sub.consent_ip, sub.consent_form) == (NOW, "203.0.113.9", "signup")
+        assert sub.name == "Anna"
+        back = NOW + dt.timedelta(days=2)
+        assert signups.confirm(s, sub, back, ip="198.51.100.8")
         assert sub.status == ACTIVE
+        # the new consent is recorded when they confirm
+        assert (sub.consent_at, sub.consent_ip, sub.consent_form) == (
+            back,
+            "198.51.100.8",
+            "confirm",
+        )
 
 
 def test_preferences_change_cadence_pause_series_zone_and_name(two_series):

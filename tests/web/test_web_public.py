@@ -15,6 +15,7 @@ from web_helpers import add_series, client, csrf, outbox
 
 from newsletter.core import tokens
 from newsletter.queue.dueset import RedisQueue, redis_client
+from newsletter.services import signup as signup_service
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -289,7 +290,9 @@ def test_asking_for_a_new_link_reveals_nothing(c, site):
     )
     assert known.status_code == unknown.status_code == 200
     assert known.text.replace(csrf(c), "") == unknown.text.replace(csrf(c), "")
-    assert len(outbox(site)) == 3
+    # anna's new link waits for the per-address cooldown; zed's first one goes out
+    sent_to = sorted("zed" if "zed@" in m.to else "anna" for m in outbox(site))
+    assert sent_to == ["anna", "zed"]
     bad = c.post("/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "nope"})
     assert bad.status_code == 400 and "Send me a new link" in bad.text
 
@@ -538,12 +541,46 @@ def test_static_script_is_served(c):
     assert response.status_code == 200 and "Intl.DateTimeFormat" in response.text
 
 
-def test_signup_still_works_when_redis_is_down(site):
+def test_signup_with_redis_down_looks_the_same_but_sends_no_confirmation(site):
+    with client(site) as up:
+        normal = up.post("/subscribe", data=form(up, email="bob@example.org"))
+        normal_text = normal.text.replace(csrf(up), "")
     with client(site) as c:
         c.app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
         response = c.post("/subscribe", data=form(c))
+        text = response.text.replace(csrf(c), "")
     assert response.status_code == 200 and subscriber(site).status == PENDING
+    assert text == normal_text
+    # the per-address cooldown fails closed: only bob's confirmation went out
     assert len(outbox(site)) == 1
+
+
+@pytest.mark.both_redis
+def test_confirmation_emails_per_address_have_a_cooldown_whatever_the_ip(site):
+    app = create_app(site)
+    pages = set()
+    for i in range(11):
+        ip = f"198.51.100.{100 + i}"
+        with TestClient(app, base_url="https://testserver", client=(ip, 5000)) as one:
+            name = "Anna" if i == 0 else f"Attacker name {i}"  # Anna first, then 10 others
+            response = one.post("/subscribe", data=form(one, name=name))
+            assert response.status_code == 200
+            pages.add(response.text.replace(csrf(one), ""))
+    assert len(pages) == 1  # every answer is the same neutral page
+    assert len(outbox(site)) == 1  # one per address per 10 minutes
+    assert "Attacker" not in outbox(site)[0].text and subscriber(site).name == "Anna"
+    keys = [k for k in redis_client(site).keys(f"{site.redis_prefix}confirm:*")]
+    assert keys and not any("anna" in k for k in keys)  # a keyed hash, never the address
+    assert all(0 < redis_client(site).ttl(k) <= 86_400 for k in keys)
+
+
+def test_confirmation_emails_per_address_stop_after_the_daily_limit(site, monkeypatch):
+    monkeypatch.setattr(signup_service, "COOLDOWN_SECONDS", 1)
+    with client(site) as c:
+        for _ in range(5):
+            assert c.post("/subscribe", data=form(c)).status_code == 200
+            time.sleep(1.1)  # past the short cooldown: only the daily limit counts
+    assert len(outbox(site)) == signup_service.DAILY_LIMIT == 3
 
 
 def test_pending_subscriber_can_open_preferences_and_unsubscribe_from_the_confirmation(c, site):

@@ -24,6 +24,7 @@ from newsletter.web.public.common import (
     token_for,
     utc_now,
 )
+from newsletter.web.security import client_ip
 
 router = APIRouter()
 
@@ -161,7 +162,7 @@ class _Outcome:
 def _resubscribe(
     request: Request, token: str, session: Any, subscriber: Subscriber, now: dt.datetime
 ) -> _Outcome:
-    changed = signup.resubscribe(session, subscriber, now)
+    changed = signup.resubscribe(session, subscriber, now, ip=client_ip(request))
     first = signup.first_article_text(session, subscriber)
     titles = signup.series_titles(session, subscriber)
     changes = people.enrollment_ids(session, subscriber)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Form, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
@@ -25,7 +26,7 @@ from newsletter.web.public.common import (
     token_for,
     utc_now,
 )
-from newsletter.web.security import client_ip, hit_rate_limit
+from newsletter.web.security import client_ip, hit_rate_limit, redis_for
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,20 @@ def subscribe(
     if send and subscriber is not None:
         # Sent right after the response, so the page takes the same time whether or not an
         # email goes out (the timing must not tell whether an address is subscribed).
-        response.background = BackgroundTask(_send_confirmation, settings, subscriber)
+        # The per-address cooldown is checked there too, for the same reason.
+        response.background = BackgroundTask(_send_confirmation, request, settings, subscriber)
     return response
 
 
-def _send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
+def _send_confirmation(request: Request, settings: Settings, subscriber: Subscriber) -> None:
+    try:
+        r = redis_for(request)
+    except (redis.RedisError, OSError, RuntimeError):  # the embedded server didn't start
+        log.warning("confirmation email not sent: Redis unavailable for the cooldown")
+        return
+    key = subscriber.email_key
+    if not signup.confirmation_allowed(r, settings.secret, settings.redis_prefix, key):
+        return  # within the cooldown, over the daily limit, or Redis down: nothing is sent
     try:
         mailing.send_confirmation(settings, subscriber)
     except Exception:  # the page was the same either way; the operator sees the log
@@ -171,7 +181,7 @@ def confirm(
             subscriber = subscriber_for(session, public_id)
             if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
                 raise LinkProblem(404)
-            changed = signup.confirm(session, subscriber, utc_now())
+            changed = signup.confirm(session, subscriber, utc_now(), ip=client_ip(request))
             first = signup.first_article_text(session, subscriber)
             titles = signup.series_titles(session, subscriber)
             changes = people.enrollment_ids(session, subscriber)
