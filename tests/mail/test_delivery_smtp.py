@@ -21,6 +21,7 @@ from newsletter.mail.message import (
     RetryLater,
     Unknown,
 )
+from newsletter.services import mailing
 
 UNSUB = "https://news.example.org/unsubscribe/tok-abc"
 
@@ -185,3 +186,29 @@ def test_connection_lost_before_data_is_a_plain_retry() -> None:
     thread.join(timeout=10)
     assert received == []
     assert all(isinstance(o, RetryLater) for o in outcomes)
+
+
+def test_addresses_in_replies_are_scrubbed_from_reasons() -> None:
+    """Issue 13 #10: a reader's address in an SMTP reply never reaches an outcome's reason."""
+    with SmtpServer() as server:
+        backend = SmtpBackend(smtp_settings(server.url))
+        server.handler.replies.append("550 5.1.1 <anna1@example.net>: no such user")
+        server.handler.replies.append("451 4.2.0 anna2@example.net: try again later")
+        failed, later = backend.send(article(), [person(1), person(2)])
+    assert isinstance(failed, Failed) and failed.reason == "550 5.1.1 <address>: no such user"
+    assert isinstance(later, RetryLater) and later.reason == "451 4.2.0 <address>: try again later"
+
+
+def test_the_logged_refusal_names_no_address(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What `deliver` logs at WARNING for a refused mail: the reply, without the address."""
+    with SmtpServer() as server:
+        smtp = settings.model_copy(update={"mail_backend": "smtp", "smtp_url": server.url})
+        server.handler.replies.append("550 5.1.1 <anna1@example.net>: no such user")
+        with caplog.at_level("WARNING"):
+            sent = mailing.deliver(smtp, article(), [person(1)])
+    assert sent.failed == 1
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "550 5.1.1 <address>: no such user" in logged
+    assert "@example.net" not in logged

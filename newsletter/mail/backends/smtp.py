@@ -24,6 +24,9 @@ from newsletter.mail.message import (
     Unknown,
 )
 
+# An address in a server's reply (`550 5.1.1 <reader@example.net>: no such user`): replaced before
+# the reply becomes an outcome's reason, which is logged and stored on the delivery.
+ADDRESS = re.compile(r"<?[^\s<>@\"'(),;:\[\]]+@[^\s<>@\"'(),;:\[\]]+>?")
 TIMEOUT_SECONDS = 30.0
 RETRY_AFTER = dt.timedelta(minutes=5)
 
@@ -50,13 +53,20 @@ def parse_url(url: str) -> Server:
     )
 
 
+def scrub(text: str) -> str:
+    """`text` with every email address replaced by `<address>` (no reader's address in logs)."""
+    return ADDRESS.sub("<address>", text)
+
+
 def _text(reply: bytes | str) -> str:
-    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply).strip()
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return scrub(text.strip())
 
 
 def _later(reason: str) -> RetryLater:
     jitter = dt.timedelta(seconds=random.uniform(0, 30))
-    return RetryLater(at=dt.datetime.now(dt.UTC) + RETRY_AFTER + jitter, reason=reason[:1000])
+    at = dt.datetime.now(dt.UTC) + RETRY_AFTER + jitter
+    return RetryLater(at=at, reason=scrub(reason)[:1000])
 
 
 def _classify(code: int, reply: bytes | str) -> Outcome:
@@ -154,7 +164,7 @@ class SmtpBackend:
                 try:
                     mail = mime.build(self.settings, message, recipient)
                 except ValueError as exc:
-                    outcomes.append(Failed(f"invalid message: {exc}"))
+                    outcomes.append(Failed(scrub(f"invalid message: {exc}")[:1000]))
                     continue
                 try:
                     _envelope(conn, self.settings.from_email, recipient.email)
@@ -176,7 +186,7 @@ class SmtpBackend:
                     # the message went out after DATA and no reply came: the server may have
                     # queued it. Never resent blindly; reconcile settles it.
                     reason = f"SMTP gave no answer after DATA: {type(exc).__name__}: {exc}"
-                    outcomes.append(Unknown(reason[:1000]))
+                    outcomes.append(Unknown(scrub(reason)[:1000]))
                     outcomes.extend(
                         [_later("not attempted: the connection was lost")]
                         * (len(recipients) - index - 1)
