@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from newsletter.core.config import Settings, get_settings
 from newsletter.web import admin, api, pages, public, security, webhooks
+from newsletter.web.admin.common import current_session
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for these settings (tests pass their own)."""
     settings = settings or get_settings()
-    app = FastAPI(title="newsletter", version="1", docs_url=None, redoc_url=None)
+    # openapi_url=None: /openapi.json is served below, only to the admin or an API token.
+    app = FastAPI(title="newsletter", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.include_router(public.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(api.router)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json(request: Request) -> JSONResponse:
+        signed_in = await run_in_threadpool(current_session, request) is not None
+        return await api.openapi_document(request, signed_in)
+
     # WEB: security headers, CSRF cookie, body limits, friendly error pages, /static.
     security.install(app, settings)
     security.redact_access_log()

@@ -52,6 +52,7 @@ HEADERS = {
 # The one table of request body limits, by path prefix (first match wins), enforced before
 # any authentication; public forms are tiny.
 BODY_LIMITS: tuple[tuple[str, int], ...] = (
+    ("/admin/login", 16 * 1024),  # a password form: small, and checked before the password
     ("/webhooks/sendgrid", 8 * 1024 * 1024),  # SendGrid posts ≤ 768 KB per batch; room, no floods
     ("/admin", 10 * 1024 * 1024),  # CSV imports
     ("/api", 10 * 1024 * 1024),

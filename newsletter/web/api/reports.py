@@ -13,6 +13,7 @@ from newsletter.web.api.common import (
     SLUG,
     SessionDep,
     SettingsDep,
+    TokenFirstRoute,
 )
 from newsletter.web.api.schemas import (
     CohortOut,
@@ -23,7 +24,7 @@ from newsletter.web.api.schemas import (
     StatsOut,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=TokenFirstRoute)  # the token before the body
 
 
 @router.get(

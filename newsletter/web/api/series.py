@@ -17,6 +17,7 @@ from newsletter.web.api.common import (
     ErrorOut,
     SessionDep,
     SettingsDep,
+    TokenFirstRoute,
 )
 from newsletter.web.api.schemas import (
     PartOut,
@@ -25,7 +26,7 @@ from newsletter.web.api.schemas import (
     SeriesOut,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=TokenFirstRoute)  # the token before the body
 
 
 def series_out(session: Session) -> list[SeriesOut]:

@@ -18,6 +18,7 @@ from newsletter.web.api.common import (
     SessionDep,
     SettingsDep,
     SubscriberId,
+    TokenFirstRoute,
 )
 from newsletter.web.api.schemas import (
     ImportOut,
@@ -30,7 +31,7 @@ from newsletter.web.api.schemas import (
     SubscriberRecord,
 )
 
-router = APIRouter()
+router = APIRouter(route_class=TokenFirstRoute)  # the token before the body
 
 
 @router.get("/subscribers", response_model=SubscriberPage, summary="List subscribers, newest first")
