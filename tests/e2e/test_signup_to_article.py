@@ -91,10 +91,10 @@ def test_signup_confirm_tick_then_links_in_the_article_work(settings):
         assert match, article.headers["List-Unsubscribe"]
         header_link = match.group(1).removeprefix("https://news.example.org")
 
-        # the preferences link in the article works and shows only this person's address
+        # the preferences link in the article works and shows only this person's address, masked
         prefs = article.link("preferences")
         page = c.get(prefs)
-        assert page.status_code == 200 and "noor@example.org" in page.text
+        assert page.status_code == 200 and "n•••@example.org" in page.text
         assert 'value="weekly" checked' in page.text
         # the unsubscribe link in the body works too (a page with one button)
         body_unsub = article.link("unsubscribe")

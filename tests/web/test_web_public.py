@@ -304,7 +304,7 @@ def test_preferences_page_and_switch_to_fortnightly(c, site):
     sub = signup_and_confirm(c, site)
     link = outbox(site)[-1].link("preferences")  # from the welcome email
     page = c.get(link)
-    assert page.status_code == 200 and "anna@example.org" in page.text
+    assert page.status_code == 200 and "a•••@example.org" in page.text
     assert 'value="weekly" checked' in page.text
     assert page.headers["cache-control"] == "no-store"
     with session_scope(site.database_url) as s:
@@ -335,6 +335,16 @@ def test_preferences_page_and_switch_to_fortnightly(c, site):
         assert row.next_due_at != before  # new zone: a new time
         score = redis_client(site).zscore(f"{site.redis_prefix}due", str(row.id))
         assert score == row.next_due_at.timestamp()
+
+
+def test_link_pages_mask_the_address(c, site):
+    signup_and_confirm(c, site, email="anna.b@example.org", name=None)
+    mail = outbox(site)[-1]
+    for link in (mail.link("preferences"), mail.link("unsubscribe")):
+        page = c.get(link)
+        assert page.status_code == 200
+        assert "a•••@example.org" in page.text
+        assert "anna" not in page.text.lower()
 
 
 @pytest.mark.parametrize(

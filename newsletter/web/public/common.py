@@ -41,6 +41,18 @@ def link_problem_page(request: Request, problem: LinkProblem) -> Response:
     )
 
 
+def mask_email(email: str) -> str:
+    """The address as link pages show it: `a•••@example.org`.
+
+    Preference and unsubscribe links ride in every article, so whoever gets a forwarded one
+    must not learn the reader's address from the page; the reader still recognises it.
+    """
+    local, _, domain = email.rpartition("@")
+    if not local:  # not an address: show nothing of it
+        return "•••"
+    return f"{local[0]}•••@{domain}"
+
+
 def read_public_id(request: Request, purpose: str, token: str) -> str:
     try:
         return tokens.read_token(settings_of(request).secret, purpose, token)

@@ -18,6 +18,7 @@ from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
     link_problem_page,
+    mask_email,
     read_public_id,
     send_welcome_or_log,
     subscriber_for,
@@ -61,7 +62,7 @@ def _preferences_page(
         "preferences.html",
         {
             "token": token,
-            "email": subscriber.email,
+            "email": mask_email(subscriber.email),
             "status": subscriber.status,
             "suppressed": subscriber.status in SUPPRESSED_STATUSES,
             "series": series,
@@ -262,7 +263,7 @@ def unsubscribe_page(request: Request, token: str) -> Response:
             subscriber = subscriber_for(session, public_id)
             context = {
                 "token": token,
-                "email": subscriber.email,
+                "email": mask_email(subscriber.email),
                 "already": subscriber.status in SUPPRESSED_STATUSES,
                 "preferences_token": token_for(request, "preferences", subscriber),
             }
