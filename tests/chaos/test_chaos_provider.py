@@ -81,8 +81,9 @@ def processed_events(world: World, requests: list[object]) -> list[dict[str, obj
 
 
 def post_webhook(world: World, events: list[dict[str, object]], at: dt.timedelta) -> None:
-    """POST the events to the app's /webhooks/sendgrid route (unsigned: no public key is set),
-    at SLOT + `at` on the app's clock."""
+    """POST the events to the app's /webhooks/sendgrid route at SLOT + `at` on the app's clock,
+    unsigned: the test turns on NEWSLETTER_WEBHOOK_ALLOW_UNSIGNED explicitly (the route refuses
+    unsigned posts otherwise)."""
     from fastapi.testclient import TestClient
 
     from newsletter.web.app import create_app
@@ -91,7 +92,9 @@ def post_webhook(world: World, events: list[dict[str, object]], at: dt.timedelta
     # SLOT, a settled row's next part would be due a week after today).
     with (
         time_machine.travel(SLOT + at, tick=True),
-        TestClient(create_app(world.settings)) as client,
+        TestClient(
+            create_app(world.settings.model_copy(update={"webhook_allow_unsigned": True}))
+        ) as client,
     ):
         for start in range(0, len(events), 1000):
             response = client.post("/webhooks/sendgrid", json=events[start : start + 1000])
