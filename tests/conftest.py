@@ -196,3 +196,24 @@ def sg(
         get_settings.cache_clear()
         yield load_settings(), fake
         get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def no_test_address_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Issue 13 #10: a test fails when what it logged (INFO and up, setup and call) holds a test
+    reader's address (`…@example.org`, `…@example.net`). aiosmtpd's own log (`mail.log`: the
+    stand-in SMTP server printing the RCPT it received) is the test's server, not the product."""
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO)
+    yield
+    address = re.compile(r"[\w.+'-]+@example\.(?:org|net)\b", re.IGNORECASE)
+    leaks = [
+        f"{r.name} {r.levelname}: {r.getMessage()}"
+        for when in ("setup", "call")
+        for r in caplog.get_records(when)
+        if r.name != "mail.log" and address.search(r.getMessage() + (r.exc_text or ""))
+    ]
+    if leaks:
+        pytest.fail("a test address reached the logs:\n" + "\n".join(leaks), pytrace=False)
