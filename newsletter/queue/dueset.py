@@ -4,7 +4,7 @@ Redis is derived state; the database is the truth. Keys (all under settings.redi
   due       ZSET enrollment id -> due epoch seconds
   leases    ZSET enrollment id -> lease expiry epoch (claimed, being worked on)
   built     marker set by `rebuild`; when it is missing Redis lost its data -> rebuild first
-  tick-lock only one tick at a time (SET NX PX, released by token)
+  tick-lock only one tick at a time (held and renewed by queue/ticklock.py)
   tick:<n>  one beat tick per interval slot, whatever the number of beats
 A claim atomically moves due ids (score <= now) into `leases`; a lease that expires (its worker
 died) comes back as due on the next claim. Dispatch re-checks the database for every claimed id,
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +48,6 @@ for _, m in ipairs(ids) do
   redis.call('ZADD', KEYS[2], ARGV[3], m)
 end
 return ids
-"""
-
-UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
 """
 
 
@@ -129,8 +118,6 @@ class RedisQueue:
         self.due_key, self.lease_key, self.marker_key = f"{p}due", f"{p}leases", f"{p}built"
         self.lock_key = f"{p}tick-lock"
         self._claim = self.redis.register_script(CLAIM)
-        self._unlock = self.redis.register_script(UNLOCK)
-        self._extend = self.redis.register_script(EXTEND)
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -236,19 +223,7 @@ class RedisQueue:
         self.redis.set(self.marker_key, dt.datetime.now(dt.UTC).isoformat())
         return count
 
-    # --- tick lock ---------------------------------------------------------------------------
-
-    def lock(self, ttl_seconds: float, key: str | None = None) -> str | None:
-        """Take the tick lock; its token, or None when another tick holds it."""
-        token = secrets.token_hex(12)
-        ok = self.redis.set(key or self.lock_key, token, nx=True, px=int(ttl_seconds * 1000))
-        return token if ok else None
-
-    def extend_lock(self, token: str, ttl_seconds: float) -> bool:
-        return bool(self._extend(keys=[self.lock_key], args=[token, int(ttl_seconds * 1000)]))
-
-    def unlock(self, token: str) -> None:
-        self._unlock(keys=[self.lock_key], args=[token])
+    # --- beat slots --------------------------------------------------------------------------
 
     def first_tick_in(self, slot: int, ttl_seconds: int) -> bool:
         """True for the first tick of beat interval `slot` (several beats -> one tick)."""

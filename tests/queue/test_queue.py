@@ -10,6 +10,7 @@ from engine_support import add_person, ship, utc
 
 from newsletter.core.config import Settings
 from newsletter.queue.dueset import QueueLost, RedisQueue
+from newsletter.queue.ticklock import TickLock
 from newsletter.store.db import session_scope
 
 # Claims, leases and locks on the system Redis 7 and on the embedded 6.2 that `make run` uses.
@@ -71,16 +72,6 @@ def test_concurrent_claims_never_share_an_id(queue: RedisQueue, settings: Settin
     assert len(every) == len(set(every)) == 2000
 
 
-def test_tick_lock_is_exclusive(queue: RedisQueue) -> None:
-    token = queue.lock(30)
-    assert token is not None
-    assert queue.lock(30) is None
-    queue.unlock("not-the-token")
-    assert queue.lock(30) is None
-    queue.unlock(token)
-    assert queue.lock(30) is not None
-
-
 def test_one_tick_per_beat_slot(queue: RedisQueue) -> None:
     assert queue.first_tick_in(123, 120)
     assert not queue.first_tick_in(123, 120)
@@ -108,7 +99,7 @@ def test_all_keys_use_the_prefix(settings: Settings) -> None:
     now = utc(2027, 3, 1, 12)
     q.schedule(1, now)
     q.claim(now, 1) if q.is_built() else None
-    q.lock(5)
+    assert TickLock(q.redis, q.lock_key).acquire() is not None
     q.first_tick_in(1, 5)
     with session_scope(settings.database_url) as session:
         q.rebuild(session)
