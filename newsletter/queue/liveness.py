@@ -3,12 +3,14 @@
 Keys (all under settings.redis_prefix):
   beat:last-tick  JSON {"at": epoch, "summary": {...}}: the last tick that ran (from beat or
                   `newsletter tick`), with its summary (due, chunks, seconds)
+  beat:last-beat  epoch when beat last sent a tick task (beat alive even while no worker runs it)
   workers         ZSET worker hostname -> last heartbeat epoch
 One clock for all of it: Redis's (`redis_now`), as the tick itself uses (clock drift, #18), so a
 worker on another machine and the web's reading agree. Functions take `at`/`now` so callers and
 tests can pass a moment; without one they read Redis's clock.
 
-Beat is *silent* when its last tick is older than BEAT_SILENT_SECONDS, or when it never ticked and
+Beat is *silent* when its last sign of life (a tick sent or run) is older than BEAT_SILENT_SECONDS,
+or when it never ticked and
 something has been due for that long (a fresh install with nothing due is not an alarm). Workers
 are *missing* when none heartbeat within WORKER_TTL_SECONDS while work waits: due now, or claimed
 (leased) and not yet settled. Either one means nothing can be sent.
@@ -28,6 +30,10 @@ WORKER_TTL_SECONDS = 3 * HEARTBEAT_SECONDS + 5
 
 def _keys(prefix: str) -> tuple[str, str, str, str]:
     return f"{prefix}beat:last-tick", f"{prefix}workers", f"{prefix}due", f"{prefix}leases"
+
+
+def _beat_key(prefix: str) -> str:
+    return f"{prefix}beat:last-beat"
 
 
 def redis_now(redis: Any) -> float:
@@ -60,6 +66,22 @@ def last_tick(redis: Any, prefix: str) -> Tick | None:
         return Tick(float(data["at"]), dict(data.get("summary") or {}))
     except (ValueError, KeyError, TypeError):
         return None  # a damaged record counts as no tick; the next tick overwrites it
+
+
+def record_beat(redis: Any, prefix: str, at: float | None = None) -> float:
+    """Note that beat sent a tick task (at `at`, default: now)."""
+    moment = redis_now(redis) if at is None else at
+    redis.set(_beat_key(prefix), repr(moment))
+    return moment
+
+
+def last_beat(redis: Any, prefix: str) -> float | None:
+    """When beat last sent a tick task, or None."""
+    raw = redis.get(_beat_key(prefix))
+    try:
+        return None if raw is None else float(raw)
+    except ValueError:
+        return None
 
 
 def heartbeat(redis: Any, prefix: str, hostname: str, at: float | None = None) -> None:
@@ -118,17 +140,26 @@ class Liveness:
     tick: Tick | None
     workers: list[str]
     backlog: Backlog
+    beat_at: float | None = None
 
     @property
     def tick_age(self) -> float | None:
+        """Seconds since the last tick ran."""
         return None if self.tick is None else max(0.0, self.now - self.tick.at)
 
     @property
+    def beat_age(self) -> float | None:
+        """Seconds since beat's last sign of life: a tick sent or run."""
+        seen = [t for t in (self.beat_at, self.tick.at if self.tick else None) if t is not None]
+        return max(0.0, self.now - max(seen)) if seen else None
+
+    @property
     def beat_silent(self) -> bool:
-        if self.tick is not None:
-            return self.now - self.tick.at >= BEAT_SILENT_SECONDS
-        age = self.backlog.oldest_due_age
-        return age is not None and age >= BEAT_SILENT_SECONDS
+        age = self.beat_age
+        if age is not None:
+            return age >= BEAT_SILENT_SECONDS
+        waited = self.backlog.oldest_due_age
+        return waited is not None and waited >= BEAT_SILENT_SECONDS
 
     @property
     def workers_missing(self) -> bool:
@@ -143,8 +174,8 @@ class Liveness:
         found = []
         if self.beat_silent:
             since = (
-                f"for {format_age(self.tick_age)}"
-                if self.tick_age is not None
+                f"for {format_age(self.beat_age)}"
+                if self.beat_age is not None
                 else "since it started"
             )
             found.append(
@@ -161,6 +192,7 @@ class Liveness:
     def as_dict(self) -> dict[str, Any]:
         return {
             "last_tick_age_seconds": None if self.tick_age is None else round(self.tick_age, 1),
+            "beat_age_seconds": None if self.beat_age is None else round(self.beat_age, 1),
             "last_tick": self.tick.summary if self.tick else None,
             "workers": self.workers,
             "due_now": self.backlog.due_now,
@@ -181,6 +213,7 @@ def read(redis: Any, prefix: str, now: float | None = None) -> Liveness:
         last_tick(redis, prefix),
         live_workers(redis, prefix, moment),
         backlog(redis, prefix, moment),
+        last_beat(redis, prefix),
     )
 
 

@@ -94,3 +94,13 @@ def test_a_damaged_tick_record_counts_as_none(client: redis.Redis, redis_prefix:
 )
 def test_ages_read_at_a_glance(seconds: float | None, text: str) -> None:
     assert format_age(seconds) == text
+
+
+def test_beat_sending_ticks_is_alive_even_when_no_worker_runs_them(
+    client: redis.Redis, redis_prefix: str
+) -> None:
+    record_tick(client, redis_prefix, {}, at=NOW - 600)
+    liveness.record_beat(client, redis_prefix, at=NOW - 30)
+    reading = liveness.read(client, redis_prefix, NOW)
+    assert reading.beat_age == 30 and reading.tick_age == 600 and not reading.beat_silent
+    assert liveness.last_beat(client, redis_prefix) == NOW - 30
