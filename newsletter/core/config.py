@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(default=600, ge=1)
     # Accept unsigned SendGrid events when no public key is set: only for local trials.
     webhook_allow_unsigned: bool = False
+    # Issue 16: who hears about a halt, a silent beat or a bad day (one email per problem and
+    # day), who may read /metrics (a bearer token; unset: localhost only), the log line format,
+    # and how many failed deliveries in a day make a bad day.
+    admin_email: str | None = None
+    metrics_token: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+    alert_failures: int = Field(default=20, ge=1)
 
     @field_validator("default_timezone")
     @classmethod
@@ -104,6 +111,15 @@ class Settings(BaseSettings):
     @field_validator("from_email", "reply_to")
     @classmethod
     def _email(cls, value: str) -> str:
+        if "@" not in value or any(c in value for c in "\r\n <>"):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _optional_email(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         if "@" not in value or any(c in value for c in "\r\n <>"):
             raise ValueError(f"not an email address: {value!r}")
         return value
