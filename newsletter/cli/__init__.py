@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from newsletter.cli import admin, processes, sending, series, setup, subscribers
+from newsletter.cli import admin, operations, processes, sending, series, setup, subscribers
 from newsletter.cli.common import err
 from newsletter.core.config import ConfigError
 
@@ -27,6 +27,7 @@ app.command()(processes.beat)
 app.command()(processes.web)
 app.command()(processes.run)
 app.command("send-test")(sending.send_test)
+operations.register(app)  # doctor, backup, restore
 
 
 def main() -> None:
