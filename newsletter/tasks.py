@@ -11,6 +11,7 @@ up by the next; several beats are harmless (one tick per interval slot, atomic c
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import logging
 import os
@@ -25,8 +26,10 @@ from newsletter.engine.plan import Chunk
 from newsletter.engine.reconcile import reconcile as reconcile_now
 from newsletter.engine.send import send_chunk as send_now
 from newsletter.engine.tick import sweep
+from newsletter.queue import liveness
 from newsletter.queue.dueset import RedisQueue, redis_url
 from newsletter.queue.ticklock import TickLocked
+from newsletter.services import alerts, logs, metrics
 from newsletter.store.db import dispose_all, session_scope
 
 log = logging.getLogger("newsletter.tasks")
@@ -97,8 +100,14 @@ def tick(now: str | None = None) -> dict[str, int]:
     From beat (no `now`): only the first tick of each beat interval runs, however many beats.
     With an explicit `now` (tests, manual catch-up) it always runs.
     """
+    with logs.context(tick_id=tick.request.id):
+        return _tick(now)
+
+
+def _tick(now: str | None) -> dict[str, int]:
     settings = get_settings()
     queue = RedisQueue(settings)
+    started = time.perf_counter()
     if now is None:  # one clock for every worker and beat: Redis's (clock drift, #18)
         seconds, micros = queue.redis.time()
         moment = dt.datetime.fromtimestamp(seconds + micros / 1e6, dt.UTC)
@@ -124,6 +133,11 @@ def tick(now: str | None = None) -> dict[str, int]:
     except TickLocked as exc:
         log.info("tick skipped: %s", exc)
         return {"due": 0, "chunks": 0}
+    result = {"due": summary.due, "chunks": chunks, "skipped": summary.skipped}
+    took = time.perf_counter() - started
+    record: dict[str, float] = {**result, "seconds": round(took, 3)}
+    liveness.record_tick(queue.redis, settings.redis_prefix, record)
+    metrics.ticked(result, took, "beat" if now is None else "manual")
     return {"due": summary.due, "chunks": chunks}
 
 
@@ -143,7 +157,14 @@ def send_chunk(
     settings = get_settings()
     chunk = Chunk(series_id, part_number, tuple(delivery_ids))
     moment = task_moment(now, queued_at) if now else None
-    return send_now(settings, chunk, moment).as_dict()
+    ids = {"series_id": series_id, "part": part_number, "deliveries": len(delivery_ids)}
+    with logs.context(chunk_id=send_chunk.request.id, **ids):
+        started = time.perf_counter()
+        result = send_now(settings, chunk, moment).as_dict()
+        metrics.chunk_sent(result, time.perf_counter() - started, settings.mail_backend)
+        if result.get("failed"):
+            alerts.count_failures(settings, RedisQueue(settings).redis, result["failed"])
+    return result
 
 
 def task_moment(
@@ -195,7 +216,12 @@ def _worker_ready(**_: Any) -> None:
 
 @signals.beat_init.connect
 def _beat_init(**_: Any) -> None:
+    global _in_beat
+    _in_beat = True
     check_redis(get_settings())
+
+
+_in_beat = False  # set in the beat process: only its tick tasks are beat's sign of life
 
 
 @signals.worker_process_init.connect
@@ -214,3 +240,49 @@ def settle_process() -> None:
     dispose_all()
     gc.collect()
     gc.freeze()
+
+
+# --- issue 16: logs, metrics files, heartbeats, beat's sign of life ----------------------
+
+_heartbeat: list[liveness.Heartbeat] = []
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    logs.configure(get_settings().log_format)
+
+
+@signals.worker_init.connect
+def _metrics_files(**_: Any) -> None:
+    metrics.use_directory(get_settings())  # before the pool forks: every process writes files
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    settings = get_settings()
+    redis = RedisQueue(settings).redis
+    hostname = str(getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}")
+    watch = functools.partial(alerts.watch, settings, redis)
+    _heartbeat.append(
+        liveness.Heartbeat(redis, settings.redis_prefix, hostname, also=watch).start()
+    )
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    while _heartbeat:
+        _heartbeat.pop().stop()
+
+
+@signals.before_task_publish.connect
+def _beat_alive(sender: str | None = None, **_: Any) -> None:
+    """Beat sent a tick: note it, and look for problems (it sees a missing worker)."""
+    if sender != "newsletter.tick" or not _in_beat:
+        return
+    settings = get_settings()
+    try:
+        redis = RedisQueue(settings).redis
+        liveness.record_beat(redis, settings.redis_prefix)
+        alerts.watch(settings, redis)
+    except Exception:
+        log.exception("beat: recording liveness failed")

@@ -19,9 +19,13 @@ are *missing* when none heartbeat within WORKER_TTL_SECONDS while work waits: du
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 BEAT_SILENT_SECONDS = 180.0
 HEARTBEAT_SECONDS = 15.0
@@ -229,3 +233,51 @@ def format_age(seconds: float | None) -> str:
     if s < 172800:
         return f"{s // 3600} h"
     return f"{s // 86400} days"
+
+
+class Heartbeat:
+    """A worker's heartbeat thread: `heartbeat` every `every` seconds, then `also()` (alerts).
+
+    Neither may kill the thread: an error is logged and the next beat tries again. `stop`
+    ends it and takes the worker off the list at once.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str,
+        hostname: str,
+        every: float = HEARTBEAT_SECONDS,
+        also: Callable[[], object] | None = None,
+    ) -> None:
+        self.redis, self.prefix, self.hostname, self.every = redis, prefix, hostname, every
+        self.also = also
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        for step in (lambda: heartbeat(self.redis, self.prefix, self.hostname), self.also):
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:
+                log.exception("heartbeat: %s failed", "check" if step is self.also else "beat")
+
+    def _run(self) -> None:
+        while True:
+            self.beat()
+            if self._stop.wait(self.every):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            forget_worker(self.redis, self.prefix, self.hostname)
+        except Exception:
+            log.warning("heartbeat: could not take %s off the list", self.hostname)

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from newsletter.core.config import Settings, get_settings
+from newsletter.services import logs
 from newsletter.web import admin, api, pages, public, security, webhooks
 from newsletter.web.admin.common import current_session
 
@@ -31,5 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # WEB: security headers, CSRF cookie, body limits, friendly error pages, /static.
     security.install(app, settings)
     security.redact_access_log()
+    logs.configure(settings.log_format)  # one scrubbing handler, text or JSON lines (issue 16)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

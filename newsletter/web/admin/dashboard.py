@@ -21,6 +21,7 @@ from newsletter.web.admin.common import (
     require_admin,
     settings_of,
 )
+from newsletter.web.public.health import dashboard_context
 
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -46,6 +47,7 @@ def dashboard(request: Request, db: Db) -> Response:
             "next_send": next_send,
             "backend": settings.mail_backend,
             "today": now.astimezone(ZoneInfo(settings.default_timezone)).date(),
+            **dashboard_context(request),  # issue 16: beat, workers, alerts (admin/_health.html)
         },
     )
 
