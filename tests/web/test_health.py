@@ -1,0 +1,145 @@
+"""/healthz with beat, workers and the halt; /metrics' access rule; the dashboard's health banner."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from newsletter.core.config import Settings
+from newsletter.queue import liveness
+from newsletter.queue.liveness import BEAT_SILENT_SECONDS
+from newsletter.store.db import session_scope
+from newsletter.store.halt import halt
+from newsletter.web.app import create_app
+
+PASSWORD = "a calm and long password"
+BASE = "https://news.example.org"
+
+
+@pytest.fixture
+def r(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(str(settings.redis_url), decode_responses=True)
+
+
+def now_of(r: redis.Redis) -> float:
+    return liveness.redis_now(r)
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"admin_password": SecretStr(PASSWORD)}))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as c:
+        yield c
+
+
+def sign_in(c: TestClient) -> None:
+    page = c.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
+    assert r.status_code == 303
+
+
+def test_a_healthy_install_keeps_the_plain_200_body(web: TestClient, r: redis.Redis, settings):
+    assert web.get("/healthz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    liveness.record_tick(r, settings.redis_prefix, {"due": 0}, at=now_of(r) - 40)
+    liveness.heartbeat(r, settings.redis_prefix, "celery@one")
+    response = web.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    detail = web.get("/healthz?verbose=1").json()["liveness"]
+    assert detail["workers"] == 1 and 39 <= detail["last_tick_age_seconds"] < 100
+    assert "celery@one" not in web.get("/healthz?verbose=1").text  # hostnames stay private
+
+
+def test_a_silent_beat_is_a_503(web: TestClient, r: redis.Redis, settings) -> None:
+    liveness.record_tick(r, settings.redis_prefix, {}, at=now_of(r) - BEAT_SILENT_SECONDS - 5)
+    response = web.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error" and body["beat"] == "error: silent for 3 min"
+    assert body["database"] == body["redis"] == "ok"
+    liveness.record_tick(r, settings.redis_prefix, {})  # beat ticks again
+    assert web.get("/healthz").status_code == 200
+
+
+def test_no_worker_while_work_waits_is_a_503(web: TestClient, r: redis.Redis, settings) -> None:
+    liveness.record_tick(r, settings.redis_prefix, {})
+    r.zadd(f"{settings.redis_prefix}due", {"41": now_of(r) - 30})
+    body = web.get("/healthz").json()
+    assert body["workers"] == "error: none alive while 1 wait"
+    liveness.heartbeat(r, settings.redis_prefix, "celery@one")
+    assert web.get("/healthz").status_code == 200
+
+
+def test_a_halt_is_a_503_without_its_reason(web: TestClient, settings: Settings) -> None:
+    with session_scope(settings.database_url) as session:
+        halt(session, "SendGrid answered 401 for key SG.secret-ish")
+    response = web.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["sending"] == "error: halted: the provider refused the credentials"
+    assert "SG." not in response.text
+
+
+def test_metrics_need_the_token(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"metrics_token": SecretStr("m-token-123")}))
+    with TestClient(app, base_url=BASE) as c:
+        assert c.get("/metrics").status_code == 403
+        assert c.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        ok = c.get("/metrics", headers={"Authorization": "Bearer m-token-123"})
+        assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain")
+        assert "newsletter_due_set_size 0.0" in ok.text
+    local = TestClient(app, base_url=BASE, client=("127.0.0.1", 5000))
+    assert local.get("/metrics").status_code == 403  # a token, once set, is needed from here too
+
+
+def test_metrics_without_a_token_answer_this_machine_only(settings: Settings) -> None:
+    app = create_app(settings)
+    assert TestClient(app, base_url=BASE).get("/metrics").status_code == 403  # "testclient"
+    assert (
+        TestClient(app, base_url=BASE, client=("203.0.113.9", 5000)).get("/metrics").status_code
+        == 403
+    )
+    for host in ("127.0.0.1", "::1"):
+        response = TestClient(app, base_url=BASE, client=(host, 5000)).get("/metrics")
+        assert response.status_code == 200 and "newsletter_can_send 1.0" in response.text
+
+
+def test_dashboard_green_line_then_red_banner_then_clear(
+    web: TestClient, r: redis.Redis, settings: Settings
+) -> None:
+    sign_in(web)
+    page = web.get("/admin").text
+    assert 'data-health="idle"' in page and "No tick yet" in page
+    liveness.record_tick(r, settings.redis_prefix, {}, at=now_of(r) - 40)
+    liveness.heartbeat(r, settings.redis_prefix, "celery@one")
+    liveness.heartbeat(r, settings.redis_prefix, "celery@two")
+    page = web.get("/admin").text
+    assert re.search(
+        r'notice-ok health-line" role="status" data-health="ok">\s*Last tick 4\d s ago\s*· 2 workers',
+        page,
+    )
+    liveness.record_tick(r, settings.redis_prefix, {}, at=now_of(r) - 400)
+    page = web.get("/admin").text
+    assert 'data-health="beat-silent"' in page and "No tick for 6 min" in page
+    assert 'data-health="ok"' not in page
+    liveness.record_tick(r, settings.redis_prefix, {})
+    page = web.get("/admin").text
+    assert 'data-health="beat-silent"' not in page and 'data-health="ok"' in page
+
+
+def test_dashboard_warns_while_unsigned_webhooks_are_allowed(settings: Settings) -> None:
+    for allow, shown in ((True, True), (False, False)):
+        app = create_app(
+            settings.model_copy(
+                update={"admin_password": SecretStr(PASSWORD), "webhook_allow_unsigned": allow}
+            )
+        )
+        with TestClient(app, base_url=BASE, follow_redirects=False) as c:
+            sign_in(c)
+            assert ('data-health="unsigned-webhooks"' in c.get("/admin").text) is shown
