@@ -137,6 +137,7 @@ def _tick(now: str | None) -> dict[str, int]:
     took = time.perf_counter() - started
     record: dict[str, float] = {**result, "seconds": round(took, 3)}
     liveness.record_tick(queue.redis, settings.redis_prefix, record)
+    log.info("tick done: %s", record)
     metrics.ticked(result, took, "beat" if now is None else "manual")
     return {"due": summary.due, "chunks": chunks}
 
@@ -162,6 +163,7 @@ def send_chunk(
         started = time.perf_counter()
         result = send_now(settings, chunk, moment).as_dict()
         metrics.chunk_sent(result, time.perf_counter() - started, settings.mail_backend)
+        log.info("chunk done: %s", result)
         if result.get("failed"):
             alerts.count_failures(settings, RedisQueue(settings).redis, result["failed"])
     return result
