@@ -144,7 +144,7 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if parsed.password is not None:
         env["PGPASSWORD"] = str(parsed.password)
-        parsed = parsed.set(password=None)
+        parsed = parsed._replace(password=None)  # URL.set() ignores None
     return parsed.render_as_string(hide_password=False), env
 
 
