@@ -105,8 +105,8 @@ def problems(
                 "beat-silent",
                 "The scheduler (beat) has stopped",
                 (f"No tick for {age}" if reading.beat_age is not None else "No tick yet")
-                + ": nothing new goes out. Start `newsletter beat` (or restart "
-                "`newsletter run` / the beat container).",
+                + ": nothing new goes out. Start “newsletter beat” (or restart "
+                "“newsletter run” / the beat container).",
                 f"silent for {age}",
             )
         )
@@ -117,7 +117,7 @@ def problems(
                 "workers-missing",
                 "No worker is running",
                 f"{waiting} {'delivery waits' if waiting == 1 else 'deliveries wait'} and no "
-                "worker sends them. Start `newsletter worker` (or restart `newsletter run` / "
+                "worker sends them. Start “newsletter worker” (or restart “newsletter run” / "
                 "the worker container).",
                 f"none alive while {waiting} wait",
             )
