@@ -1,0 +1,99 @@
+"""A real Celery worker (prefork pool, 2 processes): its heartbeat, its multi-process metrics files
+read by /metrics after a send, the tick it records, and leaving the list when it stops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from engine_support import add_person, outbox_mails, ship
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from sqlalchemy import update
+
+from newsletter.core.config import Settings
+from newsletter.queue import liveness
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.models import ENROLLED_ACTIVE, Enrollment
+from newsletter.web.app import create_app
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for: {what}")
+        time.sleep(0.2)
+
+
+def sends(c: TestClient) -> float:
+    response = c.get("/metrics", headers={"Authorization": "Bearer t"})
+    assert response.status_code == 200
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.name == "newsletter_sends_total" and s.labels == {"outcome": "sent"}
+    )
+
+
+def test_a_worker_heartbeats_counts_its_sends_in_files_and_leaves(
+    settings: Settings, tmp_path: Path
+) -> None:
+    redis = RedisQueue(settings).redis
+    now = dt.datetime.fromtimestamp(liveness.redis_now(redis), dt.UTC)
+    ship(settings, now - dt.timedelta(days=10))
+    for _ in range(5):
+        add_person(settings, now - dt.timedelta(days=10), "UTC")
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.state == ENROLLED_ACTIVE)
+            .values(next_due_at=now - dt.timedelta(minutes=1))
+        )
+        RedisQueue(settings).rebuild(session)
+    web = TestClient(create_app(settings.model_copy(update={"metrics_token": SecretStr("t")})))
+    assert web.get("/healthz").json()["workers"] == "error: none alive while 5 wait"
+    before = sends(web)
+
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "worker", "-c", "2"],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: liveness.live_workers(redis, settings.redis_prefix), "a heartbeat")
+        assert web.get("/healthz").status_code == 200
+        from newsletter.tasks import make_app, queue_name
+
+        app = make_app(settings)
+        app.send_task(
+            "newsletter.tick", kwargs={"now": now.isoformat()}, queue=queue_name(settings)
+        )
+        app.close()
+        wait_for(lambda: len(outbox_mails(settings)) == 5, "5 sent")
+        wait_for(lambda: sends(web) - before == 5, "the pool's files to show 5 sends")
+        assert list((settings.var_dir / "metrics").glob("*.db"))  # written by the pool
+        tick = liveness.last_tick(redis, settings.redis_prefix)
+        assert tick is not None and tick.summary["due"] == 5 and tick.summary["chunks"] == 1
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+        log.close()
+    assert liveness.live_workers(redis, settings.redis_prefix) == []  # left at shutdown
+    text = (tmp_path / "worker.log").read_text()
+    assert "@example.org" not in text and "chunk done" in text
