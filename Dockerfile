@@ -26,7 +26,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY templates ./templates
 COPY schedules ./schedules
-RUN mkdir -p /app/var && chown newsletter:newsletter /app/var
+# schedules/ is the newsletter user's: the admin's editor writes series there (a volume in compose)
+RUN mkdir -p /app/var && chown -R newsletter:newsletter /app/var /app/schedules
 USER newsletter
 EXPOSE 8000
 ENTRYPOINT ["newsletter"]
