@@ -20,7 +20,7 @@ from doctor_support import (
 )
 from paths import ROOT, free_port
 from sendgrid_fake import FakeSendGrid
-from smtp_server import SmtpServer
+from smtp_server import SmtpServer, self_signed
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -156,13 +156,21 @@ def test_sendgrid_refused_key_is_reported_without_halting(
     assert unset.level == "error" and "NEWSLETTER_SENDGRID_API_KEY is not set" in unset.message
 
 
-def test_smtp_ehlo_and_auth(clean_env: None) -> None:
-    with SmtpServer(login=("mailer", "s3cret")) as server:
+def test_smtp_ehlo_starttls_and_auth(
+    clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    with SmtpServer(tls=(cert, key), login=("mailer", "s3cret")) as server:
+        untrusted = load_settings(mail_backend="smtp", smtp_url=server.url)
+        [tls] = check("mail", untrusted)  # the throwaway certificate is not trusted yet
+        assert tls.level == "error" and "TLS with the SMTP server" in tls.message
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now it is
         [good] = check("mail", load_settings(mail_backend="smtp", smtp_url=server.url))
         assert good.level == "ok" and "logged in" in good.message
         wrong = server.url.replace("s3cret", "wrong")
         [refused] = check("mail", load_settings(mail_backend="smtp", smtp_url=wrong))
         assert refused.level == "error" and "refused the login" in refused.message
+        assert "wrong" not in refused.message  # the password is never repeated
         assert server.handler.received == []  # no mail sent
     closed = f"smtp://127.0.0.1:{free_port()}"
     [down] = check("mail", load_settings(mail_backend="smtp", smtp_url=closed))

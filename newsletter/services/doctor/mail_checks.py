@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import smtplib
+import ssl
 
 from newsletter.mail.message import TEST, Accepted, Message, Recipient, SendingHalted
 from newsletter.services.doctor.findings import Context, Finding, error, ok
@@ -90,6 +91,14 @@ def _smtp(ctx: Context) -> list[Finding]:
                 "mail",
                 f"the SMTP server at {where} offers no AUTH on this connection: use its "
                 "submission port (587 with STARTTLS, or smtps:// on 465)",
+            )
+        ]
+    except ssl.SSLError as exc:
+        return [
+            error(
+                "mail",
+                f"TLS with the SMTP server at {where} failed ({scrub(str(exc))[:160]}): use the "
+                "host name its certificate names, and a certificate signed by a known authority",
             )
         ]
     except (OSError, smtplib.SMTPException) as exc:
