@@ -70,7 +70,7 @@ def backup(
         done = store_backup.backup(s.database_url, path, announce=_announce)
     except store_backup.BackupError as exc:
         raise fail(str(exc)) from None
-    console.print(done, highlight=False)
+    console.print(done, highlight=False, soft_wrap=True)
 
 
 def restore(
@@ -85,11 +85,12 @@ def restore(
         done = store_backup.restore(s.database_url, path, announce=_announce)
     except store_backup.BackupError as exc:
         raise fail(str(exc)) from None
-    console.print(done, highlight=False)
+    console.print(done, highlight=False, soft_wrap=True)
     console.print(
         "next: `newsletter init` (upgrades the schema if needed), then start the processes; "
         "Redis rebuilds itself from the database",
         highlight=False,
+        soft_wrap=True,
     )
 
 

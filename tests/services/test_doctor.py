@@ -333,6 +333,8 @@ def test_a_crashing_check_becomes_an_error(
     assert report.findings[1].message == "the check failed: RuntimeError: boom"
     with pytest.raises(KeyError, match="no check nonsense"):
         doctor.run(Context(load_settings()), ["nonsense"])
+    result = runner.invoke(app, ["doctor", "--check", "nonsense"])
+    assert result.exit_code == 2 and "no check nonsense (checks: secret-key," in result.output
 
 
 def test_make_run_default_is_not_ready_and_says_what_is_missing(

@@ -54,7 +54,7 @@ class Context:
 
     def dns(self) -> Resolver:
         if self.resolver is None:
-            import dns.resolver  # dnspython (a dependency of email-validator)
+            import dns.resolver  # dnspython
 
             self.resolver = dns.resolver.Resolver()
         return self.resolver
