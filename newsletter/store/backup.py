@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.store import db
 
@@ -206,9 +207,15 @@ def _backup_postgres(url: str, path: Path, announce: Announce) -> str:
 
 
 def _restore_postgres(url: str, path: Path, announce: Announce) -> str:
-    engine = db.get_engine(url)
-    tables = inspect(engine).get_table_names()
-    db.dispose_all()
+    try:
+        tables = inspect(db.get_engine(url)).get_table_names()
+    except SQLAlchemyError as exc:
+        raise BackupError(
+            f"cannot open the database {make_url(url).database} ({type(exc).__name__}): create "
+            "it first (an empty one) and check NEWSLETTER_DATABASE_URL"
+        ) from None
+    finally:
+        db.dispose_all()
     if tables:
         raise BackupError(_not_empty(make_url(url).database or url, tables))
     _run(pg_restore_command(url, path), url, announce)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
+from paths import free_port
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -151,6 +152,21 @@ def test_restore_names_the_wrong_kind_of_file(tmp_path: Path) -> None:
     with pytest.raises(store_backup.BackupError, match="no backup file"):
         store_backup.restore(sqlite_url, tmp_path / "missing.backup")
     assert not (tmp_path / "new.db").exists()
+    nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nl_none"
+    sqlite_copy = tmp_path / "copy.db"
+    store_backup.backup(f"sqlite:///{_one_table(tmp_path / 'live.db')}", sqlite_copy)
+    with pytest.raises(store_backup.BackupError, match=r"is a SQLite database; .* PostgreSQL"):
+        store_backup.restore(nowhere, sqlite_copy)
+    with pytest.raises(store_backup.BackupError, match="cannot open the database nl_none"):
+        store_backup.restore(nowhere, dump)
+
+
+def _one_table(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    return path
 
 
 def test_sqlite_backup_is_one_consistent_file_while_a_writer_holds_the_wal(
