@@ -180,7 +180,9 @@ def task_moment(
 @app.task(name="newsletter.reconcile")
 def reconcile() -> dict[str, int]:
     """Rebuild a lost Redis, settle rows stuck in `claimed`, re-queue overdue enrollments."""
-    return reconcile_now(get_settings()).as_dict()
+    report = reconcile_now(get_settings()).as_dict()
+    metrics.reconciled(report)
+    return report
 
 
 def eviction_problem(policy: str) -> str | None:

@@ -59,7 +59,8 @@ SENDS = Counter(
 )
 RETRIES = Counter(
     "newsletter_retries",
-    "Deliveries put back to be tried again later (provider pushed back, halted, unknown).",
+    "Deliveries put back to be tried again later: by a send task (provider pushed back, halted) "
+    "or by reconcile (requeued, resent, overdue_requeued).",
     ["kind"],
 )
 CHUNK_SECONDS = Histogram(
@@ -76,6 +77,13 @@ TICK_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 TICK_DUE = Counter("newsletter_tick_due", "Enrollments claimed as due by ticks.", ["source"])
+RECONCILED = Counter(
+    "newsletter_reconciled",
+    "What reconcile settled, by result (requeued, confirmed_sent, resent, unknown, "
+    "overdue_requeued, poisoned).",
+    ["result"],
+)
+RETRIED_BY_RECONCILE = ("requeued", "resent", "overdue_requeued")
 WEBHOOK_EVENTS = Counter(
     "newsletter_webhook_events", "Provider events received by the webhook, by type.", ["type"]
 )
@@ -118,6 +126,15 @@ def ticked(summary: Mapping[str, int], seconds: float, source: str) -> None:
     """One tick that ran (source: beat or manual)."""
     TICK_SECONDS.labels(source).observe(seconds)
     TICK_DUE.labels(source).inc(int(summary.get("due", 0)))
+
+
+def reconciled(report: Mapping[str, int]) -> None:
+    """One reconcile's report; what it put back to be sent again also counts as retries."""
+    for result, count in report.items():
+        if count:
+            RECONCILED.labels(result).inc(int(count))
+            if result in RETRIED_BY_RECONCILE:
+                RETRIES.labels(result).inc(int(count))
 
 
 def webhook_events(payload: Iterable[Any]) -> None:

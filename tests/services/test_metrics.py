@@ -155,3 +155,17 @@ def test_worker_processes_values_add_up_with_this_process(
         - value(before, bucket, backend="outbox", le="0.5")
         == 3
     )
+
+
+def test_reconcile_reports_count_as_retries_by_kind(web: TestClient) -> None:
+    before = scrape(web)
+    metrics.reconciled({"requeued": 2, "confirmed_sent": 1, "resent": 1, "poisoned": 0})
+    after = scrape(web)
+    for name, labels, n in (
+        ("newsletter_retries_total", {"kind": "requeued"}, 2),
+        ("newsletter_retries_total", {"kind": "resent"}, 1),
+        ("newsletter_reconciled_total", {"result": "confirmed_sent"}, 1),
+        ("newsletter_reconciled_total", {"result": "poisoned"}, 0),
+    ):
+        assert value(after, name, **labels) - value(before, name, **labels) == n
+    assert value(after, "newsletter_retries_total", kind="confirmed_sent") == 0
