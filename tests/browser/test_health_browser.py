@@ -93,6 +93,7 @@ def test_the_banner_shows_while_beat_is_silent_and_clears_when_it_ticks(
     wait_for(lambda: liveness.live_workers(r, prefix), "the worker's first heartbeat")
     beat = start("beat")
     wait_for(lambda: liveness.last_tick(r, prefix), "a tick sent by beat and run by the worker")
+    assert liveness.last_beat(r, prefix) is not None  # beat's own sign of life, from its process
 
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{base}/admin")

@@ -97,3 +97,41 @@ def test_a_worker_heartbeats_counts_its_sends_in_files_and_leaves(
     assert liveness.live_workers(redis, settings.redis_prefix) == []  # left at shutdown
     text = (tmp_path / "worker.log").read_text()
     assert "@example.org" not in text and "chunk done" in text
+
+
+def test_a_worker_emails_the_admin_once_about_a_halt(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat thread looks for problems: a halt reaches NEWSLETTER_ADMIN_EMAIL, once."""
+    from newsletter.store.halt import halt
+
+    monkeypatch.setenv("NEWSLETTER_ADMIN_EMAIL", "therapist@practice.test")
+    with session_scope(settings.database_url) as session:
+        halt(session, "the provider answered 401")
+    redis = RedisQueue(settings).redis
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "worker", "-c", "1"],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: outbox_mails(settings), "the alert email")
+        wait_for(lambda: liveness.live_workers(redis, settings.redis_prefix), "a heartbeat")
+        first = liveness.live_workers(redis, settings.redis_prefix, ttl=1e9)
+        seen = redis.zscore(f"{settings.redis_prefix}workers", first[0])
+        wait_for(  # one more heartbeat (and look for problems) after the email
+            lambda: redis.zscore(f"{settings.redis_prefix}workers", first[0]) != seen,
+            "the next heartbeat",
+            timeout=60,
+        )
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+        log.close()
+    mails = outbox_mails(settings)
+    assert len(mails) == 1, [m["Subject"] for m in mails]
+    assert mails[0]["To"] == "therapist@practice.test"
+    assert mails[0]["Subject"] == "Newsletter: sending is stopped"
