@@ -17,6 +17,7 @@ the first `.labels()` call, so switching to multi-process mode at worker start i
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -29,6 +30,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from newsletter.core.config import Settings
 from newsletter.queue import liveness
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -158,37 +161,40 @@ class _Queue:
         self.redis, self.prefix = redis, prefix
 
     def collect(self) -> Iterator[Metric]:
-        reading = liveness.read(self.redis, self.prefix)
-        due_size = int(self.redis.zcard(f"{self.prefix}due"))
+        try:
+            reading = liveness.read(self.redis, self.prefix)
+            due_size = int(self.redis.zcard(f"{self.prefix}due"))
+        except Exception as exc:  # Redis down: /healthz says so; the counters still answer
+            log.warning("metrics: queue gauges unreadable: %s", type(exc).__name__)
+            return
         gauges: list[tuple[str, str, float | None]] = [
             ("newsletter_due_set_size", "Enrollments in the Redis due set.", due_size),
-            ("newsletter_due_now", "Enrollments due now and not yet claimed.", None),
-            ("newsletter_leased", "Enrollments claimed and not yet settled.", None),
-            ("newsletter_live_workers", "Workers that heartbeat recently.", None),
-        ]
-        numbers = {
-            "newsletter_due_now": reading.backlog.due_now,
-            "newsletter_leased": reading.backlog.leased,
-            "newsletter_live_workers": len(reading.workers),
-        }
-        for name, doc, value in gauges:
-            yield GaugeMetricFamily(name, doc, value=value if value is not None else numbers[name])
-        yield GaugeMetricFamily(
-            "newsletter_oldest_due_age_seconds",
-            "Seconds the oldest due enrollment has waited (0 when nothing is due).",
-            value=reading.backlog.oldest_due_age or 0.0,
-        )
-        if reading.beat_age is not None:
-            yield GaugeMetricFamily(
+            (
+                "newsletter_due_now",
+                "Enrollments due now and not yet claimed.",
+                reading.backlog.due_now,
+            ),
+            (
+                "newsletter_leased",
+                "Enrollments claimed and not yet settled.",
+                reading.backlog.leased,
+            ),
+            (
+                "newsletter_oldest_due_age_seconds",
+                "Seconds the oldest due enrollment has waited (0 when nothing is due).",
+                reading.backlog.oldest_due_age or 0.0,
+            ),
+            ("newsletter_live_workers", "Workers that heartbeat recently.", len(reading.workers)),
+            (
                 "newsletter_beat_age_seconds",
-                "Seconds since beat last sent or ran a tick.",
-                value=reading.beat_age,
-            )
-        yield GaugeMetricFamily(
-            "newsletter_can_send",
-            "1 when beat and workers can send, else 0.",
-            value=reading.can_send,
-        )
+                "Seconds since beat last sent or ran a tick (absent before the first).",
+                reading.beat_age,
+            ),
+            ("newsletter_can_send", "1 when beat and workers can send, else 0.", reading.can_send),
+        ]
+        for name, doc, value in gauges:
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=float(value))
 
 
 class _Merged:

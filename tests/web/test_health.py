@@ -143,3 +143,14 @@ def test_dashboard_warns_while_unsigned_webhooks_are_allowed(settings: Settings)
         with TestClient(app, base_url=BASE, follow_redirects=False) as c:
             sign_in(c)
             assert ('data-health="unsigned-webhooks"' in c.get("/admin").text) is shown
+
+
+def test_metrics_still_answer_with_redis_down(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"metrics_token": SecretStr("m-token-123")}))
+    app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    with TestClient(app, base_url=BASE) as c:
+        response = c.get("/metrics", headers={"Authorization": "Bearer m-token-123"})
+        assert response.status_code == 200
+        assert "# TYPE newsletter_sends_total counter" in response.text
+        assert "newsletter_due_now" not in response.text
+        assert c.get("/healthz").json()["redis"].startswith("error")
