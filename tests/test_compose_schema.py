@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import http.server
 import json
 import re
+import subprocess
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -130,3 +134,30 @@ def test_schedules_live_on_a_volume(compose: dict[str, Any]) -> None:
         mounts = compose["services"][name]["volumes"]
         assert f"schedules:{target.group(1)}" in mounts, name
     assert re.search(r"chown -R newsletter:newsletter [^\n]*/app/schedules", dockerfile)
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, True), (500, False)])
+def test_web_healthcheck_passes_while_the_web_answers(status: int, healthy: bool) -> None:
+    """The web service's healthcheck, run as compose runs it against a server answering `status`:
+    a 503 (beat, workers or sending need attention) keeps the web healthy so the dashboard that
+    explains the problem stays reachable; a 500 or no answer is unhealthy."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    code = compose["services"]["web"]["healthcheck"]["test"][-1]
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        local = code.replace("127.0.0.1:8000", f"127.0.0.1:{server.server_address[1]}")
+        assert "127.0.0.1:8000" in code and local != code
+        done = subprocess.run([sys.executable, "-c", local], check=False, timeout=30)
+    finally:
+        server.shutdown()
+    assert (done.returncode == 0) is healthy
