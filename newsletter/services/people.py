@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.core.identity import email_hash, email_key, normalise_email
 from newsletter.queue.dueset import RedisQueue
@@ -31,6 +32,17 @@ def lookup_key(email: str) -> str:
 def by_email(session: Session, email: str) -> Subscriber | None:
     """The subscriber with this address (any case, surrounding spaces ignored)."""
     return session.scalar(select(Subscriber).where(Subscriber.email_key == lookup_key(email)))
+
+
+def rotate_links(subscriber: Subscriber) -> None:
+    """Void every preference, unsubscribe and confirm link made so far for this person.
+
+    Links carry (signed) only the random public id, which nothing else uses (the admin and
+    the API name people by row id), so a new public id is the rotation: an old link finds
+    nobody (the friendly 404 page) and the next email is built with the new id. Done from
+    the admin's person page and on every unsubscribe-all (preferences.unsubscribe).
+    """
+    subscriber.public_id = identity.new_public_id()
 
 
 def is_suppressed(session: Session, email: str) -> bool:
