@@ -133,11 +133,13 @@ def subscribe(
     form: str,
     now: dt.datetime,
     *,
+    secret: str,
     default_timezone: str = "UTC",
 ) -> SignupResult:
     """Record a signup (pending until confirmed). A repeated signup creates no duplicate.
 
-    `series_slugs=None` means every live series. Raises InvalidInput for bad input.
+    `series_slugs=None` means every live series; `secret` keys the erased-address lookup.
+    Raises InvalidInput for bad input.
     """
     errors: dict[str, str] = {}
     address = clean = zone = None
@@ -163,7 +165,7 @@ def subscribe(
     assert address is not None and zone is not None
 
     existing = by_email(session, address)
-    if existing is None and is_suppressed(session, address):
+    if existing is None and is_suppressed(session, secret, address):
         return SignupResult(None, created=False, send_confirmation=False)
     if existing is None:
         subscriber = Subscriber(

@@ -98,6 +98,7 @@ def subscribe(
                 client_ip(request),
                 "resend" if resend else "signup",
                 utc_now(),
+                secret=settings.secret,
                 default_timezone=settings.default_timezone,
             )
             subscriber = result.subscriber
