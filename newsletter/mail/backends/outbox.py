@@ -101,6 +101,7 @@ class OutboxBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.directory = Path(settings.outbox_dir)
+        self.secret = settings.secret  # read once (it may come from a file), not per recipient
 
     def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -111,7 +112,7 @@ class OutboxBackend:
             except ValueError as exc:
                 outcomes.append(Failed(f"invalid message: {exc}"))
                 continue
-            tag = person_tag(self.settings.secret, recipient.email)
+            tag = person_tag(self.secret, recipient.email)
             name = file_name(now, recipient.delivery_id, tag)
             write_atomic(self.directory, name, mime.to_bytes(mail))
             outcomes.append(Accepted(str(mail["Message-ID"]).strip("<>")))
