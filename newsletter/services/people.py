@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core import identity
@@ -49,7 +49,8 @@ def rotate_links(subscriber: Subscriber) -> None:
 def suppression_keys(secret: str, email: str) -> tuple[str, str]:
     """(keyed, plain) suppression keys of an address: rows are stored keyed (HMAC under the
     secret key); a plain SHA-256 row from before revision 0004 still counts until re-keyed."""
-    return identity.suppression_key(secret, email), email_hash(email)
+    plain = email_hash(email)
+    return identity.rekey(secret, plain), plain
 
 
 def is_suppressed(session: Session, secret: str, email: str) -> bool:
@@ -71,13 +72,24 @@ def is_suppressed(session: Session, secret: str, email: str) -> bool:
     return True
 
 
+# Up to this many suppressions, a bulk lookup reads them all at once (erasures are rare)
+# instead of sending every address's two keys in IN lists.
+READ_ALL_SUPPRESSIONS = 20_000
+
+
 def suppressed_among(session: Session, secret: str, emails: Iterable[str]) -> set[str]:
     """The email keys (`email_key`) of those of these addresses that were erased, either form."""
     by_key: dict[str, str] = {}
     for address in emails:
         keyed, plain = suppression_keys(secret, address)
         by_key[keyed] = by_key[plain] = email_key(address)
+    if not by_key:
+        return set()
+    stored = session.scalar(select(func.count(Suppression.id))) or 0
     found: set[str] = set()
+    if stored <= READ_ALL_SUPPRESSIONS:
+        found.update(k for k in session.scalars(select(Suppression.email_hash)) if k in by_key)
+        return {by_key[key] for key in found}
     keys = list(by_key)
     for start in range(0, len(keys), BATCH):
         found.update(

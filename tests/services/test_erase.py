@@ -87,6 +87,21 @@ def test_erase_deletes_the_persons_outbox_files(settings: Settings) -> None:
     assert len(left) == 1 and b"stays@example.org" in left[0].read_bytes()
 
 
+def test_bulk_lookup_reads_all_or_asks_by_key_with_the_same_answer(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with session_scope(settings.database_url) as session:
+        people.suppress(session, settings.secret, GONE)
+        plain = identity.email_hash("old@example.org")
+        session.add(Suppression(email_hash=plain, reason="erased", keyed=False))
+    asked = [GONE.upper(), "old@example.org", "stays@example.org"] * 400
+    with session_scope(settings.database_url) as session:
+        read_all = people.suppressed_among(session, settings.secret, asked)
+        monkeypatch.setattr(people, "READ_ALL_SUPPRESSIONS", 0)  # as if there were very many
+        by_key = people.suppressed_among(session, settings.secret, asked)
+    assert read_all == by_key == {GONE, "old@example.org"}
+
+
 def test_suppressions_are_keyed_and_old_plain_ones_still_block(settings: Settings) -> None:
     roster.add_subscriber(settings, email=GONE, confirmed=True)
     assert roster.erase_email(settings, GONE)
