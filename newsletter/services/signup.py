@@ -267,7 +267,9 @@ def confirm(
 def resubscribe(
     session: Session, subscriber: Subscriber, now: dt.datetime, *, ip: str | None = None
 ) -> bool:
-    """Come back after unsubscribing (from a signed link): resumes at the next unsent part."""
+    """Come back after unsubscribing: resumes at the next unsent part. Only for someone who
+    confirmed just now: a preference link never calls this (it sends a fresh confirmation
+    email, whose click goes through `confirm`)."""
     if subscriber.status not in (UNSUBSCRIBED, BOUNCED):
         return False
     return confirm(session, subscriber, now, ip=ip, form="preferences")
