@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from email import policy
@@ -26,11 +27,16 @@ def person_tag(secret: str, email: str) -> str:
     return hmac.new(key, email_key(email).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
+# A name's person tag: `-p` and 16 hex digits before `.eml` (and before a clash's `-2`).
+_TAGGED = re.compile(r"-p([0-9a-f]{16})(?:-\d+)?\.eml$")
+
+
 def file_name(now: dt.datetime, delivery_id: str, tag: str = "") -> str:
-    """`20261125T090000.123456Z-<delivery_id>.<tag>.eml`: sorts by time, no address in it
-    (`tag` is `person_tag`)."""
+    """`20261125T090000.123456Z-<delivery_id>-p<tag>.eml`: sorts by time, no address in it
+    (`tag` is `person_tag`). The engine's reconcile finds a row's file by `*Z-<id>.eml` or
+    `*Z-<id>-*.eml`, which both forms match."""
     safe = "".join(c for c in delivery_id if c.isalnum() or c in "-_")[:64] or "m"
-    suffix = f".{tag}" if tag else ""
+    suffix = f"-p{tag}" if tag else ""
     return f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%S.%fZ}-{safe}{suffix}.eml"
 
 
@@ -55,10 +61,9 @@ def delete_person_files(settings: Settings, email: str) -> int:
     tag, key = person_tag(settings.secret, email), email_key(email)
     gone = 0
     for path in directory.glob("*.eml"):
-        parts = path.name.split(".")
-        tagged = len(parts) == 4  # time.micro-id.tag.eml (a name clash adds -2 to the tag)
-        if (tagged and parts[2].split("-", 1)[0] == tag) or (
-            not tagged and _addressed_to(path, key)
+        tagged = _TAGGED.search(path.name)
+        if (tagged is not None and tagged.group(1) == tag) or (
+            tagged is None and _addressed_to(path, key)
         ):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
