@@ -8,6 +8,12 @@ from newsletter.cli.common import console, fail, print_problems, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
+WEBHOOK_KEY_HINT = (
+    "hint: the SendGrid event webhook refuses unsigned posts: set "
+    "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY to the verification key SendGrid shows under "
+    "Settings > Mail Settings > Event Webhook > Signed Event Webhook"
+)
+
 
 def init() -> None:
     """Create or upgrade the database and sync series from schedules/."""
@@ -16,6 +22,7 @@ def init() -> None:
 
     from newsletter.content import series as content
     from newsletter.mail.render import Renderer
+    from newsletter.services import people
     from newsletter.store import db
     from newsletter.store import series as series_store
     from newsletter.store.models import Series
@@ -25,6 +32,12 @@ def init() -> None:
     console.print(
         f"database ready: {make_url(s.database_url).render_as_string(hide_password=True)}"
     )
+    with db.session_scope(s.database_url) as session:  # erased addresses stored before 0004
+        rekeyed = people.rekey_suppressions(session, s.secret)
+    if rekeyed:
+        console.print(f"erased addresses re-keyed with the secret key: {rekeyed}")
+    if s.mail_backend == "sendgrid" and not s.sendgrid_webhook_public_key:
+        console.print(WEBHOOK_KEY_HINT, soft_wrap=True)
     # (content) validate and sync schedules/ into the database; refuse on any problem.
     problems = content.validate(s.schedules_dir, check=Renderer(s).check)
     if problems:

@@ -4,7 +4,8 @@ Every way a person enters (signup form, admin page, API, CLI, CSV import) goes t
 - an address is stored as `email_validator` normalises it (domain lower-cased and in Unicode,
   local part kept), without DNS lookups; control characters and over-long input are refused;
 - its unique key (`email_key`) is that address lower-cased, and the suppression key of an
-  erased address (`email_hash`) is SHA-256 of the same lower-cased text;
+  erased address (`suppression_key`) is HMAC-SHA256 under the secret key of the SHA-256
+  (`email_hash`, the form stored before) of the same lower-cased text;
 - a name is one line (runs of whitespace become one space) of at most NAME_MAX characters;
   a control character in it is refused, never silently removed;
 - a time zone is an IANA name;
@@ -15,10 +16,13 @@ Each rule raises ValueError with a short reason a CSV report or the CLI can show
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import re
 import secrets
 import unicodedata
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
@@ -61,6 +65,28 @@ def email_key(email: str) -> str:
 def email_hash(email: str) -> str:
     """The suppression key of an address: SHA-256 (hex) of its lower-cased form."""
     return hashlib.sha256(email_key(email).encode("utf-8")).hexdigest()
+
+
+def suppression_key(secret: str, email: str) -> str:
+    """The suppression key of an address: HMAC-SHA256 (hex) under the secret key of its
+    `email_hash`. Keyed, so a copy of the database can't be tested against known addresses;
+    taken over the old plain SHA-256, so a row stored that way is re-keyed without the address
+    (`rekey`)."""
+    return rekey(secret, email_hash(email))
+
+
+@functools.lru_cache(maxsize=4)
+def _suppression_mac(secret: str) -> Any:
+    """A prepared HMAC state under the suppressions' own key (copied per address)."""
+    key = hmac.new(secret.encode("utf-8"), b"newsletter.suppression", hashlib.sha256).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def rekey(secret: str, legacy: str) -> str:
+    """The keyed suppression key for a plain SHA-256 one (see `suppression_key`)."""
+    mac = _suppression_mac(secret).copy()
+    mac.update(legacy.encode("ascii"))
+    return mac.hexdigest()
 
 
 def clean_name(raw: str | None) -> str | None:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import timing
 from newsletter.core.config import Settings
-from newsletter.core.identity import email_hash
+from newsletter.core.identity import email_hash, rekey
 from newsletter.engine import schedule
 from newsletter.engine.advance import advance, due_time
 from newsletter.engine.ledger import (
@@ -143,7 +143,9 @@ def send_chunk(
             summary.retry += len(back)
             queue.release([e.id for d, _, e in rows if d.id in back], now)
             return summary
-        keep = _forget_unsendable(session, article, rows, now, redis_changes, summary)
+        keep = _forget_unsendable(
+            session, settings.secret, article, rows, now, redis_changes, summary
+        )
         if not keep:
             session.commit()
             queue.apply(redis_changes)
@@ -216,6 +218,7 @@ def _claimed_rows(session: Session, ids: list[int]) -> list[Row]:
 
 def _forget_unsendable(
     session: Session,
+    secret: str,
     article: _Article,
     rows: list[Row],
     now: dt.datetime,
@@ -226,11 +229,15 @@ def _forget_unsendable(
     send time); never handed to anyone, so a later resume can send the part. The rest."""
     series, part = article.series, article.part
     hashes = [email_hash(s.email) for _, s, _ in rows]
-    suppressed = set(
-        session.scalars(
-            select(Suppression.email_hash).where(among(session, Suppression.email_hash, hashes))
+    keyed = {rekey(secret, h): h for h in hashes}  # suppressions are stored keyed (or plain, old)
+    suppressed = {
+        keyed.get(k, k)
+        for k in session.scalars(
+            select(Suppression.email_hash).where(
+                among(session, Suppression.email_hash, [*hashes, *keyed])
+            )
         )
-    )
+    }
     keep: list[Row] = []
     drop: list[int] = []
     for (d, sub, enr), hashed in zip(rows, hashes, strict=True):

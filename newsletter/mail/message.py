@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# An address in a provider's reply (`550 5.1.1 <reader@example.net>: no such user`, a SendGrid
+# error naming a recipient): replaced before the reply becomes an outcome's reason, which is
+# logged and stored on the delivery.
+ADDRESS = re.compile(r"<?[^\s<>@\"'(),;:\[\]]+@[^\s<>@\"'(),;:\[\]]+>?")
+
+
+def scrub(text: str) -> str:
+    """`text` with every email address replaced by `<address>` (no reader's address in logs)."""
+    return ADDRESS.sub("<address>", text)
+
 
 # Kinds of message. Only ARTICLE messages carry series/part in custom_args.
 ARTICLE, CONFIRMATION, WELCOME, TEST = "article", "confirmation", "welcome", "test"

@@ -26,9 +26,18 @@ PASSWORD_KEY = "admin_password_hash"
 SESSION_COOKIE = "nl_admin"
 EPOCH_KEY = "admin_session_epoch"
 SESSION_SECONDS = 8 * 3600  # a working day; then log in again
-LOGIN_LIMIT = 5  # failed attempts per client …
-LOGIN_WINDOW_SECONDS = 15 * 60  # … per this window
-LOGIN_GLOBAL_LIMIT = 50  # failed attempts from everywhere per window
+# Login limits: a client's first LOGIN_LIMIT failures are free; after that each failure makes it
+# wait LOGIN_BASE_DELAY, then twice as long, and so on up to LOGIN_MAX_DELAY. Failures from
+# everywhere (LOGIN_GLOBAL_LIMIT per LOGIN_GLOBAL_WINDOW) only shrink every client's free
+# failures to LOGIN_FREE_UNDER_ATTACK: the global count slows guessing, it never refuses a
+# client that has not failed itself, so a stranger can't lock the therapist out.
+LOGIN_LIMIT = 5  # free failed attempts per client …
+LOGIN_WINDOW_SECONDS = 24 * 3600  # … counted over this window (a good login clears them)
+LOGIN_BASE_DELAY = 30  # seconds to wait after the first failure past the free ones
+LOGIN_MAX_DELAY = 3600  # the wait stops growing here
+LOGIN_GLOBAL_LIMIT = 20  # failed attempts from everywhere per window …
+LOGIN_GLOBAL_WINDOW = 15 * 60  # … after which every client has …
+LOGIN_FREE_UNDER_ATTACK = 1  # … only this many free failures
 TOKEN_PREFIX = "nl_"
 MIN_PASSWORD_LENGTH = 10
 
@@ -211,8 +220,20 @@ def _client_key(settings: Settings, client: str) -> str:
     return f"{settings.redis_prefix}admin:login:{digest}"
 
 
+def _wait_key(settings: Settings, client: str) -> str:
+    """Present (with a TTL) while this client must wait before its next attempt."""
+    return _client_key(settings, client).replace("admin:login:", "admin:login:wait:", 1)
+
+
 def _global_key(settings: Settings) -> str:
     return f"{settings.redis_prefix}admin:login:all"
+
+
+def login_delay(failures: int, free: int) -> int:
+    """Seconds a client waits after its `failures`-th failure (0 while within its free ones)."""
+    if failures < free:
+        return 0
+    return min(LOGIN_BASE_DELAY * 2 ** min(failures - free, 20), LOGIN_MAX_DELAY)
 
 
 # INCR, and give the counter its window when it has none: on its first hit, or when an earlier
@@ -244,39 +265,39 @@ _REDIS_DOWN = (redis.RedisError, OSError, RuntimeError)  # RuntimeError: embedde
 def login_blocked(settings: Settings, client: str) -> int:
     """Seconds until this client may try again (0: allowed).
 
-    Raises LoginUnavailable when the counters can't be read: the limit fails closed.
+    Only the client's own failures make it wait (see LOGIN_LIMIT): a client that never failed
+    is never refused, however many failures come from elsewhere. Raises LoginUnavailable when
+    the counters can't be read: the limit fails closed.
     """
     try:
-        r = redis_for(settings)
-        keys = (
-            (_client_key(settings, client), LOGIN_LIMIT),
-            (_global_key(settings), LOGIN_GLOBAL_LIMIT),
-        )
-        for key, limit in keys:
-            count = r.get(key)
-            if count is not None and int(count) >= limit:
-                return max(int(r.ttl(key)), 1)
+        left = int(redis_for(settings).pttl(_wait_key(settings, client)))
     except _REDIS_DOWN as exc:
         log.warning("admin login refused: rate limit not checked (%s)", type(exc).__name__)
         raise LoginUnavailable() from exc
-    return 0
+    return 0 if left <= 0 else -(-left // 1000)  # whole seconds, rounded up
 
 
-def record_failure(settings: Settings, client: str) -> None:
-    """Count one failed login for this client and for everyone (LoginUnavailable when it can't)."""
+def record_failure(settings: Settings, client: str) -> int:
+    """Count one failed login for this client and for everyone; the seconds this client must
+    now wait before its next attempt (0: none). LoginUnavailable when it can't count."""
     try:
         r = redis_for(settings)
-        for key in (_client_key(settings, client), _global_key(settings)):
-            count_hit(r, key, LOGIN_WINDOW_SECONDS)
+        failures, _ = count_hit(r, _client_key(settings, client), LOGIN_WINDOW_SECONDS)
+        everyone, _ = count_hit(r, _global_key(settings), LOGIN_GLOBAL_WINDOW)
+        free = LOGIN_LIMIT if everyone <= LOGIN_GLOBAL_LIMIT else LOGIN_FREE_UNDER_ATTACK
+        delay = login_delay(failures, free)
+        if delay:
+            r.set(_wait_key(settings, client), "1", ex=delay)
     except _REDIS_DOWN as exc:
         log.warning("admin login refused: failure not counted (%s)", type(exc).__name__)
         raise LoginUnavailable() from exc
+    return delay
 
 
 def clear_failures(settings: Settings, client: str) -> None:
     """Forget this client's failures after a good login (best effort: the login stands)."""
     try:
-        redis_for(settings).delete(_client_key(settings, client))
+        redis_for(settings).delete(_client_key(settings, client), _wait_key(settings, client))
     except _REDIS_DOWN as exc:
         log.warning("admin login failures not cleared (%s)", type(exc).__name__)
 

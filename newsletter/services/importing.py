@@ -14,7 +14,6 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from newsletter.core.config import Settings
-from newsletter.core.identity import email_hash
 from newsletter.engine import schedule
 from newsletter.services import mailing, people
 from newsletter.services.roster import (
@@ -27,7 +26,7 @@ from newsletter.services.roster import (
     new_subscriber,
 )
 from newsletter.store.db import session_scope
-from newsletter.store.models import Subscriber, Suppression, utcnow
+from newsletter.store.models import Subscriber, utcnow
 
 BATCH_ROWS = 1000  # rows validated, checked and written together
 COLUMNS = ("email", "name", "timezone", "series")
@@ -218,17 +217,12 @@ def import_csv(
             existing = set(
                 session.scalars(select(Subscriber.email_key).where(Subscriber.email_key.in_(keys)))
             )
-            hashes = {email_hash(p.email): p for p in persons}
-            erased = set(
-                session.scalars(
-                    select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))
-                )
-            )
+            erased = people.suppressed_among(session, settings.secret, [p.email for p in persons])
             fresh: list[tuple[Person, Subscriber]] = []
             for person in persons:
                 if person.key in existing:
                     report.existing += 1
-                elif email_hash(person.email) in erased:
+                elif person.key in erased:
                     report.invalid.append(
                         Problem(
                             person.line,

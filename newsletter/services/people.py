@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.core.identity import email_hash, email_key, normalise_email
 from newsletter.queue.dueset import RedisQueue
@@ -33,18 +35,143 @@ def by_email(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email_key == lookup_key(email)))
 
 
-def is_suppressed(session: Session, email: str) -> bool:
-    """True for an address that was erased on request: it is never stored or mailed again."""
-    digest = email_hash(email)
-    return (
-        session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is not None
+def rotate_links(subscriber: Subscriber) -> None:
+    """Void every preference, unsubscribe and confirm link made so far for this person.
+
+    Links carry (signed) only the random public id, which nothing else uses (the admin and
+    the API name people by row id), so a new public id is the rotation: an old link finds
+    nobody (the friendly 404 page) and the next email is built with the new id. Done from
+    the admin's person page and on every unsubscribe-all (preferences.unsubscribe).
+    """
+    subscriber.public_id = identity.new_public_id()
+
+
+def suppression_keys(secret: str, email: str) -> tuple[str, str]:
+    """(keyed, plain) suppression keys of an address: rows are stored keyed (HMAC under the
+    secret key); a plain SHA-256 row from before revision 0004 still counts until re-keyed."""
+    plain = email_hash(email)
+    return identity.rekey(secret, plain), plain
+
+
+def is_suppressed(session: Session, secret: str, email: str) -> bool:
+    """True for an address that was erased on request: it is never stored or mailed again.
+
+    A row still in the old plain form is re-keyed on the way (the lookup knows its address)."""
+    keyed, plain = suppression_keys(secret, email)
+    rows = list(
+        session.scalars(select(Suppression).where(Suppression.email_hash.in_((keyed, plain))))
     )
+    if not rows:
+        return False
+    old = [row for row in rows if row.email_hash == plain]
+    if old and len(rows) == 1:
+        old[0].email_hash, old[0].keyed = keyed, True
+    elif old:  # both forms stored: the plain one just goes
+        session.delete(old[0])
+    session.flush()
+    return True
 
 
-def suppress(session: Session, email: str) -> None:
-    """Keep the hashed address so it is never imported or mailed again (idempotent)."""
-    if not is_suppressed(session, email):
-        session.add(Suppression(email_hash=email_hash(email), reason="erased"))
+# Up to this many suppressions, a bulk lookup reads them all at once (erasures are rare)
+# instead of sending every address's two keys in IN lists.
+READ_ALL_SUPPRESSIONS = 20_000
+
+
+def suppressed_among(session: Session, secret: str, emails: Iterable[str]) -> set[str]:
+    """The email keys (`email_key`) of those of these addresses that were erased, either form."""
+    by_key: dict[str, str] = {}
+    for address in emails:
+        keyed, plain = suppression_keys(secret, address)
+        by_key[keyed] = by_key[plain] = email_key(address)
+    if not by_key:
+        return set()
+    stored = session.scalar(select(func.count(Suppression.id))) or 0
+    found: set[str] = set()
+    if stored <= READ_ALL_SUPPRESSIONS:
+        found.update(k for k in session.scalars(select(Suppression.email_hash)) if k in by_key)
+        return {by_key[key] for key in found}
+    keys = list(by_key)
+    for start in range(0, len(keys), BATCH):
+        found.update(
+            session.scalars(
+                select(Suppression.email_hash).where(
+                    Suppression.email_hash.in_(keys[start : start + BATCH])
+                )
+            )
+        )
+    return {by_key[key] for key in found}
+
+
+def suppress(session: Session, secret: str, email: str) -> None:
+    """Keep the keyed hash of the address so it is never imported or mailed again (idempotent)."""
+    if not is_suppressed(session, secret, email):
+        key = identity.suppression_key(secret, email)
+        session.add(Suppression(email_hash=key, reason="erased", keyed=True))
+        session.flush()
+
+
+def rekey_suppressions(session: Session, secret: str) -> int:
+    """Turn every plain SHA-256 suppression (stored before revision 0004) into the keyed form;
+    how many. Needs no address: the keyed form is an HMAC of the plain one."""
+    rows = list(session.scalars(select(Suppression).where(Suppression.keyed.is_(False))))
+    stored = set(session.scalars(select(Suppression.email_hash).where(Suppression.keyed)))
+    for row in rows:
+        key = identity.rekey(secret, row.email_hash)
+        if key in stored:  # already there in the keyed form: the plain one just goes
+            session.delete(row)
+        else:
+            row.email_hash, row.keyed = key, True
+    session.flush()
+    return len(rows)
+
+
+# What an event for an erased address keeps: what it was and when, never whom or the text.
+_EVENT_FIELDS_KEPT = (
+    "event",
+    "sg_event_id",
+    "sg_message_id",
+    "timestamp",
+    "type",
+    "kind",
+    "delivery_id",
+)
+ERASED_ADDRESS = "erased@erased.invalid"  # stands in for it (never a subscriber's address)
+
+
+def _event_address(item: object) -> str | None:
+    """An event's address when it could be one (events.parse_sendgrid refuses the rest)."""
+    address = item.get("email") if isinstance(item, dict) else None
+    if not isinstance(address, str) or not 0 < len(address) <= 320:
+        return None
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        return None
+    return address
+
+
+def forget_erased_in_events(settings: Settings, payload: list[Any]) -> list[Any]:
+    """Provider events (a webhook batch, as posted) with those about an erased address scrubbed.
+
+    A bounce or a `processed` can arrive days after the erasure; matched by the address's
+    keyed hash (the suppressions), such an event keeps its type, ids and time, loses the
+    address and every text (a bounce reason quotes the address), and points at nobody.
+    """
+    addresses = [a for e in payload if (a := _event_address(e)) is not None]
+    if not addresses:
+        return payload
+    with session_scope(settings.database_url) as session:
+        erased = suppressed_among(session, settings.secret, addresses)
+    if not erased:
+        return payload
+    scrubbed: list[Any] = []
+    for item in payload:
+        address = _event_address(item)
+        if address is not None and email_key(address) in erased:
+            item = {k: item[k] for k in _EVENT_FIELDS_KEPT if k in item}
+            item["email"] = ERASED_ADDRESS
+        scrubbed.append(item)
+    return scrubbed
 
 
 def live_series(session: Session) -> list[Series]:

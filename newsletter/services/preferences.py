@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.engine import schedule
-from newsletter.services.people import enrollments, lock
+from newsletter.services.people import enrollments, lock, rotate_links
 from newsletter.services.signup import InvalidInput
 from newsletter.store.models import (
     ACTIVE,
@@ -107,13 +107,15 @@ def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> b
 
     Enrollments keep their place (a later resubscribe resumes there) but lose their due time,
     so nothing is due; callers mirror `people.enrollment_ids` into Redis after the commit
-    (`roster.unsubscribe` does that itself).
+    (`roster.unsubscribe` does that itself). The person's links are rotated
+    (`people.rotate_links`): those in emails already sent, forwarded or not, stop working.
     """
     lock(session, subscriber)
     if subscriber.status in SUPPRESSED_STATUSES:
         return False
     subscriber.status = UNSUBSCRIBED
     subscriber.unsubscribed_at = now
+    rotate_links(subscriber)
     for row in enrollments(session, subscriber):
         if row.state not in (FINISHED, CANCELLED):
             row.next_due_at = None

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
+from newsletter.mail.backends import outbox
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import mailing, people, preferences
 from newsletter.store.db import session_scope
@@ -154,7 +155,7 @@ def add_subscriber(
             raise RosterError(str(exc)) from None
         if people.by_email(session, person.email) is not None:
             raise RosterError("this address is already on the list")
-        if people.is_suppressed(session, person.email):
+        if people.is_suppressed(session, settings.secret, person.email):
             raise RosterError("this address was erased on request; it can't be added again")
         sub = new_subscriber(
             person,
@@ -271,7 +272,9 @@ def unsubscribe(
 
 
 def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[int]:
-    """GDPR erasure: the row goes, the ledger keeps no personal data, a hashed suppression stays.
+    """GDPR erasure: the row goes, the ledger and stored events keep no personal data, the
+    outbox copies of their emails are deleted, and a keyed hash of the address stays as the
+    suppression (events arriving later for it are scrubbed: people.forget_erased_in_events).
 
     Returns the enrollment ids the caller must drop from the Redis queue after committing.
     """
@@ -294,8 +297,9 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
     session.execute(delete(Enrollment).where(Enrollment.subscriber_id == sub_id))
     session.expunge(subscriber)
     session.execute(delete(Subscriber).where(Subscriber.id == sub_id))
-    people.suppress(session, address)
+    people.suppress(session, settings.secret, address)
     session.flush()
+    outbox.delete_person_files(settings, address)  # the copies of every email they were sent
     return enrollment_ids
 
 
@@ -310,7 +314,8 @@ def erase_email(settings: Settings, email: str) -> bool:
     with session_scope(settings.database_url) as session:
         sub = find(session, email)
         if sub is None:
-            people.suppress(session, email)
+            people.suppress(session, settings.secret, email)
+            outbox.delete_person_files(settings, email)
             return False
         ids = erase(settings, session, sub)
     drop_from_queue(settings, ids)

@@ -133,11 +133,13 @@ def subscribe(
     form: str,
     now: dt.datetime,
     *,
+    secret: str,
     default_timezone: str = "UTC",
 ) -> SignupResult:
     """Record a signup (pending until confirmed). A repeated signup creates no duplicate.
 
-    `series_slugs=None` means every live series. Raises InvalidInput for bad input.
+    `series_slugs=None` means every live series; `secret` keys the erased-address lookup.
+    Raises InvalidInput for bad input.
     """
     errors: dict[str, str] = {}
     address = clean = zone = None
@@ -163,7 +165,7 @@ def subscribe(
     assert address is not None and zone is not None
 
     existing = by_email(session, address)
-    if existing is None and is_suppressed(session, address):
+    if existing is None and is_suppressed(session, secret, address):
         return SignupResult(None, created=False, send_confirmation=False)
     if existing is None:
         subscriber = Subscriber(
@@ -265,7 +267,9 @@ def confirm(
 def resubscribe(
     session: Session, subscriber: Subscriber, now: dt.datetime, *, ip: str | None = None
 ) -> bool:
-    """Come back after unsubscribing (from a signed link): resumes at the next unsent part."""
+    """Come back after unsubscribing: resumes at the next unsent part. Only for someone who
+    confirmed just now: a preference link never calls this (it sends a fresh confirmation
+    email, whose click goes through `confirm`)."""
     if subscriber.status not in (UNSUBSCRIBED, BOUNCED):
         return False
     return confirm(session, subscriber, now, ip=ip, form="preferences")

@@ -106,12 +106,15 @@ class Subscriber(Base):
 
 
 class Suppression(Base):
-    """Addresses that must never be mailed or re-imported (erased subscribers), kept hashed."""
+    """Addresses that must never be mailed or re-imported (erased subscribers), kept hashed:
+    HMAC-SHA256 under the secret key (`keyed`), or a plain SHA-256 stored before revision 0004
+    until `newsletter init` (or a lookup that hits it) re-keys it."""
 
     __tablename__ = "suppressions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    keyed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("false"))
     reason: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.core.config import Settings
 from newsletter.engine import events
-from newsletter.services import metrics
+from newsletter.services import metrics, people
 from newsletter.web.security import body_limit, hit_rate_limit
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ async def sendgrid_events(request: Request) -> JSONResponse:
     if not isinstance(payload, list):
         return _problem(400, "body must be a JSON array of events")
     metrics.webhook_events(payload)
+    payload = await run_in_threadpool(people.forget_erased_in_events, settings, payload)
     report = await run_in_threadpool(events.process_sendgrid, settings, payload)
     # Only what was posted (and which events could not be read: decided from the body alone),
     # never what it did: a suppressed or confirmed count would tell a stranger whether an

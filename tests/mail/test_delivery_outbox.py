@@ -18,7 +18,7 @@ from newsletter.mail.backends import get_backend, outbox
 from newsletter.mail.backends.smtp import SmtpBackend
 from newsletter.mail.message import ARTICLE, Accepted, Failed, Message, Recipient
 
-NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[A-Za-z0-9_-]+\.eml$")
+NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[A-Za-z0-9_-]+-p[0-9a-f]{16}\.eml$")
 
 
 def article() -> Message:
@@ -68,7 +68,7 @@ def test_files_are_atomic_sortable_and_anonymous(tmp_path: Path) -> None:
     assert not any("@" in n or "reader" in n for n in names)
     # names sort by time == the order they were sent in
     ordered = sorted(names)
-    ids = [n.rsplit("-", 1)[1].removesuffix(".eml") for n in ordered]
+    ids = [n.split("Z-", 1)[1].split("-", 1)[0] for n in ordered]
     assert ids == ["1", "2", "3", "4", "5"]
     raw = (settings.outbox_dir / ordered[0]).read_bytes()
     assert b"\r\n" in raw and raw.count(b"\n") == raw.count(b"\r\n")

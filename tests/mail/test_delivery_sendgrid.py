@@ -219,6 +219,20 @@ def test_400_naming_one_personalization_fails_only_that_recipient(
     assert fake.accepted[0].emails == ["reader0@example.net", "reader2@example.net"]
 
 
+def test_error_reasons_naming_an_address_are_scrubbed(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    """A reason is stored on the delivery and logged: SendGrid's text can quote the recipient."""
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    fake.bad_request("reader1@example.net is on the bounce list", "personalizations.1.to.0.email")
+    outcomes = backend.send(article(), people(3))
+    assert isinstance(outcomes[1], Failed)
+    assert outcomes[1].reason.endswith("<address> is on the bounce list")
+    fake.bad_request("Invalid email <reader0@example.net>", None)
+    for outcome in backend.send(article(), people(2)):
+        assert isinstance(outcome, Failed) and outcome.reason.endswith("Invalid email <address>")
+
+
 def test_timeout_after_the_request_went_out_is_unknown_not_retry(
     settings: Settings, fake: FakeSendGrid
 ) -> None:

@@ -174,14 +174,52 @@ def test_server_is_the_one_named(request: pytest.FixtureRequest, redis_server_ur
 
 
 @pytest.mark.both_redis
-def test_wrong_password_gets_the_login_page_then_a_lockout(web: TestClient) -> None:
-    for _ in range(auth.LOGIN_LIMIT):
+def test_wrong_password_gets_the_login_page_then_a_wait(web: TestClient) -> None:
+    for _ in range(auth.LOGIN_LIMIT - 1):
         status, html = try_login(web, "a wrong guess")
         assert status == 401 and alert(html) == "That password isn't right."
         assert 'name="password"' in html
+    status, html = try_login(web, "a wrong guess")  # the last free one says how long to wait
+    assert status == 401
+    assert alert(html) == "That password isn't right. You can try again in 30 seconds."
     status, html = try_login(web, PASSWORD)  # even the right one waits now
-    assert status == 429 and alert(html).startswith("Too many attempts. Please wait 15 minutes")
-    assert auth.SESSION_COOKIE not in web.cookies
+    assert status == 429 and web.cookies.get(auth.SESSION_COOKIE) is None
+    assert alert(html).startswith("Too many wrong passwords from your connection.")
+    assert "Please try again in 30 seconds." in alert(html)
+    assert 'name="password"' in html
+
+
+@pytest.mark.both_redis
+def test_each_failure_past_the_free_ones_doubles_the_wait(settings: Settings) -> None:
+    """Counted, not timed: the delay each failure sets, and the refusal while it runs."""
+    client, r = "203.0.113.20", auth.redis_for(settings)
+    delays = [auth.record_failure(settings, client) for _ in range(auth.LOGIN_LIMIT - 1)]
+    assert delays == [0] * (auth.LOGIN_LIMIT - 1)
+    assert auth.login_blocked(settings, client) == 0
+    for expected in (30, 60, 120, 240):
+        assert auth.record_failure(settings, client) == expected
+        assert 0 < auth.login_blocked(settings, client) <= expected
+        r.delete(auth._wait_key(settings, client))  # the wait has run out
+        assert auth.login_blocked(settings, client) == 0
+    assert auth.login_delay(100, auth.LOGIN_LIMIT) == auth.LOGIN_MAX_DELAY
+    auth.clear_failures(settings, client)  # a good login starts again from nothing
+    assert auth.record_failure(settings, client) == 0
+
+
+@pytest.mark.both_redis
+def test_many_ips_guessing_slow_everyone_but_never_lock_the_owner_out(
+    web: TestClient, settings: Settings
+) -> None:
+    """10 IPs x 5 wrong passwords used to refuse everyone for 15 minutes (issue 13 #5)."""
+    for n in range(10):
+        for _ in range(5):
+            auth.record_failure(settings, f"198.51.100.{n}")
+    assert auth.login_blocked(settings, "testclient") == 0  # a fresh IP is never refused
+    assert try_login(web, PASSWORD)[0] == 303
+    # Slowed: under attack a client waits after its first failure, not after LOGIN_LIMIT.
+    assert auth.record_failure(settings, "192.0.2.77") == auth.LOGIN_BASE_DELAY
+    assert auth.login_blocked(settings, "192.0.2.77") > 0
+    assert auth.login_blocked(settings, "192.0.2.78") == 0
 
 
 @pytest.mark.both_redis
@@ -196,9 +234,12 @@ def test_right_password_signs_in_and_clears_the_count(web: TestClient, settings:
 def test_failure_counters_get_their_window(settings: Settings) -> None:
     auth.record_failure(settings, "203.0.113.7")
     r = auth.redis_for(settings)
-    for key in (auth._client_key(settings, "203.0.113.7"), auth._global_key(settings)):
+    for key, window in (
+        (auth._client_key(settings, "203.0.113.7"), auth.LOGIN_WINDOW_SECONDS),
+        (auth._global_key(settings), auth.LOGIN_GLOBAL_WINDOW),
+    ):
         assert r.get(key) in ("1", b"1")
-        assert 0 < r.ttl(key) <= auth.LOGIN_WINDOW_SECONDS
+        assert 0 < r.ttl(key) <= window
     # A counter left without a TTL (an EXPIRE lost in a crash) gets one on its next hit.
     key = auth._client_key(settings, "203.0.113.8")
     r.set(key, 2)

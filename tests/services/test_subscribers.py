@@ -51,6 +51,7 @@ def signup(session, email="anna@example.org", **kw):
         "ip": "203.0.113.9",
         "form": "signup",
         "now": NOW,
+        "secret": "a test secret key",
     }
     args.update(kw)
     return signups.subscribe(session, email, **args)

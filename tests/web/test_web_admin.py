@@ -457,3 +457,33 @@ def test_odd_ids_and_resend(signed_in: TestClient, admin_settings: Settings) -> 
     export = signed_in.get(f"/admin/subscribers/{sub_id}/export.json")
     assert export.json()["subscriber"]["status"] == "unsubscribed"
     assert "attachment" in export.headers["content-disposition"]
+
+
+def test_invalidate_a_readers_links_from_their_page(
+    signed_in: TestClient, admin_settings: Settings
+) -> None:
+    """The person page's button gives new links; old ones get the friendly page (issue 13 #6)."""
+    from web_helpers import outbox
+
+    from newsletter.services import roster
+
+    sub_id = roster.add_subscriber(admin_settings, email="s@example.org")  # pending: mailed
+    old = outbox(admin_settings)[-1]
+    old_links = [old.link("preferences"), old.link("unsubscribe"), old.link("confirm")]
+    assert signed_in.get(old_links[0]).status_code == 200
+    page = signed_in.get(f"/admin/subscribers/{sub_id}").text
+    assert "Invalidate this reader&#39;s links" in page or "Invalidate this reader's links" in page
+    path = f"/admin/subscribers/{sub_id}/rotate-links"
+    assert signed_in.post(path, data={"csrf_token": "forged"}).status_code == 400
+    assert signed_in.get(old_links[0]).status_code == 200  # nothing rotated without CSRF
+    token = csrf(signed_in, f"/admin/subscribers/{sub_id}")
+    r = signed_in.post(path, data={"csrf_token": token})
+    assert r.status_code == 303
+    for link in old_links:
+        response = signed_in.get(link)
+        assert response.status_code == 404 and "This link doesn't work" in response.text
+    signed_in.post(f"/admin/subscribers/{sub_id}/resend", data={"csrf_token": token})
+    new = outbox(admin_settings)[-1]
+    assert new.link("preferences") not in old_links
+    assert signed_in.get(new.link("preferences")).status_code == 200
+    assert signed_in.get(new.link("confirm")).status_code == 200

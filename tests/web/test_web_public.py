@@ -425,15 +425,45 @@ def test_one_click_multipart_body_and_page_form_and_idempotence(c, site):
     signup_and_confirm(c, site)
     link = unsubscribe_link(site)
     r1 = c.post(link, files={"List-Unsubscribe": (None, "One-Click")})
-    r2 = c.post(link, data={"csrf_token": csrf(c)})
-    assert r1.status_code == r2.status_code == 200
+    assert r1.status_code == 200
     sub = subscriber(site)
     assert sub.status == UNSUBSCRIBED
     first_time = sub.unsubscribed_at
-    c.post(link)
+    # Unsubscribing rotated the links: a second post on the old one (a mailbox provider
+    # retrying) gets the friendly page and changes nothing.
+    r2 = c.post(link, data={"csrf_token": csrf(c)})
+    assert r2.status_code == 404 and "This link doesn't work" in r2.text
     assert subscriber(site).unsubscribed_at == first_time
-    page = c.get(link)
-    assert "already unsubscribed" in page.text
+    fresh = "/unsubscribe/" + tokens.make_token(
+        site.secret, "unsubscribe", subscriber(site).public_id
+    )
+    assert c.post(fresh).status_code == 200
+    assert subscriber(site).unsubscribed_at == first_time
+    assert "already unsubscribed" in c.get(fresh).text
+
+
+def test_unsubscribe_all_voids_every_older_link(c, site):
+    """Links ride in every article (issue 13 #6): once the reader leaves, a forwarded one is dead."""
+    before = signup_and_confirm(c, site)
+    mail = outbox(site)[-1]
+    old = [mail.link("preferences"), mail.link("unsubscribe")]
+    assert all(c.get(path).status_code == 200 for path in old)
+    c.post(old[1])
+    after = subscriber(site)
+    assert after.status == UNSUBSCRIBED and after.public_id != before.public_id
+    for path in old:
+        page = c.get(path)
+        assert page.status_code == 404 and "This link doesn't work" in page.text
+    prefs = old[0]
+    response = c.post(prefs, data={"csrf_token": csrf(c), "action": "resubscribe"})
+    assert response.status_code == 404 and subscriber(site).status == UNSUBSCRIBED
+
+
+def _past_the_confirmation_cooldown(site):
+    """The signup's confirmation started the 10-minute per-address cooldown; let it run out."""
+    r = redis_client(site)
+    for key in r.keys(f"{site.redis_prefix}confirm:*:10m"):
+        r.delete(key)
 
 
 def test_unsubscribe_with_tampered_token_is_refused(c, site):
@@ -444,13 +474,37 @@ def test_unsubscribe_with_tampered_token_is_refused(c, site):
     assert subscriber(site).status == ACTIVE
 
 
-def test_resubscribe_after_unsubscribing_from_the_page(c, site):
+def test_resubscribe_from_a_preference_link_asks_for_a_fresh_confirmation(c, site):
+    """Whoever holds the link must not switch the reader back on: double opt-in again."""
     signup_and_confirm(c, site)
     page = c.post(unsubscribe_link(site))
     assert "Unsubscribed by mistake?" in page.text
-    prefs = outbox(site)[-1].link("preferences")
+    prefs = re.search(r'action="(/preferences/[^"]+)"', page.text).group(1)  # the page's new link
+    _past_the_confirmation_cooldown(site)
+    mails = len(outbox(site))
     response = c.post(prefs, data={"csrf_token": csrf(c, prefs), "action": "resubscribe"})
-    assert response.status_code == 200 and subscriber(site).status == ACTIVE
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    assert "a•••@example.org" in response.text and "anna@example.org" not in response.text
+    assert subscriber(site).status == UNSUBSCRIBED  # nothing changes before the click
+    assert len(outbox(site)) == mails + 1
+    confirm = outbox(site)[-1].link("confirm")
+    response = c.post(confirm, data={"csrf_token": csrf(c, confirm)})
+    assert response.status_code == 200
+    back = subscriber(site)
+    assert back.status == ACTIVE and back.consent_form == "confirm"  # consent at the click
+
+
+def test_resubscribe_confirmations_keep_the_per_address_cooldown(c, site):
+    signup_and_confirm(c, site)
+    page = c.post(unsubscribe_link(site))
+    prefs = re.search(r'action="(/preferences/[^"]+)"', page.text).group(1)
+    _past_the_confirmation_cooldown(site)
+    mails = len(outbox(site))
+    for _ in range(3):
+        response = c.post(prefs, data={"csrf_token": csrf(c, prefs), "action": "resubscribe"})
+        assert response.status_code == 200 and "Check your inbox" in response.text
+    assert len(outbox(site)) == mails + 1  # one per 10 minutes, however often it is pressed
+    assert subscriber(site).status == UNSUBSCRIBED
 
 
 # --- archive -------------------------------------------------------------------------------

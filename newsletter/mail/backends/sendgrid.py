@@ -29,6 +29,7 @@ from newsletter.mail.message import (
     RetryLater,
     SendingHalted,
     Unknown,
+    scrub,
 )
 from newsletter.mail.mime import ONE_CLICK, one_line
 
@@ -85,7 +86,7 @@ def _error_text(exc: HTTPError) -> str:
         text = "; ".join(parts)
     except (ValueError, KeyError, TypeError, AttributeError):
         text = body
-    return f"SendGrid {exc.status_code}: {text}"[:1000]
+    return scrub(f"SendGrid {exc.status_code}: {text}")[:1000]  # errors can quote an address
 
 
 def _reset_time(exc: HTTPError) -> dt.datetime | None:
@@ -295,12 +296,12 @@ class SendGridBackend:
                 return [], None
             return group, _later(_error_text(exc))  # 404/405/415…: configuration, keep the mail
         except urllib.error.URLError as exc:  # connect, DNS, TLS or sending: not processed
-            return group, _later(f"SendGrid unreachable: {type(exc).__name__}: {exc}"[:1000])
+            return group, _later(scrub(f"SendGrid unreachable: {type(exc).__name__}: {exc}")[:1000])
         except (OSError, http.client.HTTPException) as exc:
             # The whole request went out, then the connection dropped or timed out waiting for
             # the answer: SendGrid may have accepted it. Never resend blindly (reconcile settles
             # it from the `processed` event); the rest of the batch waits for a later attempt.
-            reason = f"SendGrid gave no answer: {type(exc).__name__}: {exc}"[:1000]
+            reason = scrub(f"SendGrid gave no answer: {type(exc).__name__}: {exc}")[:1000]
             for i in group:
                 results[i] = Unknown(reason)
             return [], _later("not attempted: the previous request got no answer")

@@ -22,11 +22,9 @@ from newsletter.mail.message import (
     Recipient,
     RetryLater,
     Unknown,
+    scrub,
 )
 
-# An address in a server's reply (`550 5.1.1 <reader@example.net>: no such user`): replaced before
-# the reply becomes an outcome's reason, which is logged and stored on the delivery.
-ADDRESS = re.compile(r"<?[^\s<>@\"'(),;:\[\]]+@[^\s<>@\"'(),;:\[\]]+>?")
 TIMEOUT_SECONDS = 30.0
 RETRY_AFTER = dt.timedelta(minutes=5)
 
@@ -51,11 +49,6 @@ def parse_url(url: str) -> Server:
         password=unquote(parts.password) if parts.password is not None else None,
         implicit_tls=implicit,
     )
-
-
-def scrub(text: str) -> str:
-    """`text` with every email address replaced by `<address>` (no reader's address in logs)."""
-    return ADDRESS.sub("<address>", text)
 
 
 def _text(reply: bytes | str) -> str:

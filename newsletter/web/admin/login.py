@@ -20,6 +20,13 @@ public = APIRouter(prefix="/admin")  # the login page only
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
+def wait_text(seconds: int) -> str:
+    """A wait in words: '30 seconds', '1 minute', '8 minutes' (minutes rounded up)."""
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{-(-seconds // 60)} minutes"
+
+
 @public.get("/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(request: Request) -> Response:
     settings = settings_of(request)
@@ -36,13 +43,14 @@ async def login(request: Request) -> Response:
     form = await form_of(request)
     ip = client_ip(request)
     wait = auth.login_blocked(settings, ip)
-    if wait:
+    if wait:  # refused before the password is even looked at
         response: Response = page(
             request,
             "admin/login.html",
             {
                 "configured": True,
-                "error": f"Too many attempts. Please wait {max(wait // 60, 1)} minutes and try again.",
+                "error": "Too many wrong passwords from your connection. "
+                f"Please try again in {wait_text(wait)}.",
             },
             429,
         )
@@ -55,13 +63,11 @@ async def login(request: Request) -> Response:
         epoch = auth.session_epoch(session)
         fingerprint = auth.password_fingerprint(settings, session)
     if not ok:
-        auth.record_failure(settings, ip)
-        return page(
-            request,
-            "admin/login.html",
-            {"configured": configured, "error": "That password isn't right."},
-            401,
-        )
+        delay = auth.record_failure(settings, ip)
+        error = "That password isn't right."
+        if delay:
+            error += f" You can try again in {wait_text(delay)}."
+        return page(request, "admin/login.html", {"configured": configured, "error": error}, 401)
     auth.clear_failures(settings, ip)
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(

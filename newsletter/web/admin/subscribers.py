@@ -1,4 +1,5 @@
-"""Subscriber pages: list and search, add, one person's page, unsubscribe, resend, erase, export."""
+"""Subscriber pages: list and search, add, one person's page, unsubscribe, resend, new links,
+erase, export."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.services import export, mailing, roster
+from newsletter.services import export, mailing, people, roster
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -203,6 +204,20 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: SubscriberId) 
         roster.unsubscribe(settings, db, _subscriber(db, subscriber_id))
     return redirect(
         request, f"/admin/subscribers/{subscriber_id}", "Unsubscribed: nothing more goes to them."
+    )
+
+
+@protected.post("/subscribers/{subscriber_id}/rotate-links", include_in_schema=False)
+async def subscriber_rotate_links(request: Request, subscriber_id: SubscriberId) -> Response:
+    """New preference/unsubscribe links for this person: those in emails already sent stop."""
+    await form_of(request)
+    settings = settings_of(request)
+    with session_scope(settings.database_url) as db:
+        people.rotate_links(_subscriber(db, subscriber_id))
+    return redirect(
+        request,
+        f"/admin/subscribers/{subscriber_id}",
+        "Their old links no longer work; the next emails carry new ones.",
     )
 
 

@@ -179,7 +179,9 @@ async def import_subscribers(
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_IMPORT_BYTES:
-                raise HTTPException(413, "the file is larger than 50 MB")
+                raise HTTPException(
+                    413, f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB"
+                )
             spool.write(chunk)
         spool.seek(0)
         try:

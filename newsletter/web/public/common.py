@@ -6,14 +6,16 @@ import datetime as dt
 import logging
 from typing import Any
 
+import redis
 from fastapi import Request
 from starlette.responses import Response
 
 from newsletter.core import tokens
 from newsletter.core.config import Settings
-from newsletter.services import mailing, people
+from newsletter.services import mailing, people, signup
 from newsletter.store.models import Subscriber
 from newsletter.web.pages import render, settings_of
+from newsletter.web.security import redis_for
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +81,21 @@ def send_welcome_or_log(
         mailing.send_welcome(settings, subscriber, first, titles)
     except Exception:
         log.exception("welcome email could not be sent")
+
+
+def send_confirmation_limited(request: Request, settings: Settings, subscriber: Subscriber) -> None:
+    """Send a confirmation email unless this address had one lately (the per-address cooldown,
+    signup.confirmation_allowed). Runs after the response: the page looks and takes the same
+    either way. Failures are logged, never shown."""
+    try:
+        r = redis_for(request)
+    except (redis.RedisError, OSError, RuntimeError):  # the embedded server didn't start
+        log.warning("confirmation email not sent: Redis unavailable for the cooldown")
+        return
+    key = subscriber.email_key
+    if not signup.confirmation_allowed(r, settings.secret, settings.redis_prefix, key):
+        return  # within the cooldown, over the daily limit, or Redis down: nothing is sent
+    try:
+        mailing.send_confirmation(settings, subscriber)
+    except Exception:  # the page was the same either way; the operator sees the log
+        log.exception("confirmation email could not be sent")

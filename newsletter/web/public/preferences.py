@@ -7,12 +7,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter.core import identity
 from newsletter.services import people, preferences, signup
 from newsletter.store.db import session_scope
-from newsletter.store.models import ACTIVE, CADENCES, SUPPRESSED_STATUSES, Subscriber
+from newsletter.store.models import (
+    ACTIVE,
+    BOUNCED,
+    CADENCES,
+    SUPPRESSED_STATUSES,
+    UNSUBSCRIBED,
+    Subscriber,
+)
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
@@ -20,12 +28,12 @@ from newsletter.web.public.common import (
     link_problem_page,
     mask_email,
     read_public_id,
+    send_confirmation_limited,
     send_welcome_or_log,
     subscriber_for,
     token_for,
     utc_now,
 )
-from newsletter.web.security import client_ip
 
 router = APIRouter()
 
@@ -38,6 +46,7 @@ def _preferences_page(
     *,
     errors: dict[str, str] | None = None,
     saved: bool = False,
+    confirmation_sent: bool = False,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -70,6 +79,7 @@ def _preferences_page(
             "zones": identity.zone_names(),
             "errors": errors or {},
             "saved": saved,
+            "confirmation_sent": confirmation_sent,
             "next_article": next_article,
             "unsubscribe_token": token_for(request, "unsubscribe", subscriber),
             "today": utc_now().date().isoformat(),
@@ -113,7 +123,7 @@ def preferences_save(
         with session_scope(settings.database_url) as session:
             subscriber = subscriber_for(session, public_id)
             if action == "resubscribe":
-                outcome = _resubscribe(request, token, session, subscriber, now)
+                outcome = _resubscribe(request, token, session, subscriber)
             else:
                 outcome = _save(
                     request, token, session, subscriber, form, now, settings.default_timezone
@@ -126,6 +136,10 @@ def preferences_save(
     if outcome.welcome is not None:
         first, titles = outcome.welcome
         send_welcome_or_log(settings, subscriber, first, titles)
+    if outcome.confirm:
+        outcome.response.background = BackgroundTask(
+            send_confirmation_limited, request, settings, subscriber
+        )
     return outcome.response
 
 
@@ -158,17 +172,17 @@ class _Outcome:
     response: Response
     changes: list[int] | None  # None: nothing saved (the form had errors)
     welcome: tuple[str | None, list[str]] | None = None  # (first article, series titles)
+    confirm: bool = False  # send a fresh confirmation email after the response
 
 
-def _resubscribe(
-    request: Request, token: str, session: Any, subscriber: Subscriber, now: dt.datetime
-) -> _Outcome:
-    changed = signup.resubscribe(session, subscriber, now, ip=client_ip(request))
-    first = signup.first_article_text(session, subscriber)
-    titles = signup.series_titles(session, subscriber)
-    changes = people.enrollment_ids(session, subscriber)
-    response = _preferences_page(request, token, session, subscriber, saved=changed)
-    return _Outcome(response, changes, (first, titles) if changed else None)
+def _resubscribe(request: Request, token: str, session: Any, subscriber: Subscriber) -> _Outcome:
+    """Coming back from a preference link is a fresh double opt-in: the link rides in every
+    article, so whoever holds a forwarded one must not be able to switch the reader back on.
+    Nothing changes here; a confirmation email goes to the address (within its cooldown) and
+    its link resubscribes them (signup.confirm records the new consent at that click)."""
+    asked = subscriber.status in (UNSUBSCRIBED, BOUNCED)
+    response = _preferences_page(request, token, session, subscriber, confirmation_sent=asked)
+    return _Outcome(response, [], confirm=asked)
 
 
 def _save(

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-import redis
 from fastapi import APIRouter, Form, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter.core import identity
-from newsletter.core.config import Settings
-from newsletter.services import mailing, people, signup
+from newsletter.services import people, signup
 from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, PENDING, Subscriber
 from newsletter.web.csrf import verify_csrf
@@ -21,12 +19,13 @@ from newsletter.web.public.common import (
     LinkProblem,
     link_problem_page,
     read_public_id,
+    send_confirmation_limited,
     send_welcome_or_log,
     subscriber_for,
     token_for,
     utc_now,
 )
-from newsletter.web.security import client_ip, hit_rate_limit, redis_for
+from newsletter.web.security import client_ip, hit_rate_limit
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +98,7 @@ def subscribe(
                 client_ip(request),
                 "resend" if resend else "signup",
                 utc_now(),
+                secret=settings.secret,
                 default_timezone=settings.default_timezone,
             )
             subscriber = result.subscriber
@@ -115,23 +115,10 @@ def subscribe(
         # Sent right after the response, so the page takes the same time whether or not an
         # email goes out (the timing must not tell whether an address is subscribed).
         # The per-address cooldown is checked there too, for the same reason.
-        response.background = BackgroundTask(_send_confirmation, request, settings, subscriber)
+        response.background = BackgroundTask(
+            send_confirmation_limited, request, settings, subscriber
+        )
     return response
-
-
-def _send_confirmation(request: Request, settings: Settings, subscriber: Subscriber) -> None:
-    try:
-        r = redis_for(request)
-    except (redis.RedisError, OSError, RuntimeError):  # the embedded server didn't start
-        log.warning("confirmation email not sent: Redis unavailable for the cooldown")
-        return
-    key = subscriber.email_key
-    if not signup.confirmation_allowed(r, settings.secret, settings.redis_prefix, key):
-        return  # within the cooldown, over the daily limit, or Redis down: nothing is sent
-    try:
-        mailing.send_confirmation(settings, subscriber)
-    except Exception:  # the page was the same either way; the operator sees the log
-        log.exception("confirmation email could not be sent")
 
 
 # --- double opt-in -------------------------------------------------------------------------

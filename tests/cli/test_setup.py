@@ -1,0 +1,49 @@
+"""`newsletter init`: the webhook key hint, and erased addresses re-keyed after upgrading."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.cli.setup import WEBHOOK_KEY_HINT
+from newsletter.core import identity
+from newsletter.core.config import Settings, get_settings
+from newsletter.store.db import session_scope, upgrade
+from newsletter.store.models import Suppression
+
+runner = CliRunner()
+
+
+def init() -> str:
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_init_says_how_to_set_the_webhook_key_for_sendgrid(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "WEBHOOK_PUBLIC_KEY" not in init()  # the outbox needs no webhook
+    monkeypatch.setenv("NEWSLETTER_MAIL_BACKEND", "sendgrid")
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_API_KEY", "SG.test-key-not-real")
+    hints = [line for line in init().splitlines() if "WEBHOOK_PUBLIC_KEY" in line]
+    assert hints == [WEBHOOK_KEY_HINT]  # one line, naming the variable
+    assert "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY" in WEBHOOK_KEY_HINT
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", "MFkwEwYHKoZIzj0CAQYIKoZIzj0D")
+    assert "WEBHOOK_PUBLIC_KEY" not in init()  # set: nothing to say
+
+
+def test_init_rekeys_erased_addresses_stored_as_plain_sha256(settings: Settings) -> None:
+    upgrade(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        plain = identity.email_hash("gone@example.org")
+        session.add(Suppression(email_hash=plain, reason="erased", keyed=False))
+    assert "re-keyed with the secret key: 1" in init()
+    with session_scope(settings.database_url) as session:
+        row = session.scalar(select(Suppression))
+        assert row is not None and row.keyed
+        assert row.email_hash == identity.suppression_key(settings.secret, "gone@example.org")
+    assert "re-keyed" not in init()  # nothing left to do
