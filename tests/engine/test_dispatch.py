@@ -273,7 +273,7 @@ def test_lost_send_task_is_requeued_by_reconcile(settings: Settings) -> None:
     q = RedisQueue(settings)
     plan = plan_due(settings, TUESDAY_9_LONDON, queue=q)
     assert len(plan.chunks) == 1  # ... and the chunk's Celery message is lost with Redis
-    q.redis.flushdb() if False else q.redis.delete(q.due_key, q.lease_key, q.marker_key)
+    q.redis.delete(q.due_key, q.lease_key, q.marker_key)
     later = TUESDAY_9_LONDON + dt.timedelta(seconds=settings.lease_seconds + 60)
     report = reconcile(settings, later, queue=q)
     assert report.rebuilt and report.requeued == 1
