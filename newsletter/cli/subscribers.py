@@ -8,11 +8,11 @@ from typing import Any
 
 import typer
 
-from newsletter.cli.common import console, err, fail, settings
+from newsletter.cli.common import GROUP, console, err, fail, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
-app = typer.Typer(no_args_is_help=True, help="Subscribers: add, import, export, …")
+app = typer.Typer(**GROUP, help="Subscribers: add, import, export, …")
 
 
 @app.command("import")
@@ -41,7 +41,7 @@ def subscribers_import(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             DownloadColumn(),
-            console=err,
+            console=err.real,
             disable=as_json,
             transient=True,
         ) as bar,
@@ -117,7 +117,7 @@ def subscribers_export(
             TextColumn("exporting"),
             BarColumn(),
             MofNCompleteColumn(),
-            console=err,
+            console=err.real,
             disable=output is None,
             transient=True,
         ) as bar:
