@@ -89,3 +89,15 @@ def test_a_tick_just_before_the_boundary_by_redis_clock_sweeps_as_of_the_boundar
     assert tasks.tick_slot(minute - 0.5, 60) == (slot, _at("2026-12-01 12:00:00"))
     assert tasks.tick_slot(minute - 30, 60) == (slot - 1, _at("2026-12-01 11:59:30"))
     assert tasks.tick_slot(minute + 0.9, 1)[0] == int(minute) + 1  # a quarter of a 1 s interval
+
+
+def test_the_worker_compiles_the_email_templates_before_the_pool_forks(settings: Settings) -> None:
+    from newsletter import tasks
+    from newsletter.mail import render
+
+    render._shared.clear()
+    tasks._warm()
+    renderer = render.shared_renderer(settings)  # what every pool process inherits
+    assert renderer is render.shared_renderer(settings)
+    compiled = {name for (_, name) in (renderer.env.cache or {})}
+    assert {"email/article.html", "email/article.txt"} <= compiled
