@@ -193,6 +193,14 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
     slot computation per (time zone, cadence, pause): for imports and the benchmark. Returns the
     ids of the ACTIVE enrollments written (mirror them into Redis).
     """
+    return [i for i, _ in enroll_new_due(session, subscriber_ids, now)]
+
+
+def enroll_new_due(
+    session: Session, subscriber_ids: Sequence[int], now: dt.datetime
+) -> list[tuple[int, dt.datetime]]:
+    """enroll_new, answering (enrollment id, due) of the ACTIVE rows: all Redis needs of people
+    who had no enrollments (an import schedules them without reading them back)."""
     order = _series_in_queue_order(session)
     if not order or not subscriber_ids:
         return []
@@ -233,14 +241,13 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
         _insert_many(session, rows)
     if first is None:
         return []
-    return list(
-        session.scalars(
-            select(Enrollment.id).where(
-                Enrollment.subscriber_id.in_([p[0] for p in people]),
-                Enrollment.series_id == first.id,
-            )
+    written = session.execute(
+        select(Enrollment.id, Enrollment.next_due_at).where(
+            Enrollment.subscriber_id.in_([p[0] for p in people]),
+            Enrollment.series_id == first.id,
         )
     )
+    return [(i, due) for i, due in written if due is not None]
 
 
 def _insert_many(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -273,11 +280,13 @@ _PG_ENROLL = text(
     " SELECT t.s, t.se, t.p, 1, t.d, t.st, :now, :now"
     " FROM unnest(CAST(:s AS integer[]), CAST(:se AS integer[]), CAST(:p AS integer[]),"
     " CAST(:d AS timestamp[]), CAST(:st AS varchar[])) AS t(s, se, p, d, st)"
-    " RETURNING id, series_id"
+    " RETURNING id, series_id, next_due_at"
 )
 
 
-def _insert_unnest(session: Session, rows: list[dict[str, Any]], first_id: int | None) -> list[int]:
+def _insert_unnest(
+    session: Session, rows: list[dict[str, Any]], first_id: int | None
+) -> list[tuple[int, dt.datetime]]:
     """PostgreSQL: enroll_new's rows in one statement with array parameters (an import writes
     10,000 a batch), returning the ids of the first series' (ACTIVE) rows."""
     naive = [r["next_due_at"] for r in rows]
@@ -290,7 +299,11 @@ def _insert_unnest(session: Session, rows: list[dict[str, Any]], first_id: int |
         "now": rows[0]["created_at"].astimezone(dt.UTC).replace(tzinfo=None),
     }
     written = session.execute(_PG_ENROLL, params).all()
-    return [i for i, series_id in written if series_id == first_id]
+    return [
+        (i, due.replace(tzinfo=dt.UTC))
+        for i, series_id, due in written
+        if series_id == first_id and due is not None
+    ]
 
 
 def enroll(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import Settings
 from newsletter.core.identity import email_hash, new_public_id
 from newsletter.engine import schedule
+from newsletter.queue.dueset import RedisQueue
 from newsletter.services import mailing, people
 from newsletter.services.export import from_spreadsheet
 from newsletter.services.roster import (
@@ -241,66 +242,66 @@ def _import_batch(
     common: Common,
 ) -> Added:
     """Count and (unless a dry run) write one batch; who was added."""
-    persons: dict[str, Person] = {}  # first row of each address in the batch
+    persons: dict[str, Person] = {}  # key -> the first row of each address in the batch
     for item in batch:
         report.rows += 1
         if isinstance(item, Problem):
             report.invalid.append(item)
-        elif item.key in persons:
+            continue
+        key = item.key
+        if key in persons:
             report.duplicates += 1
         else:
-            persons[item.key] = item
+            persons[key] = item
     fresh = into.first_seen(list(persons))
     report.duplicates += len(persons) - len(fresh)
-    candidates = [p for key, p in persons.items() if key in fresh]
-    existing = into.existing([p.key for p in candidates])
-    hashes = {email_hash(p.email): p for p in candidates if p.key not in existing}
-    erased = into.erased(list(hashes))
-    new: list[Person] = []
-    for person in candidates:
-        if person.key in existing:
-            report.existing += 1
-        elif email_hash(person.email) in erased:
-            report.invalid.append(Problem(person.line, ERASED))
+    candidates = {key: p for key, p in persons.items() if key in fresh}
+    existing = into.existing(list(candidates))
+    report.existing += len(existing)
+    hashes = {email_hash(p.email): key for key, p in candidates.items() if key not in existing}
+    erased = {hashes[h] for h in into.erased(list(hashes))}
+    new: dict[str, Person] = {}
+    for key in hashes.values():
+        if key in erased:
+            report.invalid.append(Problem(candidates[key].line, ERASED))
         else:
-            new.append(person)
+            new[key] = candidates[key]
     if report.dry_run:
         report.new += len(new)
         return Added([])
-    added = into.insert([_row(p) for p in new], common)
+    added = into.insert([_row(key, p) for key, p in new.items()], common)
     report.new += len(added)
     report.existing += len(new) - len(added)  # added meanwhile by someone else
     if not added or common.status != ACTIVE:
         return Added(list(added.values()))
     # Everyone taking every series is enrolled in bulk (same rows as enroll); people who chose
     # series one by one.
-    everything = [added[p.key] for p in new if p.key in added and not p.series]
-    chose = [added[p.key] for p in new if p.key in added and p.series]
-    due = schedule.enroll_new(session, everything, common.now)
-    for person in new:
-        if person.series and person.key in added:
-            sub = session.get(Subscriber, added[person.key])
-            assert sub is not None
-            activate(session, sub, person.series, common.now)
+    everything = [added[key] for key, p in new.items() if key in added and not p.series]
+    chose = [added[key] for key, p in new.items() if key in added and p.series]
+    due = schedule.enroll_new_due(session, everything, common.now)
+    for sub_id, person in ((added[k], p) for k, p in new.items() if k in added and p.series):
+        sub = session.get(Subscriber, sub_id)
+        assert sub is not None
+        activate(session, sub, person.series, common.now)
     session.expunge_all()
     return Added(list(added.values()), due, chose)
 
 
 @dataclass
 class Added:
-    """Who a batch added: all of them, the due enrollments of those enrolled in bulk (all that
+    """Who a batch added: all of them, (enrollment id, due) of those enrolled in bulk (all
     Redis needs of them: new people have nothing there yet), those who chose their series."""
 
     subscribers: list[int]
-    due_enrollments: list[int] = field(default_factory=list)
+    due: list[tuple[int, dt.datetime]] = field(default_factory=list)
     chose_series: list[int] = field(default_factory=list)
 
 
-def _row(person: Person) -> NewRow:
+def _row(key: str, person: Person) -> NewRow:
     return NewRow(
         public_id=new_public_id(),
         email=person.email,
-        email_key=person.key,
+        email_key=key,
         name=person.name,
         timezone=person.timezone,
         requested_series=list(person.series) or None,
@@ -310,7 +311,7 @@ def _row(person: Person) -> NewRow:
 def _after_commit(settings: Settings, report: ImportReport, added: Added) -> None:
     """Redis follows the new enrollments; pending people get their confirmation email."""
     if report.confirmed:
-        people.sync_queue(settings, added.due_enrollments)
+        RedisQueue(settings).apply(added.due)
         people.sync_subscribers(settings, added.chose_series)
         return
     mailed = mailing.send_confirmations(settings, added.subscribers)
