@@ -39,6 +39,9 @@ test: $(VENV)/.installed-dev chromium lint
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/dispatch.py
+	$(PY) benchmarks/production.py
+	$(PY) benchmarks/importing.py
+	$(PY) benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) var tests/artifacts

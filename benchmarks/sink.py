@@ -46,6 +46,8 @@ class Stats:
         self.throttled_keys: set[str] = set()
         self.throttled = 0  # requests answered 429
         self.throttled_recipients = 0
+        self.first_at: float | None = None  # wall clock (time.time) of the first accepted request
+        self.last_at: float | None = None  # and of the last one
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,8 @@ class Stats:
             "bytes": self.bytes,
             "throttled_requests": self.throttled,
             "throttled_recipients": self.throttled_recipients,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
         }
 
 
@@ -125,6 +129,8 @@ def make_handler(
                     {"X-RateLimit-Reset": reset},
                 )
             with stats.lock:
+                stats.first_at = stats.first_at or time.time()
+                stats.last_at = time.time()
                 number = stats.requests
                 stats.requests += 1
                 stats.recipients += count

@@ -5,7 +5,9 @@ Reliability settings (see research/celery-reliability.md): acks late + reject on
 and the task time limit, no results stored, beat in UTC. Every broker key lives under
 settings.redis_prefix (kombu `global_keyprefix`) and the queue name is derived from it.
 Beat only triggers: each tick sweeps everything due at or before now, so a missed tick is caught
-up by the next; several beats are harmless (one tick per interval slot, atomic claims).
+up by the next; several beats are harmless (one tick per interval slot, atomic claims). Ticks fall
+on whole multiples of the interval (:00 of every minute), where send slots are, not every 60 s
+from beat's start.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ import datetime as dt
 import functools
 import gc
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, signals
+from celery.schedules import schedstate, schedule
 
 from newsletter.core.config import Settings, get_settings
 from newsletter.engine.plan import Chunk
 from newsletter.engine.reconcile import reconcile as reconcile_now
 from newsletter.engine.send import send_chunk as send_now
 from newsletter.engine.tick import sweep
+from newsletter.mail.backends import get_backend
+from newsletter.mail.render import shared_renderer
 from newsletter.queue import liveness
 from newsletter.queue.dueset import RedisQueue, redis_url
 from newsletter.queue.ticklock import TickLocked
@@ -34,10 +40,38 @@ from newsletter.store.db import dispose_all, session_scope
 
 log = logging.getLogger("newsletter.tasks")
 
-# Seconds between beat ticks (NEWSLETTER_BEAT_SECONDS; tests shorten it). Reconcile: 5 minutes.
+# Seconds between beat ticks (NEWSLETTER_BEAT_SECONDS; tests shorten it), ticks aligned to whole
+# multiples of it since the epoch. Reconcile: 5 minutes.
 BEAT_SECONDS = float(os.environ.get("NEWSLETTER_BEAT_SECONDS", "60"))
 RECONCILE_SECONDS = float(os.environ.get("NEWSLETTER_RECONCILE_SECONDS", "300"))
 TASK_TIME_LIMIT = 300
+
+
+class aligned(schedule):  # lower case like celery's `schedule` and `crontab`
+    """Due at every whole multiple of `run_every` since the epoch (:00 of each minute for 60 s),
+    whenever beat started; a beat that was down past a boundary runs once at start."""
+
+    def is_due(self, last_run_at: dt.datetime) -> schedstate:
+        period = self.run_every.total_seconds()
+        now = self.now().timestamp()
+        boundary = math.floor(now / period) * period
+        wait = boundary + period - now
+        due = self.maybe_make_aware(last_run_at).timestamp() < boundary
+        return schedstate(due, wait)
+
+    def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
+        due, wait = self.is_due(last_run_at)
+        return dt.timedelta(seconds=0 if due else wait)
+
+
+def tick_slot(timestamp: float, period: float = BEAT_SECONDS) -> tuple[int, dt.datetime]:
+    """(beat interval, moment to sweep at) for a tick that reads `timestamp` from Redis.
+
+    A tick up to 2 s (a quarter interval) before a boundary by Redis's clock (beat's clock a
+    little ahead) is that boundary's tick and sweeps as of it, so nothing due at the boundary
+    waits for the next one."""
+    slot = math.floor((timestamp + min(2.0, period / 4)) / period)
+    return slot, dt.datetime.fromtimestamp(max(timestamp, slot * period), dt.UTC)
 
 
 def queue_name(settings: Settings) -> str:
@@ -68,7 +102,7 @@ def configure(app: Celery, settings: Settings) -> Celery:
         enable_utc=True,
         timezone="UTC",
         beat_schedule={
-            "tick": {"task": "newsletter.tick", "schedule": BEAT_SECONDS},
+            "tick": {"task": "newsletter.tick", "schedule": aligned(BEAT_SECONDS)},
             "reconcile": {"task": "newsletter.reconcile", "schedule": RECONCILE_SECONDS},
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
@@ -110,8 +144,7 @@ def _tick(now: str | None) -> dict[str, int]:
     started = time.perf_counter()
     if now is None:  # one clock for every worker and beat: Redis's (clock drift, #18)
         seconds, micros = queue.redis.time()
-        moment = dt.datetime.fromtimestamp(seconds + micros / 1e6, dt.UTC)
-        slot = int(moment.timestamp() // BEAT_SECONDS)
+        slot, moment = tick_slot(seconds + micros / 1e6)
         if not queue.first_tick_in(slot, int(BEAT_SECONDS * 3) + 1):
             log.info("tick skipped: slot %s already ticked", slot)
             return {"due": 0, "chunks": 0}
@@ -231,6 +264,21 @@ _in_beat = False  # set in the beat process: only its tick tasks are beat's sign
 @signals.worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     settle_process()
+
+
+@signals.worker_init.connect
+def _warm(**_: Any) -> None:
+    """Before the pool forks: load the mail backend's client and compile the email templates
+    once, so every pool process starts its first chunk at a slot warm (the first chunk waited
+    2-3 s for them under load in benchmarks/production.py)."""
+    settings = get_settings()
+    try:
+        get_backend(settings)
+        renderer = shared_renderer(settings)
+        for name in renderer.env.list_templates():
+            renderer.env.get_template(name)
+    except Exception:  # a bad template or setting shows in the first chunk's outcome instead
+        log.warning("warm-up before the pool start failed", exc_info=True)
 
 
 def settle_process() -> None:

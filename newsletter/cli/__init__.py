@@ -7,12 +7,9 @@ import sys
 import typer
 
 from newsletter.cli import admin, operations, processes, sending, series, setup, subscribers
-from newsletter.cli.common import err
-from newsletter.core.config import ConfigError
+from newsletter.cli.common import GROUP, err
 
-app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Newsletter and series scheduler."
-)
+app = typer.Typer(**GROUP, add_completion=False, help="Newsletter and series scheduler.")
 app.add_typer(series.app, name="series")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(sending.queue_app, name="queue")
@@ -33,6 +30,11 @@ operations.register(app)  # doctor, backup, restore
 def main() -> None:
     try:
         app()
-    except ConfigError as exc:  # settings read lazily deep inside a command
+    except Exception as exc:
+        from newsletter.core.config import ConfigError  # not at start: see cli/common.py
+
+        if not isinstance(exc, ConfigError):
+            raise
+        # settings read lazily deep inside a command
         err.print(f"[red]configuration error:[/red] {exc}", highlight=False)
         sys.exit(2)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli.common import console, fail, settings
+from newsletter.cli.common import GROUP, console, fail, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
-app = typer.Typer(no_args_is_help=True, help="Admin login and API tokens.")
+app = typer.Typer(**GROUP, help="Admin login and API tokens.")
 
 
 @app.command("set-password")

@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from newsletter.core.config import ConfigError, Settings, get_settings
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
+    from newsletter.core.config import Settings
+
+# Only typer loads with the command line: every library (settings and pydantic, rich, Typer's
+# rich help) loads inside the command that needs it, so `newsletter --help` starts fast
+# (tests/cli/test_startup.py checks what `--help` imports). A command group is
+# `typer.Typer(**GROUP, help=...)`: plain help, as the top-level command's.
+GROUP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": None}
+
+
+class LazyConsole:
+    """A rich Console made when first used (rich loads only when a command prints)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        """The Console itself (for rich.progress and the like)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+console = LazyConsole()
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
     """The settings, or exit 2 with the one-line message naming the bad variable."""
+    from newsletter.core.config import ConfigError, get_settings
+
     try:
         return get_settings()
     except ConfigError as exc:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from newsletter.cli.common import console, err, fail, parse_now, print_problems, settings
-from newsletter.core.config import Settings
+from newsletter.cli.common import GROUP, console, err, fail, parse_now, print_problems, settings
+
+if TYPE_CHECKING:
+    from newsletter.core.config import Settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
-queue_app = typer.Typer(no_args_is_help=True, help="Queue state in Redis.")
+queue_app = typer.Typer(**GROUP, help="Queue state in Redis.")
 
 
 def tick(

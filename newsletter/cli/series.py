@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from newsletter.cli.common import console, err, fail, print_problems, settings
+from newsletter.cli.common import GROUP, console, err, fail, print_problems, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
-app = typer.Typer(no_args_is_help=True, help="Series: list, validate, preview, queue.")
+app = typer.Typer(**GROUP, help="Series: list, validate, preview, queue.")
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import typer
 
-from newsletter.cli.common import console, err, fail, settings
+from newsletter.cli.common import GROUP, console, err, fail, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
-app = typer.Typer(no_args_is_help=True, help="Subscribers: add, import, export, …")
+app = typer.Typer(**GROUP, help="Subscribers: add, import, export, …")
 
 
 @app.command("import")
@@ -26,34 +26,43 @@ def subscribers_import(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Import subscribers from a CSV file (UTF-8, comma or semicolon); a report at the end."""
-    import json
+    """Import subscribers from a CSV file (UTF-8, comma or semicolon); a report at the end.
 
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    Streamed in batches (any size of file); on a terminal a progress bar shows rows and rows/s."""
+    import json
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from newsletter.services import importing, roster
 
     s = settings()
     size = file.stat().st_size
+    started = time.monotonic()
+    rows = 0
     with (
         file.open("rb") as raw,
         Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            console=err,
-            disable=as_json,
+            TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:,.0f} rows/s"),
+            TimeElapsedColumn(),
+            console=err.real,
+            disable=as_json or not sys.stdout.isatty(),
             transient=True,
         ) as bar,
     ):
-        task = bar.add_task("checking" if dry_run else "importing", total=size)
+        task = bar.add_task("checking" if dry_run else "importing", total=size, rows=0, rate=0)
+
+        def advance(batch: int) -> None:
+            nonlocal rows
+            rows += batch
+            rate = rows / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=raw.tell(), rows=rows, rate=rate)
+
         try:
             report = importing.import_csv(
-                s,
-                raw,
-                dry_run=dry_run,
-                confirmed=confirmed,
-                progress=lambda _n: bar.update(task, completed=raw.tell()),
+                s, raw, dry_run=dry_run, confirmed=confirmed, progress=advance
             )
         except roster.RosterError as exc:
             raise fail(str(exc)) from None
@@ -117,7 +126,7 @@ def subscribers_export(
             TextColumn("exporting"),
             BarColumn(),
             MofNCompleteColumn(),
-            console=err,
+            console=err.real,
             disable=output is None,
             transient=True,
         ) as bar:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from newsletter.engine import slots
@@ -192,6 +193,14 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
     slot computation per (time zone, cadence, pause): for imports and the benchmark. Returns the
     ids of the ACTIVE enrollments written (mirror them into Redis).
     """
+    return [i for i, _ in enroll_new_due(session, subscriber_ids, now)]
+
+
+def enroll_new_due(
+    session: Session, subscriber_ids: Sequence[int], now: dt.datetime
+) -> list[tuple[int, dt.datetime]]:
+    """enroll_new, answering (enrollment id, due) of the ACTIVE rows: all Redis needs of people
+    who had no enrollments (an import schedules them without reading them back)."""
     order = _series_in_queue_order(session)
     if not order or not subscriber_ids:
         return []
@@ -203,7 +212,7 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
         .order_by(Subscriber.id)
     ).all()
     first_slots: dict[tuple[str, str, dt.date | None], dt.datetime] = {}
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for sid, zone, cadence, paused in people:
         for position, s in enumerate(order, start=1):
             due = None
@@ -226,18 +235,75 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
                     "updated_at": now,
                 }
             )
+    if rows and session.get_bind().dialect.name == "postgresql":
+        return _insert_unnest(session, rows, first.id if first is not None else None)
     if rows:
-        session.execute(Enrollment.__table__.insert(), rows)  # type: ignore[attr-defined]
+        _insert_many(session, rows)
     if first is None:
         return []
-    return list(
-        session.scalars(
-            select(Enrollment.id).where(
-                Enrollment.subscriber_id.in_([p[0] for p in people]),
-                Enrollment.series_id == first.id,
-            )
+    written = session.execute(
+        select(Enrollment.id, Enrollment.next_due_at).where(
+            Enrollment.subscriber_id.in_([p[0] for p in people]),
+            Enrollment.series_id == first.id,
         )
     )
+    return [(i, due) for i, due in written if due is not None]
+
+
+def _insert_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """SQLite: enroll_new's rows in one executemany of plain tuples; each distinct value made
+    into what SQLite stores once (SQLAlchemy's own bind processor), not once per row."""
+    dialect = session.get_bind().dialect
+    columns = Enrollment.__table__.c
+    names = list(rows[0])
+    processors = {name: columns[name].type.bind_processor(dialect) for name in names}
+    memo: dict[tuple[str, Any], Any] = {}
+
+    def stored(name: str, value: Any) -> Any:
+        process = processors[name]
+        if process is None or value is None:
+            return value
+        if (name, value) not in memo:
+            memo[name, value] = process(value)
+        return memo[name, value]
+
+    marks = ", ".join("?" for _ in names)
+    session.connection().exec_driver_sql(
+        f"INSERT INTO enrollments ({', '.join(names)}) VALUES ({marks})",
+        [tuple(stored(name, row[name]) for name in names) for row in rows],
+    )
+
+
+_PG_ENROLL = text(
+    "INSERT INTO enrollments (subscriber_id, series_id, position, next_part, next_due_at, state,"
+    " created_at, updated_at)"
+    " SELECT t.s, t.se, t.p, 1, t.d, t.st, :now, :now"
+    " FROM unnest(CAST(:s AS integer[]), CAST(:se AS integer[]), CAST(:p AS integer[]),"
+    " CAST(:d AS timestamp[]), CAST(:st AS varchar[])) AS t(s, se, p, d, st)"
+    " RETURNING id, series_id, next_due_at"
+)
+
+
+def _insert_unnest(
+    session: Session, rows: list[dict[str, Any]], first_id: int | None
+) -> list[tuple[int, dt.datetime]]:
+    """PostgreSQL: enroll_new's rows in one statement with array parameters (an import writes
+    10,000 a batch), returning the ids of the first series' (ACTIVE) rows."""
+    naive = [r["next_due_at"] for r in rows]
+    params = {
+        "s": [r["subscriber_id"] for r in rows],
+        "se": [r["series_id"] for r in rows],
+        "p": [r["position"] for r in rows],
+        "d": [None if d is None else d.astimezone(dt.UTC).replace(tzinfo=None) for d in naive],
+        "st": [r["state"] for r in rows],
+        "now": rows[0]["created_at"].astimezone(dt.UTC).replace(tzinfo=None),
+    }
+    written = session.execute(_PG_ENROLL, params).all()
+    return [
+        (i, due.replace(tzinfo=dt.UTC))
+        for i, series_id, due in written
+        if series_id == first_id and due is not None
+    ]
 
 
 def enroll(

@@ -46,6 +46,12 @@ def spreadsheet_safe(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_LEADERS) else text
 
 
+def from_spreadsheet(cell: str) -> str:
+    """The import's inverse of `spreadsheet_safe`: an apostrophe before a formula leader goes,
+    so an export imports back as it was (any other leading apostrophe stays)."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_LEADERS) else cell
+
+
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
+from newsletter.core.identity import new_public_id, suppression_keys
 from newsletter.engine import schedule
+from newsletter.queue.dueset import RedisQueue
 from newsletter.services import mailing, people
+from newsletter.services.export import from_spreadsheet
 from newsletter.services.roster import (
     Person,
     Problem,
@@ -23,12 +25,13 @@ from newsletter.services.roster import (
     activate,
     known_series,
     make_person,
-    new_subscriber,
 )
-from newsletter.store.db import session_scope
-from newsletter.store.models import Subscriber, utcnow
+from newsletter.store.db import get_engine
+from newsletter.store.intake import Common, Intake, NewRow, intake
+from newsletter.store.models import ACTIVE, PENDING, Subscriber, utcnow
 
-BATCH_ROWS = 1000  # rows validated, checked and written together
+BATCH_ROWS = 5000  # rows validated, checked and written together (one transaction)
+ERASED = "this address was erased on request; it can't be imported again"
 COLUMNS = ("email", "name", "timezone", "series")
 _ALIASES = {
     "e-mail": "email",
@@ -99,7 +102,7 @@ def _read_text(
 
     def cell(row: list[str], name: str) -> str | None:
         index = columns.get(name)
-        return row[index] if index is not None and index < len(row) else None
+        return from_spreadsheet(row[index]) if index is not None and index < len(row) else None
 
     while True:
         start = line_end + 1
@@ -177,6 +180,19 @@ def _batches(items: Iterator[Person | Problem], size: int) -> Iterator[list[Pers
         yield batch
 
 
+def _common(confirmed: bool, now: dt.datetime) -> Common:
+    """What `roster.new_subscriber` writes for every imported person (same columns, in bulk)."""
+    method = IMPORT_CONSENTED if confirmed else IMPORT
+    return Common(
+        status=ACTIVE if confirmed else PENDING,
+        consent_method=method,
+        consent_at=now if confirmed else None,
+        consent_form=method if confirmed else None,
+        confirmed_at=now if confirmed else None,
+        now=now,
+    )
+
+
 def import_csv(
     settings: Settings,
     source: IO[bytes] | Path,
@@ -186,7 +202,11 @@ def import_csv(
     now: dt.datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Check (dry run) or import a CSV in batches; new people are pending unless `confirmed`."""
+    """Check (dry run) or import a CSV in batches; new people are pending unless `confirmed`.
+
+    Streamed: one batch of rows in memory at a time, whatever the file's length (repeated
+    addresses are found in a temp table, store.intake). Each batch is three reads and one
+    bulk write, committed on its own (a failure keeps the batches before it)."""
     if isinstance(source, Path):
         with source.open("rb") as handle:
             return import_csv(
@@ -194,69 +214,114 @@ def import_csv(
             )
     now = now or utcnow()
     report = ImportReport(dry_run=dry_run, confirmed=confirmed)
-    with session_scope(settings.database_url) as session:
+    common = _common(confirmed, now)
+    with (
+        get_engine(settings.database_url).connect() as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+        intake(session) as into,
+    ):
         slugs = known_series(session)
-    seen: set[bytes] = set()  # 16-byte digests of the addresses met so far in this file
-    rows = read_rows(source, default_timezone=settings.default_timezone, known_series=slugs)
-    for batch in _batches(rows, BATCH_ROWS):
-        persons: list[Person] = []
-        for item in batch:
-            report.rows += 1
-            if isinstance(item, Problem):
-                report.invalid.append(item)
-                continue
-            digest = hashlib.sha256(item.key.encode()).digest()[:16]
-            if digest in seen:
-                report.duplicates += 1
-                continue
-            seen.add(digest)
-            persons.append(item)
-        created: list[int] = []
-        with session_scope(settings.database_url) as session:
-            keys = [p.key for p in persons]
-            existing = set(
-                session.scalars(select(Subscriber.email_key).where(Subscriber.email_key.in_(keys)))
-            )
-            erased = people.suppressed_among(session, settings.secret, [p.email for p in persons])
-            fresh: list[tuple[Person, Subscriber]] = []
-            for person in persons:
-                if person.key in existing:
-                    report.existing += 1
-                elif person.key in erased:
-                    report.invalid.append(
-                        Problem(
-                            person.line,
-                            "this address was erased on request; it can't be imported again",
-                        )
-                    )
-                else:
-                    report.new += 1
-                    if not dry_run:
-                        method = IMPORT_CONSENTED if confirmed else IMPORT
-                        sub = new_subscriber(person, confirmed=confirmed, method=method, now=now)
-                        session.add(sub)
-                        fresh.append((person, sub))
-            if fresh:
-                session.flush()
-                if confirmed:
-                    # Everyone taking every series is enrolled in bulk (same rows as enroll);
-                    # people who chose series one by one.
-                    everything = [sub.id for person, sub in fresh if not person.series]
-                    schedule.enroll_new(session, everything, now)
-                    for person, sub in fresh:
-                        if person.series:
-                            activate(session, sub, person.series, now)
-                created = [sub.id for _, sub in fresh]
-            session.expunge_all()
-        if created:
-            if confirmed:
-                people.sync_subscribers(settings, created)
-            else:
-                mailed = mailing.send_confirmations(settings, created)
-                report.confirmations_sent += mailed.sent
-                report.confirmations_failed += mailed.failed
-                report.halted = report.halted or mailed.halted
-        if progress is not None:
-            progress(len(batch))
+        rows = read_rows(source, default_timezone=settings.default_timezone, known_series=slugs)
+        for batch in _batches(rows, BATCH_ROWS):
+            added = _import_batch(session, into, batch, report, common, settings.secret)
+            session.commit()
+            if added.subscribers:
+                _after_commit(settings, report, added)
+            if progress is not None:
+                progress(len(batch))
+            del batch, added  # not alive while the next batch is read: one batch at a time
     report.invalid.sort(key=lambda p: p.line)
     return report
+
+
+def _import_batch(
+    session: Session,
+    into: Intake,
+    batch: list[Person | Problem],
+    report: ImportReport,
+    common: Common,
+    secret: str,
+) -> Added:
+    """Count and (unless a dry run) write one batch; who was added."""
+    persons: dict[str, Person] = {}  # key -> the first row of each address in the batch
+    for item in batch:
+        report.rows += 1
+        if isinstance(item, Problem):
+            report.invalid.append(item)
+            continue
+        key = item.key
+        if key in persons:
+            report.duplicates += 1
+        else:
+            persons[key] = item
+    fresh = into.first_seen(list(persons))
+    report.duplicates += len(persons) - len(fresh)
+    candidates = {key: p for key, p in persons.items() if key in fresh}
+    existing = into.existing(list(candidates))
+    report.existing += len(existing)
+    # both forms of each address's suppression key: keyed, and plain SHA-256 stored before 0004
+    keys = {
+        k: key
+        for key, p in candidates.items()
+        if key not in existing
+        for k in suppression_keys(secret, p.email)
+    }
+    erased = {keys[k] for k in into.erased(list(keys))}
+    new: dict[str, Person] = {}
+    for key in dict.fromkeys(keys.values()):
+        if key in erased:
+            report.invalid.append(Problem(candidates[key].line, ERASED))
+        else:
+            new[key] = candidates[key]
+    if report.dry_run:
+        report.new += len(new)
+        return Added([])
+    added = into.insert([_row(key, p) for key, p in new.items()], common)
+    report.new += len(added)
+    report.existing += len(new) - len(added)  # added meanwhile by someone else
+    if not added or common.status != ACTIVE:
+        return Added(list(added.values()))
+    # Everyone taking every series is enrolled in bulk (same rows as enroll); people who chose
+    # series one by one.
+    everything = [added[key] for key, p in new.items() if key in added and not p.series]
+    chose = [added[key] for key, p in new.items() if key in added and p.series]
+    due = schedule.enroll_new_due(session, everything, common.now)
+    for sub_id, person in ((added[k], p) for k, p in new.items() if k in added and p.series):
+        sub = session.get(Subscriber, sub_id)
+        assert sub is not None
+        activate(session, sub, person.series, common.now)
+    session.expunge_all()
+    return Added(list(added.values()), due, chose)
+
+
+@dataclass
+class Added:
+    """Who a batch added: all of them, (enrollment id, due) of those enrolled in bulk (all
+    Redis needs of them: new people have nothing there yet), those who chose their series."""
+
+    subscribers: list[int]
+    due: list[tuple[int, dt.datetime]] = field(default_factory=list)
+    chose_series: list[int] = field(default_factory=list)
+
+
+def _row(key: str, person: Person) -> NewRow:
+    return NewRow(
+        public_id=new_public_id(),
+        email=person.email,
+        email_key=key,
+        name=person.name,
+        timezone=person.timezone,
+        requested_series=list(person.series) or None,
+    )
+
+
+def _after_commit(settings: Settings, report: ImportReport, added: Added) -> None:
+    """Redis follows the new enrollments; pending people get their confirmation email."""
+    if report.confirmed:
+        RedisQueue(settings).apply(added.due)
+        people.sync_subscribers(settings, added.chose_series)
+        return
+    mailed = mailing.send_confirmations(settings, added.subscribers)
+    report.confirmations_sent += mailed.sent
+    report.confirmations_failed += mailed.failed
+    report.halted = report.halted or mailed.halted

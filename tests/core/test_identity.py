@@ -10,6 +10,8 @@ from email import policy
 from email.parser import BytesParser
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -177,3 +179,78 @@ def test_admin_and_cli_test_sends_validate_and_categorise_the_same(settings: Set
     cli = runner.invoke(app, ["send-test", SLUG, "1", "--to", "me@example.org"])
     assert cli.exit_code == 1 and "halted" in cli.output
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 2
+
+
+# --- the plain-address fast path agrees with email_validator ---------------------------------
+
+_ATOM = "abcXYZ019_!#$%&'*+-/=?^`{|}~"
+_PLAIN_CHARS = _ATOM + '.@ "()[]<>,;:\\'
+
+
+def _full(value: str) -> str | None:
+    """What email_validator alone says (None: refused)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return str(validate_email(value.strip(), check_deliverability=False).normalized)
+    except EmailNotValidError:
+        return None
+
+
+def _ours(value: str) -> str | None:
+    try:
+        return identity.normalise_email(value)
+    except ValueError:
+        return None
+
+
+_DOMAINS = st.sampled_from(
+    [
+        "example.org",
+        "Example.ORG",
+        "mail.example.co.uk",
+        "localhost",
+        "x.test",
+        "1.2.3.4",
+        "[1.2.3.4]",
+        "-bad.org",
+        "bad-.org",
+        "a..b.org",
+        "xn--mnchen-3ya.de",
+        "münchen.de",
+        "x.123",
+        "a" * 64 + ".org",
+        ("a" * 60 + ".") * 4 + "org",
+        "",
+        "exa mple.org",
+    ]
+)
+
+
+@given(local=st.text(alphabet=_PLAIN_CHARS, max_size=70), domain=_DOMAINS)
+def test_the_fast_path_agrees_with_email_validator(local: str, domain: str) -> None:
+    value = f"{local}@{domain}"
+    if len(value) > identity.EMAIL_MAX:
+        return  # refused before either looks at it
+    assert _ours(value) == _full(value), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Reader.X+tag@Example.ORG",
+        "a..b@example.org",
+        ".a@example.org",
+        "a.@example.org",
+        "a@localhost",
+        "a@x.test",
+        "a@xn--mnchen-3ya.de",
+        "o'neil@example.org",
+        "x" * 64 + "@example.org",
+        "x" * 65 + "@example.org",
+        "a@b@example.org",
+        '"quoted"@example.org',
+    ],
+)
+def test_the_fast_path_agrees_on_edge_addresses(value: str) -> None:
+    assert _ours(value) == _full(value)

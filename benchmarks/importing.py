@@ -1,0 +1,167 @@
+"""Import benchmark: `newsletter subscribers import --confirmed` of N rows, as a user runs it.
+
+    .venv/bin/python benchmarks/importing.py [--n 30000] [--db sqlite|postgresql] [--json]
+
+A fresh database (as benchmarks/dispatch.py makes it) set up as `newsletter init` does (the
+shipped series synced and queued), a generated CSV of N distinct readers (email, name, time
+zone), then the CLI itself in a child process: wall time including start-up, rows/s, the
+child's CPU seconds and peak RSS. Checked afterwards: N subscribers active, N due in Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import dispatch  # noqa: E402
+
+ZONES = ("UTC", "Europe/London", "America/New_York", "Europe/Berlin", "Asia/Tokyo")
+
+
+def write_csv(path: Path, n: int) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        f.write("email,name,timezone\n")
+        for i in range(n):
+            f.write(f"reader{i}@example.org,Reader {i},{ZONES[i % len(ZONES)]}\n")
+
+
+def set_up(db_url: str) -> None:
+    from sqlalchemy import select
+
+    from newsletter.content import series as content
+    from newsletter.core.config import get_settings
+    from newsletter.engine import series_queue
+    from newsletter.store import series as series_store
+    from newsletter.store.db import session_scope, upgrade
+    from newsletter.store.models import Series
+
+    settings = get_settings()
+    upgrade(db_url)
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(db_url) as session:
+        series_store.sync(session, content.load_all(settings.schedules_dir))
+        session.flush()
+        for slug in session.scalars(select(Series.slug).order_by(Series.order)):
+            series_queue.queue_series(session, slug, None, now)
+
+
+def check(db_url: str, redis_url: str, prefix: str) -> dict[str, int]:
+    import redis
+    from sqlalchemy import func, select
+
+    from newsletter.store.db import session_scope
+    from newsletter.store.models import ACTIVE, Subscriber
+
+    with session_scope(db_url) as session:
+        active = session.scalar(
+            select(func.count()).select_from(Subscriber).where(Subscriber.status == ACTIVE)
+        )
+    client = redis.Redis.from_url(redis_url)
+    due = client.zcard(f"{prefix}due")
+    client.close()
+    return {"active": int(active or 0), "due_in_redis": int(due)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    kind = dispatch.choose_db(args)
+    tmp = Path(tempfile.mkdtemp(prefix="nl-import-"))
+    db = dispatch.Database(kind, tmp)
+    redis_url, embedded = dispatch.start_redis(tmp)
+    prefix = f"nlimport{os.getpid()}:"
+    env = dict(os.environ)
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": db.url,
+            "NEWSLETTER_REDIS_URL": redis_url,
+            "NEWSLETTER_REDIS_PREFIX": prefix,
+            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
+            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
+            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
+            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
+        }
+    )
+    os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
+    from newsletter.core.config import get_settings
+
+    get_settings.cache_clear()
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "n": args.n,
+        "db": kind,
+        "load_average_at_start": os.getloadavg()[0],
+    }
+    try:
+        db.create()
+        set_up(db.url)
+        path = tmp / "people.csv"
+        write_csv(path, args.n)
+        argv = [sys.executable, "-m", "newsletter", "subscribers", "import", str(path)]
+        argv += ["--confirmed", "--json"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            raise SystemExit(f"import failed: {done.stderr[-3000:]}")
+        report = json.loads(done.stdout)
+        result.update(
+            {
+                "wall_s": wall,
+                "rows_per_s": args.n / wall,
+                "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                "peak_rss_mb": after.ru_maxrss / 1024,
+                "new": report["new"],
+                "invalid": len(report["invalid"]),
+                **check(db.url, redis_url, prefix),
+            }
+        )
+    finally:
+        from newsletter.store.db import dispose_all
+
+        dispose_all()
+        dispatch.cleanup_redis(redis_url, prefix)
+        db.drop()
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def report(r: dict[str, Any]) -> str:
+    return (
+        f"`subscribers import --confirmed` {r['n']:,} rows  db={r['db']}  "
+        f"load average at start={r['load_average_at_start']:.2f}: {r['wall_s']:.2f} s wall "
+        f"(start-up included), {r['rows_per_s']:,.0f} rows/s (goal >= 20,000), "
+        f"CPU {r['cpu_s']:.2f} s ({r['n'] / max(r['cpu_s'], 1e-9):,.0f} rows per CPU second), "
+        f"peak RSS {r['peak_rss_mb']:.0f} MB; {r['active']:,} active, {r['due_in_redis']:,} due "
+        "in Redis"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30_000)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run(args)
+    print(json.dumps(result) if args.json else report(result))
+
+
+if __name__ == "__main__":
+    main()

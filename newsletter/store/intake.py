@@ -1,0 +1,193 @@
+"""Set-based writes for an import: the keys seen so far in a temp table, new subscribers in bulk.
+
+One `Intake` per import, on one connection held for the whole file (its temp tables live on that
+connection), committed batch by batch by the caller. Nothing here holds rows between batches, so
+memory stays bounded by the batch whatever the file's length; repeated addresses are found by the
+temp table, not by a set in Python. PostgreSQL: new rows are `COPY`ed into a staging table and
+merged with one `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`; SQLite: the same, the
+staging table filled with one executemany.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from newsletter.store.models import WEEKLY, Subscriber, Suppression
+
+SEEN = "import_seen"
+STAGE = "import_stage"
+STAGE_COLUMNS = ("public_id", "email", "email_key", "name", "timezone", "requested_series")
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """One person to add, with what every row of the batch shares kept apart (see `insert`)."""
+
+    public_id: str
+    email: str
+    email_key: str
+    name: str | None
+    timezone: str
+    requested_series: list[str] | None
+
+
+@dataclass(frozen=True)
+class Common:
+    """The columns every new row of one import shares."""
+
+    status: str
+    consent_method: str
+    consent_at: dt.datetime | None
+    consent_form: str | None
+    confirmed_at: dt.datetime | None
+    now: dt.datetime
+
+
+class Intake:
+    """One import's set-based reads and writes, on the session's one connection."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+
+    def _among(self, column: Any, values: Sequence[str]) -> Any:
+        if self.postgres:  # one array parameter instead of thousands of placeholders
+            return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+        return column.in_(values)
+
+    def first_seen(self, keys: Sequence[str]) -> set[str]:
+        """The keys not met before in this import (distinct `keys`); records them as met."""
+        if not keys:
+            return set()
+        if self.postgres:
+            fresh = self.session.execute(
+                text(
+                    f"INSERT INTO {SEEN} (email_key) SELECT unnest(CAST(:keys AS text[])) "
+                    "ON CONFLICT DO NOTHING RETURNING email_key"
+                ),
+                {"keys": list(keys)},
+            ).scalars()
+            return set(fresh)
+        met = set(
+            self.session.execute(
+                text(f"SELECT email_key FROM {SEEN} WHERE email_key IN :keys").bindparams(
+                    bindparam("keys", expanding=True)
+                ),
+                {"keys": list(keys)},
+            ).scalars()
+        )
+        fresh_keys = [k for k in keys if k not in met]
+        if fresh_keys:
+            self.session.execute(
+                text(f"INSERT INTO {SEEN} (email_key) VALUES (:k)"), [{"k": k} for k in fresh_keys]
+            )
+        return set(fresh_keys)
+
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        """The keys already on the list."""
+        if not keys:
+            return set()
+        query = select(Subscriber.email_key).where(self._among(Subscriber.email_key, keys))
+        return set(self.session.scalars(query))
+
+    def erased(self, hashes: Sequence[str]) -> set[str]:
+        """The address hashes erased on request (never imported again)."""
+        if not hashes:
+            return set()
+        query = select(Suppression.email_hash).where(self._among(Suppression.email_hash, hashes))
+        return set(self.session.scalars(query))
+
+    def insert(self, rows: Sequence[NewRow], common: Common) -> dict[str, int]:
+        """Add these people; {email_key: id} of those written (an address added meanwhile by
+        someone else, e.g. a signup, is left alone and missing from the answer).
+
+        The rows go into the staging table as plain text (PostgreSQL `COPY`, SQLite one
+        executemany, no per-value work in SQLAlchemy), then one INSERT … SELECT adds the
+        columns every row shares, typed once."""
+        if not rows:
+            return {}
+        session = self.session
+        session.execute(text(f"DELETE FROM {STAGE}"))
+        values = [
+            (
+                row.public_id,
+                row.email,
+                row.email_key,
+                row.name,
+                row.timezone,
+                json.dumps(row.requested_series) if row.requested_series else None,
+            )
+            for row in rows
+        ]
+        if self.postgres:
+            raw = session.connection().connection.driver_connection
+            assert raw is not None
+            with (
+                raw.cursor() as cur,
+                cur.copy(f"COPY {STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy,
+            ):
+                for value in values:
+                    copy.write_row(value)
+        else:
+            marks = ", ".join("?" for _ in STAGE_COLUMNS)
+            session.connection().exec_driver_sql(
+                f"INSERT INTO {STAGE} ({', '.join(STAGE_COLUMNS)}) VALUES ({marks})", values
+            )
+        shared = _shared(common)
+        series = "CAST(requested_series AS json)" if self.postgres else "requested_series"
+        merge = text(
+            f"INSERT INTO subscribers ({', '.join(STAGE_COLUMNS)}, {', '.join(shared)}) "
+            f"SELECT public_id, email, email_key, name, timezone, {series}, "
+            + ", ".join(f":{name}" for name in shared)
+            # WHERE true: SQLite's parser needs it before ON CONFLICT in an INSERT … SELECT
+            + f" FROM {STAGE} WHERE true ON CONFLICT DO NOTHING RETURNING email_key, id"
+        ).bindparams(*(bindparam(name, type_=COLUMNS[name].type) for name in shared))
+        return {key: sub_id for key, sub_id in session.execute(merge, shared)}
+
+
+COLUMNS = Subscriber.__table__.c
+
+
+def _shared(common: Common) -> dict[str, Any]:
+    return {
+        "status": common.status,
+        "cadence": WEEKLY,
+        "takes_new_series": True,
+        "consent_method": common.consent_method,
+        "consent_at": common.consent_at,
+        "consent_form": common.consent_form,
+        "confirmed_at": common.confirmed_at,
+        "created_at": common.now,
+        "updated_at": common.now,
+    }
+
+
+@contextmanager
+def intake(session: Session) -> Iterator[Intake]:
+    """An Intake with its temp tables made (empty) on the session's connection, dropped after."""
+    varchar = "varchar(320)"
+    made = [
+        f"CREATE TEMP TABLE IF NOT EXISTS {SEEN} (email_key {varchar} PRIMARY KEY)",
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (public_id varchar(32), email {varchar}, "
+        f"email_key {varchar}, name varchar(100), timezone varchar(64), requested_series text)",
+    ]
+    for statement in made:
+        session.execute(text(statement))
+    session.execute(text(f"DELETE FROM {SEEN}"))
+    session.commit()
+    try:
+        yield Intake(session)
+    finally:
+        session.rollback()
+        session.execute(text(f"DROP TABLE IF EXISTS {SEEN}"))
+        session.execute(text(f"DROP TABLE IF EXISTS {STAGE}"))
+        session.commit()
