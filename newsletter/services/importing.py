@@ -13,7 +13,7 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.core.identity import new_public_id, suppression_keys
+from newsletter.core.identity import new_public_id
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import mailing, people
@@ -264,7 +264,7 @@ def _import_batch(
         k: key
         for key, p in candidates.items()
         if key not in existing
-        for k in suppression_keys(secret, p.email)
+        for k in people.suppression_keys(secret, p.email)
     }
     erased = {keys[k] for k in into.erased(list(keys))}
     new: dict[str, Person] = {}
