@@ -259,16 +259,12 @@ def _import_batch(
     candidates = {key: p for key, p in persons.items() if key in fresh}
     existing = into.existing(list(candidates))
     report.existing += len(existing)
-    # both forms of each address's suppression key: keyed, and plain SHA-256 stored before 0004
-    keys = {
-        k: key
-        for key, p in candidates.items()
-        if key not in existing
-        for k in people.suppression_keys(secret, p.email)
-    }
-    erased = {keys[k] for k in into.erased(list(keys))}
+    unknown = [key for key in candidates if key not in existing]
+    # keyed or (stored before revision 0004) plain suppression keys; erasures are rare, so this
+    # mostly reads the few there are instead of sending two keys per row
+    erased = people.suppressed_among(session, secret, [candidates[k].email for k in unknown])
     new: dict[str, Person] = {}
-    for key in dict.fromkeys(keys.values()):
+    for key in unknown:
         if key in erased:
             report.invalid.append(Problem(candidates[key].line, ERASED))
         else:

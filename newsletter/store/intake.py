@@ -21,7 +21,7 @@ from sqlalchemy import String, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import WEEKLY, Subscriber, Suppression
+from newsletter.store.models import WEEKLY, Subscriber
 
 SEEN = "import_seen"
 STAGE = "import_stage"
@@ -97,13 +97,6 @@ class Intake:
         if not keys:
             return set()
         query = select(Subscriber.email_key).where(self._among(Subscriber.email_key, keys))
-        return set(self.session.scalars(query))
-
-    def erased(self, hashes: Sequence[str]) -> set[str]:
-        """The address hashes erased on request (never imported again)."""
-        if not hashes:
-            return set()
-        query = select(Suppression.email_hash).where(self._among(Suppression.email_hash, hashes))
         return set(self.session.scalars(query))
 
     def insert(self, rows: Sequence[NewRow], common: Common) -> dict[str, int]:
