@@ -25,12 +25,12 @@ from newsletter.store.models import (
 from newsletter.web.admin.common import (
     Db,
     form_of,
-    format_day,
     page,
     redirect,
     require_admin,
     settings_of,
 )
+from newsletter.web.dates import format_day
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
