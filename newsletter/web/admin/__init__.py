@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from newsletter.web.admin import (
+    calendar,
     dashboard,
     editor,
     login,
@@ -18,5 +19,5 @@ from newsletter.web.admin import (
 # Login first (no session needed), then everything else behind require_admin.
 router = APIRouter()
 router.include_router(login.public)
-for area in (login, dashboard, series, editor, preview, subscribers, transfer, practice):
+for area in (login, dashboard, series, editor, preview, subscribers, transfer, practice, calendar):
     router.include_router(area.protected)
