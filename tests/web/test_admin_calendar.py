@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber
 from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
@@ -54,3 +56,40 @@ def test_the_calendar_shows_counts_per_day_and_lists_the_people(settings: Settin
             assert f'/admin/subscribers/{sid}"' in people.text
         assert f'/admin/subscribers/{tokyo}"' not in people.text
         assert c.get("/admin/calendar/myths-about-psychotherapy/1?at=nonsense").status_code == 404
+
+
+def test_queueing_names_who_is_added_and_the_chosen_start_shows_everywhere(
+    settings: Settings,
+) -> None:
+    s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    ship(s, NOW, queue=False)  # both series are drafts
+    ada = add_person(s, NOW, "Europe/London", name="Ada")
+    add_person(s, NOW, "Europe/London", name="Ben")
+    cy = add_person(s, NOW, "Europe/London", name="Cy")
+    with session_scope(s.database_url) as session:
+        person = session.get(Subscriber, cy)
+        assert person is not None
+        person.takes_new_series = False  # chose particular series only
+    with time_machine.travel(NOW, tick=False):
+        c = _signed_in(s)
+        card = _card(c.get("/admin/series").text, "myths-about-psychotherapy")
+        assert "Will add:" in card and ">Ada</a>" in card and ">Ben</a>" in card
+        assert "Not added, by their own choice (1)" in card and ">Cy</a>" in card
+        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/series").text)
+        assert token
+        r = c.post(
+            "/admin/series/myths-about-psychotherapy/queue",
+            data={"csrf_token": token.group(1), "start": "2027-02-04"},
+        )
+        assert r.status_code == 303
+        card = _card(c.get("/admin/series").text, "myths-about-psychotherapy")
+        assert "Queued Mon 4 Jan 2027, to start on <strong>Thu 4 Feb 2027</strong>" in card
+        page = c.get(f"/admin/subscribers/{ada}").text
+        # Myths goes out on Tuesdays at 09:00: the first Tuesday from 4 Feb, then weekly
+        for day in ("Tue 9 Feb 2027, 09:00", "Tue 16 Feb 2027", "Tue 2 Mar 2027"):
+            assert day in page
+        assert "Tue 9 Feb 2027" not in c.get(f"/admin/subscribers/{cy}").text
+
+
+def _card(page: str, slug: str) -> str:
+    return page.split(f'id="series-{slug}"', 1)[1].split("</section>", 1)[0]

@@ -356,6 +356,7 @@ def test_link_pages_mask_the_address(c, site):
         ({"series": None}, "at least one series"),
         ({"paused_until": "next week"}, "YYYY-MM-DD"),
         ({"paused_until": "2099-01-01"}, "up to a year"),
+        ({"paused_until": "2020-01-01"}, "already come"),  # a past date, refused aloud
     ],
 )
 def test_bad_preferences_are_refused(c, site, values, message):

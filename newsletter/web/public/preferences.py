@@ -49,7 +49,10 @@ def _preferences_page(
         "name": subscriber.name or "",
         "timezone": subscriber.timezone,
         "cadence": subscriber.cadence,
-        "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else "",
+        # a pause that has ended is not offered again (a past date is refused on save)
+        "paused_until": subscriber.paused_until.isoformat()
+        if subscriber.paused_until and subscriber.paused_until > utc_now().date()
+        else "",
         "series": signup.chosen_series(session, subscriber),
         "takes_new_series": subscriber.takes_new_series,
     }
