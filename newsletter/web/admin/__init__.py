@@ -9,6 +9,7 @@ from newsletter.web.admin import (
     dashboard,
     editor,
     login,
+    outbox,
     practice,
     preview,
     series,
@@ -19,5 +20,16 @@ from newsletter.web.admin import (
 # Login first (no session needed), then everything else behind require_admin.
 router = APIRouter()
 router.include_router(login.public)
-for area in (login, dashboard, series, editor, preview, subscribers, transfer, practice, calendar):
+for area in (
+    login,
+    dashboard,
+    series,
+    editor,
+    preview,
+    subscribers,
+    transfer,
+    practice,
+    calendar,
+    outbox,
+):
     router.include_router(area.protected)
