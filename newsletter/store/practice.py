@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.config import ENV_PREFIX, Settings, set_overlay
 from newsletter.store.db import get_engine, session_scope
-from newsletter.store.models import PracticeSetting, utcnow
+from newsletter.store.models import AppState, PracticeSetting, utcnow
 
 CACHE_SECONDS = 5.0
 
@@ -211,3 +211,19 @@ def overlay(settings: Settings) -> Settings:
 
 
 set_overlay(overlay)
+
+
+# --- first-run facts the dashboard checklist reads ------------------------------------------
+
+TEST_SENT_KEY = "checklist:test_sent_at"
+
+
+def note_test_sent(session: Session) -> None:
+    """Remember that a test email went out (the checklist's "send yourself a test")."""
+    row = session.get(AppState, TEST_SENT_KEY)
+    if row is None:
+        session.add(AppState(key=TEST_SENT_KEY, value=utcnow().isoformat()))
+
+
+def test_sent(session: Session) -> bool:
+    return session.get(AppState, TEST_SENT_KEY) is not None
