@@ -121,7 +121,7 @@ def as_text(spec: content.SeriesSpec) -> SeriesText:
         cadence=spec.cadence,
         order=spec.order,
         parts=[
-            PartText(title=p.title, summary=p.summary, body=p.body_md, filename=p.filename)
+            PartText(p.title, p.summary, p.body_md.rstrip("\n"), filename=p.filename)
             for p in spec.parts
         ],
     )

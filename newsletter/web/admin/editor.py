@@ -7,7 +7,7 @@ phone's portrait list; an inbox preview line of about 90 characters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -166,8 +166,9 @@ async def _save(request: Request, slug: str | None) -> Response:
         except series_editor.EditorError as exc:
             problems = exc.problems
     if problems:
+        shown = replace(text, slug=str(form.get("slug") or "")) if slug is None else text
         return _editor_page(
-            request, text, slug=slug, token=token, sent=sent, problems=problems, status=422
+            request, shown, slug=slug, token=token, sent=sent, problems=problems, status=422
         )
     files = ", ".join(saved.written) or "nothing (no changes)"
     removed = f"; removed {', '.join(saved.removed)}" if saved.removed else ""
