@@ -2,10 +2,11 @@
 
 First sign-in -> practice settings -> write a new 3-part series in the browser with a deliberate
 mistake (the inline problem, then the fix) -> a draft kept across a reload -> preview part 2 at
-phone width in dark mode -> queue it for a date next month -> `tick --now` on that day sends
-part 1 to exactly the readers who should get it, with the practice's own name and postal
-address -> the series is on disk as plain files in the documented format (`git status` and
-`git diff` of schedules/ show exactly the new folder). Screenshots of each step go to
+phone width in dark mode -> queue it for a date next month -> the calendar shows part 1 on the
+right days with the right counts, and who -> `tick --now` on that day sends part 1 to exactly
+the readers the calendar listed, with the practice's own name and postal address -> the outbox
+viewer finds it by address -> the series is on disk as plain files in the documented format
+(`git status` and `git diff` of schedules/ show exactly the new folder). Screenshots of each step go to
 tests/artifacts/workspace-<width>-<step>.png.
 """
 
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import pytest
 from paths import free_port
@@ -34,6 +37,7 @@ from newsletter.services import roster
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Enrollment, Series
+from newsletter.web.dates import format_day
 
 pytestmark = pytest.mark.browser
 
@@ -176,7 +180,20 @@ def test_the_therapists_workspace_walk(
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/admin")
+    assert "Set your practice details" in (page.text_content("main") or "")
     shot("02-dashboard")
+
+    # Practice settings: the practice's own name and postal address, not the examples.
+    page.click("a[href='/admin/settings']")
+    page.wait_for_url(f"{base}/admin/settings")
+    page.fill("#practice_name", PRACTICE)
+    page.fill("#from_name", PRACTICE)
+    page.fill("#postal_address", ADDRESS)
+    page.click("button:has-text('Save settings')")
+    page.wait_for_url(f"{base}/admin/settings")
+    assert page.input_value("#postal_address") == ADDRESS
+    no_sideways_scroll(page)
+    shot("02b-practice-settings")
 
     # Write a new series: three parts, the second without its inbox preview line.
     page.goto(f"{base}/admin/series")
@@ -270,6 +287,36 @@ def test_the_therapists_workspace_walk(
         dues = sorted(r.next_due_at for r in rows if r.next_due_at is not None)
     assert len(dues) == 3 and min(dues).date() >= start - dt.timedelta(days=1)
 
+    # The calendar: part 1 on the right days, one count per slot, and who is in each.
+    zone = ZoneInfo(settings.default_timezone)
+    page.goto(f"{base}/admin/calendar")
+    page.click("text=12 weeks")
+    page.wait_for_url(f"{base}/admin/calendar?weeks=12")
+    sends = page.locator("a.send", has_text="Anxiety at Work · part 1")
+    listed: dict[dt.datetime, int] = {}
+    links = []
+    for i in range(sends.count()):
+        link = sends.nth(i)
+        href = link.get_attribute("href") or ""
+        at = dt.datetime.fromisoformat(parse_qs(urlparse(href).query)["at"][0])
+        count = int((link.locator(".send-count").text_content() or "").split()[0])
+        listed[at] = listed.get(at, 0) + count
+        day = link.locator("xpath=ancestor::li[contains(@class, 'calendar-day')]/h3")
+        assert (day.text_content() or "").startswith(format_day(at.astimezone(zone).date()))
+        links.append(href)
+    expected: dict[dt.datetime, int] = {}
+    for due in dues:
+        expected[due] = expected.get(due, 0) + 1
+    assert listed == expected
+    no_sideways_scroll(page)
+    shot("09-calendar")
+    calendar_people: set[str] = set()
+    for href in links:
+        page.goto(base + href)
+        calendar_people |= {(a.text_content() or "").strip() for a in page.locator("td a").all()}
+    assert calendar_people == {"ana@example.org", "bo@example.org", "cai@example.org"}
+    shot("10-calendar-people")
+
     # `tick --now` on that day: part 1 to exactly those three, once.
     assert tick(dues[0] - dt.timedelta(minutes=1))["sent"] == 0
     assert tick(dues[-1] + dt.timedelta(minutes=1))["sent"] == 3
@@ -285,14 +332,29 @@ def test_the_therapists_workspace_walk(
         for p in sorted(settings.outbox_dir.glob("*.eml"))
     ]
     part_one = [m for m in outbox if str(m["Subject"]) == PARTS[0][0]]
-    assert sorted(str(m["To"]).split("<")[-1].rstrip(">") for m in part_one) == [
-        "ana@example.org",
-        "bo@example.org",
-        "cai@example.org",
-    ]
+    recipients = {str(m["To"]).split("<")[-1].rstrip(">") for m in part_one}
+    assert len(part_one) == 3 and recipients == calendar_people
     for message in part_one:
-        text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
-        assert settings.postal_address in text
+        assert PRACTICE in str(message["From"])
+        for kind in ("plain", "html"):
+            body = message.get_body(preferencelist=(kind,)).get_content()  # type: ignore[union-attr]
+            assert PRACTICE in body and ADDRESS in body
+            assert "Example Therapy Practice" not in body and "Sample Street" not in body
+
+    # The outbox viewer shows it, found by address.
+    page.goto(f"{base}/admin/outbox")
+    page.fill("#q", "cai@example.org")
+    page.click("form[role=search] button[type=submit]")
+    entries = page.locator(".outbox-list a")
+    assert entries.count() == 1 and PARTS[0][0] in (entries.first.text_content() or "")
+    no_sideways_scroll(page)
+    shot("11-outbox")
+    entries.first.click()
+    assert page.text_content("h1") == PARTS[0][0]
+    assert "cai@example.org" in (page.text_content("pre.headers") or "")
+    sent_frame = page.frame_locator("iframe.email-frame")
+    assert ADDRESS in (sent_frame.locator("body").text_content() or "")
+    shot("12-outbox-email")
 
     # The files: exactly one new folder in schedules/, in the documented format.
     status = _git(settings.schedules_dir, "status", "--porcelain", "--untracked-files=all")
