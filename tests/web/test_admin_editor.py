@@ -243,3 +243,19 @@ def test_the_preview_renders_the_part_being_written(
         signed_in.post("/admin/series-editor/preview", data={**data, "csrf_token": "x"}).status_code
         == 400
     )
+
+
+def test_previews_reuse_one_renderer_and_keep_no_articles(
+    signed_in: TestClient, editing: Settings
+) -> None:
+    from newsletter.web.admin import editor
+
+    page = signed_in.get("/admin/series/new").text
+    for n in range(3):
+        data = {"csrf_token": _token(page), "title": f"Subject {n}", "body": f"Body {n}."}
+        assert signed_in.post("/admin/series-editor/preview", data=data).json()["subject"] == (
+            f"Subject {n}"
+        )
+    assert len(editor._renderers) == 1
+    (_stamp, renderer), *_ = editor._renderers.values()
+    assert renderer._articles == {}

@@ -8,14 +8,17 @@ phone's portrait list; an inbox preview line of about 90 characters.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.content.writing import PartText, SeriesText, slugify
+from newsletter.core.config import Settings, effective
 from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
 from newsletter.mail import render
+from newsletter.mail.message import Message
 from newsletter.services import series_editor
 from newsletter.services.editor_words import Problem
 from newsletter.store.models import utcnow
@@ -48,6 +51,38 @@ class _Sample:
     number: int
     summary: str
     body_md: str
+
+
+class _PreviewRenderer(render.Renderer):
+    """The email renderer for previews: templates compiled once per process, but no cache of
+    rendered articles (every pause in typing would add one)."""
+
+    def article(self, series: Any, part: Any, part_count: int) -> Message:
+        try:
+            return super().article(series, part, part_count)
+        finally:
+            self._articles.clear()
+
+
+_renderers: dict[str, tuple[tuple[Any, ...], _PreviewRenderer]] = {}
+
+
+def _renderer(settings: Settings) -> render.Renderer:
+    """One preview renderer for these settings (with the admin's saved practice details) and
+    these template files; a new one when either changes."""
+    current = effective(settings)
+    folder = Path(current.templates_dir)
+    stamp = tuple(
+        sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*"))
+    )
+    key = current.model_dump_json()
+    found = _renderers.get(key)
+    if found is not None and found[0] == stamp:
+        return found[1]
+    _renderers.clear()
+    renderer = _PreviewRenderer(settings)
+    _renderers[key] = (stamp, renderer)
+    return renderer
 
 
 def _blank() -> SeriesText:
@@ -207,7 +242,7 @@ def _preview(request: Request, form: Any) -> tuple[str, str, str, str]:
         body_md=str(form.get("body") or "").replace("\r\n", "\n"),
     )
     series = _Sample(slug, series_title, 0, "", "")
-    message = render.Renderer(settings).article(series, part, max(count, number))
+    message = _renderer(settings).article(series, part, max(count, number))
     base = settings.public_url.rstrip("/")
     values = render.personal_values(
         name="Sample Reader",
