@@ -23,10 +23,15 @@ def day_text(value: dt.date) -> str:
     return f"{value:%a} {value.day} {value:%b %Y}"
 
 
-def format_day(value: dt.date | dt.datetime | None, zone: str | None = None) -> str:
+def format_day(value: dt.date | dt.datetime | str | None, zone: str | None = None) -> str:
     """ "Tue 5 Jan 2027"; a datetime is first moved to `zone` (UTC when none)."""
-    if value is None:
+    if value is None or value == "":
         return DASH
+    if isinstance(value, str):  # an ISO date from a form
+        try:
+            return day_text(dt.date.fromisoformat(value))
+        except ValueError:
+            return value
     if isinstance(value, dt.datetime):
         value = value.astimezone(_zone(zone)).date()
     return day_text(value)
@@ -38,6 +43,11 @@ def format_local(value: dt.datetime | None, zone: str | None = None) -> str:
         return DASH
     moment = value.astimezone(_zone(zone))
     return f"{day_text(moment.date())}, {moment:%H:%M}"
+
+
+def format_moment(value: dt.datetime | None, zone: str) -> str:
+    """ "Tue 5 Jan 2027, 09:00 (Europe/London)": a reader's own time, saying whose."""
+    return DASH if value is None else f"{format_local(value, zone)} ({zone})"
 
 
 def format_clock(value: dt.datetime | None, zone: str | None = None) -> str:

@@ -11,8 +11,10 @@ from starlette.responses import Response
 
 from newsletter.core import tokens
 from newsletter.core.config import Settings
+from newsletter.engine import schedule
 from newsletter.services import mailing, people
 from newsletter.store.models import Subscriber
+from newsletter.web import dates
 from newsletter.web.pages import render, settings_of
 
 log = logging.getLogger(__name__)
@@ -79,3 +81,9 @@ def send_welcome_or_log(
         mailing.send_welcome(settings, subscriber, first, titles)
     except Exception:
         log.exception("welcome email could not be sent")
+
+
+def next_article_text(session: Any, subscriber: Subscriber) -> str | None:
+    """When their next article arrives, in the one date style of the pages, in their zone."""
+    when = schedule.first_article_at(session, subscriber)
+    return None if when is None else dates.format_moment(when, subscriber.timezone)

@@ -19,6 +19,7 @@ from newsletter.web.public.common import (
     LinkProblem,
     link_problem_page,
     mask_email,
+    next_article_text,
     read_public_id,
     send_welcome_or_log,
     subscriber_for,
@@ -57,9 +58,7 @@ def _preferences_page(
         "takes_new_series": subscriber.takes_new_series,
     }
     current.update(values or {})
-    next_article = (
-        signup.first_article_text(session, subscriber) if subscriber.status == ACTIVE else None
-    )
+    next_article = next_article_text(session, subscriber) if subscriber.status == ACTIVE else None
     return render(
         request,
         "preferences.html",

@@ -10,7 +10,7 @@
     var date = new Date(Date.UTC(+parts[0], +parts[1] - 1, +parts[2]));
     var wanted = (+input.getAttribute("data-send-day") + 1) % 7; // 0 = Monday -> JS 1
     date.setUTCDate(date.getUTCDate() + ((wanted - date.getUTCDay() + 7) % 7));
-    var day = String(date.getUTCDate()).padStart(2, "0");
+    var day = String(date.getUTCDate());  // "Tue 5 Jan 2027", as web/dates.py writes it
     target.textContent = DAYS[date.getUTCDay()] + " " + day + " " + MONTHS[date.getUTCMonth()] + " " + date.getUTCFullYear();
   }
   document.querySelectorAll("input[data-send-day]").forEach(function (input) {
