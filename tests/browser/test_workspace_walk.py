@@ -210,6 +210,12 @@ def test_the_therapists_workspace_walk(
         if number != 2:  # the deliberate mistake
             page.fill(f"#part-{number}-summary", summary)
         page.fill(f"#part-{number}-body", body)
+    # Parts move with their text, and are numbered again.
+    page.locator("fieldset[data-part]").nth(1).locator("button[data-action=down]").click()
+    assert page.input_value("#part-2-title") == PARTS[2][0]
+    assert page.input_value("#part-3-title") == PARTS[1][0]
+    page.locator("fieldset[data-part]").nth(2).locator("button[data-action=up]").click()
+    assert [page.input_value(f"#part-{n}-title") for n in (1, 2, 3)] == [p[0] for p in PARTS]
     counter = page.locator("#part-1-title ~ .counter").first
     assert counter.text_content() == "31 characters: shown in full."
     no_sideways_scroll(page)
