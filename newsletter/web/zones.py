@@ -6,7 +6,9 @@ typed or imported (core/identity.check_zone decides what is valid).
 
 from __future__ import annotations
 
+import zoneinfo
 from functools import lru_cache
+from pathlib import Path
 
 from newsletter.core.identity import zone_names
 
@@ -56,15 +58,28 @@ def label(zone: str) -> str:
     return COMMON.get(zone) or zone.replace("_", " ").replace("/", " / ")
 
 
+def _places() -> set[str] | None:
+    """The zones tzdata lists for a country (zone.tab): no backward links like Asia/Calcutta.
+    None when the system has no zone.tab (then every region zone is offered)."""
+    for folder in zoneinfo.TZPATH:
+        table = Path(folder) / "zone.tab"
+        if table.is_file():
+            lines = table.read_text(encoding="utf-8").splitlines()
+            return {ln.split("\t")[2] for ln in lines if ln and not ln.startswith("#")}
+    return None
+
+
 @lru_cache(maxsize=1)
 def zone_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     """(group label, ((zone, label), …)) for a <select>: "Common" first, then each region."""
     names = set(zone_names())
+    places = _places()
+    listed = names if places is None else names & (places | set(COMMON))
     groups: list[tuple[str, tuple[tuple[str, str], ...]]] = [
         ("Common", tuple((z, label(z)) for z in COMMON if z in names))
     ]
     for region in REGIONS:
-        zones = sorted(z for z in names if z.split("/", 1)[0] == region and z not in COMMON)
+        zones = sorted(z for z in listed if z.split("/", 1)[0] == region and z not in COMMON)
         groups.append((region, tuple((z, label(z)) for z in zones)))
     return tuple(groups)
 
