@@ -227,6 +227,7 @@ def test_the_therapists_workspace_walk(
         "Write an inbox preview line: the sentence most inboxes show after the subject."
     )
     assert page.get_attribute("#part-2-summary", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "part-2-summary"  # focus is there
     assert page.input_value("#part-3-body") == PARTS[2][2]  # nothing typed was lost
     assert not (settings.schedules_dir / SLUG).exists()
     assert errors == [

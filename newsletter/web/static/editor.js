@@ -271,5 +271,11 @@
   });
 
   form.querySelectorAll("[data-count]").forEach(count);
+  var firstProblem = form.querySelector("[aria-invalid=true]");
+  if (firstProblem) {  // after a refused save: the first field to fix, and its part previewed
+    var problemPart = firstProblem.closest("fieldset[data-part]");
+    if (problemPart) { state.part = parts().indexOf(problemPart); }
+    firstProblem.focus();
+  }
   refresh();
 })();
