@@ -173,7 +173,10 @@ def series_lock(settings: Settings, slug: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _lock_problems(text: SeriesText, sent: dict[str, SentPart], on_disk: SeriesText) -> list[str]:
+def _lock_problems(
+    text: SeriesText, sent: dict[str, SentPart], on_disk: SeriesText
+) -> list[Problem]:
+    """Sent parts must stay where they are, as they are."""
     problems = []
     current = {p.filename: p for p in on_disk.parts}
     positions = {p.filename: i for i, p in enumerate(text.parts, start=1) if p.filename}
@@ -181,16 +184,19 @@ def _lock_problems(text: SeriesText, sent: dict[str, SentPart], on_disk: SeriesT
         where = f"part-{positions.get(name, lock.number)}"
         label = f"Part {lock.number}"
         if name not in positions:
-            problems.append(f"{where}|{label} was removed. {lock.reason}")
+            problems.append(Problem(where, f"{label} was removed. {lock.reason}"))
         elif positions[name] != lock.number:
             problems.append(
-                f"{where}|{label} was moved to position {positions[name]}. {lock.reason} "
-                "Add new parts after it."
+                Problem(
+                    where,
+                    f"{label} was moved to position {positions[name]}. {lock.reason} "
+                    "Add new parts after it.",
+                )
             )
         else:
             old, new = current.get(name), text.parts[positions[name] - 1]
             if old is not None and _values(old) != _values(new):
-                problems.append(f"{where}|{label} was changed. {lock.reason}")
+                problems.append(Problem(where, f"{label} was changed. {lock.reason}"))
     return problems
 
 
@@ -263,9 +269,8 @@ def save(
             on_disk = as_text(content.load_series(found))
             sent = sent_parts(settings, slug)
             text = replace(text, slug=slug, order=on_disk.order)
-        for raw in _lock_problems(text, sent, on_disk) if on_disk else []:
-            where, message = raw.split("|", 1)
-            problems.append(Problem(where, message))
+        if on_disk is not None:
+            problems += _lock_problems(text, sent, on_disk)
         text = _named(text)
         staged = {p.filename: writing.part_markdown(p) for p in text.parts}
         staged[content.SERIES_FILE] = writing.series_yaml(text)
