@@ -41,6 +41,7 @@ def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settin
     c, csrf = _signed_in(s)
     listing = c.get("/admin/outbox").text
     assert listing.count('href="/admin/outbox/2') == 3
+    assert len(re.findall(r"[A-Z][a-z]{2} \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d", listing)) == 3
     found = c.post("/admin/outbox", data={"csrf_token": csrf, "q": address.upper()})
     assert found.status_code == 200
     assert found.text.count('href="/admin/outbox/2') == 1 and address in found.text

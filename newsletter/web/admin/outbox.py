@@ -8,12 +8,14 @@ script at all (the same policy as the preview).
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -34,7 +36,14 @@ class Entry:
     name: str
     to: str
     subject: str
-    date: str
+    date: dt.datetime | None  # from the Date header
+
+
+def _date(value: str) -> dt.datetime | None:
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _folder(settings: Settings) -> Path:
@@ -59,7 +68,8 @@ def latest(settings: Settings, query: str = "") -> tuple[list[Entry], int]:
         to = str(headers.get("To", ""))
         if wanted and wanted not in to.lower():
             continue
-        found.append(Entry(name, to, str(headers.get("Subject", "")), str(headers.get("Date", ""))))
+        subject = str(headers.get("Subject", ""))
+        found.append(Entry(name, to, subject, _date(str(headers.get("Date", "")))))
         if len(found) >= SHOWN:
             break
     return found, min(len(names), SCAN)
