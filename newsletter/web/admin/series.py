@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
@@ -53,14 +53,15 @@ SAMPLE = 6  # people named on the queue form
 def _who(db: Session, series: Series) -> dict[str, Any]:
     """Who queuing this series adds (active, taking new series, not in it yet) and who their own
     choice leaves out (active, not in it, chose particular series only): counts and a few names."""
-    enrolled = select(Enrollment.subscriber_id).where(Enrollment.series_id == series.id)
+    # NOT EXISTS: an anti-join on PostgreSQL (NOT IN over the enrollments was twice as slow)
+    outside = ~exists(
+        select(Enrollment.id).where(
+            Enrollment.subscriber_id == Subscriber.id, Enrollment.series_id == series.id
+        )
+    )
 
     def people(takes: bool) -> tuple[int, list[Subscriber]]:
-        where = (
-            Subscriber.status == ACTIVE,
-            Subscriber.takes_new_series.is_(takes),
-            Subscriber.id.not_in(enrolled),
-        )
+        where = (Subscriber.status == ACTIVE, Subscriber.takes_new_series.is_(takes), outside)
         count = int(db.scalar(select(func.count(Subscriber.id)).where(*where)) or 0)
         sample = list(
             db.scalars(select(Subscriber).where(*where).order_by(Subscriber.id).limit(SAMPLE))
