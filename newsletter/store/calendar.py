@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from newsletter.core import timing
 from newsletter.store.models import (
@@ -99,61 +99,79 @@ def _part_titles(session: Session) -> dict[tuple[int, int], str]:
     return {(sid, n): title for sid, n, title in rows}
 
 
-def _eligible() -> list[object]:
-    return [
-        Enrollment.state == ENROLLED_ACTIVE,
-        Enrollment.next_due_at.is_not(None),
-        Subscriber.status == ACTIVE,
-        Series.state == LIVE,
-    ]
+def _ranked(session: Session) -> Any:
+    """Each reader's active and queued enrollments in live series, in queue order, each with
+    the series that comes after it (LEAD over their queue): one scan and sort whatever the
+    table statistics say, where a join to a per-reader MIN(position) became a nested loop on
+    PostgreSQL right after a bulk insert (minutes at 20k readers)."""
+    live = list(session.scalars(select(Series.id).where(Series.state == LIVE)))
 
+    def after(column: Any) -> Any:
+        return func.lead(column, type_=column.type).over(
+            partition_by=Enrollment.subscriber_id, order_by=Enrollment.position
+        )
 
-def _next_queued() -> tuple[object, object]:
-    """(subquery of each reader's first queued position in a live series, the enrollment alias)."""
-    first = (
-        select(Enrollment.subscriber_id.label("sid"), func.min(Enrollment.position).label("pos"))
-        .join(Series, Series.id == Enrollment.series_id)
-        .where(Enrollment.state == QUEUED, Series.state == LIVE)
-        .group_by(Enrollment.subscriber_id)
+    return (
+        select(
+            Enrollment.id.label("id"),
+            Enrollment.subscriber_id.label("subscriber_id"),
+            Enrollment.series_id.label("series_id"),
+            Enrollment.state.label("state"),
+            Enrollment.next_part.label("next_part"),
+            Enrollment.next_due_at.label("next_due_at"),
+            Enrollment.not_before.label("not_before"),
+            after(Enrollment.series_id).label("then_series_id"),
+            after(Enrollment.next_part).label("then_part"),
+            after(Enrollment.not_before).label("then_not_before"),
+        )
+        .where(Enrollment.state.in_((ENROLLED_ACTIVE, QUEUED)), Enrollment.series_id.in_(live))
         .subquery()
     )
-    return first, aliased(Enrollment)
 
 
-def _grouped(statement: Select[Any], first: Any, then: Any) -> Select[Any]:
-    return statement.outerjoin(first, first.c.sid == Enrollment.subscriber_id).outerjoin(
-        then, and_(then.subscriber_id == first.c.sid, then.position == first.c.pos)
-    )
+def _due(r: Any, before: dt.datetime) -> list[Any]:
+    return [
+        r.c.state == ENROLLED_ACTIVE,
+        r.c.next_due_at.is_not(None),
+        r.c.next_due_at < before,
+        Subscriber.status == ACTIVE,
+    ]
 
 
 def groups(session: Session, before: dt.datetime) -> list[Group]:
     """Every group with a part due before `before`: one GROUP BY query."""
-    first, then = _next_queued()
+    r = _ranked(session)
     cols = (
-        Enrollment.series_id,
-        Enrollment.next_part,
-        Enrollment.next_due_at,
+        r.c.series_id,
+        r.c.next_part,
+        r.c.next_due_at,
         Subscriber.timezone,
         Subscriber.cadence,
         Subscriber.paused_until,
-        Enrollment.not_before,
-        then.series_id,  # type: ignore[attr-defined]
-        then.next_part,  # type: ignore[attr-defined]
-        then.not_before,  # type: ignore[attr-defined]
-    )
-    statement = (
-        select(*cols, func.count(Enrollment.id))
-        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-        .join(Series, Series.id == Enrollment.series_id)
+        r.c.not_before,
+        r.c.then_series_id,
+        r.c.then_part,
+        r.c.then_not_before,
     )
     rows: Any = session.execute(
-        _grouped(statement, first, then)
-        .where(*_eligible(), Enrollment.next_due_at < before)  # type: ignore[arg-type]
+        select(*cols, func.count(r.c.id))
+        .join(Subscriber, Subscriber.id == r.c.subscriber_id)
+        .where(*_due(r, before))
         .group_by(*cols)
     )
     return [
         Group(
-            sid, int(part), _aware(due), zone, cadence, paused, nb, int(n), then_sid, then_part, tnb
+            sid,
+            int(part),
+            _aware(due),
+            zone,
+            cadence,
+            paused,
+            nb,
+            int(n),
+            then_sid,
+            None if then_part is None else int(then_part),
+            tnb,
         )
         for sid, part, due, zone, cadence, paused, nb, then_sid, then_part, tnb, n in rows
     ]
@@ -283,14 +301,13 @@ def people(
     ]
     if not matching:
         return 0, []
-    first, then = _next_queued()
-    statement = (
+    r = _ranked(session)
+    keys = or_(*(_group_filter(g, r) for g in matching))
+    base = (
         select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.timezone)
-        .join(Enrollment, Enrollment.subscriber_id == Subscriber.id)
-        .join(Series, Series.id == Enrollment.series_id)
+        .join(r, r.c.subscriber_id == Subscriber.id)
+        .where(*_due(r, end), keys)
     )
-    keys = or_(*(_group_filter(g, then) for g in matching))
-    base = _grouped(statement, first, then).where(*_eligible(), keys)  # type: ignore[arg-type]
     shown = [
         Person(*row)
         for row in session.execute(base.order_by(Subscriber.email_key).limit(PEOPLE_SHOWN))
@@ -298,21 +315,21 @@ def people(
     return sum(g.count for g in matching), shown
 
 
-def _group_filter(g: Group, then: Any) -> Any:
+def _group_filter(g: Group, r: Any) -> Any:
     def same(column: Any, value: object) -> Any:
         return column.is_(None) if value is None else column == value
 
     return and_(
-        Enrollment.series_id == g.series_id,
-        Enrollment.next_part == g.next_part,
-        Enrollment.next_due_at == g.due,
+        r.c.series_id == g.series_id,
+        r.c.next_part == g.next_part,
+        r.c.next_due_at == g.due,
         Subscriber.timezone == g.zone,
         Subscriber.cadence == g.cadence,
         same(Subscriber.paused_until, g.paused_until),
-        same(Enrollment.not_before, g.not_before),
-        same(then.series_id, g.then_series_id),
-        same(then.next_part, g.then_part),
-        same(then.not_before, g.then_not_before),
+        same(r.c.not_before, g.not_before),
+        same(r.c.then_series_id, g.then_series_id),
+        same(r.c.then_part, g.then_part),
+        same(r.c.then_not_before, g.then_not_before),
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import event, select
 
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
+from newsletter.queue.dueset import RedisQueue
 from newsletter.store import calendar
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import Delivery, Series, Subscriber
@@ -96,3 +97,42 @@ def test_a_person_sees_the_dates_of_each_series_in_their_queue(settings: Setting
     assert [n for n, _ in myths] == [1, 2, 3, 4] and [n for n, _ in co] == [1, 2]
     assert myths[0][1] == utc(2027, 1, 5, 9)  # Tuesday 09:00 in London
     assert co[0][1] == myths[-1][1] + dt.timedelta(days=7)  # one week after the last Myths part
+
+
+def test_a_series_queued_behind_another_keeps_its_chosen_start_date(settings: Settings) -> None:
+    from newsletter.engine import series_queue
+
+    ship(settings, NOW, queue=False)
+    ids = {add_person(settings, NOW, "Europe/London") for _ in range(2)}  # nothing live yet
+    with session_scope(settings.database_url) as session:
+        series_queue.queue_series(session, "myths-about-psychotherapy", None, NOW)
+        series_queue.queue_series(session, "co-created-process", dt.date(2027, 2, 20), NOW)
+    with session_scope(settings.database_url) as session:
+        RedisQueue(settings).rebuild(session)
+    with session_scope(settings.database_url) as session:
+        days = calendar.upcoming(session, NOW, "Europe/London", weeks=9)
+        co = [
+            (send.at, send.part_number, send.count)
+            for day in days
+            for send in day.sends
+            if send.series_slug == "co-created-process"
+        ]
+        series = session.scalar(select(Series).where(Series.slug == "co-created-process"))
+        assert series is not None
+        _, people = calendar.people(session, series, 1, co[0][0], NOW)
+    # Myths ends on Tue 26 Jan; Co-Created waits for its start date: Tuesday 23 Feb, 09:00 UTC
+    assert co == [(utc(2027, 2, 23, 9), 1, 2), (utc(2027, 3, 2, 9), 2, 2)]
+    assert {p.id for p in people} == ids
+    for moment in (
+        utc(2027, 1, 5, 9),
+        utc(2027, 1, 12, 9),
+        utc(2027, 1, 19, 9),
+        utc(2027, 1, 26, 9),
+    ):
+        tick(settings, moment)  # Myths, parts 1-4
+    tick(settings, utc(2027, 2, 22, 9))  # nothing of Co-Created before its start
+    assert not any(slug == "co-created-process" for _, slug, _ in _sent(settings))
+    tick(settings, utc(2027, 2, 23, 9))
+    assert {(sid, n) for sid, slug, n in _sent(settings) if slug.startswith("co")} == {
+        (sid, 1) for sid in ids
+    }
