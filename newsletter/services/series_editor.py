@@ -59,8 +59,9 @@ class SentPart:
     @property
     def reason(self) -> str:
         people = f"{self.sent_to} reader{'s' if self.sent_to != 1 else ''}"
+        day = self.first_sent_at  # the admin's one date style: Tue 5 Jan 2027
         return (
-            f"Sent to {people} since {self.first_sent_at:%a %d %b %Y}: readers already have "
+            f"Sent to {people} since {day:%a} {day.day} {day:%b %Y}: readers already have "
             "it, so it can't be changed, moved or removed."
         )
 

@@ -159,7 +159,7 @@ def test_sent_parts_are_shown_locked_with_the_reason(
         assert part is not None
         part.first_sent_at = dt.datetime(2026, 11, 3, 14, 0, tzinfo=dt.UTC)
     page = signed_in.get("/admin/series/co-created-process/edit").text
-    assert "Sent to 0 readers since Tue 03 Nov 2026" in page
+    assert "Sent to 0 readers since Tue 3 Nov 2026" in page
     first = page.index('id="part-1-title"')
     assert "readonly" in page[first : page.index(">", first)]
     second = page.index('id="part-2-title"')
