@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "NEWSLETTER_"
+CARE_NOTE = (
+    "These articles are general information, not therapy or advice for your situation. "
+    "If you are in crisis, call or text 988 in the US, or your local emergency number."
+)
 
 
 class ConfigError(Exception):
@@ -50,6 +55,12 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     default_timezone: str = "America/New_York"
     tracking: Literal["off", "opens", "clicks", "on"] = "off"
+
+    # The practice's own words (also editable in the admin, see `effective` below).
+    practice_name: str | None = None  # None: the sender name (from_name)
+    signup_heading: str | None = None  # None: the built-in heading and introduction
+    signup_intro: str | None = None
+    care_note: str = CARE_NOTE
 
     # Operational knobs (not in the design's table; safe defaults).
     var_dir: Path = Path("var")
@@ -124,10 +135,10 @@ class Settings(BaseSettings):
             raise ValueError(f"not an email address: {value!r}")
         return value
 
-    @field_validator("from_name", "postal_address")
+    @field_validator("from_name", "postal_address", "practice_name", "signup_heading")
     @classmethod
-    def _one_line(cls, value: str) -> str:
-        if "\r" in value or "\n" in value:
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\r" in value or "\n" in value):
             raise ValueError("must be a single line")
         return value
 
@@ -142,6 +153,11 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    @property
+    def practice(self) -> str:
+        """The practice's name as readers see it."""
+        return self.practice_name or self.from_name
 
     @property
     def public_is_https(self) -> bool:
@@ -165,3 +181,21 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (tests call `get_settings.cache_clear()`)."""
     return load_settings()
+
+
+# --- the admin's saved values over these ---------------------------------------------------
+# Some settings can also be edited in the admin (practice details, signup wording) and are kept
+# in the database. core never imports store, so store registers the function that lays those
+# values over a Settings (newsletter/store/practice.py, on import of newsletter.store); whoever
+# renders email or pages calls `effective(settings)`. Variables set in the environment win.
+_overlay: Callable[[Settings], Settings] | None = None
+
+
+def set_overlay(overlay: Callable[[Settings], Settings] | None) -> None:
+    global _overlay
+    _overlay = overlay
+
+
+def effective(settings: Settings) -> Settings:
+    """These settings with the admin's saved values laid over those the environment leaves unset."""
+    return settings if _overlay is None else _overlay(settings)

@@ -17,6 +17,7 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
+from newsletter.core.config import effective
 from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME, Message
 
 # Personal values are not rendered per recipient: each message is rendered once with these
@@ -249,6 +250,7 @@ def shared_renderer(settings: Settings) -> Renderer:
     A fresh one when a file under the templates folder changed (mtime or size) or the year did
     (the footer shows it): editing a template needs no worker restart.
     """
+    settings = effective(settings)
     folder = Path(settings.templates_dir)
     stats = ((str(p), p.stat()) for p in folder.rglob("*"))
     stamp = (
@@ -270,7 +272,7 @@ class Renderer:
     """Renders article, confirmation and welcome emails once each, with personal placeholders."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = effective(settings)  # with the practice details saved in the admin
         self.templates_dir = Path(settings.templates_dir)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.templates_dir)),
@@ -294,8 +296,9 @@ class Renderer:
             "title": title,
             "preheader": preheader,
             "practice": {
-                "name": s.from_name,
+                "name": s.practice,
                 "address": s.postal_address,
+                "care_note": s.care_note,
                 "reply_to": s.reply_to,
                 "public_url": s.public_url,
             },
@@ -355,7 +358,7 @@ class Renderer:
 
     def confirmation(self) -> Message:
         """The double opt-in email; the link is the CONFIRM_URL placeholder."""
-        subject = f"Please confirm your subscription to {self.settings.from_name}"
+        subject = f"Please confirm your subscription to {self.settings.practice}"
         context = self._base(
             subject, "One click to confirm, and the articles will start arriving.", None
         )

@@ -42,7 +42,10 @@ class Preferences:
 
 
 def valid_pause(raw: str | dt.date | None, today: dt.date) -> dt.date | None:
-    """A pause-until date in the future (at most a year ahead), or None for no pause."""
+    """A pause-until date in the future (at most a year ahead), or None for no pause.
+
+    A date today or in the past is refused with a message (it used to mean "no pause" silently,
+    so a mistyped year looked saved)."""
     if raw is None or raw == "":
         return None
     if isinstance(raw, dt.date):
@@ -53,7 +56,12 @@ def valid_pause(raw: str | dt.date | None, today: dt.date) -> dt.date | None:
         except ValueError:
             raise InvalidInput({"paused_until": "Please give the date as YYYY-MM-DD."}) from None
     if value <= today:
-        return None
+        raise InvalidInput(
+            {
+                "paused_until": "That date has already come: choose a day after today, "
+                "or leave it empty for no pause."
+            }
+        )
     if value > today + dt.timedelta(days=PAUSE_MAX_DAYS):
         raise InvalidInput({"paused_until": "A pause can last up to a year."})
     return value

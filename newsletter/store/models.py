@@ -243,3 +243,16 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None]
+
+
+class PracticeSetting(Base):
+    """A practice detail the admin saved (name, sender, signup wording, …): one row a field.
+
+    Which keys exist and how they are checked is in newsletter/store/practice.py.
+    """
+
+    __tablename__ = "practice_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

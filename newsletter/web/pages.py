@@ -9,7 +9,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, effective
+from newsletter.web import dates, zones
 from newsletter.web.csrf import csrf_token
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -19,11 +20,17 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.autoescape = True
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
+# One date style on every page ("Tue 5 Jan 2027"), one time-zone menu.
+templates.env.filters["day"] = dates.format_day
+templates.env.filters["local"] = dates.format_local
+templates.env.filters["clock"] = dates.format_clock
+templates.env.globals["zone_groups"] = zones.zone_groups
+templates.env.globals["zone_in_menu"] = zones.in_menu
 
 
 def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    """The app's settings with the practice details saved in the admin (environment wins)."""
+    return effective(request.app.state.settings)
 
 
 def render(
@@ -38,7 +45,7 @@ def render(
     settings = settings_of(request)
     values: dict[str, Any] = {
         "settings": settings,
-        "practice": settings.from_name,
+        "practice": settings.practice,
         "csrf_token": csrf_token(request),
     }
     values.update(context or {})

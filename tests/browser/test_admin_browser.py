@@ -151,7 +151,8 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     assert "will reach 2 active subscribers" in card.text_content()
     card.locator("input[name=start]").fill(start.isoformat())
     tuesday = start + dt.timedelta(days=(1 - start.weekday()) % 7)  # Co-Created goes on Tuesdays
-    assert card.locator(f"#first-{CO}").text_content() == tuesday.strftime("%a %d %b %Y")
+    expected = f"{tuesday:%a} {tuesday.day} {tuesday:%b %Y}"  # web/dates.py: "Tue 5 Jan 2027"
+    assert card.locator(f"#first-{CO}").text_content() == expected
     card.locator("button", has_text="Queue this series").click()
     page.wait_for_url(f"{base}/admin/series")
     flash = page.text_content("[role=status]")

@@ -106,7 +106,7 @@ def test_signup_confirm_preferences_unsubscribe(server, browser, artifacts):
     assert due is not None
     local = due.astimezone(ZoneInfo(ZONE))
     shown = page.locator("#first-article").inner_text()
-    assert f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} ({ZONE})" in shown
+    assert f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M} ({ZONE})" in shown  # web/dates.py
 
     # 3. preferences from the welcome email: every two weeks
     welcome = outbox(settings)[-1]

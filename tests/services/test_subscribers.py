@@ -274,7 +274,9 @@ def test_preferences_of_pending_subscriber_are_kept_for_confirmation(two_series)
 def test_pause_validation():
     today = dt.date(2026, 3, 2)
     assert preferences.valid_pause("", today) is None
-    assert preferences.valid_pause("2026-03-01", today) is None  # a past date means no pause
+    for past in ("2026-03-01", today.isoformat()):  # refused, not silently "no pause"
+        with pytest.raises(signups.InvalidInput, match="already come"):
+            preferences.valid_pause(past, today)
     assert preferences.valid_pause("2026-03-20", today) == dt.date(2026, 3, 20)
     with pytest.raises(signups.InvalidInput):
         preferences.valid_pause("20/03/2026", today)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, effective
 from newsletter.mail.message import Backend
 
 
@@ -47,4 +47,4 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend:
         raise ValueError(
             f"unknown mail backend {chosen!r} (choose one of {', '.join(BACKENDS)})"
         ) from None
-    return make(settings)
+    return make(effective(settings))  # the sender and reply-to saved in the admin

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, effective
 from newsletter.services import auth
 from newsletter.store.db import session_scope
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render as render_page
-from newsletter.web.pages import templates
 
 FLASH_COOKIE = "nl_flash"
 
@@ -28,8 +25,8 @@ class NotLoggedIn(HTTPException):
 
 
 def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    """The app's settings with the practice details saved in the admin (environment wins)."""
+    return effective(request.app.state.settings)
 
 
 def current_session(request: Request) -> auth.AdminSession | None:
@@ -71,24 +68,7 @@ async def form_of(request: Request) -> Any:
 # --- presentation helpers ------------------------------------------------------------------
 
 
-def format_local(
-    value: dt.datetime | None, zone: str | None = None, fmt: str = "%a %d %b %Y, %H:%M"
-) -> str:
-    if value is None:
-        return "—"
-    try:
-        tz = ZoneInfo(zone) if zone else dt.UTC
-    except (ValueError, KeyError):
-        tz = dt.UTC
-    return value.astimezone(tz).strftime(fmt)
-
-
-def format_day(value: dt.date | None) -> str:
-    return "—" if value is None else value.strftime("%a %d %b %Y")
-
-
-templates.env.filters["local"] = format_local
-templates.env.filters["day"] = format_day
+# The date filters (day, local, clock) are registered in web/pages.py, from web/dates.py.
 
 
 def _flash_serializer(settings: Settings) -> URLSafeSerializer:

@@ -13,6 +13,7 @@ from newsletter.core.config import Settings
 from newsletter.mail import render
 from newsletter.mail.recipient import recipient
 from newsletter.services import mailing
+from newsletter.store import practice
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -157,6 +158,8 @@ async def part_test_send(request: Request, slug: str, number: PartNumber) -> Res
         article = render.Renderer(settings).article(series, part, len(parts))
     result = mailing.send_test(settings, str(form.get("to") or ""), article)
     if result.ok:
+        with session_scope(settings.database_url) as db:
+            practice.note_test_sent(db)  # ticks "send yourself a test" on the dashboard
         return redirect(
             request, where, f"Test sent through {result.backend} to the address you gave."
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
@@ -25,12 +25,12 @@ from newsletter.store.models import (
 from newsletter.web.admin.common import (
     Db,
     form_of,
-    format_day,
     page,
     redirect,
     require_admin,
     settings_of,
 )
+from newsletter.web.dates import format_day
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
@@ -47,19 +47,40 @@ def parts_of(db: Session, series: Series) -> list[Part]:
     return list(db.scalars(select(Part).where(Part.series_id == series.id).order_by(Part.number)))
 
 
-def _reach(db: Session, series: Series) -> int:
-    """Active subscribers taking new series who are not yet enrolled in this one."""
-    enrolled = select(Enrollment.subscriber_id).where(Enrollment.series_id == series.id)
-    return int(
-        db.scalar(
-            select(func.count(Subscriber.id)).where(
-                Subscriber.status == ACTIVE,
-                Subscriber.takes_new_series.is_(True),
-                Subscriber.id.not_in(enrolled),
-            )
+SAMPLE = 6  # people named on the queue form
+
+
+def _who(db: Session, series: Series) -> dict[str, Any]:
+    """Who queuing this series adds (active, taking new series, not in it yet) and who their own
+    choice leaves out (active, not in it, chose particular series only): counts and a few names."""
+    # NOT EXISTS: an anti-join on PostgreSQL (NOT IN over the enrollments was twice as slow)
+    outside = ~exists(
+        select(Enrollment.id).where(
+            Enrollment.subscriber_id == Subscriber.id, Enrollment.series_id == series.id
         )
-        or 0
     )
+
+    def people(takes: bool) -> tuple[int, list[Subscriber]]:
+        where = (Subscriber.status == ACTIVE, Subscriber.takes_new_series.is_(takes), outside)
+        count = int(db.scalar(select(func.count(Subscriber.id)).where(*where)) or 0)
+        sample = list(
+            db.scalars(select(Subscriber).where(*where).order_by(Subscriber.id).limit(SAMPLE))
+        )
+        return count, sample
+
+    reach, added = people(True)
+    left_out, excluded = people(False)
+    return {"reach": reach, "added": added, "left_out": left_out, "excluded": excluded}
+
+
+def _starts(db: Session) -> dict[int, dt.date]:
+    """series id -> the start date chosen when it was queued (the earliest, if queued twice)."""
+    rows = db.execute(
+        select(Enrollment.series_id, func.min(Enrollment.not_before))
+        .where(Enrollment.not_before.is_not(None))
+        .group_by(Enrollment.series_id)
+    )
+    return {sid: start for sid, start in rows if start is not None}
 
 
 @protected.get("/series", response_class=HTMLResponse, include_in_schema=False)
@@ -98,8 +119,10 @@ def _series_context(db: Session) -> dict[str, Any]:
     sent = stats.sent_counts(db)
     upcoming = stats.next_by_series(db)
     today = utcnow().date()
+    starts = _starts(db)
     rows: list[dict[str, Any]] = [
         {
+            "start": starts.get(s.id),
             "next": upcoming.get(s.id),
             "first_possible": first_weekday(today, s.send_day),
             "series": s,
@@ -107,7 +130,7 @@ def _series_context(db: Session) -> dict[str, Any]:
             "parts": parts_of(db, s),
             "waiting": waiting.get(s.id, {}),
             "sent": {k[1]: v for k, v in sent.items() if k[0] == s.id},
-            "reach": _reach(db, s),
+            **_who(db, s),
         }
         for s in db.scalars(select(Series).order_by(Series.order, Series.id))
     ]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.services import export, mailing, people, roster
+from newsletter.store import calendar
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -142,8 +143,14 @@ def _subscriber(db: Session, subscriber_id: int) -> Subscriber:
 @protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
 def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
     sub = _subscriber(db, subscriber_id)
+    plan = calendar.person_plan(db, sub, utcnow())
     queue = [
-        {"e": e, "series": s, "part_title": roster.part_title(db, s.id, e.next_part)}
+        {
+            "e": e,
+            "series": s,
+            "part_title": roster.part_title(db, s.id, e.next_part),
+            "dates": plan[s.id].dates if s.id in plan else [],
+        }
         for e, s in db.execute(
             select(Enrollment, Series)
             .join(Series, Series.id == Enrollment.series_id)

@@ -12,8 +12,10 @@ from starlette.responses import Response
 
 from newsletter.core import tokens
 from newsletter.core.config import Settings
+from newsletter.engine import schedule
 from newsletter.services import mailing, people, signup
 from newsletter.store.models import Subscriber
+from newsletter.web import dates
 from newsletter.web.pages import render, settings_of
 from newsletter.web.security import redis_for
 
@@ -99,3 +101,9 @@ def send_confirmation_limited(request: Request, settings: Settings, subscriber: 
         mailing.send_confirmation(settings, subscriber)
     except Exception:  # the page was the same either way; the operator sees the log
         log.exception("confirmation email could not be sent")
+
+
+def next_article_text(session: Any, subscriber: Subscriber) -> str | None:
+    """When their next article arrives, in the one date style of the pages, in their zone."""
+    when = schedule.first_article_at(session, subscriber)
+    return None if when is None else dates.format_moment(when, subscriber.timezone)

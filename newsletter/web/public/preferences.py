@@ -27,6 +27,7 @@ from newsletter.web.public.common import (
     LinkProblem,
     link_problem_page,
     mask_email,
+    next_article_text,
     read_public_id,
     send_confirmation_limited,
     send_welcome_or_log,
@@ -58,14 +59,15 @@ def _preferences_page(
         "name": subscriber.name or "",
         "timezone": subscriber.timezone,
         "cadence": subscriber.cadence,
-        "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else "",
+        # a pause that has ended is not offered again (a past date is refused on save)
+        "paused_until": subscriber.paused_until.isoformat()
+        if subscriber.paused_until and subscriber.paused_until > utc_now().date()
+        else "",
         "series": signup.chosen_series(session, subscriber),
         "takes_new_series": subscriber.takes_new_series,
     }
     current.update(values or {})
-    next_article = (
-        signup.first_article_text(session, subscriber) if subscriber.status == ACTIVE else None
-    )
+    next_article = next_article_text(session, subscriber) if subscriber.status == ACTIVE else None
     return render(
         request,
         "preferences.html",

@@ -18,6 +18,7 @@ from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
     link_problem_page,
+    next_article_text,
     read_public_id,
     send_confirmation_limited,
     send_welcome_or_log,
@@ -143,12 +144,11 @@ def confirm_page(request: Request, token: str) -> Response:
 def _confirmed_page(
     request: Request, session: Any, subscriber: Subscriber, *, already: bool = False
 ) -> Response:
-    first = signup.first_article_text(session, subscriber)
     return render(
         request,
         "confirmed.html",
         {
-            "first_article": first,
+            "first_article": next_article_text(session, subscriber),
             "already": already,
             "preferences_token": token_for(request, "preferences", subscriber),
         },
@@ -169,7 +169,8 @@ def confirm(
             if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
                 raise LinkProblem(404)
             changed = signup.confirm(session, subscriber, utc_now(), ip=client_ip(request))
-            first = signup.first_article_text(session, subscriber)
+            first = signup.first_article_text(session, subscriber)  # the welcome email's words
+            shown = next_article_text(session, subscriber)  # the page's date style
             titles = signup.series_titles(session, subscriber)
             changes = people.enrollment_ids(session, subscriber)
     except LinkProblem as problem:
@@ -181,7 +182,7 @@ def confirm(
         request,
         "confirmed.html",
         {
-            "first_article": first,
+            "first_article": shown,
             "already": not changed,
             "preferences_token": token_for(request, "preferences", subscriber),
         },

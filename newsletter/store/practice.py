@@ -1,0 +1,229 @@
+"""Practice settings saved in the admin: which fields, how each is checked, and laying them over Settings.
+
+The practice's details (name, sender, reply-to, postal address, default zone) and the signup
+page's wording live in the `practice_settings` table, one row a field, so a therapist can set them
+in the browser. A variable set in the environment (NEWSLETTER_FROM_NAME, …) always wins, and the
+admin page says which fields the server fixes.
+
+Everything that renders an email or a page reads the effective values through
+`newsletter.core.config.effective(settings)`; core cannot import store, so this module registers
+`overlay` there when `newsletter.store` is imported (every process that sends or serves does).
+The saved rows are cached per process for a few seconds (one small query, not one per page or
+chunk) and the cache is dropped on save, so the web process sees a change at once and a worker
+within CACHE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from newsletter.core.config import ENV_PREFIX, Settings, set_overlay
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import AppState, PracticeSetting, utcnow
+
+CACHE_SECONDS = 5.0
+
+
+def _line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("Keep this to one line.")
+    if len(value) > 200:
+        raise ValueError("Keep this under 200 characters.")
+    return value
+
+
+def _text(value: str) -> str:
+    if len(value) > 2000:
+        raise ValueError("Keep this under 2,000 characters.")
+    return value.replace("\r\n", "\n")
+
+
+def _email(value: str) -> str:
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or any(c in value for c in "\r\n <>,;\"'"):
+        raise ValueError(f"{value!r} is not an email address (like hello@yourpractice.com).")
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a time zone; choose one from the list (like America/New_York)."
+        ) from None
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the Settings attribute (and NEWSLETTER_<NAME> in the environment)
+    label: str
+    hint: str
+    kind: str  # a key of CHECKS
+    required: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+CHECKS: dict[str, Callable[[str], str]] = {
+    "line": _line,
+    "text": _text,
+    "email": _email,
+    "zone": _zone,
+}
+
+# The editable fields, in page order: adding one is one line here (plus a Settings attribute).
+FIELDS: tuple[Field, ...] = (
+    Field("practice_name", "Practice name", "At the top of every email and page.", "line"),
+    Field("from_name", "Sender name", "The name readers see in their inbox.", "line", True),
+    Field(
+        "from_email",
+        "Sender address",
+        "Must be an address your mail provider lets you send from.",
+        "email",
+        True,
+    ),
+    Field("reply_to", "Reply-to address", "Where a reader's reply goes.", "email", True),
+    Field(
+        "postal_address",
+        "Postal address",
+        "The law in most countries wants it in every newsletter email.",
+        "line",
+        True,
+    ),
+    Field(
+        "default_timezone",
+        "Default time zone",
+        "For readers who have not chosen one, and for times in this admin.",
+        "zone",
+        True,
+    ),
+    Field("signup_heading", "Signup page heading", "The big line on the signup page.", "line"),
+    Field(
+        "signup_intro",
+        "Signup page introduction",
+        "A few sentences under the heading; a blank line starts a new paragraph.",
+        "text",
+    ),
+    Field(
+        "care_note",
+        "Care note",
+        "Under every email and on the signup page: what these articles are not.",
+        "text",
+        True,
+    ),
+)
+BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def fixed_by_environment(settings: Settings) -> set[str]:
+    """The editable fields the server sets (an environment variable, or a value given in code)."""
+    return {f.name for f in FIELDS if f.name in settings.model_fields_set}
+
+
+def saved(session: Session) -> dict[str, str]:
+    """The values the admin saved, by field name."""
+    rows = session.execute(select(PracticeSetting.key, PracticeSetting.value)).all()
+    return {key: value for key, value in rows if key in BY_NAME}
+
+
+def check(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(clean values, errors by field) for a submitted form; an empty value means "the default"."""
+    clean: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name, raw in values.items():
+        field = BY_NAME.get(name)
+        if field is None:
+            continue
+        value = raw.strip()
+        if not value:
+            clean[name] = ""
+            continue
+        try:
+            clean[name] = CHECKS[field.kind](value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return clean, errors
+
+
+def save(session: Session, values: Mapping[str, str]) -> None:
+    """Store checked values ("" removes the row: back to the default) and drop the cache."""
+    rows = {r.key: r for r in session.scalars(select(PracticeSetting))}
+    now = utcnow()
+    for name, value in values.items():
+        row = rows.get(name)
+        if not value:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(PracticeSetting(key=name, value=value, updated_at=now))
+        elif row.value != value:
+            row.value = value
+            row.updated_at = now
+    session.flush()
+    forget()
+
+
+# --- the overlay: cached per database, dropped on save ------------------------------------
+
+_cache: dict[str, tuple[Engine, float, dict[str, str]]] = {}
+
+
+def forget() -> None:
+    _cache.clear()
+
+
+def _values(url: str) -> dict[str, str]:
+    engine = get_engine(url)
+    found = _cache.get(url)
+    now = time.monotonic()
+    # A new engine (after dispose_all: a fork, or the next test) reads again.
+    if found is not None and found[0] is engine and now < found[1]:
+        return found[2]
+    try:
+        with session_scope(url) as session:
+            values = saved(session)
+    except SQLAlchemyError:  # not migrated yet: the built-in defaults
+        values = {}
+    _cache[url] = (engine, now + CACHE_SECONDS, values)
+    return values
+
+
+def overlay(settings: Settings) -> Settings:
+    """`settings` with the saved values for the fields the environment leaves unset."""
+    values = _values(settings.database_url)
+    if not values:
+        return settings
+    fixed = settings.model_fields_set
+    update = {k: v for k, v in values.items() if k not in fixed and getattr(settings, k) != v}
+    return settings.model_copy(update=update) if update else settings
+
+
+set_overlay(overlay)
+
+
+# --- first-run facts the dashboard checklist reads ------------------------------------------
+
+TEST_SENT_KEY = "checklist:test_sent_at"
+
+
+def note_test_sent(session: Session) -> None:
+    """Remember that a test email went out (the checklist's "send yourself a test")."""
+    row = session.get(AppState, TEST_SENT_KEY)
+    if row is None:
+        session.add(AppState(key=TEST_SENT_KEY, value=utcnow().isoformat()))
+
+
+def test_sent(session: Session) -> bool:
+    return session.get(AppState, TEST_SENT_KEY) is not None

@@ -1,0 +1,138 @@
+"""The send calendar: its counts and lists of people match what ticks really send, day by day."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engine_support import add_person, ship, utc
+from sqlalchemy import event, select
+
+from newsletter.core.config import Settings
+from newsletter.engine.tick import tick
+from newsletter.queue.dueset import RedisQueue
+from newsletter.store import calendar
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import Delivery, Series, Subscriber
+
+NOW = utc(2027, 1, 4, 12)  # Monday
+ZONES = ["Europe/London", "America/New_York", "Asia/Tokyo", "Pacific/Auckland", "Europe/London"]
+
+
+def _sent(settings: Settings) -> set[tuple[int, str, int]]:
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Delivery.subscriber_id, Series.slug, Delivery.part_number).join(
+                Series, Series.id == Delivery.series_id
+            )
+        )
+        return {(int(sid), slug, int(n)) for sid, slug, n in rows}
+
+
+def test_the_calendar_lists_exactly_who_each_tick_sends_to(settings: Settings) -> None:
+    ship(settings, NOW)
+    for zone in ZONES:
+        add_person(settings, NOW, zone)
+    add_person(settings, NOW, "America/Los_Angeles", cadence="fortnightly")
+    with session_scope(settings.database_url) as session:
+        days = calendar.upcoming(session, NOW, "America/New_York", weeks=5)
+        expected: dict[dt.datetime, set[tuple[int, str, int]]] = {}
+        for day in days:
+            for send in day.sends:
+                series = session.scalar(select(Series).where(Series.slug == send.series_slug))
+                assert series is not None
+                count, people = calendar.people(session, series, send.part_number, send.at, NOW)
+                assert count == send.count == len(people)
+                assert sum(send.zones.values()) == send.count
+                expected.setdefault(send.at, set()).update(
+                    (p.id, send.series_slug, send.part_number) for p in people
+                )
+    assert len(expected) >= 8  # several zones, several weeks
+    # Tuesday 09:00 in Tokyo is Monday evening in New York: shown on the New York day.
+    tokyo = next(d for d in days if any(s.zones.get("Asia/Tokyo") for s in d.sends))
+    assert tokyo.date.weekday() == 0
+    # Myths has 4 parts: 5 weekly readers get all 4 in 5 weeks, the fortnightly one 3 of them.
+    assert sum(s.count for d in days for s in d.sends if s.series_slug.startswith("myths")) == 23
+
+    seen: set[tuple[int, str, int]] = set()
+    for at in sorted(expected):
+        tick(settings, at)
+        sent = _sent(settings) - seen
+        assert sent == expected[at], at
+        seen |= sent
+
+
+def test_the_calendar_is_a_few_queries_whatever_the_number_of_readers(
+    settings: Settings,
+) -> None:
+    ship(settings, NOW)
+    for i in range(40):
+        add_person(settings, NOW, ZONES[i % len(ZONES)])
+    statements: list[str] = []
+    engine = get_engine(settings.database_url)
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with session_scope(settings.database_url) as session:
+            days = calendar.upcoming(session, NOW, "Europe/London", weeks=4)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert sum(d.total for d in days) > 40
+    assert len(statements) <= 5, statements
+
+
+def test_a_person_sees_the_dates_of_each_series_in_their_queue(settings: Settings) -> None:
+    ship(settings, NOW)
+    sid = add_person(settings, NOW, "Europe/London")
+    with session_scope(settings.database_url) as session:
+        person = session.get(Subscriber, sid)
+        assert person is not None
+        plan = calendar.person_plan(session, person, NOW)
+        slugs = {s.id: s.slug for s in session.scalars(select(Series))}
+    by_slug = {slugs[k]: v.dates for k, v in plan.items()}
+    myths = by_slug["myths-about-psychotherapy"]
+    co = by_slug["co-created-process"]
+    assert [n for n, _ in myths] == [1, 2, 3, 4] and [n for n, _ in co] == [1, 2]
+    assert myths[0][1] == utc(2027, 1, 5, 9)  # Tuesday 09:00 in London
+    assert co[0][1] == myths[-1][1] + dt.timedelta(days=7)  # one week after the last Myths part
+
+
+def test_a_series_queued_behind_another_keeps_its_chosen_start_date(settings: Settings) -> None:
+    from newsletter.engine import series_queue
+
+    ship(settings, NOW, queue=False)
+    ids = {add_person(settings, NOW, "Europe/London") for _ in range(2)}  # nothing live yet
+    with session_scope(settings.database_url) as session:
+        series_queue.queue_series(session, "myths-about-psychotherapy", None, NOW)
+        series_queue.queue_series(session, "co-created-process", dt.date(2027, 2, 20), NOW)
+    with session_scope(settings.database_url) as session:
+        RedisQueue(settings).rebuild(session)
+    with session_scope(settings.database_url) as session:
+        days = calendar.upcoming(session, NOW, "Europe/London", weeks=9)
+        co = [
+            (send.at, send.part_number, send.count)
+            for day in days
+            for send in day.sends
+            if send.series_slug == "co-created-process"
+        ]
+        series = session.scalar(select(Series).where(Series.slug == "co-created-process"))
+        assert series is not None
+        _, people = calendar.people(session, series, 1, co[0][0], NOW)
+    # Myths ends on Tue 26 Jan; Co-Created waits for its start date: Tuesday 23 Feb, 09:00 UTC
+    assert co == [(utc(2027, 2, 23, 9), 1, 2), (utc(2027, 3, 2, 9), 2, 2)]
+    assert {p.id for p in people} == ids
+    for moment in (
+        utc(2027, 1, 5, 9),
+        utc(2027, 1, 12, 9),
+        utc(2027, 1, 19, 9),
+        utc(2027, 1, 26, 9),
+    ):
+        tick(settings, moment)  # Myths, parts 1-4
+    tick(settings, utc(2027, 2, 22, 9))  # nothing of Co-Created before its start
+    assert not any(slug == "co-created-process" for _, slug, _ in _sent(settings))
+    tick(settings, utc(2027, 2, 23, 9))
+    assert {(sid, n) for sid, slug, n in _sent(settings) if slug.startswith("co")} == {
+        (sid, 1) for sid in ids
+    }

@@ -1,0 +1,78 @@
+"""The dashboard's first-run checklist: each step ticks itself from real state."""
+
+from __future__ import annotations
+
+import re
+
+from engine_support import ship, utc
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from newsletter.core.config import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import ProviderEvent
+from newsletter.web.app import create_app
+
+PASSWORD = "a calm and long password"
+NOW = utc(2027, 1, 4, 12)
+
+
+def _signed_in(settings: Settings) -> tuple[TestClient, str]:
+    c = TestClient(
+        create_app(settings), base_url="https://news.example.org", follow_redirects=False
+    )
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/login").text)
+    assert token
+    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
+    assert r.status_code == 303
+    return c, token.group(1)
+
+
+def _done(page: str) -> list[str]:
+    return re.findall(r'class="step done">.*?class="step-label">([^<]+)<', page, re.S)
+
+
+def test_each_step_ticks_when_the_thing_is_really_done(settings: Settings) -> None:
+    s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    ship(s, NOW, queue=False)
+    c, csrf = _signed_in(s)
+    page = c.get("/admin").text
+    assert "Getting started: 0 of 5 done" in page and _done(page) == []
+
+    details = {
+        "from_name": "Dr Maya Okafor",
+        "from_email": "maya@riverside.example.net",
+        "postal_address": "12 Mill Lane, Hebden Bridge",
+    }
+    assert c.post("/admin/settings", data={"csrf_token": csrf, **details}).status_code == 303
+    r = c.post(
+        "/admin/series/myths-about-psychotherapy/1/test",
+        data={"csrf_token": csrf, "to": "maya@riverside.example.net"},
+    )
+    assert r.status_code == 303
+    r = c.post(
+        "/admin/series/myths-about-psychotherapy/queue", data={"csrf_token": csrf, "start": ""}
+    )
+    assert r.status_code == 303
+    page = c.get("/admin").text
+    assert _done(page) == [
+        "Set your practice details",
+        "Send yourself a test",
+        "Queue your first series",
+    ]
+    assert "Getting started: 3 of 5 done" in page
+
+    with session_scope(s.database_url) as session:
+        session.add(
+            ProviderEvent(
+                provider="sendgrid",
+                event_id="k1",
+                event_type="delivered",
+                occurred_at=NOW,
+            )
+        )
+    sg = s.model_copy(
+        update={"mail_backend": "sendgrid", "sendgrid_api_key": SecretStr("SG.test-key")}
+    )
+    c2, _ = _signed_in(sg)
+    assert "Getting started" not in c2.get("/admin").text  # all done: the list goes away

@@ -1,0 +1,64 @@
+"""The outbox viewer: the emails the outbox backend wrote, searchable by address, shown as sent."""
+
+from __future__ import annotations
+
+import re
+
+from engine_support import add_person, ship, utc
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from newsletter.core.config import Settings
+from newsletter.engine.tick import tick
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber
+from newsletter.web.app import create_app
+
+PASSWORD = "a calm and long password"
+NOW = utc(2027, 1, 4, 12)
+
+
+def _signed_in(settings: Settings) -> tuple[TestClient, str]:
+    c = TestClient(
+        create_app(settings), base_url="https://news.example.org", follow_redirects=False
+    )
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/login").text)
+    assert token
+    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
+    assert r.status_code == 303
+    return c, token.group(1)
+
+
+def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settings) -> None:
+    s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    ship(s, NOW)
+    ids = [add_person(s, NOW, "Europe/London") for _ in range(3)]
+    tick(s, utc(2027, 1, 6))
+    with session_scope(s.database_url) as session:
+        first = session.get(Subscriber, ids[0])
+        assert first is not None
+        address = first.email
+    c, csrf = _signed_in(s)
+    listing = c.get("/admin/outbox").text
+    assert listing.count('href="/admin/outbox/2') == 3
+    assert len(re.findall(r"[A-Z][a-z]{2} \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d", listing)) == 3
+    found = c.post("/admin/outbox", data={"csrf_token": csrf, "q": address.upper()})
+    assert found.status_code == 200
+    assert found.text.count('href="/admin/outbox/2') == 1 and address in found.text
+    none = c.post("/admin/outbox", data={"csrf_token": csrf, "q": "nobody@example.net"})
+    assert 'href="/admin/outbox/2' not in none.text
+    assert c.post("/admin/outbox", data={"q": address}).status_code == 400  # CSRF checked
+
+    link = re.search(r'href="(/admin/outbox/[^"]+\.eml)"', found.text)
+    assert link
+    detail = c.get(link.group(1))
+    assert detail.status_code == 200
+    assert "Message-ID:" in detail.text and "List-Unsubscribe:" in detail.text
+    assert re.search(r"<iframe[^>]*sandbox[^>]*>", detail.text)
+    assert "Hi Anna," in detail.text  # the plain text, personalised as sent
+    html = c.get(link.group(1) + "/email.html")
+    assert html.status_code == 200 and "Common Myths" in html.text
+    csp = html.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
+    assert c.get("/admin/outbox/..%2F..%2Fsecret_key").status_code == 404
+    assert c.get("/admin/outbox/nothing-here.eml").status_code == 404

@@ -1,0 +1,146 @@
+"""Practice settings page: saved values reach every email and public page; the environment wins."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from engine_support import add_person, outbox_mails, ship, utc
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from newsletter.core.config import Settings, effective
+from newsletter.engine.tick import tick
+from newsletter.store import practice
+from newsletter.store.db import session_scope
+from newsletter.web.app import create_app
+
+PASSWORD = "a calm and long password"
+NOW = utc(2027, 1, 4, 12)  # a Monday
+
+
+def signed_in(settings: Settings) -> TestClient:
+    c = TestClient(
+        create_app(settings), base_url="https://news.example.org", follow_redirects=False
+    )
+    c.__enter__()
+    token = _csrf(c, "/admin/login")
+    assert (
+        c.post("/admin/login", data={"csrf_token": token, "password": PASSWORD}).status_code == 303
+    )
+    return c
+
+
+def _csrf(c: TestClient, path: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
+    assert match, path
+    return match.group(1)
+
+
+@pytest.fixture
+def admin(settings: Settings) -> Iterator[tuple[Settings, TestClient]]:
+    s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    c = signed_in(s)
+    yield s, c
+    c.__exit__(None, None, None)
+
+
+DETAILS = {
+    "practice_name": "Riverside Counselling",
+    "from_name": "Dr Maya Okafor",
+    "from_email": "maya@riverside.example.net",
+    "reply_to": "office@riverside.example.net",
+    "postal_address": "12 Mill Lane, Hebden Bridge HX7 8AA, UK",
+    "default_timezone": "Europe/London",
+    "signup_heading": "Letters from the counselling room",
+    "signup_intro": "Short pieces about how therapy works.\n\nOne a week, at a calm hour.",
+    "care_note": "Not advice for you; in a crisis call 999 or Samaritans on 116 123.",
+}
+
+
+def _save(c: TestClient, values: dict[str, str]) -> int:
+    token = _csrf(c, "/admin/settings")
+    return c.post("/admin/settings", data={"csrf_token": token, **values}).status_code
+
+
+def test_saved_details_reach_the_sent_email_and_the_signup_page(
+    admin: tuple[Settings, TestClient],
+) -> None:
+    settings, c = admin
+    assert "Practice settings" in c.get("/admin/settings").text
+    assert _save(c, DETAILS) == 303
+    page = c.get("/admin/settings").text
+    assert 'value="Riverside Counselling"' in page and "fixed by the server" not in page
+
+    public = c.get("/").text
+    assert "Letters from the counselling room" in public
+    assert "One a week, at a calm hour." in public
+    assert "12 Mill Lane, Hebden Bridge" in public and "Samaritans on 116 123" in public
+    assert "Example Therapy Practice" not in public and "100 Sample Street" not in public
+
+    ship(settings, NOW)
+    add_person(settings, NOW)
+    tick(settings, utc(2027, 1, 12, 12))  # part 1 of the first series is due by then
+    mails = outbox_mails(settings)
+    assert mails, "nothing was sent"
+    mail = mails[-1]
+    assert mail["From"] == "Dr Maya Okafor <maya@riverside.example.net>"
+    assert mail["Reply-To"] == "office@riverside.example.net"
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    html = mail.get_body(preferencelist=("html",)).get_content()
+    for body in (text, html):
+        assert "Riverside Counselling" in body
+        assert "12 Mill Lane, Hebden Bridge HX7 8AA, UK" in body
+        assert "Samaritans on 116 123" in body
+        assert "100 Sample Street" not in body
+
+
+def test_an_environment_variable_wins_and_the_page_says_it_is_fixed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_FROM_NAME", "Set By The Server")
+    fixed = settings.model_copy(
+        update={"admin_password": SecretStr(PASSWORD), "from_name": "Set By The Server"}
+    )
+    c = signed_in(fixed)
+    try:
+        page = c.get("/admin/settings").text
+        assert "fixed by the server" in page and "NEWSLETTER_FROM_NAME" in page
+        assert 'name="from_name"' not in page  # no box to type into
+        assert _save(c, {**DETAILS, "from_name": "Typed In The Browser"}) == 303
+        with session_scope(fixed.database_url) as db:
+            assert "from_name" not in practice.saved(db)
+            db.add(practice.PracticeSetting(key="from_name", value="Sneaked Into The Table"))
+        practice.forget()
+        shown = effective(fixed)
+        assert shown.from_name == "Set By The Server"
+        assert shown.postal_address == DETAILS["postal_address"]  # the rest still applies
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_bad_values_are_refused_with_the_field_named(admin: tuple[Settings, TestClient]) -> None:
+    settings, c = admin
+    token = _csrf(c, "/admin/settings")
+    r = c.post(
+        "/admin/settings",
+        data={
+            "csrf_token": token,
+            "reply_to": "not an address",
+            "default_timezone": "Mars/Olympus",
+            "postal_address": "ok street",
+        },
+    )
+    assert r.status_code == 422
+    assert "is not an email address" in r.text and "is not a time zone" in r.text
+    with session_scope(settings.database_url) as db:
+        assert practice.saved(db) == {}  # nothing half-saved
+
+
+def test_emptying_a_box_goes_back_to_the_default(admin: tuple[Settings, TestClient]) -> None:
+    settings, c = admin
+    assert _save(c, {"practice_name": "Riverside Counselling"}) == 303
+    assert effective(settings).practice == "Riverside Counselling"
+    assert _save(c, {"practice_name": ""}) == 303
+    assert effective(settings).practice == settings.from_name
