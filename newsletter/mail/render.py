@@ -17,6 +17,7 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
+from newsletter.core.vocabulary import SERIES_KIND
 from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME, Message
 
 # Personal values are not rendered per recipient: each message is rendered once with these
@@ -325,9 +326,12 @@ class Renderer:
         cached = self._articles.get(key)
         if cached is not None:
             return cached
-        browser_url = self.archive_url(series.slug, part.number)
+        # a broadcast kept out of the archive has no web copy to link to
+        published = getattr(series, "in_archive", True)
+        browser_url = self.archive_url(series.slug, part.number) if published else None
         context = self._base(part.title, part.summary, browser_url)
         context.update(
+            kind=getattr(series, "kind", SERIES_KIND),
             series_title=series.title,
             series_slug=series.slug,
             part_number=part.number,
