@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from newsletter.cli import admin, processes, sending, series, setup, subscribers
+from newsletter.cli import admin, broadcast, processes, sending, series, setup, subscribers
 from newsletter.cli.common import err
 from newsletter.core.config import ConfigError
 
@@ -17,6 +17,7 @@ app.add_typer(series.app, name="series")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(sending.queue_app, name="queue")
 app.add_typer(admin.app, name="admin")
+app.add_typer(broadcast.app, name="broadcast")
 
 # The top-level commands, in the order `newsletter --help` lists them.
 app.command()(setup.init)

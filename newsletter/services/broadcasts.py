@@ -156,9 +156,12 @@ def parse_when(raw: str, settings: Settings, now: dt.datetime) -> When:
         raise BroadcastError(
             f"--at must be now, a date (2026-03-10) or a moment (2026-03-10T15:00), got {value!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timing.zone_info(settings.default_timezone))
-    moment = moment.astimezone(dt.UTC)
+    try:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timing.zone_info(settings.default_timezone))
+        moment = moment.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise BroadcastError(f"--at: {value!r} is out of range") from None
     _check_range(moment.date(), now)
     return When(engine.MOMENT, at=moment)
 
