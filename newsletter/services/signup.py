@@ -22,6 +22,7 @@ from newsletter.store.models import (
     BOUNCED,
     CANCELLED,
     PENDING,
+    SERIES_KIND,
     UNSUBSCRIBED,
     WEEKLY,
     Enrollment,
@@ -299,7 +300,11 @@ def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
     rows = session.execute(
         select(Series.slug)
         .join(Enrollment, Enrollment.series_id == Series.id)
-        .where(Enrollment.subscriber_id == subscriber.id, Enrollment.state != CANCELLED)
+        .where(
+            Enrollment.subscriber_id == subscriber.id,
+            Enrollment.state != CANCELLED,
+            Series.kind == SERIES_KIND,  # broadcasts are not series the reader chose
+        )
         .order_by(Enrollment.position)
     )
     return [slug for (slug,) in rows]

@@ -160,3 +160,24 @@ def test_bad_audience_and_time_say_what_is_wrong(settings: Settings) -> None:
             assert words in str(exc)
         else:
             raise AssertionError(raw)
+
+
+def test_a_broadcast_is_no_series_choice_and_survives_a_preference_save(
+    settings: Settings,
+) -> None:
+    from newsletter.services import people, preferences, signup
+
+    ship(settings, MONDAY)
+    sid = add_person(settings, MONDAY, "Europe/London")
+    info = _create(settings, "2027-02-05")
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, sid)
+        assert sub is not None
+        assert info.slug not in [s.slug for s in people.live_series(session)]
+        assert info.slug not in signup.chosen_series(session, sub)
+        prefs = preferences.Preferences(
+            series_slugs=["myths-about-psychotherapy"], timezone="Europe/London"
+        )
+        preferences.update_preferences(session, sub, prefs, MONDAY)
+    tick(settings, utc(2027, 2, 5, 9, 0))
+    assert _sent(settings, info.slug) == [sid]
