@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     default_timezone: str = "America/New_York"
     tracking: Literal["off", "opens", "clicks", "on"] = "off"
+    # Shown on every email and public page: what the articles are not, and where to turn in a
+    # crisis (the practice words it for its own country and readers).
+    care_note: str = (
+        "These articles are general information, not therapy or advice for your situation. "
+        "If you are in crisis, call or text 988 in the US, or your local emergency number."
+    )
+    # The reply-to line: whether replies are read, by whom and how quickly.
+    reply_note: str = (
+        "Replies are read by the practice, usually within two working days. "
+        "Email isn't watched out of hours, so please don't use it in an emergency."
+    )
 
     # Operational knobs (not in the design's table; safe defaults).
     var_dir: Path = Path("var")
@@ -108,7 +119,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not an email address: {value!r}")
         return value
 
-    @field_validator("from_name", "postal_address")
+    @field_validator("from_name", "postal_address", "care_note", "reply_note")
     @classmethod
     def _one_line(cls, value: str) -> str:
         if "\r" in value or "\n" in value:

@@ -300,6 +300,8 @@ class Renderer:
                 "reply_to": s.reply_to,
                 "public_url": s.public_url,
             },
+            "care_note": s.care_note,
+            "reply_note": s.reply_note,
             "greeting": GREETING,
             "greeting_html": GREETING_HTML,
             "unsubscribe_url": UNSUBSCRIBE_URL,

@@ -88,5 +88,10 @@ def test_broadcast_next_tuesday_at_each_readers_slot(settings: Settings) -> None
         ]
     assert got("Asia/Tokyo") == [(letter_slug, 1, "Tue 02 09:00")]
     assert [m["Subject"] for m in mails].count("The office is closed next week") == len(zones)
+    for mail in mails:  # every email carries the care note, in both parts
+        for part in ("text/plain", "text/html"):
+            body = mail.get_body(preferencelist=(part,))
+            assert body is not None
+            assert "call or text 988" in " ".join(body.get_content().split()), part
     done = broadcasts.get(settings, info.id)
     assert done is not None and (done.state, done.sent, done.waiting) == ("sent", 3, 0)
