@@ -2,7 +2,8 @@
 
 Two of the three readers also have a series part due that Tuesday: they get the broadcast on
 Tuesday at their local send time and the series part on Wednesday at the same local time; the
-part after it is back on its usual Tuesday. Each reader gets the broadcast exactly once.
+part after it is back on its usual Tuesday. Each reader gets the broadcast exactly once, every
+email carries the care note, and the archive's feed lists the broadcast.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import datetime as dt
 import json
 from zoneinfo import ZoneInfo
 
+import feedparser
 import pytest
 from engine_support import add_person, outbox_mails, ship, utc
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -22,6 +25,7 @@ from newsletter.core.config import Settings
 from newsletter.services import broadcasts
 from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Series
+from newsletter.web.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -89,9 +93,13 @@ def test_broadcast_next_tuesday_at_each_readers_slot(settings: Settings) -> None
     assert got("Asia/Tokyo") == [(letter_slug, 1, "Tue 02 09:00")]
     assert [m["Subject"] for m in mails].count("The office is closed next week") == len(zones)
     for mail in mails:  # every email carries the care note, in both parts
-        for part in ("text/plain", "text/html"):
+        for part in ("plain", "html"):
             body = mail.get_body(preferencelist=(part,))
             assert body is not None
             assert "call or text 988" in " ".join(body.get_content().split()), part
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        feed = feedparser.parse(client.get("/archive/rss.xml").content)
+    assert feed.bozo == 0
+    assert f"https://news.example.org/archive/{info.slug}/1" in [e.link for e in feed.entries]
     done = broadcasts.get(settings, info.id)
     assert done is not None and (done.state, done.sent, done.waiting) == ("sent", 3, 0)
