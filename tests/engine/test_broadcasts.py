@@ -181,3 +181,17 @@ def test_a_broadcast_is_no_series_choice_and_survives_a_preference_save(
         preferences.update_preferences(session, sub, prefs, MONDAY)
     tick(settings, utc(2027, 2, 5, 9, 0))
     assert _sent(settings, info.slug) == [sid]
+
+
+def test_a_broadcast_cannot_be_queued_as_a_series(settings: Settings) -> None:
+    from newsletter.engine import series_queue
+
+    ship(settings, MONDAY)
+    info = _create(settings, "now")
+    with session_scope(settings.database_url) as session:
+        try:
+            series_queue.queue_series(session, info.slug, None, MONDAY)
+        except series_queue.ScheduleError as exc:
+            assert "is a broadcast" in str(exc)
+        else:
+            raise AssertionError("queued a broadcast")
