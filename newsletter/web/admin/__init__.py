@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.admin import dashboard, login, preview, series, subscribers, transfer
+from newsletter.web.admin import (
+    broadcasts,
+    dashboard,
+    login,
+    preview,
+    series,
+    subscribers,
+    transfer,
+)
 
 # Login first (no session needed), then everything else behind require_admin.
 router = APIRouter()
 router.include_router(login.public)
-for area in (login, dashboard, series, preview, subscribers, transfer):
+for area in (login, dashboard, series, preview, subscribers, transfer, broadcasts):
     router.include_router(area.protected)
