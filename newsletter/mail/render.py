@@ -18,7 +18,7 @@ from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from newsletter.core.vocabulary import SERIES_KIND
-from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME, Message
+from newsletter.mail.message import ALREADY_SUBSCRIBED, ARTICLE, CONFIRMATION, WELCOME, Message
 
 # Personal values are not rendered per recipient: each message is rendered once with these
 # placeholders, and a backend (or SendGrid, as substitutions) swaps in each recipient's values.
@@ -389,6 +389,20 @@ class Renderer:
             preheader=context["preheader"],
         )
 
+    def already_subscribed(self) -> Message:
+        """To an active reader whose address was entered on the signup form again: nothing
+        changed, and where their preferences are (the page itself says the same as ever)."""
+        subject = f"You are already subscribed to {self.settings.from_name}"
+        context = self._base(subject, "Nothing has changed; here is your preferences page.", None)
+        html_out, text_out = self._render("already_subscribed", context)
+        return Message(
+            kind=ALREADY_SUBSCRIBED,
+            subject=subject,
+            html=html_out,
+            text=text_out,
+            preheader=context["preheader"],
+        )
+
     def check(self, spec: SeriesSpec) -> list[str]:
         """Problems rendering each part of a series through the email templates."""
         problems: list[str] = []
@@ -404,7 +418,11 @@ class Renderer:
     def check_templates(self) -> list[str]:
         """Problems rendering the confirmation and welcome emails."""
         problems: list[str] = []
-        for build in (self.confirmation, lambda: self.welcome("Tuesday 3 March at 09:00")):
+        for build in (
+            self.confirmation,
+            lambda: self.welcome("Tuesday 3 March at 09:00"),
+            self.already_subscribed,
+        ):
             try:
                 build()
             except (jinja2.TemplateError, TypeError, ValueError) as exc:

@@ -66,6 +66,8 @@ class SignupResult:
     subscriber: Subscriber | None  # None: an erased address (suppressed), nothing stored
     created: bool
     send_confirmation: bool
+    # an active reader signed up again: they get a note by email (the page says nothing)
+    already_subscribed: bool = False
 
 
 # --- the identity rules (core.identity) in the reader's words ------------------------------
@@ -193,8 +195,12 @@ def subscribe(
             return SignupResult(subscriber, created=True, send_confirmation=True)
 
     subscriber = existing
+    if subscriber.status == ACTIVE:  # nothing changes; an email says so and where to go
+        return SignupResult(
+            subscriber, created=False, send_confirmation=False, already_subscribed=True
+        )
     if subscriber.status not in _CAN_CONFIRM:
-        # Active: nothing to do. Complained / erased: never mailed again from a form.
+        # Complained / erased: never mailed again from a form.
         return SignupResult(subscriber, created=False, send_confirmation=False)
     # Pending, unsubscribed or bounced: a new confirmation email (within the per-address
     # cooldown, confirmation_allowed) and nothing else. Anyone can type an address into the

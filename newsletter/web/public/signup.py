@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import redis
@@ -103,6 +104,7 @@ def subscribe(
             )
             subscriber = result.subscriber
             send = result.send_confirmation
+            already = result.already_subscribed
     except signup.InvalidInput as exc:
         if resend:
             return render(
@@ -116,10 +118,21 @@ def subscribe(
         # email goes out (the timing must not tell whether an address is subscribed).
         # The per-address cooldown is checked there too, for the same reason.
         response.background = BackgroundTask(_send_confirmation, request, settings, subscriber)
+    elif already and subscriber is not None:  # same page, same timing; the email tells them
+        response.background = BackgroundTask(
+            _send_confirmation, request, settings, subscriber, mailing.send_already_subscribed
+        )
     return response
 
 
-def _send_confirmation(request: Request, settings: Settings, subscriber: Subscriber) -> None:
+def _send_confirmation(
+    request: Request,
+    settings: Settings,
+    subscriber: Subscriber,
+    send: Callable[[Settings, Subscriber], object] | None = None,
+) -> None:
+    """The confirmation (or `send`: the already-subscribed note) within the per-address
+    cooldown; the page was the same either way."""
     try:
         r = redis_for(request)
     except (redis.RedisError, OSError, RuntimeError):  # the embedded server didn't start
@@ -129,7 +142,7 @@ def _send_confirmation(request: Request, settings: Settings, subscriber: Subscri
     if not signup.confirmation_allowed(r, settings.secret, settings.redis_prefix, key):
         return  # within the cooldown, over the daily limit, or Redis down: nothing is sent
     try:
-        mailing.send_confirmation(settings, subscriber)
+        (send or mailing.send_confirmation)(settings, subscriber)
     except Exception:  # the page was the same either way; the operator sees the log
         log.exception("confirmation email could not be sent")
 
