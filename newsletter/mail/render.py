@@ -18,7 +18,14 @@ from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from newsletter.core.vocabulary import SERIES_KIND
-from newsletter.mail.message import ALREADY_SUBSCRIBED, ARTICLE, CONFIRMATION, WELCOME, Message
+from newsletter.mail.message import (
+    ALREADY_SUBSCRIBED,
+    ARTICLE,
+    CONFIRMATION,
+    WELCOME,
+    YOUR_DATA,
+    Message,
+)
 
 # Personal values are not rendered per recipient: each message is rendered once with these
 # placeholders, and a backend (or SendGrid, as substitutions) swaps in each recipient's values.
@@ -402,6 +409,17 @@ class Renderer:
             text=text_out,
             preheader=context["preheader"],
         )
+
+    def your_data(self, data_json: str) -> Message:
+        """What is stored about a reader (their access request), as JSON in the email."""
+        subject = f"Your data at {self.settings.from_name}"
+        context = self._base(subject, "Everything we store about you, as you asked.", None)
+        context["data_json"] = data_json
+        html_out, text_out = self._render("your_data", context)
+        return Message(
+            kind=YOUR_DATA, subject=subject, html=html_out, text=text_out,
+            preheader=context["preheader"],
+        )  # fmt: skip
 
     def check(self, spec: SeriesSpec) -> list[str]:
         """Problems rendering each part of a series through the email templates."""

@@ -45,10 +45,11 @@ def _emails(tmp_path: Path) -> dict[str, Message]:
         "confirmation": renderer.confirmation(),
         "welcome": renderer.welcome("Tuesday 3 March at 09:00", ("Common myths",)),
         "already_subscribed": renderer.already_subscribed(),
+        "your_data": renderer.your_data('{"subscriber": {"name": "Ana"}}'),
     }
 
 
-KINDS = ("article", "broadcast", "confirmation", "welcome", "already_subscribed")
+KINDS = ("article", "broadcast", "confirmation", "welcome", "already_subscribed", "your_data")
 
 
 class _Page(HTMLParser):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from newsletter.web.public import archive, feeds, health, preferences, signup
+from newsletter.web.public import archive, feeds, health, my_data, preferences, signup
 
 router = APIRouter()
-for area in (signup, preferences, feeds, archive, health):
+for area in (signup, preferences, my_data, feeds, archive, health):
     router.include_router(area.router)
