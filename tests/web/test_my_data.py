@@ -1,4 +1,4 @@
-""" "Email me my data" on the preference page: the data goes by email to the subscribed address
+"""Email me my data, on the preference page: the data goes by email to the subscribed address
 only (never onto the page), as JSON, once per address within the cooldown."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-""""Send me this again": a copy of a part the reader received, by email, outside the ledger;
+"""Send me this again: a copy of a part the reader received, by email, outside the ledger;
 parts they never received can't be asked for."""
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ def test_a_received_part_again_and_only_that(settings: Settings) -> None:
             f"{link}/received", data={"csrf_token": csrf(c, link), "part": f"{MYTHS}/2"}
         )
         assert not_had.status_code == 400
-        again = c.post(
-            f"{link}/received", data={"csrf_token": csrf(c, link), "part": f"{MYTHS}/1"}
-        )
+        again = c.post(f"{link}/received", data={"csrf_token": csrf(c, link), "part": f"{MYTHS}/1"})
         assert again.status_code == 200 and "on its way" in again.text
         assert address not in again.text
     copies = [m for m in outbox(settings) if address in m.to]
