@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.core import timing
@@ -40,6 +40,7 @@ from newsletter.store.models import (
     LIVE,
     RETRY,
     SENT,
+    Broadcast,
     Delivery,
     Enrollment,
     Series,
@@ -56,13 +57,24 @@ NOW, MOMENT, SLOT = "now", "moment", "slot"
 TIMINGS = (NOW, MOMENT, SLOT)
 
 
-def live_broadcasts(session: Session) -> set[int]:
-    """Ids of the broadcast series that are live (not cancelled)."""
-    return set(
-        session.scalars(
-            select(Series.id).where(Series.kind == BROADCAST_KIND, Series.state == LIVE)
-        )
+def live_broadcasts(
+    session: Session, low: dt.datetime | None = None, high: dt.datetime | None = None
+) -> set[int]:
+    """Ids of the live (not cancelled) broadcast series; with `low` and `high`, only those
+    whose moment or date lies near that window (so old broadcasts cost the plan nothing)."""
+    query = (
+        select(Series.id)
+        .join(Broadcast, Broadcast.series_id == Series.id)
+        .where(Series.kind == BROADCAST_KIND, Series.state == LIVE)
     )
+    if low is not None and high is not None:
+        query = query.where(
+            or_(
+                Broadcast.at.between(low - NEAR, high + NEAR),
+                Broadcast.on_date.between((low - NEAR).date(), (high + NEAR).date()),
+            )
+        )
+    return set(session.scalars(query))
 
 
 def usual_send_times(session: Session, subscriber_ids: Iterable[int]) -> dict[int, str]:
@@ -179,14 +191,16 @@ def make_way(
     claims were taken out (skipped). One small query when no broadcast is live."""
     if not wanted:
         return 0
-    bids = live_broadcasts(session)
-    if not bids:
-        return 0
-    people = {k[0] for k in wanted}
     dues = [c.next_due_at for c in wanted.values() if c.next_due_at is not None]
     if not dues:
         return 0
     low, high = min(dues) - NEAR, max(dues) + NEAR
+    bids = live_broadcasts(session, low, high)
+    # broadcasts claimed this round count whatever their date (a late one, after a halt)
+    bids |= {k[1] for k in wanted if series_of[k[1]].kind == BROADCAST_KIND}
+    if not bids:
+        return 0
+    people = {k[0] for k in wanted}
     days = _broadcast_times(session, bids, people, low, high)
     mine = {k[0] for k in wanted if k[1] in bids}
     look = {p for p in people if p in days} | mine
