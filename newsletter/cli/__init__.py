@@ -6,7 +6,16 @@ import sys
 
 import typer
 
-from newsletter.cli import admin, operations, processes, sending, series, setup, subscribers
+from newsletter.cli import (
+    admin,
+    broadcast,
+    operations,
+    processes,
+    sending,
+    series,
+    setup,
+    subscribers,
+)
 from newsletter.cli.common import GROUP, err
 
 app = typer.Typer(**GROUP, add_completion=False, help="Newsletter and series scheduler.")
@@ -14,6 +23,7 @@ app.add_typer(series.app, name="series")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(sending.queue_app, name="queue")
 app.add_typer(admin.app, name="admin")
+app.add_typer(broadcast.app, name="broadcast")
 
 # The top-level commands, in the order `newsletter --help` lists them.
 app.command()(setup.init)

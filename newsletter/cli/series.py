@@ -34,7 +34,9 @@ def series_list() -> None:
                     select(Part.series_id, func.count(Part.id)).group_by(Part.series_id)
                 ).all()
             )
-            rows = list(session.scalars(select(Series).order_by(Series.order, Series.slug)))
+            only = Series.kind == "series"  # broadcasts: `newsletter broadcast list`
+            ordered = select(Series).where(only).order_by(Series.order, Series.slug)
+            rows = list(session.scalars(ordered))
     except (OperationalError, ProgrammingError):
         raise fail("the database is not set up yet: run `newsletter init`") from None
     if not rows:

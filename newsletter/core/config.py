@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     default_timezone: str = "America/New_York"
     tracking: Literal["off", "opens", "clicks", "on"] = "off"
+    # The reply-to line: whether replies are read, by whom and how quickly.
+    reply_note: str = (
+        "Replies are read by the practice, usually within two working days. "
+        "Email isn't watched out of hours, so please don't use it in an emergency."
+    )
 
     # The practice's own words (also editable in the admin, see `effective` below).
     practice_name: str | None = None  # None: the sender name (from_name)
@@ -135,7 +140,7 @@ class Settings(BaseSettings):
             raise ValueError(f"not an email address: {value!r}")
         return value
 
-    @field_validator("from_name", "postal_address", "practice_name", "signup_heading")
+    @field_validator("from_name", "postal_address", "practice_name", "signup_heading", "reply_note")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         if value is not None and ("\r" in value or "\n" in value):

@@ -25,6 +25,9 @@ QUEUED, ENROLLED_ACTIVE, FINISHED, CANCELLED = "queued", "active", "finished", "
 # Series states: DRAFT until queued, LIVE once queued, PAUSED for everyone by the therapist.
 DRAFT, LIVE, PAUSED = "draft", "live", "paused"
 
+# Series kinds: a series of parts, or a broadcast (a one-off letter: one part, chosen readers).
+SERIES_KIND, BROADCAST_KIND = "series", "broadcast"
+
 # Delivery (ledger) statuses. CLAIMED: row written, provider not yet called or outcome unknown.
 CLAIMED, SENT, RETRY, FAILED, SKIPPED = "claimed", "sent", "retry", "failed", "skipped"
 

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import broadcasts, schedule
 from newsletter.engine.advance import advance, due_time
 from newsletter.engine.ledger import (
     Claim,
@@ -90,6 +90,7 @@ def plan(
         for missing in set(ids) - {r[0] for r in rows}:
             redis_changes.append((missing, None))
         wanted, finished = _sort_claims(rows, series_of, counts, now, redis_changes, result)
+        result.skipped += broadcasts.make_way(session, wanted, series_of, now, redis_changes)
         if finished:
             result.skipped += _finish_series(session, finished, counts, now, redis_changes)
         if wanted and session.get_bind().dialect.name == "postgresql":

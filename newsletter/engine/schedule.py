@@ -20,12 +20,13 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from newsletter.engine import slots
 from newsletter.store.models import (
     ACTIVE,
+    BROADCAST_KIND,
     ENROLLED_ACTIVE,
     FAILED,
     FINISHED,
@@ -56,7 +57,9 @@ def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
     """
     slot, sent = session.execute(
         select(func.max(Delivery.scheduled_for), func.max(Delivery.sent_at)).where(
-            Delivery.subscriber_id == subscriber_id, Delivery.status.in_((SENT, FAILED))
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status.in_((SENT, FAILED)),
+            Delivery.series_id.not_in(_broadcasts()),  # one-off letters set no cadence
         )
     ).one()
     values = [slots.aware(v) for v in (slot, sent) if v is not None]
@@ -65,11 +68,17 @@ def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
     return max(values, default=None)
 
 
+def _broadcasts() -> Select[int]:
+    """Broadcast series ids: a broadcast's enrollment lives beside the reader's series queue
+    (engine.broadcasts), never in it: queue rules, positions and cadence ignore it."""
+    return select(Series.id).where(Series.kind == BROADCAST_KIND)
+
+
 def _series_in_queue_order(session: Session) -> list[Series]:
     return list(
         session.scalars(
             select(Series)
-            .where(Series.state.in_((LIVE, PAUSED)))
+            .where(Series.state.in_((LIVE, PAUSED)), Series.kind != BROADCAST_KIND)
             .order_by(Series.order, Series.queued_at, Series.id)
         )
     )
@@ -79,7 +88,10 @@ def _enrollments(session: Session, subscriber_id: int) -> list[Enrollment]:
     return list(
         session.scalars(
             select(Enrollment)
-            .where(Enrollment.subscriber_id == subscriber_id)
+            .where(
+                Enrollment.subscriber_id == subscriber_id,
+                Enrollment.series_id.not_in(_broadcasts()),
+            )
             .order_by(Enrollment.position, Enrollment.id)
         )
     )

@@ -9,7 +9,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.engine.schedule import part_counts, place
-from newsletter.store.models import ACTIVE, FINISHED, LIVE, QUEUED, Enrollment, Series, Subscriber
+from newsletter.store.models import (
+    ACTIVE,
+    BROADCAST_KIND,
+    FINISHED,
+    LIVE,
+    QUEUED,
+    Enrollment,
+    Series,
+    Subscriber,
+)
 
 
 class ScheduleError(Exception):
@@ -34,6 +43,8 @@ def queue_series(
     series = session.scalar(select(Series).where(Series.slug == slug))
     if series is None:
         raise ScheduleError(f"no series {slug!r} (see `newsletter series list`)")
+    if series.kind == BROADCAST_KIND:  # its readers were chosen when it was written
+        raise ScheduleError(f"{slug!r} is a broadcast, not a series (see `newsletter broadcast`)")
     if series.state != LIVE:
         series.state = LIVE
     if series.queued_at is None:

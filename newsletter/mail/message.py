@@ -21,6 +21,8 @@ def scrub(text: str) -> str:
 
 # Kinds of message. Only ARTICLE messages carry series/part in custom_args.
 ARTICLE, CONFIRMATION, WELCOME, TEST = "article", "confirmation", "welcome", "test"
+ALREADY_SUBSCRIBED = "already_subscribed"  # a signup form used by someone already active
+YOUR_DATA = "your_data"  # "send me my data" from the preference page
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,15 @@ from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from newsletter.core.config import effective
-from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME, Message
+from newsletter.core.vocabulary import SERIES_KIND
+from newsletter.mail.message import (
+    ALREADY_SUBSCRIBED,
+    ARTICLE,
+    CONFIRMATION,
+    WELCOME,
+    YOUR_DATA,
+    Message,
+)
 
 # Personal values are not rendered per recipient: each message is rendered once with these
 # placeholders, and a backend (or SendGrid, as substitutions) swaps in each recipient's values.
@@ -298,10 +306,11 @@ class Renderer:
             "practice": {
                 "name": s.practice,
                 "address": s.postal_address,
-                "care_note": s.care_note,
                 "reply_to": s.reply_to,
                 "public_url": s.public_url,
             },
+            "care_note": s.care_note,
+            "reply_note": s.reply_note,
             "greeting": GREETING,
             "greeting_html": GREETING_HTML,
             "unsubscribe_url": UNSUBSCRIBE_URL,
@@ -328,9 +337,12 @@ class Renderer:
         cached = self._articles.get(key)
         if cached is not None:
             return cached
-        browser_url = self.archive_url(series.slug, part.number)
+        # a broadcast kept out of the archive has no web copy to link to
+        published = getattr(series, "in_archive", True)
+        browser_url = self.archive_url(series.slug, part.number) if published else None
         context = self._base(part.title, part.summary, browser_url)
         context.update(
+            kind=getattr(series, "kind", SERIES_KIND),
             series_title=series.title,
             series_slug=series.slug,
             part_number=part.number,
@@ -386,6 +398,31 @@ class Renderer:
             preheader=context["preheader"],
         )
 
+    def already_subscribed(self) -> Message:
+        """To an active reader whose address was entered on the signup form again: nothing
+        changed, and where their preferences are (the page itself says the same as ever)."""
+        subject = f"You are already subscribed to {self.settings.from_name}"
+        context = self._base(subject, "Nothing has changed; here is your preferences page.", None)
+        html_out, text_out = self._render("already_subscribed", context)
+        return Message(
+            kind=ALREADY_SUBSCRIBED,
+            subject=subject,
+            html=html_out,
+            text=text_out,
+            preheader=context["preheader"],
+        )
+
+    def your_data(self, data_json: str) -> Message:
+        """What is stored about a reader (their access request), as JSON in the email."""
+        subject = f"Your data at {self.settings.from_name}"
+        context = self._base(subject, "Everything we store about you, as you asked.", None)
+        context["data_json"] = data_json
+        html_out, text_out = self._render("your_data", context)
+        return Message(
+            kind=YOUR_DATA, subject=subject, html=html_out, text=text_out,
+            preheader=context["preheader"],
+        )  # fmt: skip
+
     def check(self, spec: SeriesSpec) -> list[str]:
         """Problems rendering each part of a series through the email templates."""
         problems: list[str] = []
@@ -401,7 +438,11 @@ class Renderer:
     def check_templates(self) -> list[str]:
         """Problems rendering the confirmation and welcome emails."""
         problems: list[str] = []
-        for build in (self.confirmation, lambda: self.welcome("Tuesday 3 March at 09:00")):
+        for build in (
+            self.confirmation,
+            lambda: self.welcome("Tuesday 3 March at 09:00"),
+            self.already_subscribed,
+        ):
             try:
                 build()
             except (jinja2.TemplateError, TypeError, ValueError) as exc:

@@ -106,6 +106,12 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> Sent:
     return deliver(settings, message, [personal(settings, subscriber, CONFIRMATION)])
 
 
+def send_already_subscribed(settings: Settings, subscriber: Subscriber) -> Sent:
+    """Tell an active reader their address was entered on the signup form again."""
+    message = render.Renderer(settings).already_subscribed()
+    return deliver(settings, message, [personal(settings, subscriber, message.kind)])
+
+
 def send_confirmations(settings: Settings, subscriber_ids: Sequence[int]) -> Sent:
     """Send the double opt-in email to each of these people still pending, rendered once."""
     if not subscriber_ids:

@@ -13,7 +13,14 @@ from newsletter.core.config import Settings
 from newsletter.core.identity import email_hash, email_key, normalise_email
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
-from newsletter.store.models import LIVE, Enrollment, Series, Subscriber, Suppression
+from newsletter.store.models import (
+    LIVE,
+    SERIES_KIND,
+    Enrollment,
+    Series,
+    Subscriber,
+    Suppression,
+)
 
 BATCH = 500  # ids per IN (...) list
 
@@ -178,16 +185,20 @@ def live_series(session: Session) -> list[Series]:
     """Series a reader can choose, in queue order."""
     return list(
         session.scalars(
-            select(Series).where(Series.state == LIVE).order_by(Series.order, Series.id)
+            select(Series)
+            .where(Series.state == LIVE, Series.kind == SERIES_KIND)  # not broadcasts
+            .order_by(Series.order, Series.id)
         )
     )
 
 
 def enrollments(session: Session, subscriber: Subscriber) -> list[Enrollment]:
+    """The subscriber's series enrollments in queue order (their broadcasts are not choices)."""
     return list(
         session.scalars(
             select(Enrollment)
-            .where(Enrollment.subscriber_id == subscriber.id)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id == subscriber.id, Series.kind == SERIES_KIND)
             .order_by(Enrollment.position, Enrollment.id)
         )
     )

@@ -22,6 +22,7 @@ from newsletter.store.models import (
     ACTIVE,
     CADENCES,
     PENDING,
+    SERIES_KIND,
     SUBSCRIBER_STATUSES,
     Delivery,
     Enrollment,
@@ -94,7 +95,7 @@ def make_person(
 
 
 def known_series(session: Session) -> set[str]:
-    return set(session.scalars(select(Series.slug)))
+    return set(session.scalars(select(Series.slug).where(Series.kind == SERIES_KIND)))
 
 
 def new_subscriber(person: Person, *, confirmed: bool, method: str, now: dt.datetime) -> Subscriber:

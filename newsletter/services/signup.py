@@ -22,6 +22,7 @@ from newsletter.store.models import (
     BOUNCED,
     CANCELLED,
     PENDING,
+    SERIES_KIND,
     UNSUBSCRIBED,
     WEEKLY,
     Enrollment,
@@ -65,6 +66,8 @@ class SignupResult:
     subscriber: Subscriber | None  # None: an erased address (suppressed), nothing stored
     created: bool
     send_confirmation: bool
+    # an active reader signed up again: they get a note by email (the page says nothing)
+    already_subscribed: bool = False
 
 
 # --- the identity rules (core.identity) in the reader's words ------------------------------
@@ -194,8 +197,12 @@ def subscribe(
             return SignupResult(subscriber, created=True, send_confirmation=True)
 
     subscriber = existing
+    if subscriber.status == ACTIVE:  # nothing changes; an email says so and where to go
+        return SignupResult(
+            subscriber, created=False, send_confirmation=False, already_subscribed=True
+        )
     if subscriber.status not in _CAN_CONFIRM:
-        # Active: nothing to do. Complained / erased: never mailed again from a form.
+        # Complained / erased: never mailed again from a form.
         return SignupResult(subscriber, created=False, send_confirmation=False)
     # Pending, unsubscribed or bounced: a new confirmation email (within the per-address
     # cooldown, confirmation_allowed) and nothing else. Anyone can type an address into the
@@ -303,7 +310,11 @@ def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
     rows = session.execute(
         select(Series.slug)
         .join(Enrollment, Enrollment.series_id == Series.id)
-        .where(Enrollment.subscriber_id == subscriber.id, Enrollment.state != CANCELLED)
+        .where(
+            Enrollment.subscriber_id == subscriber.id,
+            Enrollment.state != CANCELLED,
+            Series.kind == SERIES_KIND,  # broadcasts are not series the reader chose
+        )
         .order_by(Enrollment.position)
     )
     return [slug for (slug,) in rows]

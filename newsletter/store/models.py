@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from newsletter.core.vocabulary import (  # noqa: F401  (re-exported: the models' words)
     ACTIVE,
     BOUNCED,
+    BROADCAST_KIND,
     CADENCES,
     CANCELLED,
     CLAIMED,
@@ -41,6 +42,7 @@ from newsletter.core.vocabulary import (  # noqa: F401  (re-exported: the models
     QUEUED,
     RETRY,
     SENT,
+    SERIES_KIND,
     SKIPPED,
     SUBSCRIBER_STATUSES,
     SUPPRESSED_STATUSES,
@@ -133,6 +135,10 @@ class Series(Base):
     state: Mapped[str] = mapped_column(String(16), default=DRAFT)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     queued_at: Mapped[dt.datetime | None]
+    # "series", or "broadcast": a one-part letter to a chosen audience (engine.broadcasts)
+    kind: Mapped[str] = mapped_column(String(16), default=SERIES_KIND, server_default=SERIES_KIND)
+    # listed in the public archive and feeds once sent (a broadcast may be private)
+    in_archive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -204,6 +210,23 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Broadcast(Base):
+    """A one-off letter: its series (kind "broadcast", one part), audience and timing."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), unique=True)
+    # {"kind": "all" | "series" | "joined_before", "series": [slugs], "before": "YYYY-MM-DD"}
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    timing: Mapped[str] = mapped_column(String(16))  # now / slot (a date) / moment
+    at: Mapped[dt.datetime | None]  # moment: the instant; slot: midnight UTC of the date
+    on_date: Mapped[dt.date | None] = mapped_column(Date)  # slot: the readers' local date
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ProviderEvent(Base):

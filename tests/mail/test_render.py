@@ -223,7 +223,7 @@ def test_missing_template_variable_fails_validation(conf: Settings, tmp_path: Pa
 
     (templates / "email" / "base.txt").write_text("{{ nope }}\n")
     problems = Renderer(broken).check_templates()
-    assert len(problems) == 2
+    assert len(problems) == 3  # confirmation, welcome, already subscribed
     assert problems[0].startswith(f"{templates}/email/base.txt:1: undefined variable: 'nope'")
 
 

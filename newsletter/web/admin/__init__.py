@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from newsletter.web.admin import (
+    broadcasts,
     calendar,
     dashboard,
     editor,
@@ -31,5 +32,6 @@ for area in (
     practice,
     calendar,
     outbox,
+    broadcasts,
 ):
     router.include_router(area.protected)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.services import series_admin
 from newsletter.store import stats
-from newsletter.store.models import Part, Series, utcnow
+from newsletter.store.models import SERIES_KIND, Part, Series, utcnow
 from newsletter.web.api.common import (
     DAYS,
     SLUG,
@@ -33,7 +33,8 @@ def series_out(session: Session) -> list[SeriesOut]:
     waiting = stats.part_counts(session)
     sent = stats.sent_counts(session)
     result = []
-    for s in session.scalars(select(Series).order_by(Series.order, Series.id)):
+    kind = Series.kind == SERIES_KIND  # broadcasts: /broadcasts
+    for s in session.scalars(select(Series).where(kind).order_by(Series.order, Series.id)):
         parts = session.scalars(select(Part).where(Part.series_id == s.id).order_by(Part.number))
         at = waiting.get(s.id, {})
         result.append(

@@ -10,26 +10,45 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from newsletter.store.db import session_scope
-from newsletter.store.models import Part, Series
+from newsletter.store.models import BROADCAST_KIND, Part, Series
 from newsletter.web.pages import render, settings_of
+from newsletter.web.public.feeds import ATOM_PATH, RSS_PATH
 
 router = APIRouter()
+
+FEED_LINKS = {"rss_path": RSS_PATH, "atom_path": ATOM_PATH}
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True})
 
 
+LETTERS = {"slug": "letters", "title": "Letters from the practice", "description": ""}
+
+
 @router.get("/archive")
 def archive(request: Request) -> Response:
+    """Published parts by series, then the broadcasts published in the archive, newest first."""
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
         rows = session.execute(
             select(Series, Part)
             .join(Part, Part.series_id == Series.id)
-            .where(Part.first_sent_at.is_not(None))
+            .where(Part.first_sent_at.is_not(None), Series.in_archive.is_(True))
             .order_by(Series.order, Series.id, Part.number)
         ).all()
         groups: list[dict[str, Any]] = []
+        letters: list[dict[str, Any]] = []
         for series, part in rows:
+            if series.kind == BROADCAST_KIND:
+                letters.append(
+                    {
+                        "number": part.number,
+                        "title": part.title,
+                        "summary": part.summary,
+                        "href": f"/archive/{series.slug}/{part.number}",
+                        "at": part.first_sent_at,
+                    }
+                )
+                continue
             if not groups or groups[-1]["slug"] != series.slug:
                 groups.append(
                     {
@@ -40,9 +59,17 @@ def archive(request: Request) -> Response:
                     }
                 )
             groups[-1]["parts"].append(
-                {"number": part.number, "title": part.title, "summary": part.summary}
+                {
+                    "number": part.number,
+                    "title": part.title,
+                    "summary": part.summary,
+                    "href": f"/archive/{series.slug}/{part.number}",
+                }
             )
-    return render(request, "archive.html", {"groups": groups})
+        if letters:
+            letters.sort(key=lambda p: p["at"], reverse=True)
+            groups.append({**LETTERS, "parts": letters, "letters": True})
+    return render(request, "archive.html", {"groups": groups, **FEED_LINKS})
 
 
 @router.get("/archive/{series}/{part}")
@@ -55,7 +82,7 @@ def archive_part(request: Request, series: str, part: str) -> Response:
             select(Series, Part)
             .join(Part, Part.series_id == Series.id)
             .where(Series.slug == series, Part.number == int(part))
-            .where(Part.first_sent_at.is_not(None))
+            .where(Part.first_sent_at.is_not(None), Series.in_archive.is_(True))
         ).first()
         if row is None:
             return render(request, "error.html", _not_found(), 404)
@@ -67,8 +94,13 @@ def archive_part(request: Request, series: str, part: str) -> Response:
                 .order_by(Part.number)
             )
         )
+        letter = s.kind == BROADCAST_KIND
         context = {
-            "series": {"slug": s.slug, "title": s.title},
+            **FEED_LINKS,
+            "series": {"slug": "letters", **LETTERS}
+            if letter
+            else {"slug": s.slug, "title": s.title},
+            "letter": letter,
             "part": {"number": p.number, "title": p.title, "summary": p.summary},
             "body_html": _markdown.render(p.body_md),
             "previous": max((n for n in numbers if n < p.number), default=None),

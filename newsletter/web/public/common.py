@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -85,10 +86,15 @@ def send_welcome_or_log(
         log.exception("welcome email could not be sent")
 
 
-def send_confirmation_limited(request: Request, settings: Settings, subscriber: Subscriber) -> None:
-    """Send a confirmation email unless this address had one lately (the per-address cooldown,
-    signup.confirmation_allowed). Runs after the response: the page looks and takes the same
-    either way. Failures are logged, never shown."""
+def send_confirmation_limited(
+    request: Request,
+    settings: Settings,
+    subscriber: Subscriber,
+    send: Callable[[Settings, Subscriber], object] | None = None,
+) -> None:
+    """Send a confirmation email (or `send`: the already-subscribed note) unless this address
+    had one lately (the per-address cooldown, signup.confirmation_allowed). Runs after the
+    response: the page looks and takes the same either way. Failures are logged, never shown."""
     try:
         r = redis_for(request)
     except (redis.RedisError, OSError, RuntimeError):  # the embedded server didn't start
@@ -98,7 +104,7 @@ def send_confirmation_limited(request: Request, settings: Settings, subscriber: 
     if not signup.confirmation_allowed(r, settings.secret, settings.redis_prefix, key):
         return  # within the cooldown, over the daily limit, or Redis down: nothing is sent
     try:
-        mailing.send_confirmation(settings, subscriber)
+        (send or mailing.send_confirmation)(settings, subscriber)
     except Exception:  # the page was the same either way; the operator sees the log
         log.exception("confirmation email could not be sent")
 

@@ -10,7 +10,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter.core import identity
-from newsletter.services import people, signup
+from newsletter.services import mailing, people, signup
 from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, PENDING, Subscriber
 from newsletter.web.csrf import verify_csrf
@@ -104,6 +104,7 @@ def subscribe(
             )
             subscriber = result.subscriber
             send = result.send_confirmation
+            already = result.already_subscribed
     except signup.InvalidInput as exc:
         if resend:
             return render(
@@ -118,6 +119,14 @@ def subscribe(
         # The per-address cooldown is checked there too, for the same reason.
         response.background = BackgroundTask(
             send_confirmation_limited, request, settings, subscriber
+        )
+    elif already and subscriber is not None:  # same page, same timing; the email tells them
+        response.background = BackgroundTask(
+            send_confirmation_limited,
+            request,
+            settings,
+            subscriber,
+            mailing.send_already_subscribed,
         )
     return response
 

@@ -1,0 +1,77 @@
+"""Public page: "send me my data" from the preference centre, emailed to the reader's own address.
+
+The data (services.export.subscriber_record: profile, consent record, series, every delivery,
+provider events) goes by email, never onto the page: the preference link rides in every
+article and may be forwarded, so the page shows nothing personal and only the subscribed
+address receives it. One such email per address per 10 minutes (3 a day).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Form, Request
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+
+from newsletter.core.config import Settings
+from newsletter.mail.render import Renderer
+from newsletter.services import export, mailing, signup
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber
+from newsletter.web.csrf import verify_csrf
+from newsletter.web.pages import render, settings_of
+from newsletter.web.public.common import (
+    LinkProblem,
+    link_problem_page,
+    read_public_id,
+    subscriber_for,
+    token_for,
+)
+from newsletter.web.security import redis_for
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+Record = dict[str, Any]
+
+
+@router.post("/preferences/{token}/data")
+def send_my_data(
+    request: Request, token: str, csrf_token: Annotated[str | None, Form()] = None
+) -> Response:
+    settings = settings_of(request)
+    verify_csrf(request, csrf_token)
+    try:
+        public_id = read_public_id(request, "preferences", token)
+        with session_scope(settings.database_url) as session:
+            subscriber = subscriber_for(session, public_id)
+            record = export.subscriber_record(session, subscriber)
+            back = token_for(request, "preferences", subscriber)
+            session.expunge(subscriber)
+    except LinkProblem as problem:
+        return link_problem_page(request, problem)
+    response = render(request, "my_data_sent.html", {"preferences_token": back}, no_store=True)
+    response.background = BackgroundTask(_send, request, settings, subscriber, record)
+    return response
+
+
+def _send(request: Request, settings: Settings, subscriber: Subscriber, record: Record) -> None:
+    try:
+        key = "data:" + subscriber.email_key  # its own counter, apart from confirmations
+        allowed = signup.confirmation_allowed(
+            redis_for(request), settings.secret, settings.redis_prefix, key
+        )
+    except (redis.RedisError, OSError, RuntimeError):
+        allowed = False
+    if not allowed:
+        log.info("data email not sent: within the per-address limit or Redis down")
+        return
+    try:
+        message = Renderer(settings).your_data(json.dumps(record, indent=2, ensure_ascii=False))
+        mailing.deliver(settings, message, [mailing.personal(settings, subscriber, message.kind)])
+    except Exception:
+        log.exception("data email could not be sent")

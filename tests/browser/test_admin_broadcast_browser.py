@@ -1,0 +1,98 @@
+"""The therapist in Chromium writes a broadcast, previews it, schedules it for next Tuesday at
+each reader's usual time; `tick --now` then sends it once to each reader."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from paths import free_port
+from servers import uvicorn_app
+from typer.testing import CliRunner
+
+from newsletter.cli import app as cli
+from newsletter.content import series as content
+from newsletter.core.config import Settings, load_settings
+from newsletter.services import broadcasts, roster
+from newsletter.store import series as series_store
+from newsletter.store.db import session_scope
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "therapist's own long password"
+
+
+@pytest.fixture
+def admin_server(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Settings]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
+    monkeypatch.setenv("NEWSLETTER_ADMIN_PASSWORD", PASSWORD)
+    served = load_settings()
+    with session_scope(served.database_url) as session:
+        series_store.sync(session, content.load_all(served.schedules_dir))
+    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served_base:
+        yield served_base, served
+
+
+def test_write_preview_and_schedule_a_broadcast(
+    admin_server: tuple[str, Settings], browser: Any, artifacts: Path
+) -> None:
+    base, settings = admin_server
+    for address, zone in (("ana@example.org", "Europe/London"), ("bo@example.org", "Asia/Tokyo")):
+        roster.add_subscriber(settings, email=address, timezone=zone, confirmed=True)
+    today = dt.datetime.now(dt.UTC).date()
+    tuesday = today + dt.timedelta(days=(1 - today.weekday()) % 7 or 7)
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/admin/login")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/admin")
+
+    page.click("nav >> text=Broadcasts")
+    page.wait_for_url(f"{base}/admin/broadcasts")
+    page.fill("#title", "The office is closed next week")
+    page.fill("#summary", "We are back on Monday.")
+    page.fill("#body_md", "We are **closed** next week. Your series carries on as usual.")
+    page.click("button:has-text('Preview')")
+    frame = page.frame_locator("iframe.email-frame")
+    assert "closed next week" in (frame.locator("body").text_content() or "")
+    assert "call or text 988" in (frame.locator("body").text_content() or "")
+    assert "Hello," in (page.text_content("pre.plain") or "") or "Hi " in (
+        page.text_content("pre.plain") or ""
+    )
+    page.screenshot(path=str(artifacts / "admin-broadcast-preview.png"), full_page=True)
+
+    page.check("input[name=when][value=date]")
+    page.fill("#on_date", tuesday.isoformat())
+    page.check("input[name=archive]")
+    page.click("button:has-text('Schedule it')")
+    page.wait_for_url(f"{base}/admin/broadcasts")
+    flash = page.text_content("[role=status]") or ""
+    assert "is scheduled for 2 readers" in flash
+    assert "scheduled" in (page.text_content("table.broadcasts") or "")
+    page.screenshot(path=str(artifacts / "admin-broadcast-scheduled.png"), full_page=True)
+    context.close()
+
+    [info] = broadcasts.list_all(settings)
+    assert (info.recipients, info.in_archive) == (2, True)
+    runner = CliRunner()
+    after = dt.datetime.combine(tuesday, dt.time(23, 59), tzinfo=dt.UTC)
+    result = runner.invoke(cli, ["tick", "--now", after.isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["sent"] >= 2
+    sent = [
+        email.message_from_bytes(p.read_bytes(), policy=policy.default)
+        for p in sorted(settings.outbox_dir.glob("*.eml"))
+    ]
+    subjects = [str(m["Subject"]) for m in sent]
+    assert subjects.count("The office is closed next week") == 2

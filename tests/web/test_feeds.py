@@ -1,0 +1,87 @@
+"""The archive as RSS 2.0 and Atom: published parts and broadcasts only, full text, read back
+by feedparser with no bozo; the archive page links them with <link rel="alternate">."""
+
+from __future__ import annotations
+
+import re
+
+import feedparser
+from engine_support import add_person, ship, utc
+from fastapi.testclient import TestClient
+
+from newsletter.content.letter import letter
+from newsletter.core.config import Settings
+from newsletter.engine.tick import tick
+from newsletter.services import broadcasts
+from newsletter.web.app import create_app
+
+MONDAY = utc(2027, 2, 1, 12, 0)
+
+
+def _broadcast(settings: Settings, title: str, body: str, archive: bool) -> str:
+    info = broadcasts.create(
+        settings,
+        letter(title, "A short summary & more.", body),
+        broadcasts.parse_audience("all"),
+        broadcasts.parse_when("now", settings, MONDAY),
+        in_archive=archive,
+        now=MONDAY,
+    )
+    return info.slug
+
+
+def _setup(settings: Settings) -> tuple[str, str]:
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "Europe/London")
+    public = _broadcast(settings, "A new group <starts> in March", "Join us *soon*.\n", True)
+    private = _broadcast(settings, "Only for readers", "Not on the web.\n", False)
+    tick(settings, MONDAY)  # both letters go out
+    tick(settings, utc(2027, 2, 3, 9, 0))  # myths part 1 (moved off the letters' day)
+    return public, private
+
+
+def test_rss_and_atom_list_what_was_published_in_full(settings: Settings) -> None:
+    public, private = _setup(settings)
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        for path, version in (("/archive/rss.xml", "rss20"), ("/archive/atom.xml", "atom10")):
+            response = client.get(path)
+            assert response.status_code == 200
+            assert "xml" in response.headers["content-type"]
+            feed = feedparser.parse(response.content)
+            assert feed.bozo == 0, feed.get("bozo_exception")
+            assert feed.version == version
+            links = [e.link for e in feed.entries]
+            assert links == [
+                "https://news.example.org/archive/myths-about-psychotherapy/1",
+                f"https://news.example.org/archive/{public}/1",
+            ], path  # newest first; the private letter and unsent parts are not there
+            letter_entry = feed.entries[1]
+            assert letter_entry.title == "A new group <starts> in March"
+            content = letter_entry.content[0].value
+            assert "<em>soon</em>" in content  # the full text, as HTML
+            assert settings.care_note in content
+            assert private not in response.text
+
+
+def test_the_archive_page_links_the_feeds_and_lists_published_letters(
+    settings: Settings,
+) -> None:
+    public, private = _setup(settings)
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        page = client.get("/archive").text
+        alternates = re.findall(r'<link rel="alternate" type="([^"]+)"[^>]*href="([^"]+)"', page)
+        assert alternates == [
+            ("application/rss+xml", "/archive/rss.xml"),
+            ("application/atom+xml", "/archive/atom.xml"),
+        ]
+        assert "Letters from the practice" in page and f"/archive/{public}/1" in page
+        assert private not in page
+        assert client.get(f"/archive/{public}/1").status_code == 200
+        assert client.get(f"/archive/{private}/1").status_code == 404
+
+
+def test_an_empty_archive_is_still_a_valid_feed(settings: Settings) -> None:
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        for path in ("/archive/rss.xml", "/archive/atom.xml"):
+            feed = feedparser.parse(client.get(path).content)
+            assert feed.bozo == 0 and feed.entries == []

@@ -1,0 +1,46 @@
+"""Email me my data, on the preference page: the data goes by email to the subscribed address
+only (never onto the page), as JSON, once per address within the cooldown."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import select
+from web_helpers import add_series, client, csrf, outbox
+
+from newsletter.core import tokens
+from newsletter.core.config import Settings
+from newsletter.services import roster
+from newsletter.store.db import session_scope
+from newsletter.store.models import Subscriber
+
+
+def test_email_me_my_data(settings: Settings) -> None:
+    add_series(settings, "myths", "Common myths", parts=2, order=1)
+    roster.add_subscriber(
+        settings, email="ana@example.org", name="Ana", timezone="Europe/London", confirmed=True
+    )
+    with session_scope(settings.database_url) as s:
+        sub = s.scalar(select(Subscriber).where(Subscriber.email_key == "ana@example.org"))
+        assert sub is not None
+        link = "/preferences/" + tokens.make_token(settings.secret, "preferences", sub.public_id)
+    with client(settings) as c:
+        page = c.get(link)
+        assert "Email me my data" in page.text
+        sent = c.post(f"{link}/data", data={"csrf_token": csrf(c, link)})
+        assert sent.status_code == 200 and "on its way" in sent.text
+        assert "ana@example.org" not in sent.text and "Europe/London" not in sent.text
+        again = c.post(f"{link}/data", data={"csrf_token": csrf(c, link)})
+        assert again.status_code == 200  # the same page, no second email (cooldown)
+        assert c.post(f"{link}/data", data={}).status_code == 400  # CSRF token needed
+        bad = c.post("/preferences/not-a-token/data", data={"csrf_token": csrf(c, link)})
+        assert bad.status_code == 400
+    mails = [m for m in outbox(settings) if m.subject.startswith("Your data")]
+    assert len(mails) == 1 and "ana@example.org" in mails[0].to
+    body = mails[0].text
+    data = json.loads(body[body.index("{") : body.rindex("}") + 1])
+    assert data["subscriber"]["email"] == "ana@example.org"
+    assert data["subscriber"]["timezone"] == "Europe/London"
+    assert [e["series"] for e in data["enrollments"]] == ["myths"]
+    assert re.search(r"call or text 988", " ".join(mails[0].html.split()))
