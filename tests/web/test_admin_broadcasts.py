@@ -96,3 +96,24 @@ def test_errors_keep_the_letter(client: TestClient) -> None:
     assert r.status_code == 400 and "needs a title" in r.text
     r = client.post("/admin/broadcasts", data={"title": "x", "body_md": "y"})  # no CSRF token
     assert r.status_code == 400
+
+
+def test_a_broadcast_is_not_a_series_on_the_series_and_new_person_pages(
+    client: TestClient, settings: Settings
+) -> None:
+    """Stored as a one-part series of kind `broadcast`, a letter must not show up as a series
+    card (whose Queue button it would refuse) nor as a series to choose for a new person."""
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "Europe/London")
+    letter = {"title": "Closed on Friday", "summary": "Back Monday.", "body_md": "Closed."}
+    done = client.post(
+        "/admin/broadcasts",
+        data=_form(client, **letter, action="schedule", audience="all", when="now"),
+    )
+    assert done.status_code == 303 and len(broadcasts.list_all(settings)) == 1
+    assert "is scheduled" in client.get(done.headers["location"]).text  # the notice, once
+    for path in ("/admin/series", "/admin/subscribers/new"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "Common Myths About Psychotherapy" in page.text  # the series are listed ...
+        assert "Closed on Friday" not in page.text, path  # ... the letter is not

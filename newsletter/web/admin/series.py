@@ -11,6 +11,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
+from newsletter.core.vocabulary import SERIES_KIND
 from newsletter.services import series_admin
 from newsletter.store import stats
 from newsletter.store.db import session_scope
@@ -132,7 +133,9 @@ def _series_context(db: Session) -> dict[str, Any]:
             "sent": {k[1]: v for k, v in sent.items() if k[0] == s.id},
             **_who(db, s),
         }
-        for s in db.scalars(select(Series).order_by(Series.order, Series.id))
+        for s in db.scalars(
+            select(Series).where(Series.kind == SERIES_KIND).order_by(Series.order, Series.id)
+        )
     ]
     return {"nav": "series", "rows": rows, "default_start": today}
 

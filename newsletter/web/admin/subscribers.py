@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.core.vocabulary import SERIES_KIND
 from newsletter.services import export, mailing, people, roster
 from newsletter.store import calendar
 from newsletter.store.db import session_scope
@@ -93,7 +94,11 @@ def subscriber_new(request: Request, db: Db) -> Response:
 
 
 def _new_form(request: Request, db: Session, values: dict[str, Any], error: str | None) -> Response:
-    series = list(db.scalars(select(Series).order_by(Series.order, Series.id)))
+    series = list(
+        db.scalars(
+            select(Series).where(Series.kind == SERIES_KIND).order_by(Series.order, Series.id)
+        )
+    )
     return page(
         request,
         "admin/subscriber_new.html",
