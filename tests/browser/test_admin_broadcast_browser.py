@@ -89,7 +89,7 @@ def test_write_preview_and_schedule_a_broadcast(
     after = dt.datetime.combine(tuesday, dt.time(23, 59), tzinfo=dt.UTC)
     result = runner.invoke(cli, ["tick", "--now", after.isoformat(), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["sent"] >= 2
+    assert json.loads(result.stdout)["sent"] >= 2
     sent = [
         email.message_from_bytes(p.read_bytes(), policy=policy.default)
         for p in sorted(settings.outbox_dir.glob("*.eml"))

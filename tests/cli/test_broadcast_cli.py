@@ -33,7 +33,7 @@ def test_create_list_send_and_cancel(settings: Settings, tmp_path: Path) -> None
          "--archive", "--now", MONDAY.isoformat(), "--json"],
     )  # fmt: skip
     assert made.exit_code == 0, made.output
-    info = json.loads(made.output)
+    info = json.loads(made.stdout)
     assert (info["recipients"], info["state"], info["in_archive"]) == (2, "scheduled", True)
     second = runner.invoke(
         app, ["broadcast", "create", str(path), "--at", "2027-02-10", "--now", MONDAY.isoformat()]
@@ -45,7 +45,7 @@ def test_create_list_send_and_cancel(settings: Settings, tmp_path: Path) -> None
     assert subjects.count("The office is closed over the holidays") == 2
     cancel = runner.invoke(app, ["broadcast", "cancel", "2", "--now", MONDAY.isoformat()])
     assert cancel.exit_code == 0 and "cancelled" in cancel.output
-    listed = json.loads(runner.invoke(app, ["broadcast", "list", "--json"]).output)
+    listed = json.loads(runner.invoke(app, ["broadcast", "list", "--json"]).stdout)
     assert [(b["id"], b["state"], b["sent"]) for b in listed] == [
         (2, "cancelled", 0),
         (1, "sent", 2),

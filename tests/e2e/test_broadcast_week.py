@@ -38,7 +38,7 @@ runner = CliRunner()
 def cli_tick(now: dt.datetime) -> dict[str, int]:
     result = runner.invoke(app, ["tick", "--now", now.isoformat(), "--json"])
     assert result.exit_code == 0, result.output
-    data: dict[str, int] = json.loads(result.output)
+    data: dict[str, int] = json.loads(result.stdout)
     return data
 
 

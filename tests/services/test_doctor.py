@@ -360,7 +360,7 @@ def test_make_run_default_is_not_ready_and_says_what_is_missing(
         server.stop()
         db.dispose_all()
     assert result.exit_code == 1, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     errors = {
         (f["check"], f["message"].split(" ")[0])
         for f in report["findings"]
@@ -403,7 +403,7 @@ def test_configured_setup_is_ready(
         result = runner.invoke(app, ["doctor", "--json"])
         beat_only = runner.invoke(app, ["doctor", "--check", "beat"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["ok"] is True and report["errors"] == 0
     assert {f["check"] for f in report["findings"]} >= {*CHECKS} - {"dns"}
     assert report["warnings"] == 0, report
