@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from email_samples import open_email, write_email
 from paths import ROOT
 
 from newsletter.content.series import load_all
 from newsletter.core.config import Settings, load_settings
-from newsletter.mail.render import Renderer, personal_values, personalise
+from newsletter.mail.render import Renderer
 
 pytestmark = pytest.mark.browser
 
@@ -32,29 +33,13 @@ def email_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     spec = load_all(ROOT / "schedules")[0]
     message = Renderer(settings).article(spec, spec.parts[0], len(spec.parts))
-    html = personalise(
-        message.html,
-        personal_values(
-            name="Alex",
-            unsubscribe_url="https://news.example.org/unsubscribe/T",
-            preferences_url="https://news.example.org/preferences/T",
-        ),
-    )
-    path = folder / "article.html"
-    path.write_text(html)
-    return path
-
-
-def _open(chromium: Any, path: Path, width: int, scheme: str = "light") -> Any:
-    page = chromium.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
-    page.goto(path.as_uri())
-    return page
+    return write_email(message, folder / "article.html")
 
 
 def test_desktop_column_is_600px_and_footer_visible(
     chromium: Any, email_file: Path, artifacts: Path
 ) -> None:
-    page = _open(chromium, email_file, 900)
+    page = open_email(chromium, email_file, 900)
     box = page.locator("table.container").bounding_box()
     assert box is not None and 560 <= box["width"] <= 600
     assert abs((box["x"] + box["width"] / 2) - 450) < 10  # centred
@@ -69,7 +54,7 @@ def test_desktop_column_is_600px_and_footer_visible(
 
 
 def test_phone_has_no_sideways_scroll(chromium: Any, email_file: Path, artifacts: Path) -> None:
-    page = _open(chromium, email_file, 375)
+    page = open_email(chromium, email_file, 375)
     scroll, client = page.evaluate(
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
@@ -81,7 +66,7 @@ def test_phone_has_no_sideways_scroll(chromium: Any, email_file: Path, artifacts
 def test_dark_mode_changes_the_palette(chromium: Any, email_file: Path, artifacts: Path) -> None:
     colours = {}
     for scheme in ("light", "dark"):
-        page = _open(chromium, email_file, 900, scheme)
+        page = open_email(chromium, email_file, 900, scheme)
         colours[scheme] = page.locator("table.card").evaluate(
             "e => getComputedStyle(e).backgroundColor"
         )

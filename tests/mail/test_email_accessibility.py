@@ -7,49 +7,15 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from email_samples import KINDS, every_email
 from paths import ROOT
 
-from newsletter.content.letter import letter
-from newsletter.content.series import load_all
-from newsletter.core.config import Settings, load_settings
 from newsletter.mail.message import Message
-from newsletter.mail.render import Renderer
 
 GMAIL_CLIP = 102 * 1024
 VAGUE_LINKS = {"here", "click here", "link", "this link", "more", "read more", "this"}
-
-
-def _settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        secret_key="test-secret",
-        var_dir=str(tmp_path / "var"),
-        templates_dir=ROOT / "templates",
-        public_url="https://news.example.org",
-    )
-
-
-def _emails(tmp_path: Path) -> dict[str, Message]:
-    renderer = Renderer(_settings(tmp_path))
-    specs = load_all(ROOT / "schedules")
-    longest = max(
-        ((s, p) for s in specs for p in s.parts), key=lambda sp: len(sp[1].body_md)
-    )  # the biggest article shipped
-    note = letter("Closed next week", "Back on the 5th.", "We are **closed**.\n\n- one\n- two\n")
-    broadcast = SimpleNamespace(slug="letter-x", title=note.title, kind="broadcast", in_archive=1)
-    return {
-        "article": renderer.article(longest[0], longest[1], len(longest[0].parts)),
-        "broadcast": renderer.article(broadcast, note, 1),
-        "confirmation": renderer.confirmation(),
-        "welcome": renderer.welcome("Tuesday 3 March at 09:00", ("Common myths",)),
-        "already_subscribed": renderer.already_subscribed(),
-        "your_data": renderer.your_data('{"subscriber": {"name": "Ana"}}'),
-    }
-
-
-KINDS = ("article", "broadcast", "confirmation", "welcome", "already_subscribed", "your_data")
 
 
 class _Page(HTMLParser):
@@ -125,7 +91,7 @@ def _parsed(message: Message) -> _Page:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_lang_headings_and_link_text(kind: str, tmp_path: Path) -> None:
-    page = _parsed(_emails(tmp_path)[kind])
+    page = _parsed(every_email(tmp_path)[kind])
     assert page.lang == "en"
     assert page.headings and page.headings[0] == 1 and page.headings.count(1) == 1
     for before, after in zip(page.headings, page.headings[1:], strict=False):
@@ -137,7 +103,7 @@ def test_lang_headings_and_link_text(kind: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_light_colours_have_enough_contrast(kind: str, tmp_path: Path) -> None:
-    page = _parsed(_emails(tmp_path)[kind])
+    page = _parsed(every_email(tmp_path)[kind])
     assert page.pairs
     for tag, fg, bg in page.pairs:
         assert contrast(fg, bg) >= 4.5, (tag, fg, bg, round(contrast(fg, bg), 2))
@@ -164,6 +130,6 @@ def test_dark_colours_have_enough_contrast() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_under_gmails_clipping_size(kind: str, tmp_path: Path) -> None:
-    message = _emails(tmp_path)[kind]
+    message = every_email(tmp_path)[kind]
     assert len(message.html.encode()) < GMAIL_CLIP
     assert len(message.text.encode()) < GMAIL_CLIP
