@@ -86,6 +86,18 @@ def send_welcome_or_log(
         log.exception("welcome email could not be sent")
 
 
+def address_allowed(request: Request, settings: Settings, key: str) -> bool:
+    """Whether one more email may go to this address now (`key`: its email key, prefixed by
+    the purpose where it has a counter of its own): signup.confirmation_allowed's per-address
+    cooldown and daily limit, failing closed when Redis can't be reached."""
+    try:
+        return signup.confirmation_allowed(
+            redis_for(request), settings.secret, settings.redis_prefix, key
+        )
+    except (redis.RedisError, OSError, RuntimeError):  # e.g. the embedded server didn't start
+        return False
+
+
 def send_confirmation_limited(
     request: Request,
     settings: Settings,
@@ -95,14 +107,9 @@ def send_confirmation_limited(
     """Send a confirmation email (or `send`: the already-subscribed note) unless this address
     had one lately (the per-address cooldown, signup.confirmation_allowed). Runs after the
     response: the page looks and takes the same either way. Failures are logged, never shown."""
-    try:
-        r = redis_for(request)
-    except (redis.RedisError, OSError, RuntimeError):  # the embedded server didn't start
-        log.warning("confirmation email not sent: Redis unavailable for the cooldown")
+    if not address_allowed(request, settings, subscriber.email_key):
+        log.info("confirmation email not sent: within the per-address limit or Redis down")
         return
-    key = subscriber.email_key
-    if not signup.confirmation_allowed(r, settings.secret, settings.redis_prefix, key):
-        return  # within the cooldown, over the daily limit, or Redis down: nothing is sent
     try:
         (send or mailing.send_confirmation)(settings, subscriber)
     except Exception:  # the page was the same either way; the operator sees the log

@@ -12,26 +12,25 @@ import json
 import logging
 from typing import Annotated, Any
 
-import redis
 from fastapi import APIRouter, Form, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
-from newsletter.services import export, mailing, signup
+from newsletter.services import export, mailing
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
+    address_allowed,
     link_problem_page,
     read_public_id,
     subscriber_for,
     token_for,
 )
-from newsletter.web.security import redis_for
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -60,14 +59,8 @@ def send_my_data(
 
 
 def _send(request: Request, settings: Settings, subscriber: Subscriber, record: Record) -> None:
-    try:
-        key = "data:" + subscriber.email_key  # its own counter, apart from confirmations
-        allowed = signup.confirmation_allowed(
-            redis_for(request), settings.secret, settings.redis_prefix, key
-        )
-    except (redis.RedisError, OSError, RuntimeError):
-        allowed = False
-    if not allowed:
+    # "data:": a counter of its own, apart from confirmations
+    if not address_allowed(request, settings, "data:" + subscriber.email_key):
         log.info("data email not sent: within the per-address limit or Redis down")
         return
     try:

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 from typing import Annotated, Any
 
-import redis
 from fastapi import APIRouter, Form, Request
 from sqlalchemy import func, select
 from starlette.background import BackgroundTask
@@ -20,18 +19,18 @@ from starlette.responses import Response
 
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
-from newsletter.services import mailing, signup
+from newsletter.services import mailing
 from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Part, Series, Subscriber
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
+    address_allowed,
     link_problem_page,
     read_public_id,
     subscriber_for,
 )
-from newsletter.web.security import redis_for
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -112,14 +111,7 @@ def _send(
     request: Request, settings: Settings, subscriber: Subscriber, series: Series, part: Part,
     count: int,
 ) -> None:  # fmt: skip
-    try:
-        key = "again:" + subscriber.email_key
-        allowed = signup.confirmation_allowed(
-            redis_for(request), settings.secret, settings.redis_prefix, key
-        )
-    except (redis.RedisError, OSError, RuntimeError):
-        allowed = False
-    if not allowed:
+    if not address_allowed(request, settings, "again:" + subscriber.email_key):
         log.info("copy not sent: within the per-address limit or Redis down")
         return
     try:
