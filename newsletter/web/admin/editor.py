@@ -23,7 +23,7 @@ from newsletter.services import series_editor
 from newsletter.services.editor_words import Problem
 from newsletter.store.models import utcnow
 from newsletter.web.admin.common import form_of, page, redirect, require_admin, settings_of
-from newsletter.web.admin.preview import PREVIEW_CSP
+from newsletter.web.admin.preview import email_frame
 
 SUBJECT_LIMIT = 60  # desktop inbox lists (Gmail, Outlook, Apple Mail) show about this many
 SUBJECT_PHONE = 40  # a phone's inbox list in portrait shows about this many
@@ -280,11 +280,4 @@ async def preview_html(request: Request) -> Response:
     _subject, _preheader, html, _text = _preview(request, form)
     if form.get("mode") == "dark":
         html = html.replace(DARK_QUERY, "@media all")
-    return HTMLResponse(
-        html,
-        headers={
-            "content-security-policy": PREVIEW_CSP,
-            "x-frame-options": "SAMEORIGIN",
-            "cache-control": "no-store",
-        },
-    )
+    return email_frame(html)

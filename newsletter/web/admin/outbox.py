@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.config import Settings
 from newsletter.web.admin.common import form_of, page, require_admin, settings_of
-from newsletter.web.admin.preview import PAGE_WITH_FRAME_CSP, PREVIEW_CSP
+from newsletter.web.admin.preview import PAGE_WITH_FRAME_CSP, email_frame
 
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 SCAN = 2000  # newest files read for the list and the search
@@ -147,11 +147,4 @@ def outbox_email_html(request: Request, name: str) -> Response:
     html = message.get_body(preferencelist=("html",))
     if html is None:
         raise HTTPException(404, "no HTML part")
-    return HTMLResponse(
-        html.get_content(),
-        headers={
-            "content-security-policy": PREVIEW_CSP,
-            "x-frame-options": "SAMEORIGIN",
-            "cache-control": "no-store",
-        },
-    )
+    return email_frame(html.get_content())

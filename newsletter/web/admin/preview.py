@@ -37,6 +37,21 @@ PREVIEW_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
+
+
+def email_frame(html: str) -> HTMLResponse:
+    """One email as the preview frame's document: no scripts, framed only by our pages, never
+    cached (the preview, the series editor and the outbox viewer all show emails this way)."""
+    return HTMLResponse(
+        html,
+        headers={
+            "content-security-policy": PREVIEW_CSP,
+            "x-frame-options": "SAMEORIGIN",
+            "cache-control": "no-store",
+        },
+    )
+
+
 PAGE_WITH_FRAME_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -134,14 +149,7 @@ def part_email_html(request: Request, slug: str, number: PartNumber, db: Db) -> 
     settings = settings_of(request)
     series = find_series(db, slug)
     _m, _s, html, _t, _sub = _rendered(settings, db, series, number, _subscriber_param(request))
-    return HTMLResponse(
-        html,
-        headers={
-            "content-security-policy": PREVIEW_CSP,
-            "x-frame-options": "SAMEORIGIN",
-            "cache-control": "no-store",
-        },
-    )
+    return email_frame(html)
 
 
 @protected.post("/series/{slug}/{number}/test", include_in_schema=False)
