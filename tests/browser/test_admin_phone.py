@@ -34,6 +34,7 @@ PAGES = [
     "/admin/import",
     "/admin/settings",
     "/admin/outbox",
+    "/admin/broadcasts",
 ]
 # Tap targets: buttons, form fields and stand-alone links (links inside a sentence are exempt).
 SMALL_TARGETS = """() => [...document.querySelectorAll(
