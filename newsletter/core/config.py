@@ -140,7 +140,9 @@ class Settings(BaseSettings):
             raise ValueError(f"not an email address: {value!r}")
         return value
 
-    @field_validator("from_name", "postal_address", "practice_name", "signup_heading", "reply_note")
+    @field_validator(
+        "from_name", "postal_address", "practice_name", "signup_heading", "care_note", "reply_note"
+    )
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         if value is not None and ("\r" in value or "\n" in value):
