@@ -213,16 +213,21 @@ def test_redis_without_persistence_or_evicting(clean_env: None, tmp_path: Path) 
 def test_migrations(settings: Settings) -> None:
     [current] = check("migrations", settings)
     assert current.level == "ok"
-    with db.get_engine(settings.database_url).begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
-    [behind] = check("migrations", settings)
-    assert behind.level == "error" and "run `newsletter init`" in behind.message
-    with db.get_engine(settings.database_url).begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'f00dcafe'"))
-    [ahead] = check("migrations", settings)
-    assert ahead.level == "error" and "newer version" in ahead.message
-    with db.get_engine(settings.database_url).begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+    engine = db.get_engine(settings.database_url)
+    with engine.begin() as conn:
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+        [behind] = check("migrations", settings)
+        assert behind.level == "error" and "run `newsletter init`" in behind.message
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'f00dcafe'"))
+        [ahead] = check("migrations", settings)
+        assert ahead.level == "error" and "newer version" in ahead.message
+    finally:  # the PostgreSQL database is shared by the session's tests: leave it at head
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
 
 
 def test_migrations_without_a_database(clean_env: None, tmp_path: Path) -> None:
