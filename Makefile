@@ -38,10 +38,7 @@ test: $(VENV)/.installed-dev chromium lint
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.installed-dev
-	$(PY) benchmarks/dispatch.py
-	$(PY) benchmarks/production.py
-	$(PY) benchmarks/importing.py
-	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var tests/artifacts

@@ -67,6 +67,29 @@ def due_at(db_url: str, slot: dt.datetime) -> int:
         return RedisQueue(get_settings()).rebuild(session)
 
 
+def environment(db_url: str, redis_url: str, prefix: str, tmp: Path) -> dict[str, str]:
+    """The environment a user's processes get: this run's database, Redis prefix and folders,
+    the SendGrid backend (pointed at the stand-in once it is up), the shipped series."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_REDIS_URL": redis_url,
+            "NEWSLETTER_REDIS_PREFIX": prefix,
+            "NEWSLETTER_MAIL_BACKEND": "sendgrid",
+            "NEWSLETTER_SENDGRID_API_KEY": dispatch.API_KEY,
+            "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
+            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
+            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
+            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
+            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
+            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
+        }
+    )
+    env.pop("NEWSLETTER_BEAT_SECONDS", None)  # the production interval: every minute
+    return env
+
+
 def sink_stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/stats", timeout=10) as reply:
         return dict(json.loads(reply.read()))
@@ -134,23 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     db = dispatch.Database(kind, tmp)
     redis_url, embedded = dispatch.start_redis(tmp)
     prefix = f"nlprod{os.getpid()}:"
-    env = dict(os.environ)
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": db.url,
-            "NEWSLETTER_REDIS_URL": redis_url,
-            "NEWSLETTER_REDIS_PREFIX": prefix,
-            "NEWSLETTER_MAIL_BACKEND": "sendgrid",
-            "NEWSLETTER_SENDGRID_API_KEY": dispatch.API_KEY,
-            "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
-            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
-            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
-            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
-            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
-        }
-    )
-    env.pop("NEWSLETTER_BEAT_SECONDS", None)  # the production interval: every minute
+    env = environment(db.url, redis_url, prefix, tmp)
     children: list[dispatch.Child] = []
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
