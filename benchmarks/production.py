@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kind = dispatch.choose_db(args)
     tmp = Path(tempfile.mkdtemp(prefix="nl-prod-"))
     db = dispatch.Database(kind, tmp)
-    redis_url, embedded = dispatch.start_redis(tmp)
+    redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
     prefix = f"nlprod{os.getpid()}:"
     env = environment(db.url, redis_url, prefix, tmp)
     children: list[dispatch.Child] = []
@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
         "db": kind,
+        "redis": "embedded" if embedded is not None else redis_url,
         "nproc": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -276,6 +277,9 @@ def main() -> None:
     parser.add_argument("--lead", type=float, default=40.0, help="at least this many s to the slot")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up this long after")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--embedded-redis", action="store_true", help="the embedded Redis `make run` starts"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
     args = parser.parse_args()
     result = run(args)

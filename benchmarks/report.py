@@ -7,7 +7,8 @@ wall-clock rates on two shared cores):
 
 1. `dispatch.py` at its defaults: the engine's burst beside the naive baseline;
 2. `dispatch.py --n 100000 --naive-n 0 --db postgresql`: the engine at 100k;
-3. `production.py --n 30000 --db postgresql`: the real worker and beat on the real clock;
+3. `production.py --n 30000 --db postgresql`: the real worker and beat on the real clock, and
+   the same on `make run`'s default (SQLite, the embedded Redis);
 4. `importing.py --n 30000`, SQLite and PostgreSQL: `subscribers import --confirmed`;
 5. `tick_inline.py --n 20000 --db postgresql`: `newsletter tick`, the CLI path;
 6. `startup.py`: `newsletter --help`;
@@ -62,6 +63,12 @@ ROWS = [
         lambda r: r["recipients_per_s_first_to_last"], 15_000, False, "/s"),
     Row("recipients/s, slot -> last", "production",
         lambda r: r["recipients_per_s_slot_to_last"], 12_000, False, "/s"),
+    Row("the same, `make run`'s default (SQLite, embedded Redis): first request (s)",
+        "production_default", lambda r: r["slot_to_first_s"], 2.0, True, "s"),
+    Row("the same: recipients/s, first request -> last", "production_default",
+        lambda r: r["recipients_per_s_first_to_last"], 15_000, False, "/s"),
+    Row("the same: recipients/s, slot -> last", "production_default",
+        lambda r: r["recipients_per_s_slot_to_last"], 12_000, False, "/s"),
     Row("`subscribers import` --confirmed, rows/s (SQLite)", "import_sqlite",
         lambda r: r["rows_per_s"], 20_000, False, "/s"),
     Row("`subscribers import` --confirmed, rows/s (PostgreSQL)", "import_postgresql",
@@ -105,6 +112,10 @@ def measure(quick: bool) -> dict[str, dict[str, Any]]:
 
     runs["production"] = run_json("production.py", "--n", str(30_000 // scale), "--db", pg)
     print(production.table(runs["production"]), flush=True)
+    runs["production_default"] = run_json(
+        "production.py", "--n", str(30_000 // scale), "--db", "sqlite", "--embedded-redis"
+    )
+    print(production.table(runs["production_default"]), flush=True)
     import importing
 
     for db in ("sqlite", pg):

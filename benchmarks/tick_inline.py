@@ -41,13 +41,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kind = dispatch.choose_db(args)
     tmp = Path(tempfile.mkdtemp(prefix="nl-tick-"))
     db = dispatch.Database(kind, tmp)
-    redis_url, embedded = dispatch.start_redis(tmp)
+    redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
     prefix = f"nltick{os.getpid()}:"
     env = production.environment(db.url, redis_url, prefix, tmp)
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
         "db": kind,
+        "redis": "embedded" if embedded is not None else redis_url,
         "nproc": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -137,6 +138,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000, help="readers due at the slot")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--embedded-redis", action="store_true", help="the embedded Redis `make run` starts"
+    )
     parser.add_argument("--profile", metavar="FILE", help="run the tick under cProfile, stats here")
     args = parser.parse_args()
     result = run(args)
