@@ -78,6 +78,7 @@ def send_one(enrollment_id: int, now: str) -> dict[str, int]:
         greeting = f"Hi {sub.name}," if sub.name else "Hello,"
         context: dict[str, Any] = r._base(part.title, part.summary, r.archive_url(series.slug, 1))
         context.update(
+            kind=getattr(series, "kind", "series"),
             greeting=greeting,
             greeting_html=html.escape(greeting),
             unsubscribe_url=unsubscribe,

@@ -53,7 +53,9 @@ class Row:
 def _admin_slowest(r: dict[str, Any]) -> float:
     """The slowest admin page's seconds (admin_pages.py reports each page)."""
     pages = r.get("pages", r)
-    return max(float(p["seconds"]) for p in pages.values() if isinstance(p, dict))
+    return max(
+        float(p["seconds"]) for p in pages.values() if isinstance(p, dict) and "seconds" in p
+    )
 
 
 ROWS = [
