@@ -270,6 +270,59 @@ def start_redis(tmp: Path, embedded: bool = False) -> tuple[str, Any]:
     return server.url, server
 
 
+def environment(db_url: str, redis_url: str, prefix: str, tmp: Path) -> dict[str, str]:
+    """The environment a run's processes get: its database, Redis prefix and folders, the
+    SendGrid backend (pointed at the stand-in by start_sink), the shipped series."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_REDIS_URL": redis_url,
+            "NEWSLETTER_REDIS_PREFIX": prefix,
+            "NEWSLETTER_MAIL_BACKEND": "sendgrid",
+            "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
+            "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
+            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
+            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
+            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
+            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
+            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
+        }
+    )
+    env.pop("NEWSLETTER_BEAT_SECONDS", None)  # the production interval: every minute
+    return env
+
+
+def start_sink(env: dict[str, str], tmp: Path, *extra: str) -> tuple[Child, str]:
+    """The SendGrid stand-in, with `env` and this process's settings pointed at it."""
+    sink = Child([sys.executable, str(HERE / "sink.py"), "--api-key", API_KEY, *extra], env,
+                 tmp / "sink.log")  # fmt: skip
+    assert sink.proc.stdout is not None
+    url = sink.proc.stdout.readline().decode().strip()
+    if not url.startswith("http"):
+        sink.stop()
+        raise SystemExit(f"sink did not start: {(tmp / 'sink.log').read_text()}")
+    env["NEWSLETTER_SENDGRID_HOST"] = url
+    os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
+    from newsletter.core.config import get_settings
+
+    get_settings.cache_clear()
+    return sink, url
+
+
+def teardown(db: Database, redis_url: str, prefix: str, embedded: Any) -> None:
+    """Close pooled connections, remove the run's Redis keys, drop its database, stop an
+    embedded Redis."""
+    from newsletter.store.db import dispose_all
+
+    dispose_all()
+    cleanup_redis(redis_url, prefix)
+    with contextlib.suppress(Exception):  # never hide the error that ended the run
+        db.drop()
+    if embedded is not None:
+        embedded.stop()
+
+
 class CpuSampler:
     """CPU seconds used by other processes during a phase: the PostgreSQL backends serving the
     benchmark's database (matched by name) and the sink; sampled every 0.2 s."""
@@ -940,46 +993,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     db = Database(kind, tmp)
     redis_url, embedded = start_redis(tmp)
     prefix = f"nlbench{os.getpid()}:"
-    env = dict(os.environ)
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": db.url,
-            "NEWSLETTER_REDIS_URL": redis_url,
-            "NEWSLETTER_REDIS_PREFIX": prefix,
-            "NEWSLETTER_MAIL_BACKEND": "sendgrid",
-            "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
-            "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
-            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
-            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
-            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
-            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
-            "PYTHONPATH": str(HERE) + os.pathsep + env.get("PYTHONPATH", ""),
-        }
-    )
+    env = environment(db.url, redis_url, prefix, tmp)
+    env["PYTHONPATH"] = str(HERE) + os.pathsep + env.get("PYTHONPATH", "")
     children: list[Child] = []
-    sink = Child(
-        [
-            sys.executable,
-            str(HERE / "sink.py"),
-            "--api-key",
-            API_KEY,
-            "--sample-every",
-            str(args.sample_every),
-        ],
-        env,
-        tmp / "sink.log",
-    )
+    sink, sink_url = start_sink(env, tmp, "--sample-every", str(args.sample_every))
     children.append(sink)
-    assert sink.proc.stdout is not None
-    sink_url = sink.proc.stdout.readline().decode().strip()
-    if not sink_url.startswith("http"):
-        raise SystemExit(f"sink did not start: {(tmp / 'sink.log').read_text()}")
-    env["NEWSLETTER_SENDGRID_HOST"] = sink_url
-    os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
     from newsletter.core.config import get_settings
 
-    get_settings.cache_clear()
     naive_n = min(args.n, args.naive_n)
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1128,14 +1148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for child in reversed(children):
             child.stop()
-        cleanup_redis(redis_url, prefix)
-        from newsletter.store.db import dispose_all
-
-        dispose_all()
-        with contextlib.suppress(Exception):
-            db.drop()
-        if embedded is not None:
-            embedded.stop()
+        teardown(db, redis_url, prefix, embedded)
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
         else:

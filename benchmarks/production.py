@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import math
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -65,29 +64,6 @@ def due_at(db_url: str, slot: dt.datetime) -> int:
         )
     with session_scope(db_url) as session:
         return RedisQueue(get_settings()).rebuild(session)
-
-
-def environment(db_url: str, redis_url: str, prefix: str, tmp: Path) -> dict[str, str]:
-    """The environment a user's processes get: this run's database, Redis prefix and folders,
-    the SendGrid backend (pointed at the stand-in once it is up), the shipped series."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": db_url,
-            "NEWSLETTER_REDIS_URL": redis_url,
-            "NEWSLETTER_REDIS_PREFIX": prefix,
-            "NEWSLETTER_MAIL_BACKEND": "sendgrid",
-            "NEWSLETTER_SENDGRID_API_KEY": dispatch.API_KEY,
-            "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
-            "NEWSLETTER_VAR_DIR": str(tmp / "var"),
-            "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
-            "NEWSLETTER_PUBLIC_URL": "https://news.example.org",
-            "NEWSLETTER_SCHEDULES_DIR": str(ROOT / "schedules"),
-            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
-        }
-    )
-    env.pop("NEWSLETTER_BEAT_SECONDS", None)  # the production interval: every minute
-    return env
 
 
 def sink_stats(url: str) -> dict[str, Any]:
@@ -157,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     db = dispatch.Database(kind, tmp)
     redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
     prefix = f"nlprod{os.getpid()}:"
-    env = environment(db.url, redis_url, prefix, tmp)
+    env = dispatch.environment(db.url, redis_url, prefix, tmp)
     children: list[dispatch.Child] = []
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -168,19 +144,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_at_start": os.getloadavg()[0],
     }
     try:
-        sink = dispatch.Child(
-            [sys.executable, str(HERE / "sink.py"), "--api-key", dispatch.API_KEY],
-            env,
-            tmp / "sink.log",
-        )
+        sink, sink_url = dispatch.start_sink(env, tmp)
         children.append(sink)
-        assert sink.proc.stdout is not None
-        sink_url = sink.proc.stdout.readline().decode().strip()
-        env["NEWSLETTER_SENDGRID_HOST"] = sink_url
-        os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
-        from newsletter.core.config import get_settings
-
-        get_settings.cache_clear()
         db.create()
         seeded = dispatch.seed(db.url, args.n, 0)
         result["seed_s"] = seeded["seed_s"]
@@ -229,13 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for child in reversed(children):
             child.stop()
-        from newsletter.store.db import dispose_all
-
-        dispose_all()
-        dispatch.cleanup_redis(redis_url, prefix)
-        db.drop()
-        if embedded is not None:
-            embedded.stop()
+        dispatch.teardown(db, redis_url, prefix, embedded)
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
         else:

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     db = dispatch.Database(kind, tmp)
     redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
     prefix = f"nltick{os.getpid()}:"
-    env = production.environment(db.url, redis_url, prefix, tmp)
+    env = dispatch.environment(db.url, redis_url, prefix, tmp)
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
@@ -54,18 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     sink: dispatch.Child | None = None
     try:
-        sink = dispatch.Child(
-            [sys.executable, str(HERE / "sink.py"), "--api-key", dispatch.API_KEY],
-            env,
-            tmp / "sink.log",
-        )
-        assert sink.proc.stdout is not None
-        sink_url = sink.proc.stdout.readline().decode().strip()
-        env["NEWSLETTER_SENDGRID_HOST"] = sink_url
-        os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
-        from newsletter.core.config import get_settings
-
-        get_settings.cache_clear()
+        sink, sink_url = dispatch.start_sink(env, tmp)
         db.create()
         result["seed_s"] = dispatch.seed(db.url, args.n, 0)["seed_s"]
         assert production.due_at(db.url, SLOT) == args.n
@@ -104,13 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if sink is not None:
             sink.stop()
-        from newsletter.store.db import dispose_all
-
-        dispose_all()
-        dispatch.cleanup_redis(redis_url, prefix)
-        db.drop()
-        if embedded is not None:
-            embedded.stop()
+        dispatch.teardown(db, redis_url, prefix, embedded)
         shutil.rmtree(tmp, ignore_errors=True)
     if result["ledger"] != {"sent": args.n} or result["sink"]["duplicate_delivery_ids"]:
         raise SystemExit(f"ledger or stand-in wrong: {result['ledger']}, {result['sink']}")
