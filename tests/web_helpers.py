@@ -1,4 +1,5 @@
-"""Helpers for the web tests: series rows, a TestClient with a CSRF cookie, outbox parsing."""
+"""Helpers for the web tests: series rows, a TestClient with a CSRF cookie, a signed-in admin,
+outbox parsing."""
 
 from __future__ import annotations
 
@@ -112,3 +113,15 @@ def outbox(settings: Settings) -> list[Mail]:
             )
         )
     return mails
+
+
+def signed_in(settings: Settings, password: str) -> tuple[TestClient, str]:
+    """A client of a new app signed in as the admin, and the CSRF token its forms carry."""
+    c = TestClient(
+        create_app(settings), base_url="https://news.example.org", follow_redirects=False
+    )
+    token = CSRF_RE.search(c.get("/admin/login").text)
+    assert token
+    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": password})
+    assert r.status_code == 303
+    return c, token.group(1)

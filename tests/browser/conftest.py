@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import ADMIN_PASSWORD
 from paths import free_port
 from servers import uvicorn_app
 
@@ -70,3 +71,20 @@ def browser():  # type: ignore[no-untyped-def]
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def admin_server(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Settings]]:
+    """A real uvicorn process with the admin password ADMIN_PASSWORD; the series synced but
+    not yet queued. Yields (base URL, the settings it serves with)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
+    monkeypatch.setenv("NEWSLETTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    served = load_settings()
+    with session_scope(served.database_url) as session:
+        series_store.sync(session, content.load_all(served.schedules_dir))
+    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served_base:
+        yield served_base, served

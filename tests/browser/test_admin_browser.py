@@ -6,45 +6,25 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 from typing import Any
 
 import pytest
-from paths import free_port
-from servers import uvicorn_app
+from browser_support import ADMIN_PASSWORD
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from newsletter.cli import app as cli
-from newsletter.content import series as content
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import Settings
 from newsletter.services import roster
-from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Enrollment, Part, Series, Subscriber
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "therapist's own long password"
+PASSWORD = ADMIN_PASSWORD  # what the admin_server fixture sets
 CO = "co-created-process"
-
-
-@pytest.fixture
-def admin_server(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, Settings]]:
-    """A real uvicorn process with an admin password; the series synced but not yet queued."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
-    monkeypatch.setenv("NEWSLETTER_ADMIN_PASSWORD", PASSWORD)
-    served = load_settings()
-    with session_scope(served.database_url) as session:
-        series_store.sync(session, content.load_all(served.schedules_dir))
-    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served_base:
-        yield served_base, served
 
 
 def people(settings: Settings) -> dict[str, int]:

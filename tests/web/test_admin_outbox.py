@@ -7,26 +7,19 @@ import re
 from engine_support import add_person, ship, utc
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from web_helpers import signed_in
 
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
-from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
 NOW = utc(2027, 1, 4, 12)
 
 
 def _signed_in(settings: Settings) -> tuple[TestClient, str]:
-    c = TestClient(
-        create_app(settings), base_url="https://news.example.org", follow_redirects=False
-    )
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/login").text)
-    assert token
-    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
-    assert r.status_code == 303
-    return c, token.group(1)
+    return signed_in(settings, PASSWORD)
 
 
 def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settings) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -17,39 +16,14 @@ from schemathesis.checks import positive_data_acceptance
 from sqlalchemy import select
 from time_machine import TimeMachineFixture
 
-from newsletter.content import series as content
 from newsletter.core.config import Settings
-from newsletter.services import auth, roster
-from newsletter.store import series as series_store
+from newsletter.services import roster
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber, Suppression
 from newsletter.web.app import create_app
 
 MYTHS = "myths-about-psychotherapy"
 CO = "co-created-process"
-
-
-@pytest.fixture
-def api_app(settings: Settings) -> FastAPI:
-    with session_scope(settings.database_url) as session:
-        series_store.sync(session, content.load_all(settings.schedules_dir))
-    return create_app(settings)
-
-
-@pytest.fixture
-def token(settings: Settings) -> str:
-    with session_scope(settings.database_url) as session:
-        return auth.create_token(session, "tests")
-
-
-@pytest.fixture
-def api(api_app: FastAPI, token: str) -> Iterator[TestClient]:
-    with TestClient(
-        api_app,
-        base_url="https://news.example.org",
-        headers={"Authorization": f"Bearer {token}"},
-    ) as client:
-        yield client
 
 
 def test_token_required(api_app: FastAPI, token: str) -> None:
