@@ -212,3 +212,16 @@ def test_the_logged_refusal_names_no_address(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "550 5.1.1 <address>: no such user" in logged
     assert "@example.net" not in logged
+
+
+def test_probe_connects_and_quits_without_sending() -> None:
+    with SmtpServer() as server:
+        SmtpBackend(smtp_settings(server.url)).probe()
+        assert (
+            server.handler.received == []
+        )  # connected (the closed port below raises), sent nothing
+    with socket.socket() as spare:  # a port nothing listens on
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    with pytest.raises(OSError):
+        SmtpBackend(smtp_settings(f"smtp://127.0.0.1:{port}")).probe()

@@ -138,6 +138,15 @@ class SmtpBackend:
             raise
         return conn
 
+    def probe(self) -> None:
+        """Connect as a send would (EHLO, STARTTLS when offered, AUTH when a user is given),
+        then QUIT; raises what connecting raised (`newsletter doctor` turns it into advice)."""
+        conn = self._connect()
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            conn.close()
+
     def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         if not recipients:

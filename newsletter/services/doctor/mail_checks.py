@@ -76,7 +76,7 @@ def _smtp(ctx: Context) -> list[Finding]:
     backend = SmtpBackend(ctx.settings)
     where = f"{backend.server.host}:{backend.server.port}"
     try:
-        conn = backend._connect()  # EHLO, STARTTLS when offered, AUTH when a user is given
+        backend.probe()  # EHLO, STARTTLS when offered, AUTH when a user is given, QUIT
     except smtplib.SMTPAuthenticationError as exc:
         return [
             error(
@@ -110,10 +110,6 @@ def _smtp(ctx: Context) -> list[Finding]:
                 "NEWSLETTER_SMTP_URL and that this machine may connect to it",
             )
         ]
-    try:
-        conn.quit()
-    except (OSError, smtplib.SMTPException):
-        conn.close()
     login = "logged in" if backend.server.user is not None else "no login configured"
     return [ok("mail", f"the SMTP server at {where} answered EHLO ({login})")]
 
