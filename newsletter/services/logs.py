@@ -7,7 +7,9 @@ wrappers through `context`. The default text format prints the same ids after th
 
 Every line goes through `Scrub` first: email addresses become `<address>` (the SMTP backend's
 `scrub`), link tokens (`/confirm/…`, `/preferences/…`, `/unsubscribe/…`, and a bare signed token)
-become `…`. Names are never logged by the code; the log test checks a whole run for them.
+become `…`, and the access log's client address becomes `-` (an IP address is personal data; a
+proxy in front may keep its own log). Names are never logged by the code; the log test checks a
+whole run for them.
 `configure` installs one handler on the root logger (stderr), idempotently; Celery's own
 logging set-up is replaced by it (tasks.py), and uvicorn's loggers are routed through it.
 """
@@ -59,6 +61,8 @@ class Scrub(logging.Filter):
     """Formats the message once, scrubbed, and adds the context's ids to the record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and record.args:
+            record.args = ("-", *record.args[1:])  # (client address, method, path, version, status)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: keep what there is

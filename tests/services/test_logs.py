@@ -56,6 +56,15 @@ def test_scrub_removes_addresses_link_tokens_and_bare_tokens() -> None:
     )
 
 
+def test_the_access_log_keeps_no_client_address(captured) -> None:
+    buffer, _ = captured
+    access = logging.getLogger("uvicorn.access")
+    # uvicorn's own call: '%s - "%s %s HTTP/%s" %d' with (client, method, path, version, status)
+    access.info('%s - "%s %s HTTP/%s" %d', "203.0.113.9:51234", "GET", "/archive", "1.1", 200)
+    line = buffer.getvalue()
+    assert '- - "GET /archive HTTP/1.1" 200' in line and "203.0.113.9" not in line
+
+
 def test_json_lines_carry_the_ids_and_no_address(captured) -> None:
     buffer, handler = captured
     handler.setFormatter(logs.JsonFormatter())
