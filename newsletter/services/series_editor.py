@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,8 @@ from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
 
 NEW_TOKEN = "new"
+STAGE_PREFIX = ".editor-"  # staging folders in schedules/ (skipped by the loader)
+LEFTOVER_AGE = dt.timedelta(hours=1)  # a staging folder this old was left by a crash
 
 
 class EditorError(Exception):
@@ -275,7 +278,8 @@ def save(
         text = _named(text)
         staged = {p.filename: writing.part_markdown(p) for p in text.parts}
         staged[content.SERIES_FILE] = writing.series_yaml(text)
-        stage = Path(tempfile.mkdtemp(prefix=".editor-", dir=root))
+        _clear_leftovers(root)
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=root))
         try:
             for name, data in staged.items():
                 (stage / name).write_text(data, "utf-8", newline="\n")
@@ -288,6 +292,16 @@ def save(
             shutil.rmtree(stage, ignore_errors=True)
     summary = _sync(settings, now)
     return Saved(text.slug, [f"{text.slug}/{n}" for n in written], removed, summary)
+
+
+def _clear_leftovers(root: Path) -> None:
+    """Remove staging folders a crashed save left behind (older than LEFTOVER_AGE by the file
+    clock: a save in progress elsewhere is seconds old). The loader skips them anyway."""
+    cutoff = time.time() - LEFTOVER_AGE.total_seconds()
+    for leftover in root.glob(f"{STAGE_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover)
 
 
 def stale_message(slug: str, gone: bool) -> str:

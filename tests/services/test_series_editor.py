@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import shutil
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -229,6 +230,19 @@ def test_a_failed_rename_leaves_a_series_that_still_loads(
     assert (editing.schedules_dir / "co-created-process/series.yaml").read_bytes() == yaml_before
     assert len(content.load_series(editing.schedules_dir / "co-created-process").parts) == 2
     assert not [p for p in editing.schedules_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_a_save_clears_staging_folders_a_crash_left(editing: Settings) -> None:
+    root = editing.schedules_dir
+    old, fresh = root / ".editor-crashed", root / ".editor-in-progress"
+    for folder in (old, fresh):
+        folder.mkdir()
+        (folder / "series.yaml").write_text("slug: half-written\n")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    series_editor.save(editing, None, ANXIETY, series_editor.NEW_TOKEN, NOW)
+    assert not old.exists() and fresh.is_dir()  # another save's folder is left alone
+    assert sorted(p.name for p in root.glob(".editor-*")) == [fresh.name]
 
 
 def test_problems_are_tied_to_fields_in_the_writers_words(editing: Settings) -> None:
