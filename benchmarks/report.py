@@ -8,7 +8,7 @@ wall-clock rates on two shared cores):
 1. `dispatch.py` at its defaults: the engine's burst beside the naive baseline;
 2. `dispatch.py --n 100000 --naive-n 0 --db postgresql`: the engine at 100k;
 3. `production.py --n 30000 --db postgresql`: the real worker and beat on the real clock, and
-   the same on `make run`'s default (SQLite, the embedded Redis);
+   the same on `make run`'s default (SQLite, the embedded Redis, the signing key in var/);
 4. `importing.py --n 30000`, SQLite and PostgreSQL: `subscribers import --confirmed`;
 5. `tick_inline.py --n 20000 --db postgresql`: `newsletter tick`, the CLI path;
 6. `startup.py`: `newsletter --help`;
@@ -115,7 +115,13 @@ def measure(quick: bool) -> dict[str, dict[str, Any]]:
     runs["production"] = run_json("production.py", "--n", str(30_000 // scale), "--db", pg)
     print(production.table(runs["production"]), flush=True)
     runs["production_default"] = run_json(
-        "production.py", "--n", str(30_000 // scale), "--db", "sqlite", "--embedded-redis"
+        "production.py",
+        "--n",
+        str(30_000 // scale),
+        "--db",
+        "sqlite",
+        "--embedded-redis",
+        "--key-file",
     )
     print(production.table(runs["production_default"]), flush=True)
     import importing

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
     prefix = f"nltick{os.getpid()}:"
     env = dispatch.environment(db.url, redis_url, prefix, tmp)
+    if args.key_file:  # as `make run` leaves it: the signing key generated into var/secret_key
+        env.pop("NEWSLETTER_SECRET_KEY")
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
@@ -123,6 +125,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--embedded-redis", action="store_true", help="the embedded Redis `make run` starts"
+    )
+    parser.add_argument(
+        "--key-file", action="store_true", help="the signing key in var/, as `make run` has it"
     )
     parser.add_argument("--profile", metavar="FILE", help="run the tick under cProfile, stats here")
     args = parser.parse_args()
