@@ -21,11 +21,10 @@ def recipient(
     """One recipient: `delivery_id` is the ledger row for an article (a random id for other
     mail), `public_id` the subscriber's, from which the unsubscribe and preference links (and,
     with `confirm`, the expiring double opt-in link) are signed (no address or row id in them)."""
-    unsubscribe = tokens.link(settings.public_url, settings.secret, "unsubscribe", public_id)
-    preferences = tokens.link(settings.public_url, settings.secret, "preferences", public_id)
-    confirm_url = (
-        tokens.link(settings.public_url, settings.secret, "confirm", public_id) if confirm else ""
-    )
+    base, secret = settings.public_url, settings.secret  # read once: this runs per reader
+    unsubscribe = tokens.link(base, secret, "unsubscribe", public_id)
+    preferences = tokens.link(base, secret, "preferences", public_id)
+    confirm_url = tokens.link(base, secret, "confirm", public_id) if confirm else ""
     return Recipient(
         delivery_id=str(delivery_id),
         email=email,
