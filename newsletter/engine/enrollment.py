@@ -148,7 +148,7 @@ def _insert_active(
 
     due_of: dict[Any, dt.datetime] = {}
     written: list[tuple[int, dt.datetime]] = []
-    for enrollment_id, raw in session.execute(statement, params):
+    for enrollment_id, raw in session.execute(statement, params).all():
         if raw is None:
             continue
         due = due_of.get(raw)

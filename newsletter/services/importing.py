@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,7 +19,7 @@ from newsletter.core.config import Settings
 from newsletter.core.identity import new_public_ids
 from newsletter.engine import enrollment
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import mailing, people
+from newsletter.services import people
 from newsletter.services.export import from_spreadsheet
 from newsletter.services.roster import (
     Person,
@@ -103,15 +104,11 @@ def _read_text(
     header_line = line_end
 
     make = person_maker(default_timezone=default_timezone, known_series=known_series)
-    email_at = columns["email"]  # _header_map insists on it
-    name_at, zone_at, series_at = (
-        columns.get("name"),
-        columns.get("timezone"),
-        columns.get("series"),
-    )
-
-    def cell(row: list[str], index: int | None) -> str | None:
-        return row[index] if index is not None and index < len(row) else None
+    # email, name, timezone, series in one call; a column the file lacks reads the None put
+    # at the end of each row, a cell missing from a short row reads as empty
+    indices = [columns.get(name) for name in COLUMNS]
+    width = max(i for i in indices if i is not None) + 1
+    pick = itemgetter(*(-1 if i is None else i for i in indices))
 
     while True:
         start = line_end + 1
@@ -134,14 +131,12 @@ def _read_text(
             continue
         if "'" in whole:  # a cell the export neutralised ('=…) loses its apostrophe
             row = [from_spreadsheet(c) for c in row]
+        if len(row) < width:
+            row += [""] * (width - len(row))
+        row.append(None)  # type: ignore[arg-type]  # what an absent column reads
+        email, name, zone, series = pick(row)
         try:
-            yield make(
-                start,
-                cell(row, email_at) or "",
-                cell(row, name_at),
-                cell(row, zone_at),
-                cell(row, series_at),
-            )
+            yield make(start, email or "", name, zone, series)
         except ValueError as exc:
             yield Problem(start, str(exc))
 
@@ -339,6 +334,8 @@ def _after_commit(settings: Settings, report: ImportReport, added: Added) -> Non
         RedisQueue(settings).apply(added.due)
         people.sync_subscribers(settings, added.chose_series)
         return
+    from newsletter.services import mailing  # the renderer (jinja2): only pending imports mail
+
     mailed = mailing.send_confirmations(settings, added.subscribers)
     report.confirmations_sent += mailed.sent
     report.confirmations_failed += mailed.failed

@@ -78,7 +78,7 @@ class Intake:
             ),
             params,
         ).scalars()
-        return set(fresh)
+        return set(fresh.all())  # fetchall: one call, not one per row
 
     def existing(self, keys: Sequence[str]) -> set[str]:
         """The keys already on the list (each looked up in the unique index)."""
@@ -89,7 +89,7 @@ class Intake:
         found = self.session.execute(
             text(f"SELECT email_key FROM subscribers WHERE email_key {where}"), params
         ).scalars()
-        return set(found)
+        return set(found.all())
 
     def insert(self, rows: Sequence[NewRow], common: Common) -> dict[str, int]:
         """Add these people; {email_key: id} of those written (an address added meanwhile by
@@ -126,7 +126,7 @@ class Intake:
             # WHERE true: SQLite's parser needs it before ON CONFLICT in an INSERT … SELECT
             + f" FROM {STAGE} WHERE true ON CONFLICT DO NOTHING RETURNING email_key, id"
         ).bindparams(*(bindparam(name, type_=COLUMNS[name].type) for name in shared))
-        return {key: sub_id for key, sub_id in session.execute(merge, shared)}
+        return {key: sub_id for key, sub_id in session.execute(merge, shared).all()}
 
 
 COLUMNS = Subscriber.__table__.c
