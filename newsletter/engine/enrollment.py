@@ -88,11 +88,13 @@ def enroll_new_due(
 
 
 def _among(postgres: bool, subscriber_ids: Sequence[int]) -> tuple[str, Any]:
-    """`s.id` among the ids, as one parameter (an array; a JSON list on SQLite), not thousands
-    of placeholders."""
+    """`s.id` among the ids, which come as one parameter (an array; a JSON list on SQLite), not
+    thousands of placeholders; written as `IN (SELECT …)` so that each id is looked up in the
+    primary key (PostgreSQL planned a filter `s.id = ANY(array)` as a scan of every active
+    reader, each compared with the whole array: 0.45 s a batch at 10,000 readers)."""
     ids = [int(i) for i in subscriber_ids]
     if postgres:
-        return "s.id = ANY(CAST(:ids AS integer[]))", ids
+        return "s.id IN (SELECT unnest(CAST(:ids AS integer[])))", ids
     return "s.id IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
 
 
