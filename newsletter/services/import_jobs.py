@@ -127,9 +127,14 @@ def _finish(
     client.expire(_key(settings, upload_id), KEEP_SECONDS)
 
 
-def status(settings: Settings, upload_id: str) -> dict[str, Any] | None:
+SHOWN_PROBLEMS = 500  # bad rows a status carries (the page lists as many; `invalid_count` all)
+
+
+def status(settings: Settings, upload_id: str, *, whole: bool = False) -> dict[str, Any] | None:
     """The import's progress, None when there is none: state, done, total, rows_per_s,
-    seconds, confirmed, and `report` (ImportReport.as_dict) once done or `error` if it failed."""
+    seconds, confirmed, and `report` (ImportReport.as_dict) once done or `error` if it failed.
+    The report lists the first SHOWN_PROBLEMS bad rows (all with `whole`), `invalid_count`
+    says how many there were: a poll of a file of a million bad rows stays small."""
     raw = redis_client(settings).hgetall(_key(settings, upload_id))
     if not raw or "started" not in raw:
         return None
@@ -150,7 +155,10 @@ def status(settings: Settings, upload_id: str) -> dict[str, Any] | None:
         answer["state"] = FAILED
         answer["error"] = "The import stopped (the web app restarted?); the rows added stay."
     if "report" in raw:
-        answer["report"] = json.loads(raw["report"])
+        report = answer["report"] = json.loads(raw["report"])
+        answer["invalid_count"] = len(report["invalid"])
+        if not whole:
+            del report["invalid"][SHOWN_PROBLEMS:]
     if "error" in raw:
         answer["error"] = raw["error"]
     return answer

@@ -123,6 +123,7 @@ def test_a_large_file_imports_in_the_background_with_the_small_files_report(
     assert "import.js" not in final.text
     assert _report_numbers(final.text) == _report_numbers(small.text)
     assert [p["line"] for p in status["report"]["invalid"]] == [40, 120]
+    assert status["invalid_count"] == 2
     # one blank row skipped, two bad, three repeats
     assert status["report"]["new"] == ROWS - 6 and status["report"]["duplicates"] == 3
     assert re.findall(r"<td>(\d+)</td><td>([^<]+)</td>", final.text) == re.findall(

@@ -120,10 +120,10 @@ async def import_run(request: Request, upload_id: str) -> Response:
     )
 
 
-def _job_status(request: Request, upload_id: str) -> dict[str, Any]:
+def _job_status(request: Request, upload_id: str, *, whole: bool = False) -> dict[str, Any]:
     if not _IMPORT_ID.match(upload_id):
         raise HTTPException(404, "no such import")
-    found = import_jobs.status(settings_of(request), upload_id)
+    found = import_jobs.status(settings_of(request), upload_id, whole=whole)
     if found is None:
         raise HTTPException(404, "no such import")
     return found
@@ -139,7 +139,7 @@ def import_status(request: Request, upload_id: str) -> Response:
 @protected.get("/import/{upload_id}/progress", response_class=HTMLResponse, include_in_schema=False)
 def import_progress(request: Request, upload_id: str) -> Response:
     """A background import: its progress while it runs, then the same report a small file shows."""
-    job = _job_status(request, upload_id)
+    job = _job_status(request, upload_id, whole=True)
     report = importing.ImportReport.from_dict(job["report"]) if "report" in job else None
     return page(
         request,
