@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/admin_pages.py [--readers 100000] [--db sqlite|URL]
 
-Seeds active readers across 12 time zones (bulk insert, enrolled with schedule.enroll_new in
+Seeds active readers across 12 time zones (bulk insert, enrolled with enrollment.enroll_new in
 both shipped series), then times the calendar (4 weeks), one calendar count's list of people,
 a person's expected dates, and the series page's queue-form facts; prints JSON with the
 seconds and the number of SQL statements each ran.
@@ -44,7 +44,7 @@ def main() -> None:
 
     from newsletter.content import series as content
     from newsletter.core.config import get_settings
-    from newsletter.engine import schedule, series_queue
+    from newsletter.engine import enrollment, series_queue
     from newsletter.store import calendar
     from newsletter.store import series as series_store
     from newsletter.store.db import get_engine, session_scope, upgrade
@@ -79,7 +79,7 @@ def main() -> None:
         ]
         with session_scope(url) as session:
             session.execute(Subscriber.__table__.insert(), rows)  # type: ignore[attr-defined]
-            schedule.enroll_new(session, [int(r["id"]) for r in rows], NOW)
+            enrollment.enroll_new(session, [int(r["id"]) for r in rows], NOW)
     seeded = time.perf_counter() - t0
     with session_scope(url) as session:
         if session.get_bind().dialect.name == "postgresql" and not args.no_analyze:

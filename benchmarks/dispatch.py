@@ -5,7 +5,7 @@
 Creates a fresh database (SQLite file in a temp folder, or a new PostgreSQL database
 nl_bench_<pid>, dropped afterwards) and a unique Redis prefix; seeds N active subscribers
 enrolled in the first shipped series, all due at the same slot (bulk inserts, then
-schedule.enroll_new and queue.rebuild); starts a SendGrid-compatible sink (benchmarks/sink.py)
+enrollment.enroll_new and queue.rebuild); starts a SendGrid-compatible sink (benchmarks/sink.py)
 and a real worker (`newsletter worker`) as separate processes; runs one tick (the
 `newsletter.tick` task body, in its own process) whose send_chunk tasks go through the official
 sendgrid client to the sink, the ledger and the reschedule. Then: 100 empty ticks, the naive
@@ -634,12 +634,12 @@ def retry_summary(r: dict[str, Any]) -> str:
 
 
 def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
-    """N + naive_n active subscribers (bulk insert), enrolled with schedule.enroll_new; Redis rebuilt."""
+    """N + naive_n active subscribers (bulk insert), enrolled with enrollment.enroll_new; Redis rebuilt."""
     from sqlalchemy import select, text
 
     from newsletter.content import series as content
     from newsletter.core.config import get_settings
-    from newsletter.engine import schedule, series_queue
+    from newsletter.engine import enrollment, series_queue
     from newsletter.queue.dueset import RedisQueue
     from newsletter.store import series as series_store
     from newsletter.store.db import session_scope, upgrade
@@ -682,7 +682,7 @@ def seed(db_url: str, n: int, naive_n: int) -> dict[str, Any]:
             t1 = time.perf_counter()
             session.execute(Subscriber.__table__.insert(), rows)  # type: ignore[attr-defined]
             insert_s += time.perf_counter() - t1
-            schedule.enroll_new(session, [int(r["id"]) for r in rows], ENROLLED_AT)
+            enrollment.enroll_new(session, [int(r["id"]) for r in rows], ENROLLED_AT)
     with session_scope(db_url) as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(

@@ -19,7 +19,7 @@ from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import event, func, select
 
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import enrollment, schedule
 from newsletter.engine.plan import plan as plan_due
 from newsletter.engine.send import send_chunk
 from newsletter.engine.summary import TickSummary
@@ -82,7 +82,7 @@ def test_enroll_new_matches_enroll_one_by_one(settings: Settings) -> None:
             assert sub is not None
             schedule.enroll(session, sub, now)
     with session_scope(settings.database_url) as session:
-        active = schedule.enroll_new(session, bulk, now)
+        active = enrollment.enroll_new(session, bulk, now)
     assert _rows(settings, one_by_one) == _rows(settings, bulk)
     with session_scope(settings.database_url) as session:
         states = set(session.scalars(select(Enrollment.state).where(Enrollment.id.in_(active))))
@@ -90,7 +90,7 @@ def test_enroll_new_matches_enroll_one_by_one(settings: Settings) -> None:
 
 
 def _seed_burst(settings: Settings, n: int) -> dt.datetime:
-    """n active subscribers enrolled through schedule.enroll_new, all due at one slot."""
+    """n active subscribers enrolled through enrollment.enroll_new, all due at one slot."""
     start = utc(2027, 3, 1, 0)
     ship(settings, start)
     with session_scope(settings.database_url) as session:
@@ -114,7 +114,7 @@ def _seed_burst(settings: Settings, n: int) -> dt.datetime:
                 for i in range(n)
             ],
         )
-        ids = schedule.enroll_new(session, [base + i + 1 for i in range(n)], start)
+        ids = enrollment.enroll_new(session, [base + i + 1 for i in range(n)], start)
         due = session.scalar(select(func.min(Enrollment.next_due_at)).where(Enrollment.id.in_(ids)))
         RedisQueue(settings).rebuild(session)
     assert due is not None

@@ -12,15 +12,15 @@ Rules (DESIGN.md "Schedule semantics"):
   change moves only what the rule in `reschedule` says (one function, one docstring);
 - positions only move forward: `next_part` never decreases, so nobody gets a part twice.
 The database is the truth; callers mirror changes into Redis (`queue.sync_enrollments`).
+Many new readers at once (imports): engine.enrollment, the same rows set-based.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.engine import slots
@@ -74,7 +74,8 @@ def _broadcasts() -> Select[int]:
     return select(Series.id).where(Series.kind == BROADCAST_KIND)
 
 
-def _series_in_queue_order(session: Session) -> list[Series]:
+def series_in_queue_order(session: Session) -> list[Series]:
+    """The series a new reader is enrolled in (live or paused, not broadcasts), in queue order."""
     return list(
         session.scalars(
             select(Series)
@@ -198,126 +199,6 @@ def _due_time(
     return slots.slot_for(subscriber, series, now, previous(), active.not_before)
 
 
-def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime) -> list[int]:
-    """Bulk `enroll` (all live series) for confirmed subscribers who have no enrollments yet.
-
-    Same rows as calling `enroll` for each one, written with one executemany per call and one
-    slot computation per (time zone, cadence, pause): for imports and the benchmark. Returns the
-    ids of the ACTIVE enrollments written (mirror them into Redis).
-    """
-    return [i for i, _ in enroll_new_due(session, subscriber_ids, now)]
-
-
-def enroll_new_due(
-    session: Session, subscriber_ids: Sequence[int], now: dt.datetime
-) -> list[tuple[int, dt.datetime]]:
-    """enroll_new, answering (enrollment id, due) of the ACTIVE rows: all Redis needs of people
-    who had no enrollments (an import schedules them without reading them back)."""
-    order = _series_in_queue_order(session)
-    if not order or not subscriber_ids:
-        return []
-    counts = part_counts(session)
-    first = next((s for s in order if s.state == LIVE and counts.get(s.id, 0) >= 1), None)
-    people = session.execute(
-        select(Subscriber.id, Subscriber.timezone, Subscriber.cadence, Subscriber.paused_until)
-        .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == ACTIVE)
-        .order_by(Subscriber.id)
-    ).all()
-    first_slots: dict[tuple[str, str, dt.date | None], dt.datetime] = {}
-    rows: list[dict[str, Any]] = []
-    for sid, zone, cadence, paused in people:
-        for position, s in enumerate(order, start=1):
-            due = None
-            if s is first:
-                key = (zone, cadence, paused)
-                if key not in first_slots:
-                    sub = Subscriber(timezone=zone, cadence=cadence, paused_until=paused)
-                    first_slots[key] = slots.slot_for(sub, s, now, None)
-                due = first_slots[key]
-            rows.append(
-                {
-                    "subscriber_id": sid,
-                    "series_id": s.id,
-                    "position": position,
-                    "next_part": 1,
-                    "next_due_at": due,
-                    "state": ENROLLED_ACTIVE if due is not None else QUEUED,
-                    "not_before": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-    if rows and session.get_bind().dialect.name == "postgresql":
-        return _insert_unnest(session, rows, first.id if first is not None else None)
-    if rows:
-        _insert_many(session, rows)
-    if first is None:
-        return []
-    written = session.execute(
-        select(Enrollment.id, Enrollment.next_due_at).where(
-            Enrollment.subscriber_id.in_([p[0] for p in people]),
-            Enrollment.series_id == first.id,
-        )
-    )
-    return [(i, due) for i, due in written if due is not None]
-
-
-def _insert_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """SQLite: enroll_new's rows in one executemany of plain tuples; each distinct value made
-    into what SQLite stores once (SQLAlchemy's own bind processor), not once per row."""
-    dialect = session.get_bind().dialect
-    columns = Enrollment.__table__.c
-    names = list(rows[0])
-    processors = {name: columns[name].type.bind_processor(dialect) for name in names}
-    memo: dict[tuple[str, Any], Any] = {}
-
-    def stored(name: str, value: Any) -> Any:
-        process = processors[name]
-        if process is None or value is None:
-            return value
-        if (name, value) not in memo:
-            memo[name, value] = process(value)
-        return memo[name, value]
-
-    marks = ", ".join("?" for _ in names)
-    session.connection().exec_driver_sql(
-        f"INSERT INTO enrollments ({', '.join(names)}) VALUES ({marks})",
-        [tuple(stored(name, row[name]) for name in names) for row in rows],
-    )
-
-
-_PG_ENROLL = text(
-    "INSERT INTO enrollments (subscriber_id, series_id, position, next_part, next_due_at, state,"
-    " created_at, updated_at)"
-    " SELECT t.s, t.se, t.p, 1, t.d, t.st, :now, :now"
-    " FROM unnest(CAST(:s AS integer[]), CAST(:se AS integer[]), CAST(:p AS integer[]),"
-    " CAST(:d AS timestamp[]), CAST(:st AS varchar[])) AS t(s, se, p, d, st)"
-    " RETURNING id, series_id, next_due_at"
-)
-
-
-def _insert_unnest(
-    session: Session, rows: list[dict[str, Any]], first_id: int | None
-) -> list[tuple[int, dt.datetime]]:
-    """PostgreSQL: enroll_new's rows in one statement with array parameters (an import writes
-    10,000 a batch), returning the ids of the first series' (ACTIVE) rows."""
-    naive = [r["next_due_at"] for r in rows]
-    params = {
-        "s": [r["subscriber_id"] for r in rows],
-        "se": [r["series_id"] for r in rows],
-        "p": [r["position"] for r in rows],
-        "d": [None if d is None else d.astimezone(dt.UTC).replace(tzinfo=None) for d in naive],
-        "st": [r["state"] for r in rows],
-        "now": rows[0]["created_at"].astimezone(dt.UTC).replace(tzinfo=None),
-    }
-    written = session.execute(_PG_ENROLL, params).all()
-    return [
-        (i, due.replace(tzinfo=dt.UTC))
-        for i, series_id, due in written
-        if series_id == first_id and due is not None
-    ]
-
-
 def enroll(
     session: Session,
     subscriber: Subscriber,
@@ -333,7 +214,7 @@ def enroll(
     position = max((row.position for row in existing.values()), default=0)
     wanted = None if series_slugs is None else set(series_slugs)
     added: list[Enrollment] = []
-    for s in _series_in_queue_order(session):
+    for s in series_in_queue_order(session):
         if s.id in existing or (wanted is not None and s.slug not in wanted):
             continue
         position += 1

@@ -5,18 +5,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.core.identity import new_public_id
-from newsletter.engine import schedule
+from newsletter.core.identity import new_public_ids
+from newsletter.engine import enrollment
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import mailing, people
+from newsletter.services import people
 from newsletter.services.export import from_spreadsheet
 from newsletter.services.roster import (
     Person,
@@ -24,11 +27,11 @@ from newsletter.services.roster import (
     RosterError,
     activate,
     known_series,
-    make_person,
+    person_maker,
 )
 from newsletter.store.db import get_engine
 from newsletter.store.intake import Common, Intake, NewRow, intake
-from newsletter.store.models import ACTIVE, PENDING, Subscriber, utcnow
+from newsletter.store.models import ACTIVE, PENDING, Subscriber, Suppression, utcnow
 
 BATCH_ROWS = 5000  # rows validated, checked and written together (one transaction)
 ERASED = "this address was erased on request; it can't be imported again"
@@ -100,9 +103,12 @@ def _read_text(
     reader = csv.reader(text, delimiter=delimiter)
     header_line = line_end
 
-    def cell(row: list[str], name: str) -> str | None:
-        index = columns.get(name)
-        return from_spreadsheet(row[index]) if index is not None and index < len(row) else None
+    make = person_maker(default_timezone=default_timezone, known_series=known_series)
+    # email, name, timezone, series in one call; a column the file lacks reads the None put
+    # at the end of each row, a cell missing from a short row reads as empty
+    indices = [columns.get(name) for name in COLUMNS]
+    width = max(i for i in indices if i is not None) + 1
+    pick = itemgetter(*(-1 if i is None else i for i in indices))
 
     while True:
         start = line_end + 1
@@ -117,21 +123,20 @@ def _read_text(
             )
             return
         line_end = header_line + reader.line_num
-        if not row or all(not c.strip() for c in row):
+        whole = "".join(row)  # one string to test: blank row, replacement characters
+        if not whole.strip():
             continue
-        if any("\ufffd" in c for c in row):
+        if "\ufffd" in whole:
             yield Problem(start, "not UTF-8 text (save the file as CSV UTF-8)")
             continue
+        if "'" in whole:  # a cell the export neutralised ('=…) loses its apostrophe
+            row = [from_spreadsheet(c) for c in row]
+        if len(row) < width:
+            row += [""] * (width - len(row))
+        row.append(None)  # type: ignore[arg-type]  # what an absent column reads
+        email, name, zone, series = pick(row)
         try:
-            yield make_person(
-                start,
-                cell(row, "email") or "",
-                cell(row, "name"),
-                cell(row, "timezone"),
-                cell(row, "series"),
-                default_timezone=default_timezone,
-                known_series=known_series,
-            )
+            yield make(start, email or "", name, zone, series)
         except ValueError as exc:
             yield Problem(start, str(exc))
 
@@ -167,6 +172,13 @@ class ImportReport:
             "confirmations_failed": self.confirmations_failed,
             "halted": self.halted,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportReport:
+        """The report `as_dict` wrote (a background import's, kept in Redis)."""
+        fields = {k: v for k, v in data.items() if k != "invalid"}
+        invalid = [Problem(int(p["line"]), str(p["reason"])) for p in data.get("invalid", [])]
+        return cls(**fields, invalid=invalid)
 
 
 def _batches(items: Iterator[Person | Problem], size: int) -> Iterator[list[Person | Problem]]:
@@ -260,9 +272,11 @@ def _import_batch(
     existing = into.existing(list(candidates))
     report.existing += len(existing)
     unknown = [key for key in candidates if key not in existing]
-    # keyed or (stored before revision 0004) plain suppression keys; erasures are rare, so this
-    # mostly reads the few there are instead of sending two keys per row
-    erased = people.suppressed_among(session, secret, [candidates[k].email for k in unknown])
+    # keyed or (stored before revision 0004) plain suppression keys, two hashes per address:
+    # computed only when anyone was ever erased (usually nobody)
+    erased: set[str] = set()
+    if unknown and session.scalar(select(exists().where(Suppression.id.is_not(None)))):
+        erased = people.suppressed_among(session, secret, [candidates[k].email for k in unknown])
     new: dict[str, Person] = {}
     for key in unknown:
         if key in erased:
@@ -272,7 +286,10 @@ def _import_batch(
     if report.dry_run:
         report.new += len(new)
         return Added([])
-    added = into.insert([_row(key, p) for key, p in new.items()], common)
+    ids = new_public_ids(len(new))
+    added = into.insert(
+        [_row(key, p, i) for (key, p), i in zip(new.items(), ids, strict=True)], common
+    )
     report.new += len(added)
     report.existing += len(new) - len(added)  # added meanwhile by someone else
     if not added or common.status != ACTIVE:
@@ -281,7 +298,7 @@ def _import_batch(
     # series one by one.
     everything = [added[key] for key, p in new.items() if key in added and not p.series]
     chose = [added[key] for key, p in new.items() if key in added and p.series]
-    due = schedule.enroll_new_due(session, everything, common.now)
+    due = enrollment.enroll_new_due(session, everything, common.now)
     for sub_id, person in ((added[k], p) for k, p in new.items() if k in added and p.series):
         sub = session.get(Subscriber, sub_id)
         assert sub is not None
@@ -300,14 +317,14 @@ class Added:
     chose_series: list[int] = field(default_factory=list)
 
 
-def _row(key: str, person: Person) -> NewRow:
+def _row(key: str, person: Person, public_id: str) -> NewRow:
     return NewRow(
-        public_id=new_public_id(),
-        email=person.email,
-        email_key=key,
-        name=person.name,
-        timezone=person.timezone,
-        requested_series=list(person.series) or None,
+        public_id,
+        person.email,
+        key,
+        person.name,
+        person.timezone,
+        json.dumps(list(person.series)) if person.series else None,
     )
 
 
@@ -317,6 +334,8 @@ def _after_commit(settings: Settings, report: ImportReport, added: Added) -> Non
         RedisQueue(settings).apply(added.due)
         people.sync_subscribers(settings, added.chose_series)
         return
+    from newsletter.services import mailing  # the renderer (jinja2): only pending imports mail
+
     mailed = mailing.send_confirmations(settings, added.subscribers)
     report.confirmations_sent += mailed.sent
     report.confirmations_failed += mailed.failed

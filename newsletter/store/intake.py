@@ -15,10 +15,9 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import String, any_, bindparam, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import WEEKLY, Subscriber
@@ -28,16 +27,16 @@ STAGE = "import_stage"
 STAGE_COLUMNS = ("public_id", "email", "email_key", "name", "timezone", "requested_series")
 
 
-@dataclass(frozen=True)
-class NewRow:
-    """One person to add, with what every row of the batch shares kept apart (see `insert`)."""
+class NewRow(NamedTuple):
+    """One person to add, in the staging table's column order (what every row of the batch
+    shares is kept apart: see `insert`). A plain tuple: it goes to COPY/executemany as it is."""
 
     public_id: str
     email: str
     email_key: str
     name: str | None
     timezone: str
-    requested_series: list[str] | None
+    requested_series: str | None  # JSON text of the slugs chosen, None for every series
 
 
 @dataclass(frozen=True)
@@ -59,45 +58,38 @@ class Intake:
         self.session = session
         self.postgres = session.get_bind().dialect.name == "postgresql"
 
-    def _among(self, column: Any, values: Sequence[str]) -> Any:
-        if self.postgres:  # one array parameter instead of thousands of placeholders
-            return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
-        return column.in_(values)
+    def _keys(self, keys: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """A SELECT of these keys from one parameter (PostgreSQL an array, SQLite a JSON list
+        read by json_each), not thousands of placeholders for SQLAlchemy to render."""
+        if self.postgres:
+            return "SELECT unnest(CAST(:keys AS text[]))", {"keys": list(keys)}
+        return "SELECT value FROM json_each(:keys)", {"keys": json.dumps(list(keys))}
 
     def first_seen(self, keys: Sequence[str]) -> set[str]:
         """The keys not met before in this import (distinct `keys`); records them as met."""
         if not keys:
             return set()
-        if self.postgres:
-            fresh = self.session.execute(
-                text(
-                    f"INSERT INTO {SEEN} (email_key) SELECT unnest(CAST(:keys AS text[])) "
-                    "ON CONFLICT DO NOTHING RETURNING email_key"
-                ),
-                {"keys": list(keys)},
-            ).scalars()
-            return set(fresh)
-        met = set(
-            self.session.execute(
-                text(f"SELECT email_key FROM {SEEN} WHERE email_key IN :keys").bindparams(
-                    bindparam("keys", expanding=True)
-                ),
-                {"keys": list(keys)},
-            ).scalars()
-        )
-        fresh_keys = [k for k in keys if k not in met]
-        if fresh_keys:
-            self.session.execute(
-                text(f"INSERT INTO {SEEN} (email_key) VALUES (:k)"), [{"k": k} for k in fresh_keys]
-            )
-        return set(fresh_keys)
+        select_keys, params = self._keys(keys)
+        fresh = self.session.execute(
+            # WHERE true: SQLite's parser needs it before ON CONFLICT in an INSERT … SELECT
+            text(
+                f"INSERT INTO {SEEN} (email_key) {select_keys} WHERE true "
+                "ON CONFLICT DO NOTHING RETURNING email_key"
+            ),
+            params,
+        ).scalars()
+        return set(fresh.all())  # fetchall: one call, not one per row
 
     def existing(self, keys: Sequence[str]) -> set[str]:
-        """The keys already on the list."""
+        """The keys already on the list (each looked up in the unique index)."""
         if not keys:
             return set()
-        query = select(Subscriber.email_key).where(self._among(Subscriber.email_key, keys))
-        return set(self.session.scalars(query))
+        select_keys, params = self._keys(keys)
+        where = "= ANY(CAST(:keys AS text[]))" if self.postgres else f"IN ({select_keys})"
+        found = self.session.execute(
+            text(f"SELECT email_key FROM subscribers WHERE email_key {where}"), params
+        ).scalars()
+        return set(found.all())
 
     def insert(self, rows: Sequence[NewRow], common: Common) -> dict[str, int]:
         """Add these people; {email_key: id} of those written (an address added meanwhile by
@@ -110,17 +102,7 @@ class Intake:
             return {}
         session = self.session
         session.execute(text(f"DELETE FROM {STAGE}"))
-        values = [
-            (
-                row.public_id,
-                row.email,
-                row.email_key,
-                row.name,
-                row.timezone,
-                json.dumps(row.requested_series) if row.requested_series else None,
-            )
-            for row in rows
-        ]
+        values = rows
         if self.postgres:
             raw = session.connection().connection.driver_connection
             assert raw is not None
@@ -144,7 +126,7 @@ class Intake:
             # WHERE true: SQLite's parser needs it before ON CONFLICT in an INSERT … SELECT
             + f" FROM {STAGE} WHERE true ON CONFLICT DO NOTHING RETURNING email_key, id"
         ).bindparams(*(bindparam(name, type_=COLUMNS[name].type) for name in shared))
-        return {key: sub_id for key, sub_id in session.execute(merge, shared)}
+        return {key: sub_id for key, sub_id in session.execute(merge, shared).all()}
 
 
 COLUMNS = Subscriber.__table__.c

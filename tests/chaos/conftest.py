@@ -24,7 +24,7 @@ from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import insert, select
 
 from newsletter.core.config import Settings, get_settings, load_settings
-from newsletter.engine import schedule
+from newsletter.engine import enrollment
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, Series, Subscriber
@@ -65,7 +65,7 @@ class World:
         """`newsletter init` (migrations, series from schedules/, shipped series queued; run in
         this process through the CLI's own app to spare a second of start-up per test), then
         `count` confirmed subscribers in UTC bulk-inserted and enrolled with the product's own
-        bulk path (schedule.enroll_new, as imports do): all due at SLOT."""
+        bulk path (enrollment.enroll_new, as imports do): all due at SLOT."""
         from typer.testing import CliRunner
 
         from newsletter.cli import app
@@ -95,7 +95,7 @@ class World:
             ]
             session.execute(insert(Subscriber), rows)
             ids = list(session.scalars(select(Subscriber.id)))
-            schedule.enroll_new(session, ids, MONDAY)
+            enrollment.enroll_new(session, ids, MONDAY)
             slugs = list(session.scalars(select(Series.slug).order_by(Series.order)))
             assert slugs[0] == MYTHS, slugs
         with session_scope(self.settings.database_url) as session:

@@ -254,3 +254,10 @@ def test_the_fast_path_agrees_with_email_validator(local: str, domain: str) -> N
 )
 def test_the_fast_path_agrees_on_edge_addresses(value: str) -> None:
     assert _ours(value) == _full(value)
+
+
+def test_public_ids_made_in_bulk_have_the_one_format_and_differ() -> None:
+    ids = identity.new_public_ids(1000)
+    assert len(ids) == 1000 == len(set(ids))
+    assert all(identity.PUBLIC_ID.fullmatch(i) for i in ids)
+    assert identity.new_public_ids(0) == []

@@ -17,7 +17,7 @@ from sendgrid_fake import FakeSendGrid
 from sqlalchemy import event, func, insert, select, update
 
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import enrollment
 from newsletter.engine.plan import Chunk
 from newsletter.engine.plan import plan as plan_due
 from newsletter.engine.send import send_chunk
@@ -72,7 +72,7 @@ def readers(settings: Settings, n: int = N) -> list[int]:
             ],
         )
         ids = list(session.scalars(select(Subscriber.id)))
-        schedule.enroll_new(session, ids, MONDAY)
+        enrollment.enroll_new(session, ids, MONDAY)
     with session_scope(settings.database_url) as session:
         RedisQueue(settings).rebuild(session)
     return ids

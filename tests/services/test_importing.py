@@ -15,7 +15,7 @@ from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.engine import series_queue
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import export, importing
+from newsletter.services import export, importing, roster
 from newsletter.store import series as series_store
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import ACTIVE, Enrollment, Series, Subscriber
@@ -84,9 +84,9 @@ def test_an_import_costs_a_constant_number_of_statements_per_batch(
     one = statements_for(1000, 0)
     four = statements_for(4000, 10_000)
     per_batch = (four - one) / 3
-    # first-seen (2 on SQLite, 1 on PostgreSQL), existing, erased, stage, merge, enrollments
-    # (+ their ids on SQLite), commit, and Redis's mirror of the due enrollments: all per batch,
-    # none per row
+    # first-seen (2 on SQLite, 1 on PostgreSQL), existing, anyone erased?, stage (clear, fill),
+    # merge, enrollments (the series, their parts, the zone groups, the active rows, the queued
+    # rows), commit, and Redis's mirror of the due enrollments: all per batch, none per row
     assert per_batch <= 14, (one, four, statements[:20])
     assert one <= 30
 
@@ -156,3 +156,48 @@ def test_export_then_import_gives_back_the_names_the_export_neutralised(
     assert statuses == {ACTIVE}
     queue = RedisQueue(live)
     assert queue.redis.zcard(queue.due_key) == len(FORMULAS)
+
+
+def _enrollments_by_address(settings: Settings, keys: list[str]) -> list[list[tuple[object, ...]]]:
+    """Every enrollment column but the ids and `updated_at` (the one-by-one path updates its
+    ACTIVE row after writing it: the column's onupdate stamps the wall clock), per address in
+    the order given, per position."""
+    with session_scope(settings.database_url) as session:
+        found = session.execute(
+            select(Subscriber.email_key, Enrollment)
+            .join(Enrollment, Enrollment.subscriber_id == Subscriber.id)
+            .where(Subscriber.email_key.in_(keys))
+            .order_by(Enrollment.position)
+        ).all()
+    rows: dict[str, list[tuple[object, ...]]] = {key: [] for key in keys}
+    for key, e in found:
+        rows[key].append(
+            (
+                e.series_id,
+                e.position,
+                e.next_part,
+                e.next_due_at,
+                e.state,
+                e.not_before,
+                e.created_at,
+            )
+        )
+    return [rows[key] for key in keys]
+
+
+def test_an_import_enrolls_exactly_as_adding_each_person_by_hand(live: Settings) -> None:
+    """The set-based enrollment of an import (engine.enrollment) writes the same rows, field by
+    field, as the one-person path (roster.add_subscriber -> schedule.enroll), for every zone;
+    and Redis is told each due part."""
+    zones = ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", ""]
+    imported = [f"imp{i}@example.org" for i in range(len(zones))]
+    by_hand = [f"hand{i}@example.org" for i in range(len(zones))]
+    text = "email,timezone\n" + "".join(f"{e},{z}\n" for e, z in zip(imported, zones, strict=True))
+    assert run(live, text).new == len(zones)
+    for email, zone in zip(by_hand, zones, strict=True):
+        roster.add_subscriber(live, email=email, timezone=zone or None, confirmed=True, now=NOW)
+    expected = _enrollments_by_address(live, by_hand)
+    assert _enrollments_by_address(live, imported) == expected
+    assert all(rows and rows[0][4] == "active" for rows in expected)
+    queue = RedisQueue(live)
+    assert queue.redis.zcard(queue.due_key) == 2 * len(zones)

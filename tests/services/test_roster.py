@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -347,3 +348,44 @@ def test_cli_import_export_unsubscribe_erase(live: Settings, tmp_path: Path) -> 
     assert result.exit_code == 1
     result = runner.invoke(app, ["subscribers", "import", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2
+
+
+def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
+    """The import's memoising maker: the same Person or the same first problem, also when a
+    time zone or series cell repeats (its answer then comes from the memo)."""
+    known = {MYTHS, "other"}
+    cases = [
+        ("A@Example.ORG", "  Bo   Bo ", "Europe/Berlin", None),
+        ("a@example.org", None, "", ""),
+        ("b@example.org", "", "Mars/Olympus", MYTHS),
+        ("not-an-address", "Bo", "Mars/Olympus", "nope"),  # the address is the first problem
+        ("c@example.org", "Bo\x01", "Mars/Olympus", "nope"),  # then the name
+        ("c@example.org", "Bo", "Mars/Olympus", "nope"),  # then the zone
+        ("c@example.org", "Bo", "Europe/Berlin", "nope"),  # then the series
+        ("c@example.org", "Bo", " Europe/Berlin ", f"{MYTHS}; other,{MYTHS}"),
+        ("d@bücher.example", "Bü", "UTC", "other"),
+        ("", "x" * 101, "UTC", None),
+        ("e@example.org", "x" * 101, "UTC", None),
+    ]
+    make = roster.person_maker(default_timezone="Europe/London", known_series=known)
+
+    def answer(maker: Callable[..., roster.Person], *args: object, **options: object) -> object:
+        try:
+            return maker(*args, **options)
+        except ValueError as exc:
+            return ("problem", str(exc))
+
+    for _ in range(2):  # the second round is answered from the memo
+        for line, (email, name, zone, series) in enumerate(cases, start=2):
+            expected = answer(
+                roster.make_person,
+                line,
+                email,
+                name,
+                zone,
+                series,
+                default_timezone="Europe/London",
+                known_series=known,
+            )
+            assert answer(make, line, email, name, zone, series) == expected
+    assert isinstance(answer(make, 2, *cases[0]), roster.Person)

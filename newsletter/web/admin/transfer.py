@@ -1,4 +1,9 @@
-"""Importing subscribers from CSV (check, then import) and exporting everyone."""
+"""Importing subscribers from CSV (check, then import) and exporting everyone.
+
+A file of more than import_jobs.LARGE_ROWS (2,000) rows is imported in the background: the
+import button leads to a progress page that polls `/admin/import/<upload>/status` (rows done of
+the total, rows/s) and shows the usual report when it is done; smaller files are imported
+within the request as before."""
 
 from __future__ import annotations
 
@@ -8,14 +13,15 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path as FilePath
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from newsletter.core.config import Settings
-from newsletter.services import export, importing, roster
+from newsletter.services import export, import_jobs, importing, roster
 from newsletter.store.models import (
     utcnow,
 )
@@ -97,6 +103,10 @@ async def import_run(request: Request, upload_id: str) -> Response:
             request, "/admin/import", "That upload has gone; please choose the file again.", "error"
         )
     consented = form.get("consented") == "yes"
+    if await run_in_threadpool(import_jobs.is_large, path):
+        # started now, or already by a first click: either way its progress page
+        await run_in_threadpool(import_jobs.start, settings, upload_id, path, confirmed=consented)
+        return redirect(request, f"/admin/import/{upload_id}/progress")
     try:
         report = await run_in_threadpool(
             importing.import_csv, settings, path, dry_run=False, confirmed=consented
@@ -107,6 +117,41 @@ async def import_run(request: Request, upload_id: str) -> Response:
         request,
         "admin/import.html",
         {"nav": "import", "report": report, "upload": None, "consented": consented},
+    )
+
+
+def _job_status(request: Request, upload_id: str, *, whole: bool = False) -> dict[str, Any]:
+    if not _IMPORT_ID.match(upload_id):
+        raise HTTPException(404, "no such import")
+    found = import_jobs.status(settings_of(request), upload_id, whole=whole)
+    if found is None:
+        raise HTTPException(404, "no such import")
+    return found
+
+
+@protected.get("/import/{upload_id}/status", include_in_schema=False)
+def import_status(request: Request, upload_id: str) -> Response:
+    """A background import's progress for the page to poll: counts and times only, the report
+    (line numbers and reasons, no addresses) once done."""
+    return JSONResponse(_job_status(request, upload_id), headers={"cache-control": "no-store"})
+
+
+@protected.get("/import/{upload_id}/progress", response_class=HTMLResponse, include_in_schema=False)
+def import_progress(request: Request, upload_id: str) -> Response:
+    """A background import: its progress while it runs, then the same report a small file shows."""
+    job = _job_status(request, upload_id, whole=True)
+    report = importing.ImportReport.from_dict(job["report"]) if "report" in job else None
+    return page(
+        request,
+        "admin/import.html",
+        {
+            "nav": "import",
+            "report": report,
+            "upload": None,
+            "consented": job["confirmed"],
+            "job": job,
+            "job_id": upload_id,
+        },
     )
 
 

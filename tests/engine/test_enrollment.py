@@ -1,0 +1,153 @@
+"""Bulk enrollment (engine.enrollment): the same rows, field by field, as `schedule.enroll` for
+each reader, in a constant number of statements."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from engine_support import ship, utc
+from sqlalchemy import event, select, update
+
+from newsletter.core.config import Settings
+from newsletter.engine import enrollment, schedule
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import (
+    ACTIVE,
+    FORTNIGHTLY,
+    PAUSED,
+    PENDING,
+    WEEKLY,
+    Enrollment,
+    Series,
+    Subscriber,
+)
+
+NOW = utc(2027, 3, 3, 9, 17)
+READERS = [  # (zone, cadence, paused_until, status)
+    ("Europe/London", WEEKLY, None, ACTIVE),
+    ("America/New_York", FORTNIGHTLY, None, ACTIVE),
+    ("Asia/Tokyo", WEEKLY, dt.date(2027, 4, 20), ACTIVE),
+    ("Pacific/Auckland", WEEKLY, None, ACTIVE),
+    ("Europe/London", WEEKLY, None, ACTIVE),
+    ("UTC", FORTNIGHTLY, dt.date(2027, 3, 5), ACTIVE),
+    ("Europe/Berlin", WEEKLY, None, PENDING),  # not confirmed: enrolled by neither
+]
+
+
+def _readers(settings: Settings) -> list[int]:
+    with session_scope(settings.database_url) as session:
+        subs = [
+            Subscriber(
+                public_id=secrets.token_hex(8),
+                email=f"e{i}-{secrets.token_hex(4)}@example.org",
+                email_key=f"e{i}-{secrets.token_hex(4)}@example.org",
+                timezone=zone,
+                status=status,
+                cadence=cadence,
+                paused_until=paused,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            for i, (zone, cadence, paused, status) in enumerate(READERS)
+        ]
+        session.add_all(subs)
+        session.flush()
+        return [s.id for s in subs]
+
+
+def _rows(settings: Settings, ids: list[int]) -> list[list[tuple[object, ...]]]:
+    """Every column but the ids and `updated_at`, per reader in the order given, per position.
+
+    (`enroll` writes a row and then updates it, so the column's onupdate stamps the wall clock
+    on its ACTIVE row; the bulk path writes `now` in both, as it always did: checked apart.)"""
+    with session_scope(settings.database_url) as session:
+        found = session.scalars(select(Enrollment).order_by(Enrollment.position))
+        by_reader: dict[int, list[tuple[object, ...]]] = {i: [] for i in ids}
+        for e in found:
+            if e.subscriber_id in by_reader:
+                by_reader[e.subscriber_id].append(
+                    (
+                        e.series_id,
+                        e.position,
+                        e.next_part,
+                        e.next_due_at,
+                        e.state,
+                        e.not_before,
+                        e.created_at,
+                    )
+                )
+    return [by_reader[i] for i in ids]
+
+
+def _compare(settings: Settings) -> tuple[list[list[tuple[object, ...]]], list[int]]:
+    one_by_one, bulk = _readers(settings), _readers(settings)
+    with session_scope(settings.database_url) as session:
+        for sid in one_by_one:
+            sub = session.get(Subscriber, sid)
+            assert sub is not None
+            if sub.status == ACTIVE:
+                schedule.enroll(session, sub, NOW)
+    with session_scope(settings.database_url) as session:
+        due = enrollment.enroll_new_due(session, bulk, NOW)
+    expected = _rows(settings, one_by_one)
+    assert _rows(settings, bulk) == expected
+    with session_scope(settings.database_url) as session:
+        written = dict(
+            session.execute(
+                select(Enrollment.id, Enrollment.next_due_at).where(
+                    Enrollment.subscriber_id.in_(bulk), Enrollment.state == "active"
+                )
+            ).all()
+        )
+    assert dict(due) == written
+    with session_scope(settings.database_url) as session:
+        stamps = set(
+            session.scalars(select(Enrollment.updated_at).where(Enrollment.subscriber_id.in_(bulk)))
+        )
+    assert stamps == {NOW}
+    return expected, [i for i, _ in due]
+
+
+def test_bulk_rows_equal_enroll_one_by_one(settings: Settings) -> None:
+    ship(settings, NOW)
+    expected, due = _compare(settings)
+    active = [r for rows in expected for r in rows if r[4] == "active"]
+    assert len(due) == 6 and len(active) == 6  # every confirmed reader has one part due
+    assert len({r[3] for r in active}) >= 4  # the zones, cadences and pauses give many slots
+    assert expected[-1] == []  # the pending reader
+
+
+def test_a_paused_first_series_waits_queued_and_the_next_live_one_starts(
+    settings: Settings,
+) -> None:
+    ids = ship(settings, NOW)
+    with session_scope(settings.database_url) as session:
+        first = session.scalars(select(Series).order_by(Series.order)).first()
+        assert first is not None
+        session.execute(update(Series).where(Series.id == first.id).values(state=PAUSED))
+    expected, due = _compare(settings)
+    assert expected[0][0][0] == first.id and expected[0][0][4] == "queued"
+    assert expected[0][1][4] == "active" and len(due) == 6 and len(ids) >= 2
+
+
+def test_bulk_enrollment_is_a_constant_number_of_statements(settings: Settings) -> None:
+    ship(settings, NOW)
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    def statements_for(n: int) -> int:
+        ids = [_readers(settings) for _ in range(n)]
+        statements.clear()
+        engine = get_engine(settings.database_url)
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with session_scope(settings.database_url) as session:
+                enrollment.enroll_new(session, [i for group in ids for i in group], NOW)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(statements)
+
+    assert statements_for(1) == statements_for(5) <= 6, statements
