@@ -1,0 +1,94 @@
+"""The ledger's bulk writes: `record` and `move_enrollments` store the same values on SQLite (a
+raw executemany of pre-converted tuples) as on PostgreSQL (array parameters), readable through
+the ORM; datetimes in exactly the form SQLAlchemy writes them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from engine_support import add_person, ship, utc
+from sqlalchemy import select
+
+from newsletter.core.config import Settings
+from newsletter.engine.ledger import (
+    RESENT_NOTE,
+    Claim,
+    insert_claims,
+    move_enrollments,
+    record,
+)
+from newsletter.store.db import session_scope
+from newsletter.store.models import SENT, Delivery, Enrollment
+
+NOW = utc(2030, 3, 5, 9, 0, 7)
+STORED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")  # SQLAlchemy's SQLite form
+
+
+def _claimed(settings: Settings, people: int) -> tuple[list[int], list[int]]:
+    """`people` readers with part 1 claimed in the ledger: (delivery ids, enrollment ids)."""
+    ship(settings, utc(2030, 3, 4, 12))
+    subs = [add_person(settings, utc(2030, 3, 4, 12), "UTC") for _ in range(people)]
+    with session_scope(settings.database_url) as session:
+        places = list(
+            session.scalars(
+                select(Enrollment)
+                .where(Enrollment.subscriber_id.in_(subs))
+                .order_by(Enrollment.subscriber_id, Enrollment.series_id)
+            )
+        )
+        first = {}
+        for e in places:
+            first.setdefault(e.subscriber_id, e)
+        wanted = {
+            (e.subscriber_id, e.series_id, e.next_part): Claim(e.id, e.next_due_at)
+            for e in first.values()
+        }
+        made = insert_claims(session, wanted, NOW)
+    return sorted(made.values()), [e.id for e in first.values()]
+
+
+def test_record_marks_sent_keeps_only_the_resent_note_and_counts_down_crashes(
+    settings: Settings,
+) -> None:
+    ids, _ = _claimed(settings, 3)
+    with session_scope(settings.database_url) as session:
+        for i, delivery_id in enumerate(ids):
+            row = session.get(Delivery, delivery_id)
+            assert row is not None
+            row.crashes = 2
+            row.last_error = f"{RESENT_NOTE} (at 09:00)" if i == 0 else "a 429 earlier"
+    with session_scope(settings.database_url) as session:
+        record(session, [{"i": i, "m": f"msg-{i}"} for i in ids], [], NOW)
+    with session_scope(settings.database_url) as session:
+        rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+        assert [r.status for r in rows] == [SENT] * 3
+        assert [r.provider_message_id for r in rows] == [f"msg-{i}" for i in ids]
+        assert [r.sent_at for r in rows] == [NOW] * 3 and [r.updated_at for r in rows] == [NOW] * 3
+        assert [r.retry_at for r in rows] == [None] * 3 and [r.crashes for r in rows] == [1] * 3
+        assert [r.last_error for r in rows] == [f"{RESENT_NOTE} (at 09:00)", None, None]
+        if session.get_bind().dialect.name == "sqlite":  # the stored text, as the ORM writes it
+            raw = session.connection().exec_driver_sql(
+                "SELECT sent_at, updated_at, created_at FROM deliveries"
+            )
+            for sent_at, updated_at, created_at in raw:
+                assert STORED.match(sent_at) and sent_at == updated_at == created_at
+
+
+def test_move_enrollments_writes_the_next_part_and_due_time_or_none(settings: Settings) -> None:
+    _, places = _claimed(settings, 2)
+    due = NOW + dt.timedelta(days=7)
+    with session_scope(settings.database_url) as session:
+        move_enrollments(session, [(places[0], 2, due), (places[1], 5, None)])
+    with session_scope(settings.database_url) as session:
+        first, second = (session.get(Enrollment, i) for i in places)
+        assert first is not None and second is not None
+        assert (first.next_part, first.next_due_at) == (2, due)
+        assert (second.next_part, second.next_due_at) == (5, None)
+        if session.get_bind().dialect.name == "sqlite":
+            (stored,) = (
+                session.connection()
+                .exec_driver_sql(f"SELECT next_due_at FROM enrollments WHERE id = {places[0]}")
+                .one()
+            )
+            assert stored == due.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
