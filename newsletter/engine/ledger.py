@@ -20,8 +20,6 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import any_, bindparam, func, text, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import (
@@ -230,11 +228,13 @@ def take_back_retries(
     return {(s, se, p): (i, crashes) for i, s, se, p, crashes in rows}
 
 
-def _insert(session: Session) -> Any:
-    table: Any = Delivery.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
+SQLITE_ROWS = 1000
+_SQLITE_CLAIMS = (
+    "INSERT INTO deliveries (subscriber_id, series_id, part_number, status, scheduled_for,"
+    " attempts, retry_at, created_at, updated_at) VALUES {rows}"
+    " ON CONFLICT (subscriber_id, series_id, part_number) DO NOTHING"
+    " RETURNING id, subscriber_id, series_id, part_number"
+)
 
 
 def insert_claims(
@@ -243,8 +243,10 @@ def insert_claims(
     """INSERT … ON CONFLICT DO NOTHING one claimed ledger row per key; {key: new delivery id}.
 
     PostgreSQL: one small statement with array parameters (unnest), so neither SQLAlchemy nor
-    psycopg builds and parses a 9,000-parameter query each round. SQLite: one cached
-    executemany (insertmanyvalues). A conflict (row already there) returns nothing.
+    psycopg builds and parses a 9,000-parameter query each round. SQLite: one multi-row INSERT
+    of plain values per 1,000 rows, straight to the driver (through SQLAlchemy each row's
+    parameters were built and its four datetimes converted). A conflict (row already there)
+    returns nothing.
     """
     if session.get_bind().dialect.name == "postgresql":
         keys = list(wanted)
@@ -258,27 +260,23 @@ def insert_claims(
         }
         rows = session.execute(_PG_CLAIMS, params).all()
         return {(s, se, p): i for i, s, se, p in rows}
-    values = [
-        {
-            "subscriber_id": key[0],
-            "series_id": key[1],
-            "part_number": key[2],
-            "status": CLAIMED,
-            "scheduled_for": enr.next_due_at,
-            "attempts": 0,
-            "retry_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for key, enr in wanted.items()
-    ]
-    table: Any = Delivery.__table__
-    stmt = (
-        _insert(session)
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "series_id", "part_number"])
-        .returning(table.c.id, table.c.subscriber_id, table.c.series_id, table.c.part_number)
-    )
-    return {(s, se, p): i for i, s, se, p in session.execute(stmt, values).all()}
+    stored = sqlite_stored(session)
+    at = stored(now)
+    made: dict[tuple[int, int, int], int] = {}
+    keys = list(wanted)
+    for start in range(0, len(keys), SQLITE_ROWS):  # 9 parameters a row, under SQLite's limit
+        part = keys[start : start + SQLITE_ROWS]
+        values: list[Any] = []
+        for key in part:
+            due = stored(wanted[key].next_due_at)
+            values += (key[0], key[1], key[2], CLAIMED, due, 0, at, at, at)
+        session.flush()
+        result = session.connection().exec_driver_sql(
+            _SQLITE_CLAIMS.format(rows=",".join(["(?,?,?,?,?,?,?,?,?)"] * len(part))),
+            tuple(values),
+        )
+        made.update({(s, se, p): i for i, s, se, p in result})
+    return made
 
 
 # --- claimed -> retry ----------------------------------------------------------------------------

@@ -65,6 +65,8 @@ def test_record_marks_sent_keeps_only_the_resent_note_and_counts_down_crashes(
         assert [r.status for r in rows] == [SENT] * 3
         assert [r.provider_message_id for r in rows] == [f"msg-{i}" for i in ids]
         assert [r.sent_at for r in rows] == [NOW] * 3 and [r.updated_at for r in rows] == [NOW] * 3
+        assert [r.created_at for r in rows] == [NOW] * 3  # written by insert_claims
+        assert [r.scheduled_for for r in rows] == [utc(2030, 3, 5, 9)] * 3  # Tuesday's slot
         assert [r.retry_at for r in rows] == [None] * 3 and [r.crashes for r in rows] == [1] * 3
         assert [r.last_error for r in rows] == [f"{RESENT_NOTE} (at 09:00)", None, None]
         if session.get_bind().dialect.name == "sqlite":  # the stored text, as the ORM writes it
