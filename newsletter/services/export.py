@@ -17,7 +17,8 @@ from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.models import Delivery, Enrollment, ProviderEvent, Series, Subscriber
 
-EXPORT_BATCH = 500
+EXPORT_BATCH = 500  # readers read per query (and their series, one more query)
+CSV_CHUNK_ROWS = 200  # rows per streamed CSV chunk
 EXPORT_FIELDS = (
     "email",
     "name",
@@ -108,7 +109,7 @@ def export_csv(settings: Settings) -> Iterator[str]:
         for n, row in enumerate(_export_rows(session), 1):
             row["takes_new_series"] = "yes" if row["takes_new_series"] else "no"
             writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-            if n % 200 == 0:
+            if n % CSV_CHUNK_ROWS == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
