@@ -370,6 +370,10 @@ def main() -> None:
         }
         for key in extras[0]:
             entry[key] = round(statistics.median(e[key] for e in extras), 4)
+        entry["top_statements"] = [
+            f"{c[2]:.4f}s {' '.join(c[0].split())[:90]}"
+            for c in sorted(recorder.calls, key=lambda c: -c[2])[:3]
+        ]
         entry["slowest_statement"] = " ".join(slowest[0].split())[:400]
         entry["plan"] = explain(url, slowest[0], slowest[1])
         results[name] = entry
