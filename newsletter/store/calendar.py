@@ -312,7 +312,7 @@ def people(
         Enrollment.state == ENROLLED_ACTIVE,
         or_(
             *(
-                and_(Enrollment.series_id == sid, Enrollment.next_due_at == due)
+                and_(Enrollment.series_id == sid, _at(Enrollment.next_due_at, due))
                 for sid, due in moments
             )
         ),
@@ -331,6 +331,14 @@ def people(
     return sum(g.count for g in matching), shown
 
 
+def _at(column: Any, moment: dt.datetime) -> Any:
+    """`column` holds `moment`, however SQLite stored its text: rows from the bulk enrollment
+    (schedule.enroll_new) read '2027-01-05 09:00:00' where the ORM writes '…09:00:00.000000',
+    and as text those are not equal. A microsecond either side: equality on PostgreSQL."""
+    tick = dt.timedelta(microseconds=1)
+    return and_(column > moment - tick, column < moment + tick)
+
+
 def _group_filter(g: Group, r: Any) -> Any:
     def same(column: Any, value: object) -> Any:
         return column.is_(None) if value is None else column == value
@@ -338,7 +346,7 @@ def _group_filter(g: Group, r: Any) -> Any:
     return and_(
         r.c.series_id == g.series_id,
         r.c.next_part == g.next_part,
-        r.c.next_due_at == g.due,
+        _at(r.c.next_due_at, g.due),
         Subscriber.timezone == g.zone,
         Subscriber.cadence == g.cadence,
         same(Subscriber.paused_until, g.paused_until),
