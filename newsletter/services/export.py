@@ -17,7 +17,8 @@ from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.models import Delivery, Enrollment, ProviderEvent, Series, Subscriber
 
-EXPORT_BATCH = 500
+EXPORT_BATCH = 500  # readers read per query (and their series, one more query)
+CSV_CHUNK_ROWS = 200  # rows per streamed chunk (CSV and JSON)
 EXPORT_FIELDS = (
     "email",
     "name",
@@ -108,7 +109,7 @@ def export_csv(settings: Settings) -> Iterator[str]:
         for n, row in enumerate(_export_rows(session), 1):
             row["takes_new_series"] = "yes" if row["takes_new_series"] else "no"
             writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-            if n % 200 == 0:
+            if n % CSV_CHUNK_ROWS == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -116,14 +117,19 @@ def export_csv(settings: Settings) -> Iterator[str]:
 
 
 def export_json(settings: Settings) -> Iterator[str]:
-    """The whole list as one JSON array, streamed a row at a time."""
+    """The whole list as one JSON array, streamed CSV_CHUNK_ROWS rows a chunk (a chunk a row
+    cost more in the server than the rows themselves: 20 s for 100k readers)."""
     yield "["
     first = True
+    lines: list[str] = []
     with session_scope(settings.database_url) as session:
         for row in _export_rows(session):
-            yield ("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False)
+            lines.append(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False))
             first = False
-    yield "\n]\n"
+            if len(lines) >= CSV_CHUNK_ROWS:
+                yield "".join(lines)
+                lines.clear()
+    yield "".join(lines) + "\n]\n"
 
 
 def subscriber_record(session: Session, subscriber: Subscriber) -> dict[str, Any]:

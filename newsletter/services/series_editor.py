@@ -137,7 +137,7 @@ def sent_parts(settings: Settings, slug: str) -> dict[str, SentPart]:
         series = db.scalar(select(Series).where(Series.slug == slug))
         if series is None:
             return {}
-        counts = stats.sent_counts(db)
+        counts = stats.sent_counts(db, [series.id])
         rows = db.scalars(
             select(Part).where(Part.series_id == series.id, Part.first_sent_at.is_not(None))
         )

@@ -80,6 +80,10 @@ class Base(DeclarativeBase):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    __table_args__ = (
+        Index("ix_subscribers_status_paused", "status", "paused_until"),
+        Index("ix_subscribers_created", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Random key carried (signed) in links instead of the id or the address.
@@ -168,6 +172,7 @@ class Enrollment(Base):
         UniqueConstraint("subscriber_id", "series_id"),
         Index("ix_enrollments_state_due", "state", "next_due_at"),
         Index("ix_enrollments_subscriber_position", "subscriber_id", "position"),
+        Index("ix_enrollments_series_not_before", "series_id", "not_before"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -189,6 +194,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "series_id", "part_number", name="uq_delivery_once"),
         Index("ix_deliveries_status_updated", "status", "updated_at"),
+        Index("ix_deliveries_status_sent", "status", "sent_at"),
+        Index("ix_deliveries_series_part_status", "series_id", "part_number", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -231,7 +238,10 @@ class Broadcast(Base):
 
 class ProviderEvent(Base):
     __tablename__ = "provider_events"
-    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        Index("ix_provider_events_type_occurred", "event_type", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.store.halt import halted
@@ -114,13 +115,11 @@ def week_ahead(session: Session, now: dt.datetime, zone: str, days: int = 7) -> 
     today = now.astimezone(tz).date()
     start = dt.datetime.combine(today, dt.time(0), tz).astimezone(dt.UTC)
     end = dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tz).astimezone(dt.UTC)
+    # one row per (series, part, due moment), counted in the database: a few hundred rows
+    # however many readers, where reading every due enrollment into Python took seconds
     rows = session.execute(
-        select(Enrollment.next_due_at, Enrollment.next_part, Series.slug, Series.title, Part.title)
-        .join(Series, Series.id == Enrollment.series_id)
+        select(Enrollment.series_id, Enrollment.next_part, Enrollment.next_due_at, func.count())
         .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-        .outerjoin(
-            Part, and_(Part.series_id == Enrollment.series_id, Part.number == Enrollment.next_part)
-        )
         .where(
             Enrollment.state == ENROLLED_ACTIVE,
             Enrollment.next_due_at.is_not(None),
@@ -128,17 +127,36 @@ def week_ahead(session: Session, now: dt.datetime, zone: str, days: int = 7) -> 
             Subscriber.status == ACTIVE,
             or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= today),
         )
+        .group_by(Enrollment.series_id, Enrollment.next_part, Enrollment.next_due_at)
+    ).all()
+    series = {
+        sid: (slug, title)
+        for sid, slug, title in session.execute(select(Series.id, Series.slug, Series.title))
+    }
+    part_titles = (
+        {
+            (sid, n): title
+            for sid, n, title in session.execute(
+                select(Part.series_id, Part.number, Part.title).where(
+                    Part.series_id.in_({r[0] for r in rows})
+                )
+            )
+        }
+        if rows
+        else {}
     )
     grouped: dict[tuple[dt.date, str, int], _Acc] = {}
-    for due, part_no, slug, title, ptitle in rows:
-        if due is None:
+    for series_id, part_no, due, n in rows:
+        if due is None or series_id not in series:
             continue
+        slug, title = series[series_id]
+        ptitle = part_titles.get((series_id, part_no))
         # Overdue work goes out at the next tick: show it today.
         local_day = max(due, start).astimezone(tz).date()
         acc = grouped.setdefault(
             (local_day, slug, part_no), _Acc(title, ptitle or f"Part {part_no}", 0, due)
         )
-        acc.count += 1
+        acc.count += int(n)
         acc.first = min(acc.first, due)
     result = [Day(today + dt.timedelta(days=i)) for i in range(days)]
     by_date = {d.date: d for d in result}
@@ -163,18 +181,18 @@ def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50
     )
     # as the tick summary counts them: waiting for a retry, or handed with the outcome
     # unknown (no answer from the provider) until reconcile settles it
-    retrying = session.scalar(
-        select(func.count()).where(
-            or_(
-                Delivery.status == RETRY,
-                and_(
-                    Delivery.status == CLAIMED,
-                    Delivery.retry_at.is_(None),
-                    Delivery.last_error.like("outcome unknown%"),
-                ),
-            )
+    # two counts, each an index range on status: as one OR, SQLite read the whole ledger
+    waiting = select(func.count()).where(Delivery.status == RETRY).scalar_subquery()
+    unknown = (
+        select(func.count())
+        .where(
+            Delivery.status == CLAIMED,
+            Delivery.retry_at.is_(None),
+            Delivery.last_error.like("outcome unknown%"),
         )
+        .scalar_subquery()
     )
+    retrying = session.scalar(select(waiting + unknown))
     bounced = session.scalar(
         select(func.count(func.distinct(ProviderEvent.delivery_id))).where(
             ProviderEvent.event_type.in_(BOUNCE_EVENTS), ProviderEvent.occurred_at >= since
@@ -243,35 +261,6 @@ def sending_halted(session: Session) -> str | None:
     if halt is None:
         return None
     return f"{halt.reason} (since {halt.at:%Y-%m-%d %H:%M} UTC)"
-
-
-def part_counts(session: Session) -> dict[int, dict[int, int]]:
-    """series id -> {next part number: active subscribers waiting for it}; 0 = finished."""
-    result: dict[int, dict[int, int]] = {}
-    for series_id, state, part_no, n in session.execute(
-        select(Enrollment.series_id, Enrollment.state, Enrollment.next_part, func.count())
-        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-        .where(Subscriber.status == ACTIVE)
-        .group_by(Enrollment.series_id, Enrollment.state, Enrollment.next_part)
-    ):
-        key = 0 if state == "finished" else int(part_no)
-        if state == "cancelled":
-            continue
-        bucket = result.setdefault(series_id, {})
-        bucket[key] = bucket.get(key, 0) + int(n)
-    return result
-
-
-def sent_counts(session: Session) -> dict[tuple[int, int], int]:
-    """(series id, part number) -> how many people have been sent it."""
-    return {
-        (sid, part): int(n)
-        for sid, part, n in session.execute(
-            select(Delivery.series_id, Delivery.part_number, func.count())
-            .where(Delivery.status == SENT)
-            .group_by(Delivery.series_id, Delivery.part_number)
-        )
-    }
 
 
 def _eligible() -> list[Any]:
@@ -343,3 +332,105 @@ def next_by_series(session: Session) -> dict[int, SeriesNext]:
         if first is not None and (current is None or first < current.at):
             result[series_id] = SeriesNext(int(part_no), int(n), first)
     return result
+
+
+@dataclass
+class QueueCounts:
+    """Per series, from one pass over the active readers' enrollments (the series page's
+    numbers: each used to be its own pass, and the queue form's two per series)."""
+
+    waiting: dict[int, dict[int, int]]  # series id -> {next part: readers}; 0 = finished
+    upcoming: dict[int, SeriesNext]  # series id -> soonest part due (live series only)
+    enrolled: dict[tuple[int, bool], int]  # (series id, takes new series) -> readers in it
+
+
+def queue_counts(session: Session) -> QueueCounts:
+    """`part_counts`, `next_by_series` and who is in each series, in one GROUP BY query."""
+    live = set(session.scalars(select(Series.id).where(Series.state == "live")))
+    waiting: dict[int, dict[int, int]] = {}
+    soonest: dict[tuple[int, int], SeriesNext] = {}
+    enrolled: dict[tuple[int, bool], int] = {}
+    for series_id, state, part_no, takes, n, due_n, first in session.execute(
+        select(
+            Enrollment.series_id,
+            Enrollment.state,
+            Enrollment.next_part,
+            Subscriber.takes_new_series,
+            func.count(),
+            func.count(Enrollment.next_due_at),
+            func.min(Enrollment.next_due_at),
+        )
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(Subscriber.status == ACTIVE)
+        .group_by(
+            Enrollment.series_id,
+            Enrollment.state,
+            Enrollment.next_part,
+            Subscriber.takes_new_series,
+        )
+    ):
+        key = (series_id, bool(takes))
+        enrolled[key] = enrolled.get(key, 0) + int(n)
+        if state != "cancelled":
+            bucket = waiting.setdefault(series_id, {})
+            number = 0 if state == "finished" else int(part_no)
+            bucket[number] = bucket.get(number, 0) + int(n)
+        if state == ENROLLED_ACTIVE and series_id in live and first is not None:
+            current = soonest.get((series_id, int(part_no)))
+            soonest[(series_id, int(part_no))] = SeriesNext(
+                int(part_no),
+                int(due_n) + (current.count if current else 0),
+                first if current is None else min(first, current.at),
+            )
+    upcoming: dict[int, SeriesNext] = {}
+    for (series_id, _part), nxt in soonest.items():
+        current = upcoming.get(series_id)
+        if current is None or nxt.at < current.at:
+            upcoming[series_id] = nxt
+    return QueueCounts(waiting, upcoming, enrolled)
+
+
+def active_by_choice(session: Session) -> dict[bool, int]:
+    """takes_new_series -> active readers (the queue form's 'adds' / 'left out' totals)."""
+    return {
+        bool(takes): int(n)
+        for takes, n in session.execute(
+            select(Subscriber.takes_new_series, func.count())
+            .where(Subscriber.status == ACTIVE)
+            .group_by(Subscriber.takes_new_series)
+        )
+    }
+
+
+def part_counts(session: Session) -> dict[int, dict[int, int]]:
+    """series id -> {next part number: active subscribers waiting for it}; 0 = finished."""
+    result: dict[int, dict[int, int]] = {}
+    for series_id, state, part_no, n in session.execute(
+        select(Enrollment.series_id, Enrollment.state, Enrollment.next_part, func.count())
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(Subscriber.status == ACTIVE)
+        .group_by(Enrollment.series_id, Enrollment.state, Enrollment.next_part)
+    ):
+        key = 0 if state == "finished" else int(part_no)
+        if state == "cancelled":
+            continue
+        bucket = result.setdefault(series_id, {})
+        bucket[key] = bucket.get(key, 0) + int(n)
+    return result
+
+
+def sent_counts(
+    session: Session, series_ids: Collection[int] | None = None
+) -> dict[tuple[int, int], int]:
+    """(series id, part number) -> how many people have been sent it; of `series_ids` only
+    when given (an index range per series, not every sent row of the ledger)."""
+    stmt = (
+        select(Delivery.series_id, Delivery.part_number, func.count())
+        .where(Delivery.status == SENT)
+        .group_by(Delivery.series_id, Delivery.part_number)
+    )
+    if series_ids is not None:
+        if not series_ids:
+            return {}
+        stmt = stmt.where(Delivery.series_id.in_(sorted(series_ids)))
+    return {(sid, part): int(n) for sid, part, n in session.execute(stmt)}

@@ -23,3 +23,42 @@ def test_upgrade_on_empty_sqlite(tmp_path) -> None:
         set(u["column_names"]) == {"subscriber_id", "series_id", "part_number"} for u in uniques
     )
     db.dispose_all()
+
+
+ADMIN_INDEXES = {
+    "deliveries": {"ix_deliveries_status_sent", "ix_deliveries_series_part_status"},
+    "provider_events": {"ix_provider_events_type_occurred"},
+    "subscribers": {"ix_subscribers_status_paused", "ix_subscribers_created"},
+    "enrollments": {"ix_enrollments_series_not_before"},
+}
+
+
+def _index_names(url: str) -> dict[str, set[str]]:
+    found = inspect(db.get_engine(url))
+    return {table: {i["name"] or "" for i in found.get_indexes(table)} for table in ADMIN_INDEXES}
+
+
+def test_0007_adds_the_admin_indexes_and_takes_them_away_again(database_url: str) -> None:
+    from alembic import command
+
+    cfg = db.alembic_config(database_url)
+    try:
+        assert all(ADMIN_INDEXES[t] <= names for t, names in _index_names(database_url).items())
+        command.downgrade(cfg, "0006")
+        db.dispose_all()
+        assert all(
+            not (ADMIN_INDEXES[t] & names) for t, names in _index_names(database_url).items()
+        )
+    finally:
+        db.upgrade(database_url)  # back at head for the tests after this one
+        db.dispose_all()
+    assert all(ADMIN_INDEXES[t] <= names for t, names in _index_names(database_url).items())
+
+
+def test_the_models_declare_every_index_the_migrations_make(database_url: str) -> None:
+    declared = {
+        table.name: {i.name for i in table.indexes} for table in Base.metadata.sorted_tables
+    }
+    for table, names in _index_names(database_url).items():
+        assert ADMIN_INDEXES[table] <= declared[table]
+        assert ADMIN_INDEXES[table] <= names

@@ -93,3 +93,33 @@ def test_queueing_names_who_is_added_and_the_chosen_start_shows_everywhere(
 
 def _card(page: str, slug: str) -> str:
     return page.split(f'id="series-{slug}"', 1)[1].split("</section>", 1)[0]
+
+
+def test_the_calendar_pages_run_as_many_statements_for_200_readers_as_for_10(
+    settings: Settings,
+) -> None:
+    from scale_support import add_readers, page_statements
+
+    s = settings.model_copy(
+        update={"admin_password": SecretStr(PASSWORD), "default_timezone": "America/New_York"}
+    )
+    ship(s, NOW)
+    add_readers(s, NOW, 10)
+    with time_machine.travel(NOW, tick=False):
+        c = _signed_in(s)
+
+        def counts() -> list[int]:
+            page = c.get("/admin/calendar").text
+            link = re.search(
+                r'href="(/admin/calendar/myths-about-psychotherapy/1\?at=[^"]+)"', page
+            )
+            assert link
+            return [
+                page_statements(s, c, "GET", "/admin/calendar"),
+                page_statements(s, c, "GET", link.group(1).replace("&amp;", "&")),
+            ]
+
+        few = counts()
+        add_readers(s, NOW, 190, start=10)
+        many = counts()
+    assert few == many

@@ -51,36 +51,46 @@ def parts_of(db: Session, series: Series) -> list[Part]:
 SAMPLE = 6  # people named on the queue form
 
 
-def _who(db: Session, series: Series) -> dict[str, Any]:
-    """Who queuing this series adds (active, taking new series, not in it yet) and who their own
-    choice leaves out (active, not in it, chose particular series only): counts and a few names."""
+def _sample(db: Session, series: Series, takes: bool, count: int) -> list[Subscriber]:
+    """The first SAMPLE active readers (by id) not in `series` whose takes_new_series is
+    `takes`; no query when the count says there are none (that search reads every reader)."""
+    if count <= 0:
+        return []
     # NOT EXISTS: an anti-join on PostgreSQL (NOT IN over the enrollments was twice as slow)
     outside = ~exists(
         select(Enrollment.id).where(
             Enrollment.subscriber_id == Subscriber.id, Enrollment.series_id == series.id
         )
     )
+    where = (Subscriber.status == ACTIVE, Subscriber.takes_new_series.is_(takes), outside)
+    return list(db.scalars(select(Subscriber).where(*where).order_by(Subscriber.id).limit(SAMPLE)))
 
-    def people(takes: bool) -> tuple[int, list[Subscriber]]:
-        where = (Subscriber.status == ACTIVE, Subscriber.takes_new_series.is_(takes), outside)
-        count = int(db.scalar(select(func.count(Subscriber.id)).where(*where)) or 0)
-        sample = list(
-            db.scalars(select(Subscriber).where(*where).order_by(Subscriber.id).limit(SAMPLE))
-        )
-        return count, sample
 
-    reach, added = people(True)
-    left_out, excluded = people(False)
-    return {"reach": reach, "added": added, "left_out": left_out, "excluded": excluded}
+def _who(
+    db: Session, series: Series, counts: stats.QueueCounts, active: dict[bool, int]
+) -> dict[str, Any]:
+    """Who queuing this series adds (active, taking new series, not in it yet) and who their own
+    choice leaves out (active, not in it, chose particular series only): counts and a few names.
+    The counts are the active readers less those already in the series (any state)."""
+    reach = active.get(True, 0) - counts.enrolled.get((series.id, True), 0)
+    left_out = active.get(False, 0) - counts.enrolled.get((series.id, False), 0)
+    return {
+        "reach": reach,
+        "added": _sample(db, series, True, reach),
+        "left_out": left_out,
+        "excluded": _sample(db, series, False, left_out),
+    }
 
 
 def _starts(db: Session) -> dict[int, dt.date]:
-    """series id -> the start date chosen when it was queued (the earliest, if queued twice)."""
-    rows = db.execute(
-        select(Enrollment.series_id, func.min(Enrollment.not_before))
-        .where(Enrollment.not_before.is_not(None))
-        .group_by(Enrollment.series_id)
+    """series id -> the start date chosen when it was queued (the earliest, if queued twice):
+    one index look-up per series (ix_enrollments_series_not_before), not a pass over all."""
+    earliest = (
+        select(func.min(Enrollment.not_before))
+        .where(Enrollment.series_id == Series.id, Enrollment.not_before.is_not(None))
+        .scalar_subquery()
     )
+    rows = db.execute(select(Series.id, earliest))
     return {sid: start for sid, start in rows if start is not None}
 
 
@@ -116,26 +126,34 @@ def _series_errors(request: Request, db: Session, errors: list[str]) -> Response
 
 
 def _series_context(db: Session) -> dict[str, Any]:
-    waiting = stats.part_counts(db)
-    sent = stats.sent_counts(db)
-    upcoming = stats.next_by_series(db)
+    shown = list(
+        db.scalars(
+            select(Series).where(Series.kind == SERIES_KIND).order_by(Series.order, Series.id)
+        )
+    )
+    counts = stats.queue_counts(db)
+    active = stats.active_by_choice(db)
+    sent = stats.sent_counts(db, [s.id for s in shown])
     today = utcnow().date()
     starts = _starts(db)
+    parts: dict[int, list[Part]] = {}
+    for p in db.scalars(
+        select(Part).where(Part.series_id.in_([s.id for s in shown])).order_by(Part.number)
+    ):
+        parts.setdefault(p.series_id, []).append(p)
     rows: list[dict[str, Any]] = [
         {
             "start": starts.get(s.id),
-            "next": upcoming.get(s.id),
+            "next": counts.upcoming.get(s.id),
             "first_possible": first_weekday(today, s.send_day),
             "series": s,
             "day": DAYS[s.send_day],
-            "parts": parts_of(db, s),
-            "waiting": waiting.get(s.id, {}),
+            "parts": parts.get(s.id, []),
+            "waiting": counts.waiting.get(s.id, {}),
             "sent": {k[1]: v for k, v in sent.items() if k[0] == s.id},
-            **_who(db, s),
+            **_who(db, s, counts, active),
         }
-        for s in db.scalars(
-            select(Series).where(Series.kind == SERIES_KIND).order_by(Series.order, Series.id)
-        )
+        for s in shown
     ]
     return {"nav": "series", "rows": rows, "default_start": today}
 

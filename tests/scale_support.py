@@ -1,0 +1,161 @@
+"""Helpers for the admin-at-scale tests (issue 15): many readers and ledger rows, a signed-in
+client, and counting the SQL statements a page runs (counts, never time)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import event, select
+
+from newsletter.core.config import Settings
+from newsletter.engine import enrollment
+from newsletter.store.db import get_engine, session_scope
+from newsletter.store.models import (
+    ACTIVE,
+    BOUNCED,
+    FAILED,
+    PENDING,
+    RETRY,
+    SENT,
+    UNSUBSCRIBED,
+    Delivery,
+    Part,
+    ProviderEvent,
+    Series,
+    Subscriber,
+)
+from newsletter.web.app import create_app
+
+PASSWORD = "a calm and long password"
+ZONES = ("Europe/London", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def admin(settings: Settings) -> Settings:
+    return settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+
+
+def signed_in(settings: Settings) -> TestClient:
+    c = TestClient(
+        create_app(settings), base_url="https://news.example.org", follow_redirects=False
+    )
+    token = CSRF.search(c.get("/admin/login").text)
+    assert token
+    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
+    assert r.status_code == 303
+    return c
+
+
+def csrf_of(c: TestClient, path: str = "/admin/subscribers") -> str:
+    token = CSRF.search(c.get(path).text)
+    assert token
+    return token.group(1)
+
+
+def add_readers(settings: Settings, now: dt.datetime, count: int, start: int = 0) -> list[int]:
+    """`count` readers (mostly active, some pending/unsubscribed/bounced, some paused, some
+    choosing particular series only) enrolled in the live series, each sent part 1 of every
+    series (a few failed or waiting for a retry) with a bounce event now and then."""
+    with session_scope(settings.database_url) as session:
+        subs = []
+        for i in range(start, start + count):
+            status = (
+                (PENDING, UNSUBSCRIBED, BOUNCED)[i % 3] if i % 10 == 9 else ACTIVE
+            )  # fmt: skip
+            email = f"scale{i}-{secrets.token_hex(3)}@example.org"
+            subs.append(
+                Subscriber(
+                    public_id=secrets.token_hex(8),
+                    email=email,
+                    email_key=email,
+                    name=("Okafor " if i % 4 == 0 else "Smith ") + str(i),
+                    timezone=ZONES[i % len(ZONES)],
+                    status=status,
+                    cadence="fortnightly" if i % 5 == 0 else "weekly",
+                    paused_until=(now + dt.timedelta(days=20)).date() if i % 11 == 3 else None,
+                    takes_new_series=i % 6 != 0,
+                    consent_method="import",
+                    consent_at=now,
+                    confirmed_at=now,
+                    created_at=now - dt.timedelta(minutes=i),
+                    updated_at=now,
+                )
+            )
+        session.add_all(subs)
+        session.flush()
+        ids = [s.id for s in subs]
+        enrollment.enroll_new(session, ids, now)
+        series = list(session.scalars(select(Series)))
+        for s in subs:
+            for sr in series:
+                r = s.id % 20
+                status = FAILED if r == 0 else RETRY if r == 1 else SENT
+                d = Delivery(
+                    subscriber_id=s.id,
+                    series_id=sr.id,
+                    part_number=1,
+                    status=status,
+                    scheduled_for=now - dt.timedelta(days=2),
+                    sent_at=now - dt.timedelta(days=2) if status == SENT else None,
+                    attempts=1,
+                    last_error=None if status == SENT else "mailbox full",
+                    created_at=now - dt.timedelta(days=2),
+                    updated_at=now - dt.timedelta(days=2),
+                )
+                session.add(d)
+                if r == 2:
+                    session.flush()
+                    session.add(
+                        ProviderEvent(
+                            provider="sendgrid",
+                            event_id=secrets.token_hex(8),
+                            event_type="bounce",
+                            delivery_id=d.id,
+                            subscriber_id=s.id,
+                            occurred_at=now - dt.timedelta(days=1),
+                            received_at=now - dt.timedelta(days=1),
+                            detail="550 no such user",
+                        )
+                    )
+        assert session.scalar(select(Part.id).limit(1)) is not None
+        return ids
+
+
+class Statements:
+    """The SQL statements run while counting (text only)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+
+@contextmanager
+def statements(settings: Settings) -> Iterator[Statements]:
+    counted = Statements()
+    engine = get_engine(settings.database_url)
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        counted.seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield counted
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def page_statements(settings: Settings, c: TestClient, method: str, path: str, **kw: Any) -> int:
+    """How many SQL statements one request ran (the page must answer 200)."""
+    with statements(settings) as seen:
+        r = c.request(method, path, **kw)
+        assert r.status_code == 200, (path, r.status_code)
+    return len(seen)

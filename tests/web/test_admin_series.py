@@ -1,0 +1,29 @@
+"""The series page at scale: its counts and queue-form facts in a fixed number of statements."""
+
+from __future__ import annotations
+
+import time_machine
+from engine_support import ship, utc
+from scale_support import add_readers, admin, page_statements, signed_in
+
+from newsletter.core.config import Settings
+
+NOW = utc(2027, 1, 4, 12)  # Monday
+
+
+def test_the_series_page_runs_as_many_statements_for_200_readers_as_for_10(
+    settings: Settings,
+) -> None:
+    s = admin(settings)
+    ship(s, NOW, queue=False)  # drafts: the queue form names who it would add
+    add_readers(s, NOW, 10)
+    with time_machine.travel(NOW, tick=False):
+        c = signed_in(s)
+        few = page_statements(s, c, "GET", "/admin/series")
+        add_readers(s, NOW, 190, start=10)
+        many = page_statements(s, c, "GET", "/admin/series")
+        page = c.get("/admin/series").text
+    assert few == many
+    # 200 readers, 180 active; every sixth chose particular series only (34 of the 180)
+    assert "will reach 146 active subscribers" in page
+    assert "Not added, by their own choice (34)" in page

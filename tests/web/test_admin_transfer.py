@@ -1,0 +1,37 @@
+"""The export at scale: streamed a batch at a time, the first rows before the whole list is read."""
+
+from __future__ import annotations
+
+import pytest
+import time_machine
+from engine_support import ship, utc
+from scale_support import add_readers, admin, signed_in, statements
+
+from newsletter.core.config import Settings
+from newsletter.services import export
+
+NOW = utc(2027, 1, 4, 12)  # Monday
+
+
+def test_the_export_streams_its_first_rows_after_one_batch(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = admin(settings)
+    ship(s, NOW)
+    add_readers(s, NOW, 60)
+    monkeypatch.setattr(export, "EXPORT_BATCH", 20)  # 60 readers: three batches
+    monkeypatch.setattr(export, "CSV_CHUNK_ROWS", 5)
+    with time_machine.travel(NOW, tick=False):
+        c = signed_in(s)
+        for path in ("/admin/export.csv", "/admin/export.json"):
+            with statements(s) as seen, c.stream("GET", path) as r:
+                assert r.status_code == 200
+                chunks = r.iter_bytes()
+                head = b""
+                while head.count(b"\n") < 3:
+                    head += next(chunks)
+                at_first_rows = len(seen)
+                rest = b"".join(chunks)
+            # the first rows came before the last batches were read (at most one chunk ahead)
+            assert len(seen) - at_first_rows >= 2, (path, seen.seen)
+            assert (head + rest).count(b"@example.org") == 60
