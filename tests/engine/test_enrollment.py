@@ -101,6 +101,14 @@ def _compare(settings: Settings) -> tuple[list[list[tuple[object, ...]]], list[i
             ).all()
         )
     assert dict(due) == written
+    with session_scope(settings.database_url) as session:  # the same stored text, not just time
+        if session.get_bind().dialect.name == "sqlite":
+            listed = ",".join(map(str, bulk))
+            texts = session.connection().exec_driver_sql(
+                f"SELECT subscriber_id IN ({listed}), next_due_at, created_at FROM enrollments"
+            )
+            forms = {(b, len(d or ""), len(c)) for b, d, c in texts if d is not None}
+            assert {f[1:] for f in forms if f[0]} == {f[1:] for f in forms if not f[0]}
     with session_scope(settings.database_url) as session:
         stamps = set(
             session.scalars(select(Enrollment.updated_at).where(Enrollment.subscriber_id.in_(bulk)))
