@@ -244,6 +244,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--drop", action="store_true", help="drop the PostgreSQL database after")
+    parser.add_argument("--json", action="store_true", help="accepted: JSON is all it prints")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nl-admin-bench-"))
     url = _url(args.db, tmp)
