@@ -293,6 +293,18 @@ def environment(db_url: str, redis_url: str, prefix: str, tmp: Path) -> dict[str
     return env
 
 
+def setup_options(parser: argparse.ArgumentParser) -> None:
+    """The options production.py and tick_inline.py share: which setup they run on."""
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default=None)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--embedded-redis", action="store_true", help="the embedded Redis `make run` starts"
+    )
+    parser.add_argument(
+        "--key-file", action="store_true", help="the signing key in var/, as `make run` has it"
+    )
+
+
 def start_sink(env: dict[str, str], tmp: Path, *extra: str) -> tuple[Child, str]:
     """The SendGrid stand-in, with `env` and this process's settings pointed at it."""
     sink = Child([sys.executable, str(HERE / "sink.py"), "--api-key", API_KEY, *extra], env,

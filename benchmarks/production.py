@@ -234,16 +234,9 @@ def table(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="readers due at the slot")
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default=None)
+    dispatch.setup_options(parser)
     parser.add_argument("--lead", type=float, default=40.0, help="at least this many s to the slot")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up this long after")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument(
-        "--embedded-redis", action="store_true", help="the embedded Redis `make run` starts"
-    )
-    parser.add_argument(
-        "--key-file", action="store_true", help="the signing key in var/, as `make run` has it"
-    )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
     args = parser.parse_args()
     result = run(args)

@@ -121,14 +121,7 @@ def report(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="readers due at the slot")
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default=None)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument(
-        "--embedded-redis", action="store_true", help="the embedded Redis `make run` starts"
-    )
-    parser.add_argument(
-        "--key-file", action="store_true", help="the signing key in var/, as `make run` has it"
-    )
+    dispatch.setup_options(parser)
     parser.add_argument("--profile", metavar="FILE", help="run the tick under cProfile, stats here")
     args = parser.parse_args()
     result = run(args)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import web_helpers
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import event, select
@@ -31,7 +32,6 @@ from newsletter.store.models import (
     Series,
     Subscriber,
 )
-from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
 ZONES = ("Europe/London", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
@@ -43,14 +43,7 @@ def admin(settings: Settings) -> Settings:
 
 
 def signed_in(settings: Settings) -> TestClient:
-    c = TestClient(
-        create_app(settings), base_url="https://news.example.org", follow_redirects=False
-    )
-    token = CSRF.search(c.get("/admin/login").text)
-    assert token
-    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
-    assert r.status_code == 303
-    return c
+    return web_helpers.signed_in(settings, PASSWORD)[0]
 
 
 def csrf_of(c: TestClient, path: str = "/admin/subscribers") -> str:
