@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +304,38 @@ def setup_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file", action="store_true", help="the signing key in var/, as `make run` has it"
     )
+
+
+@dataclass
+class Setup:
+    """One run's temp folder, database, Redis and environment, as `setup_options` chose them."""
+
+    kind: str
+    tmp: Path
+    db: Database
+    redis_url: str
+    embedded: Any  # the embedded Redis server this run started, or None
+    prefix: str
+    env: dict[str, str]
+
+    @classmethod
+    def open(cls, args: argparse.Namespace, name: str) -> Setup:
+        kind = choose_db(args)
+        tmp = Path(tempfile.mkdtemp(prefix=f"nl-{name}-"))
+        db = Database(kind, tmp)
+        redis_url, embedded = start_redis(tmp, args.embedded_redis)
+        prefix = f"nl{name}{os.getpid()}:"
+        env = environment(db.url, redis_url, prefix, tmp)
+        if args.key_file:  # as `make run` leaves it: the signing key generated into var/
+            env.pop("NEWSLETTER_SECRET_KEY")
+        return cls(kind, tmp, db, redis_url, embedded, prefix, env)
+
+    @property
+    def redis(self) -> str:
+        return "embedded" if self.embedded is not None else self.redis_url
+
+    def close(self) -> None:
+        teardown(self.db, self.redis_url, self.prefix, self.embedded)
 
 
 def start_sink(env: dict[str, str], tmp: Path, *extra: str) -> tuple[Child, str]:

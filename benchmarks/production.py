@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -128,20 +127,14 @@ def check_ledger(db_url: str, n: int) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    kind = dispatch.choose_db(args)
-    tmp = Path(tempfile.mkdtemp(prefix="nl-prod-"))
-    db = dispatch.Database(kind, tmp)
-    redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
-    prefix = f"nlprod{os.getpid()}:"
-    env = dispatch.environment(db.url, redis_url, prefix, tmp)
-    if args.key_file:  # as `make run` leaves it: the signing key generated into var/secret_key
-        env.pop("NEWSLETTER_SECRET_KEY")
+    setup = dispatch.Setup.open(args, "prod")
+    kind, tmp, db, env = setup.kind, setup.tmp, setup.db, setup.env
     children: list[dispatch.Child] = []
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
         "db": kind,
-        "redis": "embedded" if embedded is not None else redis_url,
+        "redis": setup.redis,
         "nproc": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -196,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for child in reversed(children):
             child.stop()
-        dispatch.teardown(db, redis_url, prefix, embedded)
+        setup.close()
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
         else:

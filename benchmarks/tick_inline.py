@@ -22,7 +22,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,19 +37,13 @@ SLOT = dt.datetime(2027, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Tuesday morning; the cl
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    kind = dispatch.choose_db(args)
-    tmp = Path(tempfile.mkdtemp(prefix="nl-tick-"))
-    db = dispatch.Database(kind, tmp)
-    redis_url, embedded = dispatch.start_redis(tmp, args.embedded_redis)
-    prefix = f"nltick{os.getpid()}:"
-    env = dispatch.environment(db.url, redis_url, prefix, tmp)
-    if args.key_file:  # as `make run` leaves it: the signing key generated into var/secret_key
-        env.pop("NEWSLETTER_SECRET_KEY")
+    setup = dispatch.Setup.open(args, "tick")
+    kind, tmp, db, env = setup.kind, setup.tmp, setup.db, setup.env
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n": args.n,
         "db": kind,
-        "redis": "embedded" if embedded is not None else redis_url,
+        "redis": setup.redis,
         "nproc": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
     }
@@ -95,7 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if sink is not None:
             sink.stop()
-        dispatch.teardown(db, redis_url, prefix, embedded)
+        setup.close()
         shutil.rmtree(tmp, ignore_errors=True)
     if result["ledger"] != {"sent": args.n} or result["sink"]["duplicate_delivery_ids"]:
         raise SystemExit(f"ledger or stand-in wrong: {result['ledger']}, {result['sink']}")
