@@ -120,7 +120,7 @@ def parse_sendgrid(raw: Mapping[str, Any]) -> Event:
         isinstance(ref, str | int)
         and not isinstance(ref, bool)
         and str(ref).isascii()
-        and str(ref).isdigit()
+        and str(ref).isdecimal()
         and len(str(ref)) <= 19
         and raw.get("kind", "article") == "article"
     ):

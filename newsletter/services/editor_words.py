@@ -106,7 +106,7 @@ def _problem(
         return Problem("", error.replace(str(stage), "the series folder"))
     name, line_text, message = ([*error[len(prefix) :].split(":", 2), "", ""])[:3]
     message = message.strip()
-    line = int(line_text) if line_text.isdigit() else 1
+    line = int(line_text) if line_text.isdecimal() else 1
     if name == content.SERIES_FILE:
         field = series_lines.get(line, "")
     elif name in part_index:

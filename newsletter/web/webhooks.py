@@ -81,7 +81,7 @@ def check_signature(
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdecimal() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0

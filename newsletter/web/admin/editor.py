@@ -166,7 +166,7 @@ def _text_from(form: Any, slug: str | None) -> tuple[SeriesText, list[Problem]]:
     """The form's values as a series; problems only for values no form control can send."""
     problems: list[Problem] = []
     day = str(form.get("send_day") or "")
-    if not (day.isdigit() and int(day) < len(WEEKDAYS)):
+    if not (day.isdecimal() and int(day) < len(WEEKDAYS)):
         problems.append(Problem("send_day", "Choose the day of the week it goes out."))
     fields = [form.getlist(f"part_{key}") for key in ("filename", "title", "summary", "body")]
     if len({len(values) for values in fields}) != 1 or len(fields[0]) > MAX_PARTS:
@@ -230,8 +230,8 @@ def _preview(request: Request, form: Any) -> tuple[str, str, str, str]:
     """(subject, inbox preview line, html, text) of the part in the form, for a sample reader."""
     settings = settings_of(request)
     raw_number, raw_count = str(form.get("number") or "1"), str(form.get("count") or "1")
-    number = int(raw_number) if raw_number.isdigit() and len(raw_number) < 5 else 1
-    count = int(raw_count) if raw_count.isdigit() and len(raw_count) < 5 else 1
+    number = int(raw_number) if raw_number.isdecimal() and len(raw_number) < 5 else 1
+    count = int(raw_count) if raw_count.isdecimal() and len(raw_count) < 5 else 1
     series_title = " ".join(str(form.get("series_title") or "").split()) or "Untitled series"
     slug = str(form.get("slug") or "") or slugify(series_title) or "new-series"
     part = _Sample(

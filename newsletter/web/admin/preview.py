@@ -99,7 +99,7 @@ def _rendered(
 
 def _subscriber_param(request: Request) -> int | None:
     raw = request.query_params.get("subscriber", "")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    return int(raw) if raw.isdecimal() and len(raw) < 10 else None
 
 
 @protected.get("/series/{slug}/{number}", response_class=HTMLResponse, include_in_schema=False)

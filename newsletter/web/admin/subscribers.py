@@ -69,7 +69,7 @@ def _subscribers(
 
 def _page_number(raw: object) -> int:
     text = str(raw or "1")
-    return int(text) if text.isdigit() and len(text) < 7 else 1
+    return int(text) if text.isdecimal() and len(text) < 7 else 1
 
 
 @protected.get("/subscribers", response_class=HTMLResponse, include_in_schema=False)

@@ -75,7 +75,7 @@ def archive(request: Request) -> Response:
 @router.get("/archive/{series}/{part}")
 def archive_part(request: Request, series: str, part: str) -> Response:
     settings = settings_of(request)
-    if not part.isdigit() or len(part) > 6:
+    if not part.isdecimal() or len(part) > 6:
         return render(request, "error.html", _not_found(), 404)
     with session_scope(settings.database_url) as session:
         row = session.execute(

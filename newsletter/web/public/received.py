@@ -94,7 +94,7 @@ def send_again(
 def _part(session: Any, key: str) -> tuple[Series, Part, int] | None:
     slug, _, number = key.rpartition("/")
     series = session.scalar(select(Series).where(Series.slug == slug))
-    if series is None or not number.isdigit():
+    if series is None or not number.isdecimal():
         return None
     part = session.scalar(
         select(Part).where(Part.series_id == series.id, Part.number == int(number))
