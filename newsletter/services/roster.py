@@ -98,45 +98,38 @@ MEMO_MAX = 1024  # distinct time zone and series cells remembered per import (a 
 MEMO_CELL = 200  # longer cells are checked each time, never kept
 
 
+def _remembered(memo: dict[str | None, tuple[Any, str | None]], raw: str | None,
+                check: Callable[[str | None], Any]) -> Any:  # fmt: skip
+    """check(raw), or the ValueError it raised, looked up in `memo` first; kept there when the
+    memo is under MEMO_MAX cells and the cell no longer than MEMO_CELL."""
+    found = memo.get(raw)
+    if found is None:
+        try:
+            found = (check(raw), None)
+        except ValueError as exc:
+            found = (None, str(exc))
+        if len(memo) < MEMO_MAX and len(raw or "") <= MEMO_CELL:
+            memo[raw] = found
+    if found[1] is not None:
+        raise ValueError(found[1])
+    return found[0]
+
+
 def person_maker(*, default_timezone: str, known_series: set[str]) -> PersonMaker:
     """`make_person` for the many rows of one import: the same rules, the same first problem
     reported with the same message, but each distinct time zone and series cell is checked
     once (a file has a handful; up to MEMO_MAX short ones remembered: memory stays bounded)."""
-    zones: dict[str | None, tuple[str, str | None]] = {}
-    chosen: dict[str | None, tuple[tuple[str, ...], str | None]] = {}
-
-    def zone_of(raw: str | None) -> tuple[str, str | None]:
-        try:
-            return (identity.check_zone(raw, default_timezone), None)
-        except ValueError as exc:
-            return ("", str(exc))
-
-    def series_of(raw: str | None) -> tuple[tuple[str, ...], str | None]:
-        try:
-            return (check_series(raw, known_series), None)
-        except ValueError as exc:
-            return ((), str(exc))
+    zones: dict[str | None, tuple[Any, str | None]] = {}
+    chosen: dict[str | None, tuple[Any, str | None]] = {}
 
     def make(
         line: int, email: str, name: str | None, timezone: str | None, series: str | None
     ) -> Person:
         address = identity.normalise_email(email)
         cleaned = identity.clean_name(name) if name else None
-        zone = zones.get(timezone)
-        if zone is None:
-            zone = zone_of(timezone)
-            if len(zones) < MEMO_MAX and len(timezone or "") <= MEMO_CELL:
-                zones[timezone] = zone
-        if zone[1] is not None:
-            raise ValueError(zone[1])
-        slugs = chosen.get(series)
-        if slugs is None:
-            slugs = series_of(series)
-            if len(chosen) < MEMO_MAX and len(series or "") <= MEMO_CELL:
-                chosen[series] = slugs
-        if slugs[1] is not None:
-            raise ValueError(slugs[1])
-        return Person(line, address, cleaned, zone[0], slugs[0])
+        zone = _remembered(zones, timezone, lambda raw: identity.check_zone(raw, default_timezone))
+        slugs = _remembered(chosen, series, lambda raw: check_series(raw, known_series))
+        return Person(line, address, cleaned, zone, slugs)
 
     return make
 
