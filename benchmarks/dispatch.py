@@ -334,6 +334,17 @@ class Setup:
     def redis(self) -> str:
         return "embedded" if self.embedded is not None else self.redis_url
 
+    def header(self, n: int) -> dict[str, Any]:
+        """The fields a result starts with: when, how many, on which database and Redis."""
+        return {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "n": n,
+            "db": self.kind,
+            "redis": self.redis,
+            "nproc": os.cpu_count(),
+            "load_average_at_start": os.getloadavg()[0],
+        }
+
     def close(self) -> None:
         teardown(self.db, self.redis_url, self.prefix, self.embedded)
 

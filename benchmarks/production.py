@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -130,14 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     setup = dispatch.Setup.open(args, "prod")
     kind, tmp, db, env = setup.kind, setup.tmp, setup.db, setup.env
     children: list[dispatch.Child] = []
-    result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "n": args.n,
-        "db": kind,
-        "redis": setup.redis,
-        "nproc": os.cpu_count(),
-        "load_average_at_start": os.getloadavg()[0],
-    }
+    result = setup.header(args.n)
     try:
         sink, sink_url = dispatch.start_sink(env, tmp)
         children.append(sink)

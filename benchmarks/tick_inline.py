@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -39,14 +38,7 @@ SLOT = dt.datetime(2027, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Tuesday morning; the cl
 def run(args: argparse.Namespace) -> dict[str, Any]:
     setup = dispatch.Setup.open(args, "tick")
     kind, tmp, db, env = setup.kind, setup.tmp, setup.db, setup.env
-    result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "n": args.n,
-        "db": kind,
-        "redis": setup.redis,
-        "nproc": os.cpu_count(),
-        "load_average_at_start": os.getloadavg()[0],
-    }
+    result = setup.header(args.n)
     sink: dispatch.Child | None = None
     try:
         sink, sink_url = dispatch.start_sink(env, tmp)
