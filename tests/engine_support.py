@@ -101,3 +101,9 @@ def outbox_mails(settings: Settings) -> list[Any]:
         email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
         for p in sorted(folder.glob("*.eml"))
     ]
+
+
+def enrollment_facts(e: Enrollment) -> tuple[object, ...]:
+    """What enrolling decided for one enrollment: compared between two ways of enrolling."""
+    return (e.series_id, e.position, e.next_part, e.next_due_at, e.state, e.not_before,
+            e.created_at)  # fmt: skip

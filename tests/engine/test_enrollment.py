@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from engine_support import ship, utc
+from engine_support import enrollment_facts, ship, utc
 from sqlalchemy import event, select, update
 
 from newsletter.core.config import Settings
@@ -66,17 +66,7 @@ def _rows(settings: Settings, ids: list[int]) -> list[list[tuple[object, ...]]]:
         by_reader: dict[int, list[tuple[object, ...]]] = {i: [] for i in ids}
         for e in found:
             if e.subscriber_id in by_reader:
-                by_reader[e.subscriber_id].append(
-                    (
-                        e.series_id,
-                        e.position,
-                        e.next_part,
-                        e.next_due_at,
-                        e.state,
-                        e.not_before,
-                        e.created_at,
-                    )
-                )
+                by_reader[e.subscriber_id].append(enrollment_facts(e))
     return [by_reader[i] for i in ids]
 
 

@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from engine_support import enrollment_facts
 from sqlalchemy import delete, event, select
 
 from newsletter.content import series as content
@@ -171,17 +172,7 @@ def _enrollments_by_address(settings: Settings, keys: list[str]) -> list[list[tu
         ).all()
     rows: dict[str, list[tuple[object, ...]]] = {key: [] for key in keys}
     for key, e in found:
-        rows[key].append(
-            (
-                e.series_id,
-                e.position,
-                e.next_part,
-                e.next_due_at,
-                e.state,
-                e.not_before,
-                e.created_at,
-            )
-        )
+        rows[key].append(enrollment_facts(e))
     return [rows[key] for key in keys]
 
 
