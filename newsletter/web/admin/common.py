@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import Settings, effective
 from newsletter.services import auth
 from newsletter.store.db import session_scope
+from newsletter.web import forms
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render as render_page
 
@@ -59,10 +60,11 @@ PartNumber = Annotated[int, Path(ge=1, le=10_000)]
 
 
 async def form_of(request: Request) -> Any:
-    """The submitted form after its CSRF token checks out (CSRFError -> a 400 page)."""
+    """The submitted form after its CSRF token checks out (CSRFError -> a 400 page), its text
+    with a browser's line breaks read as LF (web/forms.py)."""
     form = await request.form()
     verify_csrf(request, form.get("csrf_token"))
-    return form
+    return forms.normalised(form)
 
 
 # --- presentation helpers ------------------------------------------------------------------

@@ -13,6 +13,7 @@ from newsletter.content.series import ContentError
 from newsletter.services import broadcasts
 from newsletter.store.models import utcnow
 from newsletter.web.api.common import ErrorOut, SettingsDep, TokenFirstRoute
+from newsletter.web.forms import Text
 
 router = APIRouter(route_class=TokenFirstRoute)  # the token before the body
 
@@ -23,7 +24,7 @@ class BroadcastIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str = Field(min_length=1, max_length=broadcasts.MAX_TITLE)
     summary: str = Field("", max_length=500, description="One line under the title")
-    body_md: str = Field(min_length=1, max_length=broadcasts.MAX_BODY, description="Markdown")
+    body_md: Text = Field(min_length=1, max_length=broadcasts.MAX_BODY, description="Markdown")
     audience: str = Field(
         "all", max_length=2000, description="all | series:SLUG[,SLUG] | joined-before:YYYY-MM-DD"
     )
