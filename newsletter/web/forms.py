@@ -18,7 +18,8 @@ Uploaded files (the CSV import) pass through byte for byte: the import reads the
 module, which takes CRLF, LF and CR line ends itself, and a line break inside a quoted cell
 belongs to the file. The JSON API is not a browser, but its one multi-line text (a broadcast's
 `body_md`) takes the same rule through `Text`, so a letter written on Windows and posted by a
-script is not refused either.
+script is not refused either. A password is compared exactly as it was sent (VERBATIM): a
+browser's password box holds no line breaks, and the login's rules stay its own.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from typing import Annotated
 from pydantic import AfterValidator
 from starlette.datastructures import FormData
 
+# Fields kept exactly as sent: secrets compared byte for byte.
+VERBATIM = frozenset({"password"})
+
 
 def line_breaks(text: str) -> str:
     """`text` with every CRLF and every lone CR as LF; nothing else changes."""
@@ -35,10 +39,11 @@ def line_breaks(text: str) -> str:
 
 
 def normalised(form: FormData) -> FormData:
-    """The form with `line_breaks` applied to every text value; uploaded files untouched."""
+    """The form with `line_breaks` applied to every text value but VERBATIM's; uploaded files
+    untouched."""
     return FormData(
         [
-            (key, line_breaks(value) if isinstance(value, str) else value)
+            (key, line_breaks(value) if isinstance(value, str) and key not in VERBATIM else value)
             for key, value in form.multi_items()
         ]
     )

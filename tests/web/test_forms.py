@@ -75,6 +75,11 @@ def test_text_values_are_normalised_and_uploaded_files_kept_byte_for_byte() -> N
     assert upload.file.getvalue() == csv_bytes  # type: ignore[attr-defined]
 
 
+def test_a_password_is_kept_exactly_as_sent() -> None:
+    form = FormData([("password", "a\r\nb\rc"), ("csrf_token", "t")])
+    assert normalised(form)["password"] == "a\r\nb\rc"
+
+
 # --- through the app -----------------------------------------------------------------------
 
 
