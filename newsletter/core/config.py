@@ -20,6 +20,9 @@ CARE_NOTE = (
 )
 
 
+LINE_MAX = 2000  # characters of one practice text in the environment
+
+
 class ConfigError(Exception):
     """A setting has a bad value; the message names the variable and fits on one line."""
 
@@ -125,30 +128,38 @@ class Settings(BaseSettings):
             raise ValueError(f"expected sqlite:///path or postgresql+psycopg://..., got {value!r}")
         return value
 
+    # The practice's values: the rules the Settings page and every message use (core.identity).
     @field_validator("from_email", "reply_to")
     @classmethod
     def _email(cls, value: str) -> str:
-        if "@" not in value or any(c in value for c in "\r\n <>"):
-            raise ValueError(f"not an email address: {value!r}")
-        return value
+        from newsletter.core.identity import header_address  # identity reads Settings' types
+
+        return header_address(value)
 
     @field_validator("admin_email")
     @classmethod
     def _optional_email(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        if "@" not in value or any(c in value for c in "\r\n <>"):
-            raise ValueError(f"not an email address: {value!r}")
-        return value
+        from newsletter.core.identity import header_address
+
+        return header_address(value)
 
     @field_validator(
         "from_name", "postal_address", "practice_name", "signup_heading", "care_note", "reply_note"
     )
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and ("\r" in value or "\n" in value):
-            raise ValueError("must be a single line")
-        return value
+        from newsletter.core.identity import one_line
+
+        return None if value is None else one_line(value, LINE_MAX)
+
+    @field_validator("signup_intro")
+    @classmethod
+    def _lines(cls, value: str | None) -> str | None:
+        from newsletter.core.identity import lines
+
+        return None if value is None else lines(value, LINE_MAX)
 
     @property
     def secret(self) -> str:

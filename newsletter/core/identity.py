@@ -9,6 +9,12 @@ Every way a person enters (signup form, admin page, API, CLI, CSV import) goes t
 - a name is one line (runs of whitespace become one space) of at most NAME_MAX characters;
   a control character in it is refused, never silently removed;
 - a time zone is an IANA name;
+- an address in a header the practice sends from (sender, reply-to, alerts' admin address) is one
+  `local@domain` with no control character, space, bracket, comma, semicolon or quote
+  (`header_address`; mail.mime builds every header address with it);
+- one line of the practice's own text (a name, the postal address, a heading) holds no control
+  character (C0, DEL, C1) and no line or paragraph separator (U+2028, U+2029): `one_line`; a
+  multi-line text may hold LF and tab besides (`lines`);
 - a public id (what signed links carry) is `secrets.token_urlsafe(18)`: 24 characters from
   A-Z a-z 0-9 - _. Ids made earlier in another format stay valid: lookups are by stored value.
 Each rule raises ValueError with a short reason a CSV report or the CLI can show as it is.
@@ -23,13 +29,14 @@ import hmac
 import re
 import secrets
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import DOT_ATOM_TEXT, LOCAL_PART_MAX_LENGTH
 
-from newsletter.core.config import Settings
+if TYPE_CHECKING:  # config imports these rules: no import of config at run time
+    from newsletter.core.config import Settings
 
 EMAIL_MAX = 254
 NAME_MAX = 100
@@ -43,6 +50,69 @@ def has_control(value: str) -> bool:
     if value.isprintable():  # the usual answer, without a look-up per character
         return False
     return any(unicodedata.category(c) == "Cc" for c in value)
+
+
+# Characters a header address may not hold: they split or quote it (`a@b.org, c@d.org`, `<x>`).
+ADDRESS_FORBIDDEN = frozenset("<>,;\"'()[]\\")
+SEPARATORS = "\u2028\u2029"  # line and paragraph separators: not Cc, yet they break a line
+
+
+def _named(c: str) -> str:
+    return f"U+{ord(c):04X}"
+
+
+def _first_control(value: str, allowed: str = "") -> str | None:
+    """The first control character or line separator in `value` not in `allowed`, named."""
+    if value.isprintable():  # the usual answer, without a look-up per character
+        return None
+    for c in value:
+        if c not in allowed and (c in SEPARATORS or unicodedata.category(c) == "Cc"):
+            return _named(c)
+    return None
+
+
+def one_line(value: str, limit: int = 200) -> str:
+    """One line of the practice's text, as given; ValueError naming a control character (C0,
+    DEL, C1 — tab and line breaks included), U+2028/U+2029, or too many characters."""
+    bad = _first_control(value)
+    if bad is not None:
+        raise ValueError(f"must be a single line of plain text: it has a control character ({bad})")
+    if len(value) > limit:
+        raise ValueError(f"keep it under {limit:,} characters")
+    return value
+
+
+def lines(value: str, limit: int = 2000) -> str:
+    """A multi-line text of the practice's (LF line breaks, tabs allowed); ValueError naming any
+    other control character (CR included: the web edge turns CRLF into LF) or U+2028/U+2029."""
+    bad = _first_control(value, "\n\t")
+    if bad is not None:
+        raise ValueError(f"it has a control character ({bad}); only line breaks and tabs may be")
+    if len(value) > limit:
+        raise ValueError(f"keep it under {limit:,} characters")
+    return value
+
+
+def header_address(raw: str) -> str:
+    """The one rule for an address the practice sends from or to in a header: `local@domain`
+    (the domain with a dot inside), no control character, no whitespace, none of
+    ADDRESS_FORBIDDEN. The address stripped of surrounding spaces; ValueError saying why."""
+    value = raw.strip(" ")
+    if not value:
+        raise ValueError("no email address")
+    bad = _first_control(value)
+    if bad is not None:
+        raise ValueError(f"not an email address: it has a control character ({bad})")
+    local, _, domain = value.rpartition("@")
+    if (
+        any(c.isspace() or c in ADDRESS_FORBIDDEN for c in value)
+        or len(value) > EMAIL_MAX
+        or not local
+        or "@" in local
+        or "." not in domain.strip(".")
+    ):
+        raise ValueError(f"not an email address: {value[:80]!r} (like hello@yourpractice.com)")
+    return value
 
 
 def normalise_email(raw: str | None) -> str:
@@ -183,3 +253,14 @@ def configured_fingerprint(settings: Settings) -> str | None:
     if settings.mail_backend != "sendgrid" or key is None or not key.get_secret_value():
         return None
     return fingerprint(key.get_secret_value())
+
+
+# The settings every message carries from the practice (what a practice halt is recorded for).
+PRACTICE_VALUES = ("from_email", "from_name", "reply_to", "postal_address", "practice_name")
+
+
+def practice_fingerprint(settings: Settings) -> str:
+    """A short hash of the practice's values every message carries (pass the effective
+    settings): a halt recorded for one set of them no longer applies once they changed."""
+    joined = "\x00".join(str(getattr(settings, name) or "") for name in PRACTICE_VALUES)
+    return fingerprint(joined)

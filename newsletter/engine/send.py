@@ -11,7 +11,9 @@ enrollments. Each step is one transition of the ledger (see engine.ledger):
 - handed -> sent         accepted; the enrollment moves to the next part;
 - handed -> failed       permanent for this address; the enrollment moves on too, so one bad
                          address never blocks a cursor;
-- handed -> retry        the provider pushed back (429, 5xx, refused connection) or a halt;
+- handed -> retry        the provider pushed back (429, 5xx, refused connection) or a halt
+                         (refused credentials, or the practice's own settings can't make a
+                         message: never a failed row, the reader stays at the part);
 - handed (unknown)       no answer: stays handed for `reconcile` (the provider's event, or a
                          resend once after UNKNOWN_RESEND_AFTER).
 """
@@ -54,6 +56,7 @@ from newsletter.engine.plan import Chunk
 from newsletter.engine.summary import TickSummary
 from newsletter.mail import backends
 from newsletter.mail.message import (
+    CREDENTIALS,
     Accepted,
     Failed,
     Message,
@@ -168,11 +171,12 @@ def send_chunk(
             before_send([d.id for d, _, _ in keep])
         halted_reason: str | None = None
         refused_key: str | None = None
+        halt_kind = CREDENTIALS
         try:
             # looked up on the module at call time (tests swap get_backend there)
             outcomes: list[Outcome] = backends.get_backend(settings).send(message, recipients)
         except SendingHalted as exc:
-            halted_reason, refused_key = exc.reason, exc.fingerprint
+            halted_reason, refused_key, halt_kind = exc.reason, exc.fingerprint, exc.kind
             outcomes = list(exc.outcomes)
         keep = _latest_preferences(session, keep)
         sorted_ = _sort_outcomes(
@@ -180,7 +184,7 @@ def send_chunk(
         )
         _write_outcomes(session, sorted_, part, now)
         if halted_reason is not None:
-            halt(session, halted_reason, refused_key)
+            halt(session, halted_reason, refused_key, halt_kind)
     queue.apply(redis_changes)
     return summary
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE
+
 # An address in a provider's reply (`550 5.1.1 <reader@example.net>: no such user`, a SendGrid
 # error naming a recipient): replaced before the reply becomes an outcome's reason, which is
 # logged and stored on the delivery.
@@ -84,20 +86,31 @@ class Unknown:
 Outcome = Accepted | RetryLater | Failed | Unknown
 
 
+# Why sending halted (store.halt keeps the kind with the halt).
+CREDENTIALS, PRACTICE = HALT_CREDENTIALS, HALT_PRACTICE
+
+
 class SendingHalted(Exception):
-    """The provider refused our credentials (401/403): stop sending until an operator acts.
+    """Stop sending until an operator acts: the provider refused our credentials (401/403), or
+    the practice's settings can't make any message (`kind` PRACTICE; never a reader's fault).
 
     `outcomes` holds the outcomes of the recipients handled before the refusal (a prefix of
     the batch, usually empty); the rest of the batch was not sent.
     """
 
     def __init__(
-        self, reason: str, outcomes: Sequence[Outcome] = (), fingerprint: str | None = None
+        self,
+        reason: str,
+        outcomes: Sequence[Outcome] = (),
+        fingerprint: str | None = None,
+        kind: str = CREDENTIALS,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.outcomes: list[Outcome] = list(outcomes)
-        self.fingerprint = fingerprint  # of the refused key (store.halt keeps it with the halt)
+        # of the refused key, or of the practice's values (store.halt keeps it with the halt)
+        self.fingerprint = fingerprint
+        self.kind = kind
 
 
 class Backend(Protocol):

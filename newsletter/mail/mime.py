@@ -1,4 +1,9 @@
-"""The exact RFC 5322 message (multipart/alternative, text then HTML) the SMTP and outbox backends send."""
+"""The exact RFC 5322 message (multipart/alternative, text then HTML) the SMTP and outbox backends send.
+
+`require_practice` is the one check of what every message takes from the practice's settings
+(sender, reply-to, names, postal address): every backend runs it before a batch, so a mistake in
+the settings halts sending (SendingHalted, kind PRACTICE) instead of failing each reader.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from newsletter.core.config import Settings
-from newsletter.mail.message import Message, Recipient
+from newsletter.core import identity
+from newsletter.core.config import ENV_PREFIX, Settings
+from newsletter.mail.message import PRACTICE, Message, Recipient, SendingHalted
 from newsletter.mail.render import personalise
 
 # CRLF line endings, RFC 2047 for non-ASCII; raises on CR/LF smuggled into a header. Lines may run
@@ -26,14 +32,49 @@ def one_line(value: str) -> str:
 
 
 def address(name: str | None, email: str) -> Address:
-    """A header address; the display name is one line and the address may not carry CR/LF or brackets."""
-    email = email.strip()
-    if not email or any(c in email for c in "\r\n<>,; \t"):
-        raise ValueError("not a single email address")
-    local, _, domain = email.rpartition("@")
-    if not local or not domain:
-        raise ValueError("not a single email address")
+    """A header address (identity.header_address's rule); the display name is one line. The
+    error never repeats the address (a reader's ends up in a delivery's reason and the log)."""
+    try:
+        checked = identity.header_address(email)
+    except ValueError:
+        raise ValueError("not a single email address") from None
+    local, _, domain = checked.rpartition("@")
     return Address(display_name=one_line(name or ""), username=local, domain=domain)
+
+
+# (setting, what the therapist calls it, its rule): what every message takes from the practice.
+PRACTICE_CHECKS = (
+    ("from_email", "sender address", identity.header_address),
+    ("reply_to", "reply-to address", identity.header_address),
+    ("from_name", "sender name", identity.one_line),
+    ("practice_name", "practice name", identity.one_line),
+    ("postal_address", "postal address", identity.one_line),
+)
+
+
+def practice_problem(settings: Settings) -> str | None:
+    """Why no message can be built from the practice's settings (pass the effective ones), or
+    None. Names the setting and where to fix it, never a reader."""
+    for name, label, rule in PRACTICE_CHECKS:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        try:
+            rule(value)
+        except ValueError as exc:
+            where = f"{ENV_PREFIX}{name.upper()} or the Settings page"
+            return f"the practice's {label} ({where}) can't be used in an email: {exc}"
+    return None
+
+
+def require_practice(settings: Settings) -> None:
+    """Raise SendingHalted (kind PRACTICE, fingerprinted with the practice's values) when the
+    practice's settings can't make a message: nothing is sent until they change."""
+    problem = practice_problem(settings)
+    if problem is not None:
+        raise SendingHalted(
+            problem, fingerprint=identity.practice_fingerprint(settings), kind=PRACTICE
+        )
 
 
 def message_id(settings: Settings, delivery_id: str) -> str:

@@ -22,8 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.core.config import Settings
+from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE
 from newsletter.mail.backends import get_backend
-from newsletter.mail.message import Accepted, Message, Recipient
+from newsletter.mail.message import Accepted, Message, Recipient, SendingHalted
 from newsletter.queue import liveness
 from newsletter.queue.liveness import Liveness
 from newsletter.store.db import session_scope
@@ -52,6 +53,7 @@ class Status:
     halt: str | None
     failures_today: int
     problems: list[Problem]
+    halt_kind: str = HALT_CREDENTIALS  # what stopped sending, when `halt` is set
 
     @property
     def can_send(self) -> bool:
@@ -84,20 +86,33 @@ def failures_today(settings: Settings, redis: Any, now: float) -> int:
     return int(raw) if raw else 0
 
 
+# What stopped sending -> (what to tell the therapist, with {reason}; /healthz's short word).
+HALT_WORDS: dict[str, tuple[str, str]] = {
+    HALT_CREDENTIALS: (
+        "The email provider refused the credentials: {reason}. Check the API key (or the SMTP "
+        "settings), then press “start sending again” on the dashboard.",
+        "halted: the provider refused the credentials",
+    ),
+    HALT_PRACTICE: (
+        "No email can be built from the practice's settings: {reason}. Correct it on the "
+        "Settings page (or where the server is configured): sending starts again by itself at "
+        "the next tick, and no reader misses a part.",
+        "halted: a practice setting can't be used in an email",
+    ),
+}
+
+
 def problems(
-    settings: Settings, reading: Liveness | None, halt: str | None, failed: int
+    settings: Settings,
+    reading: Liveness | None,
+    halt: str | None,
+    failed: int,
+    halt_kind: str = HALT_CREDENTIALS,
 ) -> list[Problem]:
     found: list[Problem] = []
     if halt is not None:
-        found.append(
-            Problem(
-                "halted",
-                "Sending is stopped",
-                f"The email provider refused the credentials: {halt}. Check the API key (or "
-                "the SMTP settings), then press “start sending again” on the dashboard.",
-                "halted: the provider refused the credentials",
-            )
-        )
+        detail, check = HALT_WORDS.get(halt_kind, HALT_WORDS[HALT_CREDENTIALS])
+        found.append(Problem("halted", "Sending is stopped", detail.format(reason=halt), check))
     if reading is not None and reading.beat_silent:
         age = liveness.format_age(reading.beat_age)
         found.append(
@@ -146,13 +161,15 @@ def status(settings: Settings, redis: Any, now: float | None = None) -> Status:
     except Exception as exc:  # Redis down: no liveness to read
         log.warning("liveness unreadable: %s", type(exc).__name__)
     halt: str | None = None
+    kind = HALT_CREDENTIALS
     try:
         with session_scope(settings.database_url) as session:
             current = halted(session, settings)
-        halt = current.reason if current is not None else None
+        if current is not None:
+            halt, kind = current.reason, current.kind
     except Exception as exc:
         log.warning("halt state unreadable: %s", type(exc).__name__)
-    return Status(reading, halt, failed, problems(settings, reading, halt, failed))
+    return Status(reading, halt, failed, problems(settings, reading, halt, failed, kind), kind)
 
 
 def alert_message(settings: Settings, problem: Problem) -> Message:
@@ -182,8 +199,16 @@ def notify(settings: Settings, redis: Any, problem: Problem, now: float) -> bool
     if not redis.set(key, "1", nx=True, ex=KEEP_SECONDS):
         return False
     to = Recipient(f"alert-{secrets.token_hex(6)}", settings.admin_email, None, "")
+    message = alert_message(settings, problem)
     try:
-        outcomes = get_backend(settings).send(alert_message(settings, problem), [to])
+        try:
+            outcomes = get_backend(settings).send(message, [to])
+        except SendingHalted as exc:
+            if exc.kind != HALT_PRACTICE:
+                raise
+            # the saved sender is what is wrong: tell the therapist from the server's own
+            # (checked when the process started), not after the fix they are being asked for
+            outcomes = get_backend(settings, saved=False).send(message, [to])
     except Exception as exc:  # SendingHalted, a backend not configured, a network error
         outcome: object = exc
     else:

@@ -71,7 +71,7 @@ def deliver(settings: Settings, message: Message, recipients: Sequence[Recipient
         outcomes = get_backend(settings).send(message, recipients)
     except SendingHalted as exc:
         with session_scope(settings.database_url) as session:
-            halt(session, exc.reason, exc.fingerprint)
+            halt(session, exc.reason, exc.fingerprint, exc.kind)
         log.error("%s email refused: sending is now halted (%s)", message.kind, exc.reason)
         rest = [_halted(exc.reason)] * (len(recipients) - len(exc.outcomes))
         return Sent([*exc.outcomes, *rest], exc.reason)

@@ -1,9 +1,11 @@
-"""The 'sending halted' switch: one row in app_state, and its one rule for a changed API key.
+"""The 'sending halted' switch: one row in app_state, and its one rule for a fix that lifts it.
 
-The provider refused our credentials (401/403): nothing is sent until the operator changes the
-key (a halt recorded for one key no longer applies once another is configured) or resumes by
-hand. The engine records a halt for articles, the mail service for every other message; both
-read it here.
+Two kinds. The provider refused our credentials (401/403): nothing is sent until the operator
+changes the key (a halt recorded for one key no longer applies once another is configured) or
+resumes by hand. The practice's own settings can't make a message (a tab in the sender address):
+nothing is sent until those values change (the halt keeps their fingerprint and lifts itself
+once the effective ones differ) or the operator resumes by hand. The engine records a halt for
+articles, the mail service for every other message; both read it here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.core.config import ConfigError, Settings, get_settings
-from newsletter.core.identity import configured_fingerprint
+from newsletter.core.config import ConfigError, Settings, effective, get_settings
+from newsletter.core.identity import configured_fingerprint, practice_fingerprint
+from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE
 from newsletter.store.models import AppState
 
 HALT_KEY = "sending_halted"
@@ -24,11 +27,13 @@ HALT_KEY = "sending_halted"
 
 @dataclass(frozen=True)
 class Halt:
-    """Why sending stopped, when, and which credentials were refused (a hash, never the key)."""
+    """Why sending stopped, when, and a hash of what was refused: the credentials (never the
+    key itself) or the practice's values."""
 
     reason: str
     at: dt.datetime
     fingerprint: str | None
+    kind: str = HALT_CREDENTIALS
 
 
 def recorded_halt(session: Session) -> Halt | None:
@@ -42,6 +47,7 @@ def recorded_halt(session: Session) -> Halt | None:
             reason=str(data["reason"]),
             at=dt.datetime.fromisoformat(data["at"]),
             fingerprint=data.get("fingerprint"),
+            kind=str(data.get("kind") or HALT_CREDENTIALS),
         )
     except (ValueError, KeyError, TypeError):
         return Halt(reason=row.value, at=row.updated_at, fingerprint=None)
@@ -51,7 +57,8 @@ def halted(session: Session, settings: Settings | None = None) -> Halt | None:
     """The current halt, or None while sending is allowed.
 
     A halt recorded for one SendGrid API key no longer applies once the configured key is a
-    different one (the operator fixed it). `settings` defaults to the process settings.
+    different one (the operator fixed it); one recorded for the practice's values, once the
+    effective values differ. `settings` defaults to the process settings.
     """
     current = recorded_halt(session)
     if current is None or current.fingerprint is None:
@@ -61,22 +68,31 @@ def halted(session: Session, settings: Settings | None = None) -> Halt | None:
             settings = get_settings()
         except ConfigError:
             return current
+    if current.kind == HALT_PRACTICE:
+        return current if practice_fingerprint(effective(settings)) == current.fingerprint else None
     now_fp = configured_fingerprint(settings)
     if now_fp is not None and now_fp != current.fingerprint:
         return None
     return current
 
 
-def halt(session: Session, reason: str, key_fingerprint: str | None = None) -> None:
-    """Stop all sending (idempotent; keeps an earlier fingerprint when none is given)."""
+def halt(
+    session: Session,
+    reason: str,
+    key_fingerprint: str | None = None,
+    kind: str = HALT_CREDENTIALS,
+) -> None:
+    """Stop all sending (idempotent; keeps an earlier fingerprint of the same kind when none is
+    given)."""
     current = recorded_halt(session)
-    if key_fingerprint is None and current is not None:
+    if key_fingerprint is None and current is not None and current.kind == kind:
         key_fingerprint = current.fingerprint
     value = json.dumps(
         {
             "reason": reason[:500],
             "at": dt.datetime.now(dt.UTC).isoformat(),
             "fingerprint": key_fingerprint,
+            "kind": kind,
         }
     )
     row = session.get(AppState, HALT_KEY)

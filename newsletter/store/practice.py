@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from newsletter.core import identity
 from newsletter.core.config import ENV_PREFIX, Settings, set_overlay
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import AppState, PracticeSetting, utcnow
@@ -33,24 +34,16 @@ CACHE_SECONDS = 5.0
 
 
 def _line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("Keep this to one line.")
-    if len(value) > 200:
-        raise ValueError("Keep this under 200 characters.")
-    return value
+    return identity.one_line(value, 200)
 
 
 def _text(value: str) -> str:
-    if len(value) > 2000:
-        raise ValueError("Keep this under 2,000 characters.")
-    return value.replace("\r\n", "\n")
+    # CRLF (what a browser's textarea sends) is one line break; a lone CR is refused
+    return identity.lines(value.replace("\r\n", "\n"), 2000)
 
 
 def _email(value: str) -> str:
-    local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or any(c in value for c in "\r\n <>,;\"'"):
-        raise ValueError(f"{value!r} is not an email address (like hello@yourpractice.com).")
-    return value
+    return identity.header_address(value)  # the rule mail.mime builds the headers with
 
 
 def _zone(value: str) -> str:
@@ -146,15 +139,22 @@ def check(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         field = BY_NAME.get(name)
         if field is None:
             continue
-        value = raw.strip()
+        # only spaces (and a text's blank lines) are trimmed: a control character at either
+        # end is refused like one inside, never silently dropped
+        value = raw.strip(" \n" if field.kind == "text" else " ")
         if not value:
             clean[name] = ""
             continue
         try:
             clean[name] = CHECKS[field.kind](value)
         except ValueError as exc:
-            errors[name] = str(exc)
+            errors[name] = _sentence(str(exc))
     return clean, errors
+
+
+def _sentence(reason: str) -> str:
+    reason = reason.rstrip(".")
+    return f"{reason[:1].upper()}{reason[1:]}."
 
 
 def save(session: Session, values: Mapping[str, str]) -> None:

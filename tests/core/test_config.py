@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from control_chars import CONTROL_CHARACTERS, NOT_IN_TEXT, name
 from typer.testing import CliRunner
 
 from newsletter.core.config import ENV_PREFIX, ConfigError, get_settings, load_settings
@@ -124,3 +126,45 @@ def test_get_settings_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     assert get_settings().tracking == "off"  # read once per process…
     get_settings.cache_clear()
     assert get_settings().tracking == "clicks"  # …until the cache is cleared
+
+
+# The practice's values as the environment gives them: the same rules as the Settings page.
+PRACTICE_LINES = {
+    "from_email": "news@calm.example.org",
+    "reply_to": "hello@calm.example.org",
+    "admin_email": "therapist@calm.example.org",
+    "from_name": "Calm Practice",
+    "practice_name": "Calm Practice",
+    "postal_address": "4 Quiet Lane, Harbour Town",
+    "signup_heading": "Letters from the practice",
+    "care_note": "Not advice for you.",
+    "reply_note": "Replies are read within two days.",
+}
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=name)
+@pytest.mark.parametrize("field", PRACTICE_LINES)
+def test_a_control_character_in_a_practice_value_is_a_config_error(field: str, char: str) -> None:
+    good = PRACTICE_LINES[field]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**{field: good[:4] + char + good[4:]})
+    message = str(caught.value)
+    assert message.startswith(f"NEWSLETTER_{field.upper()}: ") and name(char) in message
+    assert "\n" not in message and load_settings(**{field: good})
+
+
+@pytest.mark.parametrize("char", NOT_IN_TEXT, ids=name)
+def test_the_signup_introduction_takes_line_breaks_only(char: str) -> None:
+    assert load_settings(signup_intro="One.\n\n\tTwo.").signup_intro == "One.\n\n\tTwo."
+    with pytest.raises(ConfigError, match=f"NEWSLETTER_SIGNUP_INTRO: .*{re.escape(name(char))}"):
+        load_settings(signup_intro=f"One.{char}Two.")
+
+
+def test_a_tab_in_the_sender_from_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_FROM_EMAIL", "news\t@calm.example.org")
+    with pytest.raises(
+        ConfigError, match=r"NEWSLETTER_FROM_EMAIL: .*control character \(U\+0009\)"
+    ):
+        load_settings()

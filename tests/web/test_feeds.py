@@ -4,8 +4,10 @@ by feedparser with no bozo; the archive page links them with <link rel="alternat
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 
 import feedparser
+import pytest
 from engine_support import add_person, ship, utc
 from fastapi.testclient import TestClient
 
@@ -85,3 +87,30 @@ def test_an_empty_archive_is_still_a_valid_feed(settings: Settings) -> None:
         for path in ("/archive/rss.xml", "/archive/atom.xml"):
             feed = feedparser.parse(client.get(path).content)
             assert feed.bozo == 0 and feed.entries == []
+
+
+# Every character XML 1.0 can't carry (or discourages), as they could reach the practice's values
+# behind the Settings page's back or through an older version that let them in.
+NOT_XML = ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1f", "\x7f", "\x85", "\x9f", "\ufffe"]
+
+
+@pytest.mark.parametrize("char", NOT_XML, ids=[f"U+{ord(c):04X}" for c in NOT_XML])
+def test_a_control_character_in_the_practice_values_never_breaks_the_feeds(
+    settings: Settings, char: str
+) -> None:
+    """A `\\x0b` in the sender name made RSS and Atom invalid XML: the feed builder now turns
+    every character XML can't carry into a space, whatever is stored."""
+    public, _ = _setup(settings)
+    # unchecked, as a value stored before the checks would be (PostgreSQL can't store U+0000)
+    bad = settings.model_copy(
+        update={"from_name": f"Calm{char}Practice", "care_note": f"Not{char}advice"}
+    )
+    with TestClient(create_app(bad), base_url="https://news.example.org") as client:
+        for path in ("/archive/rss.xml", "/archive/atom.xml"):
+            body = client.get(path).content
+            ElementTree.fromstring(body)  # a strict XML parser: raises on an illegal character
+            feed = feedparser.parse(body)
+            assert feed.bozo == 0, (path, feed.get("bozo_exception"))
+            assert feed.feed.title == "Calm Practice"
+            assert "Not advice" in feed.entries[1].content[0].value
+            assert feed.entries[1].link.endswith(f"/archive/{public}/1")

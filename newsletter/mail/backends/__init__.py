@@ -38,8 +38,9 @@ BACKENDS: dict[str, Callable[[Settings], Backend]] = {
 }
 
 
-def get_backend(settings: Settings, name: str | None = None) -> Backend:
-    """The backend named by settings.mail_backend (or `name`)."""
+def get_backend(settings: Settings, name: str | None = None, *, saved: bool = True) -> Backend:
+    """The backend named by settings.mail_backend (or `name`), sending with the practice's
+    values saved in the admin laid over `settings` (unless `saved` is False: the server's own)."""
     chosen = name or settings.mail_backend
     try:
         make = BACKENDS[chosen]
@@ -47,4 +48,4 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend:
         raise ValueError(
             f"unknown mail backend {chosen!r} (choose one of {', '.join(BACKENDS)})"
         ) from None
-    return make(effective(settings))  # the sender and reply-to saved in the admin
+    return make(effective(settings) if saved else settings)  # the sender saved in the admin

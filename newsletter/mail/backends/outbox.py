@@ -110,11 +110,13 @@ class OutboxBackend:
 
     def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         outcomes: list[Outcome] = []
+        if recipients:
+            mime.require_practice(self.settings)  # the practice's mistake halts, fails no one
         for recipient in recipients:
             now = dt.datetime.now(dt.UTC)
             try:
                 mail = mime.build(self.settings, message, recipient, now=now)
-            except ValueError as exc:
+            except ValueError as exc:  # the recipient's address: this reader only
                 outcomes.append(Failed(f"invalid message: {exc}"))
                 continue
             tag = person_tag(self.secret, recipient.email)

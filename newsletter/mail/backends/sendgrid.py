@@ -31,7 +31,7 @@ from newsletter.mail.message import (
     Unknown,
     scrub,
 )
-from newsletter.mail.mime import ONE_CLICK, one_line
+from newsletter.mail.mime import ONE_CLICK, one_line, require_practice
 
 log = logging.getLogger(__name__)
 # python-http-client logs each request's JSON body (addresses) and headers (the API key) at
@@ -234,6 +234,7 @@ class SendGridBackend:
     def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
         if not recipients:
             return []
+        require_practice(self.settings)  # the practice's mistake halts, fails no one
         results: list[Outcome | None] = [None] * len(recipients)
         base = self.base_body(message)
         groups = chunks(recipients)

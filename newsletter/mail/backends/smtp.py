@@ -151,6 +151,7 @@ class SmtpBackend:
         outcomes: list[Outcome] = []
         if not recipients:
             return outcomes
+        mime.require_practice(self.settings)  # the practice's mistake halts, fails no one
         try:
             conn = self._connect()
         except smtplib.SMTPResponseException as exc:
@@ -165,7 +166,7 @@ class SmtpBackend:
             for index, recipient in enumerate(recipients):
                 try:
                     mail = mime.build(self.settings, message, recipient)
-                except ValueError as exc:
+                except ValueError as exc:  # the recipient's address: this reader only
                     outcomes.append(Failed(scrub(f"invalid message: {exc}")[:1000]))
                     continue
                 try:

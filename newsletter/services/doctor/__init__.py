@@ -27,6 +27,7 @@ from newsletter.services.doctor.runtime_checks import (
     beat,
     migrations,
     redis_server,
+    sending,
     series_files,
     workers,
 )
@@ -45,6 +46,7 @@ CHECKS: dict[str, Check] = {
     "series": series_files,
     "beat": beat,
     "workers": workers,
+    "sending": sending,
     "dns": dns_records,
 }
 

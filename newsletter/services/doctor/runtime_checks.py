@@ -206,3 +206,34 @@ def workers(ctx: Context) -> list[Finding]:
             )
         ]
     return [ok("workers", f"{len(state.workers)} worker(s) alive")]
+
+
+def sending(ctx: Context) -> list[Finding]:
+    """Whether sending is halted (and why), and whether the practice's settings — the effective
+    ones, saved in the browser or set in the environment — can make an email at all."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsletter.core.config import effective
+    from newsletter.core.vocabulary import HALT_PRACTICE
+    from newsletter.mail.mime import practice_problem
+    from newsletter.store.db import session_scope
+    from newsletter.store.halt import halted
+
+    found: list[Finding] = []
+    try:
+        problem = practice_problem(effective(ctx.settings))
+        with session_scope(ctx.settings.database_url) as session:
+            current = halted(session, ctx.settings)
+    except SQLAlchemyError:
+        return [error("sending", "not checked: the database can't be read (see migrations)")]
+    if problem is not None:
+        found.append(error("sending", f"{problem}: correct it and sending resumes by itself"))
+    if current is not None:
+        todo = (
+            "correct the practice's settings; sending resumes by itself once they change"
+            if current.kind == HALT_PRACTICE
+            else "check the API key (or SMTP settings), then start sending again on the dashboard"
+        )
+        since = f"{current.at:%Y-%m-%d %H:%M} UTC"
+        found.append(error("sending", f"sending is halted since {since}: {current.reason}; {todo}"))
+    return found or [ok("sending", "sending is on, and the practice's settings make emails")]

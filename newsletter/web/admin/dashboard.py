@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.core.config import Settings
 from newsletter.store import practice, stats
 from newsletter.store.db import session_scope
+from newsletter.store.halt import halted as current_halt
 from newsletter.store.halt import resume
 from newsletter.store.models import ProviderEvent, Series, utcnow
 from newsletter.web.admin.common import (
@@ -90,6 +91,7 @@ def dashboard(request: Request, db: Db) -> Response:
     week = stats.week_ahead(db, now, settings.default_timezone)
     recent = stats.last_days(db, now)
     halted = stats.sending_halted(db)
+    halt = current_halt(db, settings) if halted else None
     next_send = stats.next_send(db, now)
     steps = checklist(settings, db)
     return page(
@@ -101,6 +103,7 @@ def dashboard(request: Request, db: Db) -> Response:
             "week": week,
             "recent": recent,
             "halted": halted,
+            "halt_kind": halt.kind if halt is not None else None,
             "next_send": next_send,
             "steps": steps,
             "steps_left": sum(not step.done for step in steps),

@@ -8,9 +8,10 @@ the care note. No tracking: links are the plain archive URLs.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from email.utils import format_datetime
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _escape
 
 from fastapi import APIRouter, Request
 from markdown_it import MarkdownIt
@@ -27,6 +28,17 @@ router = APIRouter()
 
 FEED_SIZE = 50
 RSS_PATH, ATOM_PATH = "/archive/rss.xml", "/archive/atom.xml"
+# Characters XML 1.0 does not allow (C0 but tab, LF, CR; surrogates; U+FFFE/U+FFFF) and the ones
+# it discourages (DEL, C1): a `\x0b` in the sender name made the whole feed unreadable.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def escape(text: str, entities: dict[str, str] | None = None) -> str:
+    """`text` for an XML feed: characters XML can't carry become a space, then &, <, > (and
+    `entities`) are escaped. Every value in a feed goes through here."""
+    return _escape(NOT_XML.sub(" ", text), entities or {})
+
+
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True})
 
 
