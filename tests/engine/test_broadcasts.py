@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine_support import add_person, enrollments, ship, utc
+from engine_support import add_person, enrollments, lose_redis, ship, utc
 from sqlalchemy import select
 
 from newsletter.content.letter import letter
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
-from newsletter.queue.dueset import RedisQueue
 from newsletter.services import broadcasts
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -59,7 +58,7 @@ def test_now_goes_once_to_each_active_reader_and_survives_a_lost_redis(
     info = _create(settings, "now")
     assert info.recipients == 2
     assert tick(settings, MONDAY).sent == 2
-    RedisQueue(settings).redis.flushdb()  # Redis is derived state
+    lose_redis(settings)  # Redis is derived state
     for minutes in (1, 2, 60):
         assert tick(settings, MONDAY + dt.timedelta(minutes=minutes)).sent == 0
     assert _sent(settings, info.slug) == sorted(people)
@@ -98,7 +97,7 @@ def test_cancel_stops_what_has_not_gone(settings: Settings) -> None:
     assert cancelled is not None and cancelled.state == "cancelled" and cancelled.waiting == 0
     assert broadcasts.cancel(settings, info.id, MONDAY) is not None  # idempotent
     assert broadcasts.cancel(settings, 999, MONDAY) is None
-    RedisQueue(settings).redis.flushdb()
+    lose_redis(settings)
     for day in (5, 6):
         tick(settings, utc(2027, 2, day, 23, 0))
     assert _sent(settings, info.slug) == []

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 import pytest
-from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
+from engine_support import Scripted, add_person, enrollments, ledger, outbox_mails, ship, utc
+from engine_support import use_backend as _use
 from sqlalchemy import event, select, text, update
 from time_machine import TimeMachineFixture
 
@@ -23,7 +23,6 @@ from newsletter.mail.message import (
     Accepted,
     Failed,
     Message,
-    Outcome,
     Recipient,
     RetryLater,
     SendingHalted,
@@ -129,27 +128,6 @@ def test_stale_or_duplicate_redis_entries_never_double_send(settings: Settings) 
     assert summary.sent == 0 and summary.skipped == 1
     assert len(outbox_mails(settings)) == 1
     assert enrollments(settings, ledger(settings)[0][0] or 0)[0].next_part == 2
-
-
-class Scripted:
-    """A provider double that answers from a script (the real backends have their own tests)."""
-
-    name = "scripted"
-
-    def __init__(self, answers: list[object]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
-        self.calls.append([r.delivery_id for r in recipients])
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return [answer for _ in recipients]  # type: ignore[misc]
-
-
-def _use(monkeypatch: pytest.MonkeyPatch, backend: Scripted) -> None:
-    monkeypatch.setattr("newsletter.mail.backends.get_backend", lambda settings, name=None: backend)
 
 
 def test_retry_later_backs_off_then_sends_once(
