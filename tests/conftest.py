@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from engine_support import delete_prefixed
+from hypothesis import settings as hypothesis_settings
 from paths import ARTIFACTS, ROOT
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import create_engine, text
@@ -22,6 +23,15 @@ from newsletter.store.models import Base
 
 # --clock / NEWSLETTER_TEST_CLOCK: the whole run at another moment (tests/clock.py).
 pytest_plugins = ["clock"]
+
+# Property tests are reproducible: by default ("repro") hypothesis draws the same examples on
+# every run (derandomize), so a failure in CI fails the same way on a rerun or a laptop, and
+# keeps no example database (.hypothesis/) whose saved cases would change what a rerun tries.
+# HYPOTHESIS_PROFILE=explore draws fresh random examples (or a chosen seed's, with
+# --hypothesis-seed=N); a failure there prints a @reproduce_failure blob that replays it.
+hypothesis_settings.register_profile("repro", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repro"))
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -140,11 +150,7 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
     """A key prefix of this test's own, so concurrent test runs never share Redis state."""
     prefix = f"nlt:{uuid.uuid4().hex[:10]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_server_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_prefixed(redis_server_url, prefix)
 
 
 @pytest.fixture

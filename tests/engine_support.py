@@ -1,4 +1,5 @@
-"""Helpers for the engine tests: series from schedules/, subscribers, ledger and outbox readers."""
+"""Helpers for the engine tests: series from schedules/, subscribers, ledger and outbox readers,
+a scripted provider, and a Redis that loses this run's keys."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import datetime as dt
 import email
 import email.policy
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 from sqlalchemy import select
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.engine import schedule, series_queue
+from newsletter.mail.message import Message, Outcome, Recipient
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
@@ -107,3 +112,45 @@ def enrollment_facts(e: Enrollment) -> tuple[object, ...]:
     """What enrolling decided for one enrollment: compared between two ways of enrolling."""
     return (e.series_id, e.position, e.next_part, e.next_due_at, e.state, e.not_before,
             e.created_at)  # fmt: skip
+
+
+def delete_prefixed(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` on the Redis at `url` (never FLUSHDB: the machine's
+    server is shared with other test runs); how many."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+def lose_redis(settings: Settings) -> None:
+    """Redis loses everything this test holds (a restart without data, a flush): every key
+    under the test's own prefix, and only those."""
+    assert settings.redis_url and settings.redis_prefix
+    assert delete_prefixed(settings.redis_url, settings.redis_prefix) > 0
+
+
+class Scripted:
+    """A provider double that answers from a script (the real backends have their own tests)."""
+
+    name = "scripted"
+
+    def __init__(self, answers: list[object]) -> None:
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        self.calls.append([r.delivery_id for r in recipients])
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return [answer for _ in recipients]  # type: ignore[misc]
+
+
+def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Scripted) -> None:
+    """Dispatch hands its recipients to `backend` (looked up on the module at call time)."""
+    monkeypatch.setattr("newsletter.mail.backends.get_backend", lambda settings, name=None: backend)

@@ -49,7 +49,7 @@ def test_redis_flushed_and_restarted_while_rows_wait(
     first = w.tick(minutes(0))
     assert first is not None and first["retry"] == PEOPLE and first["sent"] == 0, first
     client = redis.Redis.from_url(url)
-    client.flushall()
+    client.flushall()  # this test's own redis-server (own_redis), never the shared one
     client.close()
     after_flush = w.tick(minutes(5))  # rebuilds from the database; the 4th 500 hits one chunk
     assert after_flush is not None and after_flush["sent"] == 1500, after_flush

@@ -1,17 +1,19 @@
 """Broadcasts in the engine: once per reader, suppression and pauses at send time, cancel,
-a lost Redis, the queue rules untouched, and the series part kept off a broadcast's day."""
+a lost Redis, the queue rules untouched, the series part kept off a broadcast's day, and a
+dated broadcast at each reader's own slot on that local date (far from UTC, across DST)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
-from engine_support import add_person, enrollments, ship, utc
+import pytest
+from engine_support import add_person, enrollments, lose_redis, ship, utc
 from sqlalchemy import select
 
 from newsletter.content.letter import letter
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
-from newsletter.queue.dueset import RedisQueue
 from newsletter.services import broadcasts
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -23,6 +25,8 @@ from newsletter.store.models import (
     Series,
     Subscriber,
 )
+
+CHATHAM, KOLKATA, LOS_ANGELES = "Pacific/Chatham", "Asia/Kolkata", "America/Los_Angeles"
 
 MONDAY = utc(2027, 2, 1, 12, 0)
 NOTE = letter("A new group in March", "Details inside.", "A group starts in March.\n")
@@ -59,7 +63,7 @@ def test_now_goes_once_to_each_active_reader_and_survives_a_lost_redis(
     info = _create(settings, "now")
     assert info.recipients == 2
     assert tick(settings, MONDAY).sent == 2
-    RedisQueue(settings).redis.flushdb()  # Redis is derived state
+    lose_redis(settings)  # Redis is derived state
     for minutes in (1, 2, 60):
         assert tick(settings, MONDAY + dt.timedelta(minutes=minutes)).sent == 0
     assert _sent(settings, info.slug) == sorted(people)
@@ -98,7 +102,7 @@ def test_cancel_stops_what_has_not_gone(settings: Settings) -> None:
     assert cancelled is not None and cancelled.state == "cancelled" and cancelled.waiting == 0
     assert broadcasts.cancel(settings, info.id, MONDAY) is not None  # idempotent
     assert broadcasts.cancel(settings, 999, MONDAY) is None
-    RedisQueue(settings).redis.flushdb()
+    lose_redis(settings)
     for day in (5, 6):
         tick(settings, utc(2027, 2, day, 23, 0))
     assert _sent(settings, info.slug) == []
@@ -195,3 +199,52 @@ def test_a_broadcast_cannot_be_queued_as_a_series(settings: Settings) -> None:
             assert "is a broadcast" in str(exc)
         else:
             raise AssertionError("queued a broadcast")
+
+
+@pytest.mark.parametrize(
+    ("day", "due"),
+    [
+        # Los Angeles springs forward at 02:00 (09:00 is PDT, -7); Chatham is at +13:45, so its
+        # 09:00 is the evening before in UTC
+        (
+            dt.date(2027, 3, 14),
+            {CHATHAM: utc(2027, 3, 13, 19, 15), KOLKATA: utc(2027, 3, 14, 3, 30),
+             LOS_ANGELES: utc(2027, 3, 14, 16, 0)},
+        ),
+        # Chatham falls back at 03:45 that morning (to +12:45)
+        (
+            dt.date(2027, 4, 4),
+            {CHATHAM: utc(2027, 4, 3, 20, 15), KOLKATA: utc(2027, 4, 4, 3, 30),
+             LOS_ANGELES: utc(2027, 4, 4, 16, 0)},
+        ),
+    ],
+)  # fmt: skip
+def test_a_dated_broadcast_goes_on_each_readers_local_date_at_their_slot(
+    settings: Settings, day: dt.date, due: dict[str, dt.datetime]
+) -> None:
+    """A broadcast "on 14 March" is 14 March where each reader lives, at their usual 09:00: not
+    a minute before, once, whatever the date or the offset is in UTC that moment."""
+    ship(settings, MONDAY)
+    people = {zone: add_person(settings, MONDAY, zone, slugs=[]) for zone in due}
+    info = _create(settings, day.isoformat())
+    assert info.recipients == 3
+    for zone, moment in sorted(due.items(), key=lambda item: item[1]):
+        tick(settings, moment - dt.timedelta(minutes=1))
+        assert people[zone] not in _sent(settings, info.slug), f"{zone}: before its slot"
+        tick(settings, moment)
+        assert people[zone] in _sent(settings, info.slug), f"{zone}: not at its slot"
+    tick(settings, max(due.values()) + dt.timedelta(days=1))
+    assert _sent(settings, info.slug) == sorted(people.values())  # each once
+    with session_scope(settings.database_url) as session:
+        sent_at = dict(
+            session.execute(
+                select(Delivery.subscriber_id, Delivery.sent_at)
+                .join(Series, Series.id == Delivery.series_id)
+                .where(Series.slug == info.slug)
+            ).all()
+        )
+    for zone, sid in people.items():
+        at = sent_at[sid]
+        assert at is not None
+        local = at.astimezone(ZoneInfo(zone))
+        assert (local.date(), local.time()) == (day, dt.time(9, 0)), zone

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 import pytest
-from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
+from engine_support import Scripted, add_person, enrollments, ledger, outbox_mails, ship, utc
+from engine_support import use_backend as _use
 from sqlalchemy import event, select, text, update
 from time_machine import TimeMachineFixture
 
@@ -23,7 +23,6 @@ from newsletter.mail.message import (
     Accepted,
     Failed,
     Message,
-    Outcome,
     Recipient,
     RetryLater,
     SendingHalted,
@@ -71,6 +70,36 @@ def test_first_article_goes_out_at_the_first_slot_not_before(settings: Settings)
     assert tick(settings, TUESDAY_9_LONDON).sent == 0  # nothing twice
     enr = enrollments(settings, sid)[0]
     assert enr.next_part == 2 and enr.next_due_at == utc(2027, 3, 9, 9)
+
+
+@pytest.mark.parametrize(
+    ("zone", "joined", "part_1", "part_2"),
+    [
+        # Los Angeles springs forward on 14 March: 09:00 is 17:00 UTC, then 16:00
+        ("America/Los_Angeles", utc(2027, 3, 8, 12), utc(2027, 3, 9, 17), utc(2027, 3, 16, 16)),
+        # Chatham (+13:45) falls back to +12:45 on 4 April; its Tuesday 09:00 is Monday in UTC
+        ("Pacific/Chatham", utc(2027, 3, 29, 12), utc(2027, 3, 29, 19, 15), utc(2027, 4, 5, 20, 15)),
+    ],
+)  # fmt: skip
+def test_each_part_at_nine_local_far_from_utc_and_across_a_dst_change(
+    settings: Settings, zone: str, joined: dt.datetime, part_1: dt.datetime, part_2: dt.datetime
+) -> None:
+    """The UTC instants are written out (not computed with the code's own helpers): a minute
+    before each, nothing; at it, that part, once; the week between them is 7 days less or
+    more an hour, so the local time stays 09:00."""
+    ship(settings, joined)
+    sid = add_person(settings, joined, zone)
+    for number, moment in ((1, part_1), (2, part_2)):
+        assert tick(settings, moment - dt.timedelta(minutes=1)).sent == 0, number
+        assert tick(settings, moment).sent == 1, number
+        assert tick(settings, moment).sent == 0, number
+    rows = ledger(settings)
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [
+        (sid, 1, SENT, part_1),
+        (sid, 2, SENT, part_2),
+    ]
+    assert len(outbox_mails(settings)) == 2
+    assert enrollments(settings, sid)[0].next_part == 3
 
 
 def test_every_part_in_order_then_the_next_series(settings: Settings) -> None:
@@ -129,27 +158,6 @@ def test_stale_or_duplicate_redis_entries_never_double_send(settings: Settings) 
     assert summary.sent == 0 and summary.skipped == 1
     assert len(outbox_mails(settings)) == 1
     assert enrollments(settings, ledger(settings)[0][0] or 0)[0].next_part == 2
-
-
-class Scripted:
-    """A provider double that answers from a script (the real backends have their own tests)."""
-
-    name = "scripted"
-
-    def __init__(self, answers: list[object]) -> None:
-        self.answers = answers
-        self.calls: list[list[str]] = []
-
-    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
-        self.calls.append([r.delivery_id for r in recipients])
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return [answer for _ in recipients]  # type: ignore[misc]
-
-
-def _use(monkeypatch: pytest.MonkeyPatch, backend: Scripted) -> None:
-    monkeypatch.setattr("newsletter.mail.backends.get_backend", lambda settings, name=None: backend)
 
 
 def test_retry_later_backs_off_then_sends_once(
