@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from newsletter.content import names
 from newsletter.core.vocabulary import WEEKDAYS, WEEKLY
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
@@ -60,10 +59,6 @@ def slugify(text: str, limit: int = SLUG_WORDS) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
     return slug[:limit].rstrip("-")
-
-
-def is_slug(value: str) -> bool:
-    return names.is_slug(value)
 
 
 def unwritable(value: str, *, lines: bool = False) -> str | None:

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from newsletter.content import names, writing
 from newsletter.content import series as content
-from newsletter.content import writing
 from newsletter.content.writing import PartText, SeriesText
 
 TRICKY = [
@@ -49,7 +49,7 @@ def test_plain_words_stay_unquoted() -> None:
 def test_slugs_and_part_names_come_from_titles() -> None:
     assert writing.slugify("Anxiety at Work!") == "anxiety-at-work"
     assert writing.slugify("Ça va — l'été") == "ca-va-l-ete"
-    assert writing.is_slug("anxiety-at-work") and not writing.is_slug("Anxiety")
+    assert names.is_slug("anxiety-at-work") and not names.is_slug("Anxiety")
     taken = {"02-more.md"}
     assert writing.part_filename(2, "More", taken) == "02-more-2.md"
     assert writing.part_filename(3, "!!!", set()) == "03-part.md"
