@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from newsletter.content import reading
+from newsletter.content import names, reading
 from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
 
 SERIES_FILE = "series.yaml"
@@ -19,10 +19,9 @@ REQUIRED_SERIES_KEYS = ("slug", "title", "send_day", "send_time", "parts")
 PART_KEYS = ("title", "summary")
 DEFAULT_ORDER = 100
 MAX_ORDER = 1_000_000
-MAX_FILENAME = 200  # parts.filename
+MAX_FILENAME = names.MAX_PART_NAME  # parts.filename
 
 
-_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -135,11 +134,9 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
         errors.append(f"{path}:1: missing required key(s): {', '.join(missing)}")
 
     slug = reading.string(path, "slug", nodes, lines, errors)
-    if slug is not None and not _SLUG.match(slug):
-        errors.append(
-            f"{path}:{lines['slug']}: slug {slug!r} must be lower-case letters, digits and "
-            "single hyphens (e.g. myths-about-psychotherapy)"
-        )
+    slug_problem = names.slug_problem(slug) if slug is not None else None
+    if slug_problem is not None:
+        errors.append(f"{path}:{lines['slug']}: {slug_problem}")
     title = reading.string(path, "title", nodes, lines, errors)
     description = ""
     if "description" in nodes:
@@ -201,23 +198,9 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
             for number, item in enumerate(parts_node.value, start=1):
                 line = reading.node_line(item, text)
                 name = (reading.scalar(item) or "").strip()
-                if (
-                    not name
-                    or "/" in name
-                    or "\\" in name
-                    or name.startswith(".")
-                    or reading.CONTROL.search(name)
-                ):
-                    errors.append(
-                        f"{path}:{line}: part {number}: expected a file name in this folder, "
-                        f"got {name[:60] or '(empty)'!r}"
-                    )
-                    continue
-                if len(name) > MAX_FILENAME:
-                    errors.append(
-                        f"{path}:{line}: part {number}: the file name is too long "
-                        f"(over {MAX_FILENAME} characters)"
-                    )
+                name_problem = names.part_name_problem(name)
+                if name_problem is not None:
+                    errors.append(f"{path}:{line}: part {number}: {name_problem}")
                     continue
                 if name in seen:
                     errors.append(

@@ -3,9 +3,11 @@
 What the browser editor writes is what a person would write by hand (README, "Writing a
 series"): `series.yaml` with its keys in the documented order, `send_time` quoted, weekday
 names in lower case; each part as `---`, `title:`, `summary:`, `---`, then the Markdown.
-Values are quoted only when YAML needs it, so `git diff schedules/` reads like a hand edit.
-Reading a file written here gives back the same values, and writing those values again gives
-the same bytes.
+Every file goes through YAML's own emitter (never formatted by hand), which quotes a value only
+when YAML needs it, so `git diff schedules/` reads like a hand edit. Reading a file written here
+gives back the same values, and writing those values again gives the same bytes. A value YAML
+would read as a line break (U+0085, U+2028, U+2029) or that holds a control character can't be
+written: `unwritable` names it, and the writers refuse it (ValueError naming the field).
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
 from newsletter.core.vocabulary import WEEKDAYS, WEEKLY
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
-_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# What no written value may hold: C0 and C1 controls (U+0085 among them), the Unicode line and
+# paragraph separators YAML reads as line breaks, and lone surrogates; a one-line field holds
+# no tab or newline either.
+_UNWRITABLE_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNWRITABLE_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 SLUG_WORDS = 60  # characters kept from a title when it names a slug or a part file
 
 
@@ -54,8 +61,11 @@ def slugify(text: str, limit: int = SLUG_WORDS) -> str:
     return slug[:limit].rstrip("-")
 
 
-def is_slug(value: str) -> bool:
-    return bool(_SLUG.match(value)) and len(value) <= 100
+def unwritable(value: str, *, lines: bool = False) -> str | None:
+    """The first character of `value` no file may hold ("U+2028"), or None; `lines`: a
+    multi-line field (a description), where tabs and newlines are text."""
+    found = (_UNWRITABLE_LINES if lines else _UNWRITABLE_ONE_LINE).search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def one_line(value: str) -> str:
@@ -74,49 +84,65 @@ def body_text(value: str) -> str:
     return multi_line(value) + "\n"
 
 
-def scalar(value: str) -> str:
-    """One YAML scalar on one line: plain when YAML reads it back as the same text, else quoted."""
-    dumped = yaml.safe_dump(value, allow_unicode=True, width=10**6, default_flow_style=True)
-    text = dumped.removesuffix("\n...\n").rstrip("\n")
-    if "\n" in text:  # safe_dump folds some strings; a double-quoted scalar never needs to
-        text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+class _Dumper(yaml.SafeDumper):
+    """YAML's safe emitter, with a list indented under its key ("parts:\n  - 01-a.md") as
+    people write it."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, False)
 
 
-def _block(value: str) -> str:
-    """A multi-line description as a literal block (`|-`), each line indented two spaces."""
-    lines = [("  " + line) if line else "" for line in value.split("\n")]
-    return "|-\n" + "\n".join(lines)
+class _Quoted(str):
+    """A value always written double-quoted (send_time: "09:00", never read as a number)."""
+
+
+class _Block(str):
+    """A multi-line value written as a literal block (description: |-)."""
+
+
+def _styled(style: str) -> Any:
+    def represent(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
+
+    return represent
+
+
+_Dumper.add_representer(_Quoted, _styled('"'))
+_Dumper.add_representer(_Block, _styled("|"))
+
+
+def _document(values: dict[str, Any]) -> str:
+    """`values` as a YAML mapping in this key order, each value refused when unwritable."""
+    for key, value in values.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                bad = unwritable(item, lines=isinstance(item, _Block))
+                if bad is not None:
+                    raise ValueError(f"{key} contains a character that can't be written ({bad})")
+    return yaml.dump(
+        values, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**6, indent=2
+    )
 
 
 def series_yaml(series: SeriesText) -> str:
     """The series.yaml text for `series`."""
-    lines = [f"slug: {series.slug}", f"title: {scalar(one_line(series.title))}"]
+    values: dict[str, Any] = {"slug": series.slug, "title": one_line(series.title)}
     description = multi_line(series.description)
     if description:
-        if "\n" in description:
-            lines.append(f"description: {_block(description)}")
-        else:
-            lines.append(f"description: {scalar(description)}")
-    lines.append(f"send_day: {WEEKDAYS[series.send_day]}")
-    lines.append(f'send_time: "{series.send_time}"')
-    lines.append(f"cadence: {series.cadence}")
+        values["description"] = _Block(description) if "\n" in description else description
+    values["send_day"] = WEEKDAYS[series.send_day]
+    values["send_time"] = _Quoted(series.send_time)
+    values["cadence"] = series.cadence
     if series.order is not None:
-        lines.append(f"order: {series.order}")
-    lines.append("parts:")
-    lines.extend(f"  - {scalar(part.filename)}" for part in series.parts)
-    return "\n".join(lines) + "\n"
+        values["order"] = series.order
+    values["parts"] = [part.filename for part in series.parts]
+    return _document(values)
 
 
 def part_markdown(part: PartText) -> str:
     """A part file: front matter (title, summary) and the Markdown body."""
-    return (
-        "---\n"
-        f"title: {scalar(one_line(part.title))}\n"
-        f"summary: {scalar(one_line(part.summary))}\n"
-        "---\n"
-        f"{body_text(part.body)}"
-    )
+    front = _document({"title": one_line(part.title), "summary": one_line(part.summary)})
+    return f"---\n{front}---\n{body_text(part.body)}"
 
 
 def part_filename(number: int, title: str, taken: set[str]) -> str:

@@ -48,6 +48,18 @@ REWORDINGS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# What the writer calls each one-line field, for a message that must name it.
+LABELS = {
+    "slug": "The short name",
+    "title": "The title",
+    "description": "The description",
+    "send_time": "The send time",
+    "cadence": "How often it goes out",
+    "part-title": "The subject line",
+    "part-summary": "The inbox preview line",
+}
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing to fix: the form field it belongs to ("" for the whole form) and what to do."""
@@ -72,7 +84,7 @@ def _series_lines(text: str) -> dict[int, str]:
 
 
 def _reword(field: str, message: str) -> str:
-    kind = "part-" + field.rsplit("-", 1)[-1] if field.startswith("part-") else field
+    kind = _kind(field)
     if "must be non-empty text" in message and kind in EMPTY:
         return EMPTY[kind]
     for pattern, words in REWORDINGS:
@@ -80,6 +92,27 @@ def _reword(field: str, message: str) -> str:
         if found:
             return words.format(*found.groups())
     return message[:1].upper() + message[1:]
+
+
+def _kind(field: str) -> str:
+    return "part-" + field.rsplit("-", 1)[-1] if field.startswith("part-") else field
+
+
+def worded(field: str, message: str) -> Problem:
+    """A validator-style message ("slug 'x' must be …") about `field`, in the writer's words."""
+    return Problem(field, _reword(field, message))
+
+
+def invisible(field: str, code: str) -> Problem:
+    """`field` holds a character no file may hold (a control character, U+2028 …)."""
+    label = LABELS.get(_kind(field), "This field")
+    if field.startswith("part-"):
+        label += f" of part {field.split('-')[1]}"
+    return Problem(
+        field,
+        f"{label} has an invisible character or line break ({code}) in it, usually pasted "
+        "in from another program; delete the text around it and type it again.",
+    )
 
 
 def problems_for(errors: list[str], stage: Path, text: SeriesText) -> list[Problem]:

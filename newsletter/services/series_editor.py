@@ -26,13 +26,13 @@ from pathlib import Path
 import yaml
 from sqlalchemy import select
 
+from newsletter.content import names, writing
 from newsletter.content import series as content
-from newsletter.content import writing
 from newsletter.content.writing import PartText, SeriesText
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
 from newsletter.services import series_admin
-from newsletter.services.editor_words import Problem, problems_for
+from newsletter.services.editor_words import Problem, invisible, problems_for, worded
 from newsletter.store import stats
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
@@ -101,6 +101,8 @@ def folder_token(folder: Path) -> str:
 
 def find_folder(settings: Settings, slug: str) -> Path | None:
     """The folder under schedules/ whose series.yaml has this slug (usually schedules/<slug>)."""
+    if not names.is_slug(slug):  # never a path: "..", "/", "#" can't reach the disk
+        return None
     root = Path(settings.schedules_dir)
     candidates = [root / slug, *sorted(p for p in root.iterdir() if p.is_dir())]
     for folder in candidates:
@@ -242,6 +244,7 @@ def _slug_problems(settings: Settings, text: SeriesText) -> list[Problem]:
     if (
         find_folder(settings, text.slug) is not None
         or (Path(settings.schedules_dir) / text.slug).exists()
+        or (Path(settings.schedules_dir) / text.slug).is_symlink()
     ):
         return [
             Problem(
@@ -253,6 +256,47 @@ def _slug_problems(settings: Settings, text: SeriesText) -> list[Problem]:
     return []
 
 
+def _field_values(text: SeriesText) -> list[tuple[str, str, bool]]:
+    """(form field, value, multi-line?) of every value written into YAML."""
+    values = [
+        ("slug", text.slug, False),
+        ("title", text.title, False),
+        ("description", text.description, True),
+        ("send_time", text.send_time, False),
+        ("cadence", text.cadence, False),
+    ]
+    for number, part in enumerate(text.parts, start=1):
+        values.append((f"part-{number}-title", part.title, False))
+        values.append((f"part-{number}-summary", part.summary, False))
+    return values
+
+
+def shape_problems(text: SeriesText) -> list[Problem]:
+    """What must hold before anything touches the disk: every value writable into YAML (no
+    control characters or Unicode line breaks), the slug and each part's file name by the one
+    rule in content/names.py."""
+    problems = []
+    for field, value, lines in _field_values(text):
+        bad = writing.unwritable(value, lines=lines)
+        if bad is not None:
+            problems.append(invisible(field, bad))
+    if not any(p.field == "slug" for p in problems):
+        slug_problem = names.slug_problem(text.slug) if text.slug else "slug must be non-empty text"
+        if slug_problem is not None:
+            problems.append(worded("slug", slug_problem))
+    for number, part in enumerate(text.parts, start=1):
+        name_problem = names.part_name_problem(part.filename) if part.filename else None
+        if name_problem is not None:
+            problems.append(
+                Problem(
+                    f"part-{number}",
+                    f"Part {number} has a file name that can't be used ({name_problem}); "
+                    "reload the page.",
+                )
+            )
+    return problems
+
+
 def save(
     settings: Settings, slug: str | None, text: SeriesText, token: str, now: dt.datetime
 ) -> Saved:
@@ -261,15 +305,18 @@ def save(
     EditorError (nothing written) for invalid values, a stale token or a locked part.
     """
     root = Path(settings.schedules_dir)
+    problems = shape_problems(text if slug is None else replace(text, slug=slug))
+    if problems:
+        raise EditorError(problems)
     with series_lock(settings, text.slug if slug is None else slug):
         if slug is None:
-            problems = _slug_problems(settings, text) if writing.is_slug(text.slug) else []
+            problems = _slug_problems(settings, text)
             folder, on_disk, sent = root / text.slug, None, {}
         else:
             found = find_folder(settings, slug)
             if found is None or folder_token(found) != token:
                 raise EditorError([Problem("", stale_message(slug, found is None))])
-            folder, problems = found, []
+            folder = found
             on_disk = as_text(content.load_series(found))
             sent = sent_parts(settings, slug)
             text = replace(text, slug=slug, order=on_disk.order)
@@ -278,20 +325,45 @@ def save(
         text = _named(text)
         staged = {p.filename: writing.part_markdown(p) for p in text.parts}
         staged[content.SERIES_FILE] = writing.series_yaml(text)
+        old = [p.filename for p in on_disk.parts] if on_disk else []
+        targets = _targets(root, folder.name, [*staged, *old])
         _clear_leftovers(root)
-        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=root))
+        stage = _inside(root, Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=root)).name)
         try:
             for name, data in staged.items():
-                (stage / name).write_text(data, "utf-8", newline="\n")
+                _inside(stage, name).write_text(data, "utf-8", newline="\n")
             errors = content.validate(stage, check=Renderer(settings).check)
             problems += problems_for(errors, stage, text)
             if problems:
                 raise EditorError(problems)
-            written, removed = _move_into_place(stage, folder, text, on_disk)
+            written, removed = _move_into_place(stage, targets, text, on_disk)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     summary = _sync(settings, now)
     return Saved(text.slug, [f"{text.slug}/{n}" for n in written], removed, summary)
+
+
+def _inside(folder: Path, *parts: str) -> Path:
+    """folder/parts…, resolved and proven inside folder; EditorError (nothing saved) if not."""
+    try:
+        return names.inside(folder, *parts)
+    except names.OutsideError:
+        raise EditorError(
+            [
+                Problem(
+                    "",
+                    f"{'/'.join(parts)[:80]!r} would be written outside schedules/ (a link "
+                    "that points elsewhere?), so nothing was saved.",
+                )
+            ]
+        ) from None
+
+
+def _targets(root: Path, folder: str, files: list[str]) -> dict[str, Path]:
+    """Where each file goes: every path resolved and proven inside schedules/<folder>/ before
+    anything is written."""
+    place = _inside(root, folder)
+    return {"": place} | {name: _inside(place, name) for name in files}
 
 
 def _clear_leftovers(root: Path) -> None:
@@ -316,31 +388,31 @@ def stale_message(slug: str, gone: bool) -> str:
 
 
 def _move_into_place(
-    stage: Path, folder: Path, text: SeriesText, on_disk: SeriesText | None
+    stage: Path, targets: dict[str, Path], text: SeriesText, on_disk: SeriesText | None
 ) -> tuple[list[str], list[str]]:
-    """Rename each changed file from the staging folder into the series folder (atomic each).
+    """Rename each changed file from the staging folder into the series folder (atomic each);
+    `targets` are the proven paths ("": the folder itself).
 
     Parts go first and series.yaml last, so series.yaml never lists a file that isn't there.
     """
     old = {p.filename: p for p in on_disk.parts} if on_disk else {}
-    if not writing.is_slug(folder.name) and on_disk is None:
-        raise EditorError([Problem("slug", "Choose a short name for the series.")])
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = targets[""]
+    folder.mkdir(exist_ok=True)
     written: list[str] = []
     for part in text.parts:
         previous = old.get(part.filename)
         if previous is not None and _values(previous) == _values(part):
             continue  # unchanged: the file keeps its bytes
-        _replace(stage / part.filename, folder / part.filename)
+        _replace(stage / part.filename, targets[part.filename])
         written.append(part.filename)
     if on_disk is None or _series_values(on_disk) != _series_values(text):
-        _replace(stage / content.SERIES_FILE, folder / content.SERIES_FILE)
+        _replace(stage / content.SERIES_FILE, targets[content.SERIES_FILE])
         written.append(content.SERIES_FILE)
     listed = {p.filename for p in text.parts}
     removed = []
     for name in sorted(set(old) - listed):  # unsent parts the writer removed
         with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
+            targets[name].unlink()
             removed.append(name)
     _fsync_dir(folder)
     return written, removed

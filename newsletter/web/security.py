@@ -53,6 +53,7 @@ HEADERS = {
 # any authentication; public forms are tiny.
 BODY_LIMITS: tuple[tuple[str, int], ...] = (
     ("/admin/login", 16 * 1024),  # a password form: small, and checked before the password
+    ("/admin/series-editor/", 2 * 1024 * 1024),  # a live preview: one part, up to 200,000 chars
     ("/webhooks/sendgrid", 8 * 1024 * 1024),  # SendGrid posts ≤ 768 KB per batch; room, no floods
     ("/admin", 10 * 1024 * 1024),  # CSV imports
     ("/api", 10 * 1024 * 1024),

@@ -11,6 +11,7 @@ from paths import ROOT
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from newsletter.content import names
 from newsletter.content import series as content
 from newsletter.content.series import ContentError, load_all, validate
 from newsletter.core.config import Settings
@@ -239,7 +240,8 @@ def test_part_listed_twice_and_bad_names(tmp_path: Path) -> None:
     write_series(tmp_path, yaml_text=text)
     assert errors_for(tmp_path) == [
         f"{tmp_path}/tiny/series.yaml:10: part file '01-first.md' listed twice (also on line 9)",
-        f"{tmp_path}/tiny/series.yaml:11: part 3: expected a file name in this folder, got '../escape.md'",
+        f"{tmp_path}/tiny/series.yaml:11: part 3: expected a file name in this folder, got "
+        f"'../escape.md': use {names.PART_RULE}",
     ]
 
 

@@ -3,11 +3,13 @@ locked parts, stale files, and the live preview endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +18,7 @@ from sqlalchemy import select
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
+from newsletter.services import series_editor
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
@@ -237,6 +240,7 @@ def test_the_preview_renders_the_part_being_written(
     assert "@media (prefers-color-scheme: dark)" in light.text
     assert "frame-ancestors 'self'" in light.headers["content-security-policy"]
     assert "script-src" not in light.headers["content-security-policy"]
+    assert light.headers["content-security-policy"].split(";")[0] == "sandbox"
     dark = signed_in.post("/admin/series-editor/email.html", data={**data, "mode": "dark"})
     assert "@media (prefers-color-scheme: dark)" not in dark.text and "@media all" in dark.text
     assert (
@@ -259,3 +263,94 @@ def test_previews_reuse_one_renderer_and_keep_no_articles(
     assert len(editor._renderers) == 1
     (_stamp, renderer), *_ = editor._renderers.values()
     assert renderer._articles == {}
+
+
+def test_previews_render_off_the_event_loop_and_refuse_too_much_text(
+    signed_in: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long article once rendered inside `async def` and held every page for seconds: the
+    rendering runs in a worker thread (no event loop there), and over the cap it doesn't run."""
+    from newsletter.web.admin import editor
+
+    loops: list[bool] = []
+
+    def watched(real: Any) -> Any:
+        """`real`, noting whether it ran where an event loop runs."""
+
+        def call(*args: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                loops.append(True)
+            except RuntimeError:
+                loops.append(False)
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(editor, "_preview", watched(editor._preview))
+    monkeypatch.setattr(series_editor, "save", watched(series_editor.save))
+    page = signed_in.get("/admin/series/new").text
+    data = {"csrf_token": _token(page), "title": "Subject", "body": "Body."}
+    assert signed_in.post("/admin/series-editor/preview", data=data).status_code == 200
+    assert signed_in.post("/admin/series-editor/email.html", data=data).status_code == 200
+    assert signed_in.post("/admin/series/new", data=_form(page)).status_code == 303  # saving
+    assert loops == [False, False, False]
+
+    huge = {**data, "body": "word " * (editor.PREVIEW_MAX_TEXT // 5 + 1)}
+    refused = signed_in.post("/admin/series-editor/preview", data=huge)
+    assert refused.status_code == 413
+    assert refused.json()["error"].startswith("This part is too long to preview (200,0")
+    frame = signed_in.post("/admin/series-editor/email.html", data=huge)
+    assert frame.status_code == 413 and "too long to preview" in frame.text
+    assert frame.headers["content-security-policy"].startswith("sandbox;")
+    assert loops == [False, False, False]  # nothing over the cap was rendered
+    flood = {**data, "body": "x" * (3 * 1024 * 1024)}  # refused before the form is parsed
+    assert signed_in.post("/admin/series-editor/preview", data=flood).status_code == 413
+
+
+def _outside(settings: Settings) -> dict[str, bytes | None]:
+    """Every file and folder of the test's folder except schedules/, var/ and the database."""
+    top = Path(settings.schedules_dir).parent
+    found: dict[str, bytes | None] = {}
+    for path in sorted(top.rglob("*")):
+        rel = path.relative_to(top)
+        if rel.parts[0] in ("schedules", "var", "outbox") or rel.name.startswith("newsletter.db"):
+            continue
+        found[str(rel)] = None if path.is_dir() else path.read_bytes()
+    return found
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"part_filename": [f"{'{TMP}'}/x.pth", "", ""]}, "part-1"),
+        ({"part_filename": ["", "../../x.md", ""]}, "part-2"),
+        ({"slug": "evil #/../../../outside-series"}, "slug"),
+        ({"send_time": "08:30\u2028cadence: fortnightly"}, "send_time"),
+        ({"description": "Calm.\u2028send_day: sunday"}, "description"),
+    ],
+)
+def test_a_hostile_editor_form_writes_nothing(
+    signed_in: TestClient, editing: Settings, fields: dict[str, Any], where: str
+) -> None:
+    """The attacks that once wrote outside schedules/ (a .pth file in the virtualenv ran code),
+    through the page: refused at their field, nothing written anywhere."""
+    tmp = Path(editing.schedules_dir).parent
+    (tmp / "site-packages").mkdir()
+    (tmp / "x.md").write_text("beside schedules/\n")
+    if "part_filename" in fields:
+        fields = {"part_filename": [n.replace("{TMP}", str(tmp)) for n in fields["part_filename"]]}
+    before, schedules = _outside(editing), _tree(Path(editing.schedules_dir))
+    page = signed_in.get("/admin/series/new").text
+    r = signed_in.post("/admin/series/new", data=_form(page, **fields))
+    assert r.status_code == 422
+    assert f'id="err-{where}"' in r.text  # the problem is shown at its field
+    assert _outside(editing) == before
+    assert _tree(Path(editing.schedules_dir)) == schedules  # no folder, no staging leftovers
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+    }

@@ -53,5 +53,6 @@ def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settin
     assert html.status_code == 200 and "Common Myths" in html.text
     csp = html.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp
+    assert csp.split(";")[0] == "sandbox"  # its own origin even when opened on its own tab
     assert c.get("/admin/outbox/..%2F..%2Fsecret_key").status_code == 404
     assert c.get("/admin/outbox/nothing-here.eml").status_code == 404

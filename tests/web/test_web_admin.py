@@ -230,6 +230,7 @@ def test_pages_render(signed_in: TestClient) -> None:
     assert frame.status_code == 200
     assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
     assert "script-src" not in frame.headers["content-security-policy"]
+    assert frame.headers["content-security-policy"].split(";")[0] == "sandbox"
     assert "Sample Reader" in frame.text
     assert signed_in.get("/admin/series/no-such/1").status_code == 404
     assert signed_in.get("/admin/subscribers/999999").status_code == 404

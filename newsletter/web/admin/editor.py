@@ -8,10 +8,12 @@ phone's portrait list; an inbox preview line of about 90 characters.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.content.writing import PartText, SeriesText, slugify
@@ -29,6 +31,10 @@ SUBJECT_LIMIT = 60  # desktop inbox lists (Gmail, Outlook, Apple Mail) show abou
 SUBJECT_PHONE = 40  # a phone's inbox list in portrait shows about this many
 PREVIEW_LIMIT = 90  # the inbox preview line shown after (or under) the subject
 MAX_PARTS = 200
+# The most text (subject, preview line and article, in characters) a live preview renders:
+# a long article is about 20,000; rendering runs in a worker thread, and this keeps one request
+# from holding it for seconds. The request itself is capped in web/security.py BODY_LIMITS.
+PREVIEW_MAX_TEXT = 200_000
 DARK_QUERY = "@media (prefers-color-scheme: dark)"
 # The editor page: its own scripts and styles only, the preview frame from this site, and the
 # preview requests (fetch) to this site.
@@ -194,10 +200,12 @@ async def _save(request: Request, slug: str | None) -> Response:
     settings = settings_of(request)
     text, problems = _text_from(form, slug)
     token = str(form.get("token") or "")
-    sent = series_editor.sent_parts(settings, slug) if slug else {}
+    sent = await run_in_threadpool(series_editor.sent_parts, settings, slug) if slug else {}
     if not problems:
-        try:
-            saved = series_editor.save(settings, slug, text, token, utcnow())
+        try:  # files, validation, rendering every part and the sync: off the event loop
+            saved = await run_in_threadpool(
+                series_editor.save, settings, slug, text, token, utcnow()
+            )
         except series_editor.EditorError as exc:
             problems = exc.problems
     if problems:
@@ -257,12 +265,28 @@ def _preview(request: Request, form: Any) -> tuple[str, str, str, str]:
     )
 
 
+def _too_long(form: Any) -> str | None:
+    """Why the form's text is too long to preview, or None."""
+    size = sum(
+        len(str(form.get(name) or "")) for name in ("series_title", "title", "summary", "body")
+    )
+    if size <= PREVIEW_MAX_TEXT:
+        return None
+    return (
+        f"This part is too long to preview ({size:,} characters; the preview shows up to "
+        f"{PREVIEW_MAX_TEXT:,}). Your text is safe; split it into two parts to see it."
+    )
+
+
 @protected.post("/series-editor/preview", include_in_schema=False)
 async def preview_json(request: Request) -> Response:
     """Subject, inbox line and plain text of the part being written (the page calls it as the
-    writer types)."""
+    writer types); rendered in a worker thread, never on the event loop."""
     form = await form_of(request)
-    subject, preheader, _html, text = _preview(request, form)
+    too_long = _too_long(form)
+    if too_long is not None:
+        return JSONResponse({"error": too_long}, 413, headers={"cache-control": "no-store"})
+    subject, preheader, _html, text = await run_in_threadpool(_preview, request, form)
     body = {
         "subject": subject,
         "preheader": preheader,
@@ -274,10 +298,15 @@ async def preview_json(request: Request) -> Response:
 
 @protected.post("/series-editor/email.html", response_class=HTMLResponse, include_in_schema=False)
 async def preview_html(request: Request) -> Response:
-    """The email of the part being written, for the preview frame; mode=dark applies the
-    email's dark-mode styles as mail apps in dark mode do."""
+    """The email of the part being written, for the preview frame (rendered in a worker
+    thread); mode=dark applies the email's dark-mode styles as mail apps in dark mode do."""
     form = await form_of(request)
-    _subject, _preheader, html, _text = _preview(request, form)
+    too_long = _too_long(form)
+    if too_long is not None:
+        frame = email_frame(f"<!doctype html><p>{html_escape(too_long)}</p>")
+        frame.status_code = 413
+        return frame
+    _subject, _preheader, html, _text = await run_in_threadpool(_preview, request, form)
     if form.get("mode") == "dark":
         html = html.replace(DARK_QUERY, "@media all")
     return email_frame(html)

@@ -32,9 +32,11 @@ from newsletter.web.admin.common import (
 )
 from newsletter.web.admin.series import find_series, parts_of
 
-# The preview frame shows one email (inline styles, no scripts) and may sit only in our pages.
+# The preview frame shows one email (inline styles, no scripts) and may sit only in our pages;
+# `sandbox` keeps it in an origin of its own even when its address is opened on its own tab
+# (no scripts, forms, pop-ups or navigation of the admin page, whatever the email holds).
 PREVIEW_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
 )
 

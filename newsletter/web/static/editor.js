@@ -88,7 +88,11 @@
     Object.keys(values).forEach(function (name) { previewForm.elements.namedItem(name).value = values[name]; });
     if (!state.plain) { previewForm.submit(); }
     fetch("/admin/series-editor/preview", { method: "POST", body: new FormData(previewForm), credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (r) {
+        if (r.ok) { return r.json(); }
+        // a refusal with a reason (the part is too long to preview) says it; others don't
+        return r.json().then(function (d) { return Promise.reject(d.error); }, function () { return Promise.reject(null); });
+      })
       .then(function (data) {
         var subjectLimit = state.width === "phone" ? phoneSubject : data.limits.subject;
         byId("inbox-subject").textContent = cut(data.subject, subjectLimit);
@@ -96,8 +100,8 @@
         plain.textContent = data.text;
         statusLine.textContent = "";
       })
-      .catch(function () {
-        statusLine.textContent = "The preview could not be updated; your text is safe. Are you still signed in?";
+      .catch(function (reason) {
+        statusLine.textContent = typeof reason === "string" ? reason : "The preview could not be updated; your text is safe. Are you still signed in?";
       });
   }
 
