@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paths import file_mode
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -316,6 +317,25 @@ def test_search(live: Settings) -> None:
         assert [s.email for s in roster.search(session, "ana")[0]] == ["ana@example.org"]
         assert roster.search(session, "%")[1] == 0  # wildcards are literal
         assert roster.search(session, "", status=ACTIVE)[1] == 0
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_cli_export_files_are_0600_in_0700_folders(live: Settings, tmp_path: Path) -> None:
+    importing.import_csv(live, csv_bytes(MIXED), dry_run=False, now=NOW)
+    runner = CliRunner()
+    out = tmp_path / "exports" / "today" / "list.csv"
+    result = runner.invoke(app, ["subscribers", "export", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "ana@example.org" in out.read_text()
+    assert file_mode(out) == 0o600
+    assert file_mode(out.parent) == file_mode(out.parent.parent) == 0o700
+    older = tmp_path / "old.json"  # an export from before, readable by anyone: replaced
+    older.write_text("[]")
+    older.chmod(0o644)
+    result = runner.invoke(app, ["subscribers", "export", "--format", "json", "-o", str(older)])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(older.read_text())) == 3 and file_mode(older) == 0o600
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
 
 
 def test_cli_import_export_unsubscribe_erase(live: Settings, tmp_path: Path) -> None:
