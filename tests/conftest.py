@@ -223,3 +223,13 @@ def no_test_address_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     ]
     if leaks:
         pytest.fail("a test address reached the logs:\n" + "\n".join(leaks), pytrace=False)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask (new files 0644, folders 0755 unless the code chooses), restored after."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)

@@ -18,3 +18,8 @@ def free_port() -> int:
 
 
 TESTS = ROOT / "tests"  # the tests folder, wherever a test module sits in it
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits of `path` (0o600, 0o700, …)."""
+    return path.stat().st_mode & 0o777

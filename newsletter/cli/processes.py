@@ -24,7 +24,9 @@ def _celery_argv(kind: str) -> list[str]:
             "--without-gossip",
             "--without-mingle",
         ]
-    (s.var_dir).mkdir(parents=True, exist_ok=True)
+    from newsletter.core.private_files import private_folder
+
+    private_folder(s.var_dir)  # 0700 when made here: the database and key live in it
     return ["beat", "--loglevel=INFO", "-s", str(s.var_dir / "celerybeat-schedule")]
 
 

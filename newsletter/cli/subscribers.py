@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import typer
 
@@ -120,8 +121,8 @@ def subscribers_export(
     with session_scope(s.database_url) as session:
         total = roster.count(session)
     chunks = export.export_csv(s) if format == "csv" else export.export_json(s)
-    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
-    try:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(_export_file(output)) if output else sys.stdout
         with Progress(
             TextColumn("exporting"),
             BarColumn(),
@@ -134,11 +135,19 @@ def subscribers_export(
             for chunk in chunks:
                 out.write(chunk)
                 bar.update(task, advance=chunk.count("\n") if format == "csv" else chunk.count("{"))
-    finally:
-        if output:
-            out.close()
     if output:
         err.print(f"exported {total} subscribers to {output}")
+
+
+def _export_file(output: Path) -> contextlib.AbstractContextManager[IO[str]]:
+    """The export's file: a new 0600 file (in a folder created 0700) renamed into place when
+    whole (core.private_files); a device or pipe named by the user (`-o /dev/stdout`) is
+    written as it is."""
+    from newsletter.core.private_files import write_private
+
+    if output.exists() and not output.is_file():
+        return output.open("w", encoding="utf-8", newline="")
+    return write_private(output, "w", encoding="utf-8", newline="")
 
 
 @app.command("unsubscribe")

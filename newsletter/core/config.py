@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from functools import lru_cache
@@ -12,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from newsletter.core.private_files import create_private, tighten
 
 ENV_PREFIX = "NEWSLETTER_"
 CARE_NOTE = (
@@ -175,9 +178,8 @@ class Settings(BaseSettings):
             return read[1]
         path = self.var_dir / "secret_key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            _write_new_key(path)
+        tighten(path)  # a key file from before, or copied in with a loose mode
         value = path.read_text().strip()
         self._secret_read = (self.var_dir, value)
         return value
@@ -190,6 +192,23 @@ class Settings(BaseSettings):
     @property
     def public_is_https(self) -> bool:
         return self.public_url.startswith("https://")
+
+
+def _write_new_key(path: Path) -> None:
+    """A new random key at `path`, 0600 in a 0700 folder (core.private_files), whole or not at
+    all: written beside it, then linked into place unless another process was first (its key
+    wins, and both read the same)."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    with open(create_private(partial), "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this file system: rename (still whole)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def load_settings(**overrides: object) -> Settings:

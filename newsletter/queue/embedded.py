@@ -9,6 +9,8 @@ from pathlib import Path
 
 import redis
 
+from newsletter.core.private_files import private_folder
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -37,7 +39,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory)  # var/ and var/redis 0700 when made here
         args = [
             redis_executable(),
             "--bind", "127.0.0.1",

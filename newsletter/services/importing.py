@@ -34,7 +34,7 @@ from newsletter.store.intake import Common, Intake, NewRow, intake
 from newsletter.store.models import ACTIVE, PENDING, Subscriber, Suppression, utcnow
 
 BATCH_ROWS = 5000  # rows validated, checked and written together (one transaction)
-ERASED = "this address was erased on request; it can't be imported again"
+ERASED = "email: this address was erased on request; it can't be imported again"
 COLUMNS = ("email", "name", "timezone", "series")
 _ALIASES = {
     "e-mail": "email",

@@ -33,11 +33,21 @@ from newsletter.mail.message import (
 from newsletter.mail.recipient import recipient
 from newsletter.store.db import session_scope
 from newsletter.store.halt import halt, halted
-from newsletter.store.models import PENDING, Subscriber
+from newsletter.store.models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
 
 log = logging.getLogger(__name__)
 
 TEST_HOLDER = "send-test"  # the public id behind a test's links: they lead to "not found"
+
+# Who gets what they ask for on a preference page ("your data", "send this one again"): readers
+# who are or were subscribed. A complained (marked as spam), bounced or erased address gets
+# nothing; the page is the same either way (the check runs after the response).
+ON_REQUEST_STATUSES = (ACTIVE, UNSUBSCRIBED)
+
+
+def mail_on_request(subscriber: Subscriber) -> bool:
+    """Whether mail this reader asked for on a preference page may go to them."""
+    return subscriber.status in ON_REQUEST_STATUSES
 
 
 @dataclass(frozen=True)

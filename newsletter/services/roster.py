@@ -94,6 +94,42 @@ def make_person(
 
 
 PersonMaker = Callable[[int, str, str | None, str | None, str | None], Person]
+
+# What an import says about a bad cell: its column and the rule, never the cell (the reasons are
+# kept in Redis and shown on pages and in reports; a cell may hold an address or a name, and a
+# validator's own message may quote it). Messages of core.identity that quote nothing pass as
+# they are; any other becomes the column's rule.
+CELL_RULES = {
+    "email": "not a valid email address (one address: a name, @ and a domain, no spaces)",
+    "name": f"the name must be one line of at most {identity.NAME_MAX} characters",
+    "timezone": "unknown time zone (use a name like Europe/London)",
+    "series": "names a series that does not exist (the slugs `newsletter series list` shows)",
+}
+_PLAIN_MESSAGES = frozenset(
+    {
+        "no email address",
+        "not a valid email address (control characters)",
+        "email address is too long",
+        "name contains control characters",
+        f"name is longer than {identity.NAME_MAX} characters",
+        "unknown time zone (use a name like Europe/London)",
+    }
+)
+
+
+def cell_problem(column: str, exc: ValueError) -> ValueError:
+    """The error to report for a bad cell in `column`: "column: rule", without the cell."""
+    message = str(exc)
+    return ValueError(f"{column}: {message if message in _PLAIN_MESSAGES else CELL_RULES[column]}")
+
+
+def _cell(column: str, check: Callable[[Any], Any], raw: Any) -> Any:
+    try:
+        return check(raw)
+    except ValueError as exc:
+        raise cell_problem(column, exc) from None
+
+
 MEMO_MAX = 1024  # distinct time zone and series cells remembered per import (a file has a few)
 MEMO_CELL = 200  # longer cells are checked each time, never kept
 
@@ -116,19 +152,25 @@ def _remembered(memo: dict[str | None, tuple[Any, str | None]], raw: str | None,
 
 
 def person_maker(*, default_timezone: str, known_series: set[str]) -> PersonMaker:
-    """`make_person` for the many rows of one import: the same rules, the same first problem
-    reported with the same message, but each distinct time zone and series cell is checked
-    once (a file has a handful; up to MEMO_MAX short ones remembered: memory stays bounded)."""
+    """`make_person` for the many rows of one import: the same rules and the same first problem,
+    reported by column and rule without the cell (cell_problem), and each distinct time zone and
+    series cell is checked once (a file has a handful; up to MEMO_MAX short ones remembered: memory stays bounded)."""
     zones: dict[str | None, tuple[Any, str | None]] = {}
     chosen: dict[str | None, tuple[Any, str | None]] = {}
+
+    def zone_of(raw: str | None) -> str:
+        return _cell("timezone", lambda r: identity.check_zone(r, default_timezone), raw)
+
+    def series_of(raw: str | None) -> tuple[str, ...]:
+        return _cell("series", lambda r: check_series(r, known_series), raw)
 
     def make(
         line: int, email: str, name: str | None, timezone: str | None, series: str | None
     ) -> Person:
-        address = identity.normalise_email(email)
-        cleaned = identity.clean_name(name) if name else None
-        zone = _remembered(zones, timezone, lambda raw: identity.check_zone(raw, default_timezone))
-        slugs = _remembered(chosen, series, lambda raw: check_series(raw, known_series))
+        address = _cell("email", identity.normalise_email, email)
+        cleaned = _cell("name", identity.clean_name, name) if name else None
+        zone = _remembered(zones, timezone, zone_of)
+        slugs = _remembered(chosen, series, series_of)
         return Person(line, address, cleaned, zone, slugs)
 
     return make

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,6 +68,7 @@ class SignupResult:
     send_confirmation: bool
     # an active reader signed up again: they get a note by email (the page says nothing)
     already_subscribed: bool = False
+    email_key: str = ""  # the address's key: its cooldown is counted whatever happened
 
 
 # --- the identity rules (core.identity) in the reader's words ------------------------------
@@ -167,24 +168,32 @@ def subscribe(
         raise InvalidInput(errors)
     assert address is not None and zone is not None
 
+    # The same work for every address, new, known or erased (the time a signup takes must not
+    # tell whether an address is on the list): one read of the subscriber, one suppression
+    # lookup (its HMAC included), the new row built, and one write under a savepoint: the
+    # INSERT for a new address, else a no-op UPDATE of the address's row (none when erased).
+    key = identity.email_key(address)
     existing = by_email(session, address)
-    if existing is None and is_suppressed(session, secret, address):
-        return SignupResult(None, created=False, send_confirmation=False)
-    if existing is None:
-        subscriber = Subscriber(
-            public_id=identity.new_public_id(),
-            email=address,
-            email_key=identity.email_key(address),
-            name=clean,
-            timezone=zone,
-            status=PENDING,
-            cadence=WEEKLY,
-            takes_new_series=True,
-            requested_series=slugs,
-            created_at=now,
-            updated_at=now,
-        )
-        _record_consent(subscriber, ip, form, now)
+    suppressed = is_suppressed(session, secret, address)
+    subscriber = Subscriber(
+        public_id=identity.new_public_id(),
+        email=address,
+        email_key=key,
+        name=clean,
+        timezone=zone,
+        status=PENDING,
+        cadence=WEEKLY,
+        takes_new_series=True,
+        requested_series=slugs,
+        created_at=now,
+        updated_at=now,
+    )
+    _record_consent(subscriber, ip, form, now)
+    if existing is not None or suppressed:
+        _same_write(session, key)
+        if existing is None:
+            return SignupResult(None, created=False, send_confirmation=False, email_key=key)
+    else:
         try:
             with session.begin_nested():
                 session.add(subscriber)
@@ -194,23 +203,39 @@ def subscribe(
             if existing is None:
                 raise
         else:
-            return SignupResult(subscriber, created=True, send_confirmation=True)
+            return SignupResult(subscriber, created=True, send_confirmation=True, email_key=key)
 
     subscriber = existing
     if subscriber.status == ACTIVE:  # nothing changes; an email says so and where to go
         return SignupResult(
-            subscriber, created=False, send_confirmation=False, already_subscribed=True
+            subscriber,
+            created=False,
+            send_confirmation=False,
+            already_subscribed=True,
+            email_key=key,
         )
     if subscriber.status not in _CAN_CONFIRM:
         # Complained / erased: never mailed again from a form.
-        return SignupResult(subscriber, created=False, send_confirmation=False)
+        return SignupResult(subscriber, created=False, send_confirmation=False, email_key=key)
     # Pending, unsubscribed or bounced: a new confirmation email (within the per-address
     # cooldown, confirmation_allowed) and nothing else. Anyone can type an address into the
     # form, so an unconfirmed submission never changes what is stored: a pending person keeps
     # the name, zone and series of their first signup (they change them on the preference page
     # once confirmed), and an unsubscribed person's consent record stays as it is until they
     # click the confirmation link (confirm records the new consent).
-    return SignupResult(subscriber, created=False, send_confirmation=True)
+    return SignupResult(subscriber, created=False, send_confirmation=True, email_key=key)
+
+
+def _same_write(session: Session, key: str) -> None:
+    """The write a known (or erased) address costs, as the new row's INSERT does: one UPDATE
+    under a savepoint that changes nothing (updated_at set to itself; no row when erased)."""
+    with session.begin_nested():
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email_key == key)
+            .values(updated_at=Subscriber.updated_at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def confirmation_allowed(r: redis.Redis, secret: str, prefix: str, email_key: str) -> bool:

@@ -6,7 +6,8 @@ one self-contained file (no -wal beside it). PostgreSQL: `pg_dump --format=custo
 line is always shown (the password never: it travels in PGPASSWORD); without pg_dump on this
 machine nothing is run and the error shows the command to run elsewhere. Restores go only into
 an empty database (no tables at all), so a restore can never mix two histories: a reader's ledger
-rows are either all from the backup or none are.
+rows are either all from the backup or none are. Backups and restored files are created 0600 (in
+folders created 0700) before a byte goes in (core.private_files), whatever the umask.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.core.private_files import private_folder, touch_private
 from newsletter.store import db
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -85,6 +87,7 @@ def _copy_sqlite(source: sqlite3.Connection, target: Path) -> None:
     """Copy `source` into a new file `target` (written beside it, renamed when whole)."""
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
+    touch_private(partial)  # 0600 before a byte is in it; SQLite's journal copies its mode
     dest = sqlite3.connect(partial)
     try:
         source.backup(dest)
@@ -102,7 +105,7 @@ def _backup_sqlite(url: str, path: Path, announce: Announce) -> str:
     if not source_path.exists():
         raise BackupError(f"no database at {source_path}: nothing to back up")
     announce(f"SQLite online backup of {source_path} to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     source = sqlite3.connect(source_path, timeout=30)
     try:
         _copy_sqlite(source, path)
@@ -127,7 +130,7 @@ def _restore_sqlite(url: str, path: Path, announce: Announce) -> str:
     ):
         leftover.unlink(missing_ok=True)  # of an erased database: never replay it over the restore
     announce(f"SQLite restore of {path} into {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(target.parent)
     source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         _copy_sqlite(source, target)
@@ -195,10 +198,10 @@ def _run(command: list[str], url: str, announce: Announce) -> None:
 
 
 def _backup_postgres(url: str, path: Path, announce: Announce) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
+        touch_private(partial)  # pg_dump truncates and writes it, keeping 0600
         _run(pg_dump_command(url, partial), url, announce)
         os.replace(partial, path)
     finally:

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.core.private_files import tighten, touch_private
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,12 +38,25 @@ def _binary_arrays(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
 
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The database file 0600 before SQLite opens it (its folder 0700 when created here); one
+    that exists is tightened to 0600 when it is ours, with its -wal/-shm/-journal (SQLite
+    creates those with the database file's mode)."""
+    touch_private(path)
+    for name in (path.name, *(path.name + side for side in SQLITE_SIDE_FILES)):
+        tighten(path.with_name(name))
+
+
 def make_engine(url: str) -> Engine:
-    """A new engine; SQLite files get their folder created and WAL + foreign keys on."""
+    """A new engine; SQLite files get a private file (private_sqlite_file), WAL and foreign
+    keys on."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        name = make_url(url).database
+        if name and name != ":memory:" and not name.startswith("file:"):
+            private_sqlite_file(Path(name))
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -95,7 +111,7 @@ def upgrade(url: str) -> None:
     """Create or upgrade the schema to the newest migration."""
     from alembic import command
 
-    get_engine(url)  # creates the SQLite folder
+    get_engine(url)  # creates the SQLite file (0600) and its folder
     command.upgrade(alembic_config(url), "head")
 
 

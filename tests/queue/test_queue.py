@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 
 import pytest
 from engine_support import add_person, ship, utc
+from paths import file_mode
 
 from newsletter.core.config import Settings
 from newsletter.queue.dueset import QueueLost, RedisQueue
+from newsletter.queue.embedded import EmbeddedRedis
 from newsletter.queue.ticklock import TickLock
 from newsletter.store.db import session_scope
 
@@ -115,3 +118,14 @@ def test_eviction_policies_other_than_noeviction_are_flagged(settings: Settings)
     assert eviction_problem("noeviction") is None
     problem = eviction_problem("allkeys-lru")
     assert problem is not None and "noeviction" in problem
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_the_embedded_server_makes_its_folders_0700(tmp_path: Path) -> None:
+    folder = tmp_path / "var" / "redis"
+    server = EmbeddedRedis(folder)
+    server.start()
+    try:
+        assert file_mode(folder) == file_mode(folder.parent) == 0o700
+    finally:
+        server.stop()

@@ -237,6 +237,40 @@ def test_migrations_without_a_database(clean_env: None, tmp_path: Path) -> None:
     assert not path.parent.exists()  # the doctor creates nothing
 
 
+def test_files_warns_about_a_database_or_key_file_others_can_read(
+    clean_env: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "data" / "newsletter.db"
+    settings = load_settings(database_url=f"sqlite:///{path}", secret_key=None)
+    db.upgrade(settings.database_url)
+    db.dispose_all()
+    settings.secret  # noqa: B018  # generates var/secret_key, 0600
+    [fine] = check("files", settings)
+    assert fine.level == "ok"
+    path.chmod(0o644)
+    [loose] = check("files", settings)
+    assert loose.level == "warning" and f"the database {path} is mode 0644" in loose.message
+    assert f"chmod 600 {path}" in loose.message
+    key = settings.var_dir / "secret_key"
+    key.chmod(0o640)
+    assert [f.message.split(" is mode")[0] for f in check("files", settings)] == [
+        f"the database {path}",
+        f"the secret key file {key}",
+    ]
+    path.chmod(0o600)
+    key.chmod(0o600)
+    assert levels(check("files", settings)) == ["ok"]
+
+
+def test_files_on_postgresql_looks_at_the_key_file_only(clean_env: None, tmp_path: Path) -> None:
+    settings = load_settings(
+        database_url="postgresql+psycopg://u@db.invalid/n", secret_key="k" * 40
+    )
+    [finding] = check("files", settings)
+    assert finding.level == "ok"  # nothing opened: no database file, no key file generated
+    assert not (settings.var_dir / "secret_key").exists()
+
+
 def test_series_files(clean_env: None, tmp_path: Path) -> None:
     base = {"schedules_dir": ROOT / "schedules", "templates_dir": ROOT / "templates"}
     [good] = check("series", load_settings(**base))
@@ -379,7 +413,7 @@ def test_make_run_default_is_not_ready_and_says_what_is_missing(
         ("mail", "NEWSLETTER_MAIL_BACKEND"),
     }
     by_check = {f["check"]: f["level"] for f in report["findings"]}
-    assert by_check["migrations"] == by_check["series"] == "ok"
+    assert by_check["migrations"] == by_check["series"] == by_check["files"] == "ok"
     assert by_check["beat"] == by_check["workers"] == "ok"
     assert [f["level"] for f in report["findings"] if f["check"] == "redis"] == ["warning", "ok"]
     assert human.exit_code == 1 and "not ready: 5 error(s)" in human.output

@@ -3,6 +3,7 @@ statements per batch, memory bounded by the batch, and export -> import round tr
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import tracemalloc
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 from engine_support import enrollment_facts
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import delete, event, select
 
 from newsletter.content import series as content
@@ -192,3 +196,71 @@ def test_an_import_enrolls_exactly_as_adding_each_person_by_hand(live: Settings)
     assert all(rows and rows[0][4] == "active" for rows in expected)
     queue = RedisQueue(live)
     assert queue.redis.zcard(queue.due_key) == 2 * len(zones)
+
+
+# --- reasons never repeat a cell -----------------------------------------------------------
+
+HOSTILE_ROWS = [  # (cells, the column the reason must name)
+    (["zoe.quartz@@example.org", "Zoë Quartz", "", ""], "email"),
+    (["dee lane@example.org", "Dee Lane", "", ""], "email"),
+    (["eve@exa_mple.org", "Eve Aster", "", ""], "email"),
+    (["fay@example.org", "Fay\x07Bellwether", "", ""], "name"),
+    (["gus@example.org", "Gustavo " * 20, "", ""], "name"),
+    (["hal@example.org", "Hal", "Mars/Olympus-Mons", ""], "timezone"),
+    (["ida@example.org", "Ida", "", "no-such-series-xyz"], "series"),
+    (["erased.reader@example.org", "Erased Reader", "", ""], "email"),
+]
+
+
+def _csv(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([["email", "name", "timezone", "series"], *rows])
+    return buffer.getvalue()
+
+
+def _leaks(cells: list[str], reason: str) -> list[str]:
+    return [c for c in cells if c.strip() and c.strip() in reason]
+
+
+def test_import_reasons_name_the_column_and_rule_never_a_cell(live: Settings) -> None:
+    roster.erase_email(live, "erased.reader@example.org")
+    rows = [cells for cells, _ in HOSTILE_ROWS]
+    report = run(live, _csv(rows), dry_run=True)
+    assert [p.line for p in report.invalid] == list(range(2, 2 + len(HOSTILE_ROWS)))
+    every_cell = [c for cells in rows for c in cells]
+    for problem, (_, column) in zip(report.invalid, HOSTILE_ROWS, strict=True):
+        assert problem.reason.startswith(f"{column}: "), problem
+        assert _leaks(every_cell, problem.reason) == [], problem
+    assert "Europe/London" in report.invalid[5].reason  # the rule, with its example
+
+
+CELL_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=6, max_size=40)
+
+
+@hsettings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(  # a good address lets the later cells be checked too
+                st.builds("{}@{}".format, CELL_TEXT, CELL_TEXT),
+                st.builds("reader{}@example.org".format, st.integers(0, 10**6)),
+            ),
+            CELL_TEXT,
+            st.one_of(CELL_TEXT, st.just("")),
+            st.one_of(CELL_TEXT, st.just("")),
+        ).map(list),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_no_cell_appears_in_any_reason(live: Settings, rows: list[list[str]]) -> None:
+    report = run(live, _csv(rows), dry_run=True)
+    every_cell = [c for cells in rows for c in cells]
+    for problem in report.invalid:
+        assert _leaks(every_cell, problem.reason) == [], problem

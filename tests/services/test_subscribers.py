@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from web_helpers import add_series, outbox
 
 from newsletter.core import tokens
@@ -13,11 +13,12 @@ from newsletter.core.identity import PUBLIC_ID
 from newsletter.engine import schedule
 from newsletter.engine.reconcile import reconcile
 from newsletter.engine.tick import tick
-from newsletter.services import mailing, people, preferences
+from newsletter.services import mailing, people, preferences, roster
 from newsletter.services import signup as signups
-from newsletter.store.db import session_scope
+from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import (
     ACTIVE,
+    BOUNCED,
     CANCELLED,
     COMPLAINED,
     ENROLLED_ACTIVE,
@@ -442,3 +443,60 @@ def test_clearing_the_pause_date_resumes_at_the_next_slot(two_series):
     assert tick(two_series, cleared).sent == 0
     assert tick(two_series, utc(2026, 4, 28, 8, 0)).sent == 1
     assert sent_parts(two_series) == [1, 2]
+
+
+# --- the same work for a new and a known address -------------------------------------------
+
+WRITES = {"INSERT": "write", "UPDATE": "write", "DELETE": "write"}
+
+
+def _statements_of_signup(settings, email):
+    """What one signup costs in the database, the web's way (its own session, committed):
+    statement verbs (INSERT and UPDATE alike: one write) and commits."""
+    engine = get_engine(settings.database_url)
+    seen = []
+
+    def statement(conn, cursor, sql, params, context, executemany):
+        verb = sql.split(None, 1)[0].upper()
+        seen.append(WRITES.get(verb, verb))
+
+    def commit(conn):
+        seen.append("commit")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        with session_scope(settings.database_url) as s:
+            result = signup(s, email, secret=settings.secret)
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+    return seen, result
+
+
+def test_signup_does_the_same_database_work_for_a_new_and_a_known_address(two_series):
+    settings = two_series
+    statuses = {
+        "pending@example.org": PENDING,
+        "active@example.org": ACTIVE,
+        "gone@example.org": UNSUBSCRIBED,
+        "bounced@example.org": BOUNCED,
+        "spam@example.org": COMPLAINED,
+    }
+    for email, status in statuses.items():
+        with session_scope(settings.database_url) as s:
+            signup(s, email, secret=settings.secret).subscriber.status = status
+    roster.erase_email(settings, "erased@example.org")
+    with session_scope(settings.database_url) as s:
+        kept = {sub.email: (sub.updated_at, sub.status) for sub in s.scalars(select(Subscriber))}
+    costs = {}
+    for email in ["first-new@example.org", *statuses, "erased@example.org", "new@example.org"]:
+        costs[email], result = _statements_of_signup(settings, email)
+        assert result.email_key == email
+    new = costs["new@example.org"]
+    assert new.count("write") == 1 and "SAVEPOINT" in new  # the INSERT of the new row
+    assert {email: cost for email, cost in costs.items() if cost != new} == {}
+    with session_scope(settings.database_url) as s:  # the known rows' writes changed nothing
+        got = {sub.email: (sub.updated_at, sub.status) for sub in s.scalars(select(Subscriber))}
+        assert {k: v for k, v in got.items() if k in kept} == kept
+        assert people.by_email(s, "erased@example.org") is None

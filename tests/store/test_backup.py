@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from collections import Counter
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
-from paths import free_port
+from paths import file_mode, free_port
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -219,3 +220,21 @@ def test_pg_dump_command_is_shown_without_the_password(
     assert "PGPASSWORD=… pg_dump --format=custom" in result.output
     assert "pg_dump is not installed here" in result.output
     assert "s3cr3t" not in result.output and not path.exists()
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_backups_and_restored_files_are_0600_in_0700_folders(
+    settings: Settings, tmp_path: Path
+) -> None:
+    sqlite = make_url(settings.database_url).get_backend_name() == "sqlite"
+    if not sqlite and shutil.which("pg_dump") is None:
+        pytest.skip("pg_dump is not installed (test_pg_dump_command covers the command)")
+    ship(settings, utc(2026, 11, 2, 10))
+    path = tmp_path / "backups" / "nightly" / "newsletter.backup"
+    ok("backup", str(path))
+    assert file_mode(path) == 0o600
+    assert file_mode(path.parent) == file_mode(path.parent.parent) == 0o700
+    if sqlite:  # a restore writes the database file itself
+        target = tmp_path / "restored" / "newsletter.db"
+        store_backup.restore(f"sqlite:///{target}", path)
+        assert file_mode(target) == 0o600 and file_mode(target.parent) == 0o700

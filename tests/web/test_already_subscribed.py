@@ -3,6 +3,7 @@ preferences; the page is exactly the one anyone gets, and nothing stored changes
 
 from __future__ import annotations
 
+import redis
 from sqlalchemy import select
 from web_helpers import add_series, client, csrf, outbox
 
@@ -51,3 +52,30 @@ def test_active_reader_signing_up_again_gets_a_note_and_nothing_changes(
     with session_scope(settings.database_url) as s:
         after = s.scalar(select(Subscriber).where(Subscriber.email_key == "ana@example.org"))
         assert after is not None and (after.name, after.timezone, after.consent_at) == kept
+
+
+def test_every_signup_counts_the_cooldown_in_redis_mail_or_not(settings: Settings) -> None:
+    """New, pending, active, complained or erased: the same Redis work after the response (the
+    per-address cooldown counted), so nothing after the page tells them apart."""
+    add_series(settings, "myths", "Common myths", parts=2, order=1)
+    roster.add_subscriber(settings, email="pending@example.org")
+    roster.add_subscriber(settings, email="active@example.org", confirmed=True)
+    roster.add_subscriber(settings, email="spam@example.org", confirmed=True)
+    with session_scope(settings.database_url) as s:
+        spam = s.scalar(select(Subscriber).where(Subscriber.email_key == "spam@example.org"))
+        assert spam is not None
+        spam.status = "complained"
+    roster.erase_email(settings, "erased@example.org")
+    client_ = redis.Redis.from_url(str(settings.redis_url))
+    pattern = f"{settings.redis_prefix}confirm:*"
+    for key in client_.scan_iter(match=pattern):  # add_subscriber's own confirmations
+        client_.delete(key)
+    addresses = ["new@example.org", "pending@example.org", "active@example.org"]
+    addresses += ["spam@example.org", "erased@example.org"]
+    with client(settings) as c:
+        for email in addresses:
+            assert c.post("/subscribe", data=_form(c, email)).status_code == 200
+    counted = sorted(k.decode() for k in client_.scan_iter(match=pattern))
+    client_.close()
+    assert len(counted) == 2 * len(addresses)  # a 10-minute and a daily counter per address
+    assert {k.rsplit(":", 1)[1] for k in counted} == {"10m", "day"}

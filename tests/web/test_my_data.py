@@ -44,3 +44,31 @@ def test_email_me_my_data(settings: Settings) -> None:
     assert data["subscriber"]["timezone"] == "Europe/London"
     assert [e["series"] for e in data["enrollments"]] == ["myths"]
     assert re.search(r"call or text 988", " ".join(mails[0].html.split()))
+
+
+def test_my_data_only_for_active_or_unsubscribed_readers_and_the_same_page(
+    settings: Settings,
+) -> None:
+    add_series(settings, "myths", "Common myths", parts=2, order=1)
+    statuses = ("active", "unsubscribed", "bounced", "complained")
+    pages, tokens_of = {}, {}
+    for status in statuses:
+        roster.add_subscriber(settings, email=f"{status}@example.org", confirmed=True)
+        with session_scope(settings.database_url) as s:
+            sub = s.scalar(
+                select(Subscriber).where(Subscriber.email_key == f"{status}@example.org")
+            )
+            assert sub is not None
+            sub.status = status
+            tokens_of[status] = tokens.make_token(settings.secret, "preferences", sub.public_id)
+    with client(settings) as c:
+        for status, token in tokens_of.items():
+            link = f"/preferences/{token}"
+            form = csrf(c, link)
+            sent = c.post(f"{link}/data", data={"csrf_token": form})
+            page = sent.text.replace(token, "TOKEN").replace(form, "CSRF")
+            pages[status] = (sent.status_code, page)
+    assert len(set(pages.values())) == 1 and pages["active"][0] == 200  # no oracle
+    mails = [m for m in outbox(settings) if m.subject.startswith("Your data")]
+    got = {status for status in statuses for m in mails if f"{status}@example.org" in m.to}
+    assert len(mails) == 2 and got == {"active", "unsubscribed"}

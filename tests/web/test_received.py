@@ -45,3 +45,40 @@ def test_a_received_part_again_and_only_that(settings: Settings) -> None:
     assert ledger(settings) == before  # the copy is not a delivery: the ledger is unchanged
     with session_scope(settings.database_url) as s:
         assert s.scalar(select(Subscriber.status).where(Subscriber.id == sid)) == "active"
+
+
+def _same_page(text: str, token: str, csrf_token: str) -> str:
+    """The page without what differs per reader by design (their link, the form's CSRF)."""
+    return text.replace(token, "TOKEN").replace(csrf_token, "CSRF")
+
+
+def test_a_copy_only_for_active_or_unsubscribed_readers_and_the_same_page(
+    settings: Settings,
+) -> None:
+    start = utc(2027, 2, 1, 12)
+    ship(settings, start)
+    statuses = ("active", "unsubscribed", "bounced", "complained")
+    ids = {status: add_person(settings, start, "Europe/London") for status in statuses}
+    assert tick(settings, utc(2027, 2, 2, 9)).sent == len(statuses)  # part 1 to each
+    pages, addresses = {}, {}
+    with session_scope(settings.database_url) as s:
+        for status, sid in ids.items():
+            sub = s.get(Subscriber, sid)
+            assert sub is not None
+            sub.status = status
+            addresses[status] = sub.email
+    with client(settings) as c:
+        for status, sid in ids.items():
+            with session_scope(settings.database_url) as s:
+                public_id = s.scalar(select(Subscriber.public_id).where(Subscriber.id == sid))
+            token = tokens.make_token(settings.secret, "preferences", str(public_id))
+            link = f"/preferences/{token}"
+            form = csrf(c, link)
+            again = c.post(f"{link}/received", data={"csrf_token": form, "part": f"{MYTHS}/1"})
+            pages[status] = (again.status_code, _same_page(again.text, token, form))
+    assert len(set(pages.values())) == 1 and pages["active"][0] == 200  # no oracle
+    mails = outbox(settings)
+    got = {
+        status: sum(1 for m in mails if address in m.to) for status, address in addresses.items()
+    }
+    assert got == {"active": 2, "unsubscribed": 2, "bounced": 1, "complained": 1}  # part 1 + copy

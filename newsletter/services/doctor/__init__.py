@@ -13,6 +13,7 @@ from typing import Any
 
 from newsletter.services.doctor.config_checks import public_url, secret_key, sender, webhook
 from newsletter.services.doctor.dns_checks import dns_records
+from newsletter.services.doctor.file_checks import file_modes
 from newsletter.services.doctor.findings import (
     ERROR,
     OK,
@@ -43,6 +44,7 @@ CHECKS: dict[str, Check] = {
     "webhook": webhook,
     "redis": redis_server,
     "migrations": migrations,
+    "files": file_modes,
     "series": series_files,
     "beat": beat,
     "workers": workers,

@@ -3,7 +3,9 @@
 The data (services.export.subscriber_record: profile, consent record, series, every delivery,
 provider events) goes by email, never onto the page: the preference link rides in every
 article and may be forwarded, so the page shows nothing personal and only the subscribed
-address receives it. One such email per address per 10 minutes (3 a day).
+address receives it, and only while active or unsubscribed (mailing.mail_on_request: never to a
+complained or bounced address; the page is the same). One such email per address per 10 minutes
+(3 a day).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def _send(request: Request, settings: Settings, subscriber: Subscriber, record: 
     # "data:": a counter of its own, apart from confirmations
     if not address_allowed(request, settings, "data:" + subscriber.email_key):
         log.info("data email not sent: within the per-address limit or Redis down")
+        return
+    if not mailing.mail_on_request(subscriber):  # counted above all the same: same work
+        log.info("data email not sent: the reader's status is %s", subscriber.status)
         return
     try:
         message = Renderer(settings).your_data(json.dumps(record, indent=2, ensure_ascii=False))

@@ -3,7 +3,8 @@
 A copy on request, outside the ledger: the ledger keeps its one row per part (exactly once for
 the scheduled send), and the copy carries no delivery id, series or part for the provider's
 events. Only parts the ledger says were sent to this reader can be asked for; one copy per
-address per 10 minutes (3 a day), and the page is the same whether or not a copy went out.
+address per 10 minutes (3 a day), only to an active or unsubscribed reader
+(mailing.mail_on_request), and the page is the same whether or not a copy went out.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def _send(
 ) -> None:  # fmt: skip
     if not address_allowed(request, settings, "again:" + subscriber.email_key):
         log.info("copy not sent: within the per-address limit or Redis down")
+        return
+    if not mailing.mail_on_request(subscriber):  # counted above all the same: same work
+        log.info("copy not sent: the reader's status is %s", subscriber.status)
         return
     try:
         article = Renderer(settings).article(series, part, count)

@@ -17,6 +17,7 @@ from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
+    address_allowed,
     link_problem_page,
     next_article_text,
     read_public_id,
@@ -105,6 +106,7 @@ def subscribe(
             subscriber = result.subscriber
             send = result.send_confirmation
             already = result.already_subscribed
+            key = result.email_key
     except signup.InvalidInput as exc:
         if resend:
             return render(
@@ -128,6 +130,8 @@ def subscribe(
             subscriber,
             mailing.send_already_subscribed,
         )
+    else:  # complained or erased: no email, but the same cooldown count (the same Redis work)
+        response.background = BackgroundTask(address_allowed, request, settings, key)
     return response
 
 
