@@ -10,6 +10,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from paths import file_mode
 from smtp_server import SmtpServer
 
 from newsletter.core.config import Settings, load_settings
@@ -73,6 +74,14 @@ def test_files_are_atomic_sortable_and_anonymous(tmp_path: Path) -> None:
     raw = (settings.outbox_dir / ordered[0]).read_bytes()
     assert b"\r\n" in raw and raw.count(b"\n") == raw.count(b"\r\n")
     assert parse(raw)["To"] == "Reader 1 <reader1@example.net>"
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_the_outbox_folder_is_0700_and_its_files_0600(tmp_path: Path) -> None:
+    settings = outbox_settings(tmp_path)
+    get_backend(settings).send(article(), [person(1)])
+    assert file_mode(settings.outbox_dir) == 0o700  # each file in it holds one reader's email
+    assert [file_mode(p) for p in settings.outbox_dir.iterdir()] == [0o600]
 
 
 def test_write_atomic_never_overwrites(tmp_path: Path) -> None:

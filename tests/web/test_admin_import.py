@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from paths import file_mode
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -94,6 +95,23 @@ def _wait_done(c: TestClient, status_url: str) -> dict[str, Any]:
         if body["state"] == "done" or time.monotonic() > deadline:
             return body
         time.sleep(0.05)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_an_uploaded_list_waits_in_a_0600_file_in_a_0700_folder(
+    signed_in: TestClient, settings: Settings
+) -> None:
+    token = _csrf(signed_in, "/admin/import")
+    checked = signed_in.post(
+        "/admin/import",
+        data={"csrf_token": token, "consented": "yes"},
+        files={"file": ("list.csv", _file("mode"), "text/csv")},
+    )
+    assert checked.status_code == 200
+    folder = settings.var_dir / "imports"
+    uploads = list(folder.glob("*.csv"))
+    assert len(uploads) == 1 and file_mode(uploads[0]) == 0o600
+    assert file_mode(folder) == 0o700
 
 
 def test_a_large_file_imports_in_the_background_with_the_small_files_report(

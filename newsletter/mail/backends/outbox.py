@@ -16,6 +16,7 @@ from pathlib import Path
 
 from newsletter.core.config import Settings
 from newsletter.core.identity import email_key
+from newsletter.core.private_files import private_folder
 from newsletter.mail import mime
 from newsletter.mail.message import Accepted, Failed, Message, Outcome, Recipient
 
@@ -73,7 +74,7 @@ def delete_person_files(settings: Settings, email: str) -> int:
 
 def write_atomic(directory: Path, name: str, data: bytes) -> Path:
     """Write to a temp file in the same folder, fsync, then rename into place (never overwrites)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_folder(directory)  # 0700: every file in it holds one reader's email
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.datastructures import UploadFile
 
 from newsletter.core.config import Settings
+from newsletter.core.private_files import create_private, private_folder
 from newsletter.services import export, import_jobs, importing, roster
 from newsletter.store.models import (
     utcnow,
@@ -43,7 +44,7 @@ UPLOAD_KEEP_SECONDS = 3600
 def _imports_dir(settings: Settings) -> FilePath:
     """Where checked uploads wait for "import"; files left for an hour are deleted (personal data)."""
     path = settings.var_dir / "imports"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(path)
     cutoff = time.time() - UPLOAD_KEEP_SECONDS
     for old in path.glob("*.csv"):
         try:
@@ -70,7 +71,7 @@ async def import_upload(request: Request) -> Response:
         return redirect(request, "/admin/import", "Choose a CSV file first.", "error")
     upload_id = secrets.token_urlsafe(18)
     path = _imports_dir(settings) / f"{upload_id}.csv"
-    with path.open("wb") as out:
+    with os.fdopen(create_private(path), "wb") as out:  # 0600: the file holds readers
         while chunk := await upload.read(64 * 1024):
             out.write(chunk)
     # Stamped with our clock, as the clean-up reads it (the file system's may differ: NFS).
