@@ -6,13 +6,16 @@ import datetime as dt
 import email
 import email.policy
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+from paths import ROOT
 from sqlalchemy import select
 
 from newsletter.content import series as content
-from newsletter.core.config import Settings
+from newsletter.core.config import ENV_PREFIX, Settings, get_settings
 from newsletter.engine import schedule, series_queue
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import series as series_store
@@ -107,3 +110,12 @@ def enrollment_facts(e: Enrollment) -> tuple[object, ...]:
     """What enrolling decided for one enrollment: compared between two ways of enrolling."""
     return (e.series_id, e.position, e.next_part, e.next_due_at, e.state, e.not_before,
             e.created_at)  # fmt: skip
+
+
+def own_templates(settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`settings` with a copy of templates/ in `folder` the test may edit (the environment,
+    and so the process settings the dashboard and doctor read, names it too)."""
+    shutil.copytree(ROOT / "templates", folder)
+    monkeypatch.setenv(f"{ENV_PREFIX}TEMPLATES_DIR", str(folder))
+    get_settings.cache_clear()
+    return settings.model_copy(update={"templates_dir": folder})
