@@ -7,16 +7,18 @@ import datetime as dt
 import email
 import email.policy
 import secrets
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from paths import ROOT
 from sqlalchemy import select
 
 from newsletter.content import series as content
-from newsletter.core.config import Settings
+from newsletter.core.config import ENV_PREFIX, Settings, get_settings
 from newsletter.engine import schedule, series_queue
 from newsletter.mail.message import Message, Outcome, Recipient
 from newsletter.queue.dueset import RedisQueue
@@ -154,3 +156,12 @@ class Scripted:
 def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Scripted) -> None:
     """Dispatch hands its recipients to `backend` (looked up on the module at call time)."""
     monkeypatch.setattr("newsletter.mail.backends.get_backend", lambda settings, name=None: backend)
+
+
+def own_templates(settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """`settings` with a copy of templates/ in `folder` the test may edit (the environment,
+    and so the process settings the dashboard and doctor read, names it too)."""
+    shutil.copytree(ROOT / "templates", folder)
+    monkeypatch.setenv(f"{ENV_PREFIX}TEMPLATES_DIR", str(folder))
+    get_settings.cache_clear()
+    return settings.model_copy(update={"templates_dir": folder})

@@ -34,6 +34,7 @@ CLAIMED, SENT, RETRY, FAILED, SKIPPED = "claimed", "sent", "retry", "failed", "s
 # Weekdays as series files and the API name them, Monday first (datetime.weekday() order).
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
-# Why sending halted: the provider refused our credentials (lifted by another key), or the
-# practice's own settings can't make a message (lifted once they change).
-HALT_CREDENTIALS, HALT_PRACTICE = "credentials", "practice"
+# Why sending halted: the provider refused our credentials (lifted by another key), the
+# practice's own settings can't make a message, or its email templates can't be rendered
+# (lifted once those settings, or the template files, change).
+HALT_CREDENTIALS, HALT_PRACTICE, HALT_TEMPLATE = "credentials", "practice", "template"

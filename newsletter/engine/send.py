@@ -6,7 +6,8 @@ enrollments. Each step is one transition of the ledger (see engine.ledger):
 - claimed -> (deleted)   rows that must not be sent (unsubscribed, suppressed, series or
                          subscriber paused, stale) are forgotten while still un-handed, so a
                          later resubscribe or resume sends the part then;
-- claimed -> retry       sending is halted, or the article failed to render;
+- claimed -> retry       sending is halted, or the article failed to render (a fault of the
+                         email templates halts sending: the practice's to fix, not a reader's);
 - claimed -> handed      compare-and-set, committed before the provider is called;
 - handed -> sent         accepted; the enrollment moves to the next part;
 - handed -> failed       permanent for this address; the enrollment moves on too, so one bad
@@ -24,6 +25,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, select, update
@@ -57,6 +59,7 @@ from newsletter.engine.summary import TickSummary
 from newsletter.mail import backends
 from newsletter.mail.message import (
     CREDENTIALS,
+    TEMPLATE,
     Accepted,
     Failed,
     Message,
@@ -66,10 +69,10 @@ from newsletter.mail.message import (
     Unknown,
 )
 from newsletter.mail.recipient import recipient
-from newsletter.mail.render import shared_renderer
+from newsletter.mail.render import shared_renderer, template_fault
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
-from newsletter.store.halt import halt, halted
+from newsletter.store.halt import halt, halted, templates_fingerprint
 from newsletter.store.models import (
     ACTIVE,
     CLAIMED,
@@ -284,13 +287,24 @@ def _render(
     redis_changes: list[QueueChange],
     summary: TickSummary,
 ) -> Message | None:
-    """The article, rendered once for the chunk; on a template error claimed -> retry (nothing
-    is sent or advanced) and None."""
+    """The article, rendered once for the chunk; None when it can't be (nothing is sent or
+    advanced). A fault of the email templates (the practice's to fix) halts sending, the rows
+    due again once the halt lifts; any other error retries the rows in RENDER_RETRY."""
     series, part = article.series, article.part
     assert series is not None and part is not None
     try:
         return shared_renderer(settings).article(series, part, article.count)
     except Exception as exc:  # a template error must not advance or send anything
+        folder = Path(settings.templates_dir)
+        problem = template_fault(exc, folder)
+        if problem is not None:
+            reason = f"an email template can't be rendered: {problem}"
+            log.error("rendering %s part %s: %s", series.slug, part.number, reason)
+            back = back_to_retry(session, [d.id for d, _, _ in keep], now, now, reason[:500])
+            redis_changes.extend((enr.id, now) for d, _, enr in keep if d.id in back)
+            summary.retry += len(back)
+            halt(session, reason, templates_fingerprint(folder), TEMPLATE)
+            return None
         log.exception("rendering %s part %s failed", series.slug, part.number)
         retry_at = now + RENDER_RETRY
         back = back_to_retry(

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE
+from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE, HALT_TEMPLATE
 
 # An address in a provider's reply (`550 5.1.1 <reader@example.net>: no such user`, a SendGrid
 # error naming a recipient): replaced before the reply becomes an outcome's reason, which is
@@ -87,12 +87,13 @@ Outcome = Accepted | RetryLater | Failed | Unknown
 
 
 # Why sending halted (store.halt keeps the kind with the halt).
-CREDENTIALS, PRACTICE = HALT_CREDENTIALS, HALT_PRACTICE
+CREDENTIALS, PRACTICE, TEMPLATE = HALT_CREDENTIALS, HALT_PRACTICE, HALT_TEMPLATE
 
 
 class SendingHalted(Exception):
     """Stop sending until an operator acts: the provider refused our credentials (401/403), or
-    the practice's settings can't make any message (`kind` PRACTICE; never a reader's fault).
+    the practice's settings can't make any message (`kind` PRACTICE), or its email templates
+    can't be rendered (`kind` TEMPLATE); never a reader's fault.
 
     `outcomes` holds the outcomes of the recipients handled before the refusal (a prefix of
     the batch, usually empty); the rest of the batch was not sent.

@@ -209,6 +209,25 @@ def markdown_text(text: str, width: int = TEXT_WIDTH) -> str:
 # --- errors with template file and line --------------------------------------------------------
 
 
+def _template_frame(exc: Exception, templates_dir: Path) -> tuple[str, int] | None:
+    """The innermost (template file, line) that `exc` passed through, or None."""
+    root = str(templates_dir.resolve())
+    found = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename.startswith(root) or filename.startswith(str(templates_dir)):
+            found = (filename, lineno)
+    return found
+
+
+def template_fault(exc: Exception, templates_dir: Path) -> str | None:
+    """`template_problem` when `exc` is the email templates' fault (a Jinja error, or an error
+    raised while running a template: the practice's to fix, never a reader's); else None."""
+    if isinstance(exc, jinja2.TemplateError) or _template_frame(exc, templates_dir) is not None:
+        return template_problem(exc, templates_dir)
+    return None
+
+
 def template_problem(exc: Exception, templates_dir: Path) -> str:
     """ "file:line: message" for a Jinja error, pointing into the template that caused it."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
@@ -216,12 +235,7 @@ def template_problem(exc: Exception, templates_dir: Path) -> str:
         return f"{where}:{exc.lineno}: template syntax error: {exc.message}"
     if isinstance(exc, jinja2.TemplateNotFound):
         return f"{templates_dir / str(exc.name)}:1: template not found"
-    root = str(templates_dir.resolve())
-    found = None
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        filename = frame.f_code.co_filename
-        if filename.startswith(root) or filename.startswith(str(templates_dir)):
-            found = (filename, lineno)
+    found = _template_frame(exc, templates_dir)
     message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
     if isinstance(exc, jinja2.UndefinedError):
         message = f"undefined variable: {message} (StrictUndefined: every name must be defined)"

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.core.config import Settings
-from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE
+from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE, HALT_TEMPLATE
 from newsletter.mail.backends import get_backend
 from newsletter.mail.message import Accepted, Message, Recipient, SendingHalted
 from newsletter.queue import liveness
@@ -98,6 +98,12 @@ HALT_WORDS: dict[str, tuple[str, str]] = {
         "Settings page (or where the server is configured): sending starts again by itself at "
         "the next tick, and no reader misses a part.",
         "halted: a practice setting can't be used in an email",
+    ),
+    HALT_TEMPLATE: (
+        "The email can't be made from the practice's templates: {reason}. Correct that line "
+        "of the template (`newsletter series validate` lists every problem): sending starts again by "
+        "itself at the next tick once the file is saved, and no reader misses a part.",
+        "halted: an email template can't be rendered",
     ),
 }
 

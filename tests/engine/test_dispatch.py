@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
-from engine_support import Scripted, add_person, enrollments, ledger, outbox_mails, ship, utc
+from engine_support import (
+    Scripted,
+    add_person,
+    enrollments,
+    ledger,
+    outbox_mails,
+    own_templates,
+    ship,
+    utc,
+)
 from engine_support import use_backend as _use
 from sqlalchemy import event, select, text, update
 from time_machine import TimeMachineFixture
@@ -20,6 +30,7 @@ from newsletter.engine.reconcile import reconcile
 from newsletter.engine.send import RENDER_RETRY, send_chunk
 from newsletter.engine.tick import tick
 from newsletter.mail.message import (
+    TEMPLATE,
     Accepted,
     Failed,
     Message,
@@ -29,6 +40,7 @@ from newsletter.mail.message import (
 )
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import get_engine, session_scope
+from newsletter.store.halt import halted
 from newsletter.store.models import (
     CLAIMED,
     FAILED,
@@ -592,14 +604,47 @@ def test_redelivered_send_task_that_sees_a_halt_leaves_sent_rows_sent(
     assert len(outbox_mails(settings)) == 1
 
 
-def test_render_error_sends_nothing_and_keeps_the_cursor(
+def test_template_error_halts_sends_nothing_and_keeps_the_cursor(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template the practice broke halts sending (the file and line as the reason); the row
+    waits, due as before, and goes out once after the fix (more in test_template_halt)."""
+    own = own_templates(settings, tmp_path / "templates", monkeypatch)
+    ship(own, MONDAY)
+    sid = add_person(own, MONDAY, "UTC")
+    article = tmp_path / "templates" / "email" / "article.html"
+    good = article.read_text()
+    article.write_text(good.replace("{{ part_number }}", "{{ part_numbr }}"))
+
+    summary = tick(own, TUESDAY_9_LONDON)
+    assert (summary.sent, summary.retry, summary.failed) == (0, 1, 0)  # retried, not failed
+    (row,) = ledger(own)
+    assert row[3] == RETRY
+    assert outbox_mails(own) == []
+    enr = enrollments(own, sid)[0]
+    assert enr.next_part == 1 and enr.next_due_at == TUESDAY_9_LONDON
+    with session_scope(own.database_url) as session:
+        halt = halted(session, own)
+    assert halt is not None and halt.kind == TEMPLATE
+    assert f"{article}:3: undefined variable: 'part_numbr' is undefined" in halt.reason
+    assert tick(own, TUESDAY_9_LONDON + RENDER_RETRY).sent == 0  # halted until the fix
+
+    article.write_text(good)
+    assert tick(own, TUESDAY_9_LONDON + 2 * RENDER_RETRY).sent == 1
+    assert tick(own, TUESDAY_9_LONDON + 3 * RENDER_RETRY).sent == 0
+    assert len(outbox_mails(own)) == 1
+
+
+def test_a_render_error_outside_the_templates_retries_in_an_hour_without_a_halt(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An error not raised by a template (a fault of our own code) is not the practice's to
+    fix: the chunk is retried in RENDER_RETRY, nothing sent or failed, sending not halted."""
     ship(settings, MONDAY)
     sid = add_person(settings, MONDAY, "UTC")
 
     def broken(*args: object, **kwargs: object) -> Message:
-        raise ValueError("'reader' is undefined")
+        raise ValueError("the renderer's own mistake")
 
     monkeypatch.setattr("newsletter.mail.render.Renderer.article", broken)
     summary = tick(settings, TUESDAY_9_LONDON)
@@ -609,6 +654,8 @@ def test_render_error_sends_nothing_and_keeps_the_cursor(
     assert outbox_mails(settings) == []
     enr = enrollments(settings, sid)[0]
     assert enr.next_part == 1 and enr.next_due_at == TUESDAY_9_LONDON + RENDER_RETRY
+    with session_scope(settings.database_url) as session:
+        assert halted(session, settings) is None
     monkeypatch.undo()
     assert tick(settings, TUESDAY_9_LONDON + RENDER_RETRY).sent == 1
 

@@ -214,7 +214,7 @@ def sending(ctx: Context) -> list[Finding]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from newsletter.core.config import effective
-    from newsletter.core.vocabulary import HALT_PRACTICE
+    from newsletter.core.vocabulary import HALT_PRACTICE, HALT_TEMPLATE
     from newsletter.mail.mime import practice_problem
     from newsletter.store.db import session_scope
     from newsletter.store.halt import halted
@@ -229,10 +229,14 @@ def sending(ctx: Context) -> list[Finding]:
     if problem is not None:
         found.append(error("sending", f"{problem}: correct it and sending resumes by itself"))
     if current is not None:
-        todo = (
-            "correct the practice's settings; sending resumes by itself once they change"
-            if current.kind == HALT_PRACTICE
-            else "check the API key (or SMTP settings), then start sending again on the dashboard"
+        todo = {
+            HALT_PRACTICE: "correct the practice's settings; sending resumes by itself once "
+            "they change",
+            HALT_TEMPLATE: "correct the email template; sending resumes by itself once the "
+            "file changes",
+        }.get(
+            current.kind,
+            "check the API key (or SMTP settings), then start sending again on the dashboard",
         )
         since = f"{current.at:%Y-%m-%d %H:%M} UTC"
         found.append(error("sending", f"sending is halted since {since}: {current.reason}; {todo}"))
