@@ -16,6 +16,7 @@ from newsletter.core.config import Settings, effective
 from newsletter.engine.tick import tick
 from newsletter.store import practice
 from newsletter.store.db import session_scope
+from newsletter.web import forms
 from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
@@ -169,7 +170,8 @@ def test_each_control_character_is_refused_at_the_field_through_the_page(
             errors = re.findall(r'<p class="field-error" id="([a-z_]+)-error">([^<]*)</p>', r.text)
             assert [f for f, _ in errors] == [field], (field, name(char), errors)
             if field != "default_timezone":  # unknown zone: refused by the zone rule
-                assert name(char) in errors[0][1]
+                # the page names what arrived: a browser's CR is a line break (web/forms.py)
+                assert name(forms.line_breaks(char)) in errors[0][1]
             with session_scope(s.database_url) as db:
                 assert practice.saved(db) == {}  # nothing half-saved
 
@@ -180,12 +182,14 @@ def test_a_text_field_refuses_other_control_characters_through_the_page(
 ) -> None:
     settings, c = admin
     for char in NOT_IN_TEXT:
+        if forms.line_breaks(char) == "\n":
+            continue  # a lone CR is a browser's line break: LF before the check (below)
         r = c.post(
             "/admin/settings",
             data={"csrf_token": _csrf(c, "/admin/settings"), field: f"One{char}two"},
         )
         assert r.status_code == 422 and f'id="{field}-error"' in r.text, name(char)
         assert name(char) in r.text
-    assert _save(c, {field: "One line.\n\nAnother\tparagraph."}) == 303
+    assert _save(c, {field: "One line.\r\n\rAnother\tparagraph."}) == 303
     with session_scope(settings.database_url) as db:
         assert practice.saved(db) == {field: "One line.\n\nAnother\tparagraph."}

@@ -247,7 +247,7 @@ def _preview(request: Request, form: Any) -> tuple[str, str, str, str]:
         title=" ".join(str(form.get("title") or "").split()) or "(no subject yet)",
         number=number,
         summary=" ".join(str(form.get("summary") or "").split()),
-        body_md=str(form.get("body") or "").replace("\r\n", "\n"),
+        body_md=str(form.get("body") or ""),  # line breaks already LF (web/forms.py)
     )
     series = _Sample(slug, series_title, 0, "", "")
     message = _renderer(settings).article(series, part, max(count, number))
