@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from newsletter.services.doctor.access_checks import admin_password
 from newsletter.services.doctor.config_checks import public_url, secret_key, sender, webhook
 from newsletter.services.doctor.dns_checks import dns_records
 from newsletter.services.doctor.findings import (
@@ -42,6 +43,7 @@ CHECKS: dict[str, Check] = {
     "webhook": webhook,
     "redis": redis_server,
     "migrations": migrations,
+    "admin-password": admin_password,
     "series": series_files,
     "beat": beat,
     "workers": workers,
