@@ -1,16 +1,21 @@
-"""A real uvicorn process serving the app, for browser tests (started and stopped around a test)."""
+"""A real uvicorn serving the app: in its own process (browser tests), or in a thread of this one
+behind uvicorn's proxy-header handling (the tests that need to see which thread ran what)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 
 @contextmanager
@@ -42,3 +47,37 @@ def uvicorn_app(port: int, log_path: Path, ready_path: str = "/healthz") -> Iter
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def uvicorn_thread(
+    app: FastAPI, forwarded_allow_ips: str = "127.0.0.1"
+) -> Iterator[tuple[str, int]]:
+    """Serve `app` with uvicorn in a thread, proxy headers on (as `newsletter web` runs it) and
+    trusted from `forwarded_allow_ips` (this test, on 127.0.0.1, is then the trusted proxy).
+    Yields the base URL and the ident of the thread running the event loop."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30  # against hanging only
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        assert thread.ident is not None
+        yield f"http://127.0.0.1:{port}", thread.ident
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -22,7 +22,8 @@ def admin_set_password(
         help="Asked for when not given.",
     ),
 ) -> None:
-    """Set the admin password (stored as an Argon2 hash; replaces the previous one)."""
+    """Set the admin password (stored as an Argon2 hash; replaces the previous one and, from now
+    on, NEWSLETTER_ADMIN_PASSWORD)."""
     from newsletter.services import auth
     from newsletter.store.db import session_scope
 
@@ -33,6 +34,11 @@ def admin_set_password(
     except ValueError as exc:
         raise fail(str(exc)) from None
     console.print("admin password set")
+    if s.admin_password is not None:
+        console.print(
+            "NEWSLETTER_ADMIN_PASSWORD no longer signs in (the stored password replaces it): "
+            "remove it from the environment"
+        )
 
 
 @app.command("create-token")

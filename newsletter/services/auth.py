@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+import anyio
+import anyio.to_thread
 import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.queue.dueset import redis_client
+from newsletter.store.db import session_scope
 from newsletter.store.models import ApiToken, AppState, utcnow
 
 PASSWORD_KEY = "admin_password_hash"
@@ -40,6 +44,12 @@ LOGIN_GLOBAL_WINDOW = 15 * 60  # … after which every client has …
 LOGIN_FREE_UNDER_ATTACK = 1  # … only this many free failures
 TOKEN_PREFIX = "nl_"
 MIN_PASSWORD_LENGTH = 10
+IPV6_BLOCK = 64  # one IPv6 client is its /64: a home or a server gets a whole one
+# Argon2 takes ~50 ms of CPU and 64 MiB per check: never on the event loop, and at most
+# HASH_SLOTS at once (in worker threads of their own, so waiting logins hold no thread and the
+# pool every other page runs in stays free).
+HASH_SLOTS = 2
+hash_slots = anyio.CapacityLimiter(HASH_SLOTS)
 
 _hasher = PasswordHasher()
 log = logging.getLogger(__name__)
@@ -90,21 +100,64 @@ def password_configured(settings: Settings, session: Session) -> bool:
     return settings.admin_password is not None or stored_hash(session) is not None
 
 
+def env_password_ignored(settings: Settings, session: Session) -> bool:
+    """NEWSLETTER_ADMIN_PASSWORD is set but no longer signs in: a stored hash replaced it."""
+    return settings.admin_password is not None and stored_hash(session) is not None
+
+
 def verify_password(settings: Settings, session: Session, password: str) -> bool:
-    """True when the password matches the stored hash or NEWSLETTER_ADMIN_PASSWORD."""
-    ok = False
+    """True when the password matches the stored hash or, while none is stored,
+    NEWSLETTER_ADMIN_PASSWORD. Once `admin set-password` stored a hash, the variable no longer
+    signs in (a password left in a compose file must not outlive the one that replaced it).
+
+    Runs Argon2 (tens of ms of CPU): from async code, call `check_password` instead.
+    """
     hashed = stored_hash(session)
     if hashed:
         try:
-            ok = _hasher.verify(hashed, password)
+            return _hasher.verify(hashed, password)
         except (VerificationError, InvalidHashError):
-            ok = False
-    if not ok and settings.admin_password is not None:
-        expected = settings.admin_password.get_secret_value()
-        ok = bool(expected) and hmac.compare_digest(
-            expected.encode("utf-8"), password.encode("utf-8")
+            return False
+    if settings.admin_password is None:
+        return False
+    expected = settings.admin_password.get_secret_value()
+    return bool(expected) and hmac.compare_digest(
+        expected.encode("utf-8"), password.encode("utf-8")
+    )
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What one login attempt learned: whether a password is configured and this one matches,
+    the session generation and password source a cookie made now must carry, and whether
+    NEWSLETTER_ADMIN_PASSWORD is set but ignored (the login page says so)."""
+
+    configured: bool
+    ok: bool
+    epoch: str
+    fingerprint: str
+    env_ignored: bool
+
+
+def _check_password_now(settings: Settings, password: str) -> PasswordCheck:
+    with session_scope(settings.database_url) as session:
+        configured = password_configured(settings, session)
+        ok = configured and verify_password(settings, session, password)
+        return PasswordCheck(
+            configured,
+            ok,
+            session_epoch(session),
+            password_fingerprint(settings, session),
+            env_password_ignored(settings, session),
         )
-    return ok
+
+
+async def check_password(settings: Settings, password: str) -> PasswordCheck:
+    """The login's password check, in a worker thread under `hash_slots` (at most HASH_SLOTS
+    at once): the event loop keeps serving every other page while Argon2 runs."""
+    return await anyio.to_thread.run_sync(
+        _check_password_now, settings, password, limiter=hash_slots
+    )
 
 
 def password_fingerprint(settings: Settings, session: Session) -> str:
@@ -215,8 +268,23 @@ def redis_for(settings: Settings) -> redis.Redis:
     return client
 
 
+def client_block(client: str) -> str:
+    """What one login client is: an IPv4 address, or the /64 an IPv6 address is in (its
+    owner holds all 2^64 of them); an IPv4-mapped IPv6 address is its IPv4 address."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client  # not an address (a test client's name): itself
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/{IPV6_BLOCK}", strict=False))
+    return str(address)
+
+
 def _client_key(settings: Settings, client: str) -> str:
-    digest = hashlib.sha256(f"{settings.secret}:{client}".encode()).hexdigest()[:24]
+    block = client_block(client)
+    digest = hashlib.sha256(f"{settings.secret}:{block}".encode()).hexdigest()[:24]
     return f"{settings.redis_prefix}admin:login:{digest}"
 
 

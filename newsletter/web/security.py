@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -20,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from newsletter.core.config import Settings
 from newsletter.queue.dueset import redis_client
-from newsletter.services.auth import LoginUnavailable, count_hit
+from newsletter.services.auth import LoginUnavailable, client_block, count_hit
 from newsletter.web.csrf import CSRF_COOKIE, CSRFError
 from newsletter.web.pages import render, settings_of
 
@@ -92,7 +94,33 @@ def redis_for(request: Request) -> redis.Redis:
 
 
 def client_ip(request: Request) -> str:
+    """The visitor's address: the peer, or what a trusted proxy named (uvicorn's proxy headers)."""
     return request.client.host if request.client else "unknown"
+
+
+# Headers by which a proxy names the visitor. uvicorn believes X-Forwarded-For from the peers
+# in FORWARDED_ALLOW_IPS (127.0.0.1 when unset), so behind a proxy the "client" is whatever the
+# proxy (or whoever reached it) said.
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def proxy_headers_trusted(request: Request) -> bool:
+    """True when a proxy may be naming this request's client: the server was told to trust one
+    (FORWARDED_ALLOW_IPS is set) or the request carries a forwarding header."""
+    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip():
+        return True
+    return any(name in request.headers for name in FORWARDING_HEADERS)
+
+
+def direct_from_this_machine(request: Request) -> bool:
+    """The request came straight from this machine: the peer is a loopback address and no proxy
+    headers are trusted. A name (`localhost`, whatever a proxy forwarded) is never loopback."""
+    if proxy_headers_trusted(request):
+        return False
+    try:
+        return ipaddress.ip_address(client_ip(request)).is_loopback
+    except ValueError:
+        return False
 
 
 def hit_rate_limit(
@@ -100,10 +128,12 @@ def hit_rate_limit(
 ) -> None:
     """Count one request from this IP in `bucket`; RateLimited once over `limit` per `window`.
 
-    The key holds a hash of the address, never the address itself.
+    An IPv6 client counts as its /64 (auth.client_block). The key holds a hash of the address,
+    never the address itself.
     """
     settings = settings_of(request)
-    digest = hmac.new(settings.secret.encode(), client_ip(request).encode(), "sha256").hexdigest()
+    client = client_block(client_ip(request))
+    digest = hmac.new(settings.secret.encode(), client.encode(), "sha256").hexdigest()
     key = f"{settings.redis_prefix}ratelimit:{bucket}:{digest[:24]}"
     try:
         count, ttl = count_hit(redis_for(request), key, window)  # Redis 6.2 commands only

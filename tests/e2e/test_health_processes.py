@@ -64,7 +64,8 @@ def test_a_worker_heartbeats_counts_its_sends_in_files_and_leaves(
         )
         RedisQueue(settings).rebuild(session)
     web = TestClient(create_app(settings.model_copy(update={"metrics_token": SecretStr("t")})))
-    assert web.get("/healthz").json()["workers"] == "error: none alive while 5 wait"
+    named = web.get("/healthz", headers={"Authorization": "Bearer t"}).json()
+    assert named["workers"] == "error: none alive while 5 wait"
     before = sends(web)
 
     log = (tmp_path / "worker.log").open("wb")

@@ -109,4 +109,5 @@ PRODUCTION_ENV = {
     "NEWSLETTER_FROM_NAME": "Calm Practice",
     "NEWSLETTER_REPLY_TO": f"hello@{DOMAIN}",
     "NEWSLETTER_POSTAL_ADDRESS": "4 Quiet Lane, Harbour Town",
+    "NEWSLETTER_ADMIN_PASSWORD": "a long production password",
 }

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from newsletter.cli import app
-from newsletter.core.config import Settings
+from newsletter.core.config import Settings, get_settings
 from newsletter.services import auth
 from newsletter.store.db import session_scope
 from newsletter.store.models import ApiToken, AppState
@@ -288,3 +288,59 @@ def test_session_carries_the_password_source(settings: Settings) -> None:
         db.add(AppState(key=auth.PASSWORD_KEY, value=auth.hash_password("stored long password")))
         db.flush()
         assert auth.password_fingerprint(env_a, db) != fp_a
+
+
+# --- issue 22: one counter per IPv6 /64; the environment password gives way to a stored one --
+
+
+@pytest.mark.both_redis
+def test_twenty_addresses_of_one_ipv6_64_share_one_counter(settings: Settings) -> None:
+    block = [f"2001:db8:7:9:{n:x}::{n + 1:x}" for n in range(20)]
+    for n, address in enumerate(block[: auth.LOGIN_LIMIT]):
+        assert auth.login_blocked(settings, address) == 0
+        assert auth.record_failure(settings, address) == (
+            auth.LOGIN_BASE_DELAY if n == auth.LOGIN_LIMIT - 1 else 0
+        )
+    for address in block:  # every address of the /64 waits, not only those that failed
+        assert auth.login_blocked(settings, address) > 0, address
+    r = auth.redis_for(settings)
+    assert int(r.get(auth._client_key(settings, block[19])) or 0) == auth.LOGIN_LIMIT
+    assert auth.login_blocked(settings, "2001:db8:7:a::1") == 0  # the next /64 is someone else
+    # IPv4 addresses are one client each; an IPv4-mapped IPv6 address is its IPv4 address.
+    assert auth.client_block("::ffff:203.0.113.5") == "203.0.113.5"
+    assert auth.client_block("203.0.113.5") != auth.client_block("203.0.113.6")
+    assert auth.client_block("2001:db8:7:9:ffff::1") == "2001:db8:7:9::/64"
+    assert auth.client_block("testclient") == "testclient"
+
+
+def test_the_environment_password_stops_working_once_one_is_stored(settings: Settings) -> None:
+    env = settings.model_copy(update={"admin_password": SecretStr("the environment password")})
+    with session_scope(settings.database_url) as session:
+        assert auth.verify_password(env, session, "the environment password")
+        assert not auth.env_password_ignored(env, session)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(
+        app,
+        ["admin", "set-password"],
+        input="the stored password\nthe stored password\n",
+        env={"NEWSLETTER_ADMIN_PASSWORD": "the environment password"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "NEWSLETTER_ADMIN_PASSWORD no longer signs in" in result.output
+    with session_scope(settings.database_url) as session:
+        assert not auth.verify_password(env, session, "the environment password")
+        assert auth.verify_password(env, session, "the stored password")
+        assert auth.env_password_ignored(env, session)
+    doctor = CliRunner().invoke(
+        app,
+        ["doctor", "--json", "--check", "admin-password"],
+        env={"NEWSLETTER_ADMIN_PASSWORD": "the environment password"},
+    )
+    import json
+
+    (finding,) = json.loads(doctor.stdout)["findings"]
+    assert finding["level"] == "warning"
+    assert "NEWSLETTER_ADMIN_PASSWORD is set but no longer signs in" in finding["message"]
+    get_settings.cache_clear()  # the next command reads an environment without the variable
+    alone = CliRunner().invoke(app, ["doctor", "--json", "--check", "admin-password"])
+    assert json.loads(alone.stdout)["findings"][0]["level"] == "ok"

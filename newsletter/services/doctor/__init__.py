@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from newsletter.services.doctor.access_checks import admin_password
 from newsletter.services.doctor.config_checks import public_url, secret_key, sender, webhook
 from newsletter.services.doctor.dns_checks import dns_records
 from newsletter.services.doctor.file_checks import file_modes
@@ -45,6 +46,7 @@ CHECKS: dict[str, Check] = {
     "redis": redis_server,
     "migrations": migrations,
     "files": file_modes,
+    "admin-password": admin_password,
     "series": series_files,
     "beat": beat,
     "workers": workers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from newsletter.services import auth
@@ -34,15 +35,22 @@ def login_page(request: Request) -> Response:
         return RedirectResponse("/admin", status_code=303)
     with session_scope(settings.database_url) as session:
         configured = auth.password_configured(settings, session)
-    return page(request, "admin/login.html", {"configured": configured, "error": None})
+        env_ignored = auth.env_password_ignored(settings, session)
+    return page(
+        request,
+        "admin/login.html",
+        {"configured": configured, "env_ignored": env_ignored, "error": None},
+    )
 
 
 @public.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
+    """Every blocking step (Redis, the database, Argon2) runs in a thread: a flood of wrong
+    passwords never stalls the event loop, and Argon2 runs at most auth.HASH_SLOTS at once."""
     settings = settings_of(request)
     form = await form_of(request)
     ip = client_ip(request)
-    wait = auth.login_blocked(settings, ip)
+    wait = await run_in_threadpool(auth.login_blocked, settings, ip)
     if wait:  # refused before the password is even looked at
         response: Response = page(
             request,
@@ -57,22 +65,23 @@ async def login(request: Request) -> Response:
         response.headers["Retry-After"] = str(wait)
         return response
     password = str(form.get("password") or "")[:1000]
-    with session_scope(settings.database_url) as session:
-        configured = auth.password_configured(settings, session)
-        ok = configured and auth.verify_password(settings, session, password)
-        epoch = auth.session_epoch(session)
-        fingerprint = auth.password_fingerprint(settings, session)
-    if not ok:
-        delay = auth.record_failure(settings, ip)
+    checked = await auth.check_password(settings, password)
+    if not checked.ok:
+        delay = await run_in_threadpool(auth.record_failure, settings, ip)
         error = "That password isn't right."
         if delay:
             error += f" You can try again in {wait_text(delay)}."
-        return page(request, "admin/login.html", {"configured": configured, "error": error}, 401)
-    auth.clear_failures(settings, ip)
+        context = {
+            "configured": checked.configured,
+            "env_ignored": checked.env_ignored,
+            "error": error,
+        }
+        return page(request, "admin/login.html", context, 401)
+    await run_in_threadpool(auth.clear_failures, settings, ip)
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(
         auth.SESSION_COOKIE,
-        auth.make_session(settings, epoch, fingerprint),
+        auth.make_session(settings, checked.epoch, checked.fingerprint),
         **auth.cookie_options(settings),
     )
     return response

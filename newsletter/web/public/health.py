@@ -1,21 +1,20 @@
 """Public routes: the health check (database, Redis, and whether anything can be sent) and /metrics.
 
-/healthz answers 200 with `{"status": "ok", "database": "ok", "redis": "ok"}` on a healthy
-install (the body uptime checks and compose's healthcheck expect), and 503 with an `error: …`
-entry for each problem: the database or Redis unreachable, and, when sending cannot happen,
-`sending` (the provider refused the credentials), `beat` (silent for 3 minutes) or `workers`
-(none alive while deliveries wait). `?verbose=1` adds the readings (tick and beat ages, worker
-count, due and leased counts) as `liveness`. No personal data and no halt reason here: this page
-is public; the dashboard says the rest.
+/healthz answers 200 `{"status": "ok"}` on a healthy install and 503 `{"status": "error"}` when
+the database or Redis is unreachable or sending cannot happen: that is all a stranger learns.
+For the metrics token (`Authorization: Bearer …`) or a signed-in admin the body also names each
+check (`database`, `redis`, and when failing `sending`, `beat` or `workers`, as `error: …`), and
+`?verbose=1` adds the readings (tick and beat ages, worker count, due and leased counts) as
+`liveness`. Never personal data or the halt reason: the dashboard says the rest.
 
 /metrics is Prometheus's text format: with NEWSLETTER_METRICS_TOKEN set, for a request with
-`Authorization: Bearer <token>`; without it, only for clients on this machine (127.0.0.1, ::1).
+`Authorization: Bearer <token>`; without it, only for a request straight from this machine
+(a loopback peer, no proxy headers trusted: web/security.direct_from_this_machine).
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,8 +24,9 @@ from sqlalchemy import text
 from newsletter.queue import liveness
 from newsletter.services import alerts, metrics
 from newsletter.store.db import session_scope
+from newsletter.web.admin.common import current_session
 from newsletter.web.pages import settings_of
-from newsletter.web.security import redis_for
+from newsletter.web.security import direct_from_this_machine, redis_for
 
 router = APIRouter()
 
@@ -54,7 +54,10 @@ def healthz(request: Request, verbose: bool = False) -> JSONResponse:
         if problem.key in CHECK_OF:  # a bad day of failures is the dashboard's, not a 503
             checks[CHECK_OF[problem.key]] = f"error: {problem.check}"
     healthy = all(v == "ok" for v in checks.values())
-    body: dict[str, object] = {"status": "ok" if healthy else "error", **checks}
+    body: dict[str, object] = {"status": "ok" if healthy else "error"}
+    if not readings_allowed(request):
+        return JSONResponse(body, status_code=200 if healthy else 503)
+    body.update(checks)
     if verbose and status is not None and status.reading is not None:
         reading = status.reading.as_dict()
         reading["workers"] = len(status.reading.workers)  # a count: hostnames stay private
@@ -62,29 +65,34 @@ def healthz(request: Request, verbose: bool = False) -> JSONResponse:
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
-LOCAL = ("127.0.0.1", "::1", "localhost")
+def token_given(request: Request) -> bool:
+    """The request carries `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN>` (one is set)."""
+    token = settings_of(request).metrics_token
+    if token is None:
+        return False
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected)
 
 
 def metrics_allowed(request: Request) -> bool:
-    token = settings_of(request).metrics_token
-    if token is not None:
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        expected = token.get_secret_value().encode()
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected)
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in LOCAL
+    """The token when one is set; without one, only a request straight from this machine."""
+    if settings_of(request).metrics_token is not None:
+        return token_given(request)
+    return direct_from_this_machine(request)
+
+
+def readings_allowed(request: Request) -> bool:
+    """/healthz's checks and readings: for the metrics token or a signed-in admin."""
+    return token_given(request) or current_session(request) is not None
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics_page(request: Request) -> Response:
     if not metrics_allowed(request):
         return PlainTextResponse(
-            "metrics are for this machine only, or set NEWSLETTER_METRICS_TOKEN and send "
-            "'Authorization: Bearer <token>'\n",
+            "metrics need 'Authorization: Bearer <NEWSLETTER_METRICS_TOKEN>'; without a token "
+            "set, they answer only requests straight from this machine (no proxy headers)\n",
             status_code=403,
         )
     settings = settings_of(request)
