@@ -84,7 +84,8 @@ def test_a_healthy_install_says_only_ok_in_public(web: TestClient, r: redis.Redi
 def test_a_silent_beat_is_a_503(web: TestClient, r: redis.Redis, settings) -> None:
     liveness.record_tick(r, settings.redis_prefix, {}, at=now_of(r) - BEAT_SILENT_SECONDS - 5)
     response = web.get("/healthz")
-    assert response.status_code == 503 and response.json() == {"status": "error"}
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "failing": ["beat"]}  # a name, no reading
     named = web.get("/healthz", headers=BEARER)
     assert named.status_code == 503
     body = named.json()
@@ -97,7 +98,7 @@ def test_a_silent_beat_is_a_503(web: TestClient, r: redis.Redis, settings) -> No
 def test_no_worker_while_work_waits_is_a_503(web: TestClient, r: redis.Redis, settings) -> None:
     liveness.record_tick(r, settings.redis_prefix, {})
     r.zadd(f"{settings.redis_prefix}due", {"41": now_of(r) - 30})
-    assert web.get("/healthz").json() == {"status": "error"}
+    assert web.get("/healthz").json() == {"status": "error", "failing": ["workers"]}
     sign_in(web)
     body = web.get("/healthz").json()
     assert body["workers"] == "error: none alive while 1 wait"
@@ -112,7 +113,7 @@ def test_a_halt_is_a_503_without_its_reason(web: TestClient, settings: Settings)
     assert response.status_code == 503
     assert response.json()["sending"] == "error: halted: the provider refused the credentials"
     assert "SG." not in response.text
-    assert web.get("/healthz").json() == {"status": "error"}
+    assert web.get("/healthz").json() == {"status": "error", "failing": ["sending"]}
 
 
 def test_metrics_need_the_token(settings: Settings) -> None:
@@ -220,5 +221,5 @@ def test_metrics_still_answer_with_redis_down(settings: Settings) -> None:
         assert response.status_code == 200
         assert "# TYPE newsletter_sends_total counter" in response.text
         assert "newsletter_due_now" not in response.text
-        assert c.get("/healthz").json() == {"status": "error"}
+        assert c.get("/healthz").json() == {"status": "error", "failing": ["redis"]}
         assert c.get("/healthz", headers=BEARER).json()["redis"].startswith("error")

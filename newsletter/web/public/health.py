@@ -1,7 +1,9 @@
 """Public routes: the health check (database, Redis, and whether anything can be sent) and /metrics.
 
-/healthz answers 200 `{"status": "ok"}` on a healthy install and 503 `{"status": "error"}` when
-the database or Redis is unreachable or sending cannot happen: that is all a stranger learns.
+/healthz answers 200 `{"status": "ok"}` on a healthy install and 503 `{"status": "error",
+"failing": ["beat"]}` when the database or Redis is unreachable or sending cannot happen (the
+DESIGN's "503 naming beat, workers or sending"): the failing parts' names are all a stranger
+learns — no error text, counts or ages.
 For the metrics token (`Authorization: Bearer …`) or a signed-in admin the body also names each
 check (`database`, `redis`, and when failing `sending`, `beat` or `workers`, as `error: …`), and
 `?verbose=1` adds the readings (tick and beat ages, worker count, due and leased counts) as
@@ -55,6 +57,8 @@ def healthz(request: Request, verbose: bool = False) -> JSONResponse:
             checks[CHECK_OF[problem.key]] = f"error: {problem.check}"
     healthy = all(v == "ok" for v in checks.values())
     body: dict[str, object] = {"status": "ok" if healthy else "error"}
+    if not healthy:  # which part, never why or how many: a monitor can page the right person
+        body["failing"] = [name for name, value in checks.items() if value != "ok"]
     if not readings_allowed(request):
         return JSONResponse(body, status_code=200 if healthy else 503)
     body.update(checks)
