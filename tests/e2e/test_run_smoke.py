@@ -35,6 +35,9 @@ ADMIN_PASSWORD = "smoke-test admin password"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+METRICS_TOKEN = "run-smoke-metrics-token"
+
+
 def _environment(tmp: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
@@ -48,6 +51,7 @@ def _environment(tmp: Path, port: int) -> dict[str, str]:
             "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates"),
             "NEWSLETTER_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "NEWSLETTER_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "NEWSLETTER_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     return env
@@ -150,8 +154,11 @@ def test_run_serves_sends_and_stops_cleanly_on_ctrl_c(
     proc, env, base = running
     var_dir = tmp_path / "var"
     outbox_dir = tmp_path / "outbox"
-    health = _wait_healthy(proc, base, tmp_path / "run.log")
-    assert health == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert _wait_healthy(proc, base, tmp_path / "run.log") == {
+        "status": "ok"
+    }  # all a stranger sees
+    named = httpx.get(f"{base}/healthz", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert named.json() == {"status": "ok", "database": "ok", "redis": "ok"}
     url = (var_dir / "redis" / "url").read_text().strip()
     version = subprocess.run(
         [sys.executable, "-c", f"import redis; print(redis.Redis.from_url({url!r}).info()"
