@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterable
@@ -14,8 +15,6 @@ from newsletter.content import names, reading
 from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
 
 SERIES_FILE = "series.yaml"
-SERIES_KEYS = ("slug", "title", "description", "send_day", "send_time", "cadence", "order", "parts")
-REQUIRED_SERIES_KEYS = ("slug", "title", "send_day", "send_time", "parts")
 PART_KEYS = ("title", "summary")
 DEFAULT_ORDER = 100
 MAX_ORDER = 1_000_000
@@ -116,6 +115,145 @@ def load_series(folder: Path) -> SeriesSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class _File:
+    """The series.yaml being read: where problems point, and the list they go to."""
+
+    path: Path
+    folder: Path
+    text: str
+    errors: list[str]
+
+
+# A field's reader: (file, key, value node, line of the key) -> the value, or None with the
+# problem recorded in file.errors.
+Reader = Callable[[_File, str, yaml.Node, int], object]
+
+
+def _text(check: Callable[[str], str | None] | None = None) -> Reader:
+    """Non-empty text without control characters (reading.string), then `check`'s problem."""
+
+    def read(file: _File, key: str, node: yaml.Node, line: int) -> str | None:
+        value = reading.string(file.path, key, {key: node}, {key: line}, file.errors)
+        problem = check(value) if check is not None and value is not None else None
+        if problem is not None:
+            file.errors.append(f"{file.path}:{line}: {problem}")
+        return value
+
+    return read
+
+
+def _scalar(parse: Callable[[str], object], problem: Callable[[str], str]) -> Reader:
+    """A scalar's stripped text through `parse` (None: refused, with `problem(text)`)."""
+
+    def read(file: _File, key: str, node: yaml.Node, line: int) -> object:
+        raw = (reading.scalar(node) or "").strip()
+        value = parse(raw)
+        if value is None:
+            file.errors.append(f"{file.path}:{line}: {problem(raw)}")
+        return value
+
+    return read
+
+
+def _weekday(raw: str) -> int | None:
+    matches = [i for i, day in enumerate(WEEKDAYS) if len(raw) >= 3 and day.startswith(raw.lower())]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _order(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ORDER else None
+
+
+def _parts(file: _File, key: str, node: yaml.Node, line: int) -> list[PartSpec]:
+    """The listed Markdown files, each loaded; a problem per bad, repeated or missing name."""
+    path, folder, errors = file.path, file.folder, file.errors
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        errors.append(f"{path}:{line}: parts must be a list of Markdown file names, in order")
+        return []
+    parts: list[PartSpec] = []
+    seen: dict[str, int] = {}
+    for number, item in enumerate(node.value, start=1):
+        line = reading.node_line(item, file.text)
+        name = (reading.scalar(item) or "").strip()
+        name_problem = names.part_name_problem(name)
+        if name_problem is not None:
+            errors.append(f"{path}:{line}: part {number}: {name_problem}")
+            continue
+        if name in seen:
+            errors.append(
+                f"{path}:{line}: part file {name!r} listed twice (also on line {seen[name]})"
+            )
+            continue
+        seen[name] = line
+        part_path = folder / name
+        try:
+            found = part_path.is_file()
+        except OSError:
+            found = False
+        if not found:
+            errors.append(f"{path}:{line}: part file {name!r} not found in {folder}")
+            continue
+        part = _load_part(part_path, number, line, errors)
+        if part is not None:
+            parts.append(part)
+    return parts
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of series.yaml: how it is read (with its problem text), required or its default."""
+
+    name: str
+    read: Reader
+    required: bool = False
+    default: object = None
+
+
+# series.yaml's keys, in the order they are checked (and problems are listed).
+FIELDS = (
+    Field("slug", _text(names.slug_problem), required=True),
+    Field("title", _text(), required=True),
+    Field("description", _text(), default=""),
+    Field(
+        "send_day",
+        _scalar(
+            _weekday,
+            lambda raw: (
+                f"send_day {raw.lower() or '(empty)'!r} is not a weekday name (monday … sunday)"
+            ),
+        ),
+        required=True,
+    ),
+    Field(
+        "send_time",
+        _scalar(
+            lambda raw: raw if _TIME.match(raw) else None,
+            lambda raw: f'send_time {raw or "(empty)"!r} must be "HH:MM" (24-hour, e.g. "09:00")',
+        ),
+        required=True,
+    ),
+    Field(
+        "cadence",
+        _scalar(
+            lambda raw: raw if raw in CADENCES else None,
+            lambda raw: f"cadence {raw!r} must be one of {', '.join(CADENCES)}",
+        ),
+        default=WEEKLY,
+    ),
+    Field(
+        "order",
+        _scalar(
+            _order,
+            lambda raw: f"order {raw[:40]!r} must be a whole number from 0 to {MAX_ORDER:,}",
+        ),
+    ),
+    Field("parts", _parts, required=True),
+)
+SERIES_KEYS = tuple(f.name for f in FIELDS)
+REQUIRED_SERIES_KEYS = tuple(f.name for f in FIELDS if f.required)
+
+
 def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
     path = folder / SERIES_FILE
     if not path.is_file():
@@ -132,117 +270,28 @@ def _load_series(folder: Path, errors: list[str]) -> SeriesSpec | None:
     missing = [key for key in REQUIRED_SERIES_KEYS if key not in nodes]
     if missing:
         errors.append(f"{path}:1: missing required key(s): {', '.join(missing)}")
-
-    slug = reading.string(path, "slug", nodes, lines, errors)
-    slug_problem = names.slug_problem(slug) if slug is not None else None
-    if slug_problem is not None:
-        errors.append(f"{path}:{lines['slug']}: {slug_problem}")
-    title = reading.string(path, "title", nodes, lines, errors)
-    description = ""
-    if "description" in nodes:
-        description = reading.string(path, "description", nodes, lines, errors) or ""
-
-    send_day: int | None = None
-    if "send_day" in nodes:
-        raw = (reading.scalar(nodes["send_day"]) or "").strip().lower()
-        matches = [i for i, day in enumerate(WEEKDAYS) if len(raw) >= 3 and day.startswith(raw)]
-        if len(matches) == 1:
-            send_day = matches[0]
-        else:
-            errors.append(
-                f"{path}:{lines['send_day']}: send_day {raw or '(empty)'!r} is not a weekday "
-                "name (monday … sunday)"
-            )
-
-    send_time: str | None = None
-    if "send_time" in nodes:
-        raw = (reading.scalar(nodes["send_time"]) or "").strip()
-        if _TIME.match(raw):
-            send_time = raw
-        else:
-            errors.append(
-                f'{path}:{lines["send_time"]}: send_time {raw or "(empty)"!r} must be "HH:MM" '
-                '(24-hour, e.g. "09:00")'
-            )
-
-    cadence = WEEKLY
-    if "cadence" in nodes:
-        raw = (reading.scalar(nodes["cadence"]) or "").strip()
-        if raw in CADENCES:
-            cadence = raw
-        else:
-            errors.append(
-                f"{path}:{lines['cadence']}: cadence {raw!r} must be one of {', '.join(CADENCES)}"
-            )
-
-    order: int | None = None
-    if "order" in nodes:
-        raw = (reading.scalar(nodes["order"]) or "").strip()
-        if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ORDER:
-            order = int(raw)
-        else:
-            errors.append(
-                f"{path}:{lines['order']}: order {raw[:40]!r} must be a whole number "
-                f"from 0 to {MAX_ORDER:,}"
-            )
-
-    parts: list[PartSpec] = []
-    if "parts" in nodes:
-        parts_node = nodes["parts"]
-        if not isinstance(parts_node, yaml.SequenceNode) or not parts_node.value:
-            errors.append(
-                f"{path}:{lines['parts']}: parts must be a list of Markdown file names, in order"
-            )
-        else:
-            seen: dict[str, int] = {}
-            for number, item in enumerate(parts_node.value, start=1):
-                line = reading.node_line(item, text)
-                name = (reading.scalar(item) or "").strip()
-                name_problem = names.part_name_problem(name)
-                if name_problem is not None:
-                    errors.append(f"{path}:{line}: part {number}: {name_problem}")
-                    continue
-                if name in seen:
-                    errors.append(
-                        f"{path}:{line}: part file {name!r} listed twice (also on line {seen[name]})"
-                    )
-                    continue
-                seen[name] = line
-                part_path = folder / name
-                try:
-                    found = part_path.is_file()
-                except OSError:
-                    found = False
-                if not found:
-                    errors.append(f"{path}:{line}: part file {name!r} not found in {folder}")
-                    continue
-                part = _load_part(part_path, number, line, errors)
-                if part is not None:
-                    parts.append(part)
-
+    file = _File(path, folder, text, errors)
+    values = {
+        f.name: f.read(file, f.name, nodes[f.name], lines[f.name]) if f.name in nodes else f.default
+        for f in FIELDS
+    }
     if len(errors) > before:
         return None
-    assert slug and title and send_day is not None and send_time is not None
-    return SeriesSpec(
-        slug=slug,
-        title=title,
-        description=description,
-        send_day=send_day,
-        send_time=send_time,
-        cadence=cadence,
-        order=order,
-        parts=parts,
-        path=path,
-        content_hash=_hash(
-            slug,
-            title,
-            description,
-            send_day,
-            send_time,
-            cadence,
-            order,
-            [p.content_hash for p in parts],
-        ),
+    parts: list[PartSpec] = values.pop("parts")  # type: ignore[assignment]
+    spec = SeriesSpec(**values, parts=parts, path=path)  # type: ignore[arg-type]
+    return dataclasses.replace(spec, content_hash=_spec_hash(spec))
+
+
+def _spec_hash(spec: SeriesSpec) -> str:
+    return _hash(
+        spec.slug,
+        spec.title,
+        spec.description,
+        spec.send_day,
+        spec.send_time,
+        spec.cadence,
+        spec.order,
+        [p.content_hash for p in spec.parts],
     )
 
 
