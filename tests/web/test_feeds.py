@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from newsletter.content.letter import letter
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
+from newsletter.mail.render import markdown_html
 from newsletter.services import broadcasts
 from newsletter.web.app import create_app
 
@@ -114,3 +115,22 @@ def test_a_control_character_in_the_practice_values_never_breaks_the_feeds(
             assert feed.feed.title == "Calm Practice"
             assert "Not advice" in feed.entries[1].content[0].value
             assert feed.entries[1].link.endswith(f"/archive/{public}/1")
+
+
+def test_the_archive_and_the_feeds_render_markdown_as_the_email_does(settings: Settings) -> None:
+    """One Markdown set-up (mail.render): smart quotes and dashes on the page and in the feed
+    as in the email; a letter kept out of the archive has no page (the one published filter)."""
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "Europe/London")
+    body = 'She said "yes" -- twice.\n'
+    public = _broadcast(settings, "Quotes", body, True)
+    private = _broadcast(settings, "Private quotes", body, False)
+    tick(settings, MONDAY)
+    email_html = str(markdown_html(body))
+    assert "“yes”" in email_html
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        assert email_html in client.get(f"/archive/{public}/1").text
+        feed = feedparser.parse(client.get("/archive/atom.xml").content)
+        assert [e.title for e in feed.entries] == ["Quotes"]
+        assert email_html in feed.entries[0].content[0].value
+        assert client.get(f"/archive/{private}/1").status_code == 404

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from email.utils import format_datetime
 from xml.sax.saxutils import escape as _escape
 
 from fastapi import APIRouter, Request
-from markdown_it import MarkdownIt
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from newsletter.core.config import Settings
+from newsletter.mail.render import markdown_html
+from newsletter.store.archive import Published, published
 from newsletter.store.db import session_scope
-from newsletter.store.models import BROADCAST_KIND, Part, Series
 from newsletter.web.pages import settings_of
 
 router = APIRouter()
@@ -39,63 +36,20 @@ def escape(text: str, entities: dict[str, str] | None = None) -> str:
     return _escape(NOT_XML.sub(" ", text), entities or {})
 
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True})
-
-
-@dataclass(frozen=True)
-class Item:
-    slug: str
-    number: int
-    series_title: str
-    broadcast: bool
-    title: str
-    summary: str
-    body_md: str
-    published: dt.datetime
-
-
-def published(session: Session, limit: int | None = None) -> list[Item]:
-    """What the archive shows, newest first: parts sent to someone, broadcasts published."""
-    query = (
-        select(Series, Part)
-        .join(Part, Part.series_id == Series.id)
-        .where(Part.first_sent_at.is_not(None), Series.in_archive.is_(True))
-        .order_by(Part.first_sent_at.desc(), Part.id.desc())
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    out: list[Item] = []
-    for series, part in session.execute(query).all():
-        assert part.first_sent_at is not None
-        out.append(
-            Item(
-                series.slug,
-                part.number,
-                series.title,
-                series.kind == BROADCAST_KIND,
-                part.title,
-                part.summary,
-                part.body_md,
-                part.first_sent_at,
-            )
-        )
-    return out
-
-
-def _link(settings: Settings, item: Item) -> str:
+def _link(settings: Settings, item: Published) -> str:
     return f"{settings.public_url}/archive/{item.slug}/{item.number}"
 
 
-def _html(settings: Settings, item: Item) -> str:
+def _html(settings: Settings, item: Published) -> str:
     care = escape(settings.care_note)
-    return f"{_markdown.render(item.body_md)}<hr><p><em>{care}</em></p>"
+    return f"{markdown_html(item.body_md)}<hr><p><em>{care}</em></p>"
 
 
-def _category(item: Item) -> str:
+def _category(item: Published) -> str:
     return "Letters from the practice" if item.broadcast else item.series_title
 
 
-def rss(settings: Settings, items: list[Item]) -> str:
+def rss(settings: Settings, items: list[Published]) -> str:
     site = escape(settings.from_name)
     newest = items[0].published if items else dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     lines = [
@@ -132,7 +86,7 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def atom(settings: Settings, items: list[Item]) -> str:
+def atom(settings: Settings, items: list[Published]) -> str:
     newest = items[0].published if items else dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     base = escape(settings.public_url)
     lines = [
