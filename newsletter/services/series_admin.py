@@ -10,6 +10,7 @@ from sqlalchemy import select
 from newsletter.content import series as content
 from newsletter.core.config import Settings
 from newsletter.engine import schedule, series_queue
+from newsletter.mail.render import Renderer
 from newsletter.services.people import BATCH, sync_queue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
@@ -118,12 +119,48 @@ def reload_series(settings: Settings, now: dt.datetime) -> tuple[int, series_sto
     """Read schedules/ again into the database; parts appended to a series reach everyone
     enrolled who has not had them. (number of series read, what changed); ContentError."""
     specs = content.load_all(settings.schedules_dir)
+    return len(specs), _sync_files(settings, specs, now).report
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What `newsletter init` did with schedules/: what changed, and (on a database that had no
+    series) the series it queued, as (slug, order), in queue order."""
+
+    report: series_store.SyncReport
+    queued: tuple[tuple[str, int | None], ...]
+
+
+def install_series(settings: Settings, now: dt.datetime) -> Installed:
+    """`init`'s series step: every series must load and every part render through the email
+    templates (ContentError lists every problem; nothing synced), then the files are synced as
+    reload_series does. On a database that had no series, all of them are queued by `order`
+    (Myths first, then Co-Created) so a fresh install sends them; a folder added later stays a
+    draft until queued."""
+    problems = content.validate(settings.schedules_dir, check=Renderer(settings).check)
+    if problems:
+        raise content.ContentError(problems)
+    return _sync_files(settings, content.load_all(settings.schedules_dir), now, queue_new=True)
+
+
+def _sync_files(
+    settings: Settings, specs: list[content.SeriesSpec], now: dt.datetime, queue_new: bool = False
+) -> Installed:
+    """Sync specs into the database (ContentError: nothing changed); with queue_new, a database
+    that had no series gets them all queued. Then Redis mirrors the enrollments that changed."""
     changed: list[int] = []
+    queued: list[tuple[str, int | None]] = []
     with session_scope(settings.database_url) as session:
+        fresh = queue_new and session.scalar(select(Series.id).limit(1)) is None
         report = series_store.sync(session, specs)
+        if fresh:
+            session.flush()
+            for row in session.scalars(select(Series).order_by(Series.order, Series.id)):
+                changed += series_queue.queue_series(session, row.slug, None, now).enrollment_ids
+                queued.append((row.slug, row.order))
         for slug in report.appended:
             series_id = session.scalar(select(Series.id).where(Series.slug == slug))
             if series_id is not None:
                 changed += series_queue.parts_appended(session, series_id, now)
     sync_queue(settings, changed)
-    return len(specs), report
+    return Installed(report, tuple(queued))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+from paths import ROOT
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -47,3 +51,27 @@ def test_init_rekeys_erased_addresses_stored_as_plain_sha256(settings: Settings)
         assert row is not None and row.keyed
         assert row.email_hash == identity.suppression_key(settings.secret, "gone@example.org")
     assert "re-keyed" not in init()  # nothing left to do
+
+
+def test_init_queues_the_shipped_series_on_a_fresh_database_then_syncs_appended_parts(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init goes through services.series_admin (the admin's reload): a fresh database gets the
+    series queued by `order`; a later init syncs a part appended to a series, queuing nothing."""
+    schedules = tmp_path / "schedules"
+    shutil.copytree(ROOT / "schedules", schedules)
+    monkeypatch.setenv("NEWSLETTER_SCHEDULES_DIR", str(schedules))
+    queued = [line for line in init().splitlines() if line.startswith("queued ")]
+    assert queued == [
+        "queued myths-about-psychotherapy (order 1)",
+        "queued co-created-process (order 2)",
+    ]
+    folder = schedules / "co-created-process"
+    (folder / "03-after-the-work.md").write_text(
+        "---\ntitle: After the work\nsummary: What stays with you.\n---\nA third part.\n"
+    )
+    yaml_file = folder / "series.yaml"
+    yaml_file.write_text(yaml_file.read_text() + "  - 03-after-the-work.md\n")
+    again = init()
+    assert "queued " not in again
+    assert "1 parts appended" in again
