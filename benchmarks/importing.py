@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/importing.py [--n 30000] [--db sqlite|postgresql] [--json]
         [--profile [FILE]]
 
-A fresh database (as benchmarks/dispatch.py makes it) set up as `newsletter init` does (the
+A fresh database (as benchmarks/harness.py makes it) set up as `newsletter init` does (the
 shipped series synced and queued), a generated CSV of N distinct readers (email, name, time
 zone), then the CLI itself in a child process: wall time including start-up, rows/s, the
 child's CPU seconds and peak RSS. Checked afterwards: N subscribers active, N due in Redis.
@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import dispatch  # noqa: E402
+import harness  # noqa: E402
 
 ZONES = ("UTC", "Europe/London", "America/New_York", "Europe/Berlin", "Asia/Tokyo")
 
@@ -83,10 +83,10 @@ def check(db_url: str, redis_url: str, prefix: str) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    kind = dispatch.choose_db(args)
+    kind = harness.choose_db(args)
     tmp = Path(tempfile.mkdtemp(prefix="nl-import-"))
-    db = dispatch.Database(kind, tmp)
-    redis_url, embedded = dispatch.start_redis(tmp)
+    db = harness.Database(kind, tmp)
+    redis_url, embedded = harness.start_redis(tmp)
     prefix = f"nlimport{os.getpid()}:"
     env = dict(os.environ)
     env.update(
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from newsletter.store.db import dispose_all
 
         dispose_all()
-        dispatch.cleanup_redis(redis_url, prefix)
+        harness.cleanup_redis(redis_url, prefix)
         db.drop()
         if embedded is not None:
             embedded.stop()

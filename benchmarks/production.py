@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/production.py [--n 10000] [--db sqlite|postgresql] [--json]
 
-What a new user runs: a fresh database (as benchmarks/dispatch.py makes it) with N confirmed
+What a new user runs: a fresh database (as benchmarks/harness.py makes it) with N confirmed
 readers in UTC, all due at the next whole minute that is at least `--lead` seconds away; the
 SendGrid backend pointed at the stand-in (benchmarks/sink.py); then `python -m newsletter worker`
 (default concurrency: one process per core) and `python -m newsletter beat`, started as a user
@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import dispatch  # noqa: E402
+import harness  # noqa: E402
 import instrument  # noqa: E402
 
 
@@ -126,25 +126,25 @@ def check_ledger(db_url: str, n: int) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    setup = dispatch.Setup.open(args, "prod")
+    setup = harness.Setup.open(args, "prod")
     kind, tmp, db, env = setup.kind, setup.tmp, setup.db, setup.env
-    children: list[dispatch.Child] = []
+    children: list[harness.Child] = []
     result = setup.header(args.n)
     try:
-        sink, sink_url = dispatch.start_sink(env, tmp)
+        sink, sink_url = harness.start_sink(env, tmp)
         children.append(sink)
         db.create()
-        seeded = dispatch.seed(db.url, args.n, 0)
+        seeded = harness.seed(db.url, args.n, 0)
         result["seed_s"] = seeded["seed_s"]
         slot = next_slot(args.lead)
         assert due_at(db.url, slot) == args.n
         result["slot"] = slot.isoformat()
         exe = [sys.executable, "-m", "newsletter"]
-        worker = dispatch.Child([*exe, "worker"], env, tmp / "worker.log")
-        beat = dispatch.Child([*exe, "beat"], env, tmp / "beat.log")
+        worker = harness.Child([*exe, "worker"], env, tmp / "worker.log")
+        beat = harness.Child([*exe, "beat"], env, tmp / "beat.log")
         children += [worker, beat]
         watch = Processes({"worker": worker.proc.pid, "beat": beat.proc.pid, "sink": sink.proc.pid})
-        postgres = dispatch.CpuSampler(db.name, []) if kind == "postgresql" else None
+        postgres = harness.CpuSampler(db.name, []) if kind == "postgresql" else None
         # from a few seconds before the slot: start-up is not the burst's cost
         while time.time() < slot.timestamp() - 3:
             watch.sample()
@@ -219,7 +219,7 @@ def table(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="readers due at the slot")
-    dispatch.setup_options(parser)
+    harness.setup_options(parser)
     parser.add_argument("--lead", type=float, default=40.0, help="at least this many s to the slot")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up this long after")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")

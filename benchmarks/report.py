@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import dispatch  # noqa: E402
+import harness  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run_json(script: str, *argv: str) -> dict[str, Any]:
 
 def measure(quick: bool) -> dict[str, dict[str, Any]]:
     scale = 10 if quick else 1
-    pg = "postgresql" if dispatch.port_open("127.0.0.1", 5432) else "sqlite"
+    pg = "postgresql" if harness.port_open("127.0.0.1", 5432) else "sqlite"
     runs: dict[str, dict[str, Any]] = {}
     runs["dispatch"] = run_json("dispatch.py", "--n", str(10_000 // scale))
     print(dispatch.table(runs["dispatch"]), flush=True)
@@ -142,7 +143,7 @@ def measure(quick: bool) -> dict[str, dict[str, Any]]:
     print(startup.report(runs["startup"]), flush=True)
     admin_dbs = {"sqlite": "sqlite"}
     if pg == "postgresql":
-        admin_dbs[pg] = f"{dispatch.DEFAULT_PG.rsplit('/', 1)[0]}/nl_admin_bench_{os.getpid()}"
+        admin_dbs[pg] = f"{harness.DEFAULT_PG.rsplit('/', 1)[0]}/nl_admin_bench_{os.getpid()}"
     for db, url in admin_dbs.items():
         runs[f"admin_{db}"] = run_json(
             "admin_pages.py", "--readers", str(100_000 // scale), "--ledger",

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/tick_inline.py [--n 20000] [--db sqlite|postgresql] [--json]
         [--profile FILE]
 
-A fresh database (as benchmarks/dispatch.py makes it) with N confirmed readers in UTC, all due
+A fresh database (as benchmarks/harness.py makes it) with N confirmed readers in UTC, all due
 at one slot; the SendGrid backend pointed at the stand-in (benchmarks/sink.py); then
 `python -m newsletter tick --now SLOT --json`, run as a user runs it, in a fresh interpreter.
 Reported: the command's wall time from exec to exit (start-up and imports included, as the
@@ -29,25 +29,25 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import dispatch  # noqa: E402
+import harness  # noqa: E402
 import production  # noqa: E402
 
 SLOT = dt.datetime(2027, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Tuesday morning; the clock is --now
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    setup = dispatch.Setup.open(args, "tick")
+    setup = harness.Setup.open(args, "tick")
     kind, tmp, db, env = setup.kind, setup.tmp, setup.db, setup.env
     result = setup.header(args.n)
-    sink: dispatch.Child | None = None
+    sink: harness.Child | None = None
     try:
-        sink, sink_url = dispatch.start_sink(env, tmp)
+        sink, sink_url = harness.start_sink(env, tmp)
         db.create()
-        result["seed_s"] = dispatch.seed(db.url, args.n, 0)["seed_s"]
+        result["seed_s"] = harness.seed(db.url, args.n, 0)["seed_s"]
         assert production.due_at(db.url, SLOT) == args.n
         watch = production.Processes({"sink": sink.proc.pid})
         watch.sample(baseline=True)
-        postgres = dispatch.CpuSampler(db.name, []) if kind == "postgresql" else None
+        postgres = harness.CpuSampler(db.name, []) if kind == "postgresql" else None
         if postgres is not None:
             postgres.start()
         argv = [sys.executable, "-m", "newsletter", "tick", "--now", SLOT.isoformat(), "--json"]
@@ -106,7 +106,7 @@ def report(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="readers due at the slot")
-    dispatch.setup_options(parser)
+    harness.setup_options(parser)
     parser.add_argument("--profile", metavar="FILE", help="run the tick under cProfile, stats here")
     args = parser.parse_args()
     result = run(args)
