@@ -287,3 +287,31 @@ def test_the_dry_run_names_the_columns_it_does_not_import(settings: Settings) ->
     assert report.ignored_columns == ["id", "Notes"]
     # "active" without consent evidence: what the flag says (no --confirmed: pending)
     assert (report.new, report.invalid, report.states) == (1, [], {PENDING: 1})
+
+
+BAD_STANDING = [  # (the cells after email, the column the reason must name)
+    ("active,weekly,,yes,form,yesterday", "consent_at"),
+    ("erased,weekly,,yes,,", "status"),
+    ("sleeping,weekly,,yes,,", "status"),
+    ("active,daily,,yes,,", "cadence"),
+    ("active,weekly,20 April,yes,,", "paused_until"),
+    ("active,weekly,,perhaps,,", "takes_new_series"),
+    ("active,weekly,,yes,f\x07rm,2026-03-02T12:00:00+00:00", "consent_method"),
+]
+
+
+def test_a_bad_standing_cell_is_refused_by_its_column_never_quoting_it(
+    settings: Settings,
+) -> None:
+    ship(settings, NOW)
+    header = "email,status,cadence,paused_until,takes_new_series,consent_method,consent_at\n"
+    body = "".join(f"r{i}@example.org,{cells}\n" for i, (cells, _) in enumerate(BAD_STANDING))
+    report = importing.import_csv(
+        settings, io.BytesIO((header + body).encode()), dry_run=True, confirmed=True, now=NOW
+    )
+    assert [p.line for p in report.invalid] == list(range(2, 2 + len(BAD_STANDING)))
+    for problem, (cells, column) in zip(report.invalid, BAD_STANDING, strict=True):
+        assert problem.reason.startswith(f"{column}: "), problem
+        odd = [c for c in cells.split(",") if c not in ("", "active", "weekly", "yes", "erased")]
+        assert not any(c in problem.reason for c in odd), problem
+    assert "erased" in report.invalid[1].reason and report.new == 0
