@@ -54,6 +54,7 @@ STANDING_COLUMNS = (
 KEPT_STATUSES = (PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED)  # kept whatever the flag says
 IMPORT_CONSENTED = "import-consented"
 IMPORT = "import"
+MEMO_MAX = 1024  # distinct consent text cells remembered per import (memory stays bounded)
 _YES = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False,
         "0": False}  # fmt: skip
 _TEXT_MAX = {"consent_method": 32, "consent_ip": 64, "consent_form": 64, "consent_wording": 32}
@@ -131,6 +132,17 @@ def standing_maker(*, confirmed: bool, now: dt.datetime) -> StandingMaker:
     STANDING_COLUMNS order) and whether its series cell said NO_SERIES -> the Standing, or
     ValueError "column: rule" (never the cell)."""
 
+    texts: dict[tuple[str, str | None], str | None] = {}  # a file repeats its consent words
+
+    def text_of(column: str, raw: str | None) -> str | None:
+        key = (column, raw)
+        if key in texts:
+            return texts[key]
+        value = _text(column, raw)  # a bad cell raises: never remembered
+        if len(texts) < MEMO_MAX:
+            texts[key] = value
+        return value
+
     def make(values: tuple[str | None, ...], no_series: bool) -> Standing:
         cells = dict(zip(STANDING_COLUMNS, values, strict=True))
         cadence, paused, takes = _choices(cells)
@@ -140,7 +152,7 @@ def standing_maker(*, confirmed: bool, now: dt.datetime) -> StandingMaker:
             column: _moment(column, cells[column])
             for column in ("confirmed_at", "unsubscribed_at", "created_at")
         }
-        evidence = {column: _text(column, cells[column]) for column in _TEXT_MAX}
+        evidence = {column: text_of(column, cells[column]) for column in _TEXT_MAX}
         method = evidence["consent_method"]
         kept = status in KEPT_STATUSES or (status == ACTIVE and method and consent_at)
         if not kept:  # no status, or active without evidence: the import's flag decides
