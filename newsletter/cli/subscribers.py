@@ -19,7 +19,10 @@ app = typer.Typer(**GROUP, help="Subscribers: add, import, export, …")
 @app.command("import")
 def subscribers_import(
     file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="CSV: email, name, timezone, series"
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="CSV (email, name, timezone, series, and an export's columns) or a JSON export",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would happen."),
     confirmed: bool = typer.Option(
@@ -27,7 +30,8 @@ def subscribers_import(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Import subscribers from a CSV file (UTF-8, comma or semicolon); a report at the end.
+    """Import subscribers from a CSV file (UTF-8, comma or semicolon) or a JSON export; a report
+    at the end. An export imports back as it was: each row's status, choices and consent.
 
     Streamed in batches (any size of file); on a terminal a progress bar shows rows and rows/s."""
     import json
@@ -88,6 +92,13 @@ def _print_import_report(report: Any) -> None:
     table.add_row("already on the list", str(report.existing))
     table.add_row("repeated in the file", str(report.duplicates))
     table.add_row("invalid (skipped)", str(len(report.invalid)))
+    if report.states:
+        states = ", ".join(f"{status} {n}" for status, n in sorted(report.states.items()))
+        table.add_row(
+            f"new people by status ({'would be' if report.dry_run else 'as'} added)", states
+        )
+    if report.ignored_columns:
+        table.add_row("columns not imported", ", ".join(report.ignored_columns))
     if not report.dry_run and not report.confirmed:
         table.add_row("confirmation emails sent", str(report.confirmations_sent))
         if report.confirmations_failed:

@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
-from newsletter.store.models import Delivery, Enrollment, ProviderEvent, Series, Subscriber
+from newsletter.store.models import (
+    CANCELLED,
+    SERIES_KIND,
+    Delivery,
+    Enrollment,
+    ProviderEvent,
+    Series,
+    Subscriber,
+)
 
 EXPORT_BATCH = 500  # readers read per query (and their series, one more query)
 CSV_CHUNK_ROWS = 200  # rows per streamed chunk (CSV and JSON)
@@ -33,7 +41,12 @@ EXPORT_FIELDS = (
     "confirmed_at",
     "unsubscribed_at",
     "created_at",
+    "consent_ip",
+    "consent_form",
+    "consent_wording",
 )
+# A reader who takes no series at all (empty means every series, as on import).
+NO_SERIES = "(none)"
 
 
 # OWASP CSV injection: a spreadsheet reads a cell that starts with one of these as a formula
@@ -57,6 +70,15 @@ def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def _series_cell(enrolled: list[str] | None, requested: list[str] | None) -> str:
+    """The series column: those enrolled in (not deselected), or, with no enrollment yet
+    (pending, or never enrolled), those asked for; empty for every series, NO_SERIES for none."""
+    chosen = requested if enrolled is None else enrolled
+    if chosen is None:
+        return ""
+    return " ".join(chosen) if chosen else NO_SERIES
+
+
 def _export_rows(session: Session) -> Iterator[dict[str, Any]]:
     last_id = 0
     while True:
@@ -71,20 +93,24 @@ def _export_rows(session: Session) -> Iterator[dict[str, Any]]:
         if not subs:
             return
         ids = [s.id for s in subs]
+        # the series each reader takes, in their queue's order: never a broadcast (a one-off
+        # letter, not a series anyone can be queued for) nor a series they deselected
         series_of: dict[int, list[str]] = {}
-        for sub_id, slug in session.execute(
-            select(Enrollment.subscriber_id, Series.slug)
+        for sub_id, slug, state in session.execute(
+            select(Enrollment.subscriber_id, Series.slug, Enrollment.state)
             .join(Series, Series.id == Enrollment.series_id)
-            .where(Enrollment.subscriber_id.in_(ids))
-            .order_by(Enrollment.subscriber_id, Enrollment.position)
+            .where(Enrollment.subscriber_id.in_(ids), Series.kind == SERIES_KIND)
+            .order_by(Enrollment.subscriber_id, Enrollment.position, Enrollment.id)
         ):
-            series_of.setdefault(sub_id, []).append(slug)
+            taken = series_of.setdefault(sub_id, [])
+            if state != CANCELLED:
+                taken.append(slug)
         for s in subs:
             yield {
                 "email": s.email,
                 "name": s.name,
                 "timezone": s.timezone,
-                "series": " ".join(series_of.get(s.id) or s.requested_series or []),
+                "series": _series_cell(series_of.get(s.id), s.requested_series),
                 "status": s.status,
                 "cadence": s.cadence,
                 "paused_until": _iso(s.paused_until),
@@ -94,6 +120,9 @@ def _export_rows(session: Session) -> Iterator[dict[str, Any]]:
                 "confirmed_at": _iso(s.confirmed_at),
                 "unsubscribed_at": _iso(s.unsubscribed_at),
                 "created_at": _iso(s.created_at),
+                "consent_ip": s.consent_ip,
+                "consent_form": s.consent_form,
+                "consent_wording": s.consent_wording,
             }
         last_id = subs[-1].id
         session.expunge_all()

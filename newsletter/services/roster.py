@@ -16,6 +16,7 @@ from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import people, preferences
+from newsletter.services.import_standing import Standing
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -52,6 +53,9 @@ class Person(NamedTuple):
     name: str | None
     timezone: str
     series: tuple[str, ...] = ()
+    # status, choices and consent evidence from an import's file (None: a plain list, where
+    # the import's flag decides; services.import_standing)
+    standing: Standing | None = None
 
     @property
     def key(self) -> str:

@@ -5,7 +5,9 @@ connection), committed batch by batch by the caller. Nothing here holds rows bet
 memory stays bounded by the batch whatever the file's length; repeated addresses are found by the
 temp table, not by a set in Python. PostgreSQL: new rows are `COPY`ed into a staging table and
 merged with one `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`; SQLite: the same, the
-staging table filled with one executemany.
+staging table filled with one executemany. A file that carries each person's own status,
+choices and consent (an export) is written with one multi-row `INSERT … ON CONFLICT DO NOTHING
+RETURNING` (`insert_standing`): its values differ row by row, so SQLAlchemy types them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import WEEKLY, Subscriber
@@ -49,6 +52,28 @@ class Common:
     consent_form: str | None
     confirmed_at: dt.datetime | None
     now: dt.datetime
+
+
+class Standing(NamedTuple):
+    """One person's own status, choices and consent evidence, as an import writes them
+    (services.import_standing settles them from the file's cells)."""
+
+    status: str
+    cadence: str
+    paused_until: dt.date | None
+    takes_new_series: bool
+    no_series: bool  # takes no series at all (requested_series is an empty list)
+    consent_method: str | None
+    consent_at: dt.datetime | None
+    consent_ip: str | None
+    consent_form: str | None
+    consent_wording: str | None
+    confirmed_at: dt.datetime | None
+    unsubscribed_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+STANDING_FIELDS = tuple(f for f in Standing._fields if f != "no_series")  # the columns written
 
 
 class Intake:
@@ -127,6 +152,36 @@ class Intake:
             + f" FROM {STAGE} WHERE true ON CONFLICT DO NOTHING RETURNING email_key, id"
         ).bindparams(*(bindparam(name, type_=COLUMNS[name].type) for name in shared))
         return {key: sub_id for key, sub_id in session.execute(merge, shared).all()}
+
+    def insert_standing(
+        self, rows: Sequence[tuple[NewRow, Standing]], now: dt.datetime
+    ) -> dict[str, int]:
+        """`insert` for people who each carry their own standing; {email_key: id} of those
+        written (an address added meanwhile is left alone)."""
+        if not rows:
+            return {}
+        table = Subscriber.__table__
+        dialect = postgresql if self.postgres else sqlite
+        statement = (
+            dialect.insert(table).on_conflict_do_nothing().returning(table.c.email_key, table.c.id)
+        )
+        values = [
+            {
+                "public_id": row.public_id,
+                "email": row.email,
+                "email_key": row.email_key,
+                "name": row.name,
+                "timezone": row.timezone,
+                "requested_series": None
+                if row.requested_series is None
+                else json.loads(row.requested_series),
+                **{name: getattr(standing, name) for name in STANDING_FIELDS},
+                "updated_at": now,
+            }
+            for row, standing in rows
+        ]
+        found = self.session.connection().execute(statement, values).all()
+        return {key: sub_id for key, sub_id in found}
 
 
 COLUMNS = Subscriber.__table__.c
