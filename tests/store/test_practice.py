@@ -73,7 +73,7 @@ def test_good_values_pass_and_the_sender_rule_is_the_mail_rule(settings: Setting
     with session_scope(settings.database_url) as db:
         practice.save(db, clean)
     # what the page accepts, every message can be built from: no practice problem
-    assert mime.practice_problem(practice.overlay(settings)) is None
+    assert mime.practice_problem(practice.effective_settings(settings)) is None
 
 
 @pytest.mark.parametrize(
