@@ -226,7 +226,7 @@ def effective_settings(settings: Settings, session: Session | None = None) -> Se
     read = _read(base.database_url, session)
     if read.made is not None and read.made[0] is base:
         return read.made[1]
-    made = base.with_saved(read.values)
+    made = settings.with_saved(read.values)  # from `base`, whatever `settings` are
     read.made = (base, made)
     return made
 
