@@ -13,7 +13,6 @@ from beat's start.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gc
 import logging
 import math
@@ -37,6 +36,7 @@ from newsletter.queue.dueset import RedisQueue, redis_url
 from newsletter.queue.ticklock import TickLocked
 from newsletter.services import alerts, logs, metrics
 from newsletter.store.db import dispose_all, session_scope
+from newsletter.store.practice import effective_settings
 
 log = logging.getLogger("newsletter.tasks")
 
@@ -120,6 +120,14 @@ def make_app(settings: Settings | None = None) -> Celery:
 app = make_app()
 
 
+def current_settings() -> Settings:
+    """The effective settings for one task: the environment's with the values saved on the
+    Settings page (store.practice.effective_settings; the rows are cached CACHE_SECONDS, so a
+    worker sees a change within that). Every task and signal handler that sends, renders or
+    alerts starts from these."""
+    return effective_settings(get_settings())
+
+
 def _now(value: str | None) -> dt.datetime:
     if value is None:
         return dt.datetime.now(dt.UTC)
@@ -139,7 +147,7 @@ def tick(now: str | None = None) -> dict[str, int]:
 
 
 def _tick(now: str | None) -> dict[str, int]:
-    settings = get_settings()
+    settings = current_settings()
     queue = RedisQueue(settings)
     started = time.perf_counter()
     if now is None:  # one clock for every worker and beat: Redis's (clock drift, #18)
@@ -188,7 +196,7 @@ def send_chunk(
     Its moment is the tick's plus the time the task waited in the queue (`queued_at`, the
     fan-out's clock), so a backlog stamps the real hand-over time, not the tick's.
     """
-    settings = get_settings()
+    settings = current_settings()
     chunk = Chunk(series_id, part_number, tuple(delivery_ids))
     moment = task_moment(now, queued_at) if now else None
     ids = {"series_id": series_id, "part": part_number, "deliveries": len(delivery_ids)}
@@ -213,7 +221,7 @@ def task_moment(
 @app.task(name="newsletter.reconcile")
 def reconcile() -> dict[str, int]:
     """Rebuild a lost Redis, settle rows stuck in `claimed`, re-queue overdue enrollments."""
-    report = reconcile_now(get_settings()).as_dict()
+    report = reconcile_now(current_settings()).as_dict()
     metrics.reconciled(report)
     return report
 
@@ -271,7 +279,7 @@ def _warm(**_: Any) -> None:
     """Before the pool forks: load the mail backend's client and compile the email templates
     once, so every pool process starts its first chunk at a slot warm (the first chunk waited
     2-3 s for them under load in benchmarks/production.py)."""
-    settings = get_settings()
+    settings = current_settings()
     try:
         get_backend(settings)
         renderer = shared_renderer(settings)
@@ -314,7 +322,10 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     redis = RedisQueue(settings).redis
     hostname = str(getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}")
-    watch = functools.partial(alerts.watch, settings, redis)
+
+    def watch() -> None:  # the settings as they are at each beat of the heart
+        alerts.watch(current_settings(), redis)
+
     _heartbeat.append(
         liveness.Heartbeat(redis, settings.redis_prefix, hostname, also=watch).start()
     )
@@ -331,7 +342,7 @@ def _beat_alive(sender: str | None = None, **_: Any) -> None:
     """Beat sent a tick: note it, and look for problems (it sees a missing worker)."""
     if sender != "newsletter.tick" or not _in_beat:
         return
-    settings = get_settings()
+    settings = current_settings()
     try:
         redis = RedisQueue(settings).redis
         liveness.record_beat(redis, settings.redis_prefix)

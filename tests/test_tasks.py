@@ -101,3 +101,23 @@ def test_the_worker_compiles_the_email_templates_before_the_pool_forks(settings:
     assert renderer is render.shared_renderer(settings)
     compiled = {name for (_, name) in (renderer.env.cache or {})}
     assert {"email/article.html", "email/article.txt"} <= compiled
+
+
+def test_each_task_starts_from_the_effective_settings(settings: Settings) -> None:
+    """The worker's tasks make the effective settings themselves (nothing registered on import):
+    the values saved on the Settings page, the environment's for the rest; the templates warmed
+    before the pool forks are the ones the first chunk renders with."""
+    from newsletter import tasks
+    from newsletter.mail import render
+    from newsletter.store import practice
+    from newsletter.store.db import session_scope
+
+    with session_scope(settings.database_url) as db:
+        practice.save(db, {"from_name": "Dr Maya Okafor", "postal_address": "12 Mill Lane"})
+    current = tasks.current_settings()
+    assert (current.from_name, current.postal_address) == ("Dr Maya Okafor", "12 Mill Lane")
+    assert current.environment.from_name == settings.from_name  # the environment's, kept
+    render._shared.clear()
+    tasks._warm()
+    warmed = render.shared_renderer(tasks.current_settings())
+    assert warmed.settings.from_name == "Dr Maya Okafor" and len(render._shared) == 1

@@ -1,4 +1,4 @@
-"""What every command shares: the consoles, the settings, failing with an exit code, parsing --now."""
+"""What every command shares: the consoles, the (effective) settings, failing with an exit code, parsing --now."""
 
 from __future__ import annotations
 
@@ -43,7 +43,18 @@ err = LazyConsole(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
-    """The settings, or exit 2 with the one-line message naming the bad variable."""
+    """The effective settings: the environment's with the values saved on the Settings page laid
+    over the fields it leaves unset (store.practice.effective_settings), for everything the
+    command does (doctor, sending, rendering). Exits 2 naming a bad variable."""
+    from newsletter.store.practice import effective_settings
+
+    return effective_settings(server_settings())
+
+
+def server_settings() -> Settings:
+    """The environment's settings alone, for a command that reads no practice value and must not
+    open the database first (backup, restore, starting the processes, which make their own
+    effective settings per request or task). Exits 2 naming a bad variable."""
     from newsletter.core.config import ConfigError, get_settings
 
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from newsletter.cli.common import console, err, fail, settings
+from newsletter.cli.common import console, err, fail, server_settings, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
@@ -34,11 +34,12 @@ def doctor(
 
     from newsletter.services import doctor as doctor_service
 
-    s = settings()
-    try:
-        report = doctor_service.run(doctor_service.Context(s), check)
+    try:  # a mistyped name is refused before the database is opened
+        wanted = doctor_service.known(check)
     except KeyError as exc:
         raise fail(str(exc.args[0]), code=2) from None
+    # the effective settings: what the pages and the worker read (saved values, environment wins)
+    report = doctor_service.run(doctor_service.Context(settings()), wanted)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -63,7 +64,7 @@ def backup(
     pg_dump, whose command is printed). Back up schedules/ and the secret key too (README)."""
     from newsletter.store import backup as store_backup
 
-    s = settings()
+    s = server_settings()
     if path.exists() and not force:
         raise fail(f"{path} exists: choose a new file name (or --force to overwrite it)")
     try:
@@ -80,7 +81,7 @@ def restore(
     then run `newsletter init` to upgrade it to this version and sync schedules/."""
     from newsletter.store import backup as store_backup
 
-    s = settings()
+    s = server_settings()
     try:
         done = store_backup.restore(s.database_url, path, announce=_announce)
     except store_backup.BackupError as exc:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from newsletter.cli.common import console, err, settings
+from newsletter.cli.common import console, err, server_settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
@@ -14,7 +14,7 @@ from newsletter.cli.common import console, err, settings
 def _celery_argv(kind: str) -> list[str]:
     from newsletter.tasks import queue_name
 
-    s = settings()
+    s = server_settings()
     if kind == "worker":
         return [
             "worker",
@@ -54,7 +54,7 @@ def web(
     """Run the web app (public pages, admin, API, webhook) with uvicorn."""
     import uvicorn
 
-    settings()
+    server_settings()
     uvicorn.run(
         "newsletter.web.app:create_app", factory=True, host=host, port=port, proxy_headers=True
     )
@@ -72,7 +72,7 @@ def run(
 
     from newsletter.queue.embedded import EmbeddedRedis
 
-    s = settings()
+    s = server_settings()
     env = dict(os.environ)
     redis_server: EmbeddedRedis | None = None
     if not s.redis_url:

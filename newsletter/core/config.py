@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
     _secret_read: tuple[Path, str] | None = PrivateAttr(default=None)  # (var_dir, key file's key)
+    # Effective settings (with_saved) keep the settings they were made from: the environment's.
+    _environment: Settings | None = PrivateAttr(default=None)
 
     database_url: str = "sqlite:///var/newsletter.db"
     redis_url: str | None = None
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
         "Email isn't watched out of hours, so please don't use it in an emergency."
     )
 
-    # The practice's own words (also editable in the admin, see `effective` below).
+    # The practice's own words (also editable in the admin, see `with_saved` below).
     practice_name: str | None = None  # None: the sender name (from_name)
     signup_heading: str | None = None  # None: the built-in heading and introduction
     signup_intro: str | None = None
@@ -185,6 +187,41 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def environment(self) -> Settings:
+        """These settings as the environment (or the code) set them, before any value saved in
+        the admin: the same object unless these are effective settings made by `with_saved`."""
+        return self._environment if self._environment is not None else self
+
+    def with_saved(self, saved: Mapping[str, str]) -> Settings:
+        """The effective settings: the admin's saved values (checked when saved) laid over the
+        fields the environment leaves unset; a variable set in the environment always wins.
+
+        Always made from `environment`, so effective settings made again from effective ones
+        pick up a changed saved value (model_copy counts an updated field as set)."""
+        base = self.environment
+        fixed = base.model_fields_set
+        update = {k: v for k, v in saved.items() if k not in fixed and getattr(base, k) != v}
+        if not update:
+            return base
+        made = base.model_copy(update=update)
+        made._environment = base
+        return made
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; of effective settings, one whose `environment` has the update too (a value
+        given in code wins like a variable), with the same saved values laid over it."""
+        if self._environment is None or not update:
+            return super().model_copy(update=update, deep=deep)
+        base = self._environment.model_copy(update=update, deep=deep)
+        saved = {k: getattr(self, k) for k in self.saved_fields}
+        return cast(Self, base.with_saved(saved))
+
+    @property
+    def saved_fields(self) -> set[str]:
+        """The fields whose value is one saved in the admin (none for the environment's own)."""
+        return self.model_fields_set - self.environment.model_fields_set
+
+    @property
     def practice(self) -> str:
         """The practice's name as readers see it."""
         return self.practice_name or self.from_name
@@ -232,17 +269,6 @@ def get_settings() -> Settings:
 
 # --- the admin's saved values over these ---------------------------------------------------
 # Some settings can also be edited in the admin (practice details, signup wording) and are kept
-# in the database. core never imports store, so store registers the function that lays those
-# values over a Settings (newsletter/store/practice.py, on import of newsletter.store); whoever
-# renders email or pages calls `effective(settings)`. Variables set in the environment win.
-_overlay: Callable[[Settings], Settings] | None = None
-
-
-def set_overlay(overlay: Callable[[Settings], Settings] | None) -> None:
-    global _overlay
-    _overlay = overlay
-
-
-def effective(settings: Settings) -> Settings:
-    """These settings with the admin's saved values laid over those the environment leaves unset."""
-    return settings if _overlay is None else _overlay(settings)
+# in the database. Nothing here reads them: each entry point (a CLI command, a web request, a
+# Celery task) builds the effective settings with `newsletter.store.practice.effective_settings`
+# and passes them down; `Settings.with_saved` below is the rule it applies.

@@ -17,7 +17,6 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
-from newsletter.core.config import effective
 from newsletter.core.vocabulary import SERIES_KIND
 from newsletter.mail.message import (
     ALREADY_SUBSCRIBED,
@@ -272,7 +271,6 @@ def shared_renderer(settings: Settings) -> Renderer:
     A fresh one when a file under the templates folder changed (mtime or size) or the year did
     (the footer shows it): editing a template needs no worker restart.
     """
-    settings = effective(settings)
     folder = Path(settings.templates_dir)
     stats = ((str(p), p.stat()) for p in folder.rglob("*"))
     stamp = (
@@ -294,7 +292,7 @@ class Renderer:
     """Renders article, confirmation and welcome emails once each, with personal placeholders."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = effective(settings)  # with the practice details saved in the admin
+        self.settings = settings  # effective: the entry point laid the saved values over them
         self.templates_dir = Path(settings.templates_dir)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.templates_dir)),

@@ -214,7 +214,7 @@ def notify(settings: Settings, redis: Any, problem: Problem, now: float) -> bool
                 raise
             # the saved sender is what is wrong: tell the therapist from the server's own
             # (checked when the process started), not after the fix they are being asked for
-            outcomes = get_backend(settings, saved=False).send(message, [to])
+            outcomes = get_backend(settings.environment).send(message, [to])
     except Exception as exc:  # SendingHalted, a backend not configured, a network error
         outcome: object = exc
     else:

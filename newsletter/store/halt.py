@@ -22,10 +22,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.core.config import ConfigError, Settings, effective, get_settings
+from newsletter.core.config import ConfigError, Settings, get_settings
 from newsletter.core.identity import configured_fingerprint, practice_fingerprint
 from newsletter.core.vocabulary import HALT_CREDENTIALS, HALT_PRACTICE, HALT_TEMPLATE
 from newsletter.store.models import AppState
+from newsletter.store.practice import effective_settings
 
 HALT_KEY = "sending_halted"
 
@@ -58,7 +59,7 @@ class Halt:
 # kind -> the fingerprint of what a halt of that kind was recorded for, as it is now: the halt
 # holds while the two are equal.
 FINGERPRINT_NOW: dict[str, Callable[[Settings], str]] = {
-    HALT_PRACTICE: lambda settings: practice_fingerprint(effective(settings)),
+    HALT_PRACTICE: lambda settings: practice_fingerprint(effective_settings(settings)),
     HALT_TEMPLATE: lambda settings: templates_fingerprint(Path(settings.templates_dir)),
 }
 

@@ -5,12 +5,11 @@ page's wording live in the `practice_settings` table, one row a field, so a ther
 in the browser. A variable set in the environment (NEWSLETTER_FROM_NAME, …) always wins, and the
 admin page says which fields the server fixes.
 
-Everything that renders an email or a page reads the effective values through
-`newsletter.core.config.effective(settings)`; core cannot import store, so this module registers
-`overlay` there when `newsletter.store` is imported (every process that sends or serves does).
-The saved rows are cached per process for a few seconds (one small query, not one per page or
-chunk) and the cache is dropped on save, so the web process sees a change at once and a worker
-within CACHE_SECONDS.
+Every entry point (CLI command, web request, Celery task) builds the effective settings with
+`effective_settings(settings)` and passes them down: doctor, every backend, every render and every
+page read the same values; nothing is registered on import. The saved rows are cached per process
+for a few seconds (one small query, not one per page or chunk) and the cache is dropped on save,
+so the web process sees a change at once and a worker within CACHE_SECONDS.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter.core import identity
-from newsletter.core.config import ENV_PREFIX, Settings, set_overlay
+from newsletter.core.config import ENV_PREFIX, Settings
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import AppState, PracticeSetting, utcnow
 
@@ -122,7 +121,7 @@ BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 def fixed_by_environment(settings: Settings) -> set[str]:
     """The editable fields the server sets (an environment variable, or a value given in code)."""
-    return {f.name for f in FIELDS if f.name in settings.model_fields_set}
+    return {f.name for f in FIELDS if f.name in settings.environment.model_fields_set}
 
 
 def saved(session: Session) -> dict[str, str]:
@@ -175,42 +174,61 @@ def save(session: Session, values: Mapping[str, str]) -> None:
     forget()
 
 
-# --- the overlay: cached per database, dropped on save ------------------------------------
+# --- the effective settings: environment over saved rows, cached, dropped on save ------------
 
-_cache: dict[str, tuple[Engine, float, dict[str, str]]] = {}
+
+@dataclass
+class _Read:
+    """The saved rows of one database as last read, and the effective settings last made."""
+
+    engine: Engine
+    until: float  # time.monotonic() after which the rows are read again
+    values: dict[str, str]
+    made: tuple[Settings, Settings] | None = None  # (environment settings, effective ones)
+
+
+_cache: dict[str, _Read] = {}
 
 
 def forget() -> None:
     _cache.clear()
 
 
-def _values(url: str) -> dict[str, str]:
+def _read(url: str, session: Session | None) -> _Read:
     engine = get_engine(url)
     found = _cache.get(url)
     now = time.monotonic()
     # A new engine (after dispose_all: a fork, or the next test) reads again.
-    if found is not None and found[0] is engine and now < found[1]:
-        return found[2]
-    try:
-        with session_scope(url) as session:
-            values = saved(session)
-    except SQLAlchemyError:  # not migrated yet: the built-in defaults
-        values = {}
-    _cache[url] = (engine, now + CACHE_SECONDS, values)
-    return values
+    if found is not None and found.engine is engine and now < found.until:
+        return found
+    if session is not None:  # the caller's transaction: its errors are the caller's
+        values = saved(session)
+    else:
+        try:
+            with session_scope(url) as own:
+                values = saved(own)
+        except SQLAlchemyError:  # not migrated yet: the built-in defaults
+            values = {}
+    found = _cache[url] = _Read(engine, now + CACHE_SECONDS, values)
+    return found
 
 
-def overlay(settings: Settings) -> Settings:
-    """`settings` with the saved values for the fields the environment leaves unset."""
-    values = _values(settings.database_url)
-    if not values:
-        return settings
-    fixed = settings.model_fields_set
-    update = {k: v for k, v in values.items() if k not in fixed and getattr(settings, k) != v}
-    return settings.model_copy(update=update) if update else settings
+def effective_settings(settings: Settings, session: Session | None = None) -> Settings:
+    """The effective settings: the values saved on the Settings page laid over the fields the
+    environment leaves unset (the environment wins: `Settings.with_saved`).
 
-
-set_overlay(overlay)
+    Every entry point calls this (each CLI command, each web request, each Celery task) and
+    passes the result down: doctor, the backends, the renderer and the pages all read these.
+    Effective settings given again are made afresh from their environment's. The rows are read
+    at most once per CACHE_SECONDS per process and database (through `session` when given), and
+    the same object comes back while neither they nor `settings.environment` change."""
+    base = settings.environment
+    read = _read(base.database_url, session)
+    if read.made is not None and read.made[0] is base:
+        return read.made[1]
+    made = settings.with_saved(read.values)  # from `base`, whatever `settings` are
+    read.made = (base, made)
+    return made
 
 
 # --- first-run facts the dashboard checklist reads ------------------------------------------

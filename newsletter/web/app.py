@@ -14,8 +14,11 @@ from newsletter.web.admin.common import current_session
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for these settings (tests pass their own)."""
-    settings = settings or get_settings()
+    """Build the app for these settings (tests pass their own).
+
+    The app keeps the environment's settings; each request reads its effective ones (with the
+    values saved on the Settings page) through `web.pages.settings_of`, so a save shows at once."""
+    settings = (settings or get_settings()).environment
     # openapi_url=None: /openapi.json is served below, only to the admin or an API token.
     app = FastAPI(title="newsletter", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings

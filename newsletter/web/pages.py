@@ -9,7 +9,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
-from newsletter.core.config import Settings, effective
+from newsletter.core.config import Settings
+from newsletter.store.practice import effective_settings
 from newsletter.web import dates, zones
 from newsletter.web.csrf import csrf_token
 
@@ -29,8 +30,9 @@ templates.env.globals["zone_in_menu"] = zones.in_menu
 
 
 def settings_of(request: Request) -> Settings:
-    """The app's settings with the practice details saved in the admin (environment wins)."""
-    return effective(request.app.state.settings)
+    """This request's effective settings: the app's (the environment's) with the practice
+    details saved in the admin laid over them (environment wins; store.practice)."""
+    return effective_settings(request.app.state.settings)
 
 
 def render(

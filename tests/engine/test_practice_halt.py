@@ -26,6 +26,9 @@ from newsletter.store import practice
 from newsletter.store.db import session_scope
 from newsletter.store.halt import halted
 from newsletter.store.models import FAILED, SENT, PracticeSetting, Subscriber
+from newsletter.store.practice import effective_settings as effective
+
+# Each tick here is an entry point: it gets the effective settings, as a worker's task makes them.
 
 MONDAY = utc(2027, 3, 1, 12)
 TUESDAY_9 = utc(2027, 3, 2, 9)  # the Myths series' first slot, in UTC and London alike
@@ -70,7 +73,7 @@ def test_a_bad_practice_value_halts_and_the_part_goes_out_once_after_the_fix(
     bad, fixed = BAD_AND_FIXED[key]
     _force(settings, key, bad)
 
-    summary = tick(settings, TUESDAY_9)
+    summary = tick(effective(settings), TUESDAY_9)
     assert (summary.sent, summary.failed) == (0, 0)
     assert [row for row in ledger(settings) if row[3] == FAILED] == []  # 0 rows failed
     assert _all_at_part(settings, readers, 1)  # every reader still at part 1
@@ -79,7 +82,9 @@ def test_a_bad_practice_value_halts_and_the_part_goes_out_once_after_the_fix(
     assert halt is not None and halt.kind == HALT_PRACTICE
     assert LABELS[key] in halt.reason and f"NEWSLETTER_{key.upper()}" in halt.reason
 
-    later = tick(settings, TUESDAY_9 + 2 * HOUR)  # still broken: still nothing, nobody moved
+    later = tick(
+        effective(settings), TUESDAY_9 + 2 * HOUR
+    )  # still broken: still nothing, nobody moved
     assert (later.sent, later.failed) == (0, 0) and _all_at_part(settings, readers, 1)
 
     clean, errors = practice.check({key: fixed})  # the fix, through the page's own checks
@@ -87,9 +92,9 @@ def test_a_bad_practice_value_halts_and_the_part_goes_out_once_after_the_fix(
     with session_scope(settings.database_url) as db:
         practice.save(db, clean)
     assert _current_halt(settings) is None  # lifted by itself: the values changed
-    after = tick(settings, TUESDAY_9 + 3 * HOUR)
+    after = tick(effective(settings), TUESDAY_9 + 3 * HOUR)
     assert (after.sent, after.failed) == (len(readers), 0)
-    assert tick(settings, TUESDAY_9 + 4 * HOUR).sent == 0  # once, not again
+    assert tick(effective(settings), TUESDAY_9 + 4 * HOUR).sent == 0  # once, not again
     mails = outbox_mails(settings)
     assert len(mails) == len(readers) and len({str(m["To"]) for m in mails}) == len(readers)
     assert sorted((r[0], r[2], r[3]) for r in ledger(settings)) == sorted(
@@ -101,7 +106,7 @@ def test_a_bad_practice_value_halts_and_the_part_goes_out_once_after_the_fix(
 def test_the_halt_is_on_the_dashboard_in_doctor_and_in_the_alerts(settings: Settings) -> None:
     _readers(settings)
     _force(settings, "from_email", BAD_AND_FIXED["from_email"][0])
-    tick(settings, TUESDAY_9)
+    tick(effective(settings), TUESDAY_9)
     reason = "sender address (NEWSLETTER_FROM_EMAIL or the Settings page)"
 
     admin = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
@@ -111,7 +116,7 @@ def test_the_halt_is_on_the_dashboard_in_doctor_and_in_the_alerts(settings: Sett
     assert "Sending is stopped" in page and reason in page and "U+0009" in page
     assert 'href="/admin/settings"' in page and "starts again by itself" in page
 
-    findings = doctor.run(doctor.Context(settings), ["sending"]).findings
+    findings = doctor.run(doctor.Context(effective(settings)), ["sending"]).findings
     assert [f.level for f in findings] == ["error", "error"]  # the value now, and the halt
     assert all(reason in f.message for f in findings)
 
@@ -127,7 +132,7 @@ def test_a_bad_reader_address_fails_that_reader_only(settings: Settings) -> None
         db.execute(
             update(Subscriber).where(Subscriber.id == readers[0]).values(email="p\t@example.org")
         )
-    summary = tick(settings, TUESDAY_9)
+    summary = tick(effective(settings), TUESDAY_9)
     assert (summary.sent, summary.failed) == (len(readers) - 1, 1)
     assert _current_halt(settings) is None  # not the practice's mistake: no halt
     statuses = {r[0]: r[3] for r in ledger(settings)}

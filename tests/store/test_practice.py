@@ -73,7 +73,7 @@ def test_good_values_pass_and_the_sender_rule_is_the_mail_rule(settings: Setting
     with session_scope(settings.database_url) as db:
         practice.save(db, clean)
     # what the page accepts, every message can be built from: no practice problem
-    assert mime.practice_problem(practice.overlay(settings)) is None
+    assert mime.practice_problem(practice.effective_settings(settings)) is None
 
 
 @pytest.mark.parametrize(
@@ -84,3 +84,57 @@ def test_an_address_the_mail_would_refuse_is_refused_at_the_field(address: str) 
     assert set(errors) == {"from_email", "reply_to"}
     with pytest.raises(ValueError, match="not a single email address"):
         mime.address(None, address)
+
+
+# --- effective_settings: the one function every entry point calls ----------------------------
+
+
+def _statements(settings: Settings) -> list[str]:
+    """Every statement the settings' database runs from now on (appended as they run)."""
+    from sqlalchemy import event
+
+    from newsletter.store.db import get_engine
+
+    seen: list[str] = []
+    event.listen(
+        get_engine(settings.database_url), "before_cursor_execute", lambda *a: seen.append(a[2])
+    )
+    return seen
+
+
+def test_effective_settings_lay_the_saved_values_over_the_environment_once_per_window(
+    settings: Settings,
+) -> None:
+    with session_scope(settings.database_url) as db:
+        practice.save(db, {"from_name": "Dr Maya Okafor", "postal_address": "12 Mill Lane"})
+    seen = _statements(settings)
+    first = practice.effective_settings(settings)
+    assert (first.from_name, first.postal_address) == ("Dr Maya Okafor", "12 Mill Lane")
+    assert first.saved_fields == {"from_name", "postal_address"}
+    assert first.environment is settings and settings.from_name != "Dr Maya Okafor"
+    reads = len(seen)
+    assert reads >= 1
+    # a worker asks once per chunk: no statement, the same object, until the window ends
+    for _ in range(100):
+        assert practice.effective_settings(settings) is first
+        assert practice.effective_settings(first) is first  # effective ones given again
+    assert len(seen) == reads
+
+
+def test_effective_settings_made_again_pick_up_a_changed_value(settings: Settings) -> None:
+    """Effective settings remember their environment's: made again from them (a service that
+    got them from its entry point), a changed saved value is seen, not shadowed as "set"."""
+    with session_scope(settings.database_url) as db:
+        practice.save(db, {"from_name": "Dr Maya Okafor"})
+    first = practice.effective_settings(settings)
+    with session_scope(settings.database_url) as db:
+        practice.save(db, {"from_name": "Dr Maya Okafor-Reid"})
+    assert practice.effective_settings(first).from_name == "Dr Maya Okafor-Reid"
+    assert practice.fixed_by_environment(first) == practice.fixed_by_environment(settings)
+    # a value given in code to a copy of effective settings wins like a variable, the saved rest stays
+    copied = first.model_copy(update={"from_name": "Given In Code"})
+    with session_scope(settings.database_url) as db:
+        practice.save(db, {"postal_address": "12 Mill Lane"})
+    again = practice.effective_settings(copied)
+    assert (again.from_name, again.postal_address) == ("Given In Code", "12 Mill Lane")
+    assert "from_name" in practice.fixed_by_environment(again)

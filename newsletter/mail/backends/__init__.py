@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from newsletter.core.config import Settings, effective
+from newsletter.core.config import Settings
 from newsletter.mail.message import Backend
 
 
@@ -38,9 +38,10 @@ BACKENDS: dict[str, Callable[[Settings], Backend]] = {
 }
 
 
-def get_backend(settings: Settings, name: str | None = None, *, saved: bool = True) -> Backend:
-    """The backend named by settings.mail_backend (or `name`), sending with the practice's
-    values saved in the admin laid over `settings` (unless `saved` is False: the server's own)."""
+def get_backend(settings: Settings, name: str | None = None) -> Backend:
+    """The backend named by settings.mail_backend (or `name`), sending as `settings` say: the
+    effective ones the entry point made (store.practice.effective_settings), or
+    `settings.environment` for the server's own values. mail/ never reads the saved rows."""
     chosen = name or settings.mail_backend
     try:
         make = BACKENDS[chosen]
@@ -48,4 +49,4 @@ def get_backend(settings: Settings, name: str | None = None, *, saved: bool = Tr
         raise ValueError(
             f"unknown mail backend {chosen!r} (choose one of {', '.join(BACKENDS)})"
         ) from None
-    return make(effective(settings) if saved else settings)  # the sender saved in the admin
+    return make(settings)

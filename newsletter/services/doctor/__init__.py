@@ -54,7 +54,9 @@ CHECKS: dict[str, Check] = {
     "dns": dns_records,
 }
 
-__all__ = ["CHECKS", "ERROR", "OK", "WARNING", "Context", "Finding", "Report", "Resolver", "run"]
+__all__ = [
+    "CHECKS", "ERROR", "OK", "WARNING", "Context", "Finding", "Report", "Resolver", "known", "run",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,18 @@ class Report:
         }
 
 
-def run(ctx: Context, only: Iterable[str] = ()) -> Report:
-    """Run the named checks (default: all) in table order. Unknown names raise KeyError."""
+def known(only: Iterable[str]) -> list[str]:
+    """The check names asked for; KeyError naming the unknown ones (before anything is read)."""
     wanted = list(only)
     unknown = [name for name in wanted if name not in CHECKS]
     if unknown:
         raise KeyError(f"no check {', '.join(unknown)} (checks: {', '.join(CHECKS)})")
+    return wanted
+
+
+def run(ctx: Context, only: Iterable[str] = ()) -> Report:
+    """Run the named checks (default: all) in table order. Unknown names raise KeyError."""
+    wanted = known(only)
     findings: list[Finding] = []
     try:
         for name, check in CHECKS.items():

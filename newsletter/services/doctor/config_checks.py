@@ -68,8 +68,12 @@ def example_address(value: str) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in EXAMPLE_DOMAINS)
 
 
+SETTINGS_PAGE = "on the Settings page (/admin/settings) or in the environment"
+
+
 def sender(ctx: Context) -> list[Finding]:
-    """The From address, Reply-To and the postal address every email carries."""
+    """The From address, Reply-To and the postal address every email carries: the effective
+    values (ctx.settings: saved on the Settings page or set in the environment), as sent."""
     s = ctx.settings
     found: list[Finding] = []
     if s.from_email == _default("from_email") or example_address(s.from_email):
@@ -77,15 +81,15 @@ def sender(ctx: Context) -> list[Finding]:
             error(
                 "sender",
                 f"NEWSLETTER_FROM_EMAIL is the example {s.from_email}: set the practice's own "
-                "address, on a domain you control (its DNS is checked below)",
+                f"address {SETTINGS_PAGE}, on a domain you control (its DNS is checked below)",
             )
         )
     if s.postal_address == _default("postal_address"):
         found.append(
             error(
                 "sender",
-                "NEWSLETTER_POSTAL_ADDRESS is the sample street: set the practice's postal "
-                "address (the law in many places requires it in every newsletter)",
+                f"NEWSLETTER_POSTAL_ADDRESS is the sample street: set the practice's postal "
+                f"address {SETTINGS_PAGE} (the law in many places requires it in every newsletter)",
             )
         )
     if s.from_name == _default("from_name"):
@@ -101,7 +105,15 @@ def sender(ctx: Context) -> list[Finding]:
             )
         )
     if not any(f.level == "error" for f in found):
-        found.append(ok("sender", f"sending as {s.from_name} <{s.from_email}>"))
+        shown = {"from_name", "from_email", "postal_address"}
+        saved = " (saved on the Settings page)" if s.saved_fields & shown else ""
+        found.append(
+            ok(
+                "sender",
+                f"sending as {s.from_name} <{s.from_email}>, postal address "
+                f"{s.postal_address}{saved}",
+            )
+        )
     return found
 
 

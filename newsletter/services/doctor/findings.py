@@ -43,8 +43,10 @@ class Resolver(Protocol):
 
 @dataclass
 class Context:
-    """What the checks read: the settings, a DNS resolver (default: the system's, built on first
-    use), the DNS timeout, and one Redis connection shared by the Redis and liveness checks."""
+    """What the checks read: the effective settings (the entry point made them, with the values
+    saved on the Settings page: store.practice.effective_settings), a DNS resolver (default: the
+    system's, built on first use), the DNS timeout, and one Redis connection shared by the Redis
+    and liveness checks."""
 
     settings: Settings
     resolver: Resolver | None = None

@@ -213,7 +213,6 @@ def sending(ctx: Context) -> list[Finding]:
     ones, saved in the browser or set in the environment — can make an email at all."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from newsletter.core.config import effective
     from newsletter.core.vocabulary import HALT_PRACTICE, HALT_TEMPLATE
     from newsletter.mail.mime import practice_problem
     from newsletter.store.db import session_scope
@@ -221,7 +220,7 @@ def sending(ctx: Context) -> list[Finding]:
 
     found: list[Finding] = []
     try:
-        problem = practice_problem(effective(ctx.settings))
+        problem = practice_problem(ctx.settings)
         with session_scope(ctx.settings.database_url) as session:
             current = halted(session, ctx.settings)
     except SQLAlchemyError:

@@ -10,12 +10,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from newsletter.core.config import Settings, effective
+from newsletter.core.config import Settings
 from newsletter.services import auth
 from newsletter.store.db import session_scope
 from newsletter.web import forms
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render as render_page
+from newsletter.web.pages import settings_of
 
 FLASH_COOKIE = "nl_flash"
 
@@ -23,11 +24,6 @@ FLASH_COOKIE = "nl_flash"
 class NotLoggedIn(HTTPException):
     def __init__(self) -> None:
         super().__init__(303, "please sign in", {"Location": "/admin/login"})
-
-
-def settings_of(request: Request) -> Settings:
-    """The app's settings with the practice details saved in the admin (environment wins)."""
-    return effective(request.app.state.settings)
 
 
 def current_session(request: Request) -> auth.AdminSession | None:

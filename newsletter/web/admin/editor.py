@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.content.writing import PartText, SeriesText, slugify
-from newsletter.core.config import Settings, effective
+from newsletter.core.config import Settings
 from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
 from newsletter.mail import render
 from newsletter.mail.message import Message
@@ -76,7 +76,7 @@ _renderers: dict[str, tuple[tuple[Any, ...], _PreviewRenderer]] = {}
 def _renderer(settings: Settings) -> render.Renderer:
     """One preview renderer for these settings (with the admin's saved practice details) and
     these template files; a new one when either changes."""
-    current = effective(settings)
+    current = settings  # effective: settings_of(request)
     folder = Path(current.templates_dir)
     stamp = tuple(
         sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*"))

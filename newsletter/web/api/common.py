@@ -17,6 +17,7 @@ from newsletter.core.config import Settings
 from newsletter.core.vocabulary import WEEKDAYS
 from newsletter.services import auth
 from newsletter.store.db import session_scope
+from newsletter.web.pages import settings_of
 from newsletter.web.security import body_limit
 
 # The CSV import's cap is the /api row of the one body-limit table (checked before the token).
@@ -30,8 +31,8 @@ bearer = HTTPBearer(
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    """This request's effective settings (web/pages.py): what the admin pages use too."""
+    return settings_of(request)
 
 
 def get_session(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
