@@ -11,14 +11,15 @@ from engine_support import add_person, ship, utc
 from sqlalchemy import select
 
 from newsletter.core.config import Settings
-from newsletter.engine.ledger import (
+from newsletter.store.db import session_scope
+from newsletter.store.ledger import (
     RESENT_NOTE,
     Claim,
+    SentRow,
     insert_claims,
     move_enrollments,
     record,
 )
-from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Enrollment
 
 NOW = utc(2030, 3, 5, 9, 0, 7)
@@ -59,7 +60,7 @@ def test_record_marks_sent_keeps_only_the_resent_note_and_counts_down_crashes(
             row.crashes = 2
             row.last_error = f"{RESENT_NOTE} (at 09:00)" if i == 0 else "a 429 earlier"
     with session_scope(settings.database_url) as session:
-        record(session, [{"i": i, "m": f"msg-{i}"} for i in ids], [], NOW)
+        record(session, [SentRow(i, f"msg-{i}") for i in ids], [], NOW)
     with session_scope(settings.database_url) as session:
         rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
         assert [r.status for r in rows] == [SENT] * 3
