@@ -1,7 +1,7 @@
 """The ledger: every statement that writes the deliveries table, and the named reads of it.
 
-No other module writes `deliveries` (tests/store/test_ledger_owner.py scans for it); the engine,
-services and views call the functions here by name.
+No other module writes `deliveries` (tests/store/test_ledger.py scans the package for it); the
+engine, services and views call the functions here by name.
 
 Ledger states (one row per subscriber, series and part; the unique constraint decides):
 - claimed, retry_at set   : row written, provider not called yet (retry_at = claim time).
