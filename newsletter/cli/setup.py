@@ -68,9 +68,9 @@ def init() -> None:
         # (engine) parts appended to a series reach those who finished it, at their next slot.
         reopened: list[int] = []
         for slug in report.appended:
-            row_id = session.scalar(select(Series.id).where(Series.slug == slug))
-            if row_id is not None:
-                reopened += schedule_parts_appended(session, row_id)
+            found = series_store.by_slug(session, slug)
+            if found is not None:
+                reopened += schedule_parts_appended(session, found.id)
         if reopened:
             from newsletter.queue.dueset import RedisQueue
 

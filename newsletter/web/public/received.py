@@ -21,6 +21,7 @@ from starlette.responses import Response
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
 from newsletter.services import mailing
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Part, Series, Subscriber
 from newsletter.web.csrf import verify_csrf
@@ -94,7 +95,7 @@ def send_again(
 
 def _part(session: Any, key: str) -> tuple[Series, Part, int] | None:
     slug, _, number = key.rpartition("/")
-    series = session.scalar(select(Series).where(Series.slug == slug))
+    series = series_store.by_slug(session, slug)
     if series is None or not number.isdecimal():
         return None
     part = session.scalar(
