@@ -926,3 +926,16 @@ def failures_since(
         )
     failures.sort(key=lambda f: f.when, reverse=True)
     return failures[:limit]
+
+
+def person_history(session: Session, subscriber_id: int, limit: int = 200) -> list[Any]:
+    """A reader's ledger rows with their series, newest first (the admin's person page)."""
+    return list(
+        session.execute(
+            select(Delivery, Series)
+            .join(Series, Series.id == Delivery.series_id)
+            .where(Delivery.subscriber_id == subscriber_id)
+            .order_by(Delivery.scheduled_for.desc(), Delivery.id.desc())
+            .limit(limit)
+        )
+    )

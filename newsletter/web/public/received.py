@@ -21,9 +21,10 @@ from starlette.responses import Response
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
 from newsletter.services import mailing
+from newsletter.store import ledger
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
-from newsletter.store.models import SENT, Delivery, Part, Series, Subscriber
+from newsletter.store.models import Part, Series, Subscriber
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
@@ -41,13 +42,7 @@ COPY = "copy"  # message kind: a copy of a received article (no series/part cust
 
 
 def _received(session: Any, subscriber: Subscriber) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(Series.slug, Series.title, Part.number, Part.title, Delivery.sent_at)
-        .join(Series, Series.id == Delivery.series_id)
-        .join(Part, (Part.series_id == Delivery.series_id) & (Part.number == Delivery.part_number))
-        .where(Delivery.subscriber_id == subscriber.id, Delivery.status == SENT)
-        .order_by(Delivery.sent_at, Delivery.id)
-    ).all()
+    rows = ledger.received_parts(session, subscriber.id)
     return [
         {"key": f"{slug}/{n}", "series": st, "number": n, "title": pt, "sent_at": at}
         for slug, st, n, pt, at in rows
