@@ -132,11 +132,12 @@ def _load_part(s: Settings, slug: str, number: int) -> tuple[Any, Any, int]:
 
     from newsletter.content import series as content
     from newsletter.store import db
-    from newsletter.store.models import Part, Series
+    from newsletter.store import series as series_store
+    from newsletter.store.models import Part
 
     try:
         with db.session_scope(s.database_url) as session:
-            row = session.scalar(select(Series).where(Series.slug == slug))
+            row = series_store.by_slug(session, slug)
             if row is not None:
                 part = session.scalar(
                     select(Part).where(Part.series_id == row.id, Part.number == number)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from newsletter.engine import schedule, slots
-from newsletter.engine.ledger import Move, PersonRow, PlaceRow, QueueChange
+from newsletter.store.ledger import Move, PersonRow, PlaceRow, QueueChange
 from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Series, Subscriber
 
 _slots: dict[tuple[Any, ...], dt.datetime] = {}  # slot_for results (pure function of the key)

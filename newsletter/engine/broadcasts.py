@@ -31,7 +31,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.core import timing
-from newsletter.engine.ledger import Claim, QueueChange, among, set_due
+from newsletter.store.ledger import Claim, QueueChange, among, set_due
 from newsletter.store.models import (
     BROADCAST_KIND,
     CANCELLED,

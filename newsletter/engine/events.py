@@ -6,14 +6,13 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.engine.ledger import QueueChange
 from newsletter.engine.reconcile import confirm_sent
 from newsletter.mail.events import (
     DELIVERED,
@@ -24,7 +23,9 @@ from newsletter.mail.events import (
     provider_id,
 )
 from newsletter.queue.dueset import RedisQueue
+from newsletter.store import ledger as ledger_sql
 from newsletter.store.db import session_scope
+from newsletter.store.ledger import QueueChange
 from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
@@ -35,7 +36,6 @@ from newsletter.store.models import (
     PENDING,
     RETRY,
     UNSUBSCRIBED,
-    Delivery,
     Enrollment,
     ProviderEvent,
     Subscriber,
@@ -44,7 +44,6 @@ from newsletter.store.models import (
 log = logging.getLogger(__name__)
 
 PROVIDER = "sendgrid"
-DELIVERIES = cast(Table, Delivery.__table__)
 CHUNK = 500  # rows per bulk statement / IN list
 
 # When one batch holds several reasons for one person, the strongest wins.
@@ -106,11 +105,7 @@ def store(
     handed: set[int] = set()  # given to the provider, outcome not recorded (a crash between)
     retrying: set[int] = set()  # a timeout or 5xx said "retry", but the provider may have it
     for part in _chunks(refs):
-        for row_id, subscriber_id, status, retry_at in session.execute(
-            select(Delivery.id, Delivery.subscriber_id, Delivery.status, Delivery.retry_at).where(
-                Delivery.id.in_(part)
-            )
-        ):
+        for row_id, subscriber_id, status, retry_at in ledger_sql.rows_by_id(session, list(part)):
             ledger[row_id] = subscriber_id
             if status == CLAIMED and retry_at is None:
                 handed.add(row_id)
@@ -154,35 +149,15 @@ def store(
         e for e in fresh if e.event_type in (PROCESSED, DELIVERED) and e.delivery_ref in ledger
     ]
     delivered = {e.delivery_ref: e.occurred_at for e in confirm if e.event_type == DELIVERED}
-    if delivered:
-        stmt = (
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id == bindparam("row_id"))
-            .values(
-                delivered_at=func.coalesce(
-                    DELIVERIES.c.delivered_at,
-                    bindparam("at", type_=Delivery.delivered_at.type),
-                )
-            )
-        )
-        params: list[dict[str, Any]] = [{"row_id": k, "at": v} for k, v in delivered.items()]
-        for part in _chunks(params):
-            session.connection().execute(stmt, list(part))
+    for part in _chunks(sorted(delivered)):
+        ledger_sql.mark_delivered(session, {k: delivered[k] for k in part})
     changes: list[QueueChange] = []
     settle = sorted({e.delivery_ref for e in confirm if e.delivery_ref in handed})
     taken_back = sorted({e.delivery_ref for e in confirm if e.delivery_ref in retrying})
     for part in _chunks(taken_back):
         # The "failed" attempt went through after all: take the row back from the retry queue
         # (compare-and-set, so a dispatch that already took it for the retry wins) and settle it.
-        settle.extend(
-            session.scalars(
-                update(Delivery)
-                .where(Delivery.id.in_(part), Delivery.status == RETRY)
-                .values(status=CLAIMED, retry_at=None, updated_at=now)
-                .returning(Delivery.id),
-                execution_options={"synchronize_session": False},
-            )
-        )
+        settle.extend(ledger_sql.take_back_confirmed(session, list(part), now))
     if settle:  # SendGrid took it: the outcome the send never recorded is "sent"
         first_id = {e.delivery_ref: provider_id(e.message_id) for e in confirm}
         for row_id in settle:
@@ -190,18 +165,8 @@ def store(
             confirm_sent(session, row_id, first_id.get(row_id) or "", now, changes)
         session.flush()
     ids_for_message = {e.delivery_ref: provider_id(e.message_id) for e in confirm if e.message_id}
-    if ids_for_message:
-        stmt = (
-            update(DELIVERIES)
-            .where(
-                DELIVERIES.c.id == bindparam("row_id"),
-                DELIVERIES.c.provider_message_id.is_(None),
-            )
-            .values(provider_message_id=bindparam("mid"))
-        )
-        params = [{"row_id": k, "mid": v} for k, v in ids_for_message.items()]
-        for part in _chunks(params):
-            session.connection().execute(stmt, list(part))
+    for part in _chunks(sorted(ids_for_message)):
+        ledger_sql.fill_message_ids(session, {k: ids_for_message[k] for k in part})
     report.confirmed = len({e.delivery_ref for e in confirm})
 
     # bounce / dropped / spamreport / unsubscribe: the subscriber is off at once.

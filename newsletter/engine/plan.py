@@ -15,35 +15,33 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.engine import broadcasts, schedule
 from newsletter.engine.advance import advance, due_time
-from newsletter.engine.ledger import (
+from newsletter.queue.dueset import QueueLost, RedisQueue
+from newsletter.store.db import session_scope
+from newsletter.store.ledger import (
     Claim,
     Move,
     QueueChange,
     among,
-    id_range,
+    existing_rows,
     insert_claims,
     move_enrollments,
-    status_is,
+    take_back_ready,
     take_back_retries,
 )
-from newsletter.queue.dueset import QueueLost, RedisQueue
-from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
-    CLAIMED,
     ENROLLED_ACTIVE,
     FAILED,
     LIVE,
     RETRY,
     SENT,
     SKIPPED,
-    Delivery,
     Enrollment,
     Series,
     Subscriber,
@@ -261,49 +259,22 @@ def _settle_conflicts(
     - claimed: in flight elsewhere, or handed with its outcome unknown: back in a lease
       (reconcile settles those).
     """
-    keys = set(conflicts)
-    # IN lists, filtered to the exact keys here: a batch of (subscriber, series, part) triples
-    # as one OR of ANDs is an expression 1,000 deep, which SQLite refuses.
-    existing = [
-        row
-        for row in session.execute(
-            select(
-                Delivery.id,
-                Delivery.subscriber_id,
-                Delivery.series_id,
-                Delivery.part_number,
-                Delivery.status,
-                Delivery.retry_at,
-                Delivery.scheduled_for,
-                Delivery.crashes,
-            ).where(
-                among(session, Delivery.subscriber_id, {k[0] for k in keys}),
-                Delivery.series_id.in_({k[1] for k in keys}),
-                Delivery.part_number.in_({k[2] for k in keys}),
-            )
-        ).all()
-        if (int(row[1] or 0), row[2], row[3]) in keys
+    existing = existing_rows(session, set(conflicts))
+    ready = [
+        r.id for r in existing if r.status == RETRY and (r.retry_at is None or r.retry_at <= now)
     ]
-    ready = [r[0] for r in existing if r[4] == RETRY and (r[5] is None or r[5] <= now)]
-    taken: set[int] = set()
-    if ready:
-        taken = set(
-            session.scalars(
-                update(Delivery)
-                .where(among(session, Delivery.id, ready), id_range(ready), status_is(RETRY))
-                .values(status=CLAIMED, retry_at=now, updated_at=now)
-                .returning(Delivery.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
-    behind = [r for r in existing if r[4] in (SENT, FAILED, SKIPPED)]
+    taken = take_back_ready(session, ready, now)
+    ready_set = set(ready)
+    behind = [r for r in existing if r.status in (SENT, FAILED, SKIPPED)]
     # the ORM objects schedule needs, one SELECT each (held here: the identity map is weak)
     places = {
         e.id: e
         for e in session.scalars(
             select(Enrollment).where(
                 among(
-                    session, Enrollment.id, [wanted[(int(r[1] or 0), r[2], r[3])].id for r in behind]
+                    session,
+                    Enrollment.id,
+                    [wanted[(r.subscriber_id, r.series_id, r.part_number)].id for r in behind],
                 )
             )
         )
@@ -311,26 +282,25 @@ def _settle_conflicts(
     people = {
         p.id: p
         for p in session.scalars(
-            select(Subscriber).where(among(session, Subscriber.id, {r[1] for r in behind}))
+            select(Subscriber).where(among(session, Subscriber.id, {r.subscriber_id for r in behind}))
         )
     } if behind else {}  # fmt: skip
     moved: list[Move] = []
     skipped = 0
-    for did, s_id, se, p, status, retry_at, scheduled, crashes in existing:
-        s = int(s_id or 0)
-        enr = wanted[(s, se, p)]
-        if did in taken:
-            to_send.append((did, se, p, crashes))
+    for row in existing:
+        enr = wanted[(row.subscriber_id, row.series_id, row.part_number)]
+        if row.id in taken:
+            to_send.append((row.id, row.series_id, row.part_number, row.crashes))
             continue
         skipped += 1
-        if status == RETRY and did in ready:  # another tick took it first
+        if row.status == RETRY and row.id in ready_set:  # another tick took it first
             redis_changes.append((enr.id, later))
-        elif status == RETRY:
-            redis_changes.append((enr.id, retry_at))
-        elif status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
+        elif row.status == RETRY:
+            redis_changes.append((enr.id, row.retry_at))
+        elif row.status in (SENT, FAILED, SKIPPED):  # ledger ahead of the cursor: catch up
             advance(
-                session, places[enr.id], people[s], series_of[se], counts.get(se, 0), scheduled,
-                now, redis_changes, counts, moved,
+                session, places[enr.id], people[row.subscriber_id], series_of[row.series_id],
+                counts.get(row.series_id, 0), row.scheduled_for, now, redis_changes, counts, moved,
             )  # fmt: skip
         else:  # claimed: in flight elsewhere, or waiting for reconcile
             redis_changes.append((enr.id, later))

@@ -14,24 +14,22 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.engine.advance import advance
-from newsletter.engine.ledger import RESENT_NOTE, QueueChange
 from newsletter.queue.dueset import RedisQueue
+from newsletter.store import ledger
 from newsletter.store.db import session_scope
+from newsletter.store.ledger import RESENT_NOTE, QueueChange
 from newsletter.store.models import (
     ACTIVE,
-    CLAIMED,
     ENROLLED_ACTIVE,
     FAILED,
     LIVE,
-    RETRY,
     SENT,
-    Delivery,
     Enrollment,
     Series,
     Subscriber,
@@ -81,32 +79,16 @@ def reconcile(
     changes: list[QueueChange] = []
     with session_scope(settings.database_url) as session:
         report.rebuilt = queue.ensure(session)
-        lost = _requeue_lost(session, stale, now)
+        lost = ledger.requeue_lost(session, stale, now)
         report.requeued = len(lost)
         resend = _settle_handed(settings, session, stale, now, changes, report)
         if resend:
-            _resend(session, resend, now)
+            ledger.resend(session, resend, now)
             report.resent = len(resend)
         _requeue_readers(session, lost + resend, now, changes)
         report.overdue_requeued = _requeue_overdue(session, queue, now, changes)
     queue.apply(changes)
     return report
-
-
-def _requeue_lost(session: Session, stale: dt.datetime, now: dt.datetime) -> list[int]:
-    """claimed, never handed and older than a lease (the send task was lost) -> retry now."""
-    return list(
-        session.scalars(
-            update(Delivery)
-            .where(
-                Delivery.status == CLAIMED,
-                Delivery.retry_at.is_not(None),
-                Delivery.retry_at < stale,
-            )
-            .values(status=RETRY, retry_at=now, updated_at=now)
-            .returning(Delivery.id)
-        )
-    )
 
 
 def _settle_handed(
@@ -120,15 +102,7 @@ def _settle_handed(
     """Handed rows older than a lease, outcome unknown: sent (evidence in the outbox), failed
     (poison), to resend (outbox without its file, or no provider event after the window), or
     still waiting. Returns the rows to resend."""
-    unknown = session.execute(
-        select(Delivery.id, Delivery.updated_at, Delivery.crashes)
-        .where(
-            Delivery.status == CLAIMED,
-            Delivery.retry_at.is_(None),
-            Delivery.updated_at < stale,
-        )
-        .limit(10_000)
-    ).all()
+    unknown = ledger.handed_before(session, stale)
     resend: list[int] = []
     for delivery_id, updated, crashes in unknown:
         message_id = None
@@ -157,37 +131,11 @@ def _outbox_message_id(outbox: Path, delivery_id: int) -> str | None:
     return None
 
 
-def _resend(session: Session, resend: list[int], now: dt.datetime) -> None:
-    """handed -> retry now, noting why the reader may get the part twice."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(resend), Delivery.status == CLAIMED)
-        .values(
-            status=RETRY,
-            retry_at=now,
-            updated_at=now,
-            last_error=RESENT_NOTE,
-        )
-    )
-
-
 def _requeue_readers(
     session: Session, touched: list[int], now: dt.datetime, changes: list[QueueChange]
 ) -> None:
     """The enrollments of rows turned back into retries: due now."""
-    for start in range(0, len(touched), 1000):
-        rows = session.execute(
-            select(Enrollment.id)
-            .join(
-                Delivery,
-                and_(
-                    Delivery.subscriber_id == Enrollment.subscriber_id,
-                    Delivery.series_id == Enrollment.series_id,
-                ),
-            )
-            .where(Delivery.id.in_(touched[start : start + 1000]))
-        ).all()
-        changes.extend((eid, now) for (eid,) in rows)
+    changes.extend((eid, now) for eid in ledger.enrollment_ids_of(session, touched))
 
 
 def _requeue_overdue(
@@ -243,14 +191,9 @@ def _settle(
 ) -> None:
     """A handed row's outcome, found after the fact (sent, or failed as poison): record it
     and move the reader on to the next part, as send_chunk would have."""
-    d = session.get(Delivery, delivery_id)
-    if d is None or d.status != CLAIMED or d.subscriber_id is None:
+    d = ledger.settle_handed(session, delivery_id, status, now, message_id=message_id, error=error)
+    if d is None:
         return
-    d.status, d.updated_at = status, now
-    if status == SENT:
-        d.provider_message_id, d.sent_at = message_id, now
-    else:
-        d.last_error = error
     enr = session.scalar(
         select(Enrollment).where(
             Enrollment.subscriber_id == d.subscriber_id, Enrollment.series_id == d.series_id

@@ -2,7 +2,7 @@
 
 `send_chunk(settings, chunk, now)` re-checks suppression, subscriber and series state, renders
 the article once, hands recipients to the backend, records each outcome and advances
-enrollments. Each step is one transition of the ledger (see engine.ledger):
+enrollments. Each step is one transition of the ledger (see store.ledger, which writes it):
 - claimed -> (deleted)   rows that must not be sent (unsubscribed, suppressed, series or
                          subscriber paused, stale) are forgotten while still un-handed, so a
                          later resubscribe or resume sends the part then;
@@ -26,9 +26,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.core import timing
@@ -36,24 +35,6 @@ from newsletter.core.config import Settings
 from newsletter.core.identity import email_hash, rekey
 from newsletter.engine import schedule
 from newsletter.engine.advance import advance, due_time
-from newsletter.engine.ledger import (
-    LEDGER_COLUMNS,
-    PERSON_COLUMNS,
-    PLACE_COLUMNS,
-    LedgerRow,
-    Move,
-    PersonRow,
-    PlaceRow,
-    QueueChange,
-    among,
-    back_to_retry,
-    id_range,
-    move_enrollments,
-    record,
-    set_due,
-    split_row,
-    status_is,
-)
 from newsletter.engine.plan import Chunk
 from newsletter.engine.summary import TickSummary
 from newsletter.mail import backends
@@ -73,14 +54,32 @@ from newsletter.mail.render import shared_renderer, template_fault
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
 from newsletter.store.halt import halt, halted, templates_fingerprint
+from newsletter.store.ledger import (
+    PERSON_COLUMNS,
+    LedgerRow,
+    Move,
+    OutcomeRow,
+    PersonRow,
+    PlaceRow,
+    QueueChange,
+    SentRow,
+    UnknownRow,
+    among,
+    back_to_retry,
+    claimed_rows,
+    forget_claimed,
+    hand_over,
+    move_enrollments,
+    note_unknown,
+    record,
+    set_due,
+)
 from newsletter.store.models import (
     ACTIVE,
-    CLAIMED,
     ENROLLED_ACTIVE,
     FAILED,
     LIVE,
     RETRY,
-    Delivery,
     Enrollment,
     Part,
     Series,
@@ -110,9 +109,9 @@ class _Article:
 class _Outcomes:
     """The provider's answers sorted into the ledger and enrollment writes they cause."""
 
-    sent_rows: list[dict[str, Any]] = field(default_factory=list)
-    other_rows: list[dict[str, Any]] = field(default_factory=list)  # failed and retry
-    unknown_rows: list[dict[str, Any]] = field(default_factory=list)  # handed: the reason only
+    sent_rows: list[SentRow] = field(default_factory=list)
+    other_rows: list[OutcomeRow] = field(default_factory=list)  # failed and retry
+    unknown_rows: list[UnknownRow] = field(default_factory=list)  # handed: the reason only
     moved: list[Move] = field(default_factory=list)  # (enrollment id, next part, due)
     retries: list[tuple[int, dt.datetime]] = field(default_factory=list)  # (enrollment, due)
     first_sent: bool = False
@@ -141,7 +140,7 @@ def send_chunk(
     ids = list(chunk.delivery_ids)
     with session_scope(settings.database_url) as session:
         article = _read_article(session, chunk)
-        rows = _claimed_rows(session, ids)
+        rows = claimed_rows(session, ids)
         if not rows:
             return summary
         if _is_halted(session, settings):  # leave everything retryable for when sending resumes
@@ -201,28 +200,6 @@ def _read_article(session: Session, chunk: Chunk) -> _Article:
     return _Article(series, part, counts, counts.get(chunk.series_id, 0))
 
 
-def _claimed_rows(session: Session, ids: list[int]) -> list[Row]:
-    """The chunk's rows still claimed and not handed, with their subscriber and enrollment.
-
-    The ledger row, the subscriber and the enrollment as plain columns: a chunk loads 1,000 of
-    each. Filtered here, not in SQL: during a burst most of the ledger is `claimed`, and a
-    status condition can tempt the planner into scanning the status index instead of looking
-    the chunk's ids up by primary key."""
-    found = session.execute(
-        select(*LEDGER_COLUMNS, *PERSON_COLUMNS, *PLACE_COLUMNS)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .join(
-            Enrollment,
-            and_(
-                Enrollment.subscriber_id == Delivery.subscriber_id,
-                Enrollment.series_id == Delivery.series_id,
-            ),
-        )
-        .where(among(session, Delivery.id, ids), id_range(ids))
-    ).all()
-    return [split_row(r) for r in found if r[1] == CLAIMED and r[2] is not None]
-
-
 def _forget_unsendable(
     session: Session,
     secret: str,
@@ -267,13 +244,7 @@ def _forget_unsendable(
             drop.append(d.id)
             redis_changes.append((enr.id, due_time(enr, sub) if sub.status == ACTIVE else None))
     if drop:
-        session.execute(
-            delete(Delivery).where(
-                among(session, Delivery.id, drop),
-                status_is(CLAIMED),
-                Delivery.retry_at.is_not(None),
-            )
-        )
+        forget_claimed(session, drop)
         summary.skipped += len(drop)
     return keep
 
@@ -318,31 +289,9 @@ def _render(
 
 
 def _hand_over(session: Session, keep: list[Row], ids: list[int], now: dt.datetime) -> list[Row]:
-    """claimed -> handed by compare-and-set, committed: only the process that flips a row may
-    call the provider for it. The rows this process now holds."""
-    handed = set(
-        session.scalars(
-            update(Delivery)
-            .where(
-                among(session, Delivery.id, [d.id for d, _, _ in keep]),
-                id_range(ids),
-                status_is(CLAIMED),
-                Delivery.retry_at.is_not(None),
-            )
-            # the hand-over time, which reconcile's window counts from: `now` is the
-            # moment this chunk runs (a Celery task adds its queueing delay to the tick's)
-            # crashes + 1 until the outcome is recorded: a process that dies meanwhile
-            # leaves it counted (poison rows, see reconcile)
-            .values(
-                attempts=Delivery.attempts + 1,
-                crashes=Delivery.crashes + 1,
-                retry_at=None,
-                updated_at=now,
-            )
-            .returning(Delivery.id)
-            .execution_options(synchronize_session=False)  # rows are read by id below
-        )
-    )
+    """claimed -> handed (store.ledger.hand_over), committed: only the process that flips a row
+    may call the provider for it. The rows this process now holds."""
+    handed = hand_over(session, [d.id for d, _, _ in keep], ids, now)
     session.commit()
     return [row for row in keep if row[0].id in handed]
 
@@ -384,7 +333,7 @@ def _sort_outcomes(
     for i, (d, sub, enr) in enumerate(keep):
         outcome: Outcome | None = outcomes[i] if i < len(outcomes) else None
         if isinstance(outcome, Accepted):
-            out.sent_rows.append({"i": d.id, "m": outcome.message_id[:200]})
+            out.sent_rows.append(SentRow(d.id, outcome.message_id[:200]))
             out.first_sent = True
             advance(
                 session, enr, sub, series, count, d.scheduled_for, now, redis_changes, counts,
@@ -392,7 +341,7 @@ def _sort_outcomes(
             )  # fmt: skip
             summary.sent += 1
         elif isinstance(outcome, Failed):
-            out.other_rows.append({"i": d.id, "s": FAILED, "r": None, "e": outcome.reason[:1000]})
+            out.other_rows.append(OutcomeRow(d.id, FAILED, None, outcome.reason[:1000]))
             advance(
                 session, enr, sub, series, count, d.scheduled_for, now, redis_changes, counts,
                 out.moved,
@@ -401,7 +350,7 @@ def _sort_outcomes(
         elif isinstance(outcome, Unknown):
             # handed, no answer: stays handed (claimed, retry_at NULL) for reconcile; out
             # of the due set meanwhile (reconcile puts it back once settled)
-            out.unknown_rows.append({"i": d.id, "e": f"outcome unknown: {outcome.reason}"[:1000]})
+            out.unknown_rows.append(UnknownRow(d.id, f"outcome unknown: {outcome.reason}"[:1000]))
             redis_changes.append((enr.id, None))
             summary.retry += 1
         else:
@@ -412,7 +361,7 @@ def _sort_outcomes(
                 # chunk's frame (a simulated `now` in tests and catch-up ticks)
                 wait = max(outcome.at - utcnow(), dt.timedelta(minutes=1))
                 at, reason = now + wait, outcome.reason
-            out.other_rows.append({"i": d.id, "s": RETRY, "r": at, "e": reason[:1000]})
+            out.other_rows.append(OutcomeRow(d.id, RETRY, at, reason[:1000]))
             out.retries.append((enr.id, at))
             redis_changes.append((enr.id, now if halted_now else at))
             summary.retry += 1
@@ -425,19 +374,7 @@ def _write_outcomes(session: Session, out: _Outcomes, part: Part, now: dt.dateti
     move_enrollments(session, out.moved)
     set_due(session, out.retries)
     record(session, out.sent_rows, out.other_rows, now)
-    if out.unknown_rows:
-        session.execute(
-            update(Delivery.__table__)  # type: ignore[arg-type]
-            .where(Delivery.__table__.c.id == bindparam("i"))
-            # updated_at stays the hand-over time (reconcile's window counts from it)
-            .values(
-                last_error=bindparam("e"),
-                crashes=Delivery.__table__.c.crashes - 1,
-                updated_at=Delivery.__table__.c.updated_at,
-            ),
-            out.unknown_rows,
-            execution_options={"synchronize_session": False},
-        )
+    note_unknown(session, out.unknown_rows)
     if out.first_sent:
         session.execute(
             update(Part)

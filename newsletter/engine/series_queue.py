@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.engine.schedule import part_counts, place
+from newsletter.store import series as series_store
 from newsletter.store.models import (
     ACTIVE,
     BROADCAST_KIND,
@@ -16,7 +17,6 @@ from newsletter.store.models import (
     LIVE,
     QUEUED,
     Enrollment,
-    Series,
     Subscriber,
 )
 
@@ -40,7 +40,7 @@ def queue_series(
     Nobody gets it before `start` (their local date); subscribers with nothing active (finished
     everything) start it at their first slot on or after `start`.
     """
-    series = session.scalar(select(Series).where(Series.slug == slug))
+    series = series_store.by_slug(session, slug)
     if series is None:
         raise ScheduleError(f"no series {slug!r} (see `newsletter series list`)")
     if series.kind == BROADCAST_KIND:  # its readers were chosen when it was written

@@ -22,8 +22,10 @@ from newsletter.core.config import Settings
 from newsletter.core.vocabulary import ERASED
 from newsletter.mail.render import Renderer
 from newsletter.services import mailing, people
+from newsletter.store import ledger
+from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
-from newsletter.store.models import SENT, Delivery, Part, Series, Subscriber
+from newsletter.store.models import Part, Series, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +76,7 @@ def _reader(session: Session, public_id: str) -> Subscriber:
 
 
 def _received(session: Session, subscriber: Subscriber) -> list[Received]:
-    rows = session.execute(
-        select(Series.slug, Series.title, Part.number, Part.title, Delivery.sent_at)
-        .join(Series, Series.id == Delivery.series_id)
-        .join(Part, (Part.series_id == Delivery.series_id) & (Part.number == Delivery.part_number))
-        .where(Delivery.subscriber_id == subscriber.id, Delivery.status == SENT)
-        .order_by(Delivery.sent_at, Delivery.id)
-    ).all()
+    rows = ledger.received_parts(session, subscriber.id)
     return [Received(f"{slug}/{n}", st, n, pt, at) for slug, st, n, pt, at in rows]
 
 
@@ -104,7 +100,7 @@ def ask_again(settings: Settings, public_id: str, key: str) -> Asked:
 
 def _part(session: Session, key: str) -> tuple[Series, Part, int] | None:
     slug, _, number = key.rpartition("/")
-    series = session.scalar(select(Series).where(Series.slug == slug))
+    series = series_store.by_slug(session, slug)
     if series is None or not number.isdecimal():
         return None
     part = session.scalar(

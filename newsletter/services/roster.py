@@ -17,6 +17,7 @@ from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
 from newsletter.services import people, preferences
 from newsletter.services.import_standing import Standing
+from newsletter.store import ledger
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -24,7 +25,6 @@ from newsletter.store.models import (
     PENDING,
     SERIES_KIND,
     SUBSCRIBER_STATUSES,
-    Delivery,
     Enrollment,
     Part,
     ProviderEvent,
@@ -372,12 +372,7 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
     enrollment_ids = list(
         session.scalars(select(Enrollment.id).where(Enrollment.subscriber_id == sub_id))
     )
-    # Provider texts can quote the address; the ledger keeps only series, part and status.
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == sub_id)
-        .values(subscriber_id=None, last_error=None, provider_message_id=None)
-    )
+    ledger.forget_person(session, sub_id)
     session.execute(
         update(ProviderEvent)
         .where(ProviderEvent.subscriber_id == sub_id)

@@ -56,7 +56,7 @@ def queue_series(
     SeriesAdminError for a start date too far away or a series that can't be queued."""
     check_start(start, now.date())
     with session_scope(settings.database_url) as session:
-        if session.scalar(select(Series.id).where(Series.slug == slug)) is None:
+        if series_store.by_slug(session, slug) is None:
             return None
         try:
             report = series_queue.queue_series(session, slug, start, now)
@@ -76,7 +76,7 @@ def sync_series_queue(settings: Settings, series_id: int) -> None:
 def pause_series(settings: Settings, slug: str) -> str | None:
     """Pause a live series for everyone (nothing from it goes out); its title, None if unknown."""
     with session_scope(settings.database_url) as session:
-        series = session.scalar(select(Series).where(Series.slug == slug))
+        series = series_store.by_slug(session, slug)
         if series is None:
             return None
         if series.state == LIVE:
@@ -90,7 +90,7 @@ def resume_series(settings: Settings, slug: str, now: dt.datetime) -> str | None
     """Resume a paused series: each reader's next part at their next slot (no catch-up burst);
     its title, None if unknown."""
     with session_scope(settings.database_url) as session:
-        series = session.scalar(select(Series).where(Series.slug == slug))
+        series = series_store.by_slug(session, slug)
         if series is None:
             return None
         if series.state == PAUSED:
@@ -159,8 +159,8 @@ def _sync_files(
                 changed += series_queue.queue_series(session, row.slug, None, now).enrollment_ids
                 queued.append((row.slug, row.order))
         for slug in report.appended:
-            series_id = session.scalar(select(Series.id).where(Series.slug == slug))
-            if series_id is not None:
-                changed += series_queue.parts_appended(session, series_id, now)
+            found = series_store.by_slug(session, slug)
+            if found is not None:
+                changed += series_queue.parts_appended(session, found.id, now)
     sync_queue(settings, changed)
     return Installed(report, tuple(queued))

@@ -33,9 +33,10 @@ from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
 from newsletter.services import series_admin
 from newsletter.services.editor_words import Problem, invisible, problems_for, worded
+from newsletter.store import series as series_store
 from newsletter.store import stats
 from newsletter.store.db import session_scope
-from newsletter.store.models import Part, Series
+from newsletter.store.models import Part
 
 NEW_TOKEN = "new"
 STAGE_PREFIX = ".editor-"  # staging folders in schedules/ (skipped by the loader)
@@ -136,7 +137,7 @@ def as_text(spec: content.SeriesSpec) -> SeriesText:
 def sent_parts(settings: Settings, slug: str) -> dict[str, SentPart]:
     """The parts of a series that have gone out to anyone, by file name."""
     with session_scope(settings.database_url) as db:
-        series = db.scalar(select(Series).where(Series.slug == slug))
+        series = series_store.by_slug(db, slug)
         if series is None:
             return {}
         counts = stats.sent_counts(db, [series.id])

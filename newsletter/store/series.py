@@ -130,3 +130,8 @@ def sync(session: Session, specs: list[SeriesSpec]) -> SyncReport:
             report.removed.setdefault(spec.slug, []).append(number)
     session.flush()
     return report
+
+
+def by_slug(session: Session, slug: str) -> Series | None:
+    """The series (or broadcast) with this slug, or None: the one lookup every module uses."""
+    return session.scalar(select(Series).where(Series.slug == slug))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,19 +10,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.store import ledger
 from newsletter.store.halt import halted
+from newsletter.store.ledger import FailureRow
 from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
-    CLAIMED,
     COMPLAINED,
     ENROLLED_ACTIVE,
-    FAILED,
     PENDING,
-    RETRY,
-    SENT,
     UNSUBSCRIBED,
-    Delivery,
     Enrollment,
     Part,
     ProviderEvent,
@@ -64,19 +60,6 @@ class _Acc:
     part_title: str
     count: int
     first: dt.datetime
-
-
-@dataclass(frozen=True)
-class FailureRow:
-    delivery_id: int
-    subscriber_id: int | None
-    email: str | None
-    series_slug: str
-    series_title: str
-    part_number: int
-    status: str
-    reason: str
-    when: dt.datetime
 
 
 @dataclass
@@ -173,85 +156,19 @@ def week_ahead(session: Session, now: dt.datetime, zone: str, days: int = 7) -> 
 def last_days(session: Session, now: dt.datetime, days: int = 7, limit: int = 50) -> Recent:
     """Sent / failed / bounced in the last `days` days, and the failures themselves."""
     since = now - dt.timedelta(days=days)
-    sent = session.scalar(
-        select(func.count()).where(Delivery.status == SENT, Delivery.sent_at >= since)
-    )
-    failed = session.scalar(
-        select(func.count()).where(Delivery.status == FAILED, Delivery.updated_at >= since)
-    )
-    # as the tick summary counts them: waiting for a retry, or handed with the outcome
-    # unknown (no answer from the provider) until reconcile settles it
-    # two counts, each an index range on status: as one OR, SQLite read the whole ledger
-    waiting = select(func.count()).where(Delivery.status == RETRY).scalar_subquery()
-    unknown = (
-        select(func.count())
-        .where(
-            Delivery.status == CLAIMED,
-            Delivery.retry_at.is_(None),
-            Delivery.last_error.like("outcome unknown%"),
-        )
-        .scalar_subquery()
-    )
-    retrying = session.scalar(select(waiting + unknown))
+    outcomes = ledger.outcomes_since(session, since)
     bounced = session.scalar(
         select(func.count(func.distinct(ProviderEvent.delivery_id))).where(
             ProviderEvent.event_type.in_(BOUNCE_EVENTS), ProviderEvent.occurred_at >= since
         )
     )
-    failures: list[FailureRow] = []
-    for d, slug, title, email in session.execute(
-        select(Delivery, Series.slug, Series.title, Subscriber.email)
-        .join(Series, Series.id == Delivery.series_id)
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(
-            or_(Delivery.status.in_((FAILED, RETRY))),
-            Delivery.updated_at >= since,
-        )
-        .order_by(Delivery.updated_at.desc())
-        .limit(limit)
-    ):
-        failures.append(
-            FailureRow(
-                d.id,
-                d.subscriber_id,
-                email,
-                slug,
-                title,
-                d.part_number,
-                d.status,
-                d.last_error or "no reason given",
-                d.updated_at,
-            )
-        )
-    for ev, d, slug, title, email in session.execute(
-        select(ProviderEvent, Delivery, Series.slug, Series.title, Subscriber.email)
-        .join(Delivery, Delivery.id == ProviderEvent.delivery_id)
-        .join(Series, Series.id == Delivery.series_id)
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(ProviderEvent.event_type.in_(BOUNCE_EVENTS), ProviderEvent.occurred_at >= since)
-        .order_by(ProviderEvent.occurred_at.desc())
-        .limit(limit)
-    ):
-        failures.append(
-            FailureRow(
-                d.id,
-                d.subscriber_id,
-                email,
-                slug,
-                title,
-                d.part_number,
-                ev.event_type,
-                ev.detail or ev.event_type,
-                ev.occurred_at,
-            )
-        )
-    failures.sort(key=lambda f: f.when, reverse=True)
+    failures = ledger.failures_since(session, since, BOUNCE_EVENTS, limit)
     return Recent(
-        sent=int(sent or 0),
-        failed=int(failed or 0),
+        sent=outcomes.sent,
+        failed=outcomes.failed,
         bounced=int(bounced or 0),
-        retrying=int(retrying or 0),
-        failures=failures[:limit],
+        retrying=outcomes.retrying,
+        failures=failures,
     )
 
 
@@ -419,18 +336,6 @@ def part_counts(session: Session) -> dict[int, dict[int, int]]:
     return result
 
 
-def sent_counts(
-    session: Session, series_ids: Collection[int] | None = None
-) -> dict[tuple[int, int], int]:
-    """(series id, part number) -> how many people have been sent it; of `series_ids` only
-    when given (an index range per series, not every sent row of the ledger)."""
-    stmt = (
-        select(Delivery.series_id, Delivery.part_number, func.count())
-        .where(Delivery.status == SENT)
-        .group_by(Delivery.series_id, Delivery.part_number)
-    )
-    if series_ids is not None:
-        if not series_ids:
-            return {}
-        stmt = stmt.where(Delivery.series_id.in_(sorted(series_ids)))
-    return {(sid, part): int(n) for sid, part, n in session.execute(stmt)}
+# (series id, part number) -> readers sent it: the ledger's named read, under the name the
+# views know it by
+sent_counts = ledger.sent_per_part

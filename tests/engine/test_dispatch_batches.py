@@ -260,3 +260,19 @@ def test_full_batch_of_finished_readers_starts_their_next_series(settings: Setti
         ).all()
     assert len(active) == N and len({series for series, _ in active}) == 1
     assert {part for _, part in active} == {1}
+
+
+def test_a_full_round_costs_the_statements_it_cost_before_the_ledger_moved(
+    sg: tuple[Settings, FakeSendGrid],
+) -> None:
+    """The hot path's statement count, pinned at what it was before the ledger's SQL moved to
+    store/ledger.py (issue 23): plan 5 on SQLite / 6 on PostgreSQL, send_chunk 12 on both,
+    for a full batch of 1,000 accepted. Fewer is fine; one more per chunk is a regression."""
+    settings, _ = sg
+    readers(settings)
+    with counted(settings) as planned:
+        result = plan_due(settings, SLOT)
+    (chunk,) = result.chunks
+    with counted(settings) as sent:
+        assert send_chunk(settings, chunk, SLOT).sent == N
+    assert len(planned) <= 6 and len(sent) <= 12, (planned, sent)

@@ -1,4 +1,4 @@
-"""The plan (engine.plan, and its PostgreSQL statements in engine.ledger): a retry row is taken
+"""The plan (engine.plan, and its PostgreSQL statements in store.ledger): a retry row is taken
 back only once its time has come, whatever the reader's cursor says."""
 
 from __future__ import annotations

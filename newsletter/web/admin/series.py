@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.content import series as content
 from newsletter.core.vocabulary import SERIES_KIND
 from newsletter.services import series_admin
+from newsletter.store import series as series_store
 from newsletter.store import stats
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -38,7 +39,7 @@ protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
 def find_series(db: Session, slug: str) -> Series:
-    series = db.scalar(select(Series).where(Series.slug == slug))
+    series = series_store.by_slug(db, slug)
     if series is None:
         raise HTTPException(404, "no such series")
     return series

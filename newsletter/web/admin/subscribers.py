@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.vocabulary import SERIES_KIND
 from newsletter.services import export, mailing, people, roster
-from newsletter.store import calendar
+from newsletter.store import calendar, ledger
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -21,7 +21,6 @@ from newsletter.store.models import (
     PENDING,
     QUEUED,
     SUBSCRIBER_STATUSES,
-    Delivery,
     Enrollment,
     ProviderEvent,
     Series,
@@ -163,15 +162,7 @@ def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Re
             .order_by(Enrollment.position)
         )
     ]
-    deliveries = list(
-        db.execute(
-            select(Delivery, Series)
-            .join(Series, Series.id == Delivery.series_id)
-            .where(Delivery.subscriber_id == sub.id)
-            .order_by(Delivery.scheduled_for.desc(), Delivery.id.desc())
-            .limit(200)
-        )
-    )
+    deliveries = ledger.person_history(db, sub.id)
     events = list(
         db.scalars(
             select(ProviderEvent)

@@ -4,21 +4,25 @@ the ORM; datetimes in exactly the form SQLAlchemy writes them."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
+from pathlib import Path
 
 from engine_support import add_person, ship, utc
 from sqlalchemy import select
 
+import newsletter
 from newsletter.core.config import Settings
-from newsletter.engine.ledger import (
+from newsletter.store.db import session_scope
+from newsletter.store.ledger import (
     RESENT_NOTE,
     Claim,
+    SentRow,
     insert_claims,
     move_enrollments,
     record,
 )
-from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Enrollment
 
 NOW = utc(2030, 3, 5, 9, 0, 7)
@@ -59,7 +63,7 @@ def test_record_marks_sent_keeps_only_the_resent_note_and_counts_down_crashes(
             row.crashes = 2
             row.last_error = f"{RESENT_NOTE} (at 09:00)" if i == 0 else "a 429 earlier"
     with session_scope(settings.database_url) as session:
-        record(session, [{"i": i, "m": f"msg-{i}"} for i in ids], [], NOW)
+        record(session, [SentRow(i, f"msg-{i}") for i in ids], [], NOW)
     with session_scope(settings.database_url) as session:
         rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
         assert [r.status for r in rows] == [SENT] * 3
@@ -94,3 +98,72 @@ def test_move_enrollments_writes_the_next_part_and_due_time_or_none(settings: Se
                 .one()
             )
             assert stored == due.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+# --- one writer of the ledger --------------------------------------------------------------------
+
+PACKAGE = Path(newsletter.__file__).resolve().parent
+LEDGER = PACKAGE / "store" / "ledger.py"
+# the table's definition and its schema history, not writes of its rows
+NOT_WRITERS = {PACKAGE / "store" / "models.py"}
+RAW_WRITE = re.compile(r"\b(insert\s+into|update|delete\s+from)\s+[\"`]?deliveries\b", re.I)
+WRITES = {"insert", "update", "delete"}
+
+
+def _names_delivery(node: ast.AST) -> bool:
+    """`Delivery`, `Delivery.__table__` or any expression built on them."""
+    return any(isinstance(n, ast.Name) and n.id == "Delivery" for n in ast.walk(node))
+
+
+def ledger_writes(path: Path) -> list[str]:
+    """Where `path` writes the deliveries table: insert/update/delete of Delivery (or its
+    table), a Delivery(...) row built for the session, a Delivery loaded by id to change it
+    (session.get), its Core table taken for a bulk statement, or raw SQL that writes
+    `deliveries`. As "file:line what"."""
+    found: list[str] = []
+    tree = ast.parse(path.read_text(), str(path))
+    where = path.relative_to(PACKAGE.parent)
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name in WRITES and node.args and _names_delivery(node.args[0]):
+                what = f"{name}(Delivery)"
+            elif isinstance(func, ast.Name) and func.id == "Delivery":
+                what = "Delivery(...)"
+            elif name == "get" and node.args and _names_delivery(node.args[0]):
+                what = "session.get(Delivery, ...)"
+        elif isinstance(node, ast.Attribute) and node.attr == "__table__":
+            what = "Delivery.__table__" if _names_delivery(node.value) else None
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            raw = RAW_WRITE.search(node.value)
+            what = f"raw SQL {raw.group(0)!r}" if raw else None
+        if what is not None:
+            found.append(f"{where}:{getattr(node, 'lineno', '?')} {what}")
+    return found
+
+
+def test_no_module_outside_the_ledger_writes_the_deliveries_table() -> None:
+    """store/ledger.py is the one writer of `deliveries`: the engine, services and views call
+    its functions. Migrations (the schema's history) and the model are not writers of rows."""
+    outside = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != LEDGER and path not in NOT_WRITERS and "migrations" not in path.parts
+        for hit in ledger_writes(path)
+    ]
+    assert outside == [], "write the ledger through newsletter.store.ledger:\n" + "\n".join(outside)
+
+
+def test_the_scan_sees_the_ledgers_own_writes() -> None:
+    """The scan finds every kind of write where they are (so an empty list above means none,
+    not a blind scan): Core and ORM statements, raw SQL on both databases, the ORM settle."""
+    kinds = {hit.split(" ", 1)[1].split("'")[0] for hit in ledger_writes(LEDGER)}
+    assert {
+        "update(Delivery)",
+        "delete(Delivery)",
+        "Delivery.__table__",
+        "session.get(Delivery, ...)",
+        "raw SQL ",
+    } <= kinds, kinds
