@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
@@ -18,6 +19,7 @@ from newsletter.store.models import (
     ENROLLED_ACTIVE,
     LIVE,
     PAUSED,
+    SERIES_KIND,
     Enrollment,
     Series,
     Subscriber,
@@ -36,6 +38,25 @@ class Queued:
 
     count: int
     first_date: dt.date | None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A series as a form offers it (a checkbox or an option)."""
+
+    slug: str
+    title: str
+
+
+def choices(session: Session, *, live_only: bool = False) -> list[Choice]:
+    """The series (never broadcasts) in queue order; only live ones with `live_only`."""
+    query = select(Series.slug, Series.title).where(Series.kind == SERIES_KIND)
+    if live_only:
+        query = query.where(Series.state == LIVE)
+    return [
+        Choice(slug, title)
+        for slug, title in session.execute(query.order_by(Series.order, Series.id))
+    ]
 
 
 def check_start(start: dt.date | None, today: dt.date) -> None:
