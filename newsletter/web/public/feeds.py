@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from email.utils import format_datetime
 from xml.sax.saxutils import escape as _escape
 
 from fastapi import APIRouter, Request
 from markdown_it import MarkdownIt
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from newsletter.core.config import Settings
+from newsletter.services import published
 from newsletter.store.db import session_scope
-from newsletter.store.models import BROADCAST_KIND, Part, Series
 from newsletter.web.pages import settings_of
 
 router = APIRouter()
@@ -42,44 +39,7 @@ def escape(text: str, entities: dict[str, str] | None = None) -> str:
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True})
 
 
-@dataclass(frozen=True)
-class Item:
-    slug: str
-    number: int
-    series_title: str
-    broadcast: bool
-    title: str
-    summary: str
-    body_md: str
-    published: dt.datetime
-
-
-def published(session: Session, limit: int | None = None) -> list[Item]:
-    """What the archive shows, newest first: parts sent to someone, broadcasts published."""
-    query = (
-        select(Series, Part)
-        .join(Part, Part.series_id == Series.id)
-        .where(Part.first_sent_at.is_not(None), Series.in_archive.is_(True))
-        .order_by(Part.first_sent_at.desc(), Part.id.desc())
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    out: list[Item] = []
-    for series, part in session.execute(query).all():
-        assert part.first_sent_at is not None
-        out.append(
-            Item(
-                series.slug,
-                part.number,
-                series.title,
-                series.kind == BROADCAST_KIND,
-                part.title,
-                part.summary,
-                part.body_md,
-                part.first_sent_at,
-            )
-        )
-    return out
+Item = published.Entry
 
 
 def _link(settings: Settings, item: Item) -> str:
@@ -166,7 +126,7 @@ def atom(settings: Settings, items: list[Item]) -> str:
 def _feed(request: Request, build: str, media: str) -> Response:
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        items = published(session, FEED_SIZE)
+        items = published.newest(session, FEED_SIZE)
     body = rss(settings, items) if build == "rss" else atom(settings, items)
     return Response(
         body,
