@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,6 +94,12 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def ping(url: str) -> None:
+    """One round trip to the database (a liveness probe); raises when it can't be reached."""
+    with session_scope(url) as session:
+        session.execute(text("SELECT 1"))
 
 
 def alembic_config(url: str) -> Config:
