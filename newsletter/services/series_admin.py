@@ -328,16 +328,52 @@ def resume_series(settings: Settings, slug: str, now: dt.datetime) -> str | None
     return title
 
 
+def _sync(
+    session: Session, specs: list[content.SeriesSpec], now: dt.datetime
+) -> tuple[series_store.SyncReport, list[int]]:
+    """Sync the specs into the database; parts appended to a series reach everyone enrolled
+    who has not had them. (what changed, enrollment ids to mirror into Redis)."""
+    report = series_store.sync(session, specs)
+    changed: list[int] = []
+    for slug in report.appended:
+        series_id = session.scalar(select(Series.id).where(Series.slug == slug))
+        if series_id is not None:
+            changed += series_queue.parts_appended(session, series_id, now)
+    return report, changed
+
+
 def reload_series(settings: Settings, now: dt.datetime) -> tuple[int, series_store.SyncReport]:
     """Read schedules/ again into the database; parts appended to a series reach everyone
     enrolled who has not had them. (number of series read, what changed); ContentError."""
     specs = content.load_all(settings.schedules_dir)
-    changed: list[int] = []
     with session_scope(settings.database_url) as session:
-        report = series_store.sync(session, specs)
-        for slug in report.appended:
-            series_id = session.scalar(select(Series.id).where(Series.slug == slug))
-            if series_id is not None:
-                changed += series_queue.parts_appended(session, series_id, now)
+        report, changed = _sync(session, specs, now)
     sync_queue(settings, changed)
     return len(specs), report
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What `newsletter init` did with the series: the sync's report, and on a database that
+    had no series before, the series it queued ((slug, order) in queue order)."""
+
+    report: series_store.SyncReport
+    queued: list[tuple[str, int]]
+
+
+def install(settings: Settings, specs: list[content.SeriesSpec], now: dt.datetime) -> Installed:
+    """reload_series for `newsletter init`, which on a fresh database (no series before) also
+    queues every series it read (the shipped ones: Myths first, then Co-Created, by their
+    `order`) so a fresh install sends them; later folders stay drafts until `series queue`.
+    ContentError leaves the database as it was."""
+    with session_scope(settings.database_url) as session:
+        fresh = session.scalar(select(Series.id).limit(1)) is None
+        report, changed = _sync(session, specs, now)
+        queued: list[tuple[str, int]] = []
+        if fresh:
+            session.flush()
+            for row in session.scalars(select(Series).order_by(Series.order, Series.id)):
+                series_queue.queue_series(session, row.slug, None, now)
+                queued.append((row.slug, row.order))
+    sync_queue(settings, changed)
+    return Installed(report, queued)
