@@ -127,28 +127,20 @@ def queue_rebuild() -> None:
 
 def _load_part(s: Settings, slug: str, number: int) -> tuple[Any, Any, int]:
     """(series, part, part count) from the database, else from schedules/ (content specs)."""
-    from sqlalchemy import func, select
-    from sqlalchemy.exc import SQLAlchemyError
-
     from newsletter.content import series as content
+    from newsletter.services import series_admin
     from newsletter.store import db
-    from newsletter.store import series as series_store
-    from newsletter.store.models import Part
 
     try:
         with db.session_scope(s.database_url) as session:
-            row = series_store.by_slug(session, slug)
+            row = series_admin.find(session, slug)
             if row is not None:
-                part = session.scalar(
-                    select(Part).where(Part.series_id == row.id, Part.number == number)
-                )
-                count = session.scalar(
-                    select(func.count()).select_from(Part).where(Part.series_id == row.id)
-                )
+                parts = series_admin.parts(session, row.id)
+                part = next((p for p in parts if p.number == number), None)
                 if part is None:
-                    raise fail(f"{slug} has parts 1 to {count}, not {number}")
-                return row, part, int(count or 0)
-    except SQLAlchemyError:
+                    raise fail(f"{slug} has parts 1 to {len(parts)}, not {number}")
+                return row, part, len(parts)
+    except db.DatabaseError:
         pass  # no database yet: fall back to the files
     try:
         specs = content.load_all(s.schedules_dir)

@@ -20,24 +20,15 @@ WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def series_list() -> None:
     """The series in the database: slug, title, parts, send day/time, state."""
     from rich.table import Table
-    from sqlalchemy import func, select
-    from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from newsletter.services import series_admin
     from newsletter.store import db
-    from newsletter.store.models import Part, Series
 
     s = settings()
     try:
         with db.session_scope(s.database_url) as session:
-            counts = dict(
-                session.execute(
-                    select(Part.series_id, func.count(Part.id)).group_by(Part.series_id)
-                ).all()
-            )
-            only = Series.kind == "series"  # broadcasts: `newsletter broadcast list`
-            ordered = select(Series).where(only).order_by(Series.order, Series.slug)
-            rows = list(session.scalars(ordered))
-    except (OperationalError, ProgrammingError):
+            rows = series_admin.listing(session)  # broadcasts: `newsletter broadcast list`
+    except db.NOT_READY:
         raise fail("the database is not set up yet: run `newsletter init`") from None
     if not rows:
         console.print("no series yet: add a folder to schedules/ and run `newsletter init`")
@@ -48,9 +39,9 @@ def series_list() -> None:
     table.add_column("parts", justify="right")
     table.add_column("sends", no_wrap=True)
     table.add_column("state")
-    for row in rows:
+    for row, parts in rows:
         sends = f"{WEEKDAY_NAMES[row.send_day]} {row.send_time}, {row.cadence}"
-        table.add_row(row.slug, row.title, str(counts.get(row.id, 0)), sends, row.state)
+        table.add_row(row.slug, row.title, str(len(parts)), sends, row.state)
     console.print(table)
 
 

@@ -17,17 +17,13 @@ def init() -> None:
     """Create or upgrade the database and sync series from schedules/."""
     import datetime as dt
 
-    from sqlalchemy.engine import make_url
-
     from newsletter.content import series as content
     from newsletter.services import people, series_admin
     from newsletter.store import db
 
     s = settings()
     db.upgrade(s.database_url)
-    console.print(
-        f"database ready: {make_url(s.database_url).render_as_string(hide_password=True)}"
-    )
+    console.print(f"database ready: {db.shown_url(s.database_url)}")
     with db.session_scope(s.database_url) as session:  # erased addresses stored before 0004
         rekeyed = people.rekey_suppressions(session, s.secret)
     if rekeyed:

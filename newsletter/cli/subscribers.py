@@ -206,10 +206,8 @@ def subscribers_add(
     """Add one subscriber: pending + confirmation email, or (--confirmed) active at once."""
     # The admin page's path (roster.add_subscriber); --confirmed records "cli-consented".
     from newsletter.core import timing
-    from newsletter.engine import schedule
     from newsletter.services import roster
     from newsletter.store.db import session_scope
-    from newsletter.store.models import Subscriber
 
     s = settings()
     try:
@@ -222,8 +220,6 @@ def subscribers_add(
         console.print("added (pending); the confirmation email was sent")
         return
     with session_scope(s.database_url) as session:
-        sub = session.get(Subscriber, sub_id)
-        assert sub is not None
-        when, zone = schedule.first_article_at(session, sub), sub.timezone
+        when, zone = roster.first_article_at(session, sub_id)
     first = timing.describe(when, zone) if when else "when a series is queued"
     console.print(f"added (active, consent recorded as given elsewhere); first article: {first}")

@@ -11,6 +11,11 @@ from newsletter.core.vocabulary import WEEKDAYS
 DAYS = WEEKDAYS
 
 
+def utcnow() -> dt.datetime:
+    """The current moment, aware, in UTC (the one clock entry points and the store read)."""
+    return dt.datetime.now(dt.UTC)
+
+
 @lru_cache(maxsize=512)
 def zone_info(name: str) -> ZoneInfo:
     return ZoneInfo(name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -23,6 +25,46 @@ from newsletter.store.models import (
 )
 
 BATCH = 500  # ids per IN (...) list
+
+# A person as the services act on them inside one session: entry points hold it only to hand it
+# back to a service in the same session (the public link pages), never to read tables with it.
+Person = Subscriber
+
+
+@dataclass(frozen=True)
+class PersonView:
+    """One subscriber as the admin, the API and the CLI show them: a snapshot, not a row."""
+
+    id: int
+    email: str
+    name: str | None
+    timezone: str
+    status: str
+    cadence: str
+    paused_until: dt.date | None
+    takes_new_series: bool
+    consent_method: str | None
+    consent_at: dt.datetime | None
+    consent_ip: str | None
+    consent_form: str | None
+    consent_wording: str | None
+    confirmed_at: dt.datetime | None
+    unsubscribed_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+VIEW_FIELDS = tuple(PersonView.__dataclass_fields__)
+
+
+def view(subscriber: Subscriber) -> PersonView:
+    """The snapshot of one row (every PersonView field, by name)."""
+    return PersonView(**{name: getattr(subscriber, name) for name in VIEW_FIELDS})
+
+
+def person(session: Session, subscriber_id: int) -> PersonView | None:
+    """Subscriber `subscriber_id` as shown; None when there is no such person."""
+    row = session.get(Subscriber, subscriber_id)
+    return view(row) if row is not None else None
 
 
 def by_public_id(session: Session, public_id: str) -> Subscriber | None:

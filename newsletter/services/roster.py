@@ -15,13 +15,14 @@ from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import people, preferences
+from newsletter.services import export, people, preferences
 from newsletter.services.import_standing import Standing
-from newsletter.store import ledger
+from newsletter.store import calendar, ledger
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
     CADENCES,
+    ENROLLED_ACTIVE,
     PENDING,
     SERIES_KIND,
     SUBSCRIBER_STATUSES,
@@ -275,7 +276,7 @@ def search(
     status: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Subscriber], int]:
+) -> tuple[list[people.PersonView], int]:
     """Subscribers whose address or name contains `query` (any case); (page, total)."""
     stmt = select(Subscriber)
     q = "".join(c for c in query if not identity.has_control(c)).strip().lower()  # no NUL
@@ -291,13 +292,14 @@ def search(
             raise RosterError(f"unknown status {status!r}")
         stmt = stmt.where(Subscriber.status == status)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    page = list(
-        session.scalars(
+    page = [
+        people.view(row)
+        for row in session.scalars(
             stmt.order_by(Subscriber.created_at.desc(), Subscriber.id.desc())
             .limit(limit)
             .offset(offset)
         )
-    )
+    ]
     return page, total
 
 
@@ -393,6 +395,160 @@ def _outbox() -> Any:
     from newsletter.mail.backends import outbox
 
     return outbox
+
+
+# --- one person by id (the admin's and the API's pages) --------------------------------------
+
+
+@dataclass(frozen=True)
+class Titled:
+    title: str
+
+
+@dataclass(frozen=True)
+class Place:
+    """One enrollment as a person's page shows it."""
+
+    series_id: int
+    state: str
+    next_part: int
+    next_due_at: dt.datetime | None
+    not_before: dt.date | None
+
+
+@dataclass(frozen=True)
+class QueueLine:
+    e: Place
+    series: Titled
+    part_title: str | None
+    dates: tuple[tuple[int, dt.datetime], ...]  # (part, UTC moment) expected
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    part_number: int
+    status: str
+    scheduled_for: dt.datetime
+    sent_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class EventLine:
+    event_type: str
+    occurred_at: dt.datetime
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A person's page: who they are, their queue with expected dates, the last 200
+    deliveries (with their series) and provider events."""
+
+    person: people.PersonView
+    queue: tuple[QueueLine, ...]
+    deliveries: tuple[tuple[DeliveryLine, Titled], ...]
+    events: tuple[EventLine, ...]
+    paused: bool
+    next_item: QueueLine | None
+
+
+def profile(session: Session, subscriber_id: int, now: dt.datetime) -> Profile | None:
+    """Person `subscriber_id`'s page; None if unknown."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        return None
+    plan = calendar.person_plan(session, sub, now)
+    queue = tuple(
+        QueueLine(
+            Place(e.series_id, e.state, e.next_part, e.next_due_at, e.not_before),
+            Titled(title),
+            part_title(session, e.series_id, e.next_part),
+            tuple(plan[e.series_id].dates) if e.series_id in plan else (),
+        )
+        for e, title in session.execute(
+            select(Enrollment, Series.title)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id == sub.id)
+            .order_by(Enrollment.position)
+        )
+    )
+    deliveries = tuple(
+        (
+            DeliveryLine(
+                d.part_number, d.status, d.scheduled_for, d.sent_at, d.delivered_at, d.last_error
+            ),
+            Titled(series.title),
+        )
+        for d, series in ledger.person_history(session, sub.id)
+    )
+    events = tuple(
+        EventLine(ev.event_type, ev.occurred_at, ev.detail)
+        for ev in session.scalars(
+            select(ProviderEvent)
+            .where(ProviderEvent.subscriber_id == sub.id)
+            .order_by(ProviderEvent.occurred_at.desc())
+            .limit(200)
+        )
+    )
+    paused = sub.paused_until is not None and sub.paused_until > now.date()
+    next_item = next((q for q in queue if q.e.state == ENROLLED_ACTIVE and q.e.next_due_at), None)
+    return Profile(people.view(sub), queue, deliveries, events, paused, next_item)
+
+
+def update_person(
+    settings: Settings, session: Session, subscriber_id: int, changes: dict[str, Any]
+) -> people.PersonView | None:
+    """update_subscriber for person `subscriber_id`; their new view, None if unknown."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        return None
+    update_subscriber(settings, session, sub, changes)
+    return people.view(sub)
+
+
+def unsubscribe_person(
+    settings: Settings, session: Session, subscriber_id: int
+) -> people.PersonView | None:
+    """unsubscribe for person `subscriber_id`; their new view, None if unknown."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        return None
+    unsubscribe(settings, session, sub)
+    return people.view(sub)
+
+
+def new_links(session: Session, subscriber_id: int) -> bool:
+    """New preference/unsubscribe links for `subscriber_id` (people.rotate_links); False if
+    unknown."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        return False
+    people.rotate_links(sub)
+    return True
+
+
+def erase_person(settings: Settings, session: Session, subscriber_id: int) -> list[int] | None:
+    """erase for person `subscriber_id` (the enrollment ids to drop from Redis after the
+    commit); None if unknown."""
+    sub = session.get(Subscriber, subscriber_id)
+    return erase(settings, session, sub) if sub is not None else None
+
+
+def record(session: Session, subscriber_id: int) -> dict[str, Any] | None:
+    """Everything held about `subscriber_id` (export.subscriber_record); None if unknown."""
+    sub = session.get(Subscriber, subscriber_id)
+    return export.subscriber_record(session, sub) if sub is not None else None
+
+
+def first_article_at(session: Session, subscriber_id: int) -> tuple[dt.datetime | None, str]:
+    """(when person `subscriber_id`'s first article goes out, None before a series is queued;
+    their zone)."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        raise RosterError(f"no subscriber {subscriber_id}")
+    return schedule.first_article_at(session, sub), sub.timezone
 
 
 def drop_from_queue(settings: Settings, enrollment_ids: Iterable[int]) -> None:

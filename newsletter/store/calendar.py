@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -291,8 +291,13 @@ class Person:
     zone: str
 
 
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
 def people(
-    session: Session, series: Series, part: int, at: dt.datetime, now: dt.datetime
+    session: Session, series: _Identified, part: int, at: dt.datetime, now: dt.datetime
 ) -> tuple[int, list[Person]]:
     """(how many, the first PEOPLE_SHOWN) readers who get `part` of `series` at `at`."""
     every = _series(session)

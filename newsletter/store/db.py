@@ -8,8 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.core.private_files import tighten, touch_private
@@ -94,6 +95,23 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# What a database that is missing or has no tables yet raises (the CLI falls back or says
+# "run `newsletter init`"); every error of the database layer.
+NOT_READY: tuple[type[Exception], ...] = (OperationalError, ProgrammingError)
+DatabaseError = SQLAlchemyError
+
+
+def shown_url(url: str) -> str:
+    """The database URL as output may show it (the password hidden)."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def ping(url: str) -> None:
+    """One round trip to the database (a liveness probe); raises when it can't be reached."""
+    with session_scope(url) as session:
+        session.execute(text("SELECT 1"))
 
 
 def alembic_config(url: str) -> Config:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from newsletter.core.timing import utcnow
 from newsletter.core.vocabulary import (  # noqa: F401  (re-exported: the models' words)
     ACTIVE,
     BOUNCED,
@@ -49,10 +50,6 @@ from newsletter.core.vocabulary import (  # noqa: F401  (re-exported: the models
     UNSUBSCRIBED,
     WEEKLY,
 )
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

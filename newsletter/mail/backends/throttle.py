@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from newsletter.core.config import Settings
-from newsletter.queue.dueset import redis_url
+from newsletter.queue.connection import redis_url
 
 log = logging.getLogger(__name__)
 

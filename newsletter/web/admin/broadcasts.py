@@ -8,15 +8,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from newsletter.content.letter import letter
 from newsletter.content.series import ContentError
 from newsletter.core.config import Settings
+from newsletter.core.timing import utcnow
+from newsletter.core.vocabulary import BROADCAST_KIND
 from newsletter.mail import render
-from newsletter.services import broadcasts
+from newsletter.services import broadcasts, series_admin
 from newsletter.store.db import session_scope
-from newsletter.store.models import BROADCAST_KIND, LIVE, Series, utcnow
 from newsletter.web.admin.common import form_of, page, redirect, require_admin, settings_of
 
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
@@ -34,14 +34,9 @@ FIELDS = (
 )  # fmt: skip
 
 
-def _series_choices(settings: Settings) -> list[dict[str, str]]:
+def _series_choices(settings: Settings) -> list[series_admin.Choice]:
     with session_scope(settings.database_url) as session:
-        rows = session.scalars(
-            select(Series)
-            .where(Series.kind != BROADCAST_KIND, Series.state == LIVE)
-            .order_by(Series.order, Series.id)
-        )
-        return [{"slug": s.slug, "title": s.title} for s in rows]
+        return series_admin.choices(session, live_only=True)
 
 
 def _show(

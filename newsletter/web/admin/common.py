@@ -8,11 +8,10 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.services import auth
-from newsletter.store.db import session_scope
+from newsletter.store.db import Session, session_scope
 from newsletter.web import forms
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render as render_page

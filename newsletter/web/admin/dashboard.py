@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from newsletter.core.config import Settings
-from newsletter.store import practice, stats
+from newsletter.core.timing import utcnow
+from newsletter.services import reports
+from newsletter.store import stats
 from newsletter.store.db import session_scope
 from newsletter.store.halt import halted as current_halt
 from newsletter.store.halt import resume
-from newsletter.store.models import ProviderEvent, Series, utcnow
 from newsletter.web.admin.common import (
     Db,
     form_of,
@@ -29,60 +26,6 @@ from newsletter.web.public.health import dashboard_context
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
-@dataclass(frozen=True)
-class Step:
-    label: str
-    done: bool
-    href: str
-    detail: str
-
-
-def _changed(settings: Settings, name: str) -> bool:
-    return getattr(settings, name) != Settings.model_fields[name].default
-
-
-def checklist(settings: Settings, db: Session) -> list[Step]:
-    """The first-run steps, each ticked from real state (settings, ledger, events, series)."""
-    details = all(_changed(settings, n) for n in ("from_name", "from_email", "postal_address"))
-    sendgrid = settings.mail_backend == "sendgrid" and settings.sendgrid_api_key is not None
-    events = db.scalar(select(ProviderEvent.id).limit(1)) is not None
-    queued = db.scalar(select(Series.id).where(Series.queued_at.is_not(None)).limit(1))
-    return [
-        Step(
-            "Set your practice details",
-            details,
-            "/admin/settings",
-            "Your name, sender address and postal address, instead of the examples.",
-        ),
-        Step(
-            "Send yourself a test",
-            practice.test_sent(db),
-            "/admin/series",
-            "Open a part's preview and send it to your own address.",
-        ),
-        Step(
-            "Connect SendGrid",
-            sendgrid,
-            "/admin/outbox",
-            "Set NEWSLETTER_MAIL_BACKEND=sendgrid and NEWSLETTER_SENDGRID_API_KEY on the server;"
-            " until then every email waits in the outbox.",
-        ),
-        Step(
-            "Connect SendGrid's event webhook",
-            events,
-            "",
-            f"Point SendGrid's Event Webhook at {settings.public_url}/webhooks/sendgrid so"
-            " bounces and unsubscribes come back; ticked when the first event arrives.",
-        ),
-        Step(
-            "Queue your first series",
-            queued is not None,
-            "/admin/series",
-            "Choose a start date on the Series page.",
-        ),
-    ]
-
-
 @protected.get("", response_class=HTMLResponse, include_in_schema=False)
 def dashboard(request: Request, db: Db) -> Response:
     settings = settings_of(request)
@@ -93,7 +36,7 @@ def dashboard(request: Request, db: Db) -> Response:
     halted = stats.sending_halted(db)
     halt = current_halt(db, settings) if halted else None
     next_send = stats.next_send(db, now)
-    steps = checklist(settings, db)
+    steps = reports.checklist(settings, db)
     return page(
         request,
         "admin/dashboard.html",

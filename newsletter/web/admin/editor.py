@@ -18,12 +18,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.content.writing import PartText, SeriesText, slugify
 from newsletter.core.config import Settings
+from newsletter.core.timing import utcnow
 from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
 from newsletter.mail import render
 from newsletter.mail.message import Message
 from newsletter.services import series_editor
 from newsletter.services.editor_words import Problem
-from newsletter.store.models import utcnow
 from newsletter.web.admin.common import form_of, page, redirect, require_admin, settings_of
 from newsletter.web.admin.preview import email_frame
 

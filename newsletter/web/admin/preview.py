@@ -6,21 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.mail import render
 from newsletter.mail.recipient import recipient
-from newsletter.services import mailing
+from newsletter.services import mailing, series_admin
+from newsletter.services.series_admin import Reader, SeriesView
 from newsletter.store import practice
-from newsletter.store.db import session_scope
-from newsletter.store.models import (
-    ACTIVE,
-    Enrollment,
-    Series,
-    Subscriber,
-)
+from newsletter.store.db import Session, session_scope
 from newsletter.web.admin.common import (
     Db,
     PartNumber,
@@ -63,18 +56,18 @@ PAGE_WITH_FRAME_CSP = (
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
-def _sample(db: Session, subscriber_id: int | None) -> tuple[str | None, str, Subscriber | None]:
+def _sample(db: Session, subscriber_id: int | None) -> tuple[str | None, str, Reader | None]:
     """(name, public id for links, the chosen subscriber) for a preview."""
     if subscriber_id:
-        sub = db.get(Subscriber, subscriber_id)
+        sub = series_admin.reader(db, subscriber_id)
         if sub is not None:
             return sub.name, sub.public_id, sub
     return "Sample Reader", "sample-preview", None
 
 
 def _rendered(
-    settings: Settings, db: Session, series: Series, number: int, subscriber_id: int | None
-) -> tuple[Any, str, str, str, Subscriber | None]:
+    settings: Settings, db: Session, series: SeriesView, number: int, subscriber_id: int | None
+) -> tuple[Any, str, str, str, Reader | None]:
     parts = parts_of(db, series)
     part = next((p for p in parts if p.number == number), None)
     if part is None:
@@ -111,15 +104,7 @@ def part_preview(request: Request, slug: str, number: PartNumber, db: Db) -> Res
     chosen = _subscriber_param(request)
     message, subject, _html, text, sub = _rendered(settings, db, series, number, chosen)
     parts = parts_of(db, series)
-    people = list(
-        db.scalars(
-            select(Subscriber)
-            .join(Enrollment, Enrollment.subscriber_id == Subscriber.id)
-            .where(Enrollment.series_id == series.id, Subscriber.status == ACTIVE)
-            .order_by(Subscriber.email_key)
-            .limit(200)
-        )
-    )
+    people = series_admin.readers(db, series.id)
     if sub is not None and sub not in people:
         people.insert(0, sub)
     response = page(

@@ -8,25 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from newsletter.core.vocabulary import SERIES_KIND
-from newsletter.services import export, mailing, people, roster
-from newsletter.store import calendar, ledger
-from newsletter.store.db import session_scope
-from newsletter.store.models import (
-    ACTIVE,
-    ENROLLED_ACTIVE,
-    PENDING,
-    QUEUED,
-    SUBSCRIBER_STATUSES,
-    Enrollment,
-    ProviderEvent,
-    Series,
-    Subscriber,
-    utcnow,
-)
+from newsletter.core.timing import utcnow
+from newsletter.core.vocabulary import ACTIVE, ENROLLED_ACTIVE, PENDING, QUEUED, SUBSCRIBER_STATUSES
+from newsletter.services import mailing, people, roster, series_admin
+from newsletter.store.db import Session, session_scope
 from newsletter.web.admin.common import (
     Db,
     SubscriberId,
@@ -93,11 +79,7 @@ def subscriber_new(request: Request, db: Db) -> Response:
 
 
 def _new_form(request: Request, db: Session, values: dict[str, Any], error: str | None) -> Response:
-    series = list(
-        db.scalars(
-            select(Series).where(Series.kind == SERIES_KIND).order_by(Series.order, Series.id)
-        )
-    )
+    series = series_admin.choices(db)
     return page(
         request,
         "admin/subscriber_new.html",
@@ -137,60 +119,27 @@ async def subscriber_add(request: Request) -> Response:
     return redirect(request, f"/admin/subscribers/{sub_id}", note)
 
 
-def _subscriber(db: Session, subscriber_id: int) -> Subscriber:
-    sub = db.get(Subscriber, subscriber_id)
-    if sub is None:
+def _found(value: Any) -> Any:
+    """`value` from a service asked about one person; a 404 when it said nobody (None)."""
+    if value is None:
         raise HTTPException(404, "no such subscriber")
-    return sub
+    return value
 
 
 @protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
 def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
-    sub = _subscriber(db, subscriber_id)
-    plan = calendar.person_plan(db, sub, utcnow())
-    queue = [
-        {
-            "e": e,
-            "series": s,
-            "part_title": roster.part_title(db, s.id, e.next_part),
-            "dates": plan[s.id].dates if s.id in plan else [],
-        }
-        for e, s in db.execute(
-            select(Enrollment, Series)
-            .join(Series, Series.id == Enrollment.series_id)
-            .where(Enrollment.subscriber_id == sub.id)
-            .order_by(Enrollment.position)
-        )
-    ]
-    deliveries = ledger.person_history(db, sub.id)
-    events = list(
-        db.scalars(
-            select(ProviderEvent)
-            .where(ProviderEvent.subscriber_id == sub.id)
-            .order_by(ProviderEvent.occurred_at.desc())
-            .limit(200)
-        )
-    )
-    paused = sub.paused_until is not None and sub.paused_until > utcnow().date()
-    next_item = next(
-        (
-            r
-            for r in queue
-            if isinstance(e := r["e"], Enrollment) and e.state == ENROLLED_ACTIVE and e.next_due_at
-        ),
-        None,
-    )
+    shown: roster.Profile = _found(roster.profile(db, subscriber_id, utcnow()))
     return page(
         request,
         "admin/subscriber.html",
         {
             "nav": "subscribers",
-            "sub": sub,
-            "queue": queue,
-            "deliveries": deliveries,
-            "events": events,
-            "paused": paused,
-            "next_item": next_item,
+            "sub": shown.person,
+            "queue": shown.queue,
+            "deliveries": shown.deliveries,
+            "events": shown.events,
+            "paused": shown.paused,
+            "next_item": shown.next_item,
             "ACTIVE": ACTIVE,
             "PENDING": PENDING,
             "ENROLLED_ACTIVE": ENROLLED_ACTIVE,
@@ -204,7 +153,7 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: SubscriberId) 
     await form_of(request)
     settings = settings_of(request)
     with session_scope(settings.database_url) as db:
-        roster.unsubscribe(settings, db, _subscriber(db, subscriber_id))
+        _found(roster.unsubscribe_person(settings, db, subscriber_id))
     return redirect(
         request, f"/admin/subscribers/{subscriber_id}", "Unsubscribed: nothing more goes to them."
     )
@@ -216,7 +165,7 @@ async def subscriber_rotate_links(request: Request, subscriber_id: SubscriberId)
     await form_of(request)
     settings = settings_of(request)
     with session_scope(settings.database_url) as db:
-        people.rotate_links(_subscriber(db, subscriber_id))
+        _found(roster.new_links(db, subscriber_id) or None)
     return redirect(
         request,
         f"/admin/subscribers/{subscriber_id}",
@@ -229,8 +178,7 @@ async def subscriber_resend(request: Request, subscriber_id: SubscriberId) -> Re
     await form_of(request)
     settings = settings_of(request)
     with session_scope(settings.database_url) as db:
-        sub = _subscriber(db, subscriber_id)
-        pending = sub.status == PENDING
+        pending = _found(people.person(db, subscriber_id)).status == PENDING
     if not pending:
         return redirect(
             request,
@@ -264,7 +212,7 @@ async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Res
             "error",
         )
     with session_scope(settings.database_url) as db:
-        ids = roster.erase(settings, db, _subscriber(db, subscriber_id))
+        ids = _found(roster.erase_person(settings, db, subscriber_id))
     roster.drop_from_queue(settings, ids)
     return redirect(
         request,
@@ -275,7 +223,7 @@ async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Res
 
 @protected.get("/subscribers/{subscriber_id}/export.json", include_in_schema=False)
 def subscriber_export(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
-    record = export.subscriber_record(db, _subscriber(db, subscriber_id))
+    record = _found(roster.record(db, subscriber_id))
     return Response(
         json.dumps(record, ensure_ascii=False, indent=2),
         media_type="application/json",

@@ -22,10 +22,8 @@ from starlette.datastructures import UploadFile
 
 from newsletter.core.config import Settings
 from newsletter.core.private_files import create_private, private_folder
+from newsletter.core.timing import utcnow
 from newsletter.services import export, import_jobs, importing, roster
-from newsletter.store.models import (
-    utcnow,
-)
 from newsletter.web.admin.common import (
     form_of,
     page,

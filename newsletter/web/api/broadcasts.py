@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from newsletter.content.letter import letter
 from newsletter.content.series import ContentError
+from newsletter.core.timing import utcnow
 from newsletter.services import broadcasts
-from newsletter.store.models import utcnow
 from newsletter.web.api.common import ErrorOut, SettingsDep, TokenFirstRoute
 from newsletter.web.forms import Text
 

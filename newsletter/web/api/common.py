@@ -11,12 +11,11 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.core.vocabulary import WEEKDAYS
 from newsletter.services import auth
-from newsletter.store.db import session_scope
+from newsletter.store.db import Session, session_scope
 from newsletter.web.pages import settings_of
 from newsletter.web.security import body_limit
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
+from newsletter.core.timing import utcnow
+from newsletter.services import reports
 from newsletter.store import stats
-from newsletter.store.models import Delivery, Series, utcnow
 from newsletter.web.api.common import (
     SLUG,
     SessionDep,
@@ -40,31 +40,15 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[DeliveryOut]:
-    stmt = select(Delivery, Series.slug).join(Series, Series.id == Delivery.series_id)
-    if status:
-        stmt = stmt.where(Delivery.status == status)
-    if series:
-        stmt = stmt.where(Series.slug == series)
-    if subscriber_id:
-        stmt = stmt.where(Delivery.subscriber_id == subscriber_id)
-    rows = session.execute(
-        stmt.order_by(Delivery.scheduled_for.desc(), Delivery.id.desc()).limit(limit).offset(offset)
+    lines = reports.deliveries(
+        session,
+        status=status,
+        series=series,
+        subscriber_id=subscriber_id,
+        limit=limit,
+        offset=offset,
     )
-    return [
-        DeliveryOut(
-            id=d.id,
-            subscriber_id=d.subscriber_id,
-            series=slug,
-            part=d.part_number,
-            status=d.status,
-            scheduled_for=d.scheduled_for,
-            sent_at=d.sent_at,
-            delivered_at=d.delivered_at,
-            attempts=d.attempts,
-            last_error=d.last_error,
-        )
-        for d, slug in rows
-    ]
+    return [DeliveryOut.model_validate(line, from_attributes=True) for line in lines]
 
 
 @router.get("/stats", response_model=StatsOut, summary="The dashboard's numbers")

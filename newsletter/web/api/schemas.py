@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from newsletter.store.models import Subscriber
+from newsletter.services.people import PersonView
 
 
 class PartOut(BaseModel):
@@ -61,7 +61,7 @@ class SubscriberOut(BaseModel):
     created_at: dt.datetime
 
     @classmethod
-    def of(cls, sub: Subscriber) -> SubscriberOut:
+    def of(cls, sub: PersonView) -> SubscriberOut:
         return cls(
             id=sub.id,
             email=sub.email,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from newsletter.core.timing import utcnow
 from newsletter.services import series_admin
 from newsletter.store import stats
-from newsletter.store.models import SERIES_KIND, Part, Series, utcnow
+from newsletter.store.db import Session
 from newsletter.web.api.common import (
     DAYS,
     SLUG,
@@ -33,9 +32,7 @@ def series_out(session: Session) -> list[SeriesOut]:
     waiting = stats.part_counts(session)
     sent = stats.sent_counts(session)
     result = []
-    kind = Series.kind == SERIES_KIND  # broadcasts: /broadcasts
-    for s in session.scalars(select(Series).where(kind).order_by(Series.order, Series.id)):
-        parts = session.scalars(select(Part).where(Part.series_id == s.id).order_by(Part.number))
+    for s, parts in series_admin.listing(session):  # broadcasts: /broadcasts
         at = waiting.get(s.id, {})
         result.append(
             SeriesOut(

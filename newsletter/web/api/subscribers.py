@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 
-from newsletter.services import export, importing, roster
+from newsletter.services import importing, people, roster
 from newsletter.store.db import session_scope
-from newsletter.store.models import Subscriber
 from newsletter.web.api.common import (
     MAX_IMPORT_BYTES,
     ErrorOut,
@@ -57,11 +55,11 @@ def search_subscribers(body: SearchIn, session: SessionDep) -> SubscriberPage:
     return SubscriberPage(total=total, items=[SubscriberOut.of(s) for s in page])
 
 
-def _subscriber(session: Session, subscriber_id: int) -> Subscriber:
-    sub = session.get(Subscriber, subscriber_id)
-    if sub is None:
+def _found(value: Any) -> Any:
+    """`value` from a service asked about one person; a 404 when it said nobody (None)."""
+    if value is None:
         raise HTTPException(404, "no subscriber with that id")
-    return sub
+    return value
 
 
 @router.post(
@@ -86,7 +84,7 @@ def create_subscriber(body: SubscriberIn, settings: SettingsDep) -> SubscriberOu
         code = 409 if "already" in str(exc) or "erased" in str(exc) else 400
         raise HTTPException(code, str(exc)) from None
     with session_scope(settings.database_url) as session:
-        return SubscriberOut.of(_subscriber(session, sub_id))
+        return SubscriberOut.of(_found(people.person(session, sub_id)))
 
 
 @router.get(
@@ -95,7 +93,7 @@ def create_subscriber(body: SubscriberIn, settings: SettingsDep) -> SubscriberOu
     responses={404: {"model": ErrorOut}},
 )
 def get_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> SubscriberOut:
-    return SubscriberOut.of(_subscriber(session, subscriber_id))
+    return SubscriberOut.of(_found(people.person(session, subscriber_id)))
 
 
 @router.patch(
@@ -108,12 +106,13 @@ def update_subscriber(
     subscriber_id: SubscriberId, body: SubscriberPatch, settings: SettingsDep
 ) -> SubscriberOut:
     with session_scope(settings.database_url) as session:
-        sub = _subscriber(session, subscriber_id)
         try:
-            roster.update_subscriber(settings, session, sub, body.model_dump(exclude_unset=True))
+            changed = roster.update_person(
+                settings, session, subscriber_id, body.model_dump(exclude_unset=True)
+            )
         except roster.RosterError as exc:
             raise HTTPException(400, str(exc)) from None
-        out = SubscriberOut.of(sub)
+        out = SubscriberOut.of(_found(changed))
     return out
 
 
@@ -125,9 +124,7 @@ def update_subscriber(
 )
 def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: SettingsDep) -> SubscriberOut:
     with session_scope(settings.database_url) as session:
-        sub = _subscriber(session, subscriber_id)
-        roster.unsubscribe(settings, session, sub)
-        out = SubscriberOut.of(sub)
+        out = SubscriberOut.of(_found(roster.unsubscribe_person(settings, session, subscriber_id)))
     return out
 
 
@@ -138,7 +135,7 @@ def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: SettingsDep) -
     responses={404: {"model": ErrorOut}},
 )
 def export_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> SubscriberRecord:
-    record = export.subscriber_record(session, _subscriber(session, subscriber_id))
+    record = _found(roster.record(session, subscriber_id))
     return SubscriberRecord.model_validate(record)
 
 
@@ -151,7 +148,7 @@ def export_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> Subsc
 )
 def erase_subscriber(subscriber_id: SubscriberId, settings: SettingsDep) -> Response:
     with session_scope(settings.database_url) as session:
-        ids = roster.erase(settings, session, _subscriber(session, subscriber_id))
+        ids = _found(roster.erase_person(settings, session, subscriber_id))
     roster.drop_from_queue(settings, ids)
     return Response(status_code=204)
 

@@ -15,7 +15,7 @@ from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.services import mailing, people, signup
-from newsletter.store.models import Subscriber
+from newsletter.services.people import Person
 from newsletter.web import dates
 from newsletter.web.pages import render, settings_of
 from newsletter.web.security import redis_for
@@ -65,19 +65,19 @@ def read_public_id(request: Request, purpose: str, token: str) -> str:
         raise LinkProblem(400, expired=exc.expired) from None
 
 
-def subscriber_for(session: Any, public_id: str) -> Subscriber:
+def subscriber_for(session: Any, public_id: str) -> Person:
     subscriber = people.by_public_id(session, public_id)
     if subscriber is None or subscriber.status == "erased":
         raise LinkProblem(404)
     return subscriber
 
 
-def token_for(request: Request, purpose: str, subscriber: Subscriber) -> str:
+def token_for(request: Request, purpose: str, subscriber: Person) -> str:
     return tokens.make_token(settings_of(request).secret, purpose, subscriber.public_id)
 
 
 def send_welcome_or_log(
-    settings: Settings, subscriber: Subscriber, first: str | None, titles: list[str]
+    settings: Settings, subscriber: Person, first: str | None, titles: list[str]
 ) -> None:
     """Send the welcome email; a failure is logged, never shown (the change is saved)."""
     try:
@@ -101,8 +101,8 @@ def address_allowed(request: Request, settings: Settings, key: str) -> bool:
 def send_confirmation_limited(
     request: Request,
     settings: Settings,
-    subscriber: Subscriber,
-    send: Callable[[Settings, Subscriber], object] | None = None,
+    subscriber: Person,
+    send: Callable[[Settings, Person], object] | None = None,
 ) -> None:
     """Send a confirmation email (or `send`: the already-subscribed note) unless this address
     had one lately (the per-address cooldown, signup.confirmation_allowed). Runs after the
@@ -116,7 +116,7 @@ def send_confirmation_limited(
         log.exception("confirmation email could not be sent")
 
 
-def next_article_text(session: Any, subscriber: Subscriber) -> str | None:
+def next_article_text(session: Any, subscriber: Person) -> str | None:
     """When their next article arrives, in the one date style of the pages, in their zone."""
     when = schedule.first_article_at(session, subscriber)
     return None if when is None else dates.format_moment(when, subscriber.timezone)

@@ -21,11 +21,10 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy import text
 
 from newsletter.queue import liveness
 from newsletter.services import alerts, metrics
-from newsletter.store.db import session_scope
+from newsletter.store import db
 from newsletter.web.admin.common import current_session
 from newsletter.web.pages import settings_of
 from newsletter.web.security import direct_from_this_machine, redis_for
@@ -40,8 +39,7 @@ def healthz(request: Request, verbose: bool = False) -> JSONResponse:
     settings = settings_of(request)
     checks: dict[str, str] = {}
     try:
-        with session_scope(settings.database_url) as session:
-            session.execute(text("SELECT 1"))
+        db.ping(settings.database_url)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"

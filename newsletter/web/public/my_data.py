@@ -21,8 +21,8 @@ from starlette.responses import Response
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
 from newsletter.services import export, mailing
+from newsletter.services.people import Person
 from newsletter.store.db import session_scope
-from newsletter.store.models import Subscriber
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
@@ -60,7 +60,7 @@ def send_my_data(
     return response
 
 
-def _send(request: Request, settings: Settings, subscriber: Subscriber, record: Record) -> None:
+def _send(request: Request, settings: Settings, subscriber: Person, record: Record) -> None:
     # "data:": a counter of its own, apart from confirmations
     if not address_allowed(request, settings, "data:" + subscriber.email_key):
         log.info("data email not sent: within the per-address limit or Redis down")

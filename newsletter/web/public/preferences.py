@@ -11,16 +11,16 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter.core import identity
-from newsletter.services import people, preferences, signup
-from newsletter.store.db import session_scope
-from newsletter.store.models import (
+from newsletter.core.vocabulary import (
     ACTIVE,
     BOUNCED,
     CADENCES,
     SUPPRESSED_STATUSES,
     UNSUBSCRIBED,
-    Subscriber,
 )
+from newsletter.services import people, preferences, signup
+from newsletter.services.people import Person
+from newsletter.store.db import session_scope
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
@@ -43,7 +43,7 @@ def _preferences_page(
     request: Request,
     token: str,
     session: Any,
-    subscriber: Subscriber,
+    subscriber: Person,
     *,
     errors: dict[str, str] | None = None,
     saved: bool = False,
@@ -177,7 +177,7 @@ class _Outcome:
     confirm: bool = False  # send a fresh confirmation email after the response
 
 
-def _resubscribe(request: Request, token: str, session: Any, subscriber: Subscriber) -> _Outcome:
+def _resubscribe(request: Request, token: str, session: Any, subscriber: Person) -> _Outcome:
     """Coming back from a preference link is a fresh double opt-in: the link rides in every
     article, so whoever holds a forwarded one must not be able to switch the reader back on.
     Nothing changes here; a confirmation email goes to the address (within its cooldown) and
@@ -191,7 +191,7 @@ def _save(
     request: Request,
     token: str,
     session: Any,
-    subscriber: Subscriber,
+    subscriber: Person,
     form: _PostedPreferences,
     now: dt.datetime,
     default_timezone: str,
@@ -228,7 +228,7 @@ def _save(
 
 def _read_preferences(
     session: Any,
-    subscriber: Subscriber,
+    subscriber: Person,
     name: str,
     timezone: str,
     cadence: str,

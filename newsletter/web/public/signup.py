@@ -10,9 +10,10 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from newsletter.core import identity
+from newsletter.core.vocabulary import ACTIVE, PENDING
 from newsletter.services import mailing, people, signup
+from newsletter.services.people import Person
 from newsletter.store.db import session_scope
-from newsletter.store.models import ACTIVE, PENDING, Subscriber
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
@@ -155,7 +156,7 @@ def confirm_page(request: Request, token: str) -> Response:
 
 
 def _confirmed_page(
-    request: Request, session: Any, subscriber: Subscriber, *, already: bool = False
+    request: Request, session: Any, subscriber: Person, *, already: bool = False
 ) -> Response:
     return render(
         request,
