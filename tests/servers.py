@@ -63,7 +63,8 @@ def uvicorn_thread(
         app,
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
-        log_level="warning",
+        log_config=None,  # the process's logging stays as the suite set it (no dictConfig,
+        access_log=False,  # no levels changed on uvicorn's loggers for later tests)
         lifespan="on",
     )
     server = uvicorn.Server(config)
