@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from paths import file_mode
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from web_helpers import csrf, sign_in
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
@@ -40,16 +41,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def _csrf(c: TestClient, path: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
-    assert found, path
-    return found[1]
-
-
 @pytest.fixture
 def signed_in(client: TestClient) -> TestClient:
-    token = _csrf(client, "/admin/login")
-    assert client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD}).is_redirect
+    sign_in(client, PASSWORD)
     return client
 
 
@@ -68,7 +62,7 @@ def _file(tag: str) -> bytes:
 
 
 def _check_then_import(c: TestClient, data: bytes) -> Any:
-    token = _csrf(c, "/admin/import")
+    token = csrf(c, "/admin/import")
     checked = c.post(
         "/admin/import",
         data={"csrf_token": token, "consented": "yes"},
@@ -101,7 +95,7 @@ def _wait_done(c: TestClient, status_url: str) -> dict[str, Any]:
 def test_an_uploaded_list_waits_in_a_0600_file_in_a_0700_folder(
     signed_in: TestClient, settings: Settings
 ) -> None:
-    token = _csrf(signed_in, "/admin/import")
+    token = csrf(signed_in, "/admin/import")
     checked = signed_in.post(
         "/admin/import",
         data={"csrf_token": token, "consented": "yes"},
@@ -157,7 +151,7 @@ def test_a_large_file_imports_in_the_background_with_the_small_files_report(
     # the file was deleted; a second click finds the upload gone
     again = signed_in.post(
         f"/admin/import/{upload[1]}",
-        data={"csrf_token": _csrf(signed_in, "/admin/import"), "consented": "yes"},
+        data={"csrf_token": csrf(signed_in, "/admin/import"), "consented": "yes"},
     )
     assert again.status_code == 303 and again.headers["location"] == "/admin/import"
 
