@@ -72,6 +72,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The long tests first, slow (minutes) before chaos before browser (seconds each); a stable
+# sort, so every xdist worker collects the same order as xdist requires. worksteal hands each
+# worker a contiguous share and an idle worker steals from the back of another's, so a test of
+# minutes never starts last and leaves one worker running alone.
+HEAVY = ("slow", "chaos", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def weight(item: pytest.Item) -> int:
+        return next((i for i, m in enumerate(HEAVY) if item.get_closest_marker(m)), len(HEAVY))
+
+    items.sort(key=weight)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("both_redis") and (
         "redis_server_url" in metafunc.fixturenames
