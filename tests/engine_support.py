@@ -31,6 +31,20 @@ def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]
 
 
+def cli_tick(now: dt.datetime) -> dict[str, int]:
+    """`newsletter tick --now NOW --json` in this process (the CLI reads the NEWSLETTER_* the
+    settings fixture exported): the counts it printed (due, sent, retry, skipped, failed)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    result = CliRunner().invoke(app, ["tick", "--now", now.isoformat(), "--json"])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
 def ship(settings: Settings, now: dt.datetime, queue: bool = True) -> dict[str, int]:
     """Sync schedules/ and queue the shipped series (Myths, then Co-Created): slug -> id."""
     specs = content.load_all(settings.schedules_dir)

@@ -1,18 +1,15 @@
-"""Helpers for the admin-at-scale tests (issue 15): many readers and ledger rows, a signed-in
-client, and counting the SQL statements a page runs (counts, never time)."""
+"""Helpers for the admin-at-scale tests (issue 15): many readers and ledger rows, and counting
+the SQL statements a page runs (counts, never time). Signing in: web_helpers."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import web_helpers
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import event, select
 
 from newsletter.core.config import Settings
@@ -33,23 +30,7 @@ from newsletter.store.models import (
     Subscriber,
 )
 
-PASSWORD = "a calm and long password"
 ZONES = ("Europe/London", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def admin(settings: Settings) -> Settings:
-    return settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
-
-
-def signed_in(settings: Settings) -> TestClient:
-    return web_helpers.signed_in(settings, PASSWORD)[0]
-
-
-def csrf_of(c: TestClient, path: str = "/admin/subscribers") -> str:
-    token = CSRF.search(c.get(path).text)
-    assert token
-    return token.group(1)
 
 
 def add_readers(settings: Settings, now: dt.datetime, count: int, start: int = 0) -> list[int]:

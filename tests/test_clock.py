@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from clock import OFFSET_ENV, parse_moment
 
 HERE = Path(__file__).parent
@@ -57,12 +58,14 @@ def run_inner(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> 
     return f"exit {result.returncode}\n{result.stdout}{result.stderr}"
 
 
+@pytest.mark.slow  # a whole pytest run in a child process
 def test_option_sets_the_clock_here_and_in_subprocesses(tmp_path: Path) -> None:
     out = run_inner(tmp_path, "--clock=2026-12-01T14:01:00Z", "test_inner.py")
     assert out.startswith("exit 0"), out
     assert "clock: started at 2026-12-01T14:01:00+00:00" in out and "2 passed" in out
 
 
+@pytest.mark.slow  # a whole pytest run in a child process
 def test_env_variable_sets_the_clock(tmp_path: Path) -> None:
     out = run_inner(
         tmp_path, "test_inner.py", env={"NEWSLETTER_TEST_CLOCK": "2026-12-01T09:01-05:00"}
@@ -70,12 +73,14 @@ def test_env_variable_sets_the_clock(tmp_path: Path) -> None:
     assert out.startswith("exit 0"), out
 
 
+@pytest.mark.slow  # a whole pytest run in a child process
 def test_without_a_clock_the_inner_tests_fail(tmp_path: Path) -> None:
     """The inner tests can fail: on the real clock (not that hour) they do."""
     out = run_inner(tmp_path, "test_inner.py", env={"NEWSLETTER_TEST_CLOCK": ""})
     assert out.startswith("exit 1") and "2 failed" in out, out
 
 
+@pytest.mark.slow  # a whole pytest run in a child process
 def test_a_moment_without_a_zone_is_refused(tmp_path: Path) -> None:
     out = run_inner(tmp_path, "--clock=2026-12-01T14:01:00", "test_inner.py")
     assert out.startswith("exit 4") and "needs a zone" in out, out

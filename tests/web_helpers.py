@@ -1,5 +1,5 @@
-"""Helpers for the web tests: series rows, a TestClient with a CSRF cookie, a signed-in admin,
-outbox parsing."""
+"""Helpers for the web tests: series rows, a TestClient with a CSRF cookie, the one CSRF helper,
+a signed-in admin (the `admin_client` fixture in conftest uses it), outbox parsing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
@@ -18,6 +20,8 @@ from newsletter.store.models import LIVE, Part, Series
 from newsletter.web.app import create_app
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+ADMIN_PASSWORD = "a calm and long password"
+ADMIN_BASE = "https://news.example.org"  # the settings fixture's public URL: Secure cookies hold
 LINK_RE = re.compile(r"https?://[^\s\"'<>]+/(confirm|preferences|unsubscribe)/([A-Za-z0-9._-]+)")
 
 
@@ -70,12 +74,31 @@ def client(settings: Settings) -> TestClient:
     return TestClient(create_app(settings), base_url="https://testserver")
 
 
-def csrf(c: TestClient, path: str = "/") -> str:
-    """Open a page and return its CSRF token (the cookie is now in the client)."""
-    response = c.get(path)
-    match = CSRF_RE.search(response.text)
-    assert match, f"no CSRF token on {path}"
+def csrf_in(page: str, where: str = "the page") -> str:
+    """The CSRF token a page's forms carry (the one place the suite reads it)."""
+    match = CSRF_RE.search(page)
+    assert match, f"no CSRF token on {where}"
     return match.group(1)
+
+
+def csrf(c: httpx.Client, path: str = "/") -> str:
+    """Open a page and return its CSRF token (the cookie is now in the client). Works on a
+    TestClient and on an httpx client of a real server alike."""
+    response = c.get(path)
+    return csrf_in(response.text, f"{path} ({response.status_code})")
+
+
+def as_admin(settings: Settings, password: str = ADMIN_PASSWORD) -> Settings:
+    """These settings with an admin password, so /admin/login accepts `password`."""
+    return settings.model_copy(update={"admin_password": SecretStr(password)})
+
+
+def sign_in(c: httpx.Client, password: str = ADMIN_PASSWORD) -> str:
+    """Sign `c` in as the admin; returns the CSRF token its forms carry."""
+    token = csrf(c, "/admin/login")
+    r = c.post("/admin/login", data={"csrf_token": token, "password": password})
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    return token
 
 
 @dataclass
@@ -115,13 +138,13 @@ def outbox(settings: Settings) -> list[Mail]:
     return mails
 
 
-def signed_in(settings: Settings, password: str) -> tuple[TestClient, str]:
-    """A client of a new app signed in as the admin, and the CSRF token its forms carry."""
-    c = TestClient(
-        create_app(settings), base_url="https://news.example.org", follow_redirects=False
-    )
-    token = CSRF_RE.search(c.get("/admin/login").text)
-    assert token
-    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": password})
-    assert r.status_code == 303
-    return c, token.group(1)
+def admin_app_client(settings: Settings, **options: bool) -> TestClient:
+    """A client of a new app on ADMIN_BASE that doesn't follow redirects (not signed in)."""
+    return TestClient(create_app(settings), base_url=ADMIN_BASE, follow_redirects=False, **options)
+
+
+def signed_in(settings: Settings, password: str = ADMIN_PASSWORD) -> tuple[TestClient, str]:
+    """A client of a new app signed in as the admin, and the CSRF token its forms carry
+    (`settings` must carry `password`: see `as_admin`)."""
+    c = admin_app_client(settings)
+    return c, sign_in(c, password)

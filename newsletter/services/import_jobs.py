@@ -87,25 +87,22 @@ def _run(settings: Settings, upload_id: str, path: Path, confirmed: bool) -> Non
         client.hincrby(key, "done", rows)
         client.hset(key, "updated", time.time())
 
+    report: importing.ImportReport | None = None
+    error: str | None = None
     try:
         report = importing.import_csv(
             settings, path, dry_run=False, confirmed=confirmed, progress=progress
         )
     except RosterError as exc:  # the file as a whole (header, encoding): its message says why
-        _finish(settings, upload_id, FAILED, error=f"That file can't be imported: {exc}")
+        error = f"That file can't be imported: {exc}"
     except Exception as exc:  # the page must learn it stopped
         # the kind of error only: a database error's text can quote the rows (addresses)
         log.error("background import %s stopped: %s", upload_id, type(exc).__name__)
-        _finish(
-            settings,
-            upload_id,
-            FAILED,
-            error="The import stopped on an error; the rows added before it stay.",
-        )
-    else:
-        _finish(settings, upload_id, DONE, report=report)
+        error = "The import stopped on an error; the rows added before it stay."
     finally:
+        # the upload (personal data) is gone before the status says the import ended
         path.unlink(missing_ok=True)
+    _finish(settings, upload_id, FAILED if error else DONE, report=report, error=error)
 
 
 def _finish(

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import json
 from email import policy
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_support import ADMIN_PASSWORD
-from typer.testing import CliRunner
+from engine_support import cli_tick
 
-from newsletter.cli import app as cli
 from newsletter.core.config import Settings
 from newsletter.services import broadcasts, roster
 
@@ -65,11 +63,8 @@ def test_write_preview_and_schedule_a_broadcast(
 
     [info] = broadcasts.list_all(settings)
     assert (info.recipients, info.in_archive) == (2, True)
-    runner = CliRunner()
     after = dt.datetime.combine(tuesday, dt.time(23, 59), tzinfo=dt.UTC)
-    result = runner.invoke(cli, ["tick", "--now", after.isoformat(), "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["sent"] >= 2
+    assert cli_tick(after)["sent"] >= 2
     sent = [
         email.message_from_bytes(p.read_bytes(), policy=policy.default)
         for p in sorted(settings.outbox_dir.glob("*.eml"))

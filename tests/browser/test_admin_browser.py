@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import json
 from email import policy
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_support import ADMIN_PASSWORD
+from engine_support import cli_tick
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from newsletter.cli import app as cli
 from newsletter.core.config import Settings
 from newsletter.services import roster
 from newsletter.store.db import session_scope
@@ -66,12 +64,6 @@ def mails(settings: Settings) -> list[email.message.EmailMessage]:
 def articles(settings: Settings, subject: str) -> list[email.message.EmailMessage]:
     """The outbox mails with this subject (the confirmation email has another)."""
     return [m for m in mails(settings) if str(m["Subject"]) == subject]
-
-
-def tick(now: dt.datetime) -> dict[str, int]:
-    result = CliRunner().invoke(cli, ["tick", "--now", now.isoformat(), "--json"])
-    assert result.exit_code == 0, result.output
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def test_queue_series_from_admin_then_tick_sends_part_one(
@@ -184,8 +176,8 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     shot(page, artifacts, "subscribers")
 
     # The day before the start nothing goes; at the start date part 1 reaches Ana and Bo only.
-    assert tick(first - dt.timedelta(days=1))["sent"] == 0
-    summary = tick(last + dt.timedelta(minutes=1))
+    assert cli_tick(first - dt.timedelta(days=1))["sent"] == 0
+    summary = cli_tick(last + dt.timedelta(minutes=1))
     assert summary["sent"] == 2, summary
     with session_scope(settings.database_url) as session:
         sent = list(session.scalars(select(Delivery).where(Delivery.series_id == series_id)))
@@ -201,7 +193,7 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     recipients = sorted(str(m["To"]) for m in articles(settings, title))
     assert len(recipients) == 2 and "ana@example.org" in recipients[0]
     assert "bo@example.org" in recipients[1]
-    assert tick(last + dt.timedelta(minutes=2))["sent"] == 0  # once only
+    assert cli_tick(last + dt.timedelta(minutes=2))["sent"] == 0  # once only
 
     # The dashboard now says what went out.
     page.goto(f"{base}/admin")

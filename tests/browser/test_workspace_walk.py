@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -25,12 +24,11 @@ from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
 import pytest
+from engine_support import cli_tick
 from paths import free_port
 from servers import uvicorn_app
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from newsletter.cli import app as cli
 from newsletter.content import series as content
 from newsletter.core.config import Settings, load_settings
 from newsletter.services import roster
@@ -138,12 +136,6 @@ def readers(settings: Settings) -> dict[str, int]:
     with session_scope(settings.database_url) as session:
         roster.find(session, "eli@example.org").takes_new_series = False  # type: ignore[union-attr]
     return ids
-
-
-def tick(now: dt.datetime) -> dict[str, int]:
-    result = CliRunner().invoke(cli, ["tick", "--now", now.isoformat(), "--json"])
-    assert result.exit_code == 0, result.output
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def no_sideways_scroll(page: Any) -> None:
@@ -325,9 +317,9 @@ def test_the_therapists_workspace_walk(
     shot("10-calendar-people")
 
     # `tick --now` on that day: part 1 to exactly those three, once.
-    assert tick(dues[0] - dt.timedelta(minutes=1))["sent"] == 0
-    assert tick(dues[-1] + dt.timedelta(minutes=1))["sent"] == 3
-    assert tick(dues[-1] + dt.timedelta(minutes=2))["sent"] == 0
+    assert cli_tick(dues[0] - dt.timedelta(minutes=1))["sent"] == 0
+    assert cli_tick(dues[-1] + dt.timedelta(minutes=1))["sent"] == 3
+    assert cli_tick(dues[-1] + dt.timedelta(minutes=2))["sent"] == 0
     with session_scope(settings.database_url) as session:
         sent = {
             (d.subscriber_id, d.part_number, d.status)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -23,6 +22,7 @@ from paths import ROOT, TESTS
 from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
+from web_helpers import admin_app_client, csrf, sign_in
 
 from newsletter.cli import app
 from newsletter.content import series as content
@@ -31,7 +31,6 @@ from newsletter.store import db
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
-from newsletter.web.app import create_app
 
 CORPUS = TESTS / "corpus" / "series"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -160,17 +159,9 @@ def test_admin_reload_with_one_broken_series_syncs_nothing(
     admin = settings.model_copy(
         update={"admin_password": SecretStr(PASSWORD), "schedules_dir": schedules}
     )
-    with TestClient(
-        create_app(admin), base_url="https://news.example.org", follow_redirects=False
-    ) as c:
-        page = c.get("/admin/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
-        c.post("/admin/login", data={"csrf_token": token[1], "password": PASSWORD})
-        page = c.get("/admin/series")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
-        r = c.post("/admin/series/reload", data={"csrf_token": token[1]})
+    with admin_app_client(admin) as c:
+        sign_in(c, PASSWORD)
+        r = c.post("/admin/series/reload", data={"csrf_token": csrf(c, "/admin/series")})
     assert r.status_code == 422
     assert "zz-huge_order" in r.text and "whole number" in r.text
     assert snapshot(settings) == before

@@ -9,17 +9,15 @@ email carries the care note, and the archive's feed lists the broadcast.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from zoneinfo import ZoneInfo
 
 import feedparser
 import pytest
-from engine_support import add_person, outbox_mails, ship, utc
+from engine_support import add_person, cli_tick, outbox_mails, ship, utc
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from newsletter.cli import app
 from newsletter.content.letter import letter
 from newsletter.core.config import Settings
 from newsletter.services import broadcasts
@@ -33,13 +31,6 @@ START = utc(2027, 2, 1, 0, 0)  # Monday
 END = START + dt.timedelta(days=9)  # past the following Tuesday everywhere
 STEP = dt.timedelta(minutes=30)
 runner = CliRunner()
-
-
-def cli_tick(now: dt.datetime) -> dict[str, int]:
-    result = runner.invoke(app, ["tick", "--now", now.isoformat(), "--json"])
-    assert result.exit_code == 0, result.output
-    data: dict[str, int] = json.loads(result.stdout)
-    return data
 
 
 def test_broadcast_next_tuesday_at_each_readers_slot(settings: Settings) -> None:

@@ -10,7 +10,6 @@ import datetime as dt
 import html
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ import httpx
 import pytest
 from paths import ROOT, free_port
 from sqlalchemy import select
-from web_helpers import outbox
+from web_helpers import csrf, outbox
 
 from newsletter.store import db
 from newsletter.store.models import ENROLLED_ACTIVE, Enrollment, Subscriber
@@ -32,7 +31,6 @@ from newsletter.store.models import ENROLLED_ACTIVE, Enrollment, Subscriber
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "smoke-test admin password"
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 METRICS_TOKEN = "run-smoke-metrics-token"
@@ -128,14 +126,6 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> dict[s
     raise AssertionError("web never became healthy:\n" + log.read_text(errors="replace"))
 
 
-def _csrf(client: httpx.Client, path: str) -> str:
-    page = client.get(path)
-    assert page.status_code == 200, page.text[:500]
-    match = CSRF_RE.search(page.text)
-    assert match, f"no CSRF field on {path}"
-    return match.group(1)
-
-
 def _wait_for_mail(outbox_dir: Path, count: int, proc: subprocess.Popen[bytes]) -> list[Any]:
     box = SimpleNamespace(outbox_dir=outbox_dir)
     for _ in range(300):
@@ -170,7 +160,7 @@ def test_run_serves_sends_and_stops_cleanly_on_ctrl_c(
     with httpx.Client(base_url=base, timeout=30) as web:
         # A wrong admin password: the login page with its message (EXPIRE NX made this a 500).
         r = web.post(
-            "/admin/login", data={"csrf_token": _csrf(web, "/admin/login"), "password": "nope"}
+            "/admin/login", data={"csrf_token": csrf(web, "/admin/login"), "password": "nope"}
         )
         assert r.status_code == 401 and "That password isn&#39;t right." in r.text
 
@@ -178,7 +168,7 @@ def test_run_serves_sends_and_stops_cleanly_on_ctrl_c(
         r = web.post(
             "/subscribe",
             data={
-                "csrf_token": _csrf(web, "/"),
+                "csrf_token": csrf(web, "/"),
                 "email": "smoke@example.org",
                 "name": "Smoke",
                 "timezone": "Europe/London",
@@ -187,7 +177,7 @@ def test_run_serves_sends_and_stops_cleanly_on_ctrl_c(
         )
         assert r.status_code == 200, r.text[:500]
         confirm = _wait_for_mail(outbox_dir, 1, proc)[-1].link("confirm")
-        r = web.post(confirm, data={"csrf_token": _csrf(web, confirm)})
+        r = web.post(confirm, data={"csrf_token": csrf(web, confirm)})
         assert r.status_code == 200, r.text[:500]
 
     database_url = env["NEWSLETTER_DATABASE_URL"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 from collections import defaultdict
 from zoneinfo import ZoneInfo
 
 import pytest
-from engine_support import add_person, outbox_mails, ship, utc
+from engine_support import add_person, cli_tick, outbox_mails, ship, utc
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -42,13 +41,6 @@ START = utc(2027, 2, 1, 0, 0)  # Monday
 END = START + dt.timedelta(weeks=10)  # 12 April 2027: after US (14 Mar), UK (28 Mar), AU (4 Apr)
 STEP = dt.timedelta(minutes=15)
 runner = CliRunner()
-
-
-def cli_tick(now: dt.datetime) -> dict[str, int]:
-    result = runner.invoke(app, ["tick", "--now", now.isoformat(), "--json"])
-    assert result.exit_code == 0, result.output
-    data: dict[str, int] = json.loads(result.stdout)
-    return data
 
 
 def test_ten_weeks(settings: Settings) -> None:

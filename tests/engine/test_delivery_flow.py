@@ -122,6 +122,7 @@ def signed_post(client: TestClient, key: ec.EllipticCurvePrivateKey, events: lis
     return dict(response.json())
 
 
+@pytest.mark.slow  # a scale test (thousands of rows): `make test`, not `make check`
 def test_tick_2500_through_sendgrid_then_a_bounce_turns_one_off(
     sg: tuple[Settings, FakeSendGrid], key: ec.EllipticCurvePrivateKey
 ) -> None:

@@ -399,6 +399,7 @@ def _empty_tick_ops(settings: Settings, now: dt.datetime) -> tuple[int, int]:
     return counter.redis, counter.sql
 
 
+@pytest.mark.slow  # a scale test (thousands of rows): `make test`, not `make check`
 def test_empty_tick_costs_constant_ops_with_100k_enrolled(settings: Settings) -> None:
     ship(settings, MONDAY)
     future = utc(2027, 6, 1, 9)

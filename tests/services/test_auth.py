@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
+from web_helpers import csrf
 
 from newsletter.cli import app
 from newsletter.core.config import Settings, get_settings
@@ -148,11 +149,8 @@ def web(settings: Settings) -> Iterator[TestClient]:
 
 
 def try_login(client: TestClient, password: str) -> tuple[int, str]:
-    page = client.get("/admin/login")
-    assert page.status_code == 200
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match
-    r = client.post("/admin/login", data={"csrf_token": match.group(1), "password": password})
+    token = csrf(client, "/admin/login")
+    r = client.post("/admin/login", data={"csrf_token": token, "password": password})
     return r.status_code, r.text
 
 

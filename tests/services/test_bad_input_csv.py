@@ -25,6 +25,7 @@ from paths import TESTS
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from typer.testing import CliRunner
+from web_helpers import csrf
 
 from newsletter.cli import app as cli
 from newsletter.content import series as content
@@ -166,12 +167,6 @@ def web(settings: Settings) -> Iterator[tuple[TestClient, str]]:
         raise_server_exceptions=False,
     ) as c:
         yield c, token
-
-
-def csrf(c: TestClient, path: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
-    assert found, path
-    return found[1]
 
 
 def test_api_import_of_every_corpus_file(web: tuple[TestClient, str]) -> None:

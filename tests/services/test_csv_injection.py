@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from typer.testing import CliRunner
+from web_helpers import admin_app_client, as_admin, sign_in
 
 from newsletter.cli import app
 from newsletter.core.config import Settings
 from newsletter.services import export
 from newsletter.store.db import session_scope
 from newsletter.store.models import ACTIVE, Subscriber
-from newsletter.web.app import create_app
 
 HYPERLINK = '=HYPERLINK("http://x","y")'
 NAMES = {
@@ -85,15 +82,8 @@ def test_cli_export_neutralises_formula_cells(readers: Settings, tmp_path: Path)
 
 
 def test_admin_export_neutralises_formula_cells(readers: Settings) -> None:
-    settings = readers.model_copy(update={"admin_password": SecretStr(PASSWORD)})
-    with TestClient(
-        create_app(settings), base_url="https://news.example.org", follow_redirects=False
-    ) as client:
-        page = client.get("/admin/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
-        r = client.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
-        assert r.status_code == 303
+    with admin_app_client(as_admin(readers)) as client:
+        sign_in(client)
         r = client.get("/admin/export.csv")
         assert r.status_code == 200
         assert_no_formula(r.text)

@@ -96,6 +96,7 @@ def test_an_import_costs_a_constant_number_of_statements_per_batch(
     assert one <= 30
 
 
+@pytest.mark.slow  # 10,000-row scale work (the longest non-process tests): not in `make check`
 def test_memory_is_bounded_by_the_batch_not_the_file(live: Settings, tmp_path: Path) -> None:
     def write(path: Path, rows: int) -> Path:
         with path.open("w", encoding="utf-8") as f:

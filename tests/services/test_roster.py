@@ -181,6 +181,7 @@ def _big_csv(path: Path, rows: int) -> tuple[set[str], dict[int, str]]:
     return valid, invalid
 
 
+@pytest.mark.slow  # 10,000-row scale work (the longest non-process tests): not in `make check`
 def test_ten_thousand_rows_dry_run_then_import_in_bounded_memory(
     live: Settings, tmp_path: Path
 ) -> None:

@@ -4,7 +4,6 @@ database; the pg_dump command is shown (never the password) and named when pg_du
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from engine_support import add_person, enrollments, ledger, outbox_mails, ship, utc
+from engine_support import add_person, cli_tick, enrollments, ledger, outbox_mails, ship, utc
 from paths import file_mode, free_port
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -34,10 +33,6 @@ def ok(*args: str) -> str:
     result = runner.invoke(app, list(args))
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def tick(at: object) -> dict[str, int]:
-    return dict(json.loads(ok("tick", "--now", at.isoformat(), "--json")))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -88,7 +83,7 @@ def test_backup_erase_restore_then_tick_sends_nothing_twice(
     readers = [add_person(settings, now) for _ in range(READERS)]
     first = enrollments(settings, readers[0])[0].next_due_at
     assert first is not None
-    assert tick(first)["sent"] == READERS  # part 1 to everyone, before the backup
+    assert cli_tick(first)["sent"] == READERS  # part 1 to everyone, before the backup
 
     path = tmp_path / "backups" / "newsletter.backup"
     out = ok("backup", str(path))
@@ -101,17 +96,17 @@ def test_backup_erase_restore_then_tick_sends_nothing_twice(
     out = ok("restore", str(path))
     assert "restored" in out and "newsletter init" in out
     ok("init")  # what the drill says next: a no-op on a current schema, nothing queued again
-    assert tick(first)["sent"] == 0  # part 1 again, Redis as it was: nobody gets it twice
+    assert cli_tick(first)["sent"] == 0  # part 1 again, Redis as it was: nobody gets it twice
     # A new machine: Redis starts empty and the next tick rebuilds it from the restored database.
     client = redis.Redis.from_url(str(settings.redis_url))
     keys = list(client.scan_iter(match=f"{settings.redis_prefix}*"))
     assert keys
     client.delete(*keys)
     client.close()
-    assert tick(first) == {"due": 0, "sent": 0, "retry": 0, "skipped": 0, "failed": 0}
+    assert cli_tick(first) == {"due": 0, "sent": 0, "retry": 0, "skipped": 0, "failed": 0}
     second = enrollments(restored, readers[0])[0].next_due_at
     assert second is not None and second > first
-    summary = tick(second)
+    summary = cli_tick(second)
     assert summary["sent"] == READERS and summary["failed"] == 0  # part 2, once each
 
     rows = ledger(restored)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from time_machine import TimeMachineFixture
+from web_helpers import csrf, sign_in
 
 from newsletter.core.config import Settings
 from newsletter.services import broadcasts
@@ -32,19 +32,12 @@ def app(settings: Settings) -> FastAPI:
 def client(app: FastAPI, time_machine: TimeMachineFixture) -> Iterator[TestClient]:
     time_machine.move_to(MONDAY, tick=False)
     with TestClient(app, base_url="https://news.example.org", follow_redirects=False) as c:
-        token = _csrf(c, "/admin/login")
-        assert c.post("/admin/login", data={"csrf_token": token, "password": PASSWORD}).is_redirect
+        sign_in(c, PASSWORD)
         yield c
 
 
-def _csrf(client: TestClient, path: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
-    assert match
-    return match.group(1)
-
-
 def _form(client: TestClient, **values: str) -> dict[str, str]:
-    return {"csrf_token": _csrf(client, "/admin/broadcasts"), **values}
+    return {"csrf_token": csrf(client, "/admin/broadcasts"), **values}
 
 
 def test_preview_then_schedule_then_cancel(client: TestClient, settings: Settings) -> None:

@@ -6,27 +6,15 @@ import re
 
 import time_machine
 from engine_support import add_person, ship, utc
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from web_helpers import csrf, signed_in
 
 from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
-from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
 NOW = utc(2027, 1, 4, 12)  # Monday
-
-
-def _signed_in(settings: Settings) -> TestClient:
-    c = TestClient(
-        create_app(settings), base_url="https://news.example.org", follow_redirects=False
-    )
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/login").text)
-    assert token
-    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
-    assert r.status_code == 303
-    return c
 
 
 def test_the_calendar_shows_counts_per_day_and_lists_the_people(settings: Settings) -> None:
@@ -37,7 +25,7 @@ def test_the_calendar_shows_counts_per_day_and_lists_the_people(settings: Settin
     london = [add_person(s, NOW, "Europe/London") for _ in range(3)]
     tokyo = add_person(s, NOW, "Asia/Tokyo")
     with time_machine.travel(NOW, tick=False):
-        c = _signed_in(s)
+        c, _ = signed_in(s, PASSWORD)
         page = c.get("/admin/calendar").text
         assert "Times are in <strong>America/New_York</strong>" in page
         # London readers get part 1 on Tue 5 Jan 09:00 their time = 04:00 in New York
@@ -71,15 +59,13 @@ def test_queueing_names_who_is_added_and_the_chosen_start_shows_everywhere(
         assert person is not None
         person.takes_new_series = False  # chose particular series only
     with time_machine.travel(NOW, tick=False):
-        c = _signed_in(s)
+        c, _ = signed_in(s, PASSWORD)
         card = _card(c.get("/admin/series").text, "myths-about-psychotherapy")
         assert "Will add:" in card and ">Ada</a>" in card and ">Ben</a>" in card
         assert "Not added, by their own choice (1)" in card and ">Cy</a>" in card
-        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/series").text)
-        assert token
         r = c.post(
             "/admin/series/myths-about-psychotherapy/queue",
-            data={"csrf_token": token.group(1), "start": "2027-02-04"},
+            data={"csrf_token": csrf(c, "/admin/series"), "start": "2027-02-04"},
         )
         assert r.status_code == 303
         card = _card(c.get("/admin/series").text, "myths-about-psychotherapy")
@@ -106,7 +92,7 @@ def test_the_calendar_pages_run_as_many_statements_for_200_readers_as_for_10(
     ship(s, NOW)
     add_readers(s, NOW, 10)
     with time_machine.travel(NOW, tick=False):
-        c = _signed_in(s)
+        c, _ = signed_in(s, PASSWORD)
 
         def counts() -> list[int]:
             page = c.get("/admin/calendar").text

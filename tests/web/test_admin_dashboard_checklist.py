@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from engine_support import ship, utc
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from web_helpers import signed_in
 
@@ -17,10 +16,6 @@ PASSWORD = "a calm and long password"
 NOW = utc(2027, 1, 4, 12)
 
 
-def _signed_in(settings: Settings) -> tuple[TestClient, str]:
-    return signed_in(settings, PASSWORD)
-
-
 def _done(page: str) -> list[str]:
     return re.findall(r'class="step done">.*?class="step-label">([^<]+)<', page, re.S)
 
@@ -28,7 +23,7 @@ def _done(page: str) -> list[str]:
 def test_each_step_ticks_when_the_thing_is_really_done(settings: Settings) -> None:
     s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
     ship(s, NOW, queue=False)
-    c, csrf = _signed_in(s)
+    c, csrf = signed_in(s, PASSWORD)
     page = c.get("/admin").text
     assert "Getting started: 0 of 5 done" in page and _done(page) == []
 
@@ -67,5 +62,5 @@ def test_each_step_ticks_when_the_thing_is_really_done(settings: Settings) -> No
     sg = s.model_copy(
         update={"mail_backend": "sendgrid", "sendgrid_api_key": SecretStr("SG.test-key")}
     )
-    c2, _ = _signed_in(sg)
+    c2, _ = signed_in(sg, PASSWORD)
     assert "Getting started" not in c2.get("/admin").text  # all done: the list goes away

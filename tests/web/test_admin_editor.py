@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
+from web_helpers import csrf_in, sign_in
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
@@ -46,23 +47,15 @@ def client(editing: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def _token(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match
-    return match.group(1)
-
-
 @pytest.fixture
 def signed_in(client: TestClient) -> TestClient:
-    token = _token(client.get("/admin/login").text)
-    r = client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD})
-    assert r.status_code == 303
+    sign_in(client, PASSWORD)
     return client
 
 
 def _form(page: str, **fields: object) -> dict[str, object]:
     values: dict[str, object] = {
-        "csrf_token": _token(page),
+        "csrf_token": csrf_in(page),
         "token": re.search(r'name="token" value="([^"]*)"', page).group(1),  # type: ignore[union-attr]
         "title": "Anxiety at Work",
         "slug": "",
@@ -86,8 +79,7 @@ def test_editor_pages_need_sign_in_and_a_csrf_token(client: TestClient, editing:
     for path in ("/admin/series/new", "/admin/series-editor/preview"):
         assert client.post(path, data={"title": "x"}).status_code == 303
 
-    token = _token(client.get("/admin/login").text)
-    client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD})
+    sign_in(client, PASSWORD)
     page = client.get("/admin/series/new").text
     form = _form(page)
     form["csrf_token"] = "forged"
@@ -216,7 +208,7 @@ def test_the_preview_renders_the_part_being_written(
 ) -> None:
     page = signed_in.get("/admin/series/new").text
     data = {
-        "csrf_token": _token(page),
+        "csrf_token": csrf_in(page),
         "series_title": "Anxiety at Work",
         "slug": "",
         "number": "2",
@@ -256,7 +248,7 @@ def test_previews_reuse_one_renderer_and_keep_no_articles(
 
     page = signed_in.get("/admin/series/new").text
     for n in range(3):
-        data = {"csrf_token": _token(page), "title": f"Subject {n}", "body": f"Body {n}."}
+        data = {"csrf_token": csrf_in(page), "title": f"Subject {n}", "body": f"Body {n}."}
         assert signed_in.post("/admin/series-editor/preview", data=data).json()["subject"] == (
             f"Subject {n}"
         )
@@ -290,7 +282,7 @@ def test_previews_render_off_the_event_loop_and_refuse_too_much_text(
     monkeypatch.setattr(editor, "_preview", watched(editor._preview))
     monkeypatch.setattr(series_editor, "save", watched(series_editor.save))
     page = signed_in.get("/admin/series/new").text
-    data = {"csrf_token": _token(page), "title": "Subject", "body": "Body."}
+    data = {"csrf_token": csrf_in(page), "title": "Subject", "body": "Body."}
     assert signed_in.post("/admin/series-editor/preview", data=data).status_code == 200
     assert signed_in.post("/admin/series-editor/email.html", data=data).status_code == 200
     assert signed_in.post("/admin/series/new", data=_form(page)).status_code == 303  # saving

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from paths import file_mode
 from pydantic import SecretStr
 from sqlalchemy import delete, func, select
+from web_helpers import csrf, sign_in
 
 from newsletter.content import series as content
 from newsletter.content.letter import letter
@@ -44,16 +45,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def _csrf(c: TestClient, path: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
-    assert found, path
-    return found[1]
-
-
 @pytest.fixture
 def signed_in(client: TestClient) -> TestClient:
-    token = _csrf(client, "/admin/login")
-    assert client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD}).is_redirect
+    sign_in(client, PASSWORD)
     return client
 
 
@@ -72,7 +66,7 @@ def _file(tag: str) -> bytes:
 
 
 def _check_then_import(c: TestClient, data: bytes) -> Any:
-    token = _csrf(c, "/admin/import")
+    token = csrf(c, "/admin/import")
     checked = c.post(
         "/admin/import",
         data={"csrf_token": token, "consented": "yes"},
@@ -105,7 +99,7 @@ def _wait_done(c: TestClient, status_url: str) -> dict[str, Any]:
 def test_an_uploaded_list_waits_in_a_0600_file_in_a_0700_folder(
     signed_in: TestClient, settings: Settings
 ) -> None:
-    token = _csrf(signed_in, "/admin/import")
+    token = csrf(signed_in, "/admin/import")
     checked = signed_in.post(
         "/admin/import",
         data={"csrf_token": token, "consented": "yes"},
@@ -161,7 +155,7 @@ def test_a_large_file_imports_in_the_background_with_the_small_files_report(
     # the file was deleted; a second click finds the upload gone
     again = signed_in.post(
         f"/admin/import/{upload[1]}",
-        data={"csrf_token": _csrf(signed_in, "/admin/import"), "consented": "yes"},
+        data={"csrf_token": csrf(signed_in, "/admin/import"), "consented": "yes"},
     )
     assert again.status_code == 303 and again.headers["location"] == "/admin/import"
 
@@ -219,7 +213,7 @@ def test_the_admin_pages_export_imports_back_as_it_was(
         session.execute(delete(Delivery))
         session.execute(delete(Enrollment))
         session.execute(delete(Subscriber))
-    token = _csrf(signed_in, "/admin/import")
+    token = csrf(signed_in, "/admin/import")
     checked = signed_in.post(
         "/admin/import",
         data={"csrf_token": token},

@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 from servers import uvicorn_thread
-from web_helpers import CSRF_RE, signed_in
+from web_helpers import csrf, csrf_in, sign_in, signed_in
 
 from newsletter.core.config import Settings
 from newsletter.services import auth
@@ -77,9 +77,7 @@ def test_forty_wrong_passwords_run_off_the_loop_two_at_a_time(
         for n in range(ATTACKERS):
             claim = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
             c = httpx.Client(base_url=base, headers=claim, timeout=120)
-            token = CSRF_RE.search(c.get("/admin/login").text)
-            assert token
-            clients.append((c, token.group(1)))
+            clients.append((c, csrf(c, "/admin/login")))
         answers: list[int] = []
 
         def guess(c: httpx.Client, token: str) -> None:
@@ -111,10 +109,7 @@ def test_forty_wrong_passwords_run_off_the_loop_two_at_a_time(
         # 40 addresses failing is an attack: each pays a wait after one failure, but the owner,
         # from an address that has not failed, signs in at once.
         owner = httpx.Client(base_url=base, headers={"X-Forwarded-For": "192.0.2.10"})
-        token = CSRF_RE.search(owner.get("/admin/login").text)
-        assert token
-        r = owner.post("/admin/login", data={"csrf_token": token.group(1), "password": STORED})
-        assert r.status_code == 303
+        sign_in(owner, STORED)
         for c, _ in [*clients, (owner, "")]:
             c.close()
 
@@ -131,11 +126,10 @@ def test_the_page_says_when_the_environment_password_no_longer_signs_in(
     page = c.get("/admin/login").text
     notice = re.search(r'data-env-password="ignored">(.*?)</p>', page, re.S)
     assert notice and "NEWSLETTER_ADMIN_PASSWORD" in notice.group(1)
-    token = CSRF_RE.search(page)
-    assert token
+    token = csrf_in(page)
     refused = c.post(
-        "/admin/login", data={"csrf_token": token.group(1), "password": "the environment password"}
+        "/admin/login", data={"csrf_token": token, "password": "the environment password"}
     )
     assert refused.status_code == 401 and 'data-env-password="ignored"' in refused.text
-    ok = c.post("/admin/login", data={"csrf_token": token.group(1), "password": STORED})
+    ok = c.post("/admin/login", data={"csrf_token": token, "password": STORED})
     assert ok.status_code == 303

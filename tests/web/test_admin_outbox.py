@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from engine_support import add_person, ship, utc
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from web_helpers import signed_in
 
@@ -18,10 +17,6 @@ PASSWORD = "a calm and long password"
 NOW = utc(2027, 1, 4, 12)
 
 
-def _signed_in(settings: Settings) -> tuple[TestClient, str]:
-    return signed_in(settings, PASSWORD)
-
-
 def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settings) -> None:
     s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
     ship(s, NOW)
@@ -31,7 +26,7 @@ def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settin
         first = session.get(Subscriber, ids[0])
         assert first is not None
         address = first.email
-    c, csrf = _signed_in(s)
+    c, csrf = signed_in(s, PASSWORD)
     listing = c.get("/admin/outbox").text
     assert listing.count('href="/admin/outbox/2') == 3
     assert len(re.findall(r"[A-Z][a-z]{2} \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d", listing)) == 3

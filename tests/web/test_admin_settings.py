@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 import web_helpers
@@ -17,36 +16,22 @@ from newsletter.engine.tick import tick
 from newsletter.store import practice
 from newsletter.store.db import session_scope
 from newsletter.web import forms
-from newsletter.web.app import create_app
 
 PASSWORD = "a calm and long password"
 NOW = utc(2027, 1, 4, 12)  # a Monday
 
 
 def signed_in(settings: Settings) -> TestClient:
-    c = TestClient(
-        create_app(settings), base_url="https://news.example.org", follow_redirects=False
-    )
+    """An entered client signed in as the admin (the caller leaves it)."""
+    c = web_helpers.admin_app_client(settings)
     c.__enter__()
-    token = _csrf(c, "/admin/login")
-    assert (
-        c.post("/admin/login", data={"csrf_token": token, "password": PASSWORD}).status_code == 303
-    )
+    web_helpers.sign_in(c, PASSWORD)
     return c
 
 
-def _csrf(c: TestClient, path: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
-    assert match, path
-    return match.group(1)
-
-
 @pytest.fixture
-def admin(settings: Settings) -> Iterator[tuple[Settings, TestClient]]:
-    s = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
-    c = signed_in(s)
-    yield s, c
-    c.__exit__(None, None, None)
+def admin(settings: Settings, admin_client: TestClient) -> tuple[Settings, TestClient]:
+    return web_helpers.as_admin(settings, PASSWORD), admin_client
 
 
 DETAILS = {
@@ -63,7 +48,7 @@ DETAILS = {
 
 
 def _save(c: TestClient, values: dict[str, str]) -> int:
-    token = _csrf(c, "/admin/settings")
+    token = web_helpers.csrf(c, "/admin/settings")
     return c.post("/admin/settings", data={"csrf_token": token, **values}).status_code
 
 
@@ -127,7 +112,7 @@ def test_an_environment_variable_wins_and_the_page_says_it_is_fixed(
 
 def test_bad_values_are_refused_with_the_field_named(admin: tuple[Settings, TestClient]) -> None:
     settings, c = admin
-    token = _csrf(c, "/admin/settings")
+    token = web_helpers.csrf(c, "/admin/settings")
     r = c.post(
         "/admin/settings",
         data={
@@ -188,7 +173,7 @@ def test_a_text_field_refuses_other_control_characters_through_the_page(
             continue  # a lone CR is a browser's line break: LF before the check (below)
         r = c.post(
             "/admin/settings",
-            data={"csrf_token": _csrf(c, "/admin/settings"), field: f"One{char}two"},
+            data={"csrf_token": web_helpers.csrf(c, "/admin/settings"), field: f"One{char}two"},
         )
         assert r.status_code == 422 and f'id="{field}-error"' in r.text, name(char)
         assert name(char) in r.text

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time_machine
 from engine_support import ship, utc
-from scale_support import add_readers, admin, csrf_of, page_statements, signed_in
+from scale_support import add_readers, page_statements
+from web_helpers import as_admin, csrf, signed_in
 
 from newsletter.core.config import Settings
 
@@ -15,12 +16,12 @@ NOW = utc(2027, 1, 4, 12)  # Monday
 def test_the_subscriber_pages_run_as_many_statements_for_200_readers_as_for_10(
     settings: Settings,
 ) -> None:
-    s = admin(settings)
+    s = as_admin(settings)
     ship(s, NOW)
     ids = add_readers(s, NOW, 10)
     with time_machine.travel(NOW, tick=False):
-        c = signed_in(s)
-        token = csrf_of(c)
+        c, _ = signed_in(s)
+        token = csrf(c, "/admin/subscribers")
 
         def counts() -> list[int]:
             search = {"csrf_token": token, "q": "okafor", "status": "", "page": "1"}

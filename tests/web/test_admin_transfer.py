@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import time_machine
 from engine_support import ship, utc
-from scale_support import add_readers, admin, signed_in, statements
+from scale_support import add_readers, statements
+from web_helpers import as_admin, signed_in
 
 from newsletter.core.config import Settings
 from newsletter.services import export
@@ -16,13 +17,13 @@ NOW = utc(2027, 1, 4, 12)  # Monday
 def test_the_export_streams_its_first_rows_after_one_batch(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = admin(settings)
+    s = as_admin(settings)
     ship(s, NOW)
     add_readers(s, NOW, 60)
     monkeypatch.setattr(export, "EXPORT_BATCH", 20)  # 60 readers: three batches
     monkeypatch.setattr(export, "CSV_CHUNK_ROWS", 5)
     with time_machine.travel(NOW, tick=False):
-        c = signed_in(s)
+        c, _ = signed_in(s)
         for path in ("/admin/export.csv", "/admin/export.json"):
             with statements(s) as seen, c.stream("GET", path) as r:
                 assert r.status_code == 200

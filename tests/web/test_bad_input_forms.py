@@ -6,7 +6,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import select
+from web_helpers import csrf
 
 from newsletter.content import series as content
 from newsletter.core import tokens
@@ -47,12 +47,6 @@ FIELDS = ["email", "name", "timezone", "series", "cadence", "paused_until", "act
           "takes_new_series", "website", "start", "q", "status", "page", "to", "confirm",
           "consented"]  # fmt: skip
 FORM = st.lists(st.tuples(st.sampled_from(FIELDS), VALUE), max_size=8)
-
-
-def csrf_of(c: TestClient, path: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
-    assert found, path
-    return found[1]
 
 
 @pytest.fixture
@@ -97,16 +91,18 @@ def test_public_forms_answer_bad_input_with_a_page(
     setup: tuple[TestClient, Settings, str], pairs: list[tuple[str, str]]
 ) -> None:
     c, settings, public_id = setup
-    csrf = csrf_of(c, "/")
-    post(c, "/subscribe", pairs, csrf)
+    form_token = csrf(c, "/")
+    post(c, "/subscribe", pairs, form_token)
     token = tokens.make_token(settings.secret, "preferences", public_id)
     before = preferences_of(settings)
-    status = post(c, f"/preferences/{token}", pairs, csrf)
+    status = post(c, f"/preferences/{token}", pairs, form_token)
     if status == 400:
         assert preferences_of(settings) == before  # a refused save changes nothing
-    post(c, f"/confirm/{tokens.make_token(settings.secret, 'confirm', public_id)}", pairs, csrf)
+    post(
+        c, f"/confirm/{tokens.make_token(settings.secret, 'confirm', public_id)}", pairs, form_token
+    )
     for bad in ["x", "%00", "a" * 5000, token + "x", token.upper()]:
-        post(c, f"/preferences/{bad}", pairs, csrf)
+        post(c, f"/preferences/{bad}", pairs, form_token)
 
 
 @PROPERTY
@@ -117,8 +113,8 @@ def test_admin_forms_answer_bad_input_with_a_page(
 ) -> None:
     c, _settings, _ = setup
     if c.get("/admin").status_code != 200:
-        post(c, "/admin/login", [("password", PASSWORD)], csrf_of(c, "/admin/login"))
-    csrf = csrf_of(c, "/admin/subscribers")
+        post(c, "/admin/login", [("password", PASSWORD)], csrf(c, "/admin/login"))
+    form_token = csrf(c, "/admin/subscribers")
     for path in [
         "/admin/subscribers",
         "/admin/subscribers/search",
@@ -128,18 +124,18 @@ def test_admin_forms_answer_bad_input_with_a_page(
         "/admin/subscribers/1/resend",
         "/admin/import",
     ]:
-        post(c, path, pairs, csrf)
+        post(c, path, pairs, form_token)
 
 
 def test_queue_dates_at_the_edges_of_the_calendar(setup: tuple[TestClient, Settings, str]) -> None:
     c, _settings, _ = setup
-    post(c, "/admin/login", [("password", PASSWORD)], csrf_of(c, "/admin/login"))
-    csrf = csrf_of(c, "/admin/series")
+    post(c, "/admin/login", [("password", PASSWORD)], csrf(c, "/admin/login"))
+    form_token = csrf(c, "/admin/series")
     for start in ["2027-02-30", "9999-12-31", "0001-01-01", "2027-2-3", "  "]:
-        post(c, "/admin/series/myths-about-psychotherapy/queue", [("start", start)], csrf)
+        post(c, "/admin/series/myths-about-psychotherapy/queue", [("start", start)], form_token)
     r = c.post(
         "/admin/series/myths-about-psychotherapy/queue",
-        data={"csrf_token": csrf, "start": "9999-12-31"},
+        data={"csrf_token": form_token, "start": "9999-12-31"},
     )
     assert r.status_code == 303
     assert "ten years" in c.get(r.headers["location"]).text
@@ -148,11 +144,11 @@ def test_queue_dates_at_the_edges_of_the_calendar(setup: tuple[TestClient, Setti
 def test_preferences_pause_dates_at_the_edges(setup: tuple[TestClient, Settings, str]) -> None:
     c, settings, public_id = setup
     token = tokens.make_token(settings.secret, "preferences", public_id)
-    csrf = csrf_of(c, "/")
+    form_token = csrf(c, "/")
     for day in ["2027-02-30", "9999-12-31", "0001-01-01", "99999-01-01", "2027-02-28T00:00"]:
         before = preferences_of(settings)
         status = post(
-            c, f"/preferences/{token}", [("paused_until", day), ("cadence", "weekly")], csrf
+            c, f"/preferences/{token}", [("paused_until", day), ("cadence", "weekly")], form_token
         )
         if status == 400:
             assert preferences_of(settings) == before

@@ -14,11 +14,10 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from sqlalchemy import select
 from starlette.datastructures import FormData, Headers, UploadFile
 from time_machine import TimeMachineFixture
-from web_helpers import CSRF_RE, signed_in
+from web_helpers import as_admin, csrf, signed_in
 
 from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
@@ -89,16 +88,9 @@ def admin(settings: Settings, time_machine: TimeMachineFixture) -> Iterator[Test
     time_machine.move_to(MONDAY, tick=False)
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "Europe/London")
-    c, _token = signed_in(settings.model_copy(update={"admin_password": SecretStr(PASSWORD)}),
-                          PASSWORD)  # fmt: skip
+    c, _token = signed_in(as_admin(settings, PASSWORD), PASSWORD)
     with c:
         yield c
-
-
-def _csrf(c: TestClient, path: str) -> str:
-    match = CSRF_RE.search(c.get(path).text)
-    assert match
-    return match.group(1)
 
 
 def _letters(settings: Settings) -> list[str]:
@@ -124,7 +116,7 @@ def _letters(settings: Settings) -> list[str]:
 def test_a_urlencoded_letter_is_saved_with_lf(
     admin: TestClient, settings: Settings, body: str, saved: str
 ) -> None:
-    token = _csrf(admin, "/admin/broadcasts")
+    token = csrf(admin, "/admin/broadcasts")
     raw = f"csrf_token={token}&title=Closed&summary=&action=schedule&when=now&body_md={body}"
     r = admin.post("/admin/broadcasts", content=raw.encode(), headers=URLENCODED)
     assert r.status_code == 303, r.text
@@ -133,7 +125,7 @@ def test_a_urlencoded_letter_is_saved_with_lf(
 
 def test_a_multipart_letter_is_saved_with_lf(admin: TestClient, settings: Settings) -> None:
     fields = {
-        "csrf_token": _csrf(admin, "/admin/broadcasts"),
+        "csrf_token": csrf(admin, "/admin/broadcasts"),
         "title": "Closed",
         "action": "schedule",
         "when": "now",
@@ -147,7 +139,7 @@ def test_a_multipart_letter_is_saved_with_lf(admin: TestClient, settings: Settin
 def test_a_letter_with_another_control_character_is_still_refused(
     admin: TestClient, settings: Settings
 ) -> None:
-    token = _csrf(admin, "/admin/broadcasts")
+    token = csrf(admin, "/admin/broadcasts")
     raw = f"csrf_token={token}&title=Closed&action=schedule&when=now&body_md=One%0D%0ATwo%0B"
     r = admin.post("/admin/broadcasts", content=raw.encode(), headers=URLENCODED)
     assert r.status_code == 400 and "control character (U+000B)" in r.text
@@ -158,7 +150,7 @@ def test_an_uploaded_csv_is_kept_byte_for_byte(admin: TestClient, settings: Sett
     csv_bytes = b'email,name\r\nnew@example.org,"Ana\r\nLine"\r\nother@example.org,Bo\r'
     r = admin.post(
         "/admin/import",
-        data={"csrf_token": _csrf(admin, "/admin/import")},
+        data={"csrf_token": csrf(admin, "/admin/import")},
         files={"file": ("people.csv", csv_bytes, "text/csv")},
     )
     assert r.status_code == 200, r.text
@@ -170,7 +162,7 @@ def test_the_signup_intro_is_saved_with_lf_and_shown_as_paragraphs(
     admin: TestClient, settings: Settings
 ) -> None:
     intro = "Short pieces about therapy.\r\n\r\nOne a week,\ra calm hour."
-    token = _csrf(admin, "/admin/settings")
+    token = csrf(admin, "/admin/settings")
     r = admin.post("/admin/settings", data={"csrf_token": token, "signup_intro": intro})
     assert r.status_code == 303, r.text
     with session_scope(settings.database_url) as db:

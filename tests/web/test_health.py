@@ -12,6 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from servers import uvicorn_thread
+from web_helpers import sign_in
 
 from newsletter.core.config import Settings
 from newsletter.queue import liveness
@@ -47,14 +48,6 @@ def web(settings: Settings) -> Iterator[TestClient]:
     )
     with TestClient(app, base_url=BASE, follow_redirects=False) as c:
         yield c
-
-
-def sign_in(c: TestClient) -> None:
-    page = c.get("/admin/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = c.post("/admin/login", data={"csrf_token": token.group(1), "password": PASSWORD})
-    assert r.status_code == 303
 
 
 def test_a_healthy_install_says_only_ok_in_public(web: TestClient, r: redis.Redis, settings):

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 from time_machine import TimeMachineFixture
+from web_helpers import csrf, sign_in
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
@@ -45,29 +46,21 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield c
 
 
-def csrf(client: TestClient, path: str = "/admin/login") -> str:
-    page = client.get(path)
-    assert page.status_code == 200, page.text[:500]
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF field on " + path
-    return match.group(1)
-
-
 def login(client: TestClient, password: str = PASSWORD) -> int:
-    token = csrf(client)
+    token = csrf(client, "/admin/login")
     r = client.post("/admin/login", data={"csrf_token": token, "password": password})
     return r.status_code
 
 
 @pytest.fixture
 def signed_in(client: TestClient) -> TestClient:
-    assert login(client) == 303
+    sign_in(client, PASSWORD)
     return client
 
 
 def test_login_sets_strict_cookie_and_opens_dashboard(client: TestClient) -> None:
     assert client.get("/admin").status_code == 303
-    token = csrf(client)
+    token = csrf(client, "/admin/login")
     r = client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD})
     assert r.status_code == 303 and r.headers["location"] == "/admin"
     cookie = next(
@@ -92,7 +85,7 @@ def test_login_rate_limited(client: TestClient) -> None:
     for _ in range(auth.LOGIN_LIMIT):
         assert login(client, "guess") == 401
     # Even the right password waits once the limit is reached.
-    token = csrf(client)
+    token = csrf(client, "/admin/login")
     r = client.post("/admin/login", data={"csrf_token": token, "password": PASSWORD})
     assert r.status_code == 429
     assert int(r.headers["retry-after"]) > 0
