@@ -12,8 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.vocabulary import SERIES_KIND
-from newsletter.services import export, mailing, people, roster
-from newsletter.store import calendar
+from newsletter.services import calendar, export, mailing, people, roster
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -26,7 +25,6 @@ from newsletter.store.models import (
     ProviderEvent,
     Series,
     Subscriber,
-    utcnow,
 )
 from newsletter.web.admin.common import (
     Db,
@@ -148,13 +146,17 @@ def _subscriber(db: Session, subscriber_id: int) -> Subscriber:
 @protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
 def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
     sub = _subscriber(db, subscriber_id)
-    plan = calendar.person_plan(db, sub, utcnow())
+    now = calendar.utcnow()
+    coming = calendar.coming_sends(db, sub, now)
+    plan: dict[int, list[tuple[int, Any]]] = {}
+    for send in coming:
+        plan.setdefault(send.series_id, []).append((send.part_number, send.at))
     queue = [
         {
             "e": e,
             "series": s,
             "part_title": roster.part_title(db, s.id, e.next_part),
-            "dates": plan[s.id].dates if s.id in plan else [],
+            "dates": plan.get(s.id, []),
         }
         for e, s in db.execute(
             select(Enrollment, Series)
@@ -180,15 +182,7 @@ def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Re
             .limit(200)
         )
     )
-    paused = sub.paused_until is not None and sub.paused_until > utcnow().date()
-    next_item = next(
-        (
-            r
-            for r in queue
-            if isinstance(e := r["e"], Enrollment) and e.state == ENROLLED_ACTIVE and e.next_due_at
-        ),
-        None,
-    )
+    paused = calendar.pause_running(sub, now)
     return page(
         request,
         "admin/subscriber.html",
@@ -199,7 +193,7 @@ def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Re
             "deliveries": deliveries,
             "events": events,
             "paused": paused,
-            "next_item": next_item,
+            "next_send": coming[0] if coming else None,
             "ACTIVE": ACTIVE,
             "PENDING": PENDING,
             "ENROLLED_ACTIVE": ENROLLED_ACTIVE,

@@ -9,9 +9,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from newsletter.services import export, importing, roster
+from newsletter.services import calendar, export, importing, roster
 from newsletter.store.db import session_scope
 from newsletter.store.models import Subscriber
+from newsletter.web.api.calendar import ComingSendOut
 from newsletter.web.api.common import (
     MAX_IMPORT_BYTES,
     ErrorOut,
@@ -96,6 +97,18 @@ def create_subscriber(body: SubscriberIn, settings: SettingsDep) -> SubscriberOu
 )
 def get_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> SubscriberOut:
     return SubscriberOut.of(_subscriber(session, subscriber_id))
+
+
+@router.get(
+    "/subscribers/{subscriber_id}/sends",
+    response_model=list[ComingSendOut],
+    responses={404: {"model": ErrorOut}},
+    summary="The subscriber's coming sends over 12 weeks (the calendar's rule)",
+)
+def subscriber_sends(subscriber_id: SubscriberId, session: SessionDep) -> list[ComingSendOut]:
+    sub = _subscriber(session, subscriber_id)
+    sends = calendar.coming_sends(session, sub, calendar.utcnow(), weeks=calendar.MAX_WEEKS)
+    return [ComingSendOut.of(s) for s in sends]
 
 
 @router.patch(
