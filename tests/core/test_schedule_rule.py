@@ -82,7 +82,7 @@ def test_a_part_due_on_a_broadcast_day_goes_the_next_day_and_the_cadence_keeps_i
 def test_two_broadcast_days_in_a_row_move_the_part_past_both() -> None:
     letters = (rule.Letter(8, utc(2027, 1, 12, 8)), rule.Letter(9, utc(2027, 1, 13, 8)))
     queue = rule.Queue(LONDON, (rule.Place(MYTHS, 2, utc(2027, 1, 12, 9)),), letters)
-    assert [at for k, _, at in moments(queue) if k == 1][0] == utc(2027, 1, 14, 9)
+    assert next(at for k, _, at in moments(queue) if k == 1) == utc(2027, 1, 14, 9)
 
 
 def test_the_day_rule_itself() -> None:

@@ -203,7 +203,7 @@ def _read_views(settings: Settings, zones: dict[int, str], admin: TestClient, to
                 for p in found.people:
                     local = timing.local_date(send.at, zones[p.id])
                     shown.calendar[(p.id, send.series_slug, send.part_number, local)] += 1
-        for sid, zone in zones.items():
+        for sid in zones:
             sub = session.get(Subscriber, sid)
             assert sub is not None
             for c in views.coming_sends(session, sub, NOW, weeks=WEEKS + 1):
