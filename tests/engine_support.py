@@ -67,6 +67,7 @@ def add_person(
     name: str | None = "Anna",
     cadence: str = "weekly",
     slugs: list[str] | None = None,
+    paused_until: dt.date | None = None,
 ) -> int:
     """An active (confirmed) subscriber enrolled at `now`; returns the subscriber id."""
     with session_scope(settings.database_url) as session:
@@ -78,6 +79,7 @@ def add_person(
             timezone=zone,
             status=ACTIVE,
             cadence=cadence,
+            paused_until=paused_until,
             takes_new_series=True,
             consent_method="cli",
             consent_at=now,

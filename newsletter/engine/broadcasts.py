@@ -9,7 +9,8 @@ at send time, counted wherever deliveries are.
 When: "now", a fixed moment, or a date at each reader's usual slot (the send time of the series
 they are reading, in their zone; readers between series: the first live series' send time).
 
-Rules the plan applies each round (`make_way`):
+Rules the plan applies each round (`make_way`; the day rule itself is
+`core.schedule_rule.make_way`, which the calendar and every view project with):
 - a series reader is never sent a broadcast and a series part on the same local day: a series
   part due on a day that holds a broadcast for that reader (scheduled, in flight or sent)
   moves to the same local time the next day. Its ledger row keeps the original slot, so the
@@ -30,6 +31,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.core import schedule_rule as rule
 from newsletter.core import timing
 from newsletter.store.ledger import Claim, QueueChange, among, set_due
 from newsletter.store.models import (
@@ -136,7 +138,7 @@ def enroll_readers(
     rows: list[dict[str, Any]] = []
     for sid, zone, paused in readers:
         due = due_for(timing_kind, zone, times.get(sid, DEFAULT_SEND_TIME), now, at, on_date)
-        if paused is not None and timing.local_date(max(due, now), zone) < paused:
+        if not rule.letter_goes(rule.Reader(zone, paused_until=paused), rule.Letter(0, due), now):
             continue
         rows.append(
             {
@@ -222,25 +224,21 @@ def make_way(
             continue
         zone, paused = zones[sid]
         if series_id in bids:
-            if paused is not None and timing.local_date(now, zone) < paused:
+            if rule.pause_holds(rule.Reader(zone, paused_until=paused), now):
                 dropped.append(claim.id)
                 redis_changes.append((claim.id, None))
                 del wanted[key]
             continue
         if sid not in days:
             continue
-        local = claim.next_due_at.astimezone(timing.zone_info(zone))
         taken = {timing.local_date(t, zone) for t in days[sid]}
-        day = local.date()
-        if day in taken:  # the broadcast's day: the part goes the next day, same local time
-            later = timing.local_instant(day + dt.timedelta(days=1), local.time(), zone)
-            moved.append((claim.id, later))
-            redis_changes.append((claim.id, later))
+        way = rule.make_way(zone, claim.next_due_at, series_of[series_id].send_day, taken)
+        if way.moved_to is not None:  # the broadcast's day: the part goes the next day
+            moved.append((claim.id, way.moved_to))
+            redis_changes.append((claim.id, way.moved_to))
             del wanted[key]
-        elif day - dt.timedelta(days=1) in taken and day.weekday() != series_of[series_id].send_day:
-            # moved here by the rule: the ledger row keeps the usual slot (cadence counts from it)
-            slot = timing.local_instant(day - dt.timedelta(days=1), local.time(), zone)
-            wanted[key] = Claim(claim.id, slot)
+        elif way.slot != claim.next_due_at:  # moved here: the row keeps the usual slot
+            wanted[key] = Claim(claim.id, way.slot)
     set_due(session, moved)
     if dropped:
         session.execute(

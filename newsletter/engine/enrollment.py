@@ -22,15 +22,14 @@ from sqlalchemy import Date, DateTime, Integer, String, bindparam, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
-from newsletter.engine import slots
-from newsletter.engine.schedule import part_counts, series_in_queue_order
+from newsletter.core import schedule_rule as rule
+from newsletter.engine.schedule import part_counts, series_in_queue_order, times_of
 from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
     LIVE,
     QUEUED,
     Series,
-    Subscriber,
     UTCDateTime,
 )
 
@@ -146,7 +145,7 @@ def _insert_active(
     parse = DateTime().dialect_impl(dialect).result_processor(dialect, None)
 
     def process(raw: Any) -> dt.datetime:  # what UTCDateTime reads back: aware UTC
-        return slots.aware(cast(dt.datetime, raw if parse is None else parse(raw)))
+        return rule.aware(cast(dt.datetime, raw if parse is None else parse(raw)))
 
     due_of: dict[Any, dt.datetime] = {}
     written: list[tuple[int, dt.datetime]] = []
@@ -163,5 +162,4 @@ def _insert_active(
 def _first_slot(group: Group, series: Series, now: dt.datetime) -> dt.datetime:
     """Part 1's slot for a reader of this (zone, cadence, pause) with nothing sent yet."""
     zone, cadence, paused = group
-    reader = Subscriber(timezone=zone, cadence=cadence, paused_until=paused)
-    return slots.slot_for(reader, series, now, None)
+    return rule.slot_after(rule.Reader(zone, cadence, paused), times_of(series), now)

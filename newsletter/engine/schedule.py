@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from newsletter.engine import slots
+from newsletter.core import schedule_rule as rule
 from newsletter.store.models import (
     ACTIVE,
     BROADCAST_KIND,
@@ -41,6 +42,16 @@ from newsletter.store.models import (
     Subscriber,
     utcnow,
 )
+
+
+def reader_of(subscriber: Any) -> rule.Reader:
+    """The schedule rule's view of a subscriber (an ORM row or a plain row with the fields)."""
+    return rule.Reader(subscriber.timezone, subscriber.cadence, subscriber.paused_until)
+
+
+def times_of(series: Series, parts: int = 0) -> rule.SeriesTimes:
+    """The schedule rule's view of a series (`parts`: how many it has, where it matters)."""
+    return rule.SeriesTimes(series.id, series.send_day, series.send_time, series.cadence, parts)
 
 
 def part_counts(session: Session) -> dict[int, int]:
@@ -62,7 +73,7 @@ def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
             Delivery.series_id.not_in(_broadcasts()),  # one-off letters set no cadence
         )
     ).one()
-    values = [slots.aware(v) for v in (slot, sent) if v is not None]
+    values = [rule.aware(v) for v in (slot, sent) if v is not None]
     if sent is not None:
         values[-1] -= dt.timedelta(days=1)
     return max(values, default=None)
@@ -192,11 +203,13 @@ def _due_time(
     if (
         keep_due
         and current is not None
-        and slots.is_due(current, now)
-        and not slots.pause_holds(subscriber, now)
+        and rule.is_due(current, now)
+        and not rule.pause_holds(reader_of(subscriber), now)
     ):
         return current  # already due: a preference save never delays it
-    return slots.slot_for(subscriber, series, now, previous(), active.not_before)
+    return rule.slot_after(
+        reader_of(subscriber), times_of(series), now, previous(), active.not_before
+    )
 
 
 def enroll(
@@ -295,7 +308,7 @@ def apply_preferences(
     return reschedule(session, subscriber, now or utcnow(), resuming=True)
 
 
-def advance(
+def move_on(
     session: Session,
     enrollment: Enrollment,
     subscriber: Subscriber,
@@ -305,18 +318,21 @@ def advance(
     now: dt.datetime,
     counts: dict[int, int] | None = None,
 ) -> list[Enrollment]:
-    """Part `enrollment.next_part` went out (slot `sent_slot`, at `now`): move on.
+    """Part `enrollment.next_part` went out (slot `sent_slot`, at `now`): move the ORM rows
+    on (`engine.advance.advance` is the one entry; this is its path through the queue).
 
     The next part is one cadence after the slot; when the send was more than a day late
     (retries, beat down), one cadence after the day before the real send instead, so two
-    articles never arrive within a few days of each other. Returns the changed rows.
+    articles never arrive within a few days of each other (`schedule_rule.cadence_anchor`).
+    Returns the changed rows.
     """
     enrollment.next_part += 1
-    previous, after = slots.cadence_anchor(sent_slot, now)
+    previous, after = rule.cadence_anchor(sent_slot, now)
     if enrollment.next_part <= part_count:
-        enrollment.next_due_at = slots.slot_for(
-            subscriber, series, after, previous, enrollment.not_before
-        )
+        enrollment.next_due_at = rule.slot_after(
+            reader_of(subscriber), times_of(series, part_count), after, previous,
+            enrollment.not_before,
+        )  # fmt: skip
         return [enrollment]
     enrollment.state, enrollment.next_due_at = FINISHED, None
     session.flush()

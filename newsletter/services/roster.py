@@ -15,14 +15,14 @@ from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.engine import schedule
 from newsletter.queue.dueset import RedisQueue
+from newsletter.services import calendar as coming
 from newsletter.services import export, people, preferences
 from newsletter.services.import_standing import Standing
-from newsletter.store import calendar, ledger
+from newsletter.store import ledger
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     ACTIVE,
     CADENCES,
-    ENROLLED_ACTIVE,
     PENDING,
     SERIES_KIND,
     SUBSCRIBER_STATUSES,
@@ -451,7 +451,7 @@ class Profile:
     deliveries: tuple[tuple[DeliveryLine, Titled], ...]
     events: tuple[EventLine, ...]
     paused: bool
-    next_item: QueueLine | None
+    next_send: coming.ComingSend | None  # the schedule rule's next send (a part or a letter)
 
 
 def profile(session: Session, subscriber_id: int, now: dt.datetime) -> Profile | None:
@@ -459,13 +459,16 @@ def profile(session: Session, subscriber_id: int, now: dt.datetime) -> Profile |
     sub = session.get(Subscriber, subscriber_id)
     if sub is None:
         return None
-    plan = calendar.person_plan(session, sub, now)
+    sends = coming.coming_sends(session, sub, now)
+    plan: dict[int, list[tuple[int, dt.datetime]]] = {}
+    for send in sends:
+        plan.setdefault(send.series_id, []).append((send.part_number, send.at))
     queue = tuple(
         QueueLine(
             Place(e.series_id, e.state, e.next_part, e.next_due_at, e.not_before),
             Titled(title),
             part_title(session, e.series_id, e.next_part),
-            tuple(plan[e.series_id].dates) if e.series_id in plan else (),
+            tuple(plan.get(e.series_id, ())),
         )
         for e, title in session.execute(
             select(Enrollment, Series.title)
@@ -492,9 +495,8 @@ def profile(session: Session, subscriber_id: int, now: dt.datetime) -> Profile |
             .limit(200)
         )
     )
-    paused = sub.paused_until is not None and sub.paused_until > now.date()
-    next_item = next((q for q in queue if q.e.state == ENROLLED_ACTIVE and q.e.next_due_at), None)
-    return Profile(people.view(sub), queue, deliveries, events, paused, next_item)
+    paused = coming.pause_running(sub, now)  # on the reader's own calendar, not UTC's
+    return Profile(people.view(sub), queue, deliveries, events, paused, sends[0] if sends else None)
 
 
 def update_person(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import identity, timing
 from newsletter.engine import schedule
+from newsletter.services import calendar
 from newsletter.services.auth import count_hit
 from newsletter.services.people import by_email, enrollments, is_suppressed, live_series
 from newsletter.store.models import (
@@ -317,10 +318,12 @@ def _enroll(session: Session, subscriber: Subscriber, now: dt.datetime) -> None:
     session.flush()
 
 
-def first_article_text(session: Session, subscriber: Subscriber) -> str | None:
-    """When the next article arrives, in the subscriber's zone, e.g. "Tuesday 3 March at 09:00
-    (Europe/London)"; None when nothing is scheduled."""
-    when = schedule.first_article_at(session, subscriber)
+def first_article_text(
+    session: Session, subscriber: Subscriber, now: dt.datetime | None = None
+) -> str | None:
+    """When the next article arrives (by the schedule rule, seen at `now`), in the subscriber's
+    zone, e.g. "Tuesday 3 March at 09:00 (Europe/London)"; None when nothing is scheduled."""
+    when = calendar.next_date(session, subscriber, now or calendar.utcnow())
     if when is None:
         return None
     return timing.describe(when, subscriber.timezone)

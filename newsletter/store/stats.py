@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.store import ledger
+from newsletter.store import calendar, ledger
 from newsletter.store.halt import halted
 from newsletter.store.ledger import FailureRow
 from newsletter.store.models import (
@@ -93,54 +93,20 @@ def status_counts(session: Session, now: dt.datetime) -> dict[str, int]:
 
 
 def week_ahead(session: Session, now: dt.datetime, zone: str, days: int = 7) -> list[Day]:
-    """The next `days` days (in `zone`), each with its cohorts: series, part, how many people."""
+    """The next `days` days (in `zone`), each with its cohorts: series, part, how many people —
+    the calendar's projection (`store.calendar.sends`, the schedule rule), summed per day."""
     tz = ZoneInfo(zone)
     today = now.astimezone(tz).date()
-    start = dt.datetime.combine(today, dt.time(0), tz).astimezone(dt.UTC)
     end = dt.datetime.combine(today + dt.timedelta(days=days), dt.time(0), tz).astimezone(dt.UTC)
-    # one row per (series, part, due moment), counted in the database: a few hundred rows
-    # however many readers, where reading every due enrollment into Python took seconds
-    rows = session.execute(
-        select(Enrollment.series_id, Enrollment.next_part, Enrollment.next_due_at, func.count())
-        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-        .where(
-            Enrollment.state == ENROLLED_ACTIVE,
-            Enrollment.next_due_at.is_not(None),
-            Enrollment.next_due_at < end,
-            Subscriber.status == ACTIVE,
-            or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= today),
-        )
-        .group_by(Enrollment.series_id, Enrollment.next_part, Enrollment.next_due_at)
-    ).all()
-    series = {
-        sid: (slug, title)
-        for sid, slug, title in session.execute(select(Series.id, Series.slug, Series.title))
-    }
-    part_titles = (
-        {
-            (sid, n): title
-            for sid, n, title in session.execute(
-                select(Part.series_id, Part.number, Part.title).where(
-                    Part.series_id.in_({r[0] for r in rows})
-                )
-            )
-        }
-        if rows
-        else {}
-    )
     grouped: dict[tuple[dt.date, str, int], _Acc] = {}
-    for series_id, part_no, due, n in rows:
-        if due is None or series_id not in series:
-            continue
-        slug, title = series[series_id]
-        ptitle = part_titles.get((series_id, part_no))
-        # Overdue work goes out at the next tick: show it today.
-        local_day = max(due, start).astimezone(tz).date()
+    for send in calendar.sends(session, now, end):
+        local_day = send.at.astimezone(tz).date()
         acc = grouped.setdefault(
-            (local_day, slug, part_no), _Acc(title, ptitle or f"Part {part_no}", 0, due)
+            (local_day, send.series_slug, send.part_number),
+            _Acc(send.series_title, send.part_title, 0, send.at),
         )
-        acc.count += int(n)
-        acc.first = min(acc.first, due)
+        acc.count += send.count
+        acc.first = min(acc.first, send.at)
     result = [Day(today + dt.timedelta(days=i)) for i in range(days)]
     by_date = {d.date: d for d in result}
     for (day, slug, part_no), acc in sorted(

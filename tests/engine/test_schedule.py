@@ -90,7 +90,7 @@ def _send_all(settings: Settings, sid: int, now: dt.datetime) -> list[dt.datetim
             )
             series = session.get(Series, enr.series_id)
             assert series is not None
-            schedule.advance(session, enr, sub, series, counts[series.id], slot, slot, counts)
+            schedule.move_on(session, enr, sub, series, counts[series.id], slot, slot, counts)
             session.flush()
     return out
 
@@ -156,7 +156,7 @@ def test_preference_save_after_a_late_send_keeps_the_parts_a_week_apart(
                 sent_at=sent,
             )
         )
-        schedule.advance(session, enr, sub, series, 4, slot, sent)  # what dispatch does
+        schedule.move_on(session, enr, sub, series, 4, slot, sent)  # what dispatch does
         after_send = enr.next_due_at
         assert after_send == utc(2027, 3, 30, 9, 0)
         schedule.apply_preferences(session, sub, sent + dt.timedelta(hours=1))

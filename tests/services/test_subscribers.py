@@ -169,7 +169,7 @@ def test_confirm_activates_and_enrolls_chosen_series(two_series):
         assert list(rows) == ["together"]
         assert rows["together"].state == ENROLLED_ACTIVE
         # Thursday 09:00 in London, strictly after the Monday noon confirmation
-        first = signups.first_article_text(s, sub)
+        first = signups.first_article_text(s, sub, NOW)
         assert first == "Thursday 5 March 2026 at 09:00 (Europe/London)"
         assert not signups.confirm(s, sub, NOW)  # idempotent
 

@@ -139,7 +139,7 @@ def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Re
             "deliveries": shown.deliveries,
             "events": shown.events,
             "paused": shown.paused,
-            "next_item": shown.next_item,
+            "next_send": shown.next_send,
             "ACTIVE": ACTIVE,
             "PENDING": PENDING,
             "ENROLLED_ACTIVE": ENROLLED_ACTIVE,

@@ -6,13 +6,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from newsletter.web.api import broadcasts, reports, series, subscribers
+from newsletter.web.api import broadcasts, calendar, reports, series, subscribers
 from newsletter.web.api.common import ERRORS, NO_TOKEN, get_settings, require_token, token_name
 
 router = APIRouter(
     prefix="/api/v1", tags=["api"], dependencies=[Depends(require_token)], responses=ERRORS
 )
-for area in (series, subscribers, reports, broadcasts):
+for area in (series, subscribers, reports, broadcasts, calendar):
     router.include_router(area.router)
 
 

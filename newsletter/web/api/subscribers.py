@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from newsletter.services import importing, people, roster
+from newsletter.services import calendar, importing, people, roster
 from newsletter.store.db import session_scope
+from newsletter.web.api.calendar import ComingSendOut
 from newsletter.web.api.common import (
     MAX_IMPORT_BYTES,
     ErrorOut,
@@ -94,6 +95,18 @@ def create_subscriber(body: SubscriberIn, settings: SettingsDep) -> SubscriberOu
 )
 def get_subscriber(subscriber_id: SubscriberId, session: SessionDep) -> SubscriberOut:
     return SubscriberOut.of(_found(people.person(session, subscriber_id)))
+
+
+@router.get(
+    "/subscribers/{subscriber_id}/sends",
+    response_model=list[ComingSendOut],
+    responses={404: {"model": ErrorOut}},
+    summary="The subscriber's coming sends over 12 weeks (the calendar's rule)",
+)
+def subscriber_sends(subscriber_id: SubscriberId, session: SessionDep) -> list[ComingSendOut]:
+    sub = _found(people.person(session, subscriber_id))
+    sends = calendar.coming_sends(session, sub, calendar.utcnow(), weeks=calendar.MAX_WEEKS)
+    return [ComingSendOut.of(s) for s in sends]
 
 
 @router.patch(

@@ -13,8 +13,7 @@ from starlette.responses import Response
 
 from newsletter.core import tokens
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
-from newsletter.services import mailing, people, signup
+from newsletter.services import calendar, mailing, people, signup
 from newsletter.services.people import Person
 from newsletter.web import dates
 from newsletter.web.pages import render, settings_of
@@ -118,5 +117,5 @@ def send_confirmation_limited(
 
 def next_article_text(session: Any, subscriber: Person) -> str | None:
     """When their next article arrives, in the one date style of the pages, in their zone."""
-    when = schedule.first_article_at(session, subscriber)
+    when = calendar.next_date(session, subscriber, utc_now())
     return None if when is None else dates.format_moment(when, subscriber.timezone)

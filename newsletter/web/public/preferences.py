@@ -18,7 +18,7 @@ from newsletter.core.vocabulary import (
     SUPPRESSED_STATUSES,
     UNSUBSCRIBED,
 )
-from newsletter.services import people, preferences, signup
+from newsletter.services import calendar, people, preferences, signup
 from newsletter.services.people import Person
 from newsletter.store.db import session_scope
 from newsletter.web.csrf import verify_csrf
@@ -55,13 +55,15 @@ def _preferences_page(
         {"slug": s.slug, "title": s.title, "description": s.description}
         for s in people.live_series(session)
     ]
+    now = utc_now()
+    pause_running = calendar.pause_running(subscriber, now)  # on the reader's own calendar
     current = {
         "name": subscriber.name or "",
         "timezone": subscriber.timezone,
         "cadence": subscriber.cadence,
         # a pause that has ended is not offered again (a past date is refused on save)
         "paused_until": subscriber.paused_until.isoformat()
-        if subscriber.paused_until and subscriber.paused_until > utc_now().date()
+        if subscriber.paused_until and pause_running
         else "",
         "series": signup.chosen_series(session, subscriber),
         "takes_new_series": subscriber.takes_new_series,
@@ -84,7 +86,9 @@ def _preferences_page(
             "confirmation_sent": confirmation_sent,
             "next_article": next_article,
             "unsubscribe_token": token_for(request, "unsubscribe", subscriber),
-            "today": utc_now().date().isoformat(),
+            "today": calendar.local_today(subscriber, now).isoformat(),
+            # the saved pause, not what a refused form held
+            "paused_until": subscriber.paused_until if pause_running else None,
         },
         status_code,
         no_store=True,
@@ -245,7 +249,9 @@ def _read_preferences(
         "timezone": lambda: signup.valid_timezone(
             timezone, subscriber.timezone or default_timezone
         ),
-        "paused_until": lambda: preferences.valid_pause(paused_until, now.date()),
+        "paused_until": lambda: preferences.valid_pause(
+            paused_until, calendar.local_today(subscriber, now)
+        ),
         "series": lambda: signup.valid_series(session, series),
     }
     for key, check in checks.items():
