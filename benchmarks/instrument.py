@@ -101,7 +101,7 @@ def install(redis_url: str) -> None:
 
     redis.connection.AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
 
-    from newsletter.queue import dueset as queue
+    from newsletter.queue import connection as queue
 
     queue._clients[redis_url] = redis.Redis.from_url(
         redis_url, decode_responses=True, connection_class=AppConnection

@@ -12,13 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
 from newsletter.core import timing
 from newsletter.core.vocabulary import BROADCAST_KIND
 from newsletter.store import calendar
+from newsletter.store import series as series_store
 from newsletter.store.models import Series, Subscriber
 
 MAX_WEEKS = 12
@@ -141,7 +141,7 @@ def people_at(
     session: Session, slug: str, part: int, at: dt.datetime, now: dt.datetime
 ) -> Count | None:
     """Who gets `part` of the series `slug` at `at`; None when there is no such series."""
-    series = session.scalar(select(Series).where(Series.slug == slug))
+    series = series_store.by_slug(session, slug)
     if series is None:
         return None
     count, people = calendar.people(session, series, part, at, now)

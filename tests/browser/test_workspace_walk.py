@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from engine_support import cli_tick
 from paths import free_port
+from playwright.sync_api import expect
 from servers import uvicorn_app
 from sqlalchemy import select
 
@@ -259,8 +260,8 @@ def test_the_therapists_workspace_walk(
     frame = page.frame_locator("#email-frame")
     assert "Telling yourself to relax" in (frame.locator("body").text_content() or "")
     assert page.locator("#email-frame").bounding_box()["width"] <= 390  # type: ignore[index]
-    background = frame.locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
-    assert background == "rgb(22, 24, 25)"  # the email's own dark-mode colours
+    # the email's own dark-mode colours; retried, as the frame may still be loading the new page
+    expect(frame.locator("body")).to_have_css("background-color", "rgb(22, 24, 25)")
     assert page.text_content("#preview-number") == "2"
     assert page.text_content("#inbox-subject") == "Myth: you should just relax"
     page.locator("#preview").scroll_into_view_if_needed()
