@@ -32,6 +32,7 @@ EXPORT_FIELDS = (
     "name",
     "timezone",
     "series",
+    # a reader's standing: what `subscribers import` reads back (services/import_standing)
     "status",
     "cadence",
     "paused_until",

@@ -31,26 +31,16 @@ from newsletter.core.vocabulary import (
     UNSUBSCRIBED,
     WEEKLY,
 )
-from newsletter.services.export import NO_SERIES  # a series cell: takes no series
+from newsletter.services.export import (  # NO_SERIES: a series cell that takes no series
+    EXPORT_FIELDS,
+    NO_SERIES,
+)
 from newsletter.store.intake import Standing
 
 __all__ = ["NO_SERIES", "STANDING_COLUMNS", "Standing", "StandingMaker", "standing_maker"]
 
 # The columns an export writes besides email, name, timezone and series, in its order.
-STANDING_COLUMNS = (
-    "status",
-    "cadence",
-    "paused_until",
-    "takes_new_series",
-    "consent_method",
-    "consent_at",
-    "confirmed_at",
-    "unsubscribed_at",
-    "created_at",
-    "consent_ip",
-    "consent_form",
-    "consent_wording",
-)
+STANDING_COLUMNS = EXPORT_FIELDS[4:]
 KEPT_STATUSES = (PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED)  # kept whatever the flag says
 IMPORT_CONSENTED = "import-consented"
 IMPORT = "import"

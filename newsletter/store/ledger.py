@@ -873,6 +873,20 @@ class FailureRow:
     when: dt.datetime
 
 
+def _failure(
+    d: Delivery,
+    email: str | None,
+    slug: str,
+    title: str,
+    status: str,
+    reason: str,
+    when: dt.datetime,
+) -> FailureRow:
+    return FailureRow(
+        d.id, d.subscriber_id, email, slug, title, d.part_number, status, reason, when
+    )
+
+
 def failures_since(
     session: Session, since: dt.datetime, bounce_events: tuple[str, ...], limit: int = 50
 ) -> list[FailureRow]:
@@ -887,18 +901,9 @@ def failures_since(
         .order_by(Delivery.updated_at.desc())
         .limit(limit)
     ):
-        reason = d.last_error or "no reason given"
         failures.append(
-            FailureRow(
-                d.id,
-                d.subscriber_id,
-                email,
-                slug,
-                title,
-                d.part_number,
-                d.status,
-                reason,
-                d.updated_at,
+            _failure(
+                d, email, slug, title, d.status, d.last_error or "no reason given", d.updated_at
             )
         )
     for ev, d, slug, title, email in session.execute(
@@ -910,18 +915,9 @@ def failures_since(
         .order_by(ProviderEvent.occurred_at.desc())
         .limit(limit)
     ):
-        reason = ev.detail or ev.event_type
         failures.append(
-            FailureRow(
-                d.id,
-                d.subscriber_id,
-                email,
-                slug,
-                title,
-                d.part_number,
-                ev.event_type,
-                reason,
-                ev.occurred_at,
+            _failure(
+                d, email, slug, title, ev.event_type, ev.detail or ev.event_type, ev.occurred_at
             )
         )
     failures.sort(key=lambda f: f.when, reverse=True)
