@@ -192,13 +192,6 @@ def coming_sends(
     return out
 
 
-def person_plan(
-    session: Session, subscriber: Subscriber, now: dt.datetime
-) -> dict[int, calendar.Planned]:
-    """series id -> the expected dates of its remaining parts (a person's page)."""
-    return calendar.person_plan(session, subscriber, now)
-
-
 def next_date(session: Session, subscriber: Subscriber, now: dt.datetime) -> dt.datetime | None:
     """When the reader's next article (or letter) arrives, None when nothing is coming."""
     found = rule.next_send(calendar.person_queue(session, subscriber, now), now)
