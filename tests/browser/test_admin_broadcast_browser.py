@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from browser_support import ADMIN_PASSWORD
 from engine_support import cli_tick
+from playwright.sync_api import expect
 
 from newsletter.core.config import Settings
 from newsletter.services import broadcasts, roster
@@ -43,6 +44,7 @@ def test_write_preview_and_schedule_a_broadcast(
     page.fill("#body_md", "We are **closed** next week. Your series carries on as usual.")
     page.click("button:has-text('Preview')")
     frame = page.frame_locator("iframe.email-frame")
+    expect(frame.locator("body")).to_contain_text("closed next week")  # the frame loads later
     assert "closed next week" in (frame.locator("body").text_content() or "")
     assert "call or text 988" in (frame.locator("body").text_content() or "")
     assert "Hello," in (page.text_content("pre.plain") or "") or "Hi " in (

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from browser_support import ADMIN_PASSWORD
 from engine_support import cli_tick
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from newsletter.core.config import Settings
@@ -149,6 +150,7 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
     page.click("button:has-text('Show')")
     page.wait_for_load_state("networkidle")
     frame = page.frame_locator("iframe.email-frame")
+    expect(frame.locator("body")).to_contain_text("Hi Ana,")  # the frame loads after the page
     assert "Hi Ana," in frame.locator("body").text_content()
     assert "Hi Ana," in page.text_content("pre.plain")
     shot(page, artifacts, "preview")

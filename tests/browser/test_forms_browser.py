@@ -59,6 +59,7 @@ def test_line_breaks_typed_in_textareas_are_saved_and_render_as_paragraphs(
     assert page.input_value("#body_md") == LETTER
     page.click("button:has-text('Preview')")
     email_body = page.frame_locator("iframe.email-frame").locator("body")
+    email_body.locator("p", has_text="Dear reader,").wait_for()  # the frame loads after the page
     shown = paragraphs(email_body)
     assert "Dear reader," in shown and "We are closed next week. Back on Monday." in shown
     assert "U+000D" not in (page.text_content("main") or "")
@@ -93,7 +94,9 @@ def test_line_breaks_typed_in_textareas_are_saved_and_render_as_paragraphs(
     page.locator("#part-1-body").press_sequentially(PART)
     with page.expect_response(lambda r: r.url.endswith("/series-editor/email.html")):
         page.locator("fieldset[data-part]").first.locator("button[data-action=preview]").click()
-    shown = paragraphs(page.frame_locator("#email-frame").locator("body"))
+    part_body = page.frame_locator("#email-frame").locator("body")
+    part_body.locator("p", has_text="Worry at night is common.").wait_for()
+    shown = paragraphs(part_body)
     assert "Worry at night is common." in shown and "It often eases once it has a name." in shown
     page.click("#save")
     page.wait_for_url(f"{base}/admin/series/sleep-and-worry/edit*")

@@ -258,6 +258,7 @@ def test_the_therapists_workspace_walk(
     with page.expect_response(lambda r: r.url.endswith("/series-editor/email.html")):
         page.click("button[data-mode=dark]")
     frame = page.frame_locator("#email-frame")
+    expect(frame.locator("body")).to_contain_text("Telling yourself to relax")
     assert "Telling yourself to relax" in (frame.locator("body").text_content() or "")
     assert page.locator("#email-frame").bounding_box()["width"] <= 390  # type: ignore[index]
     # the email's own dark-mode colours; retried, as the frame may still be loading the new page
@@ -353,6 +354,7 @@ def test_the_therapists_workspace_walk(
     assert page.text_content("h1") == PARTS[0][0]
     assert "cai@example.org" in (page.text_content("pre.headers") or "")
     sent_frame = page.frame_locator("iframe.email-frame")
+    expect(sent_frame.locator("body")).to_contain_text(ADDRESS)
     assert ADDRESS in (sent_frame.locator("body").text_content() or "")
     shot("12-outbox-email")
 
