@@ -59,7 +59,7 @@ def role_worker(args: argparse.Namespace) -> None:
     from celery import signals
 
     from newsletter.core.config import get_settings
-    from newsletter.queue.dueset import redis_url
+    from newsletter.queue.connection import redis_url
 
     out = Path(args.out)
     instrument.install(redis_url(get_settings()))
@@ -103,7 +103,7 @@ def role_naive_worker(args: argparse.Namespace) -> None:
 def role_tick(args: argparse.Namespace) -> None:
     """One `newsletter.tick` (the task body, as beat triggers it) at the burst's slot."""
     from newsletter.core.config import get_settings
-    from newsletter.queue.dueset import redis_url
+    from newsletter.queue.connection import redis_url
 
     out = Path(args.out)
     instrument.install(redis_url(get_settings()))
@@ -125,7 +125,7 @@ def role_tick(args: argparse.Namespace) -> None:
 def role_empty_tick(args: argparse.Namespace) -> None:
     """100 ticks with nothing due: median time, Redis and SQL operations per tick."""
     from newsletter.core.config import get_settings
-    from newsletter.queue.dueset import redis_url
+    from newsletter.queue.connection import redis_url
 
     out = Path(args.out)
     instrument.install(redis_url(get_settings()))

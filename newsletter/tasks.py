@@ -32,7 +32,8 @@ from newsletter.engine.tick import sweep
 from newsletter.mail.backends import get_backend
 from newsletter.mail.render import shared_renderer
 from newsletter.queue import liveness
-from newsletter.queue.dueset import RedisQueue, redis_url
+from newsletter.queue.connection import redis_url
+from newsletter.queue.dueset import RedisQueue
 from newsletter.queue.ticklock import TickLocked
 from newsletter.services import alerts, logs, metrics
 from newsletter.store.db import dispose_all, session_scope

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.queue.connection import redis_client, redis_url  # noqa: F401  (their old home)
+from newsletter.queue.connection import redis_client
 from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, LIVE, Enrollment, Series, Subscriber
 
 CLAIM = """

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.queue.dueset import redis_client
+from newsletter.queue.connection import redis_client
 from newsletter.store.db import session_scope
 from newsletter.store.models import ApiToken, AppState, utcnow
 

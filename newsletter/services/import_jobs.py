@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from newsletter.core.config import Settings
-from newsletter.queue.dueset import redis_client
+from newsletter.queue.connection import redis_client
 from newsletter.services import importing
 from newsletter.services.roster import RosterError
 

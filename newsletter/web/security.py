@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from newsletter.core.config import Settings
-from newsletter.queue.dueset import redis_client
+from newsletter.queue.connection import redis_client
 from newsletter.services.auth import LoginUnavailable, client_block, count_hit
 from newsletter.web.csrf import CSRF_COOKIE, CSRFError
 from newsletter.web.pages import render, settings_of

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.core.config import Settings
-from newsletter.queue.dueset import redis_client
+from newsletter.queue.connection import redis_client
 from newsletter.services import import_jobs
 
 

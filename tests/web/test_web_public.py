@@ -15,7 +15,8 @@ from sqlalchemy import select
 from web_helpers import add_series, client, csrf, outbox
 
 from newsletter.core import tokens
-from newsletter.queue.dueset import RedisQueue, redis_client
+from newsletter.queue.connection import redis_client
+from newsletter.queue.dueset import RedisQueue
 from newsletter.services import signup as signup_service
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
