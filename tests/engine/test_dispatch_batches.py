@@ -266,7 +266,7 @@ def test_a_full_round_costs_the_statements_it_cost_before_the_ledger_moved(
     sg: tuple[Settings, FakeSendGrid],
 ) -> None:
     """The hot path's statement count, pinned at what it was before the ledger's SQL moved to
-    store/ledger.py (issue 23): plan 5 on SQLite / 6 on PostgreSQL, send_chunk 12 on both,
+    store/ledger/ (issue 23): plan 5 on SQLite / 6 on PostgreSQL, send_chunk 12 on both,
     for a full batch of 1,000 accepted. Fewer is fine; one more per chunk is a regression."""
     settings, _ = sg
     readers(settings)
