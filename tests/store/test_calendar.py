@@ -7,6 +7,7 @@ import datetime as dt
 from engine_support import add_person, ship, utc
 from sqlalchemy import event, select
 
+from newsletter.core import schedule_rule as rule
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
 from newsletter.queue.dueset import RedisQueue
@@ -89,9 +90,11 @@ def test_a_person_sees_the_dates_of_each_series_in_their_queue(settings: Setting
     with session_scope(settings.database_url) as session:
         person = session.get(Subscriber, sid)
         assert person is not None
-        plan = calendar.person_plan(session, person, NOW)
+        queue = calendar.person_queue(session, person, NOW)
         slugs = {s.id: s.slug for s in session.scalars(select(Series))}
-    by_slug = {slugs[k]: v.dates for k, v in plan.items()}
+    by_slug: dict[str, list[tuple[int, dt.datetime]]] = {}
+    for key, part, at in rule.project(queue, NOW, NOW + dt.timedelta(weeks=60)):
+        by_slug.setdefault(slugs[key], []).append((part, at))
     myths = by_slug["myths-about-psychotherapy"]
     co = by_slug["co-created-process"]
     assert [n for n, _ in myths] == [1, 2, 3, 4] and [n for n, _ in co] == [1, 2]

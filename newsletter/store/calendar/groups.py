@@ -1,0 +1,237 @@
+"""Readers grouped set-based for the calendar: one GROUP BY row per readers alike to the rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import String, case, cast, exists, func, literal, or_, select, union_all
+from sqlalchemy.orm import Session
+
+from newsletter.core import schedule_rule as rule
+from newsletter.core import timing
+from newsletter.store.calendar.catalogue import Catalogue
+from newsletter.store.models import (
+    ACTIVE,
+    BROADCAST_KIND,
+    CLAIMED,
+    ENROLLED_ACTIVE,
+    LIVE,
+    QUEUED,
+    RETRY,
+    SENT,
+    Broadcast,
+    Delivery,
+    Enrollment,
+    Series,
+    Subscriber,
+)
+
+NEAR = dt.timedelta(days=2)  # a broadcast sent longer ago than this takes no day still to come
+
+
+@dataclass(frozen=True)
+class Group:
+    """Readers alike for the schedule rule: `queue` is what it projects, `count` how many."""
+
+    queue: rule.Queue
+    count: int
+    key: tuple[Any, ...]  # the grouped columns' values (to find its readers again)
+
+
+def _letters_near(session: Session, now: dt.datetime) -> list[int]:
+    """Live broadcasts that still matter: waiting for someone, or sent lately (their day may
+    hold back a part still to come)."""
+    waiting = exists().where(Enrollment.series_id == Series.id, Enrollment.state == ENROLLED_ACTIVE)
+    return list(
+        session.scalars(
+            select(Series.id)
+            .join(Broadcast, Broadcast.series_id == Series.id)
+            .where(
+                Series.kind == BROADCAST_KIND,
+                Series.state == LIVE,
+                or_(
+                    waiting,
+                    Broadcast.at >= now - NEAR,
+                    Broadcast.on_date >= (now - NEAR).date(),
+                ),
+            )
+            .order_by(Series.id)
+        )
+    )
+
+
+def _taken(letters: Sequence[int], readers: Any = None) -> Any:
+    """Per reader, the moment of each of `letters` (waiting, in flight or sent): one column a
+    letter, so readers with the same broadcast moments group together."""
+    where_e = [Enrollment.series_id.in_(letters), Enrollment.state == ENROLLED_ACTIVE]
+    where_d = [Delivery.series_id.in_(letters), Delivery.status.in_((CLAIMED, SENT, RETRY))]
+    if readers is not None:
+        where_e.append(Enrollment.subscriber_id.in_(readers))
+        where_d.append(Delivery.subscriber_id.in_(readers))
+    src = union_all(
+        select(
+            Enrollment.subscriber_id.label("sid"),
+            Enrollment.series_id.label("bid"),
+            Enrollment.next_due_at.label("at"),
+        ).where(*where_e),
+        select(Delivery.subscriber_id, Delivery.series_id, Delivery.scheduled_for).where(*where_d),
+    ).subquery()
+    moment = Enrollment.next_due_at.type
+    return (
+        select(
+            src.c.sid.label("sid"),
+            *(
+                func.max(case((src.c.bid == b, src.c.at)), type_=moment).label(f"b{i}")
+                for i, b in enumerate(letters)
+            ),
+        )
+        .group_by(src.c.sid)
+        .subquery()
+    )
+
+
+def _ranked(session: Session, readers: Any = None) -> Any:
+    """Each reader's active and queued places in live series (not broadcasts), each row with
+    the reader's whole waiting queue as text ("series:part:start;…" in queue order, a window
+    over their rows): one scan and sort. `readers` (a subquery of ids) keeps it to those."""
+    live = select(Series.id).where(Series.state == LIVE, Series.kind != BROADCAST_KIND)
+    where = [Enrollment.state.in_((ENROLLED_ACTIVE, QUEUED)), Enrollment.series_id.in_(live)]
+    if readers is not None:
+        where.append(Enrollment.subscriber_id.in_(readers))
+    text = (
+        cast(Enrollment.series_id, String)
+        + literal(":")
+        + cast(Enrollment.next_part, String)
+        + literal(":")
+        + func.coalesce(cast(Enrollment.not_before, String), literal(""))
+    )
+    item = case((Enrollment.state == QUEUED, text))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    joined = func.string_agg(item, literal(";")) if postgres else func.group_concat(item, ";")
+    rest = joined.over(
+        partition_by=Enrollment.subscriber_id,
+        order_by=(Enrollment.position, Enrollment.id),
+        rows=(None, None),
+    )
+    return (
+        select(
+            Enrollment.id.label("id"),
+            Enrollment.subscriber_id.label("subscriber_id"),
+            Enrollment.series_id.label("series_id"),
+            Enrollment.state.label("state"),
+            Enrollment.next_part.label("next_part"),
+            Enrollment.next_due_at.label("next_due_at"),
+            Enrollment.not_before.label("not_before"),
+            rest.label("rest"),
+        )
+        .where(*where)
+        .subquery()
+    )
+
+
+def _waiting(rest: str | None, times: dict[int, rule.SeriesTimes]) -> tuple[rule.Place, ...]:
+    """The places of a reader's waiting queue from `_ranked`'s text."""
+    places = []
+    for item in (rest or "").split(";"):
+        if not item:
+            continue
+        sid, part, start = item.split(":")
+        if int(sid) in times:
+            day = dt.date.fromisoformat(start) if start else None
+            places.append(rule.Place(times[int(sid)], int(part), None, day))
+    return tuple(places)
+
+
+def taken_days(moments: Iterable[dt.datetime | None], zone: str) -> frozenset[dt.date]:
+    """The local dates (in `zone`) these broadcast moments take."""
+    return frozenset(timing.local_date(rule.aware(m), zone) for m in moments if m is not None)
+
+
+class Reads:
+    """The statements behind the groups, built once per request."""
+
+    def __init__(self, session: Session, now: dt.datetime, readers: Any = None) -> None:
+        self.letters = _letters_near(session, now)
+        self.r = _ranked(session, readers)
+        self.taken = _taken(self.letters, readers) if self.letters else None
+
+    def columns(self) -> tuple[Any, ...]:
+        r = self.r
+        cols: tuple[Any, ...] = (
+            r.c.series_id,
+            r.c.next_part,
+            r.c.next_due_at,
+            Subscriber.timezone,
+            Subscriber.cadence,
+            Subscriber.paused_until,
+            r.c.not_before,
+            r.c.rest,
+        )
+        if self.taken is not None:
+            cols += tuple(self.taken.c[f"b{i}"] for i in range(len(self.letters)))
+        return cols
+
+    def joined(self, query: Any) -> Any:
+        query = query.join(Subscriber, Subscriber.id == self.r.c.subscriber_id)
+        if self.taken is not None:
+            query = query.outerjoin(self.taken, self.taken.c.sid == self.r.c.subscriber_id)
+        return query
+
+    def due(self, before: dt.datetime) -> list[Any]:
+        r = self.r
+        return [
+            r.c.state == ENROLLED_ACTIVE,
+            r.c.next_due_at.is_not(None),
+            r.c.next_due_at < before,
+            Subscriber.status == ACTIVE,
+        ]
+
+
+def groups(session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime) -> list[Group]:
+    """Every group of readers whose active part is due before `before` (one GROUP BY), and
+    every group of readers waiting for a broadcast due before it (one more when any is)."""
+    reads = Reads(session, now)
+    cols = reads.columns()
+    query = reads.joined(select(*cols, func.count(reads.r.c.id))).where(*reads.due(before))
+    out = []
+    for row in session.execute(query.group_by(*cols)):
+        sid, part, due, zone, cadence, paused, start, rest, *moments, n = row
+        place = rule.Place(cat.times[sid], int(part), rule.aware(due), start)
+        queue = rule.Queue(
+            rule.Reader(zone, cadence, paused),
+            (place, *_waiting(rest, cat.times)),
+            (),
+            taken_days(moments, zone),
+        )
+        out.append(Group(queue, int(n), tuple(row[:-1])))
+    if reads.letters:
+        out.extend(_letter_groups(session, reads.letters, before))
+    return out
+
+
+def _letter_groups(session: Session, letters: list[int], before: dt.datetime) -> list[Group]:
+    cols = (Enrollment.series_id, Enrollment.next_due_at, Subscriber.timezone,
+            Subscriber.paused_until)  # fmt: skip
+    rows = session.execute(
+        select(*cols, func.count())
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(
+            Enrollment.series_id.in_(letters),
+            Enrollment.state == ENROLLED_ACTIVE,
+            Enrollment.next_due_at.is_not(None),
+            Enrollment.next_due_at < before,
+            Subscriber.status == ACTIVE,
+        )
+        .group_by(*cols)
+    )
+    return [
+        Group(
+            rule.Queue(rule.Reader(zone, paused_until=paused), (), (rule.Letter(bid, due),)),  # type: ignore[arg-type]
+            int(n),
+            ("letter", bid, due, zone, paused),
+        )
+        for bid, due, zone, paused, n in rows
+    ]
