@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from newsletter.core import tokens
 from newsletter.core.config import get_settings
-from newsletter.mail.render import Renderer, markdown_html, markdown_text, smart_text
+from newsletter.mail.markdown import markdown_html, markdown_text, smart_text
+from newsletter.mail.render import Renderer
 from newsletter.queue.connection import redis_url
 from newsletter.store.db import dispose_all, session_scope
 from newsletter.store.models import SENT, Delivery, Enrollment, Part, Series, Subscriber

@@ -50,7 +50,8 @@ from newsletter.mail.message import (
     Unknown,
 )
 from newsletter.mail.recipient import recipient
-from newsletter.mail.render import shared_renderer, template_fault
+from newsletter.mail.render import shared_renderer
+from newsletter.mail.templates import template_fault
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
 from newsletter.store.halt import halt, halted, templates_fingerprint

@@ -1,23 +1,19 @@
-"""Email rendering: Jinja (StrictUndefined) + Markdown + css-inline, once per article; placeholders per person."""
+"""The render of a message: each email rendered once with personal placeholders, filled per reader."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import html
-import textwrap
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import css_inline
 import jinja2
-from markdown_it import MarkdownIt
-from markdown_it.tree import SyntaxTreeNode
-from markupsafe import Markup
 
 from newsletter.core.vocabulary import SERIES_KIND
+from newsletter.mail.markdown import markdown_html, markdown_text, smart_text
 from newsletter.mail.message import (
     ALREADY_SUBSCRIBED,
     ARTICLE,
@@ -26,6 +22,7 @@ from newsletter.mail.message import (
     YOUR_DATA,
     Message,
 )
+from newsletter.mail.templates import environment, template_problem
 
 # Personal values are not rendered per recipient: each message is rendered once with these
 # placeholders, and a backend (or SendGrid, as substitutions) swaps in each recipient's values.
@@ -73,8 +70,6 @@ if TYPE_CHECKING:
     from newsletter.content.series import SeriesSpec
     from newsletter.core.config import Settings
 
-TEXT_WIDTH = 72
-
 
 class SeriesLike(Protocol):
     @property
@@ -92,158 +87,6 @@ class PartLike(Protocol):
     def summary(self) -> str: ...
     @property
     def body_md(self) -> str: ...
-
-
-def markdown() -> MarkdownIt:
-    """CommonMark with raw HTML off (it is shown escaped), smart quotes and dashes on."""
-    md = MarkdownIt("commonmark", {"html": False, "typographer": True})
-    md.enable(["replacements", "smartquotes"])
-    return md
-
-
-_MD = markdown()
-
-
-def markdown_html(text: str) -> Markup:
-    return Markup(_MD.render(text))
-
-
-def smart_text(text: str) -> Markup:
-    """One line of plain text, HTML-escaped, with typographic quotes and dashes."""
-    return Markup(_MD.renderInline(text.replace("*", "\\*").replace("_", "\\_")))
-
-
-# --- Markdown -> plain text ------------------------------------------------------------------
-
-
-def _inline_text(node: SyntaxTreeNode) -> str:
-    out: list[str] = []
-    for child in node.children:
-        kind = child.type
-        if kind in ("text", "code_inline", "html_inline"):
-            out.append(child.content)
-        elif kind == "softbreak":
-            out.append(" ")
-        elif kind == "hardbreak":
-            out.append("\n")
-        elif kind == "link":
-            label = _inline_text(child)
-            href = str(child.attrs.get("href", ""))
-            bare = href.removeprefix("mailto:")
-            if not href or label in (href, bare):
-                out.append(label.removeprefix("mailto:"))
-            else:
-                out.append(f"{label} ({bare})")
-        elif kind == "image":
-            out.append(f"[{_inline_text(child) or 'image'}]")
-        else:  # em, strong, inline wrappers
-            out.append(_inline_text(child))
-    return "".join(out)
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    lines: list[str] = []
-    for piece in text.split("\n"):
-        lines.extend(
-            textwrap.wrap(piece, max(width, 20), break_long_words=False, break_on_hyphens=False)
-            or [""]
-        )
-    return lines
-
-
-def _blocks(nodes: list[SyntaxTreeNode], width: int, tight: bool = False) -> list[str]:
-    lines: list[str] = []
-    for node in nodes:
-        block = _block(node, width)
-        if lines and block and not tight:
-            lines.append("")
-        lines.extend(block)
-    return lines
-
-
-def _indent(first: str, rest: str, lines: list[str]) -> list[str]:
-    return [(first if i == 0 else rest) + line if line else "" for i, line in enumerate(lines)]
-
-
-def _block(node: SyntaxTreeNode, width: int) -> list[str]:
-    kind = node.type
-    if kind == "paragraph":
-        return _wrap(_inline_text(node.children[0]) if node.children else "", width)
-    if kind == "heading":
-        title = _inline_text(node.children[0]) if node.children else ""
-        return [*_wrap(title, width), ("=" if node.tag == "h1" else "-") * min(len(title), width)]
-    if kind in ("bullet_list", "ordered_list"):
-        items: list[str] = []
-        start = int(node.attrs.get("start", 1) or 1)
-        tight = all(
-            p.nester_tokens is not None and p.nester_tokens.opening.hidden
-            for item in node.children
-            for p in item.children
-            if p.type == "paragraph"
-        )
-        for i, item in enumerate(node.children):
-            marker = "- " if kind == "bullet_list" else f"{start + i}. "
-            body = _blocks(item.children, width - len(marker))
-            if items and not tight:
-                items.append("")
-            items.extend(_indent(marker, " " * len(marker), body or [""]))
-        return items
-    if kind == "blockquote":
-        return [f"> {line}".rstrip() for line in _blocks(node.children, width - 2)]
-    if kind == "hr":
-        return ["* * *"]
-    if kind in ("fence", "code_block"):
-        return ["    " + line for line in node.content.rstrip("\n").split("\n")]
-    if node.children:
-        return _blocks(node.children, width)
-    return _wrap(node.content, width) if node.content else []
-
-
-def markdown_text(text: str, width: int = TEXT_WIDTH) -> str:
-    """Markdown as readable plain text: wrapped, links as "label (URL)", lists kept."""
-    tree = SyntaxTreeNode(_MD.parse(text))
-    return "\n".join(_blocks(tree.children, width)).strip("\n") + "\n"
-
-
-# --- errors with template file and line --------------------------------------------------------
-
-
-def _template_frame(exc: Exception, templates_dir: Path) -> tuple[str, int] | None:
-    """The innermost (template file, line) that `exc` passed through, or None."""
-    root = str(templates_dir.resolve())
-    found = None
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        filename = frame.f_code.co_filename
-        if filename.startswith(root) or filename.startswith(str(templates_dir)):
-            found = (filename, lineno)
-    return found
-
-
-def template_fault(exc: Exception, templates_dir: Path) -> str | None:
-    """`template_problem` when `exc` is the email templates' fault (a Jinja error, or an error
-    raised while running a template: the practice's to fix, never a reader's); else None."""
-    if isinstance(exc, jinja2.TemplateError) or _template_frame(exc, templates_dir) is not None:
-        return template_problem(exc, templates_dir)
-    return None
-
-
-def template_problem(exc: Exception, templates_dir: Path) -> str:
-    """ "file:line: message" for a Jinja error, pointing into the template that caused it."""
-    if isinstance(exc, jinja2.TemplateSyntaxError):
-        where = exc.filename or exc.name or "?"
-        return f"{where}:{exc.lineno}: template syntax error: {exc.message}"
-    if isinstance(exc, jinja2.TemplateNotFound):
-        return f"{templates_dir / str(exc.name)}:1: template not found"
-    found = _template_frame(exc, templates_dir)
-    message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
-    if isinstance(exc, jinja2.UndefinedError):
-        message = f"undefined variable: {message} (StrictUndefined: every name must be defined)"
-    if found is None:
-        return f"{templates_dir}:1: {message}"
-    return f"{found[0]}:{found[1]}: {message}"
-
-
-# --- the renderer ------------------------------------------------------------------------------
 
 
 def _style_after_meta(document: str) -> str:
@@ -294,17 +137,7 @@ class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings  # effective: the entry point laid the saved values over them
         self.templates_dir = Path(settings.templates_dir)
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html",), default_for_string=True
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            auto_reload=False,
-        )
+        self.env = environment(self.templates_dir)
         self.inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self._articles: dict[tuple[str, int, str], Message] = {}
 

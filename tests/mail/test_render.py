@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from newsletter.content.series import load_all, validate
 from newsletter.core.config import Settings, load_settings
-from newsletter.mail import render
+from newsletter.mail import markdown, render, templates
 from newsletter.mail.message import ARTICLE, CONFIRMATION, WELCOME
 from newsletter.mail.render import (
     CONFIRM_URL,
@@ -23,7 +23,6 @@ from newsletter.mail.render import (
     PREFERENCES_URL,
     UNSUBSCRIBE_URL,
     Renderer,
-    markdown_text,
     personal_values,
     personalise,
 )
@@ -301,24 +300,6 @@ def test_confirmation_and_welcome(conf: Settings) -> None:
     assert "12 Example Road" in welcome.text
 
 
-def test_markdown_text_keeps_links_lists_and_quotes() -> None:
-    text = markdown_text(
-        "# Heading\n\nRead [our page](https://example.org/a/very/long/path/that/should/not/break/ever)"
-        " or write to <mailto:hi@example.org>.\n\n- one\n- two\n\n1. first\n2. second\n\n"
-        "> quoted words\n\n---\n\nA *soft*\nbreak and **strong** text.\n"
-    )
-    assert text == (
-        "Heading\n=======\n\n"
-        "Read our page\n(https://example.org/a/very/long/path/that/should/not/break/ever) or\n"
-        "write to hi@example.org.\n\n"
-        "- one\n- two\n\n"
-        "1. first\n2. second\n\n"
-        "> quoted words\n\n"
-        "* * *\n\n"
-        "A soft break and strong text.\n"
-    )
-
-
 def test_preview_command(settings: Settings) -> None:
     from newsletter.cli import app
 
@@ -339,8 +320,9 @@ def test_preview_command(settings: Settings) -> None:
     assert "parts 1 to 4" in result.output
 
 
-def test_module_docstring() -> None:
-    assert render.__doc__ and "\n" not in render.__doc__.strip()
+def test_module_docstrings_are_one_line() -> None:
+    for module in (render, markdown, templates):
+        assert module.__doc__ and "\n" not in module.__doc__.strip(), module.__name__
 
 
 def test_shared_renderer_renders_once_and_sees_template_edits(

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from newsletter.content.letter import letter
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
-from newsletter.mail.render import markdown_html
+from newsletter.mail.markdown import markdown_html
 from newsletter.services import broadcasts
 from newsletter.web.app import create_app
 
@@ -118,7 +118,7 @@ def test_a_control_character_in_the_practice_values_never_breaks_the_feeds(
 
 
 def test_the_archive_and_the_feeds_render_markdown_as_the_email_does(settings: Settings) -> None:
-    """One Markdown set-up (mail.render): smart quotes and dashes on the page and in the feed
+    """One Markdown set-up (mail.markdown): smart quotes and dashes on the page and in the feed
     as in the email; a letter kept out of the archive has no page (the one published filter)."""
     ship(settings, MONDAY)
     add_person(settings, MONDAY, "Europe/London")

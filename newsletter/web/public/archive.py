@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from newsletter.mail.render import markdown_html
+from newsletter.mail.markdown import markdown_html
 from newsletter.store import archive as store_archive
 from newsletter.store.db import session_scope
 from newsletter.web.pages import render, settings_of

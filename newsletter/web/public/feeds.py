@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from newsletter.core.config import Settings
-from newsletter.mail.render import markdown_html
+from newsletter.mail.markdown import markdown_html
 from newsletter.store.archive import Published, published
 from newsletter.store.db import session_scope
 from newsletter.web.pages import settings_of
