@@ -78,7 +78,7 @@ def enroll_new_due(
             for i in range(len(queued))
         )
         params = dict(shared, state=QUEUED)
-        binds = [now_type]
+        binds: list[BindParameter[Any]] = [now_type]
         for i, new in enumerate(queued):
             params[f"se{i}"], params[f"po{i}"] = new["series_id"], new["position"]
             params[f"nb{i}"] = new["not_before"]
