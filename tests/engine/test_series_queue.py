@@ -25,6 +25,7 @@ from newsletter.store.models import (
     SENT,
     UNSUBSCRIBED,
     Delivery,
+    Enrollment,
     Series,
     Subscriber,
 )
@@ -182,3 +183,33 @@ def test_queued_again_a_reader_already_in_the_series_keeps_their_place(
     row = enrollments(settings, sid)[0]
     assert (row.next_part, row.not_before) == (2, None)  # the start is for part 1 only
     assert row.next_due_at == _slot("Europe/London", dt.date(2027, 3, 9))
+
+
+def test_queued_again_with_the_same_start_reaches_those_who_joined_without_it(
+    settings: Settings,
+) -> None:
+    """Before the start lived on the series, later joiners got none: queueing again mends them."""
+    _drafts(settings)
+    _queue("--start", START.isoformat(), "--now", NOW.isoformat())
+    sid = add_person(settings, NOW, "Europe/London")
+    early = _slot("Europe/London", dt.date(2027, 3, 2))
+    with session_scope(settings.database_url) as session:  # as the old code enrolled them
+        row = session.get(Enrollment, enrollments(settings, sid)[0].id)
+        assert row is not None
+        row.not_before, row.next_due_at = None, early
+    _queue("--start", START.isoformat(), "--now", (NOW + dt.timedelta(hours=1)).isoformat())
+    row = enrollments(settings, sid)[0]
+    assert (row.not_before, row.next_due_at) == (START, _slot("Europe/London", FIRST))
+    assert cli_tick(early)["sent"] == 0
+
+
+def test_queued_again_a_part_one_already_due_still_goes(settings: Settings) -> None:
+    _drafts(settings)
+    sid = add_person(settings, NOW, "Europe/London")
+    _queue("--now", NOW.isoformat())
+    due = _slot("Europe/London", dt.date(2027, 3, 2))
+    assert enrollments(settings, sid)[0].next_due_at == due
+    _queue("--start", START.isoformat(), "--now", (due + dt.timedelta(minutes=5)).isoformat())
+    row = enrollments(settings, sid)[0]
+    assert (row.not_before, row.next_due_at) == (None, due)  # the tick is sending it
+    assert cli_tick(due + dt.timedelta(minutes=6))["sent"] == 1
