@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from newsletter.cli.common import GROUP, console, err, fail, print_problems, settings
+from newsletter.cli.common import GROUP, console, err, fail, parse_now, print_problems, settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
@@ -106,7 +106,12 @@ def series_preview(
 @app.command("queue")
 def series_queue(
     slug: str = typer.Argument(..., help="The series' slug (see `series list`)."),
-    start: str | None = typer.Option(None, "--start", help="Not before this date (YYYY-MM-DD)."),
+    start: str | None = typer.Option(
+        None,
+        "--start",
+        help="Nobody gets part 1 before this date (YYYY-MM-DD), also readers who join later.",
+    ),
+    now: str | None = typer.Option(None, "--now", help="Pretend it is this time (ISO-8601)."),
 ) -> None:
     """Make a series live and append it to every active subscriber's queue."""
     import datetime as dt
@@ -120,9 +125,8 @@ def series_queue(
             day = dt.date.fromisoformat(start)
         except ValueError:
             raise fail(f"--start: not a date: {start!r} (use YYYY-MM-DD)") from None
-    now = dt.datetime.now(dt.UTC)
     try:
-        queued = series_admin.queue_series(s, slug, day, now)
+        queued = series_admin.queue_series(s, slug, day, parse_now(now))
     except series_admin.SeriesAdminError as exc:
         raise fail(str(exc)) from None
     if queued is None:

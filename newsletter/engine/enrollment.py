@@ -2,7 +2,8 @@
 
 Same rows as `schedule.enroll` called for each reader (DESIGN.md "Schedule semantics": every
 live or paused series in queue order, the first live series with a part ACTIVE with part 1 at
-the first slot strictly after `now`, the others QUEUED), written set-based for imports and
+the first slot strictly after `now` and on or after the series' start, the others QUEUED; each
+row's columns from `schedule.opening`, as `enroll`'s), written set-based for imports and
 benchmarks: the first slot depends only on the reader's (time zone, cadence, pause), so it is
 computed in Python once per distinct group among the readers (a handful: imports have a few
 zones, all weekly and unpaused), and the rows themselves are made by the database with two
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from newsletter.core import schedule_rule as rule
-from newsletter.engine.schedule import part_counts, series_in_queue_order, times_of
+from newsletter.engine.schedule import opening, part_counts, series_in_queue_order, times_of
 from newsletter.store.models import (
     ACTIVE,
     ENROLLED_ACTIVE,
@@ -67,23 +68,35 @@ def enroll_new_due(
     now_type = bindparam("now", type_=UTCDateTime())
     due: list[tuple[int, dt.datetime]] = []
     if first is not None:
-        due = _insert_active(session, first, order.index(first) + 1, among, shared, now_type)
-    queued = [(s.id, position) for position, s in enumerate(order, start=1) if s is not first]
+        new = opening(first, order.index(first) + 1, now)
+        due = _insert_active(session, first, new, among, shared, now_type)
+    queued = [opening(s, position, now) for position, s in enumerate(order, start=1)
+              if s is not first]  # fmt: skip
     if queued:
         rows = ", ".join(
-            f"(CAST(:se{i} AS integer), CAST(:po{i} AS integer))" for i in range(len(queued))
+            f"(CAST(:se{i} AS integer), CAST(:po{i} AS integer), {_date(postgres, f'nb{i}')})"
+            for i in range(len(queued))
         )
         params = dict(shared, state=QUEUED)
-        for i, (series_id, position) in enumerate(queued):
-            params[f"se{i}"], params[f"po{i}"] = series_id, position
+        binds: list[BindParameter[Any]] = [now_type]
+        for i, new in enumerate(queued):
+            params[f"se{i}"], params[f"po{i}"] = new["series_id"], new["position"]
+            params[f"nb{i}"] = new["not_before"]
+            binds.append(bindparam(f"nb{i}", type_=Date()))
         statement = text(
             f"INSERT INTO enrollments ({_COLUMNS})"
-            " SELECT s.id, v.column1, v.column2, 1, NULL, :state, NULL, :now, :now"
+            " SELECT s.id, v.column1, v.column2, 1, NULL, :state, v.column3, :now, :now"
             f" FROM subscribers s CROSS JOIN (VALUES {rows}) AS v"
             f" WHERE {among} AND s.status = :active ORDER BY s.id, v.column2"
-        ).bindparams(now_type)
+        ).bindparams(*binds)
         session.execute(statement, params)
     return due
+
+
+def _date(postgres: bool, name: str) -> str:
+    """The date parameter `name` in a VALUES row: PostgreSQL types it there (else text, which
+    a date column refuses); SQLite must not (CAST AS date is numeric there: '2027-03-22' -> 2027)."""
+    return f"CAST(:{name} AS date)" if postgres else f":{name}"
 
 
 def _among(postgres: bool, subscriber_ids: Sequence[int]) -> tuple[str, Any]:
@@ -100,12 +113,13 @@ def _among(postgres: bool, subscriber_ids: Sequence[int]) -> tuple[str, Any]:
 def _insert_active(
     session: Session,
     first: Series,
-    position: int,
+    new: dict[str, Any],
     among: str,
     shared: dict[str, Any],
     now_type: BindParameter[Any],
 ) -> list[tuple[int, dt.datetime]]:
-    """The first series' rows, ACTIVE at each group's first slot; (id, due) of each."""
+    """The first series' rows (`new`: schedule.opening's columns), ACTIVE at each group's
+    first slot on or after the series' start; (id, due) of each."""
     groups = session.execute(
         text(
             f"SELECT DISTINCT s.timezone, s.cadence, s.paused_until FROM subscribers s"
@@ -116,11 +130,12 @@ def _insert_active(
     if not groups:
         return []
     whens: list[str] = []
-    binds: list[BindParameter[Any]] = [now_type]
-    params = dict(shared, series=first.id, position=position, state=ENROLLED_ACTIVE)
+    binds: list[BindParameter[Any]] = [now_type, bindparam("not_before", type_=Date())]
+    params = dict(shared, series=new["series_id"], position=new["position"], state=ENROLLED_ACTIVE,
+                  not_before=new["not_before"])  # fmt: skip
     for i, (zone, cadence, paused) in enumerate(groups):
         params[f"z{i}"], params[f"c{i}"] = zone, cadence
-        params[f"d{i}"] = _first_slot((zone, cadence, paused), first, shared["now"])
+        params[f"d{i}"] = _first_slot((zone, cadence, paused), first, new, shared["now"])
         binds.append(bindparam(f"d{i}", type_=UTCDateTime()))
         pause = "s.paused_until IS NULL"
         if paused is not None:
@@ -128,11 +143,12 @@ def _insert_active(
             params[f"p{i}"] = paused
             binds.append(bindparam(f"p{i}", type_=Date()))
         whens.append(f"WHEN s.timezone = :z{i} AND s.cadence = :c{i} AND {pause} THEN :d{i}")
+    postgres = session.get_bind().dialect.name == "postgresql"
     statement = (
         text(
             f"INSERT INTO enrollments ({_COLUMNS})"
             f" SELECT s.id, CAST(:series AS integer), CAST(:position AS integer), 1,"
-            f" CASE {' '.join(whens)} END, :state, NULL, :now, :now"
+            f" CASE {' '.join(whens)} END, :state, {_date(postgres, 'not_before')}, :now, :now"
             f" FROM subscribers s WHERE {among} AND s.status = :active ORDER BY s.id"
             " RETURNING id, next_due_at"
         )
@@ -159,7 +175,8 @@ def _insert_active(
     return written
 
 
-def _first_slot(group: Group, series: Series, now: dt.datetime) -> dt.datetime:
+def _first_slot(group: Group, series: Series, new: dict[str, Any], now: dt.datetime) -> dt.datetime:
     """Part 1's slot for a reader of this (zone, cadence, pause) with nothing sent yet."""
     zone, cadence, paused = group
-    return rule.slot_after(rule.Reader(zone, cadence, paused), times_of(series), now)
+    reader = rule.Reader(zone, cadence, paused)
+    return rule.slot_after(reader, times_of(series), now, None, new["not_before"])

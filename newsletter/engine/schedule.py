@@ -5,7 +5,8 @@ Rules (DESIGN.md "Schedule semantics"):
   (position; new series are appended);
 - part 1 goes out at the first slot strictly after confirmation; each next part one cadence later
   in the subscriber's local calendar; a new series starts at the following slot (at least one
-  cadence after the last part), never before its `not_before` date;
+  cadence after the last part), never before its `not_before` date (the series' start, from
+  `series queue --start`, given to every enrollment in it: `opening`);
 - the cadence is the slower of the series' and the subscriber's preference; `paused_until`
   (a local date) holds every slot back until that date; un-pausing resumes at the next part;
 - saving preferences never delays a part that is already due; a pause, time zone or cadence
@@ -212,6 +213,24 @@ def _due_time(
     )
 
 
+def opening(series: Series, position: int, now: dt.datetime) -> dict[str, Any]:
+    """The columns of a new enrollment in `series` at queue `position` (QUEUED at part 1;
+    `place` makes it active): every way a reader enters a series (`series queue`, confirming,
+    resubscribing, choosing it in the preferences, an import) makes its row from these.
+
+    `not_before` is the series' start (`series queue --start`, kept on the series): nobody gets
+    part 1 before that local date, whether they were there when it was queued or came later."""
+    return {
+        "series_id": series.id,
+        "position": position,
+        "next_part": 1,
+        "state": QUEUED,
+        "not_before": series.starts_on,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def enroll(
     session: Session,
     subscriber: Subscriber,
@@ -231,16 +250,7 @@ def enroll(
         if s.id in existing or (wanted is not None and s.slug not in wanted):
             continue
         position += 1
-        row = Enrollment(
-            subscriber_id=subscriber.id,
-            series_id=s.id,
-            position=position,
-            next_part=1,
-            state=QUEUED,
-            not_before=None,
-            created_at=now,
-            updated_at=now,
-        )
+        row = Enrollment(subscriber_id=subscriber.id, **opening(s, position, now))
         session.add(row)
         added.append(row)
     session.flush()

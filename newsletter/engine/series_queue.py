@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.engine.schedule import part_counts, place
+from newsletter.core import schedule_rule as rule
+from newsletter.engine.schedule import opening, part_counts, place
 from newsletter.store import series as series_store
 from newsletter.store.models import (
     ACTIVE,
     BROADCAST_KIND,
+    ENROLLED_ACTIVE,
     FINISHED,
     LIVE,
     QUEUED,
@@ -37,8 +39,11 @@ def queue_series(
 ) -> QueueReport:
     """Make a series live and append it to every active subscriber who takes new series.
 
-    Nobody gets it before `start` (their local date); subscribers with nothing active (finished
-    everything) start it at their first slot on or after `start`.
+    `start` becomes the series' start (`starts_on`; None clears it): nobody gets part 1 before
+    that local date, neither the readers here now nor those who join later (their enrollments
+    take it from the series: `schedule.opening`). Subscribers with nothing active (finished
+    everything) start it at their first slot on or after `start`. Queued again with another
+    start (or none), readers who have not had part 1 move to it (`_restart`).
     """
     series = series_store.by_slug(session, slug)
     if series is None:
@@ -49,9 +54,11 @@ def queue_series(
         series.state = LIVE
     if series.queued_at is None:
         series.queued_at = now
+    series.starts_on = start
     session.flush()
     counts = part_counts(session)
     report = QueueReport(count=0, first_date=None)
+    report.enrollment_ids += _restart(session, series.id, start, now, counts)
     already = select(Enrollment.subscriber_id).where(Enrollment.series_id == series.id)
     last_id = 0
     while True:
@@ -79,16 +86,8 @@ def queue_series(
             ).all()
         )
         for sub in batch:
-            row = Enrollment(
-                subscriber_id=sub.id,
-                series_id=series.id,
-                position=(positions.get(sub.id) or 0) + 1,
-                next_part=1,
-                state=QUEUED,
-                not_before=start,
-                created_at=now,
-                updated_at=now,
-            )
+            position = (positions.get(sub.id) or 0) + 1
+            row = Enrollment(subscriber_id=sub.id, **opening(series, position, now))
             session.add(row)
             session.flush()
             report.count += 1
@@ -99,6 +98,42 @@ def queue_series(
                     report.first_date = min(report.first_date or day, day)
         session.expunge_all()
     return report
+
+
+def _restart(
+    session: Session,
+    series_id: int,
+    start: dt.date | None,
+    now: dt.datetime,
+    counts: dict[int, int],
+) -> list[int]:
+    """The series is queued again with another start: its enrollments that have not had part 1
+    take the new `not_before`, and those it is active for get part 1 at their first slot after
+    `now` on or after it. A part 1 already due stays due (as a preference save never delays
+    it): the tick is sending it. Returns the changed ids; none when the start is unchanged."""
+    rows = list(
+        session.scalars(
+            select(Enrollment).where(
+                Enrollment.series_id == series_id,
+                Enrollment.next_part == 1,
+                Enrollment.state.in_((QUEUED, ENROLLED_ACTIVE)),
+                Enrollment.not_before.is_distinct_from(start),
+            )
+        )
+    )
+    changed: list[int] = []
+    for row in rows:
+        if row.next_due_at is not None and rule.is_due(row.next_due_at, now):
+            continue
+        row.not_before = start
+        changed.append(row.id)
+        if row.state == ENROLLED_ACTIVE:
+            row.next_due_at = None
+            sub = session.get(Subscriber, row.subscriber_id)
+            if sub is not None:
+                changed.extend(e.id for e in place(session, sub, now, counts=counts))
+    session.flush()
+    return sorted(set(changed))
 
 
 def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[int]:

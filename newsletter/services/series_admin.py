@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
@@ -184,14 +184,8 @@ def _sample(session: Session, series_id: int, takes: bool, count: int) -> list[R
 
 
 def _starts(session: Session) -> dict[int, dt.date]:
-    """series id -> the start date chosen when it was queued (the earliest, if queued twice):
-    one index look-up per series (ix_enrollments_series_not_before), not a pass over all."""
-    earliest = (
-        select(func.min(Enrollment.not_before))
-        .where(Enrollment.series_id == Series.id, Enrollment.not_before.is_not(None))
-        .scalar_subquery()
-    )
-    rows = session.execute(select(Series.id, earliest))
+    """series id -> the start date it was last queued with (`series queue --start`)."""
+    rows = session.execute(select(Series.id, Series.starts_on).where(Series.starts_on.is_not(None)))
     return {sid: start for sid, start in rows if start is not None}
 
 

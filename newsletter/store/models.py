@@ -136,6 +136,9 @@ class Series(Base):
     state: Mapped[str] = mapped_column(String(16), default=DRAFT)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     queued_at: Mapped[dt.datetime | None]
+    # `series queue --start`: no reader gets part 1 before this (their local) date, whenever
+    # they join; copied into each new enrollment's not_before (engine.schedule.opening)
+    starts_on: Mapped[dt.date | None] = mapped_column(Date)
     # "series", or "broadcast": a one-part letter to a chosen audience (engine.broadcasts)
     kind: Mapped[str] = mapped_column(String(16), default=SERIES_KIND, server_default=SERIES_KIND)
     # listed in the public archive and feeds once sent (a broadcast may be private)

@@ -129,6 +129,25 @@ def test_a_paused_first_series_waits_queued_and_the_next_live_one_starts(
     assert expected[0][1][4] == "active" and len(due) == 6 and len(ids) >= 2
 
 
+def test_both_ways_give_every_row_its_series_start(settings: Settings) -> None:
+    """A series queued with a start gives it to readers who come later, by either way: the ACTIVE
+    row's part 1 and the QUEUED row's not_before (schedule.opening)."""
+    ship(settings, NOW)
+    starts = {
+        "myths-about-psychotherapy": dt.date(2027, 3, 24),
+        "co-created-process": dt.date(2027, 4, 7),
+    }
+    with session_scope(settings.database_url) as session:
+        for row in session.scalars(select(Series)):
+            row.starts_on = starts[row.slug]
+        first = {row.id: row.starts_on for row in session.scalars(select(Series))}
+    expected, due = _compare(settings)
+    active = [r for rows in expected for r in rows if r[4] == "active"]
+    assert len(due) == 6 and all(r[5] == dt.date(2027, 3, 24) for r in active)
+    assert all(r[3] >= utc(2027, 3, 24, 0) - dt.timedelta(hours=14) for r in active)
+    assert all(r[5] == first[r[0]] for rows in expected for r in rows)
+
+
 def test_bulk_enrollment_is_a_constant_number_of_statements(settings: Settings) -> None:
     ship(settings, NOW)
     statements: list[str] = []

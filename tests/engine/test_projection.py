@@ -1,8 +1,9 @@
 """The calendar equals the sends: what every view shows for 12 weeks is what the engine sends.
 
 For each drawn practice (readers across zones with DST changes inside the window, Chatham's
-+12:45 and Kolkata's +5:30, weekly and fortnightly, pauses ended or running; one to three
-series, the later ones queued behind with start dates; up to two broadcasts on a local date or
++12:45 and Kolkata's +5:30, weekly and fortnightly, pauses ended or running, some joining
+after the later series were queued; one to three series, each maybe with a start date (readers
+who join after a series was queued with one start at it too); up to two broadcasts on a local date or
 at a fixed moment), the calendar (the service, the admin page and the API's JSON), each
 person's coming sends (their page and the API) and the preference page's next date are read at
 the start; then the engine sends through the 12 weeks, a tick at every moment any view showed
@@ -80,9 +81,10 @@ Shown = Counter[tuple[int, str, int, dt.date]]  # (reader, series slug, part, th
 
 @dataclass(frozen=True)
 class World:
-    readers: list[tuple[str, str, int | None]]  # zone, cadence, pause end (days from NOW)
+    readers: list[tuple[str, str, int | None, bool]]  # zone, cadence, pause end (days from
+    # NOW), joins after the later series were queued
     series: list[str]  # queue order
-    starts: list[int | None]  # start date (days from NOW) of each series after the first
+    starts: list[int | None]  # start date (days from NOW) of each series
     letters: list[tuple[str, int]]  # ("date", days from NOW) or ("moment", hours from NOW)
 
 
@@ -94,13 +96,14 @@ def worlds(draw: st.DrawFn) -> World:
                 st.sampled_from(ZONES),
                 st.sampled_from(("weekly", "fortnightly")),
                 st.one_of(st.none(), st.integers(-20, 70)),
+                st.booleans(),
             ),
             min_size=1,
             max_size=40,
         )
     )
     order = draw(st.permutations((MYTHS, CO, EVENING)))[: draw(st.integers(1, 3))]
-    starts = [draw(st.one_of(st.none(), st.integers(0, 60))) for _ in order[1:]]
+    starts = [draw(st.one_of(st.none(), st.integers(0, 60))) for _ in order]
     letters = draw(
         st.lists(
             st.one_of(
@@ -151,18 +154,25 @@ def _reset(settings: Settings) -> None:
 
 def _build(settings: Settings, world: World) -> dict[int, str]:
     """The world at NOW: reader id -> zone."""
+    days = [None if start is None else NOW.date() + dt.timedelta(days=start)
+            for start in world.starts]  # fmt: skip
     with session_scope(settings.database_url) as session:
         series_store.sync(session, content.load_all(settings.schedules_dir))
-        series_queue.queue_series(session, world.series[0], None, NOW)
+        series_queue.queue_series(session, world.series[0], days[0], NOW)
     zones = {}
-    for zone, cadence, pause in world.readers:
-        paused = None if pause is None else NOW.date() + dt.timedelta(days=pause)
-        sid = add_person(settings, NOW, zone, cadence=cadence, paused_until=paused)
-        zones[sid] = zone
+
+    def join(late: bool) -> None:
+        for zone, cadence, pause, joins_late in world.readers:
+            if joins_late == late:
+                paused = None if pause is None else NOW.date() + dt.timedelta(days=pause)
+                sid = add_person(settings, NOW, zone, cadence=cadence, paused_until=paused)
+                zones[sid] = zone
+
+    join(late=False)
     with session_scope(settings.database_url) as session:
-        for slug, start in zip(world.series[1:], world.starts, strict=True):
-            day = None if start is None else NOW.date() + dt.timedelta(days=start)
+        for slug, day in zip(world.series[1:], days[1:], strict=True):
             series_queue.queue_series(session, slug, day, NOW)
+    join(late=True)  # enrolled by the series' starts, as a signup after the queueing is
     with session_scope(settings.database_url) as session:
         RedisQueue(settings).rebuild(session)
     for kind, offset in world.letters:
@@ -282,6 +292,14 @@ def test_the_calendar_equals_the_sends(practice: Settings, world: World) -> None
         (timing.local_date(at, PRACTICE), slug, n) for _, slug, n, at in sent
     )
     assert shown.page_moments == Counter((slug, n, at) for _, slug, n, at in sent)
+    # and what was sent keeps each series' start, for readers who joined after it was queued too
+    starts = {
+        slug: NOW.date() + dt.timedelta(days=start)
+        for slug, start in zip(world.series, world.starts, strict=True)
+        if start is not None
+    }
+    for sid, slug, _, at in sent:
+        assert slug not in starts or timing.local_date(at, zones[sid]) >= starts[slug], (sid, slug)
     first: dict[int, dt.datetime] = {}
     for sid, _, _, at in sent:
         first[sid] = min(at, first.get(sid, at))

@@ -62,3 +62,45 @@ def test_the_models_declare_every_index_the_migrations_make(database_url: str) -
     for table, names in _index_names(database_url).items():
         assert ADMIN_INDEXES[table] <= declared[table]
         assert ADMIN_INDEXES[table] <= names
+
+
+def test_0008_gives_each_series_the_start_it_was_queued_with(database_url: str) -> None:
+    """Before 0008 a start lived only on the enrollments made when the series was queued: the
+    series takes the earliest of them; a series without one has none."""
+    import datetime as dt
+
+    from alembic import command
+    from sqlalchemy import select
+
+    from newsletter.store.models import ACTIVE, QUEUED, Enrollment, Series, Subscriber
+
+    now = dt.datetime(2027, 3, 1, 12, tzinfo=dt.UTC)
+    start = dt.date(2027, 3, 22)
+    with db.session_scope(database_url) as session:
+        series = [
+            Series(slug=slug, title=slug, send_day=1, send_time="09:00") for slug in ("a", "b")
+        ]
+        readers = [
+            Subscriber(public_id=f"p{i}", email=f"r{i}@example.org", email_key=f"r{i}",
+                       timezone="UTC", status=ACTIVE, created_at=now, updated_at=now)
+            for i in range(2)
+        ]  # fmt: skip
+        session.add_all(series + readers)
+        session.flush()
+        for reader, not_before in zip(readers, (start + dt.timedelta(days=7), start), strict=True):
+            for s in series:
+                session.add(
+                    Enrollment(subscriber_id=reader.id, series_id=s.id, position=1, next_part=1,
+                               state=QUEUED, not_before=not_before if s.slug == "a" else None,
+                               created_at=now, updated_at=now)
+                )  # fmt: skip
+    cfg = db.alembic_config(database_url)
+    try:
+        command.downgrade(cfg, "0007")
+        db.dispose_all()
+    finally:
+        db.upgrade(database_url)
+        db.dispose_all()
+    with db.session_scope(database_url) as session:
+        found = dict(session.execute(select(Series.slug, Series.starts_on)).all())
+    assert found == {"a": start, "b": None}

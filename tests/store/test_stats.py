@@ -14,7 +14,6 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.services import series_admin
 from newsletter.store import stats
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import (
@@ -169,12 +168,6 @@ def test_the_hot_admin_queries_use_their_indexes(settings: Settings) -> None:
             "deliveries.part_number",
             "ix_deliveries_series_part_status",
             "deliveries",
-        ),
-        (
-            series_admin._starts,
-            "min(enrollments.not_before)",
-            "ix_enrollments_series_not_before",
-            "enrollments",
         ),
     ]
     for run, marker, index, table in checks:
