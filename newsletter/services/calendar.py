@@ -198,6 +198,17 @@ def next_date(session: Session, subscriber: Subscriber, now: dt.datetime) -> dt.
     return None if found is None else found.at
 
 
+def next_date_of(
+    session: Session, subscriber_id: int, now: dt.datetime
+) -> tuple[dt.datetime | None, str] | None:
+    """(`next_date` of person `subscriber_id`, their zone): the CLI's "first article" line, the
+    same date the confirmation page shows; None when there is no such person."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    return next_date(session, subscriber, now), subscriber.timezone
+
+
 def pause_running(subscriber: Subscriber, now: dt.datetime) -> bool:
     """True while the reader's pause holds, on their own calendar (not UTC's)."""
     reader = rule.Reader(subscriber.timezone, subscriber.cadence, subscriber.paused_until)

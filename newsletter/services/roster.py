@@ -544,15 +544,6 @@ def record(session: Session, subscriber_id: int) -> dict[str, Any] | None:
     return export.subscriber_record(session, sub) if sub is not None else None
 
 
-def first_article_at(session: Session, subscriber_id: int) -> tuple[dt.datetime | None, str]:
-    """(when person `subscriber_id`'s first article goes out, None before a series is queued;
-    their zone)."""
-    sub = session.get(Subscriber, subscriber_id)
-    if sub is None:
-        raise RosterError(f"no subscriber {subscriber_id}")
-    return schedule.first_article_at(session, sub), sub.timezone
-
-
 def drop_from_queue(settings: Settings, enrollment_ids: Iterable[int]) -> None:
     ids = list(enrollment_ids)
     if ids:
