@@ -23,7 +23,7 @@ from newsletter.queue.dueset import RedisQueue
 from newsletter.services import import_standing as standing
 from newsletter.services import people
 from newsletter.services.export import from_spreadsheet
-from newsletter.services.roster import (
+from newsletter.services.person_fields import (
     Person,
     PersonMaker,
     Problem,
@@ -335,7 +335,7 @@ def _batches(items: Iterator[Person | Problem], size: int) -> Iterator[list[Pers
 
 
 def _common(confirmed: bool, now: dt.datetime) -> Common:
-    """What `roster.new_subscriber` writes for every imported person (same columns, in bulk)."""
+    """What `person_fields.new_subscriber` writes for every imported person (same columns, in bulk)."""
     method = IMPORT_CONSENTED if confirmed else IMPORT
     return Common(
         status=ACTIVE if confirmed else PENDING,
