@@ -206,7 +206,7 @@ def subscribers_add(
     """Add one subscriber: pending + confirmation email, or (--confirmed) active at once."""
     # The admin page's path (roster.add_subscriber); --confirmed records "cli-consented".
     from newsletter.core import timing
-    from newsletter.services import roster
+    from newsletter.services import calendar, roster
     from newsletter.store.db import session_scope
 
     s = settings()
@@ -219,7 +219,9 @@ def subscribers_add(
     if not confirmed:
         console.print("added (pending); the confirmation email was sent")
         return
+    # The confirmation page's date (calendar.next_date, by the schedule rule), in the CLI's words.
     with session_scope(s.database_url) as session:
-        when, zone = roster.first_article_at(session, sub_id)
+        found = calendar.next_date_of(session, sub_id, calendar.utcnow())
+    when, zone = found or (None, "UTC")
     first = timing.describe(when, zone) if when else "when a series is queued"
     console.print(f"added (active, consent recorded as given elsewhere); first article: {first}")

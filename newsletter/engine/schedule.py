@@ -259,7 +259,8 @@ def enroll(
 
 
 def first_article_at(session: Session, subscriber: Subscriber) -> dt.datetime | None:
-    """When the subscriber's next article is due (their active enrollment), None if nothing is."""
+    """The earliest due time stored on the subscriber's active enrollments (the engine's state,
+    for tests of it); what a reader is shown is `services.calendar.next_date` (the rule)."""
     return session.scalar(
         select(func.min(Enrollment.next_due_at)).where(
             Enrollment.subscriber_id == subscriber.id, Enrollment.state == ENROLLED_ACTIVE

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.core import schedule_rule as rule
 from newsletter.core import timing
 from newsletter.core.vocabulary import BROADCAST_KIND
+from newsletter.services.people import Someone, row_of
 from newsletter.store import calendar
 from newsletter.store import series as series_store
 from newsletter.store.models import Series, Subscriber
@@ -192,18 +193,29 @@ def coming_sends(
     return out
 
 
-def next_date(session: Session, subscriber: Subscriber, now: dt.datetime) -> dt.datetime | None:
+def next_date(session: Session, subscriber: Someone, now: dt.datetime) -> dt.datetime | None:
     """When the reader's next article (or letter) arrives, None when nothing is coming."""
-    found = rule.next_send(calendar.person_queue(session, subscriber, now), now)
+    found = rule.next_send(calendar.person_queue(session, row_of(session, subscriber), now), now)
     return None if found is None else found.at
 
 
-def pause_running(subscriber: Subscriber, now: dt.datetime) -> bool:
+def next_date_of(
+    session: Session, subscriber_id: int, now: dt.datetime
+) -> tuple[dt.datetime | None, str] | None:
+    """(`next_date` of person `subscriber_id`, their zone): the CLI's "first article" line, the
+    same date the confirmation page shows; None when there is no such person."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    return next_date(session, subscriber, now), subscriber.timezone
+
+
+def pause_running(subscriber: Someone, now: dt.datetime) -> bool:
     """True while the reader's pause holds, on their own calendar (not UTC's)."""
     reader = rule.Reader(subscriber.timezone, subscriber.cadence, subscriber.paused_until)
     return rule.pause_holds(reader, now)
 
 
-def local_today(subscriber: Subscriber, now: dt.datetime) -> dt.date:
+def local_today(subscriber: Someone, now: dt.datetime) -> dt.date:
     """Today in the reader's zone (what a pause date is compared with)."""
     return timing.local_date(now, subscriber.timezone)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
+from newsletter.services.people import Someone, row_of
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     CANCELLED,
@@ -162,9 +163,9 @@ def export_json(settings: Settings) -> Iterator[str]:
     yield "".join(lines) + "\n]\n"
 
 
-def subscriber_record(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+def subscriber_record(session: Session, someone: Someone) -> dict[str, Any]:
     """Everything held about one person (GDPR access request)."""
-    sub = subscriber
+    sub = row_of(session, someone)
     enrollments = [
         {
             "series": slug,

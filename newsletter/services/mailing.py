@@ -31,6 +31,7 @@ from newsletter.mail.message import (
     SendingHalted,
 )
 from newsletter.mail.recipient import recipient
+from newsletter.services.people import Someone
 from newsletter.store.db import session_scope
 from newsletter.store.halt import halt, halted
 from newsletter.store.models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
@@ -45,7 +46,7 @@ TEST_HOLDER = "send-test"  # the public id behind a test's links: they lead to "
 ON_REQUEST_STATUSES = (ACTIVE, UNSUBSCRIBED)
 
 
-def mail_on_request(subscriber: Subscriber) -> bool:
+def mail_on_request(subscriber: Someone) -> bool:
     """Whether mail this reader asked for on a preference page may go to them."""
     return subscriber.status in ON_REQUEST_STATUSES
 
@@ -95,7 +96,7 @@ def _halted(reason: str) -> Failed:
     return Failed(f"sending is halted: {reason}")
 
 
-def personal(settings: Settings, subscriber: Subscriber, kind: str) -> Recipient:
+def personal(settings: Settings, subscriber: Someone, kind: str) -> Recipient:
     """The recipient for one subscriber's non-article email (a confirmation carries its link)."""
     return recipient(
         settings,
@@ -110,13 +111,13 @@ def personal(settings: Settings, subscriber: Subscriber, kind: str) -> Recipient
 # --- confirmations and welcomes ------------------------------------------------------------
 
 
-def send_confirmation(settings: Settings, subscriber: Subscriber) -> Sent:
+def send_confirmation(settings: Settings, subscriber: Someone) -> Sent:
     """Send the double opt-in email now (not at the next tick)."""
     message = render.Renderer(settings).confirmation()
     return deliver(settings, message, [personal(settings, subscriber, CONFIRMATION)])
 
 
-def send_already_subscribed(settings: Settings, subscriber: Subscriber) -> Sent:
+def send_already_subscribed(settings: Settings, subscriber: Someone) -> Sent:
     """Tell an active reader their address was entered on the signup form again."""
     message = render.Renderer(settings).already_subscribed()
     return deliver(settings, message, [personal(settings, subscriber, message.kind)])
@@ -145,7 +146,7 @@ def send_confirmations(settings: Settings, subscriber_ids: Sequence[int]) -> Sen
 
 def send_welcome(
     settings: Settings,
-    subscriber: Subscriber,
+    subscriber: Someone,
     first_article: str | None,
     series_titles: Sequence[str] = (),
 ) -> Sent:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.core.identity import email_hash, email_key, normalise_email
+from newsletter.core.vocabulary import ERASED
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -26,9 +27,54 @@ from newsletter.store.models import (
 
 BATCH = 500  # ids per IN (...) list
 
-# A person as the services act on them inside one session: entry points hold it only to hand it
-# back to a service in the same session (the public link pages), never to read tables with it.
-Person = Subscriber
+
+@dataclass(frozen=True)
+class Person:
+    """A reader as their link pages (preferences, unsubscribe, confirm, my data, received) see
+    them: a snapshot, not a row. Pages hand it back to services, which read the row by `id`."""
+
+    id: int
+    public_id: str
+    email: str
+    email_key: str
+    name: str | None
+    timezone: str
+    cadence: str
+    paused_until: dt.date | None
+    takes_new_series: bool
+    status: str
+
+
+PERSON_FIELDS = tuple(Person.__dataclass_fields__)
+
+# What a service given someone accepts: the page's snapshot or (inside services) the row.
+Someone = Person | Subscriber
+
+
+def person_of(subscriber: Subscriber) -> Person:
+    """The snapshot of one row (every Person field, by name)."""
+    return Person(**{name: getattr(subscriber, name) for name in PERSON_FIELDS})
+
+
+def row_of(session: Session, someone: Someone) -> Subscriber:
+    """The row behind `someone` (itself when it is one)."""
+    if isinstance(someone, Subscriber):
+        return someone
+    found = session.get(Subscriber, someone.id)
+    if found is None:
+        raise LookupError(f"no subscriber {someone.id}")
+    return found
+
+
+def reader(session: Session, public_id: str) -> Person | None:
+    """The reader a link names, as pages see them; None for nobody (or an erased address)."""
+    found = by_public_id(session, public_id)
+    return None if found is None or found.status == ERASED else person_of(found)
+
+
+def again(session: Session, someone: Someone) -> Person:
+    """`someone` as they are now (after a service changed them: status, links, choices)."""
+    return person_of(row_of(session, someone))
 
 
 @dataclass(frozen=True)
@@ -234,7 +280,7 @@ def live_series(session: Session) -> list[Series]:
     )
 
 
-def enrollments(session: Session, subscriber: Subscriber) -> list[Enrollment]:
+def enrollments(session: Session, subscriber: Someone) -> list[Enrollment]:
     """The subscriber's series enrollments in queue order (their broadcasts are not choices)."""
     return list(
         session.scalars(
@@ -246,7 +292,7 @@ def enrollments(session: Session, subscriber: Subscriber) -> list[Enrollment]:
     )
 
 
-def enrollment_ids(session: Session, subscriber: Subscriber) -> list[int]:
+def enrollment_ids(session: Session, subscriber: Someone) -> list[int]:
     """Ids of every enrollment of this subscriber (to mirror into Redis after a commit)."""
     return [row.id for row in enrollments(session, subscriber)]
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.engine import schedule
-from newsletter.services.people import enrollments, lock, rotate_links
+from newsletter.services.people import Someone, enrollments, lock, rotate_links, row_of
 from newsletter.services.signup import InvalidInput
 from newsletter.store.models import (
     ACTIVE,
@@ -23,7 +23,6 @@ from newsletter.store.models import (
     UNSUBSCRIBED,
     WEEKLY,
     Series,
-    Subscriber,
 )
 
 PAUSE_MAX_DAYS = 366
@@ -68,7 +67,7 @@ def valid_pause(raw: str | dt.date | None, today: dt.date) -> dt.date | None:
 
 
 def update_preferences(
-    session: Session, subscriber: Subscriber, prefs: Preferences, now: dt.datetime
+    session: Session, someone: Someone, prefs: Preferences, now: dt.datetime
 ) -> None:
     """Apply a full set of choices. Enrollments of active subscribers change at once, by
     `schedule.reschedule`'s rule: a part already due stays due (the next tick sends it), a pause
@@ -76,6 +75,7 @@ def update_preferences(
     only a part not yet due. Callers mirror `people.enrollment_ids` into Redis after the commit."""
     if prefs.cadence not in CADENCES:
         raise InvalidInput({"cadence": "Please choose weekly or every two weeks."})
+    subscriber = row_of(session, someone)
     lock(session, subscriber)
     subscriber.name = prefs.name
     subscriber.timezone = prefs.timezone
@@ -110,7 +110,7 @@ def update_preferences(
     session.flush()
 
 
-def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+def unsubscribe(session: Session, someone: Someone, now: dt.datetime) -> bool:
     """Stop everything at once (idempotent). True when this call unsubscribed them.
 
     Enrollments keep their place (a later resubscribe resumes there) but lose their due time,
@@ -118,6 +118,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> b
     (`roster.unsubscribe` does that itself). The person's links are rotated
     (`people.rotate_links`): those in emails already sent, forwarded or not, stop working.
     """
+    subscriber = row_of(session, someone)
     lock(session, subscriber)
     if subscriber.status in SUPPRESSED_STATUSES:
         return False

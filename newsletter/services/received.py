@@ -52,7 +52,7 @@ class Received:
 class Copy:
     """A copy asked for and allowed by the ledger: what sending it needs (rows detached)."""
 
-    subscriber: Subscriber
+    subscriber: people.Person
     series: Series
     part: Part
     count: int  # parts in the series, for "part n of m"
@@ -93,8 +93,7 @@ def ask_again(settings: Settings, public_id: str, key: str) -> Asked:
         items = _received(session, subscriber)
         known = any(item.key == key for item in items)
         found = _part(session, key) if known else None
-        copy = None if found is None else Copy(subscriber, *found)
-        session.expunge(subscriber)
+        copy = None if found is None else Copy(people.person_of(subscriber), *found)
     return Asked(items, known, copy)
 
 

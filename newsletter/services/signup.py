@@ -17,7 +17,16 @@ from newsletter.core import identity, timing
 from newsletter.engine import schedule
 from newsletter.services import calendar
 from newsletter.services.auth import count_hit
-from newsletter.services.people import by_email, enrollments, is_suppressed, live_series
+from newsletter.services.people import (
+    Person,
+    Someone,
+    by_email,
+    enrollments,
+    is_suppressed,
+    live_series,
+    person_of,
+    row_of,
+)
 from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
@@ -70,6 +79,11 @@ class SignupResult:
     # an active reader signed up again: they get a note by email (the page says nothing)
     already_subscribed: bool = False
     email_key: str = ""  # the address's key: its cooldown is counted whatever happened
+
+    @property
+    def person(self) -> Person | None:
+        """The subscriber as the signup page may hold them (a snapshot, not the row)."""
+        return None if self.subscriber is None else person_of(self.subscriber)
 
 
 # --- the identity rules (core.identity) in the reader's words ------------------------------
@@ -269,7 +283,7 @@ def _record_consent(subscriber: Subscriber, ip: str | None, form: str, now: dt.d
 
 def confirm(
     session: Session,
-    subscriber: Subscriber,
+    someone: Someone,
     now: dt.datetime,
     *,
     ip: str | None = None,
@@ -281,6 +295,7 @@ def confirm(
     consent is recorded here, at the click (time, `ip`, `form`), never at the unconfirmed
     submission. Complained and erased addresses are never re-activated.
     """
+    subscriber = row_of(session, someone)
     if subscriber.status == ACTIVE:
         return False
     if subscriber.status not in _CAN_CONFIRM:
@@ -319,7 +334,7 @@ def _enroll(session: Session, subscriber: Subscriber, now: dt.datetime) -> None:
 
 
 def first_article_text(
-    session: Session, subscriber: Subscriber, now: dt.datetime | None = None
+    session: Session, subscriber: Someone, now: dt.datetime | None = None
 ) -> str | None:
     """When the next article arrives (by the schedule rule, seen at `now`), in the subscriber's
     zone, e.g. "Tuesday 3 March at 09:00 (Europe/London)"; None when nothing is scheduled."""
@@ -329,8 +344,9 @@ def first_article_text(
     return timing.describe(when, subscriber.timezone)
 
 
-def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
+def chosen_series(session: Session, someone: Someone) -> list[str]:
     """Slugs the subscriber currently receives (or asked for, while pending)."""
+    subscriber = row_of(session, someone)
     if subscriber.status == PENDING or not enrollments(session, subscriber):
         if subscriber.requested_series is not None:
             return list(subscriber.requested_series)
@@ -348,7 +364,7 @@ def chosen_series(session: Session, subscriber: Subscriber) -> list[str]:
     return [slug for (slug,) in rows]
 
 
-def series_titles(session: Session, subscriber: Subscriber) -> list[str]:
+def series_titles(session: Session, subscriber: Someone) -> list[str]:
     """Titles of the series this subscriber will receive, in their queue order."""
     titles = {s.slug: s.title for s in session.scalars(select(Series))}
     return [titles[slug] for slug in chosen_series(session, subscriber) if slug in titles]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.core import schedule_rule as rule
 from newsletter.store import calendar, ledger
 from newsletter.store.halt import halted
 from newsletter.store.ledger import FailureRow
@@ -72,24 +73,36 @@ class Recent:
 
 
 def status_counts(session: Session, now: dt.datetime) -> dict[str, int]:
-    """Subscribers by status; 'paused' = active with a pause running past today."""
+    """Subscribers by status; 'paused' = active with a pause holding at `now` on their own
+    calendar (`schedule_rule.pause_holds`, as the person and preference pages say)."""
     counts = dict.fromkeys(STATUS_ORDER, 0)
     for status, n in session.execute(
         select(Subscriber.status, func.count()).group_by(Subscriber.status)
     ):
         counts[status] = counts.get(status, 0) + int(n)
-    paused = (
-        session.scalar(
-            select(func.count()).where(
-                Subscriber.status == ACTIVE, Subscriber.paused_until > now.date()
-            )
-        )
-        or 0
-    )
-    counts["paused"] = int(paused)
-    counts["active"] = counts.get(ACTIVE, 0) - int(paused)
+    paused = paused_count(session, now)
+    counts["paused"] = paused
+    counts["active"] = counts.get(ACTIVE, 0) - paused
     counts.setdefault(PENDING, 0)
     return counts
+
+
+def paused_count(session: Session, now: dt.datetime) -> int:
+    """Active readers whose pause holds at `now` in their zone. Every zone's date is within a
+    day of UTC's, so a pause ending after tomorrow (UTC) holds everywhere and one that ended
+    before today (UTC) nowhere: SQL counts the first; the few ending today or tomorrow (UTC)
+    are checked one by one in Python, by the rule."""
+    today = now.astimezone(dt.UTC).date()
+    tomorrow = today + dt.timedelta(days=1)
+    active = Subscriber.status == ACTIVE
+    later = session.scalar(select(func.count()).where(active, Subscriber.paused_until > tomorrow))
+    edge = session.execute(
+        select(Subscriber.timezone, Subscriber.paused_until).where(
+            active, Subscriber.paused_until.between(today, tomorrow)
+        )
+    )
+    near = sum(rule.pause_holds(rule.Reader(zone, paused_until=until), now) for zone, until in edge)
+    return int(later or 0) + near
 
 
 def week_ahead(session: Session, now: dt.datetime, zone: str, days: int = 7) -> list[Day]:

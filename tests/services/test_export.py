@@ -21,7 +21,15 @@ from newsletter.content.letter import letter
 from newsletter.core.config import Settings, get_settings, load_settings
 from newsletter.engine.tick import tick
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import broadcasts, export, importing, preferences, roster, signup
+from newsletter.services import (
+    broadcasts,
+    export,
+    import_reading,
+    importing,
+    preferences,
+    roster,
+    signup,
+)
 from newsletter.services.import_standing import STANDING_COLUMNS
 from newsletter.store import db
 from newsletter.store.db import session_scope
@@ -276,7 +284,7 @@ def test_an_export_imports_back_as_it_was(
 
 
 def test_every_column_the_export_writes_is_one_the_import_reads() -> None:
-    read = set(importing.COLUMNS) | set(STANDING_COLUMNS)
+    read = set(import_reading.COLUMNS) | set(STANDING_COLUMNS)
     assert set(export.EXPORT_FIELDS) == read
 
 

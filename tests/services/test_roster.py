@@ -21,7 +21,7 @@ from newsletter.core import identity
 from newsletter.core.config import Settings
 from newsletter.engine import series_queue
 from newsletter.queue.dueset import RedisQueue
-from newsletter.services import export, importing, roster
+from newsletter.services import export, importing, person_fields, roster
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
@@ -388,11 +388,13 @@ def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
         ("", "x" * 101, "UTC", None),
         ("e@example.org", "x" * 101, "UTC", None),
     ]
-    make = roster.person_maker(default_timezone="Europe/London", known_series=known)
+    make = person_fields.person_maker(default_timezone="Europe/London", known_series=known)
     FIRST_PROBLEM = {4: "timezone", 5: "email", 6: "name", 7: "timezone", 8: "series"}
     FIRST_PROBLEM |= {11: "email", 12: "name"}
 
-    def answer(maker: Callable[..., roster.Person], *args: object, **options: object) -> object:
+    def answer(
+        maker: Callable[..., person_fields.Person], *args: object, **options: object
+    ) -> object:
         try:
             return maker(*args, **options)
         except ValueError as exc:
@@ -401,7 +403,7 @@ def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
     for _ in range(2):  # the second round is answered from the memo
         for line, (email, name, zone, series) in enumerate(cases, start=2):
             expected = answer(
-                roster.make_person,
+                person_fields.make_person,
                 line,
                 email,
                 name,
@@ -411,10 +413,13 @@ def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
                 known_series=known,
             )
             got = answer(make, line, email, name, zone, series)
-            if isinstance(expected, roster.Person):
+            if isinstance(expected, person_fields.Person):
                 assert got == expected and line not in FIRST_PROBLEM
             else:  # the same first problem, told by column and rule
                 assert isinstance(expected, tuple)
                 column = FIRST_PROBLEM[line]
-                assert got == ("problem", str(roster.cell_problem(column, ValueError(expected[1]))))
-    assert isinstance(answer(make, 2, *cases[0]), roster.Person)
+                assert got == (
+                    "problem",
+                    str(person_fields.cell_problem(column, ValueError(expected[1]))),
+                )
+    assert isinstance(answer(make, 2, *cases[0]), person_fields.Person)

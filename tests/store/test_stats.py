@@ -173,3 +173,32 @@ def test_the_hot_admin_queries_use_their_indexes(settings: Settings) -> None:
     for run, marker, index, table in checks:
         plan = _plans(settings, run, marker)
         assert _uses(plan, index, table, dialect), (marker, plan)
+
+
+def test_the_paused_count_is_each_readers_own_calendar(settings: Settings) -> None:
+    # Near midnight UTC the readers' dates differ from UTC's: a pause until 5 January has ended
+    # in Auckland at 23:30 UTC on the 4th (12:30 on the 5th there) and still holds in Honolulu
+    # at 00:30 UTC on the 5th (14:30 on the 4th there). The dashboard counts what the person
+    # page says (services.calendar.pause_running, the schedule rule); by UTC's date it was 4, 2.
+    from engine_support import add_person
+
+    from newsletter.services import calendar
+
+    ship(settings, NOW)
+    jan = dt.date(2027, 1, 1)
+    for zone, day in [
+        ("Pacific/Auckland", 5),
+        ("Pacific/Honolulu", 5),
+        ("Pacific/Auckland", 6),
+        ("Pacific/Honolulu", 4),
+        ("Europe/London", 10),
+        ("Europe/London", 1),
+    ]:
+        add_person(settings, NOW, zone, paused_until=jan.replace(day=day))
+    for now, paused in [(utc(2027, 1, 4, 23, 30), 3), (utc(2027, 1, 5, 0, 30), 3)]:
+        with session_scope(settings.database_url) as session:
+            people = list(session.scalars(select(Subscriber)))
+            shown = sum(calendar.pause_running(p, now) for p in people)
+            counts = stats.status_counts(session, now)
+        assert counts["paused"] == shown == paused
+        assert counts["active"] == len(people) - paused

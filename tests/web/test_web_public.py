@@ -707,3 +707,56 @@ def test_access_log_lines_carry_no_link_token(settings, caplog):
     assert token not in caplog.text and "/unsubscribe/…" in caplog.text
     assert redact_path(f"/preferences/{token}?x=1") == "/preferences/…?x=1"
     assert redact_path("/archive/myths/1") == "/archive/myths/1"
+
+
+def test_link_pages_hand_services_values_never_rows(c, site, monkeypatch):
+    # The pages hold a reader as `people.Person` (a frozen snapshot) and hand that back to the
+    # services, which read the row themselves: no ORM row reaches web/.
+    from newsletter.services import calendar, export, mailing, people, preferences
+
+    handed: list[str] = []
+
+    def watch(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            for value in (*args, *kwargs.values()):
+                assert not isinstance(value, Subscriber), f"{name} got a row"
+                if isinstance(value, people.Person):
+                    handed.append(name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module, name in [
+        (signup_service, "confirm"),
+        (signup_service, "chosen_series"),
+        (calendar, "next_date"),
+        (calendar, "pause_running"),
+        (preferences, "update_preferences"),
+        (preferences, "unsubscribe"),
+        (export, "subscriber_record"),
+        (mailing, "send_welcome"),
+        (people, "enrollment_ids"),
+    ]:
+        watch(module, name)
+    signup_and_confirm(c, site)
+    link = outbox(site)[-1].link("preferences")
+    page = c.get(link)
+    assert page.status_code == 200
+    data = {"csrf_token": csrf(c, link), "series": ["myths"], "cadence": "weekly", "name": "A"}
+    assert c.post(link, data={**data, "timezone": "Europe/London"}).status_code == 200
+    assert c.post(link + "/data", data={"csrf_token": csrf(c, link)}).status_code == 200
+    unsubscribe = outbox(site)[-1].link("unsubscribe")
+    assert c.post(unsubscribe).status_code == 200
+    assert set(handed) == {
+        "confirm",
+        "chosen_series",
+        "next_date",
+        "pause_running",
+        "update_preferences",
+        "unsubscribe",
+        "subscriber_record",
+        "send_welcome",
+        "enrollment_ids",
+    }

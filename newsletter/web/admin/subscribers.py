@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.timing import utcnow
 from newsletter.core.vocabulary import ACTIVE, ENROLLED_ACTIVE, PENDING, QUEUED, SUBSCRIBER_STATUSES
-from newsletter.services import mailing, people, roster, series_admin
+from newsletter.services import mailing, people, profile, roster, series_admin
 from newsletter.store.db import Session, session_scope
 from newsletter.web.admin.common import (
     Db,
@@ -128,7 +128,7 @@ def _found(value: Any) -> Any:
 
 @protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
 def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
-    shown: roster.Profile = _found(roster.profile(db, subscriber_id, utcnow()))
+    shown: profile.Profile = _found(profile.profile(db, subscriber_id, utcnow()))
     return page(
         request,
         "admin/subscriber.html",

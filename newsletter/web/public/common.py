@@ -65,8 +65,9 @@ def read_public_id(request: Request, purpose: str, token: str) -> str:
 
 
 def subscriber_for(session: Any, public_id: str) -> Person:
-    subscriber = people.by_public_id(session, public_id)
-    if subscriber is None or subscriber.status == "erased":
+    """The reader the link names (a snapshot: pages hold values, never rows); 404 for nobody."""
+    subscriber = people.reader(session, public_id)
+    if subscriber is None:
         raise LinkProblem(404)
     return subscriber
 

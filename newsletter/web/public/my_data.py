@@ -52,7 +52,6 @@ def send_my_data(
             subscriber = subscriber_for(session, public_id)
             record = export.subscriber_record(session, subscriber)
             back = token_for(request, "preferences", subscriber)
-            session.expunge(subscriber)
     except LinkProblem as problem:
         return link_problem_page(request, problem)
     response = render(request, "my_data_sent.html", {"preferences_token": back}, no_store=True)

@@ -227,7 +227,8 @@ def _save(
         )
         return _Outcome(response, None)
     changes = people.enrollment_ids(session, subscriber)
-    return _Outcome(_preferences_page(request, token, session, subscriber, saved=True), changes)
+    saved = people.again(session, subscriber)
+    return _Outcome(_preferences_page(request, token, session, saved, saved=True), changes)
 
 
 def _read_preferences(
@@ -307,7 +308,8 @@ def unsubscribe(request: Request, token: str) -> Response:
             subscriber = subscriber_for(session, public_id)
             preferences.unsubscribe(session, subscriber, utc_now())
             changes = people.enrollment_ids(session, subscriber)
-            preferences_token = token_for(request, "preferences", subscriber)
+            rotated = people.again(session, subscriber)  # a new public id: the old links end
+            preferences_token = token_for(request, "preferences", rotated)
     except LinkProblem as problem:
         return link_problem_page(request, problem)
     people.sync_queue(settings, changes)

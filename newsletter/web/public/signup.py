@@ -104,7 +104,7 @@ def subscribe(
                 secret=settings.secret,
                 default_timezone=settings.default_timezone,
             )
-            subscriber = result.subscriber
+            subscriber = result.person
             send = result.send_confirmation
             already = result.already_subscribed
             key = result.email_key
@@ -183,6 +183,7 @@ def confirm(
             if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
                 raise LinkProblem(404)
             changed = signup.confirm(session, subscriber, utc_now(), ip=client_ip(request))
+            subscriber = people.again(session, subscriber)
             first = signup.first_article_text(session, subscriber)  # the welcome email's words
             shown = next_article_text(session, subscriber)  # the page's date style
             titles = signup.series_titles(session, subscriber)
