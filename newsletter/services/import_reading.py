@@ -15,7 +15,7 @@ from typing import IO, Any
 from newsletter.services import import_standing as standing
 from newsletter.services.export import from_spreadsheet
 from newsletter.services.person_fields import (
-    Person,
+    CheckedPerson,
     PersonMaker,
     Problem,
     RosterError,
@@ -80,7 +80,7 @@ def read_rows(
     confirmed: bool = False,
     now: dt.datetime | None = None,
     header_seen: Seen | None = None,
-) -> Iterator[Person | Problem]:
+) -> Iterator[CheckedPerson | Problem]:
     """Stream valid people and problems from a CSV file (UTF-8, with or without BOM) or a JSON
     array of people (the JSON export); `header_seen` is told the columns once they are known.
     `confirmed` and `now` settle rows with standing columns (import_standing)."""
@@ -222,7 +222,7 @@ def _people(
     make: PersonMaker,
     stand: standing.StandingMaker | None,
     spreadsheet: bool,
-) -> Iterator[Person | Problem]:
+) -> Iterator[CheckedPerson | Problem]:
     # email, name, timezone, series in one call; a column the file lacks reads the None put
     # at the end of each row, a cell missing from a short row reads as empty
     columns = header.columns

@@ -20,7 +20,7 @@ from newsletter.services import import_standing as standing
 from newsletter.services import people
 from newsletter.services.import_reading import Header, read_rows
 from newsletter.services.person_fields import (
-    Person,
+    CheckedPerson,
     Problem,
     activate,
     known_series,
@@ -76,8 +76,10 @@ class ImportReport:
         return cls(**fields, invalid=invalid)
 
 
-def _batches(items: Iterator[Person | Problem], size: int) -> Iterator[list[Person | Problem]]:
-    batch: list[Person | Problem] = []
+def _batches(
+    items: Iterator[CheckedPerson | Problem], size: int
+) -> Iterator[list[CheckedPerson | Problem]]:
+    batch: list[CheckedPerson | Problem] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
@@ -154,11 +156,11 @@ def import_csv(
     return report
 
 
-def _status(person: Person, common: Common) -> str:
+def _status(person: CheckedPerson, common: Common) -> str:
     return common.status if person.standing is None else person.standing.status
 
 
-def _count_states(report: ImportReport, persons: Iterable[Person], common: Common) -> None:
+def _count_states(report: ImportReport, persons: Iterable[CheckedPerson], common: Common) -> None:
     for person in persons:
         status = _status(person, common)
         report.states[status] = report.states.get(status, 0) + 1
@@ -167,7 +169,7 @@ def _count_states(report: ImportReport, persons: Iterable[Person], common: Commo
 def _import_batch(
     session: Session,
     into: Intake,
-    batch: list[Person | Problem],
+    batch: list[CheckedPerson | Problem],
     report: ImportReport,
     common: Common,
     secret: str,
@@ -175,7 +177,7 @@ def _import_batch(
 ) -> Added:
     """Count and (unless a dry run) write one batch; who was added. `every`: the slugs of the
     series a new reader is enrolled in when they chose none."""
-    persons: dict[str, Person] = {}  # key -> the first row of each address in the batch
+    persons: dict[str, CheckedPerson] = {}  # key -> the first row of each address in the batch
     for item in batch:
         report.rows += 1
         if isinstance(item, Problem):
@@ -197,7 +199,7 @@ def _import_batch(
     erased: set[str] = set()
     if unknown and session.scalar(select(exists().where(Suppression.id.is_not(None)))):
         erased = people.suppressed_among(session, secret, [candidates[k].email for k in unknown])
-    new: dict[str, Person] = {}
+    new: dict[str, CheckedPerson] = {}
     for key in unknown:
         if key in erased:
             report.invalid.append(Problem(candidates[key].line, ERASED))
@@ -248,7 +250,7 @@ class Added:
     pending: list[int] = field(default_factory=list)
 
 
-def _row(key: str, person: Person, public_id: str) -> NewRow:
+def _row(key: str, person: CheckedPerson, public_id: str) -> NewRow:
     chosen = person.series
     if person.standing is not None and person.standing.no_series:
         requested: str | None = "[]"  # takes no series (None would be every series)

@@ -29,7 +29,7 @@ class RosterError(Exception):
     """The whole file or request can't be used; the message says why and fits on one line."""
 
 
-class Person(NamedTuple):
+class CheckedPerson(NamedTuple):
     """One valid row (or one person added by hand). A named tuple: an import makes one per row,
     and a tuple is made in a third of a frozen dataclass's time."""
 
@@ -70,10 +70,10 @@ def make_person(
     *,
     default_timezone: str,
     known_series: set[str],
-) -> Person:
+) -> CheckedPerson:
     """Validate one person's fields (core.identity's rules); ValueError with the first problem."""
     series_text = series if isinstance(series, str) or series is None else " ".join(series)
-    return Person(
+    return CheckedPerson(
         line=line,
         email=identity.normalise_email(email),
         name=identity.clean_name(name),
@@ -82,7 +82,7 @@ def make_person(
     )
 
 
-PersonMaker = Callable[[int, str, str | None, str | None, str | None], Person]
+PersonMaker = Callable[[int, str, str | None, str | None, str | None], CheckedPerson]
 
 # What an import says about a bad cell: its column and the rule, never the cell (the reasons are
 # kept in Redis and shown on pages and in reports; a cell may hold an address or a name, and a
@@ -155,12 +155,12 @@ def person_maker(*, default_timezone: str, known_series: set[str]) -> PersonMake
 
     def make(
         line: int, email: str, name: str | None, timezone: str | None, series: str | None
-    ) -> Person:
+    ) -> CheckedPerson:
         address = _cell("email", identity.normalise_email, email)
         cleaned = _cell("name", identity.clean_name, name) if name else None
         zone = _remembered(zones, timezone, zone_of)
         slugs = _remembered(chosen, series, series_of)
-        return Person(line, address, cleaned, zone, slugs)
+        return CheckedPerson(line, address, cleaned, zone, slugs)
 
     return make
 
@@ -169,7 +169,9 @@ def known_series(session: Session) -> set[str]:
     return set(session.scalars(select(Series.slug).where(Series.kind == SERIES_KIND)))
 
 
-def new_subscriber(person: Person, *, confirmed: bool, method: str, now: dt.datetime) -> Subscriber:
+def new_subscriber(
+    person: CheckedPerson, *, confirmed: bool, method: str, now: dt.datetime
+) -> Subscriber:
     """The row for a person added by hand or imported: pending, or active with consent noted."""
     return Subscriber(
         public_id=identity.new_public_id(),

@@ -372,7 +372,7 @@ def test_cli_import_export_unsubscribe_erase(live: Settings, tmp_path: Path) -> 
 
 
 def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
-    """The import's memoising maker: the same Person or the same first problem, also when a
+    """The import's memoising maker: the same CheckedPerson or the same first problem, also when a
     time zone or series cell repeats (its answer then comes from the memo)."""
     known = {MYTHS, "other"}
     cases = [
@@ -393,7 +393,7 @@ def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
     FIRST_PROBLEM |= {11: "email", 12: "name"}
 
     def answer(
-        maker: Callable[..., person_fields.Person], *args: object, **options: object
+        maker: Callable[..., person_fields.CheckedPerson], *args: object, **options: object
     ) -> object:
         try:
             return maker(*args, **options)
@@ -413,7 +413,7 @@ def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
                 known_series=known,
             )
             got = answer(make, line, email, name, zone, series)
-            if isinstance(expected, person_fields.Person):
+            if isinstance(expected, person_fields.CheckedPerson):
                 assert got == expected and line not in FIRST_PROBLEM
             else:  # the same first problem, told by column and rule
                 assert isinstance(expected, tuple)
@@ -422,4 +422,4 @@ def test_person_maker_gives_make_persons_answers_and_first_problems() -> None:
                     "problem",
                     str(person_fields.cell_problem(column, ValueError(expected[1]))),
                 )
-    assert isinstance(answer(make, 2, *cases[0]), person_fields.Person)
+    assert isinstance(answer(make, 2, *cases[0]), person_fields.CheckedPerson)
