@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
@@ -23,6 +26,15 @@ CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 ADMIN_PASSWORD = "a calm and long password"
 ADMIN_BASE = "https://news.example.org"  # the settings fixture's public URL: Secure cookies hold
 LINK_RE = re.compile(r"https?://[^\s\"'<>]+/(confirm|preferences|unsubscribe)/([A-Za-z0-9._-]+)")
+
+
+def dead_redis() -> redis.Redis:
+    """A client of a Redis that isn't there (port 1 refuses at once), for an app's
+    `state.redis`. No retries: redis-py's default retries a refused connection three times with
+    seconds of backoff, which only makes the test wait; the app sees the same ConnectionError."""
+    return redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def add_series(

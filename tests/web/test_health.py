@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from servers import uvicorn_thread
-from web_helpers import sign_in
+from web_helpers import dead_redis, sign_in
 
 from newsletter.core.config import Settings
 from newsletter.queue import liveness
@@ -208,7 +208,7 @@ def test_dashboard_warns_while_unsigned_webhooks_are_allowed(settings: Settings)
 
 def test_metrics_still_answer_with_redis_down(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"metrics_token": SecretStr("m-token-123")}))
-    app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    app.state.redis = dead_redis()
     with TestClient(app, base_url=BASE) as c:
         response = c.get("/metrics", headers={"Authorization": "Bearer m-token-123"})
         assert response.status_code == 200

@@ -7,12 +7,11 @@ import time
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import SecretStr
 from sqlalchemy import select
-from web_helpers import add_series, client, csrf, outbox
+from web_helpers import add_series, client, csrf, dead_redis, outbox
 
 from newsletter.core import tokens
 from newsletter.queue.connection import redis_client
@@ -545,7 +544,7 @@ def test_healthz_checks_database_and_redis(c):
 
 def test_healthz_reports_a_dead_redis(site):
     app_client = client(site.model_copy(update={"metrics_token": SecretStr("health-token")}))
-    app_client.app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    app_client.app.state.redis = dead_redis()
     response = app_client.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "error", "failing": ["redis"]}
@@ -616,7 +615,7 @@ def test_signup_with_redis_down_looks_the_same_but_sends_no_confirmation(site):
         normal = up.post("/subscribe", data=form(up, email="bob@example.org"))
         normal_text = normal.text.replace(csrf(up), "")
     with client(site) as c:
-        c.app.state.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+        c.app.state.redis = dead_redis()
         response = c.post("/subscribe", data=form(c))
         text = response.text.replace(csrf(c), "")
     assert response.status_code == 200 and subscriber(site).status == PENDING
