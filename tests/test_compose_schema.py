@@ -136,6 +136,7 @@ def test_schedules_live_on_a_volume(compose: dict[str, Any]) -> None:
     assert re.search(r"chown -R newsletter:newsletter [^\n]*/app/schedules", dockerfile)
 
 
+@pytest.mark.slow  # the healthcheck command in a child process
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, True), (500, False)])
 def test_web_healthcheck_passes_while_the_web_answers(status: int, healthy: bool) -> None:
     """The web service's healthcheck, run as compose runs it against a server answering `status`:

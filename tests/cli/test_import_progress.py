@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from newsletter.core.config import Settings
@@ -28,6 +29,7 @@ def _count(settings: Settings) -> int:
         return int(session.scalar(select(func.count()).select_from(Subscriber)) or 0)
 
 
+@pytest.mark.slow  # a `newsletter` import in a child process
 def test_a_terminal_gets_a_progress_bar_with_rows_per_second(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -55,6 +57,7 @@ def test_a_terminal_gets_a_progress_bar_with_rows_per_second(
     assert "dry run" in text  # then the report
 
 
+@pytest.mark.slow  # a `newsletter` import in a child process
 def test_no_progress_bar_when_stdout_is_not_a_terminal(settings: Settings, tmp_path: Path) -> None:
     upgrade(settings.database_url)
     argv = [sys.executable, "-m", "newsletter", "subscribers", "import", str(_file(tmp_path))]

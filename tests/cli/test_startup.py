@@ -81,6 +81,7 @@ def test_help_lists_every_registered_command() -> None:
         assert f"  {group} " in out
 
 
+@pytest.mark.slow  # a `newsletter` process that imports everything
 def test_a_bad_setting_still_exits_2_with_one_line(tmp_path: object) -> None:
     import os
 

@@ -233,6 +233,7 @@ def test_error_reasons_naming_an_address_are_scrubbed(
         assert isinstance(outcome, Failed) and outcome.reason.endswith("Invalid email <address>")
 
 
+@pytest.mark.slow  # waits out a 3 s client timeout
 def test_timeout_after_the_request_went_out_is_unknown_not_retry(
     settings: Settings, fake: FakeSendGrid
 ) -> None:
@@ -351,6 +352,7 @@ def test_no_addresses_or_key_in_debug_logs(
     assert "@example.net" not in caplog.text and API_KEY not in caplog.text
 
 
+@pytest.mark.slow  # the stand-in in a child process
 def test_fake_runs_as_its_own_process(settings: Settings) -> None:
     import json
     import subprocess

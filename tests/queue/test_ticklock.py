@@ -59,6 +59,7 @@ def _wait_for(predicate: object, limit: float = 30.0) -> bool:
     return False
 
 
+@pytest.mark.slow  # a holder in a child process, watched over several TTLs
 def test_a_killed_holder_stops_blocking_within_the_ttl(
     client: redis.Redis, key: str, redis_server_url: str
 ) -> None:

@@ -106,6 +106,7 @@ def test_doctor_reports_the_sender_saved_in_the_browser_and_checks_its_domain(
     assert code == 0  # warnings only (DKIM not checked for the outbox)
 
 
+@pytest.mark.slow  # a fresh `newsletter` process
 def test_a_fresh_doctor_process_sees_the_saved_values(settings: Settings, tmp_path: Path) -> None:
     save_in_the_browser(settings, SAVED)
     done = fresh_process("doctor", "--json", "--check", "sender", cwd=tmp_path)
@@ -116,6 +117,7 @@ def test_a_fresh_doctor_process_sees_the_saved_values(settings: Settings, tmp_pa
     assert "4 Quiet Lane, Harbour Town" in sender["message"]
 
 
+@pytest.mark.slow  # a fresh `newsletter` process
 def test_a_fresh_process_sends_as_saved(settings: Settings, tmp_path: Path) -> None:
     """`newsletter send-test` in a new interpreter builds its backend and renderer from the
     effective settings its entry point made: the email goes out as the practice saved it."""
@@ -138,6 +140,7 @@ def test_a_fresh_process_sends_as_saved(settings: Settings, tmp_path: Path) -> N
     assert "4 Quiet Lane, Harbour Town" in text and "100 Sample Street" not in text
 
 
+@pytest.mark.slow  # ends with a fresh `newsletter` process
 def test_an_environment_variable_still_wins(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

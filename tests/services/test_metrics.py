@@ -132,6 +132,7 @@ metrics.chunk_sent({"sent": 7, "retry": 2, "failed": 1}, 0.3, "outbox")
 """
 
 
+@pytest.mark.slow  # a worker in a child process
 def test_worker_processes_values_add_up_with_this_process(
     settings: Settings, web: TestClient
 ) -> None:

@@ -60,6 +60,7 @@ def wait_for(check: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # a uvicorn server and 40 client threads
 def test_forty_wrong_passwords_run_off_the_loop_two_at_a_time(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

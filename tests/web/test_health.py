@@ -145,6 +145,7 @@ def test_metrics_without_a_token_answer_this_machine_only(
     assert status("127.0.0.1") == 403
 
 
+@pytest.mark.slow  # a uvicorn server per case
 @pytest.mark.parametrize("forwarded", ["127.0.0.1", "localhost", "::1"])
 @pytest.mark.parametrize("token", [None, METRICS_TOKEN])
 def test_metrics_through_a_trusted_proxy_need_the_token(

@@ -643,6 +643,7 @@ def test_confirmation_emails_per_address_have_a_cooldown_whatever_the_ip(site):
     assert all(0 < redis_client(site).ttl(k) <= 86_400 for k in keys)
 
 
+@pytest.mark.slow  # waits out Redis's cooldown five times
 def test_confirmation_emails_per_address_stop_after_the_daily_limit(site, monkeypatch):
     monkeypatch.setattr(signup_service, "COOLDOWN_SECONDS", 1)
     with client(site) as c:
