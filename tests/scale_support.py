@@ -1,5 +1,6 @@
-"""Helpers for the admin-at-scale tests (issue 15): many readers and ledger rows, and counting
-the SQL statements a page runs (counts, never time). Signing in: web_helpers."""
+"""Helpers for the tests at scale: many readers and ledger rows for the admin pages (issue 15),
+a full batch of readers due at one slot for the engine's plan, send and ledger, and counting
+the SQL statements a page or a step runs (counts, never time). Signing in: web_helpers."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine_support import ship, utc
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import event, func, insert, select
 
 from newsletter.core.config import Settings
 from newsletter.engine import enrollment
+from newsletter.engine.plan import Chunk
+from newsletter.engine.plan import plan as plan_due
+from newsletter.queue.dueset import RedisQueue
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import (
     ACTIVE,
@@ -133,3 +138,64 @@ def page_statements(settings: Settings, c: TestClient, method: str, path: str, *
         r = c.request(method, path, **kw)
         assert r.status_code == 200, (path, r.status_code)
     return len(seen)
+
+
+# A full batch: one chunk of NEWSLETTER_BATCH_SIZE's default (SendGrid's cap) through every
+# branch of plan, send and the ledger, on SQLite and PostgreSQL (SQLite refused the old conflict
+# lookup, an OR of 1,000 ANDs), each costing a bounded number of SQL statements whatever the
+# number of rows: counted, not timed.
+BATCH = 1000
+BATCH_MONDAY = utc(2030, 3, 4, 12)
+BATCH_SLOT = utc(2030, 3, 5, 9)  # Tuesday 09:00 UTC: part 1 of Myths
+STATEMENTS_PER_ROUND = 40  # generous, and independent of BATCH: one per row would be 1,000+
+
+
+def batch_readers(settings: Settings, n: int = BATCH) -> list[int]:
+    """n confirmed readers in UTC, enrolled on BATCH_MONDAY (bulk, as imports do): part 1 due
+    at BATCH_SLOT."""
+    ship(settings, BATCH_MONDAY)
+    with session_scope(settings.database_url) as session:
+        emails = [f"r{i:04d}.{secrets.token_hex(2)}@example.org" for i in range(n)]
+        session.execute(
+            insert(Subscriber),
+            [
+                {
+                    "public_id": secrets.token_hex(8),
+                    "email": e,
+                    "email_key": e,
+                    "name": None,
+                    "timezone": "UTC",
+                    "status": ACTIVE,
+                    "cadence": "weekly",
+                    "takes_new_series": True,
+                    "consent_method": "cli",
+                    "consent_at": BATCH_MONDAY,
+                    "confirmed_at": BATCH_MONDAY,
+                    "created_at": BATCH_MONDAY,
+                    "updated_at": BATCH_MONDAY,
+                }
+                for e in emails
+            ],
+        )
+        ids = list(session.scalars(select(Subscriber.id)))
+        enrollment.enroll_new(session, ids, BATCH_MONDAY)
+    with session_scope(settings.database_url) as session:
+        RedisQueue(settings).rebuild(session)
+    return ids
+
+
+def delivery_statuses(settings: Settings) -> dict[str, int]:
+    """The ledger's rows counted by status."""
+    with session_scope(settings.database_url) as session:
+        return dict(
+            session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        )
+
+
+def one_full_chunk(settings: Settings, now: dt.datetime = BATCH_SLOT) -> Chunk:
+    """Plan at `now`: the whole batch claimed, as one chunk."""
+    result = plan_due(settings, now)
+    assert result.claimed == BATCH and len(result.chunks) == 1
+    (chunk,) = result.chunks
+    assert len(chunk.delivery_ids) == BATCH
+    return chunk

@@ -1,22 +1,51 @@
 """The plan (engine.plan, and its PostgreSQL statements in store.ledger): a retry row is taken
-back only once its time has come, whatever the reader's cursor says."""
+back only once its time has come, whatever the reader's cursor says; a ledger ahead of the
+cursor (a stale Redis entry, a restore) is caught up, never sent twice; rows in flight elsewhere
+are left alone; finished readers start their next series; for a full batch of 1,000 too."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-from engine_support import Scripted, add_person, enrollments, ledger, ship, use_backend, utc
-from sqlalchemy import select
+from engine_support import (
+    Scripted,
+    add_person,
+    enrollments,
+    ledger,
+    outbox_mails,
+    ship,
+    use_backend,
+    utc,
+)
+from scale_support import (
+    BATCH,
+    BATCH_SLOT,
+    STATEMENTS_PER_ROUND,
+    batch_readers,
+    delivery_statuses,
+    one_full_chunk,
+    statements,
+)
+from sqlalchemy import select, update
 from time_machine import TimeMachineFixture
 
 from newsletter.core.config import Settings
+from newsletter.engine.plan import plan as plan_due
 from newsletter.engine.tick import tick
 from newsletter.mail.message import Accepted, RetryLater
 from newsletter.queue.dueset import RedisQueue, epoch
 from newsletter.services import people, preferences, signup
 from newsletter.store.db import session_scope
-from newsletter.store.models import RETRY, SENT, Delivery, Subscriber
+from newsletter.store.models import (
+    CLAIMED,
+    ENROLLED_ACTIVE,
+    RETRY,
+    SENT,
+    Delivery,
+    Enrollment,
+    Subscriber,
+)
 
 MONDAY = utc(2027, 3, 1, 12)
 TUESDAY_9 = utc(2027, 3, 2, 9)  # a UTC reader's first slot
@@ -69,3 +98,90 @@ def test_a_reader_requeued_before_their_pending_retry_waits_for_the_retry_time(
     assert len(backend.calls) == 2
     assert [(r[2], r[3]) for r in ledger(settings)] == [(1, SENT)]
     assert enrollments(settings, sid)[0].next_part == 2
+
+
+def test_stale_or_duplicate_redis_entries_never_double_send(settings: Settings) -> None:
+    ship(settings, MONDAY)
+    add_person(settings, MONDAY, "UTC")
+    q = RedisQueue(settings)
+    tick(settings, TUESDAY_9)
+    with session_scope(settings.database_url) as session:
+        eid = next(iter(enrollments(settings, ledger(settings)[0][0] or 0))).id
+        # the cursor falls behind the ledger (e.g. an old Redis snapshot + a DB restore)
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.id == eid)
+            .values(next_part=1, next_due_at=TUESDAY_9)
+        )
+    q.schedule(eid, TUESDAY_9)
+    summary = tick(settings, TUESDAY_9 + dt.timedelta(minutes=5))
+    assert summary.sent == 0 and summary.skipped == 1
+    assert len(outbox_mails(settings)) == 1
+    assert enrollments(settings, ledger(settings)[0][0] or 0)[0].next_part == 2
+
+
+def test_full_batch_whose_ledger_is_ahead_of_the_cursor_catches_up(settings: Settings) -> None:
+    batch_readers(settings)
+    assert tick(settings, BATCH_SLOT).sent == BATCH
+    # the cursors fall behind the ledger (a crash between the two writes, an old backup)
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.next_part == 2)
+            .values(next_part=1, next_due_at=BATCH_SLOT)
+        )
+        RedisQueue(settings).rebuild(session)
+    with statements(settings) as sql:
+        result = plan_due(settings, BATCH_SLOT + dt.timedelta(minutes=1))
+    assert (result.claimed, result.skipped, result.chunks) == (BATCH, BATCH, [])
+    assert len(sql) <= STATEMENTS_PER_ROUND + BATCH // 100, len(sql)
+    with session_scope(settings.database_url) as session:
+        parts = set(
+            session.scalars(select(Enrollment.next_part).where(Enrollment.state == ENROLLED_ACTIVE))
+        )
+        dues = set(
+            session.scalars(
+                select(Enrollment.next_due_at).where(Enrollment.state == ENROLLED_ACTIVE)
+            )
+        )
+    assert parts == {2} and dues == {BATCH_SLOT + dt.timedelta(days=7)}
+    assert delivery_statuses(settings) == {SENT: BATCH}  # nobody sent part 1 again
+
+
+def test_full_batch_in_flight_elsewhere_is_left_alone(settings: Settings) -> None:
+    batch_readers(settings)
+    one_full_chunk(settings)  # claimed by a tick whose send task has not run yet
+    with session_scope(settings.database_url) as session:
+        RedisQueue(settings).rebuild(session)  # e.g. Redis lost the lease meanwhile
+    with statements(settings) as sql:
+        result = plan_due(settings, BATCH_SLOT + dt.timedelta(minutes=1))
+    assert (result.claimed, result.skipped, result.chunks) == (BATCH, BATCH, [])
+    assert len(sql) <= STATEMENTS_PER_ROUND, sql.seen
+    assert delivery_statuses(settings) == {CLAIMED: BATCH}
+
+
+def test_full_batch_of_finished_readers_starts_their_next_series(settings: Settings) -> None:
+    """Everyone is past the last part: each finishes the series and starts the next one.
+
+    Not yet set-based: a series end goes through schedule.place one reader at a time (about
+    six statements each, on every database). Bounded here so it can only get better."""
+    batch_readers(settings)
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.state == ENROLLED_ACTIVE)
+            .values(next_part=99, next_due_at=BATCH_SLOT)
+        )
+        RedisQueue(settings).rebuild(session)
+    with statements(settings) as sql:
+        result = plan_due(settings, BATCH_SLOT)
+    assert (result.claimed, result.skipped, result.chunks) == (BATCH, BATCH, [])
+    assert len(sql) <= STATEMENTS_PER_ROUND + 6 * BATCH, len(sql)
+    with session_scope(settings.database_url) as session:
+        active = session.execute(
+            select(Enrollment.series_id, Enrollment.next_part).where(
+                Enrollment.state == ENROLLED_ACTIVE
+            )
+        ).all()
+    assert len(active) == BATCH and len({series for series, _ in active}) == 1
+    assert {part for _, part in active} == {1}

@@ -10,10 +10,14 @@ import re
 from pathlib import Path
 
 from engine_support import add_person, ship, utc
+from scale_support import BATCH, BATCH_SLOT, batch_readers, statements
+from sendgrid_fake import FakeSendGrid
 from sqlalchemy import select
 
 import newsletter
 from newsletter.core.config import Settings
+from newsletter.engine.plan import plan as plan_due
+from newsletter.engine.send import send_chunk
 from newsletter.store.db import session_scope
 from newsletter.store.ledger import (
     RESENT_NOTE,
@@ -184,3 +188,19 @@ def test_the_scan_sees_the_ledgers_own_writes() -> None:
         "session.get(Delivery, ...)",
         "raw SQL ",
     } <= kinds, kinds
+
+
+def test_a_full_round_costs_the_statements_it_cost_before_the_ledger_moved(
+    sg: tuple[Settings, FakeSendGrid],
+) -> None:
+    """The hot path's statement count, pinned at what it was before the ledger's SQL moved to
+    store/ledger/ (issue 23): plan 5 on SQLite / 6 on PostgreSQL, send_chunk 12 on both,
+    for a full batch of 1,000 accepted. Fewer is fine; one more per chunk is a regression."""
+    settings, _ = sg
+    batch_readers(settings)
+    with statements(settings) as planned:
+        result = plan_due(settings, BATCH_SLOT)
+    (chunk,) = result.chunks
+    with statements(settings) as sent:
+        assert send_chunk(settings, chunk, BATCH_SLOT).sent == BATCH
+    assert len(planned) <= 6 and len(sent) <= 12, (planned, sent)
