@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NL := $(VENV)/bin/newsletter
 # pytest-xdist workers, one per core by default; each has its own PostgreSQL database, SQLite
-# files, var dirs and embedded Redis, and each test its own Redis key prefix (tests/conftest.py).
+# files, var dirs (in /dev/shm when there is one) and embedded Redis, and each test its own Redis
+# key prefix (tests/conftest.py).
 # WORKERS=0 runs the suite in one process, in file order. worksteal: the long end-to-end tests
 # don't leave one worker running alone at the end.
 WORKERS ?= auto
