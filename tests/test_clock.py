@@ -36,7 +36,6 @@ def test_this_process_reads_the_test_clock_and_it_ticks() -> None:
     assert dt.datetime.now(dt.UTC) > first  # ticking, not frozen
 
 
-@pytest.mark.slow  # a child Python process
 def test_a_python_subprocess_reads_the_same_clock() -> None:
     out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True)
     assert within_the_hour(dt.datetime.fromisoformat(out.stdout.strip())), out
