@@ -200,7 +200,8 @@ class Settings(BaseSettings):
         pick up a changed saved value (model_copy counts an updated field as set)."""
         base = self.environment
         fixed = base.model_fields_set
-        update = {k: v for k, v in saved.items() if k not in fixed and getattr(base, k) != v}
+        typed = {k: _typed(k, v) for k, v in saved.items() if k not in fixed}
+        update = {k: v for k, v in typed.items() if getattr(base, k) != v}
         if not update:
             return base
         made = base.model_copy(update=update)
@@ -229,6 +230,17 @@ class Settings(BaseSettings):
     @property
     def public_is_https(self) -> bool:
         return self.public_url.startswith("https://")
+
+
+# Saved values are text; these fields hold them as SecretStr (never shown in a repr or a log).
+SECRET_FIELDS = frozenset({"sendgrid_api_key"})
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A saved value as its field holds it (a secret as SecretStr)."""
+    if name in SECRET_FIELDS and isinstance(value, str):
+        return SecretStr(value)
+    return value
 
 
 def _write_new_key(path: Path) -> None:

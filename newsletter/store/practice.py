@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import identity
 from newsletter.core.config import ENV_PREFIX, Settings
+from newsletter.store import provider
 from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import AppState, PracticeSetting, utcnow
 
@@ -202,11 +203,11 @@ def _read(url: str, session: Session | None) -> _Read:
     if found is not None and found.engine is engine and now < found.until:
         return found
     if session is not None:  # the caller's transaction: its errors are the caller's
-        values = saved(session)
+        values = saved(session) | provider.rows(session)
     else:
         try:
             with session_scope(url) as own:
-                values = saved(own)
+                values = saved(own) | provider.rows(own)
         except SQLAlchemyError:  # not migrated yet: the built-in defaults
             values = {}
     found = _cache[url] = _Read(engine, now + CACHE_SECONDS, values)
@@ -226,9 +227,23 @@ def effective_settings(settings: Settings, session: Session | None = None) -> Se
     read = _read(base.database_url, session)
     if read.made is not None and read.made[0] is base:
         return read.made[1]
-    made = settings.with_saved(read.values)  # from `base`, whatever `settings` are
+    made = settings.with_saved(
+        _laid_over(read.values, base)
+    )  # from `base`, whatever `settings` are
     read.made = (base, made)
     return made
+
+
+def _laid_over(values: Mapping[str, str], base: Settings) -> dict[str, str]:
+    """The saved values Settings take: the practice's, and the mail provider's opened
+    (store.provider; its sealed values need the secret key, read only when there are some)."""
+    chosen = {k: v for k, v in values.items() if k in BY_NAME}
+    stored = {k: v for k, v in values.items() if k in provider.BY_NAME}
+    if stored:
+        chosen |= {
+            k: v for k, v in provider.opened(stored, base.secret).items() if k in provider.SETTINGS
+        }
+    return chosen
 
 
 # --- first-run facts the dashboard checklist reads ------------------------------------------
