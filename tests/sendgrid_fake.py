@@ -1,4 +1,5 @@
-"""A local SendGrid /v3/mail/send server for tests and benchmarks: checks key and schema, records, misbehaves on request.
+"""A local SendGrid for tests and benchmarks: /v3/mail/send (checks key and schema, records, misbehaves on
+request), the account API the Settings page uses, and the signed Event Webhook posting back.
 
 Scripted faults, one per request in order (then 202): any status (429 with X-RateLimit-Reset, 5xx,
 400, 401), `hang_until_released()` (the request is read and recorded, then no answer until
@@ -6,32 +7,66 @@ Scripted faults, one per request in order (then 202): any status (429 with X-Rat
 the connection is closed without a reply). `accepted` lists what SendGrid would deliver.
 `budget(limit, window)`: a fixed number of requests per window, as SendGrid's rate limit: every
 answer carries X-RateLimit-Limit/Remaining/Reset, a request beyond the budget gets 429.
+
+Account API (each request's body checked against contracts/sendgrid-webhook-settings.schema.json,
+from SendGrid's published OpenAPI documents, as mail-send bodies are; recorded in `api_calls`):
+`GET /v3/scopes` (answers `scopes`, settable), `GET /v3/user/webhooks/event/settings/all`,
+`POST /v3/user/webhooks/event/settings`, `GET|PATCH /v3/user/webhooks/event/settings/{id}`,
+`GET|PATCH /v3/user/webhooks/event/settings/signed/{id}` (the public key of the fake's own
+P-256 signing key once signing is on). Webhooks set up are in `webhooks`.
+
+Event posting (as SendGrid posts to the Event Webhook): `post_events(events)` posts one batch to
+the configured webhook URL (or `url=`), signed with ECDSA P-256 over timestamp + raw body in the
+X-Twilio-Email-Event-Webhook-* headers (`signed=False`: without them); `events_for(request)`
+makes one event a recipient of an accepted mail-send request; `post_accepted()` posts those for
+every request accepted since the last call, in batches; `posting(every)` does that from a
+background thread until its block ends. `post=` carries a batch some other way (a TestClient).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import itertools
 import json
 import math
+import re
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from jsonschema import Draft202012Validator
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "contracts" / "sendgrid-mail-send.schema.json"
+SETTINGS_SCHEMA_PATH = SCHEMA_PATH.with_name("sendgrid-webhook-settings.schema.json")
 API_KEY = "SG.test-key-for-the-fake"
+# A key made for the Settings page: mail.send plus the Event Webhook scopes (SendGrid's
+# "API Key Permissions": Webhook group), and one more to show extra scopes do no harm.
+FULL_SCOPES = [
+    "mail.send",
+    "user.webhooks.event.settings.read",
+    "user.webhooks.event.settings.update",
+    "alerts.read",
+]
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+SETTINGS_PATH = "/v3/user/webhooks/event/settings"
+HOOK_ID = re.compile(r"^/v3/user/webhooks/event/settings/(signed/)?([A-Za-z0-9-]+)$")
+Poster = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
 
 
 @dataclass
@@ -108,6 +143,42 @@ def body_problems(validator: Draft202012Validator, body: Any) -> list[str]:
     return problems
 
 
+@dataclass
+class ApiCall:
+    """One request to the account API (not mail-send)."""
+
+    method: str
+    path: str
+    body: Any
+    status: int
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One batch of events posted to the webhook: what went and what the site answered."""
+
+    url: str
+    events: list[dict[str, Any]]
+    status: int
+    body: bytes
+
+
+def _settings_validator(name: str) -> Draft202012Validator:
+    schema = json.loads(SETTINGS_SCHEMA_PATH.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator({**schema, "$ref": f"#/$defs/{name}"})
+
+
+def _urllib_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 class FakeSendGrid:
     """Run with `with FakeSendGrid() as fake:`; point NEWSLETTER_SENDGRID_HOST at `fake.url`."""
 
@@ -128,6 +199,15 @@ class FakeSendGrid:
         self.window_seconds = 60
         self.window_clock: Callable[[], float] = time.time
         self.window_counts: dict[int, int] = {}
+        # the account API and the Event Webhook
+        self.scopes: list[str] = list(FULL_SCOPES)
+        self.api_calls: list[ApiCall] = []
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.signing_key = ec.generate_private_key(ec.SECP256R1())
+        self.hook_validator = _settings_validator("EventWebhookRequest")
+        self.signed_validator = _settings_validator("SignedToggleRequest")
+        self.posted: list[Posted] = []
+        self.posted_upto = 0  # requests whose events post_accepted() has posted
 
     @property
     def url(self) -> str:
@@ -244,6 +324,176 @@ class FakeSendGrid:
     def problems(self) -> list[str]:
         return [p for r in self.requests for p in r.problems]
 
+    # --- account API: scopes and the Event Webhook settings -------------------------------
+
+    @property
+    def public_key(self) -> str:
+        """The signing public key as SendGrid gives it: base64 DER SubjectPublicKeyInfo."""
+        der = self.signing_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(der).decode()
+
+    @property
+    def webhook_url(self) -> str | None:
+        """The URL of the (first) enabled webhook."""
+        return next((h["url"] for h in self.webhooks.values() if h.get("enabled")), None)
+
+    def _problems(self, validator: Draft202012Validator, body: Any) -> list[str]:
+        return [
+            f"{'/'.join(str(p) for p in e.absolute_path) or 'body'}: {e.message}"[:300]
+            for e in itertools.islice(validator.iter_errors(body), 20)
+        ]
+
+    def api(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """Answer one account-API request (key already checked): (status, JSON body)."""
+        problems: list[str] = []
+        status, answer = self._api(method, path, body, problems)
+        with self.lock:
+            self.api_calls.append(ApiCall(method, path, body, status, problems))
+        return status, answer
+
+    def _api(self, method: str, path: str, body: Any, problems: list[str]) -> tuple[int, Any]:
+        def bad(found: list[str]) -> tuple[int, Any]:
+            problems.extend(found)
+            return 400, {"errors": [{"field": None, "message": p} for p in found]}
+
+        not_found = (404, {"errors": [{"message": "Invalid id provided."}]})
+        if (method, path) == ("GET", "/v3/scopes"):
+            return 200, {"scopes": list(self.scopes)}
+        if (method, path) == ("GET", SETTINGS_PATH + "/all"):
+            return 200, {
+                "max_allowed": 5,
+                "webhooks": [self._shown(h) for h in self.webhooks.values()],
+            }
+        if (method, path) == ("POST", SETTINGS_PATH):
+            if found := self._problems(self.hook_validator, body):
+                return bad(found)
+            if any(h["url"] == body["url"] for h in self.webhooks.values()):
+                return bad(
+                    [f"Webhook at '{body['url']}' already exists. Please provide a unique URL."]
+                )
+            hook = {**body, "id": str(uuid.uuid4()), "signed": False}
+            hook["created_date"] = hook["updated_date"] = "2027-01-04T12:00:00Z"
+            self.webhooks[hook["id"]] = hook
+            return 201, self._shown(hook)
+        match = HOOK_ID.match(path)
+        if match is None:
+            return 404, {"errors": [{"field": None, "message": "not found"}]}
+        signed_path, hook_id = bool(match.group(1)), match.group(2)
+        hook = self.webhooks.get(hook_id)
+        if hook is None:
+            return not_found
+        if signed_path and method == "PATCH":
+            if found := self._problems(self.signed_validator, body):
+                return bad(found)
+            hook["signed"] = body["enabled"]
+        if signed_path and method in ("GET", "PATCH"):
+            return 200, {"id": hook_id, "public_key": self.public_key if hook["signed"] else ""}
+        if method == "PATCH":
+            if found := self._problems(self.hook_validator, body):
+                return bad(found)
+            hook.update(body)
+        if method in ("GET", "PATCH"):
+            return 200, self._shown(hook)
+        return 405, {"errors": [{"field": None, "message": "method not allowed"}]}
+
+    def _shown(self, hook: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: v for k, v in hook.items() if k not in ("signed", "oauth_client_secret")}
+        if hook.get("signed"):
+            shown["public_key"] = self.public_key
+        return shown
+
+    # --- the Event Webhook: signed batches posted to the site ------------------------------
+
+    def signed_headers(self, raw: bytes, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self.signing_key.sign(stamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
+        return {
+            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+            TIMESTAMP_HEADER: stamp,
+        }
+
+    def post_events(
+        self,
+        events: list[dict[str, Any]],
+        *,
+        url: str | None = None,
+        signed: bool = True,
+        timestamp: int | None = None,
+        post: Poster | None = None,
+    ) -> Posted:
+        """Post one batch to the webhook SendGrid was told about (or `url`), as SendGrid does."""
+        target = url or self.webhook_url
+        if target is None:
+            raise RuntimeError("no Event Webhook is configured on the fake, and no url= given")
+        raw = json.dumps(events).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "SendGrid Event API"}
+        if signed:
+            headers |= self.signed_headers(raw, timestamp)
+        status, body = (post or _urllib_post)(target, raw, headers)
+        done = Posted(target, events, status, body)
+        with self.lock:
+            self.posted.append(done)
+        return done
+
+    @staticmethod
+    def events_for(
+        request: Request, event: str = "delivered", timestamp: int | None = None
+    ) -> list[dict[str, Any]]:
+        """One `event` for each recipient of an accepted mail-send request, shaped as SendGrid's
+        (custom_args flattened to top-level keys, sg_message_id = X-Message-Id + a suffix)."""
+        stamp = int(time.time()) if timestamp is None else timestamp
+        body = request.body if isinstance(request.body, dict) else {}
+        shared = body.get("custom_args") or {}
+        made = []
+        for n, p in enumerate(body.get("personalizations") or []):
+            for to in p.get("to") or []:
+                made.append(
+                    {
+                        **shared,
+                        **(p.get("custom_args") or {}),
+                        "email": to["email"],
+                        "timestamp": stamp,
+                        "event": event,
+                        "sg_event_id": uuid.uuid4().hex,
+                        "sg_message_id": f"{request.message_id}.filter0001.{n}.0",
+                    }
+                )
+        return made
+
+    def post_accepted(
+        self, event: str = "delivered", batch: int = 500, **options: Any
+    ) -> list[Posted]:
+        """Post `event` for every recipient of the requests accepted since the last call, in
+        batches of up to `batch` events (options as post_events)."""
+        with self.lock:
+            fresh = [r for r in self.requests[self.posted_upto :] if r.status == 202]
+            self.posted_upto = len(self.requests)
+        events = [e for r in fresh for e in self.events_for(r, event)]
+        return [
+            self.post_events(events[i : i + batch], **options) for i in range(0, len(events), batch)
+        ]
+
+    @contextlib.contextmanager
+    def posting(self, every: float = 0.2, **options: Any) -> Iterator[None]:
+        """Within the block, a thread posts the accepted requests' events every `every` seconds
+        (post_accepted's options); once more at the end."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(every):
+                self.post_accepted(**options)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.post_accepted(**options)
+
     # --- server ----------------------------------------------------------------------------
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -269,7 +519,30 @@ class FakeSendGrid:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _account(self, method: str) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
+                if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    with fake.lock:
+                        fake.api_calls.append(ApiCall(method, self.path, body, 401, []))
+                    return self._answer(
+                        401, {}, {"errors": [{"field": None, "message": "authorization required"}]}
+                    )
+                status, answer = fake.api(method, self.path, body)
+                self._answer(status, {}, answer)
+
+            def do_GET(self) -> None:
+                self._account("GET")
+
+            def do_PATCH(self) -> None:
+                self._account("PATCH")
+
             def do_POST(self) -> None:
+                if self.path.startswith(SETTINGS_PATH):
+                    return self._account("POST")
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k: v for k, v in self.headers.items()}
                 try:

@@ -103,9 +103,9 @@ def checklist(settings: Settings, session: Session) -> list[Step]:
         Step(
             "Connect SendGrid",
             sendgrid,
-            "/admin/outbox",
-            "Set NEWSLETTER_MAIL_BACKEND=sendgrid and NEWSLETTER_SENDGRID_API_KEY on the server;"
-            " until then every email waits in the outbox.",
+            "/admin/settings/mail",
+            "Paste a SendGrid API key at Settings > Mail; until then every email waits here,"
+            " not sent.",
         ),
         Step(
             "Connect SendGrid's event webhook",

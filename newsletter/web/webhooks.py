@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from newsletter.core.config import Settings
 from newsletter.engine import events
 from newsletter.services import metrics, people
+from newsletter.web.pages import settings_of
 from newsletter.web.security import body_limit, hit_rate_limit
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 
 @router.post(PATH, include_in_schema=False)
 async def sendgrid_events(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
+    # effective settings: a public key saved by Settings > Mail counts (store.provider)
+    settings: Settings = await run_in_threadpool(settings_of, request)
     await run_in_threadpool(hit_rate_limit, request, "webhook", RATE_LIMIT, RATE_WINDOW_SECONDS)
     raw = await _read_limited(request, body_limit(PATH))
     if raw is None:
