@@ -149,6 +149,7 @@ def test_the_webhook_path_is_the_routes() -> None:
     assert provider.WEBHOOK_PATH == webhooks.PATH
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # a local server
 def test_smtp_is_checked_by_signing_in_and_kept(settings: Settings) -> None:
     with SmtpServer(login=("mailer", "s3cret: p@ss/word")) as server:
         with pytest.raises(provider.NotConnected, match="refused the user name or password"):
