@@ -164,17 +164,6 @@ def detect(header: list[str]) -> Source | None:
     return next((source for source in SOURCES if source.signature <= names), None)
 
 
-def consent_sentence(method: str | None, at: str | None, ip: str | None) -> str:
-    """The consent record in words: "imported from Mailchimp, confirmed 2023-05-14 16:20 UTC
-    from 192.0.2.10" (the parts there are)."""
-    words = method or "unknown"
-    if at:
-        words += f", confirmed {at[:16].replace('T', ' ')} UTC"
-    if ip:
-        words += f" from {ip}"
-    return words
-
-
 def split_tags(cell: str) -> tuple[str, ...]:
     """A tags cell as each tool writes it: `"A","B"` (Mailchimp), `A, B`, `['A', 'B']`."""
     parts = (part.strip().strip("\"'").strip() for part in cell.strip().strip("[]").split(","))

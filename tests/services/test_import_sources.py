@@ -131,13 +131,6 @@ def test_mailchimp_subscribed_keeps_names_zones_tags_and_consent(live: Settings)
     assert (dee["name"], dee["status"], dee["method"]) == ("Quinn", "pending", "import")
 
 
-def test_the_consent_record_reads_as_a_sentence() -> None:
-    words = import_sources.consent_sentence(
-        "imported from Mailchimp", "2023-05-14T16:20:11+00:00", "192.0.2.10"
-    )
-    assert words == "imported from Mailchimp, confirmed 2023-05-14 16:20 UTC from 192.0.2.10"
-
-
 def test_mailchimp_unsubscribed_rows_are_suppressions_not_readers(live: Settings) -> None:
     report, people = imported(live, "mailchimp_unsubscribed.csv", confirmed=True)
     assert report.states == {"unsubscribed": 2}
@@ -256,3 +249,22 @@ def test_our_own_header_and_a_plain_list_are_not_taken_for_a_tool() -> None:
     assert import_sources.detect(["Email Address", "First Name"]) is None
     assert import_sources.split_tags('"Anxiety","Grief"') == ("Anxiety", "Grief")
     assert import_sources.split_tags("['grief', 'anxiety']") == ("grief", "anxiety")
+
+
+def test_blank_lines_in_a_tools_export_are_skipped_not_refused(live: Settings) -> None:
+    text = (SOURCES / "kit.csv").read_text(encoding="utf-8").replace("\n", "\n\n", 2)
+    path = live.var_dir / "kit-with-blank-lines.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    report = importing.import_csv(live, path, dry_run=True, now=NOW)
+    assert (report.rows, report.new, report.invalid) == (5, 5, [])
+
+
+def test_our_export_reports_each_column_as_itself(live: Settings) -> None:
+    path = live.var_dir / "ours.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("email,Name,TZ,notes\nann@example.org,Ann,UTC,x\n", encoding="utf-8")
+    report = importing.import_csv(live, path, dry_run=True, now=NOW)
+    assert report.columns == [["email", "email"], ["Name", "name"], ["TZ", "timezone"],
+                              ["notes", "ignored"]]  # fmt: skip
+    assert report.ignored_columns == ["notes"] and report.tags == {}
