@@ -319,7 +319,7 @@ def _converter(
         when = first(row, at)
         out = [""] * len(EXPORT_FIELDS)
         out[EMAIL] = row[email]
-        out[NAME] = " ".join(part for i in names if (part := row[i].strip()))
+        out[NAME] = " ".join([row[i] for i in names]).strip()  # the maker cleans spaces
         out[ZONE] = "" if zone is None else zone_of(row[zone])
         out[SERIES] = "" if tag is None or not row[tag].strip() else series_of(row[tag])
         out[STATUS] = state
