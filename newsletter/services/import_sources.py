@@ -21,6 +21,7 @@ from newsletter.services.person_fields import RosterError
 
 METHOD = "imported from {name}"  # the consent method kept (the page shows when and from where)
 TAGS_MAX = 200  # distinct tags counted for the dry run's mapping (memory stays bounded)
+TAG_CHARS = 80  # a tag is known by its first 80 characters (a page and a report show it)
 MEMO_MAX = 1024  # distinct zone and tag cells remembered per import
 # where each of ours sits in a converted row (the export's order, which the import reads)
 (EMAIL, NAME, ZONE, SERIES, STATUS, METHOD_AT, CONSENT_AT, CONFIRMED, LEFT, JOINED, IP) = (
@@ -167,7 +168,7 @@ def detect(header: list[str]) -> Source | None:
 def split_tags(cell: str) -> tuple[str, ...]:
     """A tags cell as each tool writes it: `"A","B"` (Mailchimp), `A, B`, `['A', 'B']`."""
     parts = (part.strip().strip("\"'").strip() for part in cell.strip().strip("[]").split(","))
-    return tuple(dict.fromkeys(part for part in parts if part))
+    return tuple(dict.fromkeys(part[:TAG_CHARS] for part in parts if part))
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def plan(
     mapping = dict(tag_series or {})
     unknown = sorted(slug for slug in set(mapping.values()) if slug not in known_series)
     if unknown:
-        raise RosterError(f"tags are mapped to series that do not exist: {', '.join(unknown)}")
+        named = ", ".join(unknown)[:120]
+        raise RosterError(f"tags are mapped to series that do not exist: {named}")
     lower = [cell.strip().lower() for cell in header]
     index: dict[str, int] = {}
     for i, name in enumerate(lower):
@@ -270,7 +272,7 @@ def _converter(
     status = index.get(source.status or "")
     at, ip = _first(index, source.consent_at), _first(index, source.consent_ip)
     created, left = _first(index, source.created_at), _first(index, source.unsubscribed_at)
-    width = len(index) and max(index.values()) + 1
+    width = max(index.values()) + 1
     method = METHOD.format(name=source.name)
     words = source.statuses
     zones: dict[str, str] = {}

@@ -268,3 +268,13 @@ def test_our_export_reports_each_column_as_itself(live: Settings) -> None:
     assert report.columns == [["email", "email"], ["Name", "name"], ["TZ", "timezone"],
                               ["notes", "ignored"]]  # fmt: skip
     assert report.ignored_columns == ["notes"] and report.tags == {}
+
+
+def test_a_tools_header_without_an_email_column_refuses_the_file() -> None:
+    with pytest.raises(RosterError, match="looks like a Kit export but has no email column"):
+        import_sources.plan(["first_name", "state", "created_at"], None, set())
+
+
+def test_a_long_tag_is_known_by_its_first_characters() -> None:
+    tags = import_sources.split_tags("x" * 5000 + ", short")
+    assert tags == ("x" * import_sources.TAG_CHARS, "short")
