@@ -29,9 +29,14 @@ def subscribers_import(
         False, "--confirmed", help="Consent was given elsewhere: no confirmation email, active now."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    map_tag: list[str] = typer.Option(
+        [], "--map-tag", help="TAG=SERIES-SLUG: another tool's tag as a series choice (repeat)."
+    ),
 ) -> None:
     """Import subscribers from a CSV file (UTF-8, comma or semicolon) or a JSON export; a report
-    at the end. An export imports back as it was: each row's status, choices and consent.
+    at the end. An export imports back as it was: each row's status, choices and consent. An
+    export of Mailchimp, Substack, Kit, Buttondown, MailerLite, Ghost or listmonk is recognised
+    by its header (README "Moving from another tool").
 
     Streamed in batches (any size of file); on a terminal a progress bar shows rows and rows/s."""
     import json
@@ -42,6 +47,10 @@ def subscribers_import(
     from newsletter.services import importing, roster
 
     s = settings()
+    pairs = [m.partition("=") for m in map_tag]
+    if any(not tag.strip() or not eq or not slug.strip() for tag, eq, slug in pairs):
+        raise fail("--map-tag takes TAG=SERIES-SLUG")
+    tag_series = {tag.strip(): slug.strip() for tag, _, slug in pairs}
     size = file.stat().st_size
     started = time.monotonic()
     rows = 0
@@ -67,7 +76,12 @@ def subscribers_import(
 
         try:
             report = importing.import_csv(
-                s, raw, dry_run=dry_run, confirmed=confirmed, progress=advance
+                s,
+                raw,
+                dry_run=dry_run,
+                confirmed=confirmed,
+                progress=advance,
+                tag_series=tag_series,
             )
         except roster.RosterError as exc:
             raise fail(str(exc)) from None
@@ -80,6 +94,8 @@ def subscribers_import(
 def _print_import_report(report: Any) -> None:
     from rich.table import Table
 
+    from newsletter.services import import_reading
+
     verb = "would be added" if report.dry_run else "added"
     state = (
         "active (consent given elsewhere)" if report.confirmed else "pending, confirmation email"
@@ -87,6 +103,8 @@ def _print_import_report(report: Any) -> None:
     table = Table(
         title="dry run: nothing was changed" if report.dry_run else "import done", show_header=False
     )
+    if report.source:
+        table.add_row("read as", report.source)
     table.add_row("rows read", str(report.rows))
     table.add_row(f"new, {verb}", f"{report.new}  ({state})")
     table.add_row("already on the list", str(report.existing))
@@ -99,11 +117,19 @@ def _print_import_report(report: Any) -> None:
         )
     if report.ignored_columns:
         table.add_row("columns not imported", ", ".join(report.ignored_columns))
+    if report.tags:
+        tags = ", ".join(f"{tag} {n}" for tag, n in sorted(report.tags.items()))
+        table.add_row("tags (--map-tag TAG=SERIES to choose series)", tags)
     if not report.dry_run and not report.confirmed:
         table.add_row("confirmation emails sent", str(report.confirmations_sent))
         if report.confirmations_failed:
             table.add_row("[red]confirmation emails failed[/red]", str(report.confirmations_failed))
     console.print(table)
+    if report.columns and report.source != import_reading.OURS:
+        columns = Table("column", "becomes", title="the file's columns")
+        for column, became in report.columns:
+            columns.add_row(column, "not imported" if became == "ignored" else became)
+        console.print(columns)
     if report.invalid:
         problems = Table("line", "problem", title="invalid rows")
         for p in report.invalid[:200]:

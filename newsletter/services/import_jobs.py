@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,9 +55,17 @@ def _key(settings: Settings, upload_id: str) -> str:
     return f"{settings.redis_prefix}import:{upload_id}"
 
 
-def start(settings: Settings, upload_id: str, path: Path, *, confirmed: bool) -> bool:
+def start(
+    settings: Settings,
+    upload_id: str,
+    path: Path,
+    *,
+    confirmed: bool,
+    tag_series: Mapping[str, str] | None = None,
+) -> bool:
     """Import `path` in a thread (the file is deleted when it ends); False when this upload's
-    import was already started (a second click)."""
+    import was already started (a second click). `tag_series`: her mapping of another tool's
+    tags to series (services.import_sources)."""
     client = redis_client(settings)
     key = _key(settings, upload_id)
     if not client.hsetnx(key, "state", RUNNING):
@@ -74,12 +83,17 @@ def start(settings: Settings, upload_id: str, path: Path, *, confirmed: bool) ->
     )
     client.expire(key, KEEP_SECONDS)
     threading.Thread(
-        target=_run, args=(settings, upload_id, path, confirmed), name="import", daemon=True
+        target=_run,
+        args=(settings, upload_id, path, confirmed, dict(tag_series or {})),
+        name="import",
+        daemon=True,
     ).start()
     return True
 
 
-def _run(settings: Settings, upload_id: str, path: Path, confirmed: bool) -> None:
+def _run(
+    settings: Settings, upload_id: str, path: Path, confirmed: bool, tag_series: dict[str, str]
+) -> None:
     client = redis_client(settings)
     key = _key(settings, upload_id)
 
@@ -91,7 +105,12 @@ def _run(settings: Settings, upload_id: str, path: Path, confirmed: bool) -> Non
     error: str | None = None
     try:
         report = importing.import_csv(
-            settings, path, dry_run=False, confirmed=confirmed, progress=progress
+            settings,
+            path,
+            dry_run=False,
+            confirmed=confirmed,
+            progress=progress,
+            tag_series=tag_series,
         )
     except RosterError as exc:  # the file as a whole (header, encoding): its message says why
         error = f"That file can't be imported: {exc}"

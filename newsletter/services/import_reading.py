@@ -7,11 +7,12 @@ import datetime as dt
 import io
 import itertools
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any
 
+from newsletter.services import import_sources
 from newsletter.services import import_standing as standing
 from newsletter.services.export import from_spreadsheet
 from newsletter.services.person_fields import (
@@ -37,30 +38,45 @@ JSON_ITEM_MAX = 1 << 20  # characters one person of a JSON file may take (an exp
 JSON_CHUNK = 1 << 16
 
 
+OURS = "this newsletter's export or a plain list"
+
+
 @dataclass(frozen=True)
 class Header:
     """Which cell of a row holds each column the import reads; the file's columns it does not
-    read (named in the report: an export's are all read, anything else is ignored)."""
+    read (named in the report: an export's are all read, anything else is ignored); the tool
+    the file came from, what each of its columns became, and the tags its rows carry (counted
+    while they are read: a tool's tags become series where she maps them)."""
 
     columns: dict[str, int]
     ignored: tuple[str, ...]
+    source: str = OURS
+    report: tuple[tuple[str, str], ...] = ()
+    tags: dict[str, int] = field(default_factory=dict)
 
 
 def _header_map(header: list[str], line: int = 1) -> Header:
     columns: dict[str, int] = {}
     ignored: list[str] = []
+    report: list[tuple[str, str]] = []
     for index, raw in enumerate(header):
         name = raw.strip().lower()
         name = _ALIASES.get(name, name)
         if (name in COLUMNS or name in standing.STANDING_COLUMNS) and name not in columns:
             columns[name] = index
+            report.append((raw.strip()[:40], name.replace("_", " ")))
         elif raw.strip():
             ignored.append(raw.strip()[:40])
+            report.append((raw.strip()[:40], "ignored"))
     if "email" not in columns:
         raise RosterError(
             f"line {line} must be a header naming the columns: email, name, timezone, series"
         )
-    return Header(columns, tuple(dict.fromkeys(ignored)))
+    return Header(columns, tuple(dict.fromkeys(ignored)), report=tuple(report))
+
+
+# a tool's row, once converted, has our export's columns in their order
+_CONVERTED = {name: i for i, name in enumerate(COLUMNS + standing.STANDING_COLUMNS)}
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -80,9 +96,11 @@ def read_rows(
     confirmed: bool = False,
     now: dt.datetime | None = None,
     header_seen: Seen | None = None,
+    tag_series: Mapping[str, str] | None = None,
 ) -> Iterator[CheckedPerson | Problem]:
-    """Stream valid people and problems from a CSV file (UTF-8, with or without BOM) or a JSON
-    array of people (the JSON export); `header_seen` is told the columns once they are known.
+    """Stream valid people and problems from a CSV file (UTF-8, with or without BOM), another
+    tool's export (import_sources: `tag_series` maps its tags to series) or a JSON array of
+    people (the JSON export); `header_seen` is told the columns once they are known.
     `confirmed` and `now` settle rows with standing columns (import_standing)."""
     text = io.TextIOWrapper(source, encoding="utf-8-sig", errors="replace", newline="")
     seen = header_seen or (lambda _header: None)
@@ -102,7 +120,7 @@ def read_rows(
             header, rows = _json_rows(text, first, line)
             spreadsheet = False
         else:
-            header, rows = _csv_rows(text, first, line)
+            header, rows = _csv_rows(text, first, line, tag_series or {}, known_series)
             spreadsheet = True
         seen(header)
         make = person_maker(default_timezone=default_timezone, known_series=known_series)
@@ -117,9 +135,21 @@ def read_rows(
 Rows = Iterator[tuple[int, list[str]] | Problem]
 
 
-def _csv_rows(text: IO[str], first: str, header_line: int) -> tuple[Header, Rows]:
+def _csv_rows(
+    text: IO[str],
+    first: str,
+    header_line: int,
+    tag_series: Mapping[str, str],
+    known_series: set[str],
+) -> tuple[Header, Rows]:
     delimiter = sniff_delimiter(first)
-    header = _header_map(next(csv.reader([first], delimiter=delimiter)), header_line)
+    cells = next(csv.reader([first], delimiter=delimiter))
+    plan = import_sources.plan(cells, tag_series, known_series)
+    if plan is None:
+        header = _header_map(cells, header_line)
+    else:  # another tool's export: each row converted into our export's columns
+        ignored = tuple(column for column, became in plan.columns if became == "ignored")
+        header = Header(_CONVERTED, ignored, plan.title, plan.columns, plan.tags)
     reader = csv.reader(text, delimiter=delimiter)
 
     def rows() -> Rows:
@@ -139,6 +169,11 @@ def _csv_rows(text: IO[str], first: str, header_line: int) -> tuple[Header, Rows
             line_end = header_line + reader.line_num
             yield start, row
 
+    if plan is not None:
+        convert = plan.convert
+        return header, (
+            item if isinstance(item, Problem) else (item[0], convert(item[1])) for item in rows()
+        )
     return header, rows()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +51,9 @@ class ImportReport:
     halted: str | None = None  # why confirmations were not sent: sending is halted
     ignored_columns: list[str] = field(default_factory=list)  # the file's, not imported
     states: dict[str, int] = field(default_factory=dict)  # new people by the status they get
+    source: str = ""  # the tool the file came from (import_sources), or ours
+    columns: list[list[str]] = field(default_factory=list)  # [its column, what it became]
+    tags: dict[str, int] = field(default_factory=dict)  # a tool's tags: rows carrying each
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,9 @@ class ImportReport:
             "halted": self.halted,
             "ignored_columns": list(self.ignored_columns),
             "states": dict(self.states),
+            "source": self.source,
+            "columns": [list(pair) for pair in self.columns],
+            "tags": dict(self.tags),
         }
 
     @classmethod
@@ -110,9 +116,12 @@ def import_csv(
     confirmed: bool = False,
     now: dt.datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    tag_series: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """Check (dry run) or import a CSV file or a JSON export in batches; new people are pending
-    unless `confirmed`, or as the file's standing columns say (services.import_standing).
+    unless `confirmed`, or as the file's standing columns say (services.import_standing). Another
+    tool's export is recognised and converted (services.import_sources); `tag_series` maps its
+    tags to series (her choice in the dry run).
 
     Streamed: one batch of rows in memory at a time, whatever the file's length (repeated
     addresses are found in a temp table, store.intake). Each batch is three reads and one
@@ -120,7 +129,13 @@ def import_csv(
     if isinstance(source, Path):
         with source.open("rb") as handle:
             return import_csv(
-                settings, handle, dry_run=dry_run, confirmed=confirmed, now=now, progress=progress
+                settings,
+                handle,
+                dry_run=dry_run,
+                confirmed=confirmed,
+                now=now,
+                progress=progress,
+                tag_series=tag_series,
             )
     now = now or utcnow()
     report = ImportReport(dry_run=dry_run, confirmed=confirmed)
@@ -128,6 +143,9 @@ def import_csv(
 
     def header_seen(header: Header) -> None:
         report.ignored_columns = list(header.ignored)
+        report.source = header.source
+        report.columns = [list(pair) for pair in header.report]
+        report.tags = header.tags  # filled as the rows are read
 
     with (
         get_engine(settings.database_url).connect() as connection,
@@ -143,6 +161,7 @@ def import_csv(
             confirmed=confirmed,
             now=now,
             header_seen=header_seen,
+            tag_series=tag_series,
         )
         for batch in _batches(rows, BATCH_ROWS):
             added = _import_batch(session, into, batch, report, common, settings.secret, every)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from engine_support import add_person, ship, utc
 from sqlalchemy import select
@@ -89,3 +90,22 @@ def test_the_first_date_is_the_rules_not_the_stored_due_time(
     assert _page_date(settings, public_id) == dates.format_moment(first[0], "Pacific/Honolulu")
     with session_scope(settings.database_url) as session:
         assert calendar.next_date_of(session, sid + 1000, MONDAY) is None
+
+
+def test_import_reads_another_tools_export_and_maps_its_tags(settings: Settings) -> None:
+    """`subscribers import` names the tool and what each column became; --map-tag makes a tag
+    a series choice, and a --map-tag without = is refused."""
+    ship(settings, MONDAY)
+    fixture = Path(__file__).resolve().parents[1] / "corpus" / "csv" / "sources" / "kit.csv"
+    refused = CliRunner().invoke(app, ["subscribers", "import", str(fixture), "--map-tag", "x"])
+    assert refused.exit_code != 0 and "TAG=SERIES-SLUG" in refused.output
+    result = CliRunner().invoke(
+        app,
+        ["subscribers", "import", str(fixture), "--map-tag", "Grief=myths-about-psychotherapy"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Kit" in result.output and "email_address" in result.output
+    with session_scope(settings.database_url) as session:
+        kim = session.scalar(select(Subscriber).where(Subscriber.email == "kim@example.org"))
+        assert kim is not None and kim.requested_series == ["myths-about-psychotherapy"]

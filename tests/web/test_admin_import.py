@@ -228,3 +228,42 @@ def test_the_admin_pages_export_imports_back_as_it_was(
     done = signed_in.post(action[1], data={"csrf_token": token})
     assert done.status_code == 200 and _report_numbers(done.text)[0] == "3"
     assert signed_in.get("/admin/export.csv").content == first.content
+
+
+def test_a_mailchimp_export_is_read_as_one_with_its_tags_mapped_in_the_check(
+    settings: Settings, signed_in: TestClient
+) -> None:
+    """The check names the tool and every column of its file, and offers each tag as a series
+    choice; the import enrolls a person with a mapped tag in that series only."""
+    fixture = Path(__file__).resolve().parents[1] / "corpus" / "csv" / "sources"
+    data = (fixture / "mailchimp_subscribed.csv").read_bytes()
+    token = csrf(signed_in, "/admin/import")
+    checked = signed_in.post(
+        "/admin/import",
+        data={"csrf_token": token},
+        files={"file": ("members.csv", data, "text/csv")},
+    )
+    assert checked.status_code == 200 and "Read as Mailchimp" in checked.text
+    header = data.decode().splitlines()[0].split(",")
+    for column in header:
+        assert f"<code>{column}</code>" in checked.text
+    assert checked.text.count('name="tag"') == 3  # Anxiety, Grief, Newsletter
+    action = re.search(r'action="(/admin/import/[^"]+)"', checked.text)
+    assert action
+    done = signed_in.post(
+        action[1],
+        data={
+            "csrf_token": token,
+            "tag": ["Anxiety", "Grief", "Newsletter"],
+            "tag_series": ["", "myths-about-psychotherapy", ""],
+        },
+    )
+    assert done.status_code == 200 and _report_numbers(done.text)[0] == "4"
+    with session_scope(settings.database_url) as session:
+        ana = session.scalars(select(Subscriber).where(Subscriber.email == "ana@example.org")).one()
+        assert (ana.status, ana.consent_method, ana.consent_ip) == (
+            ACTIVE,
+            "imported from Mailchimp",
+            "192.0.2.10",
+        )
+        assert ana.requested_series == ["myths-about-psychotherapy"]  # her mapping

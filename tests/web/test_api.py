@@ -121,6 +121,15 @@ def test_import_dry_run_and_import(api: TestClient) -> None:
     assert r.status_code == 400
 
 
+def test_import_names_the_tool_and_what_each_column_becomes(api: TestClient) -> None:
+    data = b"email,subscriber_type,tags\npia@example.org,unsubscribed,grief\n"
+    r = api.post("/api/v1/subscribers/import", content=data, headers={"content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["source"], report["tags"]) == ("Buttondown", {"grief": 1})
+    assert [column for column, _ in report["columns"]] == ["email", "subscriber_type", "tags"]
+
+
 def test_deliveries_and_stats(api: TestClient) -> None:
     assert api.get("/api/v1/deliveries").json() == []
     stats = api.get("/api/v1/stats").json()

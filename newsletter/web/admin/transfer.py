@@ -23,7 +23,8 @@ from starlette.datastructures import UploadFile
 from newsletter.core.config import Settings
 from newsletter.core.private_files import create_private, private_folder
 from newsletter.core.timing import utcnow
-from newsletter.services import export, import_jobs, importing, roster
+from newsletter.services import export, import_jobs, import_sources, importing, roster, series_admin
+from newsletter.store.db import session_scope
 from newsletter.web.admin.common import (
     form_of,
     page,
@@ -51,6 +52,20 @@ def _imports_dir(settings: Settings) -> FilePath:
         except FileNotFoundError:
             pass
     return path
+
+
+def _series_choices(settings: Settings) -> list[series_admin.Choice]:
+    """The series a tool's tags can be mapped to in the dry run."""
+    with session_scope(settings.database_url) as session:
+        return series_admin.choices(session)
+
+
+def _tag_series(form: Any) -> dict[str, str]:
+    """Her mapping of another tool's tags to series, from the dry run's form (a tag left on
+    "no series choice" is not mapped)."""
+    pairs = zip(form.getlist("tag"), form.getlist("tag_series"), strict=False)
+    mapped = {str(tag): str(slug) for tag, slug in pairs if str(slug).strip()}
+    return dict(list(mapped.items())[: import_sources.TAGS_MAX])
 
 
 @protected.get("/import", response_class=HTMLResponse, include_in_schema=False)
@@ -82,10 +97,17 @@ async def import_upload(request: Request) -> Response:
     except roster.RosterError as exc:
         path.unlink(missing_ok=True)
         return redirect(request, "/admin/import", f"That file can't be imported: {exc}", "error")
+    series = await run_in_threadpool(_series_choices, settings) if report.tags else []
     return page(
         request,
         "admin/import.html",
-        {"nav": "import", "report": report, "upload": upload_id, "consented": consented},
+        {
+            "nav": "import",
+            "report": report,
+            "upload": upload_id,
+            "consented": consented,
+            "series": series,
+        },
     )
 
 
@@ -102,14 +124,24 @@ async def import_run(request: Request, upload_id: str) -> Response:
             request, "/admin/import", "That upload has gone; please choose the file again.", "error"
         )
     consented = form.get("consented") == "yes"
+    tags = _tag_series(form)
     if await run_in_threadpool(import_jobs.is_large, path):
         # started now, or already by a first click: either way its progress page
-        await run_in_threadpool(import_jobs.start, settings, upload_id, path, confirmed=consented)
+        await run_in_threadpool(
+            import_jobs.start, settings, upload_id, path, confirmed=consented, tag_series=tags
+        )
         return redirect(request, f"/admin/import/{upload_id}/progress")
     try:
         report = await run_in_threadpool(
-            importing.import_csv, settings, path, dry_run=False, confirmed=consented
+            importing.import_csv,
+            settings,
+            path,
+            dry_run=False,
+            confirmed=consented,
+            tag_series=tags,
         )
+    except roster.RosterError as exc:  # a tag mapped to a series removed meanwhile
+        return redirect(request, "/admin/import", f"That file can't be imported: {exc}", "error")
     finally:
         path.unlink(missing_ok=True)
     return page(

@@ -182,6 +182,9 @@ class ImportOut(BaseModel):
     invalid: list[ProblemOut]
     confirmations_sent: int
     confirmations_failed: int
+    source: str = ""  # the tool the file came from (services.import_sources), or ours
+    columns: list[list[str]] = []  # [the file's column, what it becomes]
+    tags: dict[str, int] = {}  # a tool's tags and how many rows carry each
 
 
 class DeliveryOut(BaseModel):
