@@ -168,3 +168,30 @@ def test_worker_sigkilled_mid_burst_with_events_flowing(
     assert {(d.status, d.last_error) for d in never_rows} == {(SENT, ABSENT_NOTE)}
     assert max(d.sent_at for d in never_rows if d.sent_at) <= SLOT + minutes(17)
     w.check(parts=1)  # each reader part 1 exactly once, nothing left claimed
+
+
+def test_sigterm_mid_chunk_finishes_the_chunk_and_leaves_nothing_handed(
+    world: tuple[World, EventPoster], tmp_path: Path
+) -> None:
+    """SIGTERM to the worker (as `docker stop` sends it: the main process only) while the
+    provider holds its request: Celery's warm shutdown lets the chunk finish and record its
+    outcome, takes no new chunk, and exits 0."""
+    w, _ = world
+    fake = w.fake
+    assert fake is not None
+    w.seed(1000)
+    fake.hang(4)  # the provider answers the request 4 s late (202): a chunk in hand
+    worker = Worker(tmp_path / "worker.log")
+    try:
+        send_task(w.settings, "newsletter.tick", now=SLOT.isoformat())
+        wait_for(lambda: len(fake.requests) == 1, "the chunk's request at the provider")
+        worker.p.send_signal(signal.SIGTERM)
+        assert worker.p.wait(timeout=120) == 0, worker.text()
+    finally:
+        worker.kill()
+    assert "Warm shutdown" in worker.text()
+    assert len(fake.accepted) == 1
+    with session_scope(w.settings.database_url) as session:
+        statuses = {d.status for d in session.scalars(select(Delivery))}
+    assert statuses == {SENT}  # recorded: no row handed with an unknown outcome
+    w.check(parts=1)
