@@ -53,7 +53,7 @@ def worker(
 
 
 def beat() -> None:
-    """Run Celery beat: a tick every minute and a reconcile every 5 minutes (UTC)."""
+    """Run Celery beat: a tick every minute and a reconcile every minute (UTC)."""
     from newsletter.tasks import app as celery_app
 
     celery_app.start(_celery_argv("beat"))

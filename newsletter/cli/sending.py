@@ -59,7 +59,7 @@ def reconcile(
     now: str | None = typer.Option(None, "--now", help="Act as if the clock said this (ISO-8601)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """What beat runs every 5 minutes: settle rows handed to the provider with an unknown
+    """What beat runs every minute: settle rows handed to the provider with an unknown
     outcome, put back work a crashed tick or worker left, rebuild a lost Redis, re-queue
     overdue enrollments. Run it from cron beside `tick` when beat is not used."""
     import json

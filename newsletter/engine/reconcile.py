@@ -47,8 +47,10 @@ __all__ = [
     "RESENT_NOTE",
     "UNKNOWN_RESEND_AFTER",
     "ReconcileReport",
+    "Waiting",
     "confirm_sent",
     "reconcile",
+    "waiting_for_provider",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,8 +141,21 @@ def _never_taken(
     settings: Settings, session: Session, waiting: dict[dt.datetime, list[int]], now: dt.datetime
 ) -> list[int]:
     """The rows of the waiting chunks the absence rule says the provider never took."""
+    verdicts = _verdicts(settings, session, waiting)
+    return [
+        i
+        for handed_at, rows in waiting.items()
+        if verdicts[handed_at].absent and verdicts[handed_at].due(now)
+        for i in rows
+    ]
+
+
+def _verdicts(
+    settings: Settings, session: Session, waiting: dict[dt.datetime, list[int]]
+) -> dict[dt.datetime, absence.Verdict]:
+    """engine.absence's verdict for each waiting chunk (its rows by hand-over time)."""
     if not waiting:
-        return []
+        return {}
     window = dt.timedelta(minutes=settings.settle_window_minutes)
     with_events = webhook_posts.rows_with_events(
         session, [i for rows in waiting.values() for i in rows]
@@ -151,12 +166,41 @@ def _never_taken(
         )
         for p in webhook_posts.posts_since(session, min(waiting))
     ]
-    absent: list[int] = []
-    for handed_at, rows in waiting.items():
-        verdict = absence.judge(handed_at, bool(with_events & set(rows)), posts, window)
-        if verdict.absent and verdict.due(now):
-            absent.extend(rows)
-    return absent
+    return {
+        handed_at: absence.judge(handed_at, bool(with_events & set(rows)), posts, window)
+        for handed_at, rows in waiting.items()
+    }
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Readers waiting for the provider's answer: how many, since when, and what happens next
+    (the earliest chunk's verdict; reconcile acts at its first run after `next.resend_at`)."""
+
+    readers: int
+    since: dt.datetime
+    next: absence.Verdict
+
+
+def waiting_for_provider(settings: Settings, session: Session, now: dt.datetime) -> Waiting | None:
+    """The handed rows (outcome unknown) and when they are sent again if no answer comes; None
+    when no reader waits. Rows handed less than a lease ago are mid-request, not counted."""
+    lease = dt.timedelta(seconds=settings.lease_seconds)
+    waiting: dict[dt.datetime, list[int]] = defaultdict(list)
+    for delivery_id, handed_at, _ in ledger.handed_before(
+        session, now - min(lease, dt.timedelta(minutes=1))
+    ):
+        waiting[handed_at].append(delivery_id)
+    if not waiting:
+        return None
+    verdicts = _verdicts(settings, session, waiting)
+    first = min(verdicts.values(), key=lambda v: v.resend_at)
+    at = max(first.resend_at, min(waiting) + lease)  # reconcile looks at rows a lease old
+    return Waiting(
+        sum(len(rows) for rows in waiting.values()),
+        min(waiting),
+        absence.Verdict(at, first.absent, first.reason),
+    )
 
 
 def _outbox_message_id(outbox: Path, delivery_id: int) -> str | None:

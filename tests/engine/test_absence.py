@@ -250,3 +250,41 @@ def test_rows_still_handed_are_never_resent_by_absence_without_a_webhook(
     assert (report.absent, report.resent, report.unknown) == (0, 0, 2)
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(Delivery.status).where(Delivery.status == CLAIMED))
+
+
+def test_readers_waiting_for_the_answer_are_on_the_dashboard_and_metrics(
+    flow: tuple[Settings, FakeSendGrid, EventPoster], time_machine: TimeMachineFixture
+) -> None:
+    """How many wait, since when, and when they are sent again if no answer comes."""
+    from web_helpers import as_admin, signed_in
+
+    from newsletter.engine.reconcile import waiting_for_provider
+    from newsletter.web.dates import format_clock, format_local
+
+    settings, fake, poster = flow
+    due = _due(settings, time_machine)
+    fake.hang_until_released(accept=False)
+    tick(settings, due)
+    fake.release()
+    moment = _at(time_machine, due, 5)
+    admin = as_admin(settings)
+    zone = settings.default_timezone
+    with session_scope(settings.database_url) as session:
+        before = waiting_for_provider(settings, session, moment)
+    assert before is not None and (before.readers, before.since) == (2, due)
+    assert (before.next.absent, before.next.resend_at) == (False, due + UNKNOWN_RESEND_AFTER)
+    c, _ = signed_in(admin)
+    page = " ".join(c.get("/admin").text.split())
+    assert "2 readers waiting for the provider's answer" in page
+    assert f"Sent again at {format_local(due + UNKNOWN_RESEND_AFTER, zone)} if no answer" in page
+    poster.flush()  # the other chunks' events: the absence rule's time applies
+    page = " ".join(c.get("/admin").text.split())
+    assert f"sent again at {format_clock(due + WINDOW, zone)} if no answer comes" in page
+    time_machine.move_to(moment, tick=False)  # the scrape reads the clock: stopped here
+    metrics = TestClient(create_app(admin), client=("127.0.0.1", 5000)).get("/metrics").text
+    assert "newsletter_waiting_for_provider 2.0" in metrics
+    assert "newsletter_waiting_for_provider_age_seconds 300.0" in metrics
+    assert "newsletter_waiting_resend_in_seconds 600.0" in metrics
+    reconcile(settings, _at(time_machine, due, 16))
+    tick(settings, _at(time_machine, due, 16.1))
+    assert "waiting for the provider" not in c.get("/admin").text
