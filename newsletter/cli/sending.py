@@ -27,19 +27,23 @@ def tick(
 ) -> None:
     """Send everything due at NOW (default: the clock), synchronously.
 
+    SIGTERM or Ctrl-C finishes the batch in hand and records it; the batches not started go
+    back to the queue for the next tick (a minute later): a stop leaves no unknown outcome.
+
     Exits 3, saying so, when another tick holds the lock (its age is named): nothing was sent
     by this one. `failed` counts permanent failures only; rows that will be attempted again
     (provider push-back, outcome unknown, halted) are `retry`.
     """
     import json
 
-    from newsletter.engine.tick import tick as tick_now
+    from newsletter.engine.stopping import StopSignal, tick_until_stopped
     from newsletter.queue.ticklock import TickLocked
 
     s = settings()
     moment = parse_now(now)
     try:
-        summary = tick_now(s, moment, wait_seconds=wait)
+        with StopSignal() as stop:  # SIGTERM: the batch in hand is finished and recorded
+            summary = tick_until_stopped(s, moment, stop, wait_seconds=wait)
     except TickLocked as exc:
         raise fail(str(exc), code=3) from None
     if as_json:
@@ -55,7 +59,7 @@ def reconcile(
     now: str | None = typer.Option(None, "--now", help="Act as if the clock said this (ISO-8601)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """What beat runs every 5 minutes: settle rows handed to the provider with an unknown
+    """What beat runs every minute: settle rows handed to the provider with an unknown
     outcome, put back work a crashed tick or worker left, rebuild a lost Redis, re-queue
     overdue enrollments. Run it from cron beside `tick` when beat is not used."""
     import json

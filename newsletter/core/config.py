@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, ge=1, le=1000)
     lease_seconds: int = Field(default=600, ge=5)
     webhook_tolerance_seconds: int = Field(default=600, ge=1)
+    # Evidence of absence (engine.absence): a handed chunk with no event while the webhook
+    # reports on later mail and answered every post 2xx is sent again after this many minutes.
+    settle_window_minutes: int = Field(default=15, ge=1)
     # Accept unsigned SendGrid events when no public key is set: only for local trials.
     webhook_allow_unsigned: bool = False
     # Issue 16: who hears about a halt, a silent beat or a bad day (one email per problem and

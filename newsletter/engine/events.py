@@ -24,6 +24,7 @@ from newsletter.mail.events import (
 )
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import ledger as ledger_sql
+from newsletter.store import webhook_posts
 from newsletter.store.db import session_scope
 from newsletter.store.ledger import QueueChange
 from newsletter.store.models import (
@@ -35,6 +36,7 @@ from newsletter.store.models import (
     FINISHED,
     PENDING,
     RETRY,
+    SENT,
     UNSUBSCRIBED,
     Enrollment,
     ProviderEvent,
@@ -58,6 +60,9 @@ class Report:
     confirmed: int = 0
     suppressed: int = 0
     malformed: list[str] = field(default_factory=list)
+    # the newest hand-over among the rows its new events named (engine.absence): how far the
+    # provider's reports have got
+    newest_handed: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,13 +109,19 @@ def store(
     ledger: dict[int, int | None] = {}
     handed: set[int] = set()  # given to the provider, outcome not recorded (a crash between)
     retrying: set[int] = set()  # a timeout or 5xx said "retry", but the provider may have it
+    changed_at: dict[int, dt.datetime] = {}  # handed: the hand-over; sent: the record
     for part in _chunks(refs):
-        for row_id, subscriber_id, status, retry_at in ledger_sql.rows_by_id(session, list(part)):
+        for row_id, subscriber_id, status, retry_at, updated in ledger_sql.rows_by_id(
+            session, list(part)
+        ):
             ledger[row_id] = subscriber_id
             if status == CLAIMED and retry_at is None:
                 handed.add(row_id)
+                changed_at[row_id] = updated
             elif status == RETRY:
                 retrying.add(row_id)
+            elif status == SENT:
+                changed_at[row_id] = updated
     keys = sorted({e.email_key for e in unique.values()})
     by_email: dict[str, int] = {}
     for part in _chunks(keys):
@@ -143,6 +154,7 @@ def store(
     report.stored = len(new_ids)
     report.duplicates = len(events) - len(new_ids)
     fresh = [e for e in unique.values() if e.event_id in new_ids]
+    report.newest_handed = _newest_handed(fresh, handed, changed_at)
 
     # processed / delivered: confirm the ledger row (first confirmation wins).
     confirm = [
@@ -181,6 +193,20 @@ def store(
         changes.extend((eid, None) for eid in _suppress(session, wanted, now, report))
     session.flush()
     return report, changes
+
+
+def _newest_handed(
+    fresh: list[Event], handed: set[int], changed_at: dict[int, dt.datetime]
+) -> dt.datetime | None:
+    """The newest hand-over these events report on: a handed row's hand-over (exact), or a sent
+    row's record time for its first (`processed`) event -- a request's duration after its
+    hand-over at most; a later event on a sent row may come after an earlier event settled it."""
+    times = [
+        changed_at[e.delivery_ref]
+        for e in fresh
+        if e.delivery_ref in changed_at and (e.delivery_ref in handed or e.event_type == PROCESSED)
+    ]
+    return max(times, default=None)
 
 
 def _suppress(
@@ -269,3 +295,17 @@ def process_sendgrid(settings: Settings, payload: object, now: dt.datetime | Non
     if malformed:
         log.warning("events: %d malformed of %d", len(malformed), len(payload))
     return report
+
+
+def post_arrived(settings: Settings, now: dt.datetime | None = None) -> int:
+    """Note a webhook post before reading it (engine.absence counts unanswered posts); its id."""
+    with session_scope(settings.database_url) as session:
+        return webhook_posts.post_arrived(session, now or dt.datetime.now(dt.UTC))
+
+
+def post_answered(
+    settings: Settings, post_id: int, status: int, newest_handed: dt.datetime | None
+) -> None:
+    """The answer our endpoint gave a post and how far its events reached."""
+    with session_scope(settings.database_url) as session:
+        webhook_posts.post_answered(session, post_id, status, newest_handed)

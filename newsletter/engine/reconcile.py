@@ -2,8 +2,10 @@
 
 A handed row (claimed, retry_at NULL) has an unknown outcome and is never blindly resent: the
 outbox's .eml file, or the provider's `processed` event (engine.events -> `confirm_sent`), marks
-it sent; with no evidence after UNKNOWN_RESEND_AFTER it is resent once and its last_error says so
-(RESENT_NOTE); a row whose send killed its process MAX_CRASHES times is failed (POISON_NOTE).
+it sent; the provider's events for later mail with none for its chunk (engine.absence) mark it
+never taken after the settle window, and it is resent at once (ABSENT_NOTE); with no evidence
+either way after UNKNOWN_RESEND_AFTER it is resent once and its last_error says so (RESENT_NOTE);
+a row whose send killed its process MAX_CRASHES times is failed (POISON_NOTE).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import email.parser
 import logging
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,10 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
-from newsletter.engine import schedule
+from newsletter.engine import absence, schedule
+from newsletter.engine.absence import ABSENT_NOTE, UNKNOWN_RESEND_AFTER
 from newsletter.engine.advance import advance
 from newsletter.queue.dueset import RedisQueue
-from newsletter.store import ledger
+from newsletter.store import ledger, webhook_posts
 from newsletter.store.db import session_scope
 from newsletter.store.ledger import RESENT_NOTE, QueueChange
 from newsletter.store.models import (
@@ -37,18 +41,20 @@ from newsletter.store.models import (
 )
 
 __all__ = [
+    "ABSENT_NOTE",
     "MAX_CRASHES",
     "POISON_NOTE",
     "RESENT_NOTE",
     "UNKNOWN_RESEND_AFTER",
     "ReconcileReport",
+    "Waiting",
     "confirm_sent",
     "reconcile",
+    "waiting_for_provider",
 ]
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_RESEND_AFTER = dt.timedelta(hours=24)
 # A row whose send killed its process this many times is failed, so it can't block a batch.
 MAX_CRASHES = 3
 POISON_NOTE = f"sending it stopped the sending process {MAX_CRASHES} times; not sent"
@@ -59,7 +65,8 @@ class ReconcileReport:
     rebuilt: bool = False
     requeued: int = 0  # claimed but never handed (task lost): back to retry
     confirmed_sent: int = 0  # handed, outcome unknown, evidence found that it went out
-    resent: int = 0  # handed, no evidence: retried
+    resent: int = 0  # handed, no evidence after 24 h: retried
+    absent: int = 0  # handed, never taken by the provider (engine.absence): retried at once
     unknown: int = 0  # handed, waiting for a provider event
     overdue_requeued: int = 0
     poisoned: int = 0  # its send killed the sending process MAX_CRASHES times: failed
@@ -81,11 +88,16 @@ def reconcile(
         report.rebuilt = queue.ensure(session)
         lost = ledger.requeue_lost(session, stale, now)
         report.requeued = len(lost)
-        resend = _settle_handed(settings, session, stale, now, changes, report)
-        if resend:
-            ledger.resend(session, resend, now)
-            report.resent = len(resend)
-        _requeue_readers(session, lost + resend, now, changes)
+        resend, absent = _settle_handed(settings, session, stale, now, changes, report)
+        ledger.resend(session, resend, now)
+        ledger.resend(session, absent, now, note=ABSENT_NOTE)
+        report.resent, report.absent = len(resend), len(absent)
+        if absent:
+            log.warning("%d handed rows never taken by the provider: sent again", len(absent))
+        webhook_posts.forget_posts_before(
+            session, now - UNKNOWN_RESEND_AFTER - dt.timedelta(hours=1)
+        )
+        _requeue_readers(session, lost + resend + absent, now, changes)
         report.overdue_requeued = _requeue_overdue(session, queue, now, changes)
     queue.apply(changes)
     return report
@@ -98,12 +110,13 @@ def _settle_handed(
     now: dt.datetime,
     changes: list[QueueChange],
     report: ReconcileReport,
-) -> list[int]:
+) -> tuple[list[int], list[int]]:
     """Handed rows older than a lease, outcome unknown: sent (evidence in the outbox), failed
-    (poison), to resend (outbox without its file, or no provider event after the window), or
-    still waiting. Returns the rows to resend."""
+    (poison), to resend (outbox without its file, no provider event after 24 h, or never taken
+    by the provider: engine.absence), or still waiting. The rows to resend: (24 h, absent)."""
     unknown = ledger.handed_before(session, stale)
     resend: list[int] = []
+    waiting: dict[dt.datetime, list[int]] = defaultdict(list)  # chunk (hand-over time) -> rows
     for delivery_id, updated, crashes in unknown:
         message_id = None
         if settings.mail_backend == "outbox":
@@ -118,8 +131,76 @@ def _settle_handed(
         elif settings.mail_backend == "outbox" or updated < now - UNKNOWN_RESEND_AFTER:
             resend.append(delivery_id)
         else:
-            report.unknown += 1
-    return resend
+            waiting[updated].append(delivery_id)
+    absent = _never_taken(settings, session, waiting, now)
+    report.unknown = sum(len(rows) for rows in waiting.values()) - len(absent)
+    return resend, absent
+
+
+def _never_taken(
+    settings: Settings, session: Session, waiting: dict[dt.datetime, list[int]], now: dt.datetime
+) -> list[int]:
+    """The rows of the waiting chunks the absence rule says the provider never took."""
+    verdicts = _verdicts(settings, session, waiting)
+    return [
+        i
+        for handed_at, rows in waiting.items()
+        if verdicts[handed_at].absent and verdicts[handed_at].due(now)
+        for i in rows
+    ]
+
+
+def _verdicts(
+    settings: Settings, session: Session, waiting: dict[dt.datetime, list[int]]
+) -> dict[dt.datetime, absence.Verdict]:
+    """engine.absence's verdict for each waiting chunk (its rows by hand-over time)."""
+    if not waiting:
+        return {}
+    window = dt.timedelta(minutes=settings.settle_window_minutes)
+    with_events = webhook_posts.rows_with_events(
+        session, [i for rows in waiting.values() for i in rows]
+    )
+    posts = [
+        absence.Post(
+            p.received_at, p.status is not None and 200 <= p.status < 300, p.newest_handed_at
+        )
+        for p in webhook_posts.posts_since(session, min(waiting))
+    ]
+    return {
+        handed_at: absence.judge(handed_at, bool(with_events & set(rows)), posts, window)
+        for handed_at, rows in waiting.items()
+    }
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Readers waiting for the provider's answer: how many, since when, and what happens next
+    (the earliest chunk's verdict; reconcile acts at its first run after `next.resend_at`)."""
+
+    readers: int
+    since: dt.datetime
+    next: absence.Verdict
+
+
+def waiting_for_provider(settings: Settings, session: Session, now: dt.datetime) -> Waiting | None:
+    """The handed rows (outcome unknown) and when they are sent again if no answer comes; None
+    when no reader waits. Rows handed less than a lease ago are mid-request, not counted."""
+    lease = dt.timedelta(seconds=settings.lease_seconds)
+    waiting: dict[dt.datetime, list[int]] = defaultdict(list)
+    for delivery_id, handed_at, _ in ledger.handed_before(
+        session, now - min(lease, dt.timedelta(minutes=1))
+    ):
+        waiting[handed_at].append(delivery_id)
+    if not waiting:
+        return None
+    verdicts = _verdicts(settings, session, waiting)
+    first = min(verdicts.values(), key=lambda v: v.resend_at)
+    at = max(first.resend_at, min(waiting) + lease)  # reconcile looks at rows a lease old
+    return Waiting(
+        sum(len(rows) for rows in waiting.values()),
+        min(waiting),
+        absence.Verdict(at, first.absent, first.reason),
+    )
 
 
 def _outbox_message_id(outbox: Path, delivery_id: int) -> str | None:

@@ -197,6 +197,45 @@ class _Queue:
                 yield GaugeMetricFamily(name, doc, value=float(value))
 
 
+class _Waiting:
+    """Readers waiting for the provider's answer, read from the ledger at scrape time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        from newsletter.core.timing import utcnow
+        from newsletter.engine.reconcile import waiting_for_provider
+        from newsletter.store.db import session_scope
+
+        now = utcnow()
+        try:
+            with session_scope(self.settings.database_url) as session:
+                waiting = waiting_for_provider(self.settings, session, now)
+        except Exception as exc:  # the database is down: /healthz says so
+            log.warning("metrics: waiting gauges unreadable: %s", type(exc).__name__)
+            return
+        readers = waiting.readers if waiting else 0
+        yield GaugeMetricFamily(
+            "newsletter_waiting_for_provider",
+            "Readers whose mail was handed to the provider with no answer yet (outcome unknown).",
+            value=float(readers),
+        )
+        if waiting is None:
+            return
+        yield GaugeMetricFamily(
+            "newsletter_waiting_for_provider_age_seconds",
+            "Seconds since the oldest of them was handed over.",
+            value=(now - waiting.since).total_seconds(),
+        )
+        yield GaugeMetricFamily(
+            "newsletter_waiting_resend_in_seconds",
+            "Seconds until the first of them is sent again if no answer comes (0: at the next "
+            "reconcile).",
+            value=max(0.0, (waiting.next.resend_at - now).total_seconds()),
+        )
+
+
 class _Merged:
     """The process's own values plus the workers' files, one family per name (sums per labels)."""
 
@@ -242,4 +281,5 @@ def page(settings: Settings, redis: Any) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Merged(sources))
     registry.register(_Queue(redis, settings.redis_prefix))
+    registry.register(_Waiting(settings))
     return generate_latest(registry)

@@ -258,6 +258,19 @@ class ProviderEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)  # reason / response text
 
 
+class WebhookPost(Base):
+    """One post our webhook endpoint received and its answer (NULL: never answered)."""
+
+    __tablename__ = "webhook_posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+    status: Mapped[int | None] = mapped_column(Integer)
+    # the newest hand-over among the ledger rows its events named (the rows were handed or
+    # sent when the event came): how far the provider's reports had got
+    newest_handed_at: Mapped[dt.datetime | None]
+
+
 class AppState(Base):
     """Small key-value facts the whole app shares: admin password hash, 'sending stopped', …"""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -96,12 +97,30 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 
 @router.post(PATH, include_in_schema=False)
 async def sendgrid_events(request: Request) -> JSONResponse:
+    """Every post is noted before it is read and its answer after (engine.absence: a post we
+    did not answer 2xx will come again, so missing events prove nothing meanwhile)."""
     # effective settings: a public key saved by Settings > Mail counts (store.provider)
     settings: Settings = await run_in_threadpool(settings_of, request)
+    try:
+        post_id = await run_in_threadpool(events.post_arrived, settings)
+    except Exception:
+        log.exception("webhook: could not note the post; refused so that it comes again")
+        return _problem(503, "try again later")
+    status, newest = 500, None  # an exception (a rate limit too) is an answer other than 2xx
+    try:
+        response, newest = await _answer(request, settings)
+        status = response.status_code
+        return response
+    finally:
+        await run_in_threadpool(events.post_answered, settings, post_id, status, newest)
+
+
+async def _answer(request: Request, settings: Settings) -> tuple[JSONResponse, dt.datetime | None]:
+    """The post read, checked and its events applied: the answer, and how far they reached."""
     await run_in_threadpool(hit_rate_limit, request, "webhook", RATE_LIMIT, RATE_WINDOW_SECONDS)
     raw = await _read_limited(request, body_limit(PATH))
     if raw is None:
-        return _problem(413, "body too large")
+        return _problem(413, "body too large"), None
     refused = check_signature(
         settings,
         raw,
@@ -109,19 +128,20 @@ async def sendgrid_events(request: Request) -> JSONResponse:
         request.headers.get(EventWebhookHeader.TIMESTAMP),
     )
     if refused is not None:
-        return refused
+        return refused, None
     try:
         payload = json.loads(raw)
     except ValueError:  # also bytes that are not UTF-8/16/32
-        return _problem(400, "body is not JSON")
+        return _problem(400, "body is not JSON"), None
     except RecursionError:
-        return _problem(400, "body is nested too deeply")
+        return _problem(400, "body is nested too deeply"), None
     if not isinstance(payload, list):
-        return _problem(400, "body must be a JSON array of events")
+        return _problem(400, "body must be a JSON array of events"), None
     metrics.webhook_events(payload)
     payload = await run_in_threadpool(people.forget_erased_in_events, settings, payload)
     report = await run_in_threadpool(events.process_sendgrid, settings, payload)
     # Only what was posted (and which events could not be read: decided from the body alone),
     # never what it did: a suppressed or confirmed count would tell a stranger whether an
     # address is on the list.
-    return JSONResponse({"ok": True, "received": report.received, "malformed": report.malformed})
+    answer = {"ok": True, "received": report.received, "malformed": report.malformed}
+    return JSONResponse(answer), report.newest_handed

@@ -13,12 +13,14 @@ from newsletter.store.models import CLAIMED, RETRY, Delivery
 
 
 class EventRef(NamedTuple):
-    """A ledger row a provider event names: whose, and where it stands."""
+    """A ledger row a provider event names: whose, where it stands, when it last changed (a
+    handed row's hand-over, a sent row's record)."""
 
     id: int
     subscriber_id: int | None
     status: str
     retry_at: dt.datetime | None
+    updated_at: dt.datetime
 
 
 def rows_by_id(session: Session, ids: list[int]) -> list[EventRef]:
@@ -26,9 +28,13 @@ def rows_by_id(session: Session, ids: list[int]) -> list[EventRef]:
     return [
         EventRef(*row)
         for row in session.execute(
-            select(Delivery.id, Delivery.subscriber_id, Delivery.status, Delivery.retry_at).where(
-                Delivery.id.in_(ids)
-            )
+            select(
+                Delivery.id,
+                Delivery.subscriber_id,
+                Delivery.status,
+                Delivery.retry_at,
+                Delivery.updated_at,
+            ).where(Delivery.id.in_(ids))
         )
     ]
 

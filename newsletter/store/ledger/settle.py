@@ -62,15 +62,19 @@ def handed_before(session: Session, stale: dt.datetime, limit: int = 10_000) -> 
     ]
 
 
-def resend(session: Session, ids: list[int], now: dt.datetime) -> None:
-    """handed -> retry now, noting why the reader may get the part twice (RESENT_NOTE)."""
-    if not ids:
-        return
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == CLAIMED)
-        .values(status=RETRY, retry_at=now, updated_at=now, last_error=RESENT_NOTE)
-    )
+def resend(session: Session, ids: list[int], now: dt.datetime, note: str = RESENT_NOTE) -> None:
+    """handed -> retry now, noting why the reader may get the part twice (RESENT_NOTE, or the
+    caller's reason); compare-and-set on "still handed"."""
+    for start in range(0, len(ids), 1000):
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(ids[start : start + 1000]),
+                Delivery.status == CLAIMED,
+                Delivery.retry_at.is_(None),
+            )
+            .values(status=RETRY, retry_at=now, updated_at=now, last_error=note)
+        )
 
 
 def settle_handed(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.timing import utcnow
+from newsletter.engine.reconcile import waiting_for_provider
 from newsletter.services import reports
 from newsletter.store import stats
 from newsletter.store.db import session_scope
@@ -51,6 +52,8 @@ def dashboard(request: Request, db: Db) -> Response:
             "steps": steps,
             "steps_left": sum(not step.done for step in steps),
             "backend": settings.mail_backend,
+            "waiting": waiting_for_provider(settings, db, now),  # issue 27 (admin/_waiting.html)
+            "waiting_zone": settings.default_timezone,
             "today": now.astimezone(ZoneInfo(settings.default_timezone)).date(),
             **dashboard_context(request),  # issue 16: beat, workers, alerts (admin/_health.html)
         },
