@@ -82,7 +82,9 @@ def _send_one(settings: Settings, extra_id: int, now: dt.datetime) -> tuple[str,
             select(Part).where(Part.series_id == row.series_id, Part.number == row.part_number)
         )
         if sub is None or sub.status != ACTIVE or series is None or part_row is None:
-            extras.record_extra(session, extra_id, False, now, error="not sent: not an active reader")
+            extras.record_extra(
+                session, extra_id, False, now, error="not sent: not an active reader"
+            )
             return "failed", None
         count = schedule.part_counts(session).get(series.id, 0)
         message = _message(settings, series, part_row, count, row.kind)

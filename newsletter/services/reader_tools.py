@@ -178,9 +178,7 @@ def _series(session: Session, slug: str) -> Series:
     return series
 
 
-def move(
-    settings: Settings, subscriber_id: int, slug: str, part: int, now: dt.datetime
-) -> str:
+def move(settings: Settings, subscriber_id: int, slug: str, part: int, now: dt.datetime) -> str:
     """Move her into `slug` at `part` (engine.placement.move_to); ToolError when refused."""
     with session_scope(settings.database_url) as session:
         sub = _person(session, subscriber_id)
@@ -228,7 +226,9 @@ def send_again(
         series = _series(session, slug)
         had = {(p.series_slug, p.part_number) for p in received_parts(session, sub.id)}
         if (slug, part) not in had:
-            raise ToolError(f"They have not had part {part} of “{series.title}”: nothing to send again.")
+            raise ToolError(
+                f"They have not had part {part} of “{series.title}”: nothing to send again."
+            )
         if sub.status != "active":
             raise ToolError("Only an active reader can be sent a part again.")
         added = extras.add_extras(

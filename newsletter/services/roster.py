@@ -22,8 +22,8 @@ from newsletter.services.person_fields import (
     new_subscriber,
 )
 from newsletter.store import ledger
-from newsletter.store.ledger import extras
 from newsletter.store.db import session_scope
+from newsletter.store.ledger import extras
 from newsletter.store.models import (
     CADENCES,
     SUBSCRIBER_STATUSES,

@@ -82,9 +82,7 @@ def add_extras(
         }
         for key, sub, series, part in wanted
     ]
-    insert = (
-        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    )
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     added: list[int] = []
     for start in range(0, len(values), 500):
         statement = (

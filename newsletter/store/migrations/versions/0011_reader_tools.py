@@ -32,7 +32,10 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column(
-            "series_id", sa.Integer(), sa.ForeignKey("series.id", ondelete="CASCADE"), nullable=False
+            "series_id",
+            sa.Integer(),
+            sa.ForeignKey("series.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("part_number", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
