@@ -52,7 +52,7 @@ def _message(settings: Settings, series: Series, part: Part, count: int, kind: s
 
 def send_extras(settings: Settings, ids: list[int], now: dt.datetime) -> ExtraReport:
     """Send these extra rows, one by one (a handful: one reader, or one part's readers)."""
-    counts = {"sent": 0, "failed": 0, "later": 0, "unknown": 0}
+    counts: dict[str, int] = {"sent": 0, "failed": 0, "later": 0, "unknown": 0}
     with session_scope(settings.database_url) as session:
         current = halted(session, settings)
         if current is not None:
@@ -66,8 +66,14 @@ def send_extras(settings: Settings, ids: list[int], now: dt.datetime) -> ExtraRe
                 rest = ids[index + 1 :]
                 extras.give_up(session, rest, now, f"not sent: sending is stopped ({reason})")
             counts["later"] += len(ids) - index - 1
-            return ExtraReport(**counts, halted=reason)
-    return ExtraReport(**counts)
+            return _report(counts, reason)
+    return _report(counts, None)
+
+
+def _report(counts: dict[str, int], halted_reason: str | None) -> ExtraReport:
+    return ExtraReport(
+        counts["sent"], counts["failed"], counts["later"], counts["unknown"], halted_reason
+    )
 
 
 def _send_one(settings: Settings, extra_id: int, now: dt.datetime) -> tuple[str, str | None]:

@@ -70,7 +70,7 @@ def _correct(
 def test_a_correction_reaches_the_file_the_archive_and_later_sends_but_no_one_else(
     editing: Settings,
 ) -> None:
-    first, second, at = _sent_part_one(editing)
+    _first, second, at = _sent_part_one(editing)
     mails = len(outbox_mails(editing))
     done = _correct(editing, send=False, key="k1", at=at)
     assert done.changed and done.sent == 0

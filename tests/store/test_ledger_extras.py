@@ -50,9 +50,12 @@ def extra_writes(path: Path) -> list[str]:
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
             if name in {"insert", "update", "delete", "ExtraSend"}:
                 found.append(f"{path.name}:{node.lineno} {name}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if RAW_WRITE.search(node.value):
-                found.append(f"{path.name}:{node.lineno} raw SQL")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and RAW_WRITE.search(node.value)
+        ):
+            found.append(f"{path.name}:{node.lineno} raw SQL")
     return found
 
 
