@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import identity, timing
 from newsletter.core.config import Settings
-from newsletter.core.vocabulary import CADENCES, FORTNIGHTLY
+from newsletter.core.vocabulary import ACTIVE, CADENCES, FORTNIGHTLY
 from newsletter.engine import placement, schedule
 from newsletter.engine.extra_send import ExtraReport, send_extras
 from newsletter.services import people
@@ -229,7 +229,7 @@ def send_again(
             raise ToolError(
                 f"They have not had part {part} of “{series.title}”: nothing to send again."
             )
-        if sub.status != "active":
+        if sub.status != ACTIVE:
             raise ToolError("Only an active reader can be sent a part again.")
         added = extras.add_extras(
             session, extras.AGAIN, [(f"again-{key}", sub.id, series.id, part)], now

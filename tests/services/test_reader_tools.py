@@ -158,3 +158,15 @@ def test_erasing_a_reader_keeps_no_personal_data_on_her_extra_sends(settings: Se
     with session_scope(settings.database_url) as session:
         [row] = session.scalars(select(ExtraSend)).all()
         assert (row.subscriber_id, row.provider_message_id, row.last_error) == (None, None, None)
+
+
+def test_an_unsubscribed_reader_is_neither_moved_nor_sent_a_part_again(settings: Settings) -> None:
+    _ids, sub, at = _had_two(settings)
+    with session_scope(settings.database_url) as session:
+        assert roster.unsubscribe_person(settings, session, sub)
+    with pytest.raises(reader_tools.ToolError, match="Only an active reader"):
+        reader_tools.send_again(settings, sub, MYTHS, 1, "k1", at)
+    with pytest.raises(reader_tools.ToolError, match="Only an active reader"):
+        reader_tools.move(settings, sub, "co-created-process", 1, at)
+    with session_scope(settings.database_url) as session:
+        assert extras.extras_of(session, sub) == []
