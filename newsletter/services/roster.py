@@ -23,6 +23,7 @@ from newsletter.services.person_fields import (
 )
 from newsletter.store import ledger
 from newsletter.store.db import session_scope
+from newsletter.store.ledger import extras
 from newsletter.store.models import (
     CADENCES,
     SUBSCRIBER_STATUSES,
@@ -192,6 +193,7 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
         session.scalars(select(Enrollment.id).where(Enrollment.subscriber_id == sub_id))
     )
     ledger.forget_person(session, sub_id)
+    extras.forget_person_extras(session, sub_id)
     session.execute(
         update(ProviderEvent)
         .where(ProviderEvent.subscriber_id == sub_id)

@@ -181,9 +181,13 @@ def series_lock(settings: Settings, slug: str) -> Iterator[None]:
 
 
 def _lock_problems(
-    text: SeriesText, sent: dict[str, SentPart], on_disk: SeriesText
+    text: SeriesText,
+    sent: dict[str, SentPart],
+    on_disk: SeriesText,
+    correcting: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """Sent parts must stay where they are, as they are."""
+    """Sent parts must stay where they are, as they are (the text of those in `correcting`
+    may change: a correction, services.corrections)."""
     problems = []
     current = {p.filename: p for p in on_disk.parts}
     positions = {p.filename: i for i, p in enumerate(text.parts, start=1) if p.filename}
@@ -202,7 +206,7 @@ def _lock_problems(
             )
         else:
             old, new = current.get(name), text.parts[positions[name] - 1]
-            if old is not None and _values(old) != _values(new):
+            if old is not None and _values(old) != _values(new) and name not in correcting:
                 problems.append(Problem(where, f"{label} was changed. {lock.reason}"))
     return problems
 
@@ -299,9 +303,16 @@ def shape_problems(text: SeriesText) -> list[Problem]:
 
 
 def save(
-    settings: Settings, slug: str | None, text: SeriesText, token: str, now: dt.datetime
+    settings: Settings,
+    slug: str | None,
+    text: SeriesText,
+    token: str,
+    now: dt.datetime,
+    *,
+    correcting: frozenset[str] = frozenset(),
 ) -> Saved:
-    """Write the series to schedules/ and sync it; `slug` None for a new series.
+    """Write the series to schedules/ and sync it; `slug` None for a new series; `correcting`:
+    file names of sent parts whose text may change (a correction, services.corrections).
 
     EditorError (nothing written) for invalid values, a stale token or a locked part.
     """
@@ -322,7 +333,7 @@ def save(
             sent = sent_parts(settings, slug)
             text = replace(text, slug=slug, order=on_disk.order)
         if on_disk is not None:
-            problems += _lock_problems(text, sent, on_disk)
+            problems += _lock_problems(text, sent, on_disk, correcting)
         text = _named(text)
         staged = {p.filename: writing.part_markdown(p) for p in text.parts}
         staged[content.SERIES_FILE] = writing.series_yaml(text)

@@ -24,6 +24,7 @@ class Published:
     summary: str
     body_md: str
     published: dt.datetime  # when it first went out to anyone
+    corrected: dt.datetime | None = None  # when its text was corrected after that
 
 
 def _published() -> Select[Series, Part]:
@@ -47,6 +48,7 @@ def _value(series: Series, part: Part) -> Published:
         part.summary,
         part.body_md,
         part.first_sent_at,
+        part.corrected_at,
     )
 
 

@@ -162,6 +162,8 @@ class Part(Base):
     first_sent_at: Mapped[
         dt.datetime | None
     ]  # set once any subscriber got it: then it is published
+    # set when the admin corrected the text after it went out (services.corrections)
+    corrected_at: Mapped[dt.datetime | None]
 
 
 class Enrollment(Base):
@@ -217,6 +219,45 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ExtraSend(Base):
+    """The ledger's extra sends: one part sent again to one reader by hand ("again") or a
+    corrected part sent to those who had it ("correction"). Never a reader's progress (the
+    enrollments never read it); `request_key` (from the form) makes a double submit one row.
+    Written only by store/ledger/extras.py."""
+
+    __tablename__ = "extra_sends"
+    __table_args__ = (Index("ix_extra_sends_subscriber", "subscriber_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_key: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # again / correction
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    part_number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=CLAIMED)  # claimed/handed/sent/failed
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ReaderAction(Base):
+    """What the admin did to one reader from her page (edit, move, skip, send again): the
+    activity list on the person's page. Erasing the person deletes theirs."""
+
+    __tablename__ = "reader_actions"
+    __table_args__ = (Index("ix_reader_actions_subscriber", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class Broadcast(Base):

@@ -1,8 +1,10 @@
-"""Series pages: the list, reload from schedules/, queue, pause and resume."""
+"""Series pages: the list, reload from schedules/, queue, pause and resume; the correction of a
+sent part (services.corrections)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -10,10 +12,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.content import series as content
 from newsletter.core.timing import utcnow
-from newsletter.services import series_admin
+from newsletter.services import corrections, series_admin
+from newsletter.services.reader_tools import ToolError
 from newsletter.store.db import Session, session_scope
 from newsletter.web.admin.common import (
     Db,
+    PartNumber,
     form_of,
     page,
     redirect,
@@ -119,4 +123,67 @@ async def series_resume(request: Request, slug: str) -> Response:
         raise HTTPException(404, "no such series")
     return redirect(
         request, "/admin/series", f"Resumed “{title}”: each reader gets their next part."
+    )
+
+
+def _correction_page(
+    request: Request,
+    found: corrections.CorrectionForm,
+    values: dict[str, str] | None = None,
+    error: str | None = None,
+) -> Response:
+    return page(
+        request,
+        "admin/correction.html",
+        {
+            "nav": "series",
+            "part": found,
+            "values": values
+            or {"title": found.title, "summary": found.summary, "body": found.body},
+            "error": error,
+            "form_key": secrets.token_urlsafe(12),  # one correction mail per reader per form
+        },
+        400 if error else 200,
+    )
+
+
+@protected.get(
+    "/series/{slug}/{number}/correct", response_class=HTMLResponse, include_in_schema=False
+)
+def correction_form(request: Request, slug: str, number: PartNumber) -> Response:
+    """Fix the text of a part already sent (only sent parts: the others are edited as usual)."""
+    found = corrections.open_part(settings_of(request), slug, number)
+    if found is None:
+        raise HTTPException(404, "no such sent part")
+    return _correction_page(request, found)
+
+
+@protected.post("/series/{slug}/{number}/correct", include_in_schema=False)
+async def correction_save(request: Request, slug: str, number: PartNumber) -> Response:
+    form = await form_of(request)
+    settings = settings_of(request)
+    found = corrections.open_part(settings, slug, number)
+    if found is None:
+        raise HTTPException(404, "no such sent part")
+    values = {k: str(form.get(k) or "")[:100_000] for k in ("title", "summary", "body")}
+    try:
+        done = corrections.correct(
+            settings,
+            slug,
+            number,
+            title=values["title"],
+            summary=values["summary"],
+            body=values["body"],
+            token=str(form.get("token") or ""),
+            send=form.get("send") == "yes",
+            key=str(form.get("key") or ""),
+            now=utcnow(),
+        )
+    except (corrections.CorrectionError, ToolError) as exc:
+        return _correction_page(request, found, values, str(exc))
+    return redirect(
+        request,
+        f"/admin/series/{slug}/{number}/correct",
+        done.message,
+        "error" if done.not_sent else "ok",
     )

@@ -1,9 +1,11 @@
 """Subscriber pages: list and search, add, one person's page, unsubscribe, resend, new links,
-erase, export."""
+erase, export; the reader tools (edit, move, skip, send again: services.reader_tools)."""
 
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -11,7 +13,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.timing import utcnow
 from newsletter.core.vocabulary import ACTIVE, ENROLLED_ACTIVE, PENDING, QUEUED, SUBSCRIBER_STATUSES
-from newsletter.services import mailing, people, profile, roster, series_admin
+from newsletter.services import mailing, people, profile, reader_tools, roster, series_admin
+from newsletter.services.signup import InvalidInput
 from newsletter.store.db import Session, session_scope
 from newsletter.web.admin.common import (
     Db,
@@ -129,6 +132,7 @@ def _found(value: Any) -> Any:
 @protected.get("/subscribers/{subscriber_id}", response_class=HTMLResponse, include_in_schema=False)
 def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
     shown: profile.Profile = _found(profile.profile(db, subscriber_id, utcnow()))
+    tools = reader_tools.tools(db, subscriber_id)
     return page(
         request,
         "admin/subscriber.html",
@@ -144,8 +148,86 @@ def subscriber_page(request: Request, subscriber_id: SubscriberId, db: Db) -> Re
             "PENDING": PENDING,
             "ENROLLED_ACTIVE": ENROLLED_ACTIVE,
             "QUEUED": QUEUED,
+            "tools": tools,
+            "form_key": secrets.token_urlsafe(12),  # one send-again per drawn form
         },
     )
+
+
+def _back(subscriber_id: int) -> str:
+    return f"/admin/subscribers/{subscriber_id}"
+
+
+def _part(raw: object) -> int:
+    text = str(raw or "").strip()
+    return int(text) if text.isdecimal() and len(text) < 6 else 0
+
+
+@protected.post("/subscribers/{subscriber_id}/edit", include_in_schema=False)
+async def subscriber_edit(request: Request, subscriber_id: SubscriberId) -> Response:
+    """Name, zone, cadence and pause, by the preference rule (services.reader_tools.edit)."""
+    form = await form_of(request)
+    values = reader_tools.Edit(
+        name=str(form.get("name") or "")[:200],
+        timezone=str(form.get("timezone") or "")[:100],
+        cadence=str(form.get("cadence") or ""),
+        paused_until=str(form.get("paused_until") or "")[:20],
+    )
+    try:
+        said = reader_tools.edit(settings_of(request), subscriber_id, values, utcnow())
+    except LookupError:
+        raise HTTPException(404, "no such subscriber") from None
+    except InvalidInput as exc:
+        return redirect(request, _back(subscriber_id), " ".join(exc.errors.values()), "error")
+    return redirect(request, _back(subscriber_id), said)
+
+
+@protected.post("/subscribers/{subscriber_id}/move", include_in_schema=False)
+async def subscriber_move(request: Request, subscriber_id: SubscriberId) -> Response:
+    form = await form_of(request)
+    slug, part = str(form.get("series") or "")[:100], _part(form.get("part"))
+    return _tool(
+        request,
+        subscriber_id,
+        lambda: reader_tools.move(settings_of(request), subscriber_id, slug, part, utcnow()),
+    )
+
+
+@protected.post("/subscribers/{subscriber_id}/skip", include_in_schema=False)
+async def subscriber_skip(request: Request, subscriber_id: SubscriberId) -> Response:
+    await form_of(request)
+    return _tool(
+        request,
+        subscriber_id,
+        lambda: reader_tools.skip(settings_of(request), subscriber_id, utcnow()),
+    )
+
+
+@protected.post("/subscribers/{subscriber_id}/send-again", include_in_schema=False)
+async def subscriber_send_again(request: Request, subscriber_id: SubscriberId) -> Response:
+    """One part she had, sent again once per form key (a double click sends one email)."""
+    form = await form_of(request)
+    slug, _, number = str(form.get("part") or "").partition("/")
+    key = str(form.get("key") or "")
+    try:
+        said, ok = reader_tools.send_again(
+            settings_of(request), subscriber_id, slug[:100], _part(number), key, utcnow()
+        )
+    except LookupError:
+        raise HTTPException(404, "no such subscriber") from None
+    except reader_tools.ToolError as exc:
+        return redirect(request, _back(subscriber_id), str(exc), "error")
+    return redirect(request, _back(subscriber_id), said, "ok" if ok else "error")
+
+
+def _tool(request: Request, subscriber_id: int, act: Callable[[], str]) -> Response:
+    try:
+        said = act()
+    except LookupError:
+        raise HTTPException(404, "no such subscriber") from None
+    except reader_tools.ToolError as exc:
+        return redirect(request, _back(subscriber_id), str(exc), "error")
+    return redirect(request, _back(subscriber_id), said)
 
 
 @protected.post("/subscribers/{subscriber_id}/unsubscribe", include_in_schema=False)

@@ -72,6 +72,8 @@ def archive_part(request: Request, series: str, part: str) -> Response:
         "letter": found.broadcast,
         "part": {"number": found.number, "title": found.title, "summary": found.summary},
         "body_html": markdown_html(found.body_md),
+        "corrected": found.corrected,  # "Corrected on …", the practice's date
+        "practice_zone": settings.default_timezone,
         "previous": max((n for n in numbers if n < found.number), default=None),
         "next": min((n for n in numbers if n > found.number), default=None),
     }
