@@ -16,6 +16,7 @@ from newsletter.web.admin import (
     series,
     subscribers,
     transfer,
+    website,
 )
 
 # Login first (no session needed), then everything else behind require_admin.
@@ -33,5 +34,6 @@ for area in (
     calendar,
     outbox,
     broadcasts,
+    website,
 ):
     router.include_router(area.protected)
