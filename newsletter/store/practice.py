@@ -69,7 +69,8 @@ class Field:
 
 
 def _origins(value: str) -> str:
-    return "\n".join(origins.origins(value))
+    # one a line: a control character other than a line break or tab is named, as in a text
+    return "\n".join(origins.origins(identity.lines(value, 2000)))
 
 
 CHECKS: dict[str, Callable[[str], str]] = {

@@ -95,3 +95,9 @@ def test_the_poster_and_codes_are_for_the_admin_only(settings: Settings) -> None
     with web_helpers.admin_app_client(settings) as c:
         for path in ("/admin/website", "/admin/poster", "/admin/poster/qr.svg"):
             assert c.get(path).status_code in (303, 401, 403), path
+
+
+def test_a_control_character_in_her_sites_is_named(admin) -> None:
+    _, c = admin
+    refused = save(c, signup_origins="https://www.her.example\x00")
+    assert refused.status_code == 422 and "U+0000" in refused.text
