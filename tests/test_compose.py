@@ -69,8 +69,14 @@ def test_app_services_use_the_image_and_wait_for_init(compose: dict[str, Any]) -
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
 
 
+# Read by Caddy (the Caddyfile), not by the app: the name readers' browsers reach.
+CADDY_VARIABLES = {"DOMAIN"}
+
+
 def test_every_newsletter_variable_is_a_setting(compose: dict[str, Any]) -> None:
-    fields = {name.upper() for name in Settings.model_fields}
+    caddyfile = (ROOT / "Caddyfile").read_text()
+    assert all(f"{{${ENV_PREFIX}{v}}}" in caddyfile for v in CADDY_VARIABLES)
+    fields = {name.upper() for name in Settings.model_fields} | CADDY_VARIABLES
     text = COMPOSE.read_text()
     used = set(re.findall(r"\bNEWSLETTER_([A-Z0-9_]+)", text))
     for service in compose["services"].values():

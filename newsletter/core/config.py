@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     signup_heading: str | None = None  # None: the built-in heading and introduction
     signup_intro: str | None = None
     care_note: str = CARE_NOTE
+    # Her own websites (origins, one a line) whose pages may post to /signup and frame its form.
+    signup_origins: str | None = None
+    poster_line: str | None = None  # the one line of her words on the printable poster
 
     # Operational knobs (not in the design's table; safe defaults).
     var_dir: Path = Path("var")
@@ -154,7 +157,13 @@ class Settings(BaseSettings):
         return header_address(value)
 
     @field_validator(
-        "from_name", "postal_address", "practice_name", "signup_heading", "care_note", "reply_note"
+        "from_name",
+        "postal_address",
+        "practice_name",
+        "signup_heading",
+        "care_note",
+        "reply_note",
+        "poster_line",
     )
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
@@ -168,6 +177,13 @@ class Settings(BaseSettings):
         from newsletter.core.identity import lines
 
         return None if value is None else lines(value, LINE_MAX)
+
+    @field_validator("signup_origins")
+    @classmethod
+    def _origins(cls, value: str | None) -> str | None:
+        from newsletter.core.origins import origins
+
+        return None if value is None else "\n".join(origins(value))
 
     @property
     def secret(self) -> str:

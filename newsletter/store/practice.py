@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from newsletter.core import identity
+from newsletter.core import identity, origins
 from newsletter.core.config import ENV_PREFIX, Settings
 from newsletter.store import provider
 from newsletter.store.db import get_engine, session_scope
@@ -69,8 +69,14 @@ class Field:
         return ENV_PREFIX + self.name.upper()
 
 
+def _origins(value: str) -> str:
+    # one a line: a control character other than a line break or tab is named, as in a text
+    return "\n".join(origins.origins(identity.lines(value, 2000)))
+
+
 CHECKS: dict[str, Callable[[str], str]] = {
     "line": _line,
+    "origins": _origins,
     "text": _text,
     "email": _email,
     "zone": _zone,
@@ -115,6 +121,19 @@ FIELDS: tuple[Field, ...] = (
         "Under every email and on the signup page: what these articles are not.",
         "text",
         True,
+    ),
+    Field(
+        "signup_origins",
+        "Your websites",
+        "Sites that may show your signup form (one a line, like https://www.example.com). "
+        "Forms there send people here to sign up.",
+        "origins",
+    ),
+    Field(
+        "poster_line",
+        "Poster line",
+        "One line of yours on the printable poster, above the QR code.",
+        "line",
     ),
 )
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -9,6 +9,7 @@ import secrets
 from fastapi import Request
 
 from newsletter.core.config import Settings
+from newsletter.core.origins import of_url
 
 CSRF_COOKIE = "nl_csrf"
 CSRF_FIELD = "csrf_token"
@@ -43,3 +44,27 @@ def verify_csrf(request: Request, submitted: object) -> None:
         raise CSRFError("missing CSRF token")
     if not hmac.compare_digest(_sign(_settings(request), value), submitted):
         raise CSRFError("bad CSRF token")
+
+
+# --- cross-site posts from her own websites (/signup): the origin instead of the cookie ------
+
+
+class OriginRefused(Exception):
+    """A cross-site form came from a site that is not one of hers (or named none)."""
+
+
+def posted_from(request: Request, allowed: tuple[str, ...]) -> str:
+    """The listed origin this form was posted from: the Origin header, else the Referer's
+    origin (a browser that sent no Origin); OriginRefused for any other, or none at all.
+
+    A page whose referrer policy is no-referrer posts `Origin: null` and no Referer: refused,
+    as a forged post from anywhere would be."""
+    sent = request.headers.get("origin")
+    if sent is None or sent == "null":
+        referer = request.headers.get("referer")
+        sent = of_url(referer) if referer else None
+    else:
+        sent = of_url(sent)
+    if sent is None or sent not in allowed:
+        raise OriginRefused(sent or "no origin")
+    return sent

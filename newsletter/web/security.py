@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from newsletter.core.config import Settings
 from newsletter.queue.connection import redis_client
 from newsletter.services.auth import LoginUnavailable, client_block, count_hit
-from newsletter.web.csrf import CSRF_COOKIE, CSRFError
+from newsletter.web.csrf import CSRF_COOKIE, CSRFError, OriginRefused
 from newsletter.web.pages import render, settings_of
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,29 @@ HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
     "cross-origin-opener-policy": "same-origin",
 }
+
+
+def csp_framed_by(origins: tuple[str, ...]) -> str:
+    """The CSP of a page her listed websites may frame (and nobody else: 'none' without any)."""
+    return CSP.replace(
+        "frame-ancestors 'none'", "frame-ancestors " + (" ".join(origins) or "'none'")
+    )
+
+
+def allow_framing(request: Request, origins: tuple[str, ...]) -> None:
+    """Let this one response be framed by `origins` (her websites): frame-ancestors names them,
+    X-Frame-Options (which can't name a site) is left off, and the referrer policy lets the
+    form inside send its Origin (a no-referrer page posts `Origin: null`). Every other
+    response keeps frame-ancestors 'none' and DENY."""
+    request.state.frame_ancestors = origins
+
+
+def _framed_headers(headers: dict[str, str], origins: tuple[str, ...]) -> dict[str, str]:
+    framed = {k: v for k, v in headers.items() if k != "x-frame-options"}
+    framed["content-security-policy"] = csp_framed_by(origins)
+    framed["referrer-policy"] = "strict-origin"
+    return framed
+
 
 # The one table of request body limits, by path prefix (first match wins), enforced before
 # any authentication; public forms are tiny.
@@ -194,7 +217,9 @@ class SecurityMiddleware:
                 started = True
                 headers = list(message.get("headers", []))
                 present = {k.decode("latin-1").lower() for k, _ in headers}
-                for name, value in self.headers.items():
+                framed = state.get("frame_ancestors") if isinstance(state, dict) else None
+                ours = self.headers if framed is None else _framed_headers(self.headers, framed)
+                for name, value in ours.items():
                     if name not in present:
                         headers.append((name.encode(), value.encode()))
                 new = state.get("csrf_new") if isinstance(state, dict) else None
@@ -320,6 +345,19 @@ def install(app: FastAPI, settings: Settings) -> None:
             400,
         )
 
+    async def origin_refused(request: Request, exc: Exception) -> Response:
+        # A post to /signup from a site she hasn't listed: refused, and the page says so.
+        return render(
+            request,
+            "error.html",
+            {
+                "title": "This form can't be used from that website",
+                "text": "Please sign up on our own page instead.",
+                "status": 403,
+            },
+            403,
+        )
+
     async def rate_limited(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RateLimited)
         response = error_page(request, 429)
@@ -343,6 +381,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(CSRFError, csrf_error)
+    app.add_exception_handler(OriginRefused, origin_refused)
     app.add_exception_handler(RateLimited, rate_limited)
     app.add_exception_handler(LoginUnavailable, login_unavailable)
     app.add_exception_handler(Exception, server_error)

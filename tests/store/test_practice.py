@@ -20,12 +20,14 @@ ONE_LINE = {
     "postal_address": "12 Mill Lane, Hebden Bridge HX7 8AA, UK",
     "signup_heading": "Letters from the counselling room",
     "default_timezone": "Europe/London",
+    "poster_line": "Short letters about therapy.",
 }
 MULTI_LINE = {"signup_intro": "Short pieces, one a week.", "care_note": "Not advice for you."}
+ORIGINS = {"signup_origins": "https://www.her.example"}  # one a line, like a text
 
 
 def test_the_tables_cover_every_field_of_the_page() -> None:
-    assert set(ONE_LINE) | set(MULTI_LINE) == set(practice.BY_NAME)
+    assert set(ONE_LINE) | set(MULTI_LINE) | set(ORIGINS) == set(practice.BY_NAME)
     assert {f.name for f in practice.FIELDS if f.kind == "text"} == set(MULTI_LINE)
 
 
@@ -55,6 +57,18 @@ def test_a_multi_line_field_refuses_control_characters_but_line_breaks(
         clean, errors = practice.check({field: value})
         assert set(errors) == {field} and name(char) in errors[field], value
         assert field not in clean
+
+
+@pytest.mark.parametrize("char", NOT_IN_TEXT, ids=name)
+def test_the_origins_list_refuses_control_characters_but_line_breaks(char: str) -> None:
+    for value in _placed(ORIGINS["signup_origins"], char):
+        _, errors = practice.check({**ORIGINS, "signup_origins": value})
+        assert set(errors) == {"signup_origins"} and name(char) in errors["signup_origins"]
+    lines = "https://www.her.example/\n\thttp://127.0.0.1:8765"
+    assert practice.check({"signup_origins": lines}) == (
+        {"signup_origins": "https://www.her.example\nhttp://127.0.0.1:8765"},
+        {},
+    )
 
 
 @pytest.mark.parametrize("field", MULTI_LINE)

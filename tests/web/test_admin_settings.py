@@ -44,6 +44,7 @@ DETAILS = {
     "signup_heading": "Letters from the counselling room",
     "signup_intro": "Short pieces about how therapy works.\n\nOne a week, at a calm hour.",
     "care_note": "Not advice for you; in a crisis call 999 or Samaritans on 116 123.",
+    "poster_line": "Short letters about therapy, one a week.",
 }
 
 
@@ -136,7 +137,7 @@ def test_emptying_a_box_goes_back_to_the_default(admin: tuple[Settings, TestClie
     assert practice.effective_settings(settings).practice == settings.from_name
 
 
-ONE_LINE_FIELDS = [f.name for f in practice.FIELDS if f.kind != "text"]
+ONE_LINE_FIELDS = [f.name for f in practice.FIELDS if f.kind not in ("text", "origins")]
 
 
 @pytest.mark.parametrize("field", ONE_LINE_FIELDS)

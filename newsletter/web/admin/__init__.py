@@ -17,6 +17,7 @@ from newsletter.web.admin import (
     series,
     subscribers,
     transfer,
+    website,
 )
 
 # Login first (no session needed), then everything else behind require_admin.
@@ -35,5 +36,6 @@ for area in (
     calendar,
     outbox,
     broadcasts,
+    website,
 ):
     router.include_router(area.protected)

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from newsletter.web.public import (
     archive,
+    embed,
     feeds,
     health,
     my_data,
@@ -15,5 +16,5 @@ from newsletter.web.public import (
 )
 
 router = APIRouter()
-for area in (signup, preferences, my_data, received, feeds, archive, health):
+for area in (signup, embed, preferences, my_data, received, feeds, archive, health):
     router.include_router(area.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -84,12 +85,45 @@ def subscribe(
     website: Annotated[str, Form()] = "",
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    settings = settings_of(request)
     verify_csrf(request, csrf_token)
     hit_rate_limit(request, "subscribe")
     if website.strip():  # honeypot: look exactly like success, do nothing
         return render(request, "check_email.html", {})
     resend = form == "resend"
+
+    def invalid(errors: dict[str, str]) -> Response:
+        if resend:
+            return render(request, "link_problem.html", {"errors": errors, "expired": False}, 400)
+        values = {"email": email, "name": name, "timezone": timezone, "series": series or []}
+        return _signup_page(request, values, errors, 400)
+
+    return take_signup(
+        request,
+        email,
+        name,
+        timezone,
+        None if resend else (series or []),
+        "resend" if resend else "signup",
+        done=lambda: render(request, "check_email.html", {}),
+        invalid=invalid,
+    )
+
+
+def take_signup(
+    request: Request,
+    email: str,
+    name: str,
+    timezone: str,
+    series: list[str] | None,
+    method: str,
+    *,
+    done: Callable[[], Response],
+    invalid: Callable[[dict[str, str]], Response],
+) -> Response:
+    """Sign `email` up (double opt-in: a confirmation email after the response) once the caller
+    has checked where the post came from (CSRF here, her listed origins for /signup); `done`
+    makes the check-your-email page, `invalid` the page for bad input."""
+    settings = settings_of(request)
     try:
         with session_scope(settings.database_url) as session:
             result = signup.subscribe(
@@ -97,9 +131,9 @@ def subscribe(
                 email,
                 name or None,
                 timezone,
-                None if resend else (series or []),
+                series,
                 client_ip(request),
-                "resend" if resend else "signup",
+                method,
                 utc_now(),
                 secret=settings.secret,
                 default_timezone=settings.default_timezone,
@@ -109,13 +143,8 @@ def subscribe(
             already = result.already_subscribed
             key = result.email_key
     except signup.InvalidInput as exc:
-        if resend:
-            return render(
-                request, "link_problem.html", {"errors": exc.errors, "expired": False}, 400
-            )
-        values = {"email": email, "name": name, "timezone": timezone, "series": series or []}
-        return _signup_page(request, values, exc.errors, 400)
-    response = render(request, "check_email.html", {})
+        return invalid(exc.errors)
+    response = done()
     if send and subscriber is not None:
         # Sent right after the response, so the page takes the same time whether or not an
         # email goes out (the timing must not tell whether an address is subscribed).
