@@ -57,7 +57,8 @@ def test_line_breaks_typed_in_textareas_are_saved_and_render_as_paragraphs(
     page.fill("#title", "Closed next week")
     page.locator("#body_md").press_sequentially(LETTER)
     assert page.input_value("#body_md") == LETTER
-    page.click("button:has-text('Preview')")
+    with page.expect_navigation():  # the preview is a form post answered by a new page
+        page.click("button:has-text('Preview')")
     email_body = page.frame_locator("iframe.email-frame").locator("body")
     email_body.locator("p", has_text="Dear reader,").wait_for()  # the frame loads after the page
     shown = paragraphs(email_body)
@@ -76,7 +77,8 @@ def test_line_breaks_typed_in_textareas_are_saved_and_render_as_paragraphs(
     # The signup page's introduction, two paragraphs.
     page.goto(f"{base}/admin/settings")
     page.locator("#signup_intro").press_sequentially(INTRO)
-    page.click("button:has-text('Save settings')")
+    with page.expect_navigation():  # the URL is already /admin/settings: wait for the answer
+        page.click("button:has-text('Save settings')")
     page.wait_for_url(f"{base}/admin/settings")
     with session_scope(settings.database_url) as db:
         row = db.get(PracticeSetting, "signup_intro")
