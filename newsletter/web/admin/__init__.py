@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from newsletter.web.admin import (
+    accounts,
     broadcasts,
     calendar,
     dashboard,
@@ -14,6 +15,7 @@ from newsletter.web.admin import (
     practice,
     preview,
     series,
+    setup,
     subscribers,
     transfer,
 )
@@ -21,6 +23,8 @@ from newsletter.web.admin import (
 # Login first (no session needed), then everything else behind require_admin.
 router = APIRouter()
 router.include_router(login.public)
+router.include_router(setup.public)  # first run, invitations, resets: reached by a link
+router.include_router(accounts.owner)  # the owner's pages (require_owner)
 for area in (
     login,
     dashboard,
@@ -33,5 +37,6 @@ for area in (
     calendar,
     outbox,
     broadcasts,
+    accounts,
 ):
     router.include_router(area.protected)
