@@ -29,9 +29,9 @@ from web_helpers import (
 )
 
 from newsletter.core.config import Settings
-from newsletter.services import accounts
+from newsletter.services import accounts, auth
 from newsletter.store.db import session_scope
-from newsletter.store.models import Subscriber
+from newsletter.store.models import Account, Subscriber
 
 # The owner's pages: (method, path). The mail provider's page joins this list when it lands.
 OWNER_ROUTES = [
@@ -234,3 +234,23 @@ def test_the_server_password_still_signs_in_as_the_owner_beside_accounts(
         sign_in(c, ADMIN_PASSWORD)
         assert c.get("/admin/accounts").status_code == 200
         assert "server's admin password" in c.get("/admin/account").text
+
+
+def test_an_accounts_wrong_passwords_and_codes_count_against_the_connection(
+    settings: Settings,
+) -> None:
+    """The login rules of every sign-in: after auth.LOGIN_LIMIT failures (passwords or codes,
+    for any account) the connection waits, even with the right password."""
+    make_account(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    with signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD) as c:
+        secret, _ = enrol(c)
+    with session_scope(settings.database_url) as session:
+        sealed = session.query(Account).one().totp_secret
+        assert sealed and secret not in sealed  # sealed under the secret key, not kept as is
+    with admin_app_client(settings) as c:
+        first = sign_in_account(c, OWNER_EMAIL, OWNER_PASSWORD)
+        for _ in range(auth.LOGIN_LIMIT - 1):
+            assert second_step(c, first, "not-a-code").status_code == 401
+        assert sign_in_account(c, ASSISTANT_EMAIL, "wrong password here").status_code == 401
+        refused = sign_in_account(c, OWNER_EMAIL, OWNER_PASSWORD)
+        assert refused.status_code == 429 and "Retry-After" in refused.headers

@@ -91,7 +91,7 @@ async def _blocked(request: Request, ip: str) -> Response | None:
         return None
     response = _login_page(
         request,
-        f"Too many wrong attempts from your connection. Please try again in {wait_text(wait)}.",
+        f"Too many wrong passwords from your connection. Please try again in {wait_text(wait)}.",
         429,
     )
     response.headers["Retry-After"] = str(wait)
