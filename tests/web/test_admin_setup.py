@@ -140,3 +140,11 @@ def test_a_made_up_link_is_refused_with_what_to_do(settings: Settings, path: str
     with admin_app_client(settings) as c:
         r = c.get(path)
         assert r.status_code == 404 and "doesn't work" in html.unescape(r.text)
+
+
+@pytest.mark.parametrize("link", ["setup", "invite", "reset"])
+def test_the_access_log_never_holds_a_link_that_lets_someone_in(link: str) -> None:
+    from newsletter.web.security import redact_path
+
+    assert redact_path(f"/admin/{link}/abc.DEF-123") == f"/admin/{link}/…"
+    assert redact_path("/admin/reset") == "/admin/reset"
