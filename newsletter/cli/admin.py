@@ -41,6 +41,30 @@ def admin_set_password(
         )
 
 
+@app.command("setup-link")
+def admin_setup_link() -> None:
+    """Print a new one-time setup link for the first owner (24 hours; the previous one stops
+    working). Once the owner exists there is none: sign in, or reset the password by email."""
+    from newsletter.services import accounts_links
+    from newsletter.store.db import session_scope
+
+    s = settings()
+    with session_scope(s.database_url) as session:
+        url = accounts_links.new_setup_link(s, session)
+    if url is None:
+        raise fail("the owner's account exists already: sign in at /admin/login")
+    print_setup_link(url)
+
+
+def print_setup_link(url: str) -> None:
+    """The setup link, said the same way by `init` and `admin setup-link`."""
+    console.print(
+        "Open this link in your browser to create the owner's account (works once, for 24 hours):",
+        highlight=False,
+    )
+    print(url)
+
+
 @app.command("create-token")
 def admin_create_token(
     name: str, as_json: bool = typer.Option(False, "--json", help="Print {name, token} as JSON.")

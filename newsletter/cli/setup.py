@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from newsletter.cli.common import console, fail, print_problems, settings
+
+if TYPE_CHECKING:
+    from newsletter.core.config import Settings
 
 # Libraries load inside each command, not here, so `newsletter --help` starts fast.
 
@@ -38,3 +43,16 @@ def init() -> None:
     console.print(f"series synced from {s.schedules_dir}: {installed.report.summary()}")
     for slug, order in installed.queued:
         console.print(f"queued {slug} (order {order})")
+    _setup_link(s)
+
+
+def _setup_link(s: Settings) -> None:
+    """Until the owner's account exists, each `init` prints a fresh one-time setup link."""
+    from newsletter.cli.admin import print_setup_link
+    from newsletter.services import accounts_links
+    from newsletter.store import db
+
+    with db.session_scope(s.database_url) as session:
+        url = accounts_links.new_setup_link(s, session)
+    if url is not None:
+        print_setup_link(url)

@@ -26,6 +26,8 @@ MAX_AGE: dict[str, int | None] = {
     "confirm": 7 * 24 * 3600,
     "preferences": None,
     "unsubscribe": None,
+    "invite": 30 * 60,  # admin accounts (services/accounts_links.py): single use by their payload
+    "reset": 30 * 60,
 }
 MAC_BYTES = 16
 

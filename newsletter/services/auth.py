@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -77,6 +78,21 @@ class LoginUnavailable(AuthError):
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+def hash_matches(hashed: str, password: str) -> bool:
+    """Whether `password` matches an Argon2 hash (tens of ms of CPU: run it in a thread)."""
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# Checked against when no account has the address given, so an unknown address costs what a
+# known one does (the time taken says nothing about who has an account).
+@functools.cache
+def dummy_hash() -> str:
+    return _hasher.hash("no account has this address")
 
 
 def set_password(session: Session, password: str) -> None:
@@ -177,8 +193,14 @@ def password_fingerprint(settings: Settings, session: Session) -> str:
 
 @dataclass(frozen=True)
 class AdminSession:
+    """A valid session cookie: whose (`account` 0 is the operator, who signs in with
+    NEWSLETTER_ADMIN_PASSWORD or the `admin set-password` one) and of which generation."""
+
     issued_at: float
     epoch: str
+    account: int = 0
+    generation: int = 0
+    role: str = "owner"  # filled in from the account by web/admin/common.current_session
 
 
 def clock() -> float:
@@ -212,9 +234,23 @@ def end_all_sessions(session: Session) -> None:
     session.flush()
 
 
-def make_session(settings: Settings, epoch: str = "0", fingerprint: str = "") -> str:
-    """A new signed session cookie value for this session generation and password source."""
-    payload = {"v": 1, "e": epoch, "p": fingerprint, "n": secrets.token_urlsafe(12)}
+def make_session(
+    settings: Settings,
+    epoch: str = "0",
+    fingerprint: str = "",
+    account: int = 0,
+    generation: int = 0,
+) -> str:
+    """A new signed session cookie value for this session generation and password source
+    (the operator's), or for this account at its generation."""
+    payload = {
+        "v": 1,
+        "e": epoch,
+        "p": fingerprint,
+        "a": account,
+        "g": generation,
+        "n": secrets.token_urlsafe(12),
+    }
     return str(_session_serializer(settings).dumps(payload))
 
 
@@ -241,11 +277,14 @@ def read_session(
         return None
     if epoch is not None and not hmac.compare_digest(payload["e"], epoch):
         return None
-    if fingerprint is not None:
+    account, generation = payload.get("a", 0), payload.get("g", 0)
+    if not isinstance(account, int) or not isinstance(generation, int):
+        return None
+    if fingerprint is not None and not account:  # an account's cookie carries its generation
         made_under = payload.get("p")
         if not isinstance(made_under, str) or not hmac.compare_digest(made_under, fingerprint):
             return None
-    return AdminSession(issued_at=issued.timestamp(), epoch=payload["e"])
+    return AdminSession(issued.timestamp(), payload["e"], account, generation)
 
 
 def cookie_options(settings: Settings, max_age: int = SESSION_SECONDS) -> dict[str, Any]:

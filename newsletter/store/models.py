@@ -332,6 +332,28 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None]
 
 
+class Account(Base):
+    """A person who signs in to the admin: the owner or an assistant (services/accounts.py).
+
+    `password_hash` is Argon2 (None until an invite is accepted); `totp_secret` is encrypted with
+    a key derived from the secret key; `recovery_codes` holds SHA-256 digests, one a line;
+    `generation` grows on "sign out everywhere" and on a password change (cookies carry it)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
+    recovery_codes: Mapped[str] = mapped_column(Text, default="")
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class PracticeSetting(Base):
     """A practice detail the admin saved (name, sender, signup wording, …): one row a field.
 

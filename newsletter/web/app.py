@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from newsletter.core.config import Settings, get_settings
 from newsletter.services import logs
 from newsletter.web import admin, api, pages, public, security, webhooks
-from newsletter.web.admin.common import current_session
+from newsletter.web.admin.common import OwnerOnly, current_session, owner_only_page
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # WEB: security headers, CSRF cookie, body limits, friendly error pages, /static.
     security.install(app, settings)
+    app.add_exception_handler(OwnerOnly, owner_only_page)  # an assistant on an owner's page
     security.redact_access_log()
     logs.configure(settings.log_format)  # one scrubbing handler, text or JSON lines (issue 16)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -387,7 +387,9 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(Exception, server_error)
 
 
-_TOKEN_PATH = re.compile(r"^(/(?:confirm|preferences|unsubscribe)/)[^/?\s]+")
+_TOKEN_PATH = re.compile(
+    r"^(/(?:confirm|preferences|unsubscribe|admin/(?:setup|invite|reset))/)[^/?\s]+"
+)
 
 
 def redact_path(path: str) -> str:

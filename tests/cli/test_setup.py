@@ -75,3 +75,23 @@ def test_init_queues_the_shipped_series_on_a_fresh_database_then_syncs_appended_
     again = init()
     assert "queued " not in again
     assert "1 parts appended" in again
+
+
+def test_init_prints_a_setup_link_until_the_owner_exists(settings: Settings) -> None:
+    """`init` (and so `make run`) prints a fresh one-time link; `admin setup-link` prints
+    another (the first stops working); once the owner exists neither prints one."""
+    from newsletter.services import accounts, accounts_links
+
+    first = [w for w in init().split() if "/admin/setup/" in w]
+    assert len(first) == 1 and first[0].startswith(settings.public_url)
+    again = runner.invoke(app, ["admin", "setup-link"])
+    assert again.exit_code == 0, again.output
+    [second] = [w for w in again.output.split() if "/admin/setup/" in w]
+    token = second.rsplit("/", 1)[1]
+    with session_scope(settings.database_url) as session:
+        assert accounts_links.setup_state(session, first[0].rsplit("/", 1)[1]) == "invalid"
+        assert accounts_links.setup_state(session, token) == "fine"
+        accounts.create(session, "maya@harbour.example", "Maya", accounts.OWNER, "argon2-hash")
+    assert "/admin/setup/" not in init()
+    refused = runner.invoke(app, ["admin", "setup-link"])
+    assert refused.exit_code != 0 and "sign in" in refused.output

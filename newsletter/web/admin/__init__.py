@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from newsletter.web.admin import (
+    accounts,
     broadcasts,
     calendar,
     dashboard,
@@ -15,6 +16,7 @@ from newsletter.web.admin import (
     preview,
     provider,
     series,
+    setup,
     subscribers,
     transfer,
     website,
@@ -23,6 +25,8 @@ from newsletter.web.admin import (
 # Login first (no session needed), then everything else behind require_admin.
 router = APIRouter()
 router.include_router(login.public)
+router.include_router(setup.public)  # first run, invitations, resets: reached by a link
+router.include_router(accounts.owner)  # the owner's pages (require_owner)
 for area in (
     login,
     dashboard,
@@ -37,5 +41,6 @@ for area in (
     outbox,
     broadcasts,
     website,
+    accounts,
 ):
     router.include_router(area.protected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from newsletter.core.config import Settings
-from newsletter.services import auth
+from newsletter.services import accounts, auth
 from newsletter.store.db import Session, session_scope
 from newsletter.web import forms
 from newsletter.web.csrf import verify_csrf
@@ -25,7 +26,16 @@ class NotLoggedIn(HTTPException):
         super().__init__(303, "please sign in", {"Location": "/admin/login"})
 
 
+class OwnerOnly(HTTPException):
+    """An assistant asked for an owner's page (export, erase, accounts, the mail provider)."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "only the owner can do this")
+
+
 def current_session(request: Request) -> auth.AdminSession | None:
+    """The valid session the request's cookie holds: the operator's (their password source
+    unchanged) or an account's (still there, at its generation), of the current epoch."""
     settings = settings_of(request)
     value = request.cookies.get(auth.SESSION_COOKIE)
     if not value:
@@ -33,7 +43,13 @@ def current_session(request: Request) -> auth.AdminSession | None:
     with session_scope(settings.database_url) as db:
         epoch = auth.session_epoch(db)
         fingerprint = auth.password_fingerprint(settings, db)
-    return auth.read_session(settings, value, epoch, fingerprint=fingerprint)
+    found = auth.read_session(settings, value, epoch, fingerprint=fingerprint)
+    if found is None or not found.account:
+        request.state.who = accounts.OPERATOR if found else None
+        return found
+    person = accounts.current(settings, found.account, found.generation)
+    request.state.who = person
+    return None if person is None else dataclasses.replace(found, role=person.role)
 
 
 def require_admin(request: Request) -> auth.AdminSession:
@@ -42,6 +58,30 @@ def require_admin(request: Request) -> auth.AdminSession:
     if session is None:
         raise NotLoggedIn()
     return session
+
+
+def require_owner(request: Request) -> auth.AdminSession:
+    """The signed-in owner's (or operator's) session; an assistant gets the 403 page
+    (OwnerOnly), someone signed out the login page. Add it to an owner-only route as
+    `dependencies=[Depends(require_owner)]`."""
+    session = require_admin(request)
+    if session.role != accounts.OWNER:
+        raise OwnerOnly()
+    return session
+
+
+def who_of(request: Request) -> accounts.Who:
+    """The person signed in (after require_admin ran for this request)."""
+    person = getattr(request.state, "who", None)
+    if person is None:
+        raise NotLoggedIn()
+    return person
+
+
+def owner_only_page(request: Request, exc: Exception) -> Response:
+    """The 403 page an assistant sees on an owner's page: what happened and what to do."""
+    context = {"what": accounts.OWNER_ONLY}
+    return page(request, "admin/owner_only.html", context, 403)
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -91,7 +131,8 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
             flash = _flash_serializer(settings).loads(raw)
         except BadSignature:
             flash = None
-    context = {"flash": flash, "zone": settings.default_timezone, "nav": "", **context}
+    who = getattr(request.state, "who", None)
+    context = {"flash": flash, "zone": settings.default_timezone, "nav": "", "who": who, **context}
     response = render_page(request, name, context, status, no_store=True)
     if raw:
         response.delete_cookie(FLASH_COOKIE, path="/")

@@ -2,8 +2,7 @@
 
 The work is services.provider's; this page shows what sends, which server variables fix it (they
 win, and the forms are then read-only), and turns each form into one call. Only the owner may
-use it: `require_owner` is the sign-in check while one person signs in (the accounts work adds
-owner and assistant; swap in its `require_owner` from web/admin/common.py).
+use it (`require_owner`: an assistant gets the 403 page).
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.services import provider
 from newsletter.services.provider_sendgrid import REQUIRED_SCOPES, SCOPE_NAMES
-from newsletter.web.admin.common import form_of, page, redirect, settings_of
-from newsletter.web.admin.common import require_admin as require_owner
+from newsletter.web.admin.common import form_of, page, redirect, require_owner, settings_of
 
 PATH = "/admin/settings/mail"
 protected = APIRouter(prefix=PATH, dependencies=[Depends(require_owner)])

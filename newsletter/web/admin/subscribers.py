@@ -23,6 +23,7 @@ from newsletter.web.admin.common import (
     page,
     redirect,
     require_admin,
+    require_owner,
     settings_of,
 )
 
@@ -282,7 +283,11 @@ async def subscriber_resend(request: Request, subscriber_id: SubscriberId) -> Re
     )
 
 
-@protected.post("/subscribers/{subscriber_id}/erase", include_in_schema=False)
+@protected.post(
+    "/subscribers/{subscriber_id}/erase",
+    include_in_schema=False,
+    dependencies=[Depends(require_owner)],
+)
 async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Response:
     form = await form_of(request)
     settings = settings_of(request)
@@ -303,7 +308,11 @@ async def subscriber_erase(request: Request, subscriber_id: SubscriberId) -> Res
     )
 
 
-@protected.get("/subscribers/{subscriber_id}/export.json", include_in_schema=False)
+@protected.get(
+    "/subscribers/{subscriber_id}/export.json",
+    include_in_schema=False,
+    dependencies=[Depends(require_owner)],
+)
 def subscriber_export(request: Request, subscriber_id: SubscriberId, db: Db) -> Response:
     record = _found(roster.record(db, subscriber_id))
     return Response(

@@ -30,6 +30,7 @@ from newsletter.web.admin.common import (
     page,
     redirect,
     require_admin,
+    require_owner,
     settings_of,
 )
 
@@ -199,11 +200,11 @@ def _download(chunks: Iterator[str], media_type: str, extension: str) -> Respons
     )
 
 
-@protected.get("/export.csv", include_in_schema=False)
+@protected.get("/export.csv", include_in_schema=False, dependencies=[Depends(require_owner)])
 def export_csv(request: Request) -> Response:
     return _download(export.export_csv(settings_of(request)), "text/csv; charset=utf-8", "csv")
 
 
-@protected.get("/export.json", include_in_schema=False)
+@protected.get("/export.json", include_in_schema=False, dependencies=[Depends(require_owner)])
 def export_json(request: Request) -> Response:
     return _download(export.export_json(settings_of(request)), "application/json", "json")

@@ -1,0 +1,96 @@
+"""The first run in a browser, from a fresh `newsletter init`: the printed setup link → the
+owner's account → two-factor sign-in turned on (the code computed here with pyotp) → sign out
+→ sign in with the password and a code. At desk width and phone width."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+from paths import free_port
+from servers import uvicorn_app
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.core.config import Settings, get_settings, load_settings
+
+pytestmark = pytest.mark.browser
+
+EMAIL, PASSWORD = "maya@harbour.example", "maya's own long password"
+SETUP_RE = re.compile(r"(http://\S+/admin/setup/[A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+def fresh_server(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str]]:
+    """A server after `newsletter init` with no admin password anywhere: (base URL, the
+    setup link init printed)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
+    monkeypatch.delenv("NEWSLETTER_ADMIN_PASSWORD", raising=False)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    match = SETUP_RE.search(result.output)
+    assert match, result.output
+    assert load_settings().admin_password is None
+    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served:
+        yield served, match.group(1)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_first_run_to_two_factor_sign_in(
+    browser,
+    fresh_server: tuple[str, str],
+    artifacts: Path,
+    width: int,  # type: ignore[no-untyped-def]
+) -> None:
+    base, setup_link = fresh_server
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    shot = f"first-run-{width}"
+
+    page.goto(base + "/admin")  # before the owner exists: only the way to the setup link
+    assert "open the setup link printed by the server" in page.inner_text("main")
+    assert page.locator("input[name=password]").count() == 0
+    page.screenshot(path=str(artifacts / f"{shot}-before-setup.png"), full_page=True)
+
+    page.goto(setup_link)
+    page.fill("#name", "Maya Ellis")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.screenshot(path=str(artifacts / f"{shot}-setup.png"), full_page=True)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/admin/settings")
+
+    page.click("nav >> text=Your account")
+    page.wait_for_url(base + "/admin/account")
+    assert page.locator("[data-totp-qr] svg").count() == 1
+    secret = page.inner_text("[data-totp-secret]").strip()
+    page.screenshot(path=str(artifacts / f"{shot}-enrol.png"), full_page=True)
+    page.fill("#code", pyotp.TOTP(secret).now())
+    page.click("text=Turn on two-factor sign-in")
+    codes = page.locator("[data-recovery-codes] code").all_inner_texts()
+    assert len(codes) == 10
+    page.screenshot(path=str(artifacts / f"{shot}-recovery-codes.png"), full_page=True)
+    page.click("text=Done")
+    assert "Recovery codes left: 10" in page.inner_text("main")
+
+    page.click("nav >> text=Sign out")
+    page.wait_for_url(base + "/admin/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))  # the next step: not a reuse
+    page.screenshot(path=str(artifacts / f"{shot}-code.png"), full_page=True)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/admin")
+    assert page.locator("nav >> text=Accounts").count() == 1
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{overflow} px of sideways scrolling at {width} px"
+    page.close()
