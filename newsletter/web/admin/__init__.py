@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from newsletter.web.admin import (
+    about,
     broadcasts,
     calendar,
     dashboard,
@@ -33,5 +34,6 @@ for area in (
     calendar,
     outbox,
     broadcasts,
+    about,
 ):
     router.include_router(area.protected)

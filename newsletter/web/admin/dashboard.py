@@ -51,8 +51,11 @@ def dashboard(request: Request, db: Db) -> Response:
             "steps": steps,
             "steps_left": sum(not step.done for step in steps),
             "backend": settings.mail_backend,
+            "series_queued": any(step.done for step in steps if step.key == "queue"),
             "today": now.astimezone(ZoneInfo(settings.default_timezone)).date(),
-            **dashboard_context(request),  # issue 16: beat, workers, alerts (admin/_health.html)
+            **dashboard_context(
+                request
+            ),  # issue 16: the sending line and alerts (admin/_health.html)
         },
     )
 
@@ -65,7 +68,7 @@ async def resume_sending(request: Request) -> Response:
     return redirect(
         request,
         "/admin",
-        "Sending is on again; the next tick sends what is due."
+        "Sending is on again; what is due goes out within a minute."
         if lifted
         else "Sending was already on.",
     )
