@@ -21,7 +21,11 @@ ONE_LINE = {
     "signup_heading": "Letters from the counselling room",
     "default_timezone": "Europe/London",
 }
-MULTI_LINE = {"signup_intro": "Short pieces, one a week.", "care_note": "Not advice for you."}
+MULTI_LINE = {
+    "signup_intro": "Short pieces, one a week.",
+    "care_note": "Not advice for you.",
+    "sign_off": "With care,\nMaya",
+}
 
 
 def test_the_tables_cover_every_field_of_the_page() -> None:

@@ -228,7 +228,10 @@ def test_confirm_get_changes_nothing_and_post_confirms(c, site):
         due = active.next_due_at
     local = due.astimezone(ZoneInfo("Europe/London"))
     # the pages' one date style ("Tue 5 Jan 2027, 09:00"), in the reader's zone, saying whose
-    assert f"{local:%a} {local.day} {local:%b %Y}, 09:00 (Europe/London)" in response.text
+    assert (
+        f"{local:%a} {local.day} {local:%b %Y}, 09:00, "
+        '<span class="zone" title="Europe/London">UK (London)</span> time'
+    ) in response.text
     # the queue has it at once
     assert (
         RedisQueue(site).redis.zscore(f"{site.redis_prefix}due", str(active.id)) == due.timestamp()
