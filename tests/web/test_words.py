@@ -84,7 +84,7 @@ def _seed(settings: Settings, c: TestClient) -> None:
             "title": "Closed on Friday",
             "summary": "Back Monday.",
             "body_md": "We are *closed*.",
-            "action": "schedule",
+            "action": "confirm",
             "audience": "all",
             "when": "date",
             "on_date": "2027-03-05",
