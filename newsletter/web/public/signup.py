@@ -19,6 +19,8 @@ from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
     address_allowed,
+    address_wait,
+    cooldown_words,
     link_problem_page,
     next_article_text,
     read_public_id,
@@ -115,7 +117,12 @@ def subscribe(
             )
         values = {"email": email, "name": name, "timezone": timezone, "series": series or []}
         return _signup_page(request, values, exc.errors, 400)
-    response = render(request, "check_email.html", {})
+    # Within the address's cooldown the page says so (the same read for every address, so it
+    # tells nothing about whether the address is subscribed): no "fresh link" that never comes.
+    wait = address_wait(request, settings, key) if key else 0
+    zone = settings.default_timezone if timezone not in identity.zone_names() else timezone
+    cooldown = cooldown_words(wait, zone, utc_now()) if wait else None
+    response = render(request, "check_email.html", {"cooldown": cooldown})
     if send and subscriber is not None:
         # Sent right after the response, so the page takes the same time whether or not an
         # email goes out (the timing must not tell whether an address is subscribed).
