@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import html
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ from newsletter.mail.message import (
     CONFIRMATION,
     WELCOME,
     YOUR_DATA,
+    Attachment,
     Message,
 )
 from newsletter.mail.templates import environment, template_problem
@@ -258,15 +260,18 @@ class Renderer:
             preheader=context["preheader"],
         )
 
-    def your_data(self, data_json: str) -> Message:
-        """What is stored about a reader (their access request), as JSON in the email."""
+    def your_data(self, record: Mapping[str, Any]) -> Message:
+        """What is stored about a reader (their access request): in words in the email, all of
+        it as JSON in the attached your-data.json."""
         subject = f"Your data at {self.settings.practice}"
         context = self._base(subject, "Everything we store about you, as you asked.", None)
-        context["data_json"] = data_json
+        context["data"] = record
         html_out, text_out = self._render("your_data", context)
+        data_json = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8")
         return Message(
             kind=YOUR_DATA, subject=subject, html=html_out, text=text_out,
             preheader=context["preheader"],
+            attachments=(Attachment("your-data.json", "application/json", data_json),),
         )  # fmt: skip
 
     def check(self, spec: SeriesSpec) -> list[str]:

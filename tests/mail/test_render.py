@@ -358,4 +358,4 @@ def test_the_sign_off_setting_ends_every_email(conf: Settings) -> None:
     assert "With care,\nMaya <Ellis>" in message.text and "Warmly," not in message.text
     assert "With care,<br>Maya &lt;Ellis&gt;" in message.html
     data = Renderer(own.model_copy(update={"practice_name": "Harbour Therapy"}))
-    assert data.your_data("{}").subject == "Your data at Harbour Therapy"
+    assert data.your_data({}).subject == "Your data at Harbour Therapy"
