@@ -304,12 +304,14 @@ def confirm(
     *,
     ip: str | None = None,
     form: str = "confirm",
+    keep_pause: bool = True,
 ) -> bool:
     """Double opt-in: make the subscriber active and enroll them. False when nothing changed.
 
     Also resubscribes someone who unsubscribed (they resume where they left off); their new
     consent is recorded here, at the click (time, `ip`, `form`), never at the unconfirmed
-    submission. Complained and erased addresses are never re-activated.
+    submission. Complained and erased addresses are never re-activated. A pause set before
+    they left is kept unless they said to end it (`keep_pause`, asked on the confirm page).
     """
     subscriber = row_of(session, someone)
     if subscriber.status == ACTIVE:
@@ -319,6 +321,8 @@ def confirm(
     resuming = subscriber.status != PENDING
     if resuming:
         _record_consent(subscriber, ip, form, now)
+        if not keep_pause:
+            subscriber.paused_until = None
     subscriber.status = ACTIVE
     subscriber.unsubscribed_at = None
     if subscriber.confirmed_at is None or resuming:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import time
@@ -209,6 +210,37 @@ def test_signup_limit_counts_per_address_and_refuses_without_signing_up(site):
 
 
 # --- confirmation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("keep", True), ("end", False)])
+def test_resubscribing_asks_whether_to_keep_an_old_pause(site, time_machine, answer, kept):
+    time_machine.move_to(dt.datetime(2027, 3, 1, 12, tzinfo=dt.UTC), tick=False)
+    with client(site) as c:
+        sub = signup_and_confirm(c, site)
+        until = dt.date(2027, 4, 5)
+        with session_scope(site.database_url) as s:
+            row = s.get(Subscriber, sub.id)
+            row.status, row.paused_until = "unsubscribed", until
+        link = "/confirm/" + tokens.make_token(site.secret, "confirm", sub.public_id)
+        page = c.get(link).text
+        assert "you had paused the articles until Mon 5 Apr 2027. Keep that pause?" in page
+        done = c.post(link, data={"csrf_token": csrf_in(page), "pause": answer})
+        assert done.status_code == 200
+    after = subscriber(site)
+    assert after.status == "active" and after.paused_until == (until if kept else None)
+
+
+def test_a_pending_signup_or_a_past_pause_is_not_asked_about(site, time_machine):
+    time_machine.move_to(dt.datetime(2027, 3, 1, 12, tzinfo=dt.UTC), tick=False)
+    with client(site) as c:
+        c.post("/subscribe", data=form(c))
+        assert "Keep that pause" not in c.get(outbox(site)[-1].link("confirm")).text
+        sub = signup_and_confirm(c, site, email="bo@example.org")
+        with session_scope(site.database_url) as s:
+            row = s.get(Subscriber, sub.id)
+            row.status, row.paused_until = "unsubscribed", dt.date(2027, 2, 1)
+        link = "/confirm/" + tokens.make_token(site.secret, "confirm", sub.public_id)
+        assert "Keep that pause" not in c.get(link).text
 
 
 def test_confirm_get_changes_nothing_and_post_confirms(c, site):

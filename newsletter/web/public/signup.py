@@ -14,6 +14,7 @@ from newsletter.core.vocabulary import ACTIVE, PENDING
 from newsletter.services import mailing, people, signup
 from newsletter.services.people import Person
 from newsletter.store.db import session_scope
+from newsletter.web import dates
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
@@ -159,7 +160,20 @@ def confirm_page(request: Request, token: str) -> Response:
                 raise LinkProblem(404)
     except LinkProblem as problem:
         return link_problem_page(request, problem)
-    return render(request, "confirm.html", {"token": token}, no_store=True)
+    return render(
+        request,
+        "confirm.html",
+        {"token": token, "old_pause": _old_pause(subscriber)},
+        no_store=True,
+    )
+
+
+def _old_pause(subscriber: Person) -> str | None:
+    """The day a pause set before they left ends, when it is still ahead (asked on resubscribe)."""
+    until = subscriber.paused_until
+    if subscriber.status == PENDING or until is None or until <= utc_now().date():
+        return None
+    return dates.format_day(until)
 
 
 def _confirmed_page(
@@ -179,7 +193,10 @@ def _confirmed_page(
 
 @router.post("/confirm/{token}")
 def confirm(
-    request: Request, token: str, csrf_token: Annotated[str | None, Form()] = None
+    request: Request,
+    token: str,
+    csrf_token: Annotated[str | None, Form()] = None,
+    pause: Annotated[str, Form()] = "keep",
 ) -> Response:
     settings = settings_of(request)
     verify_csrf(request, csrf_token)
@@ -189,7 +206,9 @@ def confirm(
             subscriber = subscriber_for(session, public_id)
             if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
                 raise LinkProblem(404)
-            changed = signup.confirm(session, subscriber, utc_now(), ip=client_ip(request))
+            changed = signup.confirm(
+                session, subscriber, utc_now(), ip=client_ip(request), keep_pause=pause != "end"
+            )
             subscriber = people.again(session, subscriber)
             first = signup.first_article_text(session, subscriber)  # the welcome email's words
             shown = next_article_text(session, subscriber)  # the page's date style
