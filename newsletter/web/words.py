@@ -70,6 +70,16 @@ def test_sent(backend: str) -> str:
     return f"Test sent through {mail_way(backend)} to the address you gave."
 
 
+def test_failed(status: str, detail: str) -> str:
+    """The notice when a test could not be sent: her words when the provider isn't connected."""
+    if status == "unconfigured":
+        return (
+            "Test not sent: the mail provider isn't connected yet (whoever runs the server can "
+            "see why on About this server)."
+        )
+    return f"Test not sent: {detail}."
+
+
 def plural(count: int, one: str, many: str | None = None) -> str:
     """ "1 reader", "412 readers"."""
     return f"{count} {one if count == 1 else (many or one + 's')}"

@@ -170,6 +170,12 @@ def test_banned_words_are_found(text: str, word: str) -> None:
     assert word in [w for w, _ in words.banned_in(text)]
 
 
+def test_an_unconnected_provider_is_named_in_her_words() -> None:
+    said = words.test_failed("unconfigured", "NEWSLETTER_SENDGRID_API_KEY is not set")
+    assert words.banned_in(said) == [] and "isn't connected" in said
+    assert words.test_failed("invalid", "not an address") == "Test not sent: not an address."
+
+
 def test_her_words_pass() -> None:
     assert words.banned_in("Sending: checked 40 s ago · none ticked: all · Not sent yet") == []
     assert words.mail_way("outbox") == "Not sent yet — test mode"

@@ -168,7 +168,7 @@ def _test_send(request: Request, values: dict[str, Any]) -> Response:
     result = mailing.send_test(settings, values["test_to"], _message(settings, values))
     if result.ok:
         return _show(request, values, notice=words.test_sent(result.backend))
-    return _show(request, values, error=f"Test not sent: {result.detail}.")
+    return _show(request, values, error=words.test_failed(result.status, result.detail))
 
 
 def _confirm(request: Request, values: dict[str, Any], now: dt.datetime) -> Response:

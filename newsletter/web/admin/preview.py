@@ -157,4 +157,4 @@ async def part_test_send(request: Request, slug: str, number: PartNumber) -> Res
         with session_scope(settings.database_url) as db:
             practice.note_test_sent(db)  # ticks "send yourself a test" on the dashboard
         return redirect(request, where, words.test_sent(result.backend))
-    return redirect(request, where, f"Test not sent: {result.detail}.", "error")
+    return redirect(request, where, words.test_failed(result.status, result.detail), "error")
