@@ -28,7 +28,7 @@ def test_the_calendar_shows_counts_per_day_and_lists_the_people(settings: Settin
         c, _ = signed_in(s, PASSWORD)
         page = c.get("/admin/calendar").text
         assert (
-            "Times are in <strong><span class=\"zone\" title=\"America/New_York\">"
+            'Times are in <strong><span class="zone" title="America/New_York">'
             "US Eastern (New York)</span></strong>"
         ) in page
         # London readers get part 1 on Tue 5 Jan 09:00 their time = 04:00 in New York
