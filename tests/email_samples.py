@@ -42,7 +42,7 @@ def every_email(folder: Path) -> dict[str, Message]:
         "confirmation": renderer.confirmation(),
         "welcome": renderer.welcome("Tuesday 3 March at 09:00", ("Common myths",)),
         "already_subscribed": renderer.already_subscribed(),
-        "your_data": renderer.your_data('{"subscriber": {"name": "Ana"}}'),
+        "your_data": renderer.your_data({"subscriber": {"name": "Ana"}}),
     }
 
 

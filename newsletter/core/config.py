@@ -72,6 +72,7 @@ class Settings(BaseSettings):
 
     # The practice's own words (also editable in the admin, see `with_saved` below).
     practice_name: str | None = None  # None: the sender name (from_name)
+    sign_off: str | None = None  # how emails end; None: "Warmly," and the practice's name
     signup_heading: str | None = None  # None: the built-in heading and introduction
     signup_intro: str | None = None
     care_note: str = CARE_NOTE
@@ -245,6 +246,11 @@ class Settings(BaseSettings):
     def practice(self) -> str:
         """The practice's name as readers see it."""
         return self.practice_name or self.from_name
+
+    @property
+    def signoff(self) -> str:
+        """How every email ends: the sign-off setting, or "Warmly," and the practice's name."""
+        return (self.sign_off or "").strip() or f"Warmly,\n{self.practice}"
 
     @property
     def public_is_https(self) -> bool:

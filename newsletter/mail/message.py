@@ -28,6 +28,15 @@ YOUR_DATA = "your_data"  # "send me my data" from the preference page
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that rides with a message (the reader's data as JSON)."""
+
+    filename: str
+    content_type: str  # "application/json"
+    content: bytes
+
+
+@dataclass(frozen=True)
 class Message:
     """One email rendered once for a whole batch.
 
@@ -45,6 +54,7 @@ class Message:
     part: int | None = None  # 1-based, articles only
     categories: tuple[str, ...] = ()
     sandbox: bool = False  # SendGrid sandbox mode (send-test --sandbox)
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ def build(
     mail.add_alternative(
         personalise(message.html, values), subtype="html", charset="utf-8", cte="quoted-printable"
     )
+    for item in message.attachments:
+        main, _, sub = item.content_type.partition("/")
+        mail.add_attachment(item.content, maintype=main, subtype=sub, filename=item.filename)
     return mail
 
 

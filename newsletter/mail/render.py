@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import html
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ from newsletter.mail.message import (
     CONFIRMATION,
     WELCOME,
     YOUR_DATA,
+    Attachment,
     Message,
 )
 from newsletter.mail.templates import environment, template_problem
@@ -150,6 +152,7 @@ class Renderer:
             "preheader": preheader,
             "practice": {
                 "name": s.practice,
+                "signoff": s.signoff,
                 "address": s.postal_address,
                 "reply_to": s.reply_to,
                 "public_url": s.public_url,
@@ -231,7 +234,7 @@ class Renderer:
 
     def welcome(self, first_article: str, series_titles: tuple[str, ...] = ()) -> Message:
         """The welcome email sent on confirmation; first_article says when part 1 arrives."""
-        subject = f"Welcome: your subscription to {self.settings.from_name} is confirmed"
+        subject = f"Welcome: your subscription to {self.settings.practice} is confirmed"
         context = self._base(subject, f"Your first article arrives {first_article}.", None)
         context.update(first_article=first_article, series_titles=list(series_titles))
         html_out, text_out = self._render("welcome", context)
@@ -246,7 +249,7 @@ class Renderer:
     def already_subscribed(self) -> Message:
         """To an active reader whose address was entered on the signup form again: nothing
         changed, and where their preferences are (the page itself says the same as ever)."""
-        subject = f"You are already subscribed to {self.settings.from_name}"
+        subject = f"You are already subscribed to {self.settings.practice}"
         context = self._base(subject, "Nothing has changed; here is your preferences page.", None)
         html_out, text_out = self._render("already_subscribed", context)
         return Message(
@@ -257,15 +260,18 @@ class Renderer:
             preheader=context["preheader"],
         )
 
-    def your_data(self, data_json: str) -> Message:
-        """What is stored about a reader (their access request), as JSON in the email."""
-        subject = f"Your data at {self.settings.from_name}"
+    def your_data(self, record: Mapping[str, Any]) -> Message:
+        """What is stored about a reader (their access request): in words in the email, all of
+        it as JSON in the attached your-data.json."""
+        subject = f"Your data at {self.settings.practice}"
         context = self._base(subject, "Everything we store about you, as you asked.", None)
-        context["data_json"] = data_json
+        context["data"] = record
         html_out, text_out = self._render("your_data", context)
+        data_json = json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8")
         return Message(
             kind=YOUR_DATA, subject=subject, html=html_out, text=text_out,
             preheader=context["preheader"],
+            attachments=(Attachment("your-data.json", "application/json", data_json),),
         )  # fmt: skip
 
     def check(self, spec: SeriesSpec) -> list[str]:

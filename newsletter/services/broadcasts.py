@@ -208,6 +208,12 @@ def _slug(session: Session, title: str, now: dt.datetime) -> str:
     return slug
 
 
+def audience_count(settings: Settings, audience: Audience) -> int:
+    """How many readers `audience` names now (the confirmation's "Send to 412 readers")."""
+    with session_scope(settings.database_url) as session:
+        return len(_readers(session, audience))
+
+
 def check_letter(title: str, body_md: str) -> None:
     if not title.strip():
         raise BroadcastError("the letter needs a title")

@@ -75,6 +75,7 @@ class Step:
     done: bool
     href: str
     detail: str
+    key: str = ""
 
 
 def _changed(settings: Settings, name: str) -> bool:
@@ -104,20 +105,21 @@ def checklist(settings: Settings, session: Session) -> list[Step]:
             "Connect SendGrid",
             sendgrid,
             "/admin/settings/mail",
-            "Paste a SendGrid API key at Settings > Mail; until then every email waits here,"
-            " not sent.",
+            "Paste a SendGrid API key at Settings > Mail; until then every email is kept, not"
+            " sent (test mode).",
         ),
         Step(
             "Connect SendGrid's event webhook",
             events,
             "",
             f"Point SendGrid's Event Webhook at {settings.public_url}/webhooks/sendgrid so"
-            " bounces and unsubscribes come back; ticked when the first event arrives.",
+            " bounces and unsubscribes come back; done when the first report arrives.",
         ),
         Step(
             "Queue your first series",
             queued is not None,
             "/admin/series",
             "Choose a start date on the Series page.",
+            "queue",
         ),
     ]

@@ -253,6 +253,23 @@ def _same_write(session: Session, key: str) -> None:
         )
 
 
+def _cooldown_key(secret: str, prefix: str, email_key: str) -> str:
+    digest = hmac.new(secret.encode(), f"confirm:{email_key}".encode(), "sha256").hexdigest()
+    return f"{prefix}confirm:{digest[:32]}"
+
+
+def confirmation_wait(r: redis.Redis, secret: str, prefix: str, email_key: str) -> int:
+    """Seconds until this address may have another confirmation email (0: it may now, or the
+    counter can't be read). Reads only: the same work for every address, so the signup page
+    can say so truthfully without telling whether the address is subscribed."""
+    key = f"{_cooldown_key(secret, prefix, email_key)}:10m"
+    try:
+        count, left = r.get(key), int(r.ttl(key))
+    except _REDIS_DOWN:
+        return 0
+    return left if count is not None and int(count) >= 1 and left > 0 else 0
+
+
 def confirmation_allowed(r: redis.Redis, secret: str, prefix: str, email_key: str) -> bool:
     """Count one confirmation email for this address; False when it must not be sent.
 
@@ -260,8 +277,7 @@ def confirmation_allowed(r: redis.Redis, secret: str, prefix: str, email_key: st
     keys hold an HMAC of the address under the secret key, never the address. Fails closed:
     when Redis can't be reached nothing is sent (the reader's page is the same either way).
     """
-    digest = hmac.new(secret.encode(), f"confirm:{email_key}".encode(), "sha256").hexdigest()
-    base = f"{prefix}confirm:{digest[:32]}"
+    base = _cooldown_key(secret, prefix, email_key)
     try:
         recent, _ = count_hit(r, f"{base}:10m", COOLDOWN_SECONDS)  # Redis 6.2 commands only
         if recent > 1:
@@ -288,12 +304,14 @@ def confirm(
     *,
     ip: str | None = None,
     form: str = "confirm",
+    keep_pause: bool = True,
 ) -> bool:
     """Double opt-in: make the subscriber active and enroll them. False when nothing changed.
 
     Also resubscribes someone who unsubscribed (they resume where they left off); their new
     consent is recorded here, at the click (time, `ip`, `form`), never at the unconfirmed
-    submission. Complained and erased addresses are never re-activated.
+    submission. Complained and erased addresses are never re-activated. A pause set before
+    they left is kept unless they said to end it (`keep_pause`, asked on the confirm page).
     """
     subscriber = row_of(session, someone)
     if subscriber.status == ACTIVE:
@@ -303,6 +321,8 @@ def confirm(
     resuming = subscriber.status != PENDING
     if resuming:
         _record_consent(subscriber, ip, form, now)
+        if not keep_pause:
+            subscriber.paused_until = None
     subscriber.status = ACTIVE
     subscriber.unsubscribed_at = None
     if subscriber.confirmed_at is None or resuming:

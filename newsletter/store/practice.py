@@ -108,6 +108,12 @@ FIELDS: tuple[Field, ...] = (
         "zone",
         True,
     ),
+    Field(
+        "sign_off",
+        "Sign-off",
+        "How every email ends; a new line for your name. Empty: “Warmly,” and the practice name.",
+        "text",
+    ),
     Field("signup_heading", "Signup page heading", "The big line on the signup page.", "line"),
     Field(
         "signup_intro",

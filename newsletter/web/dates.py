@@ -9,6 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup
+
+from newsletter.web import zones
+
 DASH = "—"
 
 
@@ -45,9 +49,12 @@ def format_local(value: dt.datetime | None, zone: str | None = None) -> str:
     return f"{day_text(moment.date())}, {moment:%H:%M}"
 
 
-def format_moment(value: dt.datetime | None, zone: str) -> str:
-    """ "Tue 5 Jan 2027, 09:00 (Europe/London)": a reader's own time, saying whose."""
-    return DASH if value is None else f"{format_local(value, zone)} ({zone})"
+def format_moment(value: dt.datetime | None, zone: str) -> Markup:
+    """ "Tue 5 Jan 2027, 09:00, UK (London) time": a reader's own time, saying whose (the zone
+    in the one zone style: its friendly name, the id on hover)."""
+    if value is None:
+        return Markup(DASH)
+    return Markup("{}, {} time").format(format_local(value, zone), zones.with_id(zone))
 
 
 def format_clock(value: dt.datetime | None, zone: str | None = None) -> str:

@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 
 from newsletter.core.config import Settings
 from newsletter.store.practice import effective_settings
-from newsletter.web import dates, zones
+from newsletter.web import dates, words, zones
 from newsletter.web.csrf import csrf_token
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -25,6 +25,9 @@ templates.env.lstrip_blocks = True
 templates.env.filters["day"] = dates.format_day
 templates.env.filters["local"] = dates.format_local
 templates.env.filters["clock"] = dates.format_clock
+templates.env.filters["zone_name"] = zones.label
+templates.env.filters["zone"] = zones.with_id
+templates.env.filters["mail_way"] = words.mail_way
 templates.env.globals["zone_groups"] = zones.zone_groups
 templates.env.globals["zone_in_menu"] = zones.in_menu
 

@@ -10,6 +10,8 @@ import zoneinfo
 from functools import lru_cache
 from pathlib import Path
 
+from markupsafe import Markup
+
 from newsletter.core.identity import zone_names
 
 COMMON: dict[str, str] = {
@@ -56,6 +58,13 @@ REGIONS = (
 def label(zone: str) -> str:
     """A zone as people read it: "US Eastern (New York)", "Argentina / Buenos Aires"."""
     return COMMON.get(zone) or zone.replace("_", " ").replace("/", " / ")
+
+
+def with_id(zone: str | None) -> Markup:
+    """The one zone style of every page: the friendly name, the zone id on hover."""
+    if not zone:
+        return Markup("—")
+    return Markup('<span class="zone" title="{}">{}</span>').format(zone, label(zone))
 
 
 def _places() -> set[str] | None:

@@ -56,9 +56,11 @@ def test_write_preview_and_schedule_a_broadcast(
     page.fill("#on_date", tuesday.isoformat())
     page.check("input[name=archive]")
     page.click("button:has-text('Schedule it')")
-    page.wait_for_url(f"{base}/admin/broadcasts")
-    flash = page.text_content("[role=status]") or ""
-    assert "is scheduled for 2 readers" in flash
+    expect(page.locator("h1")).to_contain_text("to 2 readers on")  # asked first, nothing stored
+    assert broadcasts.list_all(settings) == []
+    page.screenshot(path=str(artifacts / "admin-broadcast-confirm.png"), full_page=True)
+    page.click("button:has-text('Yes, schedule it')")
+    expect(page.locator("[role=status]")).to_contain_text("is scheduled for 2 readers")
     assert "scheduled" in (page.text_content("table.broadcasts") or "")
     page.screenshot(path=str(artifacts / "admin-broadcast-scheduled.png"), full_page=True)
     context.close()

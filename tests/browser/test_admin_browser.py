@@ -93,7 +93,7 @@ def test_queue_series_from_admin_then_tick_sends_part_one(
         "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
     ]
     errors.clear()  # that was the wrong password on purpose
-    assert "Nothing is queued to go out" in page.text_content("main")
+    assert "No series is queued yet" in page.text_content("main")
     shot(page, artifacts, "dashboard-empty")
 
     # Import a small list: the dry-run report first, then the import (pending people).

@@ -233,7 +233,7 @@ def test_the_therapists_workspace_walk(
     page.click("#save")
     page.wait_for_url(f"{base}/admin/series/{SLUG}/edit")
     notice = page.text_content("[role=status]") or ""
-    assert "Saved “Anxiety at Work” to schedules/" in notice and "1 new series" in notice
+    assert "Saved “Anxiety at Work”: " in notice and "1 new series" in notice
     assert (settings.schedules_dir / SLUG / "series.yaml").read_text() == SERIES_YAML
     assert (settings.schedules_dir / SLUG / "02-myth-you-should-just-relax.md").read_text() == (
         PART_2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import socket
 import threading
@@ -22,7 +23,9 @@ from newsletter.mail.backends.sendgrid import BACKOFF, SendGridBackend, chunks
 from newsletter.mail.message import (
     ARTICLE,
     CONFIRMATION,
+    YOUR_DATA,
     Accepted,
+    Attachment,
     Failed,
     Message,
     Recipient,
@@ -140,6 +143,21 @@ def test_tracking_sandbox_and_non_article_mail(settings: Settings, fake: FakeSen
     assert "categories" not in body
     for p in body["personalizations"]:
         assert "series" not in p["custom_args"] and "part" not in p["custom_args"]
+
+
+def test_an_attachment_goes_as_documented(settings: Settings, fake: FakeSendGrid) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    data = Attachment("your-data.json", "application/json", b'{"name": "Ana"}')
+    msg = article(kind=YOUR_DATA, series=None, part=None, categories=(), attachments=(data,))
+    assert all(isinstance(o, Accepted) for o in backend.send(msg, people(1)))
+    assert fake.problems == []  # the documented mail-send schema holds
+    [sent] = fake.requests[0].body["attachments"]
+    assert sent == {
+        "content": base64.b64encode(b'{"name": "Ana"}').decode(),
+        "type": "application/json",
+        "filename": "your-data.json",
+        "disposition": "attachment",
+    }
 
 
 def test_429_then_202_sends_each_recipient_once(

@@ -341,7 +341,21 @@ def test_shared_renderer_renders_once_and_sees_template_edits(
     assert render.shared_renderer(conf) is not first  # other settings, other renderer
 
     sign_off = templates / "email" / "article.txt"
-    sign_off.write_text(sign_off.read_text().replace("Warmly,", "Edited footer line."))
+    sign_off.write_text(
+        sign_off.read_text().replace("{{ practice.signoff }}", "Edited footer line.")
+    )
     fresh = render.shared_renderer(own)
     assert fresh is not first
     assert "Edited footer line." in fresh.article(series, part, 1).text
+
+
+def test_the_sign_off_setting_ends_every_email(conf: Settings) -> None:
+    spec = load_all(SCHEDULES)[0]
+    default = Renderer(conf).article(spec, spec.parts[0], 4)
+    assert f"Warmly,\n{conf.practice}" in default.text
+    own = conf.model_copy(update={"sign_off": "With care,\nMaya <Ellis>"})
+    message = Renderer(own).article(spec, spec.parts[0], 4)
+    assert "With care,\nMaya <Ellis>" in message.text and "Warmly," not in message.text
+    assert "With care,<br>Maya &lt;Ellis&gt;" in message.html
+    data = Renderer(own.model_copy(update={"practice_name": "Harbour Therapy"}))
+    assert data.your_data({}).subject == "Your data at Harbour Therapy"

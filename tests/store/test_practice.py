@@ -22,7 +22,11 @@ ONE_LINE = {
     "default_timezone": "Europe/London",
     "poster_line": "Short letters about therapy.",
 }
-MULTI_LINE = {"signup_intro": "Short pieces, one a week.", "care_note": "Not advice for you."}
+MULTI_LINE = {
+    "signup_intro": "Short pieces, one a week.",
+    "care_note": "Not advice for you.",
+    "sign_off": "With care,\nMaya",
+}
 ORIGINS = {"signup_origins": "https://www.her.example"}  # one a line, like a text
 
 

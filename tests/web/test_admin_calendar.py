@@ -27,7 +27,10 @@ def test_the_calendar_shows_counts_per_day_and_lists_the_people(settings: Settin
     with time_machine.travel(NOW, tick=False):
         c, _ = signed_in(s, PASSWORD)
         page = c.get("/admin/calendar").text
-        assert "Times are in <strong>America/New_York</strong>" in page
+        assert (
+            'Times are in <strong><span class="zone" title="America/New_York">'
+            "US Eastern (New York)</span></strong>"
+        ) in page
         # London readers get part 1 on Tue 5 Jan 09:00 their time = 04:00 in New York
         day = page.split("<h3>Tue 5 Jan 2027", 1)[1].split("calendar-day", 1)[0]
         assert "04:00" in day and "3 people" in day and "part 1" in day

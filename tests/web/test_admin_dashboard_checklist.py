@@ -26,6 +26,7 @@ def test_each_step_ticks_when_the_thing_is_really_done(settings: Settings) -> No
     c, csrf = signed_in(s, PASSWORD)
     page = c.get("/admin").text
     assert "Getting started: 0 of 5 done" in page and _done(page) == []
+    assert "No series is queued yet" in page
 
     details = {
         "from_name": "Dr Maya Okafor",
@@ -49,6 +50,8 @@ def test_each_step_ticks_when_the_thing_is_really_done(settings: Settings) -> No
         "Queue your first series",
     ]
     assert "Getting started: 3 of 5 done" in page
+    # queued with nobody in it yet: the lead says so instead of "nothing is queued"
+    assert "No series is queued yet" not in page and "Nothing is waiting to go out" in page
 
     with session_scope(s.database_url) as session:
         session.add(

@@ -134,3 +134,13 @@ def test_the_archive_and_the_feeds_render_markdown_as_the_email_does(settings: S
         assert [e.title for e in feed.entries] == ["Quotes"]
         assert email_html in feed.entries[0].content[0].value
         assert client.get(f"/archive/{private}/1").status_code == 404
+
+
+def test_the_feeds_are_titled_with_the_practice_name(settings: Settings) -> None:
+    named = settings.model_copy(
+        update={"practice_name": "Harbour Therapy", "from_name": "Dr Maya Ellis"}
+    )
+    client = TestClient(create_app(named), base_url="https://news.example.org")
+    for path in ("/archive/rss.xml", "/archive/atom.xml"):
+        parsed = feedparser.parse(client.get(path).text)
+        assert parsed.feed.title == "Harbour Therapy", path

@@ -117,7 +117,7 @@ def test_a_urlencoded_letter_is_saved_with_lf(
     admin: TestClient, settings: Settings, body: str, saved: str
 ) -> None:
     token = csrf(admin, "/admin/broadcasts")
-    raw = f"csrf_token={token}&title=Closed&summary=&action=schedule&when=now&body_md={body}"
+    raw = f"csrf_token={token}&title=Closed&summary=&action=confirm&when=now&body_md={body}"
     r = admin.post("/admin/broadcasts", content=raw.encode(), headers=URLENCODED)
     assert r.status_code == 303, r.text
     assert _letters(settings) == [saved]
@@ -127,7 +127,7 @@ def test_a_multipart_letter_is_saved_with_lf(admin: TestClient, settings: Settin
     fields = {
         "csrf_token": csrf(admin, "/admin/broadcasts"),
         "title": "Closed",
-        "action": "schedule",
+        "action": "confirm",
         "when": "now",
         "body_md": "Dear reader,\r\n\r\nWe are closed.\rBack on Monday.\r\n",
     }
@@ -140,7 +140,7 @@ def test_a_letter_with_another_control_character_is_still_refused(
     admin: TestClient, settings: Settings
 ) -> None:
     token = csrf(admin, "/admin/broadcasts")
-    raw = f"csrf_token={token}&title=Closed&action=schedule&when=now&body_md=One%0D%0ATwo%0B"
+    raw = f"csrf_token={token}&title=Closed&action=confirm&when=now&body_md=One%0D%0ATwo%0B"
     r = admin.post("/admin/broadcasts", content=raw.encode(), headers=URLENCODED)
     assert r.status_code == 400 and "control character (U+000B)" in r.text
     assert _letters(settings) == []

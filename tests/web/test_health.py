@@ -177,18 +177,18 @@ def test_dashboard_green_line_then_red_banner_then_clear(
 ) -> None:
     sign_in(web)
     page = web.get("/admin").text
-    assert 'data-health="idle"' in page and "No tick yet" in page
+    assert 'data-health="idle"' in page and "Sending has not started yet" in page
     liveness.record_tick(r, settings.redis_prefix, {}, at=now_of(r) - 40)
     liveness.heartbeat(r, settings.redis_prefix, "celery@one")
     liveness.heartbeat(r, settings.redis_prefix, "celery@two")
     page = web.get("/admin").text
     assert re.search(
-        r'notice-ok health-line" role="status" data-health="ok">\s*Last tick 4\d s ago\s*· 2 workers',
+        r'notice-ok health-line" role="status" data-health="ok">\s*Sending: checked 4\d s ago',
         page,
     )
     liveness.record_tick(r, settings.redis_prefix, {}, at=now_of(r) - 400)
     page = web.get("/admin").text
-    assert 'data-health="beat-silent"' in page and "No tick for 6 min" in page
+    assert 'data-health="beat-silent"' in page and "Sending is stopped" in page
     assert 'data-health="ok"' not in page
     liveness.record_tick(r, settings.redis_prefix, {})
     page = web.get("/admin").text

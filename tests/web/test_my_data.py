@@ -3,6 +3,8 @@ only (never onto the page), as JSON, once per address within the cooldown."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import re
 
@@ -39,7 +41,14 @@ def test_email_me_my_data(settings: Settings) -> None:
     mails = [m for m in outbox(settings) if m.subject.startswith("Your data")]
     assert len(mails) == 1 and "ana@example.org" in mails[0].to
     body = mails[0].text
-    data = json.loads(body[body.index("{") : body.rindex("}") + 1])
+    assert "{" not in body  # words, not JSON
+    assert "Email address: ana@example.org" in body and "Time zone: Europe/London" in body
+    assert "- Common myths: active, next part 1" in body
+    message = email.message_from_bytes(mails[0].path.read_bytes(), policy=email.policy.default)
+    [attached] = list(message.iter_attachments())  # type: ignore[attr-defined]
+    assert attached.get_filename() == "your-data.json"
+    assert attached.get_content_type() == "application/json"
+    data = json.loads(attached.get_content())
     assert data["subscriber"]["email"] == "ana@example.org"
     assert data["subscriber"]["timezone"] == "Europe/London"
     assert [e["series"] for e in data["enrollments"]] == ["myths"]

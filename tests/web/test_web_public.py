@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import re
 import time
 from zoneinfo import ZoneInfo
@@ -11,7 +13,7 @@ from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import SecretStr
 from sqlalchemy import select
-from web_helpers import add_series, client, csrf, dead_redis, outbox
+from web_helpers import add_series, client, csrf, csrf_in, dead_redis, outbox
 
 from newsletter.core import tokens
 from newsletter.queue.connection import redis_client
@@ -104,8 +106,10 @@ def test_repeated_signup_looks_the_same_and_creates_no_duplicate(c, site):
     again = c.post("/subscribe", data=form(c, email="ANNA@example.org"))
     active_again = c.post("/subscribe", data=form(c, email="bob@example.org"))
     assert first.status_code == again.status_code == active_again.status_code == 200
-    strip = lambda r: r.text.replace(csrf(c), "")  # noqa: E731
-    assert strip(first) == strip(again) == strip(active_again)
+    strip = lambda r: re.sub(r"\d\d:\d\d|in \d+ minutes?", "", r.text.replace(csrf(c), ""))  # noqa: E731
+    # within the cooldown a pending and an active address get the same truthful page
+    assert strip(again) == strip(active_again) != strip(first)
+    assert "A link is already on its way" in again.text
     with session_scope(site.database_url) as s:
         assert len(s.scalars(select(Subscriber)).all()) == 2
 
@@ -208,6 +212,37 @@ def test_signup_limit_counts_per_address_and_refuses_without_signing_up(site):
 # --- confirmation --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("answer", "kept"), [("keep", True), ("end", False)])
+def test_resubscribing_asks_whether_to_keep_an_old_pause(site, time_machine, answer, kept):
+    time_machine.move_to(dt.datetime(2027, 3, 1, 12, tzinfo=dt.UTC), tick=False)
+    with client(site) as c:
+        sub = signup_and_confirm(c, site)
+        until = dt.date(2027, 4, 5)
+        with session_scope(site.database_url) as s:
+            row = s.get(Subscriber, sub.id)
+            row.status, row.paused_until = "unsubscribed", until
+        link = "/confirm/" + tokens.make_token(site.secret, "confirm", sub.public_id)
+        page = c.get(link).text
+        assert "you had paused the articles until Mon 5 Apr 2027. Keep that pause?" in page
+        done = c.post(link, data={"csrf_token": csrf_in(page), "pause": answer})
+        assert done.status_code == 200
+    after = subscriber(site)
+    assert after.status == "active" and after.paused_until == (until if kept else None)
+
+
+def test_a_pending_signup_or_a_past_pause_is_not_asked_about(site, time_machine):
+    time_machine.move_to(dt.datetime(2027, 3, 1, 12, tzinfo=dt.UTC), tick=False)
+    with client(site) as c:
+        c.post("/subscribe", data=form(c))
+        assert "Keep that pause" not in c.get(outbox(site)[-1].link("confirm")).text
+        sub = signup_and_confirm(c, site, email="bo@example.org")
+        with session_scope(site.database_url) as s:
+            row = s.get(Subscriber, sub.id)
+            row.status, row.paused_until = "unsubscribed", dt.date(2027, 2, 1)
+        link = "/confirm/" + tokens.make_token(site.secret, "confirm", sub.public_id)
+        assert "Keep that pause" not in c.get(link).text
+
+
 def test_confirm_get_changes_nothing_and_post_confirms(c, site):
     c.post("/subscribe", data=form(c))
     link = outbox(site)[0].link("confirm")
@@ -228,7 +263,10 @@ def test_confirm_get_changes_nothing_and_post_confirms(c, site):
         due = active.next_due_at
     local = due.astimezone(ZoneInfo("Europe/London"))
     # the pages' one date style ("Tue 5 Jan 2027, 09:00"), in the reader's zone, saying whose
-    assert f"{local:%a} {local.day} {local:%b %Y}, 09:00 (Europe/London)" in response.text
+    assert (
+        f"{local:%a} {local.day} {local:%b %Y}, 09:00, "
+        '<span class="zone" title="Europe/London">UK (London)</span> time'
+    ) in response.text
     # the queue has it at once
     assert (
         RedisQueue(site).redis.zscore(f"{site.redis_prefix}due", str(active.id)) == due.timestamp()
@@ -283,6 +321,7 @@ def test_link_for_unknown_subscriber_is_404(c, site):
 
 def test_asking_for_a_new_link_reveals_nothing(c, site):
     c.post("/subscribe", data=form(c))
+    c.post("/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "zed@example.org"})
     known = c.post(
         "/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "anna@example.org"}
     )
@@ -290,8 +329,9 @@ def test_asking_for_a_new_link_reveals_nothing(c, site):
         "/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "zed@example.org"}
     )
     assert known.status_code == unknown.status_code == 200
-    assert known.text.replace(csrf(c), "") == unknown.text.replace(csrf(c), "")
-    # anna's new link waits for the per-address cooldown; zed's first one goes out
+    strip = lambda r: re.sub(r"\d\d:\d\d|in \d+ minutes?", "", r.text.replace(csrf(c), ""))  # noqa: E731
+    assert strip(known) == strip(unknown)  # both within their cooldown: the same page
+    # anna's new link waits for the per-address cooldown; zed's first one went out
     sent_to = sorted("zed" if "zed@" in m.to else "anna" for m in outbox(site))
     assert sent_to == ["anna", "zed"]
     bad = c.post("/subscribe", data={"csrf_token": csrf(c), "form": "resend", "email": "nope"})
@@ -516,7 +556,7 @@ def test_archive_lists_only_published_parts(c, site):
     page = c.get("/archive")
     assert page.status_code == 200
     assert "/archive/myths/1" in page.text and "/archive/myths/2" in page.text
-    assert "/archive/myths/3" not in page.text and "together" not in page.text
+    assert "/archive/myths/3" not in page.text and "/archive/together" not in page.text
     article = c.get("/archive/myths/2")
     assert article.status_code == 200 and "Common myths: part 2" in article.text
     assert "<em>emphasis</em>" in article.text
@@ -525,6 +565,43 @@ def test_archive_lists_only_published_parts(c, site):
     for path in ("/archive/myths/3", "/archive/myths/99", "/archive/nope/1", "/archive/myths/x"):
         response = c.get(path)
         assert response.status_code == 404 and "couldn" in response.text
+
+
+DATED = re.compile(r'<time[^>]* datetime="[^"]+">[A-Z][a-z]{2} \d{1,2} [A-Z][a-z]{2} \d{4}</time>')
+
+
+def test_every_archive_page_is_dated_and_has_a_subscribe_box(c, site):
+    index, part = c.get("/archive").text, c.get("/archive/myths/2").text
+    assert len(DATED.findall(index)) == 2 and len(DATED.findall(part)) == 1
+    assert "Get new articles by email" in index and "Get this series by email" in part
+    box = part.split('class="card subscribe-box"')[1]
+    assert re.findall(r'name="series" value="([^"]+)"', box) == ["myths"]  # this series
+    response = c.post(
+        "/subscribe",
+        data={
+            "csrf_token": csrf_in(part),
+            "email": "box@example.org",
+            "timezone": "",
+            "series": "myths",
+        },
+    )
+    assert response.status_code == 200 and "check your email" in response.text
+    [mail] = outbox(site)
+    assert mail.to == "box@example.org"
+
+
+def test_signing_up_again_within_the_cooldown_says_so(c, site):
+    first = c.post("/subscribe", data=form(c))
+    assert "Nearly there" in first.text
+    again = c.post("/subscribe", data=form(c))
+    assert again.status_code == 200 and "Nearly there" not in again.text
+    text = html.unescape(again.text)
+    assert "A link is already on its way" in text and "nothing new went out" in text
+    assert re.search(r"asked for at \d\d:\d\d \(UK \(London\) time\)", text)
+    assert re.search(r"another at \d\d:\d\d, in 10 minutes", text)
+    assert len(outbox(site)) == 1  # the page tells the truth: one email
+    other = c.post("/subscribe", data=form(c, email="someone.else@example.org"))
+    assert "Nearly there" in other.text  # another address: its own cooldown
 
 
 def test_archive_shows_no_subscriber_data(c, site):
@@ -634,8 +711,12 @@ def test_confirmation_emails_per_address_have_a_cooldown_whatever_the_ip(site):
             name = "Anna" if i == 0 else f"Attacker name {i}"  # Anna first, then 10 others
             response = one.post("/subscribe", data=form(one, name=name))
             assert response.status_code == 200
-            pages.add(response.text.replace(csrf(one), ""))
-    assert len(pages) == 1  # every answer is the same neutral page
+            page = response.text.replace(csrf(one), "")
+            pages.add(re.sub(r"\d\d:\d\d|in \d+ minutes?", "", page))
+    # the first answer says a link was sent, every later one within the cooldown says it was
+    # asked for already (the truth for any address: the cooldown counts for every address,
+    # subscribed or not, so the answers tell nothing about who is subscribed)
+    assert len(pages) == 2
     assert len(outbox(site)) == 1  # one per address per 10 minutes
     assert "Attacker" not in outbox(site)[0].text and subscriber(site).name == "Anna"
     keys = [k for k in redis_client(site).keys(f"{site.redis_prefix}confirm:*")]

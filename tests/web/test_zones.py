@@ -32,3 +32,12 @@ def test_the_signup_page_offers_the_grouped_menu_with_a_search_box(settings: Set
     assert "Etc/GMT" not in menu and 'value="US/' not in menu
     assert re.search(r'<input type="search"[^>]*data-zone-search="timezone"', page)
     assert '<script src="/static/zones.js" defer></script>' in page
+
+
+def test_a_zone_shows_its_friendly_name_with_the_id_on_hover() -> None:
+    assert str(zones.with_id("America/Denver")) == (
+        '<span class="zone" title="America/Denver">US Mountain (Denver)</span>'
+    )
+    assert str(zones.with_id("Asia/Ho_Chi_Minh")) == (
+        '<span class="zone" title="Asia/Ho_Chi_Minh">Asia / Ho Chi Minh</span>'
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import http.client
 import json
@@ -176,6 +177,16 @@ class SendGridBackend:
         categories = list(dict.fromkeys(c[:255] for c in message.categories if c))[:10]
         if categories:
             body["categories"] = categories
+        if message.attachments:
+            body["attachments"] = [
+                {
+                    "content": base64.b64encode(a.content).decode("ascii"),
+                    "type": a.content_type,
+                    "filename": a.filename,
+                    "disposition": "attachment",
+                }
+                for a in message.attachments
+            ]
         return body
 
     def personalization(

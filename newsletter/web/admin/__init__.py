@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from newsletter.web.admin import (
+    about,
     accounts,
     broadcasts,
     calendar,
@@ -42,5 +43,6 @@ for area in (
     broadcasts,
     website,
     accounts,
+    about,
 ):
     router.include_router(area.protected)

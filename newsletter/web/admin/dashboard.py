@@ -54,8 +54,11 @@ def dashboard(request: Request, db: Db) -> Response:
             "backend": settings.mail_backend,
             "waiting": waiting_for_provider(settings, db, now),  # issue 27 (admin/_waiting.html)
             "waiting_zone": settings.default_timezone,
+            "series_queued": any(step.done for step in steps if step.key == "queue"),
             "today": now.astimezone(ZoneInfo(settings.default_timezone)).date(),
-            **dashboard_context(request),  # issue 16: beat, workers, alerts (admin/_health.html)
+            **dashboard_context(
+                request
+            ),  # issue 16: the sending line and alerts (admin/_health.html)
         },
     )
 
@@ -68,7 +71,7 @@ async def resume_sending(request: Request) -> Response:
     return redirect(
         request,
         "/admin",
-        "Sending is on again; the next tick sends what is due."
+        "Sending is on again; what is due goes out within a minute."
         if lifted
         else "Sending was already on.",
     )

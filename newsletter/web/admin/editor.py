@@ -213,14 +213,12 @@ async def _save(request: Request, slug: str | None) -> Response:
         return _editor_page(
             request, shown, slug=slug, token=token, sent=sent, problems=problems, status=422
         )
-    files = ", ".join(saved.written) or "nothing (no changes)"
-    removed = f"; removed {', '.join(saved.removed)}" if saved.removed else ""
     flag = "created" if slug is None else "saved"
     return redirect(
         request,
         f"/admin/series/{saved.slug}/edit?{flag}=1",
-        f"Saved “{' '.join(text.title.split())}” to schedules/: wrote {files}{removed}; "
-        f"{saved.summary}.",
+        f"Saved “{' '.join(text.title.split())}”"
+        f"{'' if saved.written or saved.removed else ' (no changes)'}: {saved.summary}.",
     )
 
 

@@ -14,6 +14,7 @@ from newsletter.services import mailing, series_admin
 from newsletter.services.series_admin import Reader, SeriesView
 from newsletter.store import practice
 from newsletter.store.db import Session, session_scope
+from newsletter.web import words
 from newsletter.web.admin.common import (
     Db,
     PartNumber,
@@ -155,7 +156,5 @@ async def part_test_send(request: Request, slug: str, number: PartNumber) -> Res
     if result.ok:
         with session_scope(settings.database_url) as db:
             practice.note_test_sent(db)  # ticks "send yourself a test" on the dashboard
-        return redirect(
-            request, where, f"Test sent through {result.backend} to the address you gave."
-        )
-    return redirect(request, where, f"Test not sent: {result.detail}.", "error")
+        return redirect(request, where, words.test_sent(result.backend))
+    return redirect(request, where, words.test_failed(result.status, result.detail), "error")

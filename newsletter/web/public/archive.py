@@ -1,4 +1,5 @@
-"""Public pages: the archive of published articles, by series and part."""
+"""Public pages: the archive of published articles, by series and part, each dated, each with a
+subscribe box (to that series from its parts, to every series from the index and letters)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from newsletter.mail.markdown import markdown_html
+from newsletter.services import people
 from newsletter.store import archive as store_archive
 from newsletter.store.db import session_scope
 from newsletter.web.pages import render, settings_of
@@ -34,9 +36,10 @@ def archive(request: Request) -> Response:
             "title": row.title,
             "summary": row.summary,
             "href": f"/archive/{row.slug}/{row.number}",
+            "at": row.published,
         }
         if row.broadcast:
-            letters.append({**entry, "at": row.published})
+            letters.append(entry)
             continue
         if not groups or groups[-1]["slug"] != row.slug:
             groups.append(
@@ -51,7 +54,18 @@ def archive(request: Request) -> Response:
     if letters:
         letters.sort(key=lambda p: p["at"], reverse=True)
         groups.append({**LETTERS, "parts": letters, "letters": True})
-    return render(request, "archive.html", {"groups": groups, **FEED_LINKS})
+    return render(
+        request,
+        "archive.html",
+        {"groups": groups, "subscribe_to": _live(settings.database_url, None), **FEED_LINKS},
+    )
+
+
+def _live(database_url: str, slug: str | None) -> list[str]:
+    """The series the subscribe box signs up for: `slug` when it is live, else every live one."""
+    with session_scope(database_url) as session:
+        live = [s.slug for s in people.live_series(session)]
+    return [slug] if slug in live else live
 
 
 @router.get("/archive/{series}/{part}")
@@ -70,7 +84,13 @@ def archive_part(request: Request, series: str, part: str) -> Response:
         if found.broadcast
         else {"slug": found.slug, "title": found.series_title},
         "letter": found.broadcast,
-        "part": {"number": found.number, "title": found.title, "summary": found.summary},
+        "part": {
+            "number": found.number,
+            "title": found.title,
+            "summary": found.summary,
+            "at": found.published,
+        },
+        "subscribe_to": _live(settings.database_url, None if found.broadcast else found.slug),
         "body_html": markdown_html(found.body_md),
         "corrected": found.corrected,  # "Corrected on …", the practice's date
         "practice_zone": settings.default_timezone,

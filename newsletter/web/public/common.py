@@ -15,7 +15,7 @@ from newsletter.core import tokens
 from newsletter.core.config import Settings
 from newsletter.services import calendar, mailing, people, signup
 from newsletter.services.people import Person
-from newsletter.web import dates
+from newsletter.web import dates, zones
 from newsletter.web.pages import render, settings_of
 from newsletter.web.security import redis_for
 
@@ -96,6 +96,28 @@ def address_allowed(request: Request, settings: Settings, key: str) -> bool:
         )
     except (redis.RedisError, OSError, RuntimeError):  # e.g. the embedded server didn't start
         return False
+
+
+def address_wait(request: Request, settings: Settings, key: str) -> int:
+    """Seconds before this address may have another confirmation email (0: now, or unknown)."""
+    try:
+        return signup.confirmation_wait(
+            redis_for(request), settings.secret, settings.redis_prefix, key
+        )
+    except (redis.RedisError, OSError, RuntimeError):
+        return 0
+
+
+def cooldown_words(wait: int, zone: str, now: dt.datetime) -> dict[str, str]:
+    """ "a link was asked for at 10:42; another at 10:52, in 8 minutes" for the check-email page."""
+    asked = now - dt.timedelta(seconds=signup.COOLDOWN_SECONDS - wait)
+    minutes = max(1, -(-wait // 60))
+    return {
+        "asked_at": dates.format_clock(asked, zone),
+        "again_at": dates.format_clock(now + dt.timedelta(seconds=wait), zone),
+        "minutes": f"{minutes} minute{'' if minutes == 1 else 's'}",
+        "zone": zones.label(zone),
+    }
 
 
 def send_confirmation_limited(

@@ -33,8 +33,10 @@ def _own_origin(request: Request) -> str:
     return of_url(settings_of(request).public_url) or ""
 
 
-def _sent_page(request: Request, back: str | None) -> Response:
-    return render(request, "embed_sent.html", {"back": back})
+def _sent_page(
+    request: Request, back: str | None, cooldown: dict[str, str] | None = None
+) -> Response:
+    return render(request, "embed_sent.html", {"back": back, "cooldown": cooldown})
 
 
 @router.get("/signup/embed")
@@ -84,6 +86,6 @@ def signup_from_her_site(
         timezone,
         series,
         f"website {source}",
-        done=lambda: _sent_page(request, back),
+        done=lambda cooldown: _sent_page(request, back, cooldown),
         invalid=invalid,
     )

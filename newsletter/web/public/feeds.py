@@ -50,7 +50,7 @@ def _category(item: Published) -> str:
 
 
 def rss(settings: Settings, items: list[Published]) -> str:
-    site = escape(settings.from_name)
+    site = escape(settings.practice)
     newest = items[0].published if items else dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
@@ -92,7 +92,7 @@ def atom(settings: Settings, items: list[Published]) -> str:
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
         '<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en">',
-        f"<title>{escape(settings.from_name)}</title>",
+        f"<title>{escape(settings.practice)}</title>",
         f"<id>{base}/archive</id>",
         f'<link rel="alternate" type="text/html" href="{base}/archive"/>',
         f'<link rel="self" type="application/atom+xml" href="{base}{ATOM_PATH}"/>',

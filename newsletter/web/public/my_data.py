@@ -10,7 +10,6 @@ complained or bounced address; the page is the same). One such email per address
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Any
 
@@ -68,7 +67,7 @@ def _send(request: Request, settings: Settings, subscriber: Person, record: Reco
         log.info("data email not sent: the reader's status is %s", subscriber.status)
         return
     try:
-        message = Renderer(settings).your_data(json.dumps(record, indent=2, ensure_ascii=False))
+        message = Renderer(settings).your_data(record)
         mailing.deliver(settings, message, [mailing.personal(settings, subscriber, message.kind)])
     except Exception:
         log.exception("data email could not be sent")

@@ -15,11 +15,14 @@ from newsletter.core.vocabulary import ACTIVE, PENDING
 from newsletter.services import mailing, people, signup
 from newsletter.services.people import Person
 from newsletter.store.db import session_scope
+from newsletter.web import dates
 from newsletter.web.csrf import verify_csrf
 from newsletter.web.pages import render, settings_of
 from newsletter.web.public.common import (
     LinkProblem,
     address_allowed,
+    address_wait,
+    cooldown_words,
     link_problem_page,
     next_article_text,
     read_public_id,
@@ -104,7 +107,7 @@ def subscribe(
         timezone,
         None if resend else (series or []),
         "resend" if resend else "signup",
-        done=lambda: render(request, "check_email.html", {}),
+        done=lambda cooldown: render(request, "check_email.html", {"cooldown": cooldown}),
         invalid=invalid,
     )
 
@@ -117,12 +120,12 @@ def take_signup(
     series: list[str] | None,
     method: str,
     *,
-    done: Callable[[], Response],
+    done: Callable[[dict[str, str] | None], Response],
     invalid: Callable[[dict[str, str]], Response],
 ) -> Response:
     """Sign `email` up (double opt-in: a confirmation email after the response) once the caller
     has checked where the post came from (CSRF here, her listed origins for /signup); `done`
-    makes the check-your-email page, `invalid` the page for bad input."""
+    makes the check-your-email page (given the cooldown's words, or None), `invalid` the page for bad input."""
     settings = settings_of(request)
     try:
         with session_scope(settings.database_url) as session:
@@ -144,7 +147,11 @@ def take_signup(
             key = result.email_key
     except signup.InvalidInput as exc:
         return invalid(exc.errors)
-    response = done()
+    # Within the address's cooldown the page says so (the same read for every address, so it
+    # tells nothing about whether the address is subscribed): no "fresh link" that never comes.
+    wait = address_wait(request, settings, key) if key else 0
+    zone = settings.default_timezone if timezone not in identity.zone_names() else timezone
+    response = done(cooldown_words(wait, zone, utc_now()) if wait else None)
     if send and subscriber is not None:
         # Sent right after the response, so the page takes the same time whether or not an
         # email goes out (the timing must not tell whether an address is subscribed).
@@ -181,7 +188,20 @@ def confirm_page(request: Request, token: str) -> Response:
                 raise LinkProblem(404)
     except LinkProblem as problem:
         return link_problem_page(request, problem)
-    return render(request, "confirm.html", {"token": token}, no_store=True)
+    return render(
+        request,
+        "confirm.html",
+        {"token": token, "old_pause": _old_pause(subscriber)},
+        no_store=True,
+    )
+
+
+def _old_pause(subscriber: Person) -> str | None:
+    """The day a pause set before they left ends, when it is still ahead (asked on resubscribe)."""
+    until = subscriber.paused_until
+    if subscriber.status == PENDING or until is None or until <= utc_now().date():
+        return None
+    return dates.format_day(until)
 
 
 def _confirmed_page(
@@ -201,7 +221,10 @@ def _confirmed_page(
 
 @router.post("/confirm/{token}")
 def confirm(
-    request: Request, token: str, csrf_token: Annotated[str | None, Form()] = None
+    request: Request,
+    token: str,
+    csrf_token: Annotated[str | None, Form()] = None,
+    pause: Annotated[str, Form()] = "keep",
 ) -> Response:
     settings = settings_of(request)
     verify_csrf(request, csrf_token)
@@ -211,7 +234,9 @@ def confirm(
             subscriber = subscriber_for(session, public_id)
             if subscriber.status not in (PENDING, ACTIVE, "unsubscribed", "bounced"):
                 raise LinkProblem(404)
-            changed = signup.confirm(session, subscriber, utc_now(), ip=client_ip(request))
+            changed = signup.confirm(
+                session, subscriber, utc_now(), ip=client_ip(request), keep_pause=pause != "end"
+            )
             subscriber = people.again(session, subscriber)
             first = signup.first_article_text(session, subscriber)  # the welcome email's words
             shown = next_article_text(session, subscriber)  # the page's date style

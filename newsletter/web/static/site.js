@@ -6,6 +6,16 @@
   var summary = document.getElementById("error-summary");
   if (summary) summary.focus();
 
+  // The archive's subscribe box: the reader's zone from the browser (blank: the practice's).
+  var guesses = document.querySelectorAll("input[data-zone-guess]");
+  for (var g = 0; g < guesses.length; g++) {
+    try {
+      guesses[g].value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (e) {
+      /* the server uses the practice's zone */
+    }
+  }
+
   // Pre-select the reader's time zone from the browser (they can still change it).
   var select = document.getElementById("timezone");
   if (!select || select.getAttribute("data-autofill") !== "1") return;
