@@ -28,11 +28,11 @@ from newsletter.store.ledger import (
     Move,
     QueueChange,
     among,
+    claim_round,
     existing_rows,
     insert_claims,
     move_enrollments,
     take_back_ready,
-    take_back_retries,
 )
 from newsletter.store.models import (
     ACTIVE,
@@ -91,15 +91,18 @@ def plan(
         result.skipped += broadcasts.make_way(session, wanted, series_of, now, redis_changes)
         if finished:
             result.skipped += _finish_series(session, finished, counts, now, redis_changes)
+        inserted: dict[Key, int] = {}
         if wanted and session.get_bind().dialect.name == "postgresql":
-            # retries whose time has come, taken back first (one statement), so a retry
-            # round costs what a first send does: no INSERT that conflicts 1,000 times,
-            # no SELECT of the rows it hit
-            for key, (delivery_id, crashes) in take_back_retries(session, wanted, now).items():
+            # one statement: retries whose time has come taken back, the rest inserted, so a
+            # retry round costs what a first send does (no INSERT that conflicts 1,000 times,
+            # no SELECT of the rows it hit)
+            taken, inserted = claim_round(session, wanted, now)
+            for key, (delivery_id, crashes) in taken.items():
                 to_send.append((delivery_id, key[1], key[2], crashes))
                 del wanted[key]
-        if wanted:
+        elif wanted:
             inserted = insert_claims(session, wanted, now)
+        if wanted:
             for key, delivery_id in inserted.items():
                 to_send.append((delivery_id, key[1], key[2], 0))
             conflicts = [key for key in wanted if key not in inserted]
