@@ -20,6 +20,7 @@ from newsletter.store.ledger.claims import (
     claim_round,
     existing_rows,
     insert_claims,
+    take_back_keys,
     take_back_ready,
 )
 from newsletter.store.ledger.dialect import among
@@ -118,5 +119,6 @@ __all__ = [
     "set_due",
     "settle_handed",
     "take_back_confirmed",
+    "take_back_keys",
     "take_back_ready",
 ]

@@ -133,6 +133,38 @@ def insert_claims(
     return made
 
 
+_SQLITE_TAKE_BACK = (
+    "WITH w(s, se, p) AS (VALUES {rows})"
+    " UPDATE deliveries SET status = ?, retry_at = ?, updated_at = ? FROM w"
+    " WHERE deliveries.subscriber_id = w.s AND deliveries.series_id = w.se"
+    " AND deliveries.part_number = w.p AND deliveries.status = ?"
+    " AND (deliveries.retry_at IS NULL OR deliveries.retry_at <= ?)"
+    " RETURNING deliveries.id, deliveries.subscriber_id, deliveries.series_id,"
+    " deliveries.part_number, deliveries.crashes"
+)
+
+
+def take_back_keys(
+    session: Session, keys: list[Key], now: dt.datetime
+) -> dict[Key, tuple[int, int]]:
+    """SQLite: retry rows of these (subscriber, series, part) keys whose time has come ->
+    claimed (claim time `now`) by compare-and-set, one statement per 1,000 keys (the keys an
+    INSERT of claims ran into: a retry round reads none of those rows first).
+    {key: (delivery id, crashes)}; a row another tick took first is not among them."""
+    at = sqlite_stored(session)(now)
+    taken: dict[Key, tuple[int, int]] = {}
+    for start in range(0, len(keys), SQLITE_ROWS):
+        part = keys[start : start + SQLITE_ROWS]
+        values: list[Any] = [v for key in part for v in key]
+        session.flush()
+        result = session.connection().exec_driver_sql(
+            _SQLITE_TAKE_BACK.format(rows=",".join(["(?,?,?)"] * len(part))),
+            (*values, CLAIMED, at, at, RETRY, at),
+        )
+        taken.update({(s, se, p): (i, crashes) for i, s, se, p, crashes in result})
+    return taken
+
+
 class ExistingRow(NamedTuple):
     """A ledger row a claim ran into (the unique constraint said it was there)."""
 
