@@ -14,7 +14,7 @@ from pathlib import Path
 from engine_support import add_person, ship, utc
 from scale_support import BATCH, BATCH_SLOT, batch_readers, delivery_statuses, statements
 from sendgrid_fake import FakeSendGrid
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 import newsletter
 from newsletter.core.config import Settings
@@ -26,11 +26,14 @@ from newsletter.store.ledger import (
     RESENT_NOTE,
     Claim,
     SentRow,
+    claim_round,
     insert_claims,
     move_enrollments,
     record,
+    take_back_keys,
+    take_back_ready,
 )
-from newsletter.store.models import SENT, Delivery, Enrollment
+from newsletter.store.models import CLAIMED, RETRY, SENT, Delivery, Enrollment
 
 NOW = utc(2030, 3, 5, 9, 0, 7)
 STORED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")  # SQLAlchemy's SQLite form
@@ -270,3 +273,44 @@ def test_a_crash_round_costs_its_pinned_statements_per_chunk(
     assert len(sent) == CRASH_SEND_PER_CHUNK[kind] * len(chunks) + stamp, sent.seen[:20]
     assert delivery_statuses(settings) == {SENT: BATCH}
     assert len({e for r in fake.accepted for e in r.emails}) == BATCH
+
+
+def test_taking_retries_back_by_key_writes_what_taking_them_back_by_id_does(
+    settings: Settings,
+) -> None:
+    """The bulk take-back by (subscriber, series, part) (PostgreSQL: in the round's one claim
+    statement; SQLite: one UPDATE … FROM after the INSERT) leaves the same rows as the by-id
+    compare-and-set: due retries claimed at `now`, crashes kept, a retry not yet due and a row
+    in another state untouched, and for PostgreSQL a fresh key inserted in the same statement."""
+    ids, _ = _claimed(settings, 5)
+    later = NOW + dt.timedelta(hours=1)
+    with session_scope(settings.database_url) as session:
+        rows = [session.get(Delivery, i) for i in ids]
+        for row, (status, retry_at) in zip(
+            rows,
+            [(RETRY, NOW), (RETRY, NOW), (RETRY, later + dt.timedelta(hours=1)), (SENT, None)],
+            strict=False,
+        ):
+            assert row is not None
+            row.status, row.retry_at, row.crashes = status, retry_at, 1
+        keys = {(r.subscriber_id or 0, r.series_id, r.part_number): r.id for r in rows if r}
+        by_key, by_id = ids[0], ids[1]
+        fifth = next(k for k, i in keys.items() if i == ids[4])
+    with session_scope(settings.database_url) as session:
+        session.execute(delete(Delivery).where(Delivery.id == ids[4]))  # a key with no row
+        chosen = [k for k, i in keys.items() if i not in (by_id,)]
+        wanted = {k: Claim(0, NOW) for k in chosen}
+        if session.get_bind().dialect.name == "postgresql":
+            taken, made = claim_round(session, wanted, later)
+            assert list(made) == [fifth]
+        else:
+            taken = take_back_keys(session, [k for k in chosen if k != fifth], later)
+        assert {v[0]: v[1] for v in taken.values()} == {by_key: 1}
+        assert take_back_ready(session, [by_id], later) == {by_id}
+    with session_scope(settings.database_url) as session:
+        got = {
+            r.id: (r.status, r.retry_at, r.updated_at, r.crashes)
+            for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids[:4])))
+        }
+    assert got[by_key] == got[by_id] == (CLAIMED, later, later, 1)
+    assert got[ids[2]][0] == RETRY and got[ids[3]][0] == SENT
