@@ -28,11 +28,12 @@ from newsletter.store.ledger import (
     Move,
     QueueChange,
     among,
+    claim_round,
     existing_rows,
     insert_claims,
     move_enrollments,
+    take_back_keys,
     take_back_ready,
-    take_back_retries,
 )
 from newsletter.store.models import (
     ACTIVE,
@@ -91,15 +92,21 @@ def plan(
         result.skipped += broadcasts.make_way(session, wanted, series_of, now, redis_changes)
         if finished:
             result.skipped += _finish_series(session, finished, counts, now, redis_changes)
+        # retries whose time has come are taken back (retry -> claimed, compare-and-set on
+        # their keys) and the rest inserted: one statement on PostgreSQL; on SQLite the INSERT,
+        # then one UPDATE for the keys it ran into. A retry round reads none of its rows first.
+        inserted: dict[Key, int] = {}
+        taken: dict[Key, tuple[int, int]] = {}
         if wanted and session.get_bind().dialect.name == "postgresql":
-            # retries whose time has come, taken back first (one statement), so a retry
-            # round costs what a first send does: no INSERT that conflicts 1,000 times,
-            # no SELECT of the rows it hit
-            for key, (delivery_id, crashes) in take_back_retries(session, wanted, now).items():
-                to_send.append((delivery_id, key[1], key[2], crashes))
-                del wanted[key]
-        if wanted:
+            taken, inserted = claim_round(session, wanted, now)
+        elif wanted:
             inserted = insert_claims(session, wanted, now)
+            hit = [key for key in wanted if key not in inserted]
+            taken = take_back_keys(session, hit, now) if hit else {}
+        for key, (delivery_id, crashes) in taken.items():
+            to_send.append((delivery_id, key[1], key[2], crashes))
+            del wanted[key]
+        if wanted:
             for key, delivery_id in inserted.items():
                 to_send.append((delivery_id, key[1], key[2], 0))
             conflicts = [key for key in wanted if key not in inserted]

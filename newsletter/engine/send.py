@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from newsletter.core import timing
@@ -70,9 +70,8 @@ from newsletter.store.ledger import (
     claimed_rows,
     forget_claimed,
     hand_over,
-    move_enrollments,
     note_unknown,
-    record,
+    record_chunk,
     set_due,
 )
 from newsletter.store.models import (
@@ -193,10 +192,13 @@ def send_chunk(
 
 
 def _read_article(session: Session, chunk: Chunk) -> _Article:
-    series = session.get(Series, chunk.series_id)
-    part = session.scalar(
-        select(Part).where(Part.series_id == chunk.series_id, Part.number == chunk.part_number)
-    )
+    """The chunk's series and part in one SELECT (either None when gone), and the part counts."""
+    found = session.execute(
+        select(Series, Part)
+        .outerjoin(Part, and_(Part.series_id == Series.id, Part.number == chunk.part_number))
+        .where(Series.id == chunk.series_id)
+    ).first()
+    series, part = (None, None) if found is None else found
     counts = schedule.part_counts(session)
     return _Article(series, part, counts, counts.get(chunk.series_id, 0))
 
@@ -370,15 +372,10 @@ def _sort_outcomes(
 
 
 def _write_outcomes(session: Session, out: _Outcomes, part: Part, now: dt.datetime) -> None:
-    """The sorted outcomes, in bulk: enrollments moved or due again, the ledger rows recorded,
-    unknown outcomes noted, the part's first send stamped."""
-    move_enrollments(session, out.moved)
+    """The sorted outcomes, in bulk: enrollments due again, the ledger rows recorded with the
+    moves they cause (one statement on PostgreSQL), unknown outcomes noted, the part's first
+    send stamped (only while the part read at the start had none: a later chunk skips it)."""
     set_due(session, out.retries)
-    record(session, out.sent_rows, out.other_rows, now)
+    first = part if out.first_sent and part.first_sent_at is None else None
+    record_chunk(session, out.sent_rows, out.other_rows, out.moved, now, first)
     note_unknown(session, out.unknown_rows)
-    if out.first_sent:
-        session.execute(
-            update(Part)
-            .where(Part.id == part.id, Part.first_sent_at.is_(None))
-            .values(first_sent_at=now)
-        )

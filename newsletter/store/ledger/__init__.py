@@ -17,10 +17,11 @@
 
 from newsletter.store.ledger.claims import (
     ExistingRow,
+    claim_round,
     existing_rows,
     insert_claims,
+    take_back_keys,
     take_back_ready,
-    take_back_retries,
 )
 from newsletter.store.ledger.dialect import among
 from newsletter.store.ledger.erasure import forget_person
@@ -33,7 +34,14 @@ from newsletter.store.ledger.events import (
 )
 from newsletter.store.ledger.handover import back_to_retry, claimed_rows, forget_claimed, hand_over
 from newsletter.store.ledger.moves import move_enrollments, set_due
-from newsletter.store.ledger.outcomes import OutcomeRow, SentRow, UnknownRow, note_unknown, record
+from newsletter.store.ledger.outcomes import (
+    OutcomeRow,
+    SentRow,
+    UnknownRow,
+    note_unknown,
+    record,
+    record_chunk,
+)
 from newsletter.store.ledger.rows import (
     PERSON_COLUMNS,
     RESENT_NOTE,
@@ -85,6 +93,7 @@ __all__ = [
     "UnknownRow",
     "among",
     "back_to_retry",
+    "claim_round",
     "claimed_rows",
     "enrollment_ids_of",
     "existing_rows",
@@ -102,6 +111,7 @@ __all__ = [
     "person_history",
     "received_parts",
     "record",
+    "record_chunk",
     "requeue_lost",
     "resend",
     "rows_by_id",
@@ -109,6 +119,6 @@ __all__ = [
     "set_due",
     "settle_handed",
     "take_back_confirmed",
+    "take_back_keys",
     "take_back_ready",
-    "take_back_retries",
 ]

@@ -12,16 +12,32 @@ from newsletter.store.ledger.dialect import among, id_range, naive_utc, sqlite_s
 from newsletter.store.ledger.rows import Claim
 from newsletter.store.models import CLAIMED, RETRY, Delivery
 
-_PG_TAKE_BACK = text(
-    "UPDATE deliveries SET status = :claimed, retry_at = :now, updated_at = :now"
-    " FROM unnest(CAST(:s AS integer[]), CAST(:se AS integer[]), CAST(:p AS integer[]))"
-    " AS t(s, se, p)"
-    " WHERE deliveries.subscriber_id = t.s AND deliveries.series_id = t.se"
-    " AND deliveries.part_number = t.p AND deliveries.status = :retry"
+# PostgreSQL, one statement a round: retry rows of the wanted keys whose time has come taken back
+# (retry -> claimed, compare-and-set), and a claimed row inserted for every other key (ON CONFLICT
+# DO NOTHING: the unique constraint decides). A taken key is left out of the INSERT, so a retry
+# round costs no INSERT that conflicts 1,000 times. `k` says which part of the statement made
+# the row: 't' taken back (its crash count read), 'i' inserted.
+_PG_CLAIM_ROUND = text(
+    "WITH w AS (SELECT * FROM unnest(CAST(:s AS integer[]), CAST(:se AS integer[]),"
+    " CAST(:p AS integer[]), CAST(:d AS timestamp[])) AS t(s, se, p, d)),"
+    " taken AS (UPDATE deliveries SET status = :claimed, retry_at = :now, updated_at = :now"
+    " FROM w WHERE deliveries.subscriber_id = w.s AND deliveries.series_id = w.se"
+    " AND deliveries.part_number = w.p AND deliveries.status = :retry"
     " AND (deliveries.retry_at IS NULL OR deliveries.retry_at <= :now)"
     " RETURNING deliveries.id, deliveries.subscriber_id, deliveries.series_id,"
-    " deliveries.part_number, deliveries.crashes"
+    " deliveries.part_number, deliveries.crashes),"
+    " made AS (INSERT INTO deliveries (subscriber_id, series_id, part_number, status,"
+    " scheduled_for, attempts, retry_at, created_at, updated_at)"
+    " SELECT w.s, w.se, w.p, :claimed, w.d, 0, :now, :now, :now FROM w"
+    " WHERE NOT EXISTS (SELECT 1 FROM taken WHERE taken.subscriber_id = w.s"
+    " AND taken.series_id = w.se AND taken.part_number = w.p)"
+    " ON CONFLICT (subscriber_id, series_id, part_number) DO NOTHING"
+    " RETURNING id, subscriber_id, series_id, part_number)"
+    " SELECT 't', id, subscriber_id, series_id, part_number, crashes FROM taken"
+    " UNION ALL SELECT 'i', id, subscriber_id, series_id, part_number, 0 FROM made"
 )
+
+Key = tuple[int, int, int]
 
 _PG_CLAIMS = text(
     "INSERT INTO deliveries (subscriber_id, series_id, part_number, status, scheduled_for,"
@@ -34,24 +50,36 @@ _PG_CLAIMS = text(
 )
 
 
-def take_back_retries(
-    session: Session, wanted: dict[tuple[int, int, int], Claim], now: dt.datetime
-) -> dict[tuple[int, int, int], tuple[int, int]]:
-    """PostgreSQL: retry rows of these keys whose time has come -> claimed, by compare-and-set
-    matched on the exact (subscriber, series, part) triples; {key: (delivery id, crashes)}."""
+def claim_round(
+    session: Session, wanted: dict[Key, Claim], now: dt.datetime
+) -> tuple[dict[Key, tuple[int, int]], dict[Key, int]]:
+    """PostgreSQL: the round's claims in one statement (_PG_CLAIM_ROUND): retry rows of these
+    keys whose time has come -> claimed by compare-and-set, matched on the exact (subscriber,
+    series, part) triples, and a new claimed row for every other key that has none.
+    Returns ({key: (delivery id, crashes)} taken back, {key: new delivery id}); a key in
+    neither already has a row (sent, in flight, or a retry not due yet)."""
     keys = list(wanted)
+    at = naive_utc(now)
     rows = session.execute(
-        _PG_TAKE_BACK,
+        _PG_CLAIM_ROUND,
         {
             "s": [k[0] for k in keys],
             "se": [k[1] for k in keys],
             "p": [k[2] for k in keys],
+            "d": [naive_utc(e.next_due_at or now) for e in wanted.values()],
             "claimed": CLAIMED,
             "retry": RETRY,
-            "now": naive_utc(now),
+            "now": at,
         },
     ).all()
-    return {(s, se, p): (i, crashes) for i, s, se, p, crashes in rows}
+    taken: dict[Key, tuple[int, int]] = {}
+    made: dict[Key, int] = {}
+    for kind, i, s, se, p, crashes in rows:
+        if kind == "t":
+            taken[(s, se, p)] = (i, crashes)
+        else:
+            made[(s, se, p)] = i
+    return taken, made
 
 
 SQLITE_ROWS = 1000
@@ -103,6 +131,38 @@ def insert_claims(
         )
         made.update({(s, se, p): i for i, s, se, p in result})
     return made
+
+
+_SQLITE_TAKE_BACK = (
+    "WITH w(s, se, p) AS (VALUES {rows})"
+    " UPDATE deliveries SET status = ?, retry_at = ?, updated_at = ? FROM w"
+    " WHERE deliveries.subscriber_id = w.s AND deliveries.series_id = w.se"
+    " AND deliveries.part_number = w.p AND deliveries.status = ?"
+    " AND (deliveries.retry_at IS NULL OR deliveries.retry_at <= ?)"
+    " RETURNING deliveries.id, deliveries.subscriber_id, deliveries.series_id,"
+    " deliveries.part_number, deliveries.crashes"
+)
+
+
+def take_back_keys(
+    session: Session, keys: list[Key], now: dt.datetime
+) -> dict[Key, tuple[int, int]]:
+    """SQLite: retry rows of these (subscriber, series, part) keys whose time has come ->
+    claimed (claim time `now`) by compare-and-set, one statement per 1,000 keys (the keys an
+    INSERT of claims ran into: a retry round reads none of those rows first).
+    {key: (delivery id, crashes)}; a row another tick took first is not among them."""
+    at = sqlite_stored(session)(now)
+    taken: dict[Key, tuple[int, int]] = {}
+    for start in range(0, len(keys), SQLITE_ROWS):
+        part = keys[start : start + SQLITE_ROWS]
+        values: list[Any] = [v for key in part for v in key]
+        session.flush()
+        result = session.connection().exec_driver_sql(
+            _SQLITE_TAKE_BACK.format(rows=",".join(["(?,?,?)"] * len(part))),
+            (*values, CLAIMED, at, at, RETRY, at),
+        )
+        taken.update({(s, se, p): (i, crashes) for i, s, se, p, crashes in result})
+    return taken
 
 
 class ExistingRow(NamedTuple):

@@ -40,7 +40,7 @@ def claimed_rows(session: Session, ids: list[int]) -> list[tuple[LedgerRow, Pers
         )
         .where(among(session, Delivery.id, ids), id_range(ids))
     ).all()
-    return [split_row(r) for r in found if r[1] == CLAIMED and r[2] is not None]
+    return [split_row(r) for r in found if r[1] == CLAIMED and r[2]]
 
 
 def forget_claimed(session: Session, ids: list[int]) -> None:

@@ -9,11 +9,28 @@ from sqlalchemy import bindparam, text, update
 from sqlalchemy.orm import Session
 
 from newsletter.store.ledger.dialect import TABLE, naive_utc, sqlite_executemany, sqlite_stored
-from newsletter.store.ledger.rows import RESENT_NOTE
-from newsletter.store.models import SENT
+from newsletter.store.ledger.moves import move_enrollments
+from newsletter.store.ledger.rows import RESENT_NOTE, Move
+from newsletter.store.models import SENT, Part, utcnow
 
 _PG_SENT = text(
     "UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
+    " retry_at = NULL, last_error = CASE WHEN deliveries.last_error LIKE :resent"
+    " THEN deliveries.last_error END, crashes = deliveries.crashes - 1, updated_at = :now"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
+    " WHERE deliveries.id = t.i"
+)
+
+
+# PostgreSQL: a chunk's accepted rows, the enrollment moves they cause and the part's first send,
+# one statement (data-modifying CTEs run once each, whether or not the outer query reads them).
+_PG_SENT_MOVED = text(
+    "WITH moved AS (UPDATE enrollments SET next_part = t.p, next_due_at = t.d,"
+    " updated_at = :moved_at FROM unnest(CAST(:eids AS integer[]), CAST(:parts AS integer[]),"
+    " CAST(:dues AS timestamp[])) AS t(i, p, d) WHERE enrollments.id = t.i RETURNING 1),"
+    " first AS (UPDATE parts SET first_sent_at = :now WHERE parts.id = CAST(:part AS integer)"
+    " AND parts.first_sent_at IS NULL RETURNING 1)"
+    " UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
     " retry_at = NULL, last_error = CASE WHEN deliveries.last_error LIKE :resent"
     " THEN deliveries.last_error END, crashes = deliveries.crashes - 1, updated_at = :now"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
@@ -86,6 +103,46 @@ def record(
             ),
             [{"i": i, "s": st, "r": r, "e": e} for i, st, r, e in other_rows],
             execution_options=fast,
+        )
+
+
+def record_chunk(
+    session: Session,
+    sent_rows: list[SentRow],
+    other_rows: list[OutcomeRow],
+    moved: list[Move],
+    now: dt.datetime,
+    first_sent: Part | None = None,
+) -> None:
+    """A chunk's outcomes (`record`), the enrollment moves they cause (`move_enrollments`) and,
+    with `first_sent`, the part's first send stamped (if not yet). On PostgreSQL the accepted
+    rows, the moves and the stamp are one statement: a chunk's happy path writes in one round
+    trip. Elsewhere the same writes, one statement each."""
+    if sent_rows and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _PG_SENT_MOVED,
+            {
+                "eids": [m[0] for m in moved],
+                "parts": [m[1] for m in moved],
+                "dues": [None if m[2] is None else naive_utc(m[2]) for m in moved],
+                "moved_at": naive_utc(utcnow()),
+                "part": None if first_sent is None else first_sent.id,
+                "ids": [r.delivery_id for r in sent_rows],
+                "mids": [r.message_id for r in sent_rows],
+                "status": SENT,
+                "resent": f"{RESENT_NOTE}%",
+                "now": naive_utc(now),
+            },
+        )
+        record(session, [], other_rows, now)
+        return
+    move_enrollments(session, moved)
+    record(session, sent_rows, other_rows, now)
+    if first_sent is not None and sent_rows:
+        session.execute(
+            update(Part)
+            .where(Part.id == first_sent.id, Part.first_sent_at.is_(None))
+            .values(first_sent_at=now)
         )
 
 

@@ -21,7 +21,9 @@ QueueChange = tuple[int, dt.datetime | None]  # (enrollment id, due or None to r
 LEDGER_COLUMNS = (
     Delivery.id,
     Delivery.status,
-    Delivery.retry_at,
+    # not handed yet (retry_at set), as a flag: the datetime itself is never read, and its
+    # conversion was one of three per recipient
+    Delivery.retry_at.is_not(None).label("unhanded"),
     Delivery.part_number,
     Delivery.scheduled_for,
 )
@@ -50,7 +52,7 @@ class LedgerRow:
 
     id: int
     status: str
-    retry_at: dt.datetime | None
+    unhanded: bool  # claimed and not handed yet (retry_at is set)
     part_number: int
     scheduled_for: dt.datetime
 
