@@ -21,7 +21,7 @@ from newsletter.services.person_fields import (
     make_person,
     new_subscriber,
 )
-from newsletter.store import ledger
+from newsletter.store import ledger, webhooks_out
 from newsletter.store.db import session_scope
 from newsletter.store.models import (
     CADENCES,
@@ -192,6 +192,7 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
         session.scalars(select(Enrollment.id).where(Enrollment.subscriber_id == sub_id))
     )
     ledger.forget_person(session, sub_id)
+    webhooks_out.forget(session, subscriber.public_id)
     session.execute(
         update(ProviderEvent)
         .where(ProviderEvent.subscriber_id == sub_id)

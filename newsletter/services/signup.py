@@ -27,6 +27,7 @@ from newsletter.services.people import (
     person_of,
     row_of,
 )
+from newsletter.store import webhooks_out
 from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
@@ -218,6 +219,7 @@ def subscribe(
             if existing is None:
                 raise
         else:
+            webhooks_out.record(session, webhooks_out.SUBSCRIBED, subscriber, now)
             return SignupResult(subscriber, created=True, send_confirmation=True, email_key=key)
 
     subscriber = existing
@@ -308,6 +310,7 @@ def confirm(
     if subscriber.confirmed_at is None or resuming:
         subscriber.confirmed_at = now
     session.flush()
+    webhooks_out.record(session, webhooks_out.CONFIRMED, subscriber, now)
     _enroll(session, subscriber, now)
     return True
 
