@@ -126,8 +126,10 @@ def unsubscribe(session: Session, someone: Someone, now: dt.datetime) -> bool:
         return False
     subscriber.status = UNSUBSCRIBED
     subscriber.unsubscribed_at = now
+    webhooks_out.record(
+        session, webhooks_out.UNSUBSCRIBED_EVENT, subscriber, now
+    )  # the id they knew
     rotate_links(subscriber)
-    webhooks_out.record(session, webhooks_out.UNSUBSCRIBED_EVENT, subscriber, now)
     for row in enrollments(session, subscriber):
         if row.state not in (FINISHED, CANCELLED):
             row.next_due_at = None

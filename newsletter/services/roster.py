@@ -192,7 +192,7 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
         session.scalars(select(Enrollment.id).where(Enrollment.subscriber_id == sub_id))
     )
     ledger.forget_person(session, sub_id)
-    webhooks_out.forget(session, subscriber.public_id)
+    webhooks_out.forget(session, sub_id)
     session.execute(
         update(ProviderEvent)
         .where(ProviderEvent.subscriber_id == sub_id)

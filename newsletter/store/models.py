@@ -318,7 +318,9 @@ class WebhookDelivery(Base):
         ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
     event: Mapped[str] = mapped_column(String(32))
-    reader_id: Mapped[str | None] = mapped_column(String(32), index=True)  # public id
+    reader_id: Mapped[str | None] = mapped_column(String(32))  # the public id, when it happened
+    # whose event (no foreign key: erasure deletes the reader and clears this, see forget)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, index=True)
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

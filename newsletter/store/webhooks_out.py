@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +168,7 @@ def record(
                 endpoint_id=target.id,
                 event=event,
                 reader_id=subscriber.public_id,
+                subscriber_id=subscriber.id,
                 body=body(event, now, subscriber.public_id, email if target.include_email else None, extra),
                 status=PENDING,
                 attempts=0,
@@ -209,20 +210,27 @@ def record_test(session: Session, endpoint_id: int, now: dt.datetime) -> int:
     return row.id
 
 
-def forget(session: Session, reader_id: str) -> int:
+def forget(session: Session, subscriber_id: int) -> int:
     """An erased reader: the address leaves every delivery not yet made (later events carry
     none). Returns the bodies rewritten."""
     changed = 0
     rows = session.scalars(
         select(WebhookDelivery).where(
-            WebhookDelivery.reader_id == reader_id, WebhookDelivery.status == PENDING
+            WebhookDelivery.subscriber_id == subscriber_id, WebhookDelivery.status == PENDING
         )
     )
     for row in rows:
+        row.subscriber_id = None
         payload = json.loads(row.body)
         if payload.get("reader", {}).pop("email", None) is not None:
             row.body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
             changed += 1
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.subscriber_id == subscriber_id)
+        .values(subscriber_id=None),
+        execution_options={"synchronize_session": False},
+    )
     session.flush()
     return changed
 
@@ -291,12 +299,5 @@ def log(session: Session, endpoint_id: int, limit: int = 50) -> list[Delivery]:
         .where(WebhookDelivery.endpoint_id == endpoint_id)
         .order_by(WebhookDelivery.id.desc())
         .limit(limit)
-    )
-    return [_delivery(r) for r in rows]
-
-
-def pending_for(session: Session, reader_ids: Iterable[str]) -> list[Delivery]:
-    rows = session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.reader_id.in_(list(reader_ids)))
     )
     return [_delivery(r) for r in rows]

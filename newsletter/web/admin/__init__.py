@@ -17,6 +17,7 @@ from newsletter.web.admin import (
     series,
     subscribers,
     transfer,
+    webhooks_out,
 )
 
 # Login first (no session needed), then everything else behind require_admin.
@@ -35,5 +36,6 @@ for area in (
     calendar,
     outbox,
     broadcasts,
+    webhooks_out,
 ):
     router.include_router(area.protected)

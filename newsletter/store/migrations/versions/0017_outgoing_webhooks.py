@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("endpoint_id", sa.Integer(), nullable=False),
         sa.Column("event", sa.String(length=32), nullable=False),
         sa.Column("reader_id", sa.String(length=32), nullable=True),
+        sa.Column("subscriber_id", sa.Integer(), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -46,7 +47,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["status", "next_try_at"])
     op.create_index("ix_webhook_deliveries_endpoint_id", "webhook_deliveries", ["endpoint_id"])
-    op.create_index("ix_webhook_deliveries_reader_id", "webhook_deliveries", ["reader_id"])
+    op.create_index("ix_webhook_deliveries_subscriber_id", "webhook_deliveries", ["subscriber_id"])
 
 
 def downgrade() -> None:
