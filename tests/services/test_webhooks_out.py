@@ -251,3 +251,29 @@ def test_the_secret_is_kept_sealed(settings) -> None:
     with session_scope(settings.database_url) as s:
         saved = store.endpoint(s, endpoint_id)
     assert saved is not None and secret not in saved.sealed_secret
+
+
+def test_a_reader_finishing_a_series_is_an_event(settings) -> None:
+    from engine_support import add_person, cli_tick
+
+    webhooks_out.add(settings, "https://hooks.example.net/in", ["series_finished"], False)
+    add_series(settings, "short", "A short one", parts=1)
+    person = add_person(settings, T0, "UTC", slugs=["short"])
+    for days in (8, 15):
+        cli_tick(T0 + dt.timedelta(days=days))
+    [row] = deliveries(settings)
+    assert (row.event, row.subscriber_id) == ("series_finished", person)
+    assert json.loads(row.body)["series"] == "short"
+
+
+def test_a_delivery_handed_to_a_worker_that_never_reported_is_handed_again_after_the_lease(
+    settings,
+) -> None:
+    webhooks_out.add(settings, "https://hooks.example.net/in", ["subscribed"], False)
+    sign_up(settings)
+    handed: list[int] = []
+    assert webhooks_out.sweep(settings, T0, handed.append) == 1  # the worker died with it
+    assert webhooks_out.sweep(settings, T0 + webhooks_out.LEASE, handed.append) == 0
+    later = T0 + webhooks_out.LEASE + dt.timedelta(seconds=1)
+    assert webhooks_out.sweep(settings, later, handed.append) == 1
+    assert len(handed) == 2 and len(set(handed)) == 1
