@@ -40,7 +40,11 @@ EVENTS: dict[str, str] = {
     SERIES_FINISHED: "A reader finished a series",
 }
 # A reader's status after a provider event -> the event it is.
-BY_STATUS = {"bounced": BOUNCED_EVENT, "complained": COMPLAINED_EVENT}
+BY_STATUS = {
+    "bounced": BOUNCED_EVENT,
+    "complained": COMPLAINED_EVENT,
+    "unsubscribed": UNSUBSCRIBED_EVENT,  # an unsubscribe the provider reported
+}
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 _ENDPOINTS_KEY = "webhooks_out.endpoints"  # session.info: the endpoints, read once a transaction
@@ -181,13 +185,12 @@ def record(
 
 
 def record_ids(session: Session, statuses: dict[int, str], now: dt.datetime) -> int:
-    """Provider events turned these readers (id -> new status) bounced or complained."""
-    written = 0
+    """Provider events turned these readers (id -> new status) bounced, complained or
+    unsubscribed: one event each for the endpoints that hear it."""
     ids = [i for i, status in statuses.items() if status in BY_STATUS]
-    if not ids or (
-        not _listening(session, BOUNCED_EVENT) and not _listening(session, COMPLAINED_EVENT)
-    ):
+    if not ids or not any(_listening(session, e) for e in set(BY_STATUS.values())):
         return 0
+    written = 0
     for row in session.scalars(select(Subscriber).where(Subscriber.id.in_(ids))):
         written += record(session, BY_STATUS[statuses[row.id]], row, now)
     return written

@@ -206,15 +206,32 @@ def test_each_event_is_recorded_where_it_happens(settings) -> None:
     bounce = {"email": "bob@example.org", "timestamp": int(T0.timestamp()), "event": "bounce",
               "sg_event_id": "b-1", "type": "bounce"}  # fmt: skip
     bob = sign_up(settings, "bob@example.org")
-    provider_events.process_sendgrid(settings, [bounce], now=T0)
+    cy = sign_up(settings, "cy@example.org")
+    dee = sign_up(settings, "dee@example.org")
+    ts = int(T0.timestamp())
+    reported = [
+        bounce,
+        {"email": "cy@example.org", "timestamp": ts, "event": "spamreport", "sg_event_id": "c-1"},
+        {"email": "dee@example.org", "timestamp": ts, "event": "unsubscribe", "sg_event_id": "u-1"},
+    ]
+    provider_events.process_sendgrid(settings, reported, now=T0)
     got = [(d.event, d.reader_id) for d in deliveries(settings)]
+    got[7:] = sorted(got[7:])  # one batch: their order is the batch's
     assert got == [
         ("subscribed", anna.public_id),
         ("confirmed", anna.public_id),
         ("preferences_changed", anna.public_id),
         ("unsubscribed", anna.public_id),
         ("subscribed", bob.public_id),
-        ("bounced", bob.public_id),
+        ("subscribed", cy.public_id),
+        ("subscribed", dee.public_id),
+        *sorted(
+            [
+                ("bounced", bob.public_id),
+                ("complained", cy.public_id),
+                ("unsubscribed", dee.public_id),
+            ]
+        ),
     ]
 
 
