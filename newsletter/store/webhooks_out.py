@@ -214,13 +214,11 @@ def record_test(session: Session, endpoint_id: int, now: dt.datetime) -> int:
 
 
 def forget(session: Session, subscriber_id: int) -> int:
-    """An erased reader: the address leaves every delivery not yet made (later events carry
-    none). Returns the bodies rewritten."""
+    """An erased reader: the address leaves every body kept here, so deliveries not yet made
+    (later tries too) carry none and the log keeps none. Returns the bodies rewritten."""
     changed = 0
     rows = session.scalars(
-        select(WebhookDelivery).where(
-            WebhookDelivery.subscriber_id == subscriber_id, WebhookDelivery.status == PENDING
-        )
+        select(WebhookDelivery).where(WebhookDelivery.subscriber_id == subscriber_id)
     )
     for row in rows:
         row.subscriber_id = None

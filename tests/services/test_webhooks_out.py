@@ -294,3 +294,14 @@ def test_a_delivery_handed_to_a_worker_that_never_reported_is_handed_again_after
     later = T0 + webhooks_out.LEASE + dt.timedelta(seconds=1)
     assert webhooks_out.sweep(settings, later, handed.append) == 1
     assert len(handed) == 2 and len(set(handed)) == 1
+
+
+def test_erasing_a_reader_leaves_no_address_in_the_delivery_log(settings, hook, eager) -> None:
+    webhooks_out.add(settings, hook.url, ["subscribed"], True)
+    sign_up(settings)
+    sweep(T0)
+    assert b"anna@example.org" in hook.got[0].body  # delivered with the address
+    assert roster.erase_email(settings, "anna@example.org")
+    [row] = deliveries(settings)
+    assert row.status == "delivered" and row.subscriber_id is None
+    assert "anna@example.org" not in row.body
