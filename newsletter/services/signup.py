@@ -189,6 +189,7 @@ def subscribe(
     # lookup (its HMAC included), the new row built, and one write under a savepoint: the
     # INSERT for a new address, else a no-op UPDATE of the address's row (none when erased).
     key = identity.email_key(address)
+    webhooks_out.listening(session, webhooks_out.SUBSCRIBED)  # read for every address alike
     existing = by_email(session, address)
     suppressed = is_suppressed(session, secret, address)
     subscriber = Subscriber(

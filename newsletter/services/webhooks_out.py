@@ -123,7 +123,7 @@ def send_test(settings: Settings, endpoint_id: int, now: dt.datetime) -> bool:
 @dataclass(frozen=True)
 class EndpointView:
     endpoint: outbox.Endpoint
-    log: list[outbox.Delivery]
+    log: list[outbox.OutgoingDelivery]
 
 
 def overview(settings: Settings) -> list[EndpointView]:

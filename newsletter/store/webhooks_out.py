@@ -61,7 +61,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class OutgoingDelivery:
     id: int
     endpoint_id: int
     event: str
@@ -80,8 +80,8 @@ def _endpoint(row: WebhookEndpoint) -> Endpoint:
     )
 
 
-def _delivery(row: WebhookDelivery) -> Delivery:
-    return Delivery(
+def _delivery(row: WebhookDelivery) -> OutgoingDelivery:
+    return OutgoingDelivery(
         row.id, row.endpoint_id, row.event, row.body, row.status, row.attempts,
         row.next_try_at, row.last_result, row.created_at, row.finished_at,
     )  # fmt: skip
@@ -121,8 +121,9 @@ def remove_endpoint(session: Session, endpoint_id: int) -> bool:
 # --- recording events ----------------------------------------------------------------------
 
 
-def _listening(session: Session, event: str) -> list[Endpoint]:
-    if _ENDPOINTS_KEY not in session.info:  # one read a transaction, however many events
+def listening(session: Session, event: str) -> list[Endpoint]:
+    """The endpoints that hear `event` (read once a transaction, however many events)."""
+    if _ENDPOINTS_KEY not in session.info:
         session.info[_ENDPOINTS_KEY] = endpoints(session)
     return [e for e in session.info[_ENDPOINTS_KEY] if event in e.events or event == TEST]
 
@@ -159,14 +160,14 @@ def record(
 ) -> int:
     """`event` happened to `subscriber`: one pending delivery per endpoint that hears it, in
     this transaction. An erased reader's address is never included. Returns rows written."""
-    listening = _listening(session, event)
-    if not listening:
+    targets = listening(session, event)
+    if not targets:
         return 0
     extra: dict[str, Any] = {}
     if series_id is not None:
         extra["series"] = session.scalar(select(Series.slug).where(Series.id == series_id))
     email = None if subscriber.status == ERASED else subscriber.email
-    for target in listening:
+    for target in targets:
         session.add(
             WebhookDelivery(
                 endpoint_id=target.id,
@@ -181,14 +182,14 @@ def record(
             )
         )  # fmt: skip
     session.flush()
-    return len(listening)
+    return len(targets)
 
 
 def record_ids(session: Session, statuses: dict[int, str], now: dt.datetime) -> int:
     """Provider events turned these readers (id -> new status) bounced, complained or
     unsubscribed: one event each for the endpoints that hear it."""
     ids = [i for i, status in statuses.items() if status in BY_STATUS]
-    if not ids or not any(_listening(session, e) for e in set(BY_STATUS.values())):
+    if not ids or not any(listening(session, e) for e in set(BY_STATUS.values())):
         return 0
     written = 0
     for row in session.scalars(select(Subscriber).where(Subscriber.id.in_(ids))):
@@ -264,7 +265,7 @@ def claim_due(
     return ids
 
 
-def delivery(session: Session, delivery_id: int) -> Delivery | None:
+def delivery(session: Session, delivery_id: int) -> OutgoingDelivery | None:
     row = session.get(WebhookDelivery, delivery_id)
     return None if row is None else _delivery(row)
 
@@ -293,7 +294,7 @@ def attempted(
     session.flush()
 
 
-def log(session: Session, endpoint_id: int, limit: int = 50) -> list[Delivery]:
+def log(session: Session, endpoint_id: int, limit: int = 50) -> list[OutgoingDelivery]:
     """An endpoint's deliveries, newest first."""
     rows = session.scalars(
         select(WebhookDelivery)
