@@ -35,7 +35,7 @@ from newsletter.queue import liveness
 from newsletter.queue.connection import redis_url
 from newsletter.queue.dueset import RedisQueue
 from newsletter.queue.ticklock import TickLocked
-from newsletter.services import alerts, logs, metrics
+from newsletter.services import alerts, logs, metrics, webhooks_out
 from newsletter.store.db import dispose_all, session_scope
 from newsletter.store.practice import effective_settings
 
@@ -46,6 +46,7 @@ log = logging.getLogger("newsletter.tasks")
 # settles a chunk the provider never took at the window plus one reconcile plus one tick).
 BEAT_SECONDS = float(os.environ.get("NEWSLETTER_BEAT_SECONDS", "60"))
 RECONCILE_SECONDS = float(os.environ.get("NEWSLETTER_RECONCILE_SECONDS", "60"))
+WEBHOOK_SECONDS = float(os.environ.get("NEWSLETTER_WEBHOOK_SECONDS", "15"))  # outgoing webhooks
 TASK_TIME_LIMIT = 300
 
 
@@ -106,6 +107,7 @@ def configure(app: Celery, settings: Settings) -> Celery:
         beat_schedule={
             "tick": {"task": "newsletter.tick", "schedule": aligned(BEAT_SECONDS)},
             "reconcile": {"task": "newsletter.reconcile", "schedule": RECONCILE_SECONDS},
+            "webhooks": {"task": "newsletter.webhooks_sweep", "schedule": WEBHOOK_SECONDS},
         },
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
     )
@@ -226,6 +228,19 @@ def reconcile() -> dict[str, int]:
     report = reconcile_now(current_settings()).as_dict()
     metrics.reconciled(report)
     return report
+
+
+@app.task(name="newsletter.webhooks_sweep")
+def webhooks_sweep(now: str | None = None) -> int:
+    """Hand every due outgoing-webhook delivery to `webhook_deliver` (services.webhooks_out)."""
+    moment = _now(now)
+    return webhooks_out.sweep(current_settings(), moment, lambda i: webhook_deliver.delay(i, now))
+
+
+@app.task(name="newsletter.webhook_deliver")
+def webhook_deliver(delivery_id: int, now: str | None = None) -> str | None:
+    """One attempt at one outgoing-webhook delivery; a failure sets its next try (backoff)."""
+    return webhooks_out.deliver(current_settings(), delivery_id, _now(now))
 
 
 def eviction_problem(policy: str) -> str | None:

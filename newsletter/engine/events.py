@@ -24,7 +24,7 @@ from newsletter.mail.events import (
 )
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import ledger as ledger_sql
-from newsletter.store import webhook_posts
+from newsletter.store import webhook_posts, webhooks_out
 from newsletter.store.db import session_scope
 from newsletter.store.ledger import QueueChange
 from newsletter.store.models import (
@@ -235,6 +235,7 @@ def _suppress(
             )
             turned_off.extend(changed)
     report.suppressed = len(turned_off)
+    webhooks_out.record_ids(session, {i: wanted[i] for i in turned_off}, now)
     unqueue: list[int] = []
     for part in _chunks(turned_off):
         # Enrollments keep their place (as subscribers.unsubscribe does) but nothing is due.

@@ -26,6 +26,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
+from newsletter.store import webhooks_out
 from newsletter.store.models import (
     ACTIVE,
     BROADCAST_KIND,
@@ -346,6 +347,7 @@ def move_on(
         )  # fmt: skip
         return [enrollment]
     enrollment.state, enrollment.next_due_at = FINISHED, None
+    webhooks_out.record(session, webhooks_out.SERIES_FINISHED, subscriber, now, series_id=series.id)
     session.flush()
     changed = place(session, subscriber, after, previous=previous, counts=counts)
     return [enrollment, *changed]
@@ -360,5 +362,8 @@ def advance_finished(
 ) -> list[Enrollment]:
     """An active enrollment with no part left: finish it and start the next queued series."""
     enrollment.state, enrollment.next_due_at = FINISHED, None
+    webhooks_out.record(
+        session, webhooks_out.SERIES_FINISHED, subscriber, now, series_id=enrollment.series_id
+    )
     session.flush()
     return [enrollment, *place(session, subscriber, now, counts=counts)]

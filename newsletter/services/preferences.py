@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from newsletter.engine import schedule
 from newsletter.services.people import Someone, enrollments, lock, rotate_links, row_of
 from newsletter.services.signup import InvalidInput
+from newsletter.store import webhooks_out
 from newsletter.store.models import (
     ACTIVE,
     CADENCES,
@@ -82,6 +83,7 @@ def update_preferences(
     subscriber.cadence = prefs.cadence
     subscriber.paused_until = prefs.paused_until
     subscriber.takes_new_series = prefs.takes_new_series
+    webhooks_out.record(session, webhooks_out.PREFERENCES_CHANGED, subscriber, now)
     if subscriber.status == PENDING or (
         subscriber.status != ACTIVE and not enrollments(session, subscriber)
     ):
@@ -124,6 +126,9 @@ def unsubscribe(session: Session, someone: Someone, now: dt.datetime) -> bool:
         return False
     subscriber.status = UNSUBSCRIBED
     subscriber.unsubscribed_at = now
+    webhooks_out.record(
+        session, webhooks_out.UNSUBSCRIBED_EVENT, subscriber, now
+    )  # the id they knew
     rotate_links(subscriber)
     for row in enrollments(session, subscriber):
         if row.state not in (FINISHED, CANCELLED):

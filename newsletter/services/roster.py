@@ -21,7 +21,7 @@ from newsletter.services.person_fields import (
     make_person,
     new_subscriber,
 )
-from newsletter.store import ledger
+from newsletter.store import ledger, webhooks_out
 from newsletter.store.db import session_scope
 from newsletter.store.ledger import extras
 from newsletter.store.models import (
@@ -194,6 +194,7 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
     )
     ledger.forget_person(session, sub_id)
     extras.forget_person_extras(session, sub_id)
+    webhooks_out.forget(session, sub_id)
     session.execute(
         update(ProviderEvent)
         .where(ProviderEvent.subscriber_id == sub_id)

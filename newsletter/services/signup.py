@@ -27,6 +27,7 @@ from newsletter.services.people import (
     person_of,
     row_of,
 )
+from newsletter.store import webhooks_out
 from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
@@ -188,6 +189,7 @@ def subscribe(
     # lookup (its HMAC included), the new row built, and one write under a savepoint: the
     # INSERT for a new address, else a no-op UPDATE of the address's row (none when erased).
     key = identity.email_key(address)
+    webhooks_out.listening(session, webhooks_out.SUBSCRIBED)  # read for every address alike
     existing = by_email(session, address)
     suppressed = is_suppressed(session, secret, address)
     subscriber = Subscriber(
@@ -218,6 +220,7 @@ def subscribe(
             if existing is None:
                 raise
         else:
+            webhooks_out.record(session, webhooks_out.SUBSCRIBED, subscriber, now)
             return SignupResult(subscriber, created=True, send_confirmation=True, email_key=key)
 
     subscriber = existing
@@ -328,6 +331,7 @@ def confirm(
     if subscriber.confirmed_at is None or resuming:
         subscriber.confirmed_at = now
     session.flush()
+    webhooks_out.record(session, webhooks_out.CONFIRMED, subscriber, now)
     _enroll(session, subscriber, now)
     return True
 

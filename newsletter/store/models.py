@@ -365,3 +365,43 @@ class PracticeSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """An address of her other tools that hears about readers (outgoing webhooks, issue 25).
+
+    Which events it hears and how deliveries go are in newsletter/store/webhooks_out.py."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    include_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret: Mapped[str] = mapped_column(Text)  # sealed (core.sealing), shown once in clear
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint (the outbox): its body, fixed when the event happened, and
+    how its delivery goes (pending / delivered / failed, attempts, next try)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_try_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(32))
+    reader_id: Mapped[str | None] = mapped_column(String(32))  # the public id, when it happened
+    # whose event (no foreign key: erasure deletes the reader and clears this, see forget)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[dt.datetime]
+    queued_at: Mapped[dt.datetime | None]  # handed to a worker (the sweep's lease)
+    last_result: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]

@@ -49,6 +49,10 @@ OWNER_ROUTES = [
     ("POST", "/admin/settings/mail/smtp"),
     ("POST", "/admin/settings/mail/test"),
     ("POST", "/admin/settings/mail/disconnect"),
+    ("GET", "/admin/settings/webhooks"),  # outgoing webhooks may carry addresses
+    ("POST", "/admin/settings/webhooks"),
+    ("POST", "/admin/settings/webhooks/1/test"),
+    ("POST", "/admin/settings/webhooks/1/remove"),
 ]
 
 

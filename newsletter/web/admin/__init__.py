@@ -20,6 +20,7 @@ from newsletter.web.admin import (
     setup,
     subscribers,
     transfer,
+    webhooks_out,
     website,
 )
 
@@ -44,5 +45,6 @@ for area in (
     website,
     accounts,
     about,
+    webhooks_out,
 ):
     router.include_router(area.protected)
