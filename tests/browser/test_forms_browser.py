@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from browser_support import ADMIN_PASSWORD
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from newsletter.core.config import Settings
@@ -66,8 +67,8 @@ def test_line_breaks_typed_in_textareas_are_saved_and_render_as_paragraphs(
     assert "U+000D" not in (page.text_content("main") or "")
     page.screenshot(path=str(artifacts / "line-breaks-broadcast-preview.png"), full_page=True)
     page.click("button:has-text('Schedule it')")
-    page.wait_for_url(f"{base}/admin/broadcasts")
-    assert "is scheduled for 1 reader" in (page.text_content("[role=status]") or "")
+    page.click("button:has-text('Yes, schedule it')")  # the confirmation names the audience
+    expect(page.locator("[role=status]")).to_contain_text("is scheduled for 1 reader")
     with session_scope(settings.database_url) as db:
         saved = db.scalars(
             select(Part.body_md).join(Broadcast, Broadcast.series_id == Part.series_id)
