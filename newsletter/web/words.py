@@ -44,6 +44,7 @@ BANNED: Final[dict[str, re.Pattern[str]]] = {
     "NEWSLETTER_*": re.compile(r"\bNEWSLETTER_[A-Z_]+"),
     "*.md": re.compile(r"\b[\w-]+\.md\b", re.IGNORECASE),
     "series.yaml": re.compile(r"\bseries\.ya?ml\b", re.IGNORECASE),
+    "*.html": re.compile(r"\b[\w-]+\.html\b", re.IGNORECASE),  # a template's file
 }
 
 

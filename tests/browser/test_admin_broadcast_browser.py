@@ -47,8 +47,8 @@ def test_write_preview_and_schedule_a_broadcast(
     expect(frame.locator("body")).to_contain_text("closed next week")  # the frame loads later
     assert "closed next week" in (frame.locator("body").text_content() or "")
     assert "call or text 988" in (frame.locator("body").text_content() or "")
-    assert "Hello," in (page.text_content("pre.plain") or "") or "Hi " in (
-        page.text_content("pre.plain") or ""
+    assert "Hello," in (page.text_content(".preview-grid pre.plain") or "") or "Hi " in (
+        page.text_content(".preview-grid pre.plain") or ""
     )
     page.screenshot(path=str(artifacts / "admin-broadcast-preview.png"), full_page=True)
 
@@ -75,3 +75,33 @@ def test_write_preview_and_schedule_a_broadcast(
     ]
     subjects = [str(m["Subject"]) for m in sent]
     assert subjects.count("The office is closed next week") == 2
+
+
+def test_a_letter_previews_on_a_phone_in_dark_mode(
+    admin_server: tuple[str, Settings], browser: Any, artifacts: Path
+) -> None:
+    base, _settings = admin_server
+    context = browser.new_context(locale="en-GB", viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(f"{base}/admin/login")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/admin")
+    page.goto(f"{base}/admin/broadcasts")
+    page.fill("#title", "The office is closed next week")
+    expect(page.locator("[data-counter-for=title]")).to_contain_text("30 characters")
+    page.fill("#summary", "We are back on Monday.")
+    page.fill("#body_md", "We are closed next week.\n\nYour series carries on as usual.")
+    page.click("#preview button[data-value=phone]")
+    page.click("#preview button[data-mode=dark]")
+    expect(page.locator("#frame-box")).to_have_class("frame-box phone dark")
+    frame = page.frame_locator("#email-frame")
+    body = frame.locator("body")
+    expect(body).to_contain_text("Your series carries on as usual.")
+    expect(body).to_contain_text("A letter from")
+    assert "We are closed next week." in (body.text_content() or "")
+    expect(page.locator("#inbox-subject")).to_have_text("The office is closed next week")
+    page.screenshot(path=str(artifacts / "admin-broadcast-phone-dark.png"), full_page=True)
+    page.click("#preview button[data-mode=plain]")
+    expect(page.locator("#plain-text")).to_contain_text("Your series carries on as usual.")
+    context.close()

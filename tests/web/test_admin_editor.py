@@ -241,6 +241,30 @@ def test_the_preview_renders_the_part_being_written(
     )
 
 
+def test_the_broadcasts_page_shares_the_preview_as_one_letter(
+    signed_in: TestClient, editing: Settings
+) -> None:
+    page = signed_in.get("/admin/broadcasts")
+    assert 'data-letter="broadcast"' in page.text and 'id="preview-form"' in page.text
+    assert "connect-src 'self'" in page.headers["content-security-policy"]
+    data = {
+        "csrf_token": csrf_in(page.text),
+        "series_title": "Closed on Friday",
+        "title": "Closed on Friday",
+        "summary": "Back Monday.",
+        "body": "We are closed.\n\nBack on Monday.",
+        "mode": "light",
+    }
+    as_part = signed_in.post("/admin/series-editor/email.html", data=data).text
+    as_letter = signed_in.post(
+        "/admin/series-editor/email.html", data={**data, "kind": "broadcast"}
+    ).text
+    assert "Part 1 of 1" in as_part and "A letter from" not in as_part
+    assert "A letter from" in as_letter and "Part 1 of 1" not in as_letter
+    text = signed_in.post("/admin/series-editor/preview", data={**data, "kind": "broadcast"})
+    assert "Back on Monday." in text.json()["text"]
+
+
 def test_previews_reuse_one_renderer_and_keep_no_articles(
     signed_in: TestClient, editing: Settings
 ) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from engine_support import add_person, ship
@@ -17,7 +19,10 @@ from time_machine import TimeMachineFixture
 from web_helpers import admin_app_client, as_admin, csrf, sign_in
 
 from newsletter.core.config import Settings
+from newsletter.core.vocabulary import HALT_TEMPLATE
 from newsletter.services import broadcasts
+from newsletter.store.db import session_scope
+from newsletter.store.halt import halt
 from newsletter.web import words
 
 MONDAY = dt.datetime(2027, 3, 1, 12, tzinfo=dt.UTC)
@@ -38,18 +43,30 @@ NOT_PAGES = {
 SKIPPED_TAGS = {"script", "style", "textarea", "iframe", "template"}
 
 
+# The disclosure that keeps the server's words for whoever runs it (_macros.html
+# for_the_server): only its summary is her text.
+FOR_THE_SERVER = "data-for-the-server"
+
+
 class _Visible(HTMLParser):
-    """The text a person sees: text nodes outside script/style/textarea, plus button values."""
+    """The text a person sees: text nodes outside script/style/textarea, plus button values;
+    inside a for-the-server disclosure, only its summary."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.depth = 0
         self.parts: list[str] = []
+        self.server_depth = 0  # nested <details> since a for-the-server one opened
+        self.in_summary = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "details" and (self.server_depth or FOR_THE_SERVER in values):
+            self.server_depth += 1
+        if tag == "summary" and self.server_depth == 1:
+            self.in_summary = True
         if tag in SKIPPED_TAGS:
             self.depth += 1
-        values = dict(attrs)
         if tag == "input" and values.get("type") in {"submit", "button"}:
             self.parts.append(values.get("value") or "")
         if values.get("placeholder"):
@@ -58,9 +75,13 @@ class _Visible(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in SKIPPED_TAGS and self.depth:
             self.depth -= 1
+        if tag == "summary":
+            self.in_summary = False
+        if tag == "details" and self.server_depth:
+            self.server_depth -= 1
 
     def handle_data(self, data: str) -> None:
-        if not self.depth:
+        if not self.depth and (not self.server_depth or self.in_summary):
             self.parts.append(data)
 
 
@@ -164,6 +185,7 @@ def test_about_page_names_the_technical_facts(admin_client: TestClient) -> None:
         ("set NEWSLETTER_SENDGRID_API_KEY", "NEWSLETTER_*"),
         ("Saved 01-intro.md", "*.md"),
         ("wrote series.yaml", "series.yaml"),
+        ("templates/email/article.html line 3", "*.html"),
     ],
 )
 def test_banned_words_are_found(text: str, word: str) -> None:
@@ -179,3 +201,43 @@ def test_an_unconnected_provider_is_named_in_her_words() -> None:
 def test_her_words_pass() -> None:
     assert words.banned_in("Sending: checked 40 s ago · none ticked: all · Not sent yet") == []
     assert words.mail_way("outbox") == "Not sent yet — test mode"
+
+
+def test_banners_keep_file_names_for_whoever_runs_the_server(
+    settings: Settings, tmp_path: Path, time_machine: TimeMachineFixture
+) -> None:
+    """The halt banner, the editor's "can't open" page and a refused reload: her words, with
+    the file names behind "Details for whoever runs the server"."""
+    time_machine.move_to(MONDAY, tick=False)
+    folder = tmp_path / "schedules"
+    shutil.copytree(settings.schedules_dir, folder)
+    yaml_file = folder / "co-created-process" / "series.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("send_time:", "sendtime:"))
+    ship(settings, MONDAY)
+    with session_scope(settings.database_url) as db:
+        halt(db, "templates/email/article.html line 3: unexpected '}'", kind=HALT_TEMPLATE)
+    broken = as_admin(settings).model_copy(update={"schedules_dir": folder})
+    with admin_app_client(broken) as c:
+        token = sign_in(c)
+        banners = {
+            "/admin": c.get("/admin"),
+            "/admin/series/co-created-process/edit": c.get("/admin/series/co-created-process/edit"),
+            "POST /admin/series/reload": c.post("/admin/series/reload", data={"csrf_token": token}),
+        }
+    shown = {path: visible_text(r.text) for path, r in banners.items()}
+    assert "Sending is stopped" in shown["/admin"] and "article.html" in banners["/admin"].text
+    for path, response in banners.items():
+        assert "Details for whoever runs the server" in shown[path], path
+        assert FOR_THE_SERVER in response.text, path
+    assert "sendtime" in banners["/admin/series/co-created-process/edit"].text
+    found = [f"{p}: {w!r} in “{said}”" for p, t in shown.items() for w, said in words.banned_in(t)]
+    assert not found, "the server's words in her banners:\n" + "\n".join(found)
+
+
+def test_only_the_summary_of_a_for_the_server_disclosure_is_her_text() -> None:
+    page = (
+        "<p>Stopped</p><details data-for-the-server><summary>Details</summary>"
+        "<ul><li>series.yaml</li></ul><details><summary>x.md</summary></details></details>"
+        "<details><summary>More</summary><p>shown</p></details>"
+    )
+    assert visible_text(page) == "Stopped Details More shown"

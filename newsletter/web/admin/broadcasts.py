@@ -23,14 +23,16 @@ from newsletter.services import broadcasts, mailing, series_admin
 from newsletter.store.db import session_scope
 from newsletter.web import dates, words, zones
 from newsletter.web.admin.common import form_of, page, redirect, require_admin, settings_of
+from newsletter.web.admin.editor import LIMITS
 
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 # The preview sits in a sandboxed srcdoc frame, which inherits this page's policy: the email's
-# inline styles need 'unsafe-inline' for styles (never for scripts) on this one response.
+# inline styles need 'unsafe-inline' for styles (never for scripts) on this one response. The
+# live preview (static/editor.js) asks the series editor's preview endpoint: connect-src.
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' https: data:; frame-src 'self'; form-action 'self'; "
+    "img-src 'self' https: data:; frame-src 'self'; connect-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 FIELDS = (
@@ -66,6 +68,8 @@ def _show(
             "error": error,
             "notice": notice,
             "preview": preview,
+            "limits": LIMITS,
+            "letter": True,
             "choices": choices,
             "rows": [
                 _row(r, titles, settings.default_timezone) for r in broadcasts.list_all(settings)

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from newsletter.content.writing import PartText, SeriesText, slugify
 from newsletter.core.config import Settings
 from newsletter.core.timing import utcnow
-from newsletter.core.vocabulary import CADENCES, WEEKDAYS, WEEKLY
+from newsletter.core.vocabulary import BROADCAST_KIND, CADENCES, SERIES_KIND, WEEKDAYS, WEEKLY
 from newsletter.mail import render
 from newsletter.mail.message import Message
 from newsletter.services import series_editor
@@ -44,6 +44,8 @@ EDITOR_CSP = (
     "base-uri 'none'"
 )
 DAYS = tuple(day.capitalize() for day in WEEKDAYS)
+# What the counters and the inbox line of the preview panel (admin/_letter_preview.html) go by.
+LIMITS = {"subject": SUBJECT_LIMIT, "subject_phone": SUBJECT_PHONE, "preview": PREVIEW_LIMIT}
 
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -57,6 +59,12 @@ class _Sample:
     number: int
     summary: str
     body_md: str
+    kind: str = SERIES_KIND
+
+
+# The preview form's "kind" -> what the letter is rendered as: a series part (the editor) or
+# one letter (the broadcasts page, which shares this editor's preview).
+PREVIEW_KINDS = {"": SERIES_KIND, "broadcast": BROADCAST_KIND}
 
 
 class _PreviewRenderer(render.Renderer):
@@ -128,11 +136,7 @@ def _editor_page(
             "errors": errors,
             "days": DAYS,
             "cadences": list(CADENCES),
-            "limits": {
-                "subject": SUBJECT_LIMIT,
-                "subject_phone": SUBJECT_PHONE,
-                "preview": PREVIEW_LIMIT,
-            },
+            "limits": LIMITS,
             "action": "/admin/series/new" if slug is None else f"/admin/series/{slug}/edit",
         },
         status,
@@ -247,7 +251,8 @@ def _preview(request: Request, form: Any) -> tuple[str, str, str, str]:
         summary=" ".join(str(form.get("summary") or "").split()),
         body_md=str(form.get("body") or ""),  # line breaks already LF (web/forms.py)
     )
-    series = _Sample(slug, series_title, 0, "", "")
+    kind = PREVIEW_KINDS.get(str(form.get("kind") or ""), SERIES_KIND)
+    series = _Sample(slug, series_title, 0, "", "", kind)
     message = _renderer(settings).article(series, part, max(count, number))
     base = settings.public_url.rstrip("/")
     values = render.personal_values(

@@ -1,6 +1,8 @@
 // Admin series editor: add, move and remove parts; character counters; the live preview of the
 // part being written (debounced); a draft of everything typed kept in this browser's
 // localStorage (key "newsletter-editor:<slug>" or "newsletter-editor:new") until it is saved.
+// The same component serves one letter (the broadcasts page): a form with data-letter="broadcast"
+// and no #parts is its own single part, previewed through the same endpoint, without drafts.
 (function () {
   "use strict";
   var form = document.getElementById("editor-form");
@@ -12,6 +14,8 @@
   var plain = document.getElementById("plain-text");
   var statusLine = document.getElementById("preview-status");
   var key = form.getAttribute("data-draft-key");
+  var letterKind = form.getAttribute("data-letter") || "";
+  var single = !partsBox;
   var phoneSubject = +form.getAttribute("data-phone-subject");
   var FIELDS = ["title", "summary", "body"];
   var state = { width: "desktop", dark: false, plain: false, part: 0 };
@@ -19,7 +23,7 @@
   var draftTimer = null;
 
   function byId(id) { return document.getElementById(id); }
-  function parts() { return Array.prototype.slice.call(partsBox.querySelectorAll("fieldset[data-part]")); }
+  function parts() { return single ? [form] : Array.prototype.slice.call(partsBox.querySelectorAll("fieldset[data-part]")); }
   function field(fs, name) { return fs.querySelector("[data-field=" + name + "]"); }
   function length(text) { return Array.from(text.trim()).length; }
 
@@ -75,16 +79,17 @@
     var fs = current();
     if (!fs) { return; }
     var values = {
-      series_title: byId("title").value,
+      series_title: single ? field(fs, "title").value : byId("title").value,
       slug: slugValue(),
       number: state.part + 1,
       count: parts().length,
       title: field(fs, "title").value,
       summary: field(fs, "summary").value,
       body: field(fs, "body").value,
-      mode: state.dark ? "dark" : "light"
+      mode: state.dark ? "dark" : "light",
+      kind: letterKind
     };
-    byId("preview-number").textContent = values.number;
+    if (byId("preview-number")) { byId("preview-number").textContent = values.number; }
     Object.keys(values).forEach(function (name) { previewForm.elements.namedItem(name).value = values[name]; });
     if (!state.plain) { previewForm.submit(); }
     fetch("/admin/series-editor/preview", { method: "POST", body: new FormData(previewForm), credentials: "same-origin" })
@@ -132,7 +137,7 @@
     };
   }
   function same(a, b) { return JSON.stringify([a.fields, a.parts]) === JSON.stringify([b.fields, b.parts]); }
-  var initial = snapshot();
+  var initial = single ? null : snapshot();
 
   function saveDraft() {
     try {
@@ -146,6 +151,7 @@
     } catch (e) { /* private mode or full storage: the form still holds the text */ }
   }
   function draftLater() {
+    if (single) { return; }
     clearTimeout(draftTimer);
     draftTimer = setTimeout(saveDraft, 300);
   }
@@ -180,7 +186,9 @@
   }
 
   var params = new URLSearchParams(location.search);
-  if (params.has("saved") || params.has("created")) {
+  if (single) {
+    /* one letter: no drafts kept */
+  } else if (params.has("saved") || params.has("created")) {
     try {
       localStorage.removeItem(key);
       if (params.has("created")) { localStorage.removeItem("newsletter-editor:new"); }
@@ -196,10 +204,12 @@
       byId("draft-notice").hidden = false;
     }
   }
-  byId("discard-draft").addEventListener("click", function () {
-    try { localStorage.removeItem(key); } catch (e) { /* nothing kept */ }
-    location.assign(form.getAttribute("action"));
-  });
+  if (!single) {
+    byId("discard-draft").addEventListener("click", function () {
+      try { localStorage.removeItem(key); } catch (e) { /* nothing kept */ }
+      location.assign(form.getAttribute("action"));
+    });
+  }
 
   // --- events ---------------------------------------------------------------------------
   form.addEventListener("input", function (event) {
@@ -215,7 +225,7 @@
     if (fs && parts().indexOf(fs) !== state.part) { state.part = parts().indexOf(fs); later(); }
   });
 
-  partsBox.addEventListener("click", function (event) {
+  if (!single) { partsBox.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-action]");
     if (!button) { return; }
     var fs = button.closest("fieldset[data-part]");
@@ -252,7 +262,7 @@
     field(fs, "title").focus();
     later();
     draftLater();
-  });
+  }); }
 
   document.querySelectorAll("#preview button[data-mode]").forEach(function (button) {
     button.addEventListener("click", function () {
