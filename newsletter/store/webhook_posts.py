@@ -12,11 +12,13 @@ from newsletter.store.models import ProviderEvent, WebhookPost
 
 
 class PostRow(NamedTuple):
-    """One post: when it came, its answer (None: never answered), how far its events reached."""
+    """One post: when it came, its answer (None: never answered), how far its events reached,
+    and the hash of its body (None: not read)."""
 
     received_at: dt.datetime
     status: int | None
     newest_handed_at: dt.datetime | None
+    body_hash: str | None
 
 
 def post_arrived(session: Session, now: dt.datetime) -> int:
@@ -28,13 +30,18 @@ def post_arrived(session: Session, now: dt.datetime) -> int:
 
 
 def post_answered(
-    session: Session, post_id: int, status: int, newest_handed_at: dt.datetime | None
+    session: Session,
+    post_id: int,
+    status: int,
+    newest_handed_at: dt.datetime | None,
+    body_hash: str | None = None,
 ) -> None:
-    """The answer our endpoint gave the post, and the newest hand-over its events named."""
+    """The answer our endpoint gave the post, the newest hand-over its events named, and the
+    hash of its body (a retry of the same batch has the same one)."""
     session.execute(
         update(WebhookPost)
         .where(WebhookPost.id == post_id)
-        .values(status=status, newest_handed_at=newest_handed_at)
+        .values(status=status, newest_handed_at=newest_handed_at, body_hash=body_hash)
     )
 
 
@@ -43,7 +50,12 @@ def posts_since(session: Session, since: dt.datetime) -> list[PostRow]:
     return [
         PostRow(*row)
         for row in session.execute(
-            select(WebhookPost.received_at, WebhookPost.status, WebhookPost.newest_handed_at)
+            select(
+                WebhookPost.received_at,
+                WebhookPost.status,
+                WebhookPost.newest_handed_at,
+                WebhookPost.body_hash,
+            )
             .where(WebhookPost.received_at >= since)
             .order_by(WebhookPost.received_at)
         )

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from web_helpers import outbox
 
 from newsletter.store.db import session_scope
-from newsletter.web import zones
 from newsletter.store.models import ACTIVE, ENROLLED_ACTIVE, Enrollment, Subscriber
+from newsletter.web import zones
 
 pytestmark = pytest.mark.browser
 

@@ -14,8 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.core.timing import utcnow
 from newsletter.services import webhooks_out
-from newsletter.web.admin.common import form_of, page, redirect, settings_of
-from newsletter.web.admin.common import require_owner
+from newsletter.web.admin.common import form_of, page, redirect, require_owner, settings_of
 
 PATH = "/admin/settings/webhooks"
 TEMPLATE = "admin/webhooks_out.html"
