@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import ProviderEvent, WebhookPost
@@ -60,6 +60,24 @@ def posts_since(session: Session, since: dt.datetime) -> list[PostRow]:
             .order_by(WebhookPost.received_at)
         )
     ]
+
+
+class LatestPosts(NamedTuple):
+    """When the newest post came, and the newest one answered 2xx (None: none kept)."""
+
+    any: dt.datetime | None
+    answered: dt.datetime | None
+
+
+def latest_posts(session: Session) -> LatestPosts:
+    """The newest post and the newest answered 2xx (posts are kept about a day)."""
+    newest = session.scalar(select(func.max(WebhookPost.received_at)))
+    answered = session.scalar(
+        select(func.max(WebhookPost.received_at)).where(
+            WebhookPost.status >= 200, WebhookPost.status < 300
+        )
+    )
+    return LatestPosts(newest, answered)
 
 
 def forget_posts_before(session: Session, before: dt.datetime) -> None:

@@ -40,3 +40,16 @@ def test_posts_before_a_moment_are_forgotten(settings: Settings) -> None:
         assert [p.received_at for p in webhook_posts.posts_since(session, T0)] == [
             T0 + dt.timedelta(hours=1)
         ]
+
+
+def test_latest_posts_names_the_newest_and_the_newest_answered_2xx(settings: Settings) -> None:
+    with session_scope(settings.database_url) as session:
+        assert webhook_posts.latest_posts(session) == (None, None)
+        ok = webhook_posts.post_arrived(session, T0)
+        refused = webhook_posts.post_arrived(session, T0 + dt.timedelta(minutes=1))
+        webhook_posts.post_arrived(session, T0 + dt.timedelta(minutes=2))  # never answered
+        webhook_posts.post_answered(session, ok, 200, None)
+        webhook_posts.post_answered(session, refused, 403, None)
+    with session_scope(settings.database_url) as session:
+        latest = webhook_posts.latest_posts(session)
+    assert latest == (T0 + dt.timedelta(minutes=2), T0)
