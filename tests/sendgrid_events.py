@@ -73,6 +73,7 @@ class EventPoster:
         self.posted: set[int] = set()  # request indexes whose events went out with a 2xx
         self.held: set[int] = set()
         self.answers: list[int] = []
+        self.refused: list[tuple[bytes, set[int]]] = []  # bodies to post again, their requests
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -85,26 +86,48 @@ class EventPoster:
 
     def flush(self) -> int:
         """Post every accepted request's events not posted yet (batches; a refused batch is
-        posted again next time, as SendGrid retries). How many events went out."""
+        posted again next time with the same body, as SendGrid retries). How many events went
+        out."""
         with self.lock:
+            retries, self.refused = self.refused, []
+            waiting = {i for _, indexes in retries for i in indexes}
             due = [
                 i
                 for i, r in enumerate(list(self.fake.requests))
-                if r.status in (200, 202) and i not in self.posted and i not in self.held
+                if r.status in (200, 202)
+                and i not in self.posted
+                and i not in self.held
+                and i not in waiting
             ]
             events = [(i, e) for i in due for e in processed_events(self.fake, i)]
+            batches = retries + [
+                (json.dumps([e for _, e in part]).encode(), {i for i, _ in part})
+                for part in (
+                    events[start : start + self.batch]
+                    for start in range(0, len(events), self.batch)
+                )
+            ]
             sent = 0
-            failed: set[int] = set()
-            for start in range(0, len(events), self.batch):
-                part = events[start : start + self.batch]
-                status = self.post(*signed(self.key, [e for _, e in part]))
+            for raw, indexes in batches:
+                status = self.post(raw, self.headers(raw))
                 self.answers.append(status)
                 if 200 <= status < 300:
-                    sent += len(part)
+                    sent += len(json.loads(raw))
+                    self.posted.update(indexes)
                 else:
-                    failed.update(i for i, _ in part)
-            self.posted.update(set(due) - failed)
+                    self.refused.append((raw, indexes))
+            self.posted.difference_update(i for _, indexes in self.refused for i in indexes)
             return sent
+
+    def headers(self, raw: bytes) -> dict[str, str]:
+        """Signature headers for a body (a retry is signed anew, its body unchanged)."""
+        stamp = str(int(time.time()))
+        sig = self.key.sign(stamp.encode() + raw, ec.ECDSA(hashes.SHA256()))
+        return {
+            SIGNATURE: base64.b64encode(sig).decode(),
+            TIMESTAMP: stamp,
+            "Content-Type": "application/json",
+        }
 
     def start(self, delay: float = 3.0) -> EventPoster:
         def run() -> None:

@@ -5,7 +5,8 @@ Absence: the provider reports on mail we handed over after this chunk (or in the
 inline tick stamps all its chunks with its own time), has said nothing about
 any row of the chunk, and our webhook endpoint answered every post since the chunk's hand-over
 with 2xx (a refused or failed post will be posted again later, so the missing events may be in
-it) -- then, once the settle window has passed, the provider never took the chunk and it is sent
+it; it stops blocking once a post with the same body -- the provider retries the same batch --
+was answered 2xx) -- then, once the settle window has passed, the provider never took the chunk and it is sent
 again at once. Without that evidence (no webhook, a failed post, no report on later mail) the
 chunk waits for UNKNOWN_RESEND_AFTER, as before. Residual risk: the provider accepted the chunk
 but its events come later than the window while every post was answered 2xx (or reached us
@@ -33,11 +34,20 @@ BLOCKED_BY_POST = "a webhook post was not answered 2xx; the provider will post i
 
 @dataclass(frozen=True)
 class Post:
-    """A webhook post: when it came, whether we answered 2xx, the newest hand-over it named."""
+    """A webhook post: when it came, whether we answered 2xx, the newest hand-over it named,
+    the hash of its body (None: not read, so no retry can be matched to it)."""
 
     received_at: dt.datetime
     ok: bool
     newest_handed_at: dt.datetime | None
+    body_hash: str | None = None
+
+
+def _still_blocking(posts: Sequence[Post]) -> list[Post]:
+    """The failed posts whose batch no post with the same body has since been answered 2xx for
+    (a 2xx answer to the same body stored the same events)."""
+    answered = {p.body_hash for p in posts if p.ok and p.body_hash is not None}
+    return [p for p in posts if not p.ok and (p.body_hash is None or p.body_hash not in answered)]
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ def judge(
     if has_event:
         return fallback
     since = [p for p in posts if p.received_at >= handed_at]
-    if not all(p.ok for p in since):
+    if _still_blocking(since):
         return Verdict(fallback.resend_at, False, BLOCKED_BY_POST)
     later = any(p.newest_handed_at is not None and p.newest_handed_at >= handed_at for p in since)
     if not later:

@@ -305,8 +305,12 @@ def post_arrived(settings: Settings, now: dt.datetime | None = None) -> int:
 
 
 def post_answered(
-    settings: Settings, post_id: int, status: int, newest_handed: dt.datetime | None
+    settings: Settings,
+    post_id: int,
+    status: int,
+    newest_handed: dt.datetime | None,
+    body_hash: str | None = None,
 ) -> None:
-    """The answer our endpoint gave a post and how far its events reached."""
+    """The answer our endpoint gave a post, how far its events reached, its body's hash."""
     with session_scope(settings.database_url) as session:
-        webhook_posts.post_answered(session, post_id, status, newest_handed)
+        webhook_posts.post_answered(session, post_id, status, newest_handed, body_hash)

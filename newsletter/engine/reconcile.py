@@ -162,7 +162,10 @@ def _verdicts(
     )
     posts = [
         absence.Post(
-            p.received_at, p.status is not None and 200 <= p.status < 300, p.newest_handed_at
+            p.received_at,
+            p.status is not None and 200 <= p.status < 300,
+            p.newest_handed_at,
+            p.body_hash,
         )
         for p in webhook_posts.posts_since(session, min(waiting))
     ]

@@ -310,6 +310,9 @@ class WebhookPost(Base):
     # the newest hand-over among the ledger rows its events named (the rows were handed or
     # sent when the event came): how far the provider's reports had got
     newest_handed_at: Mapped[dt.datetime | None]
+    # sha256 of the body (NULL: not read): the provider retries a failed post with the same
+    # batch, so a later 2xx answer to the same body clears the failure (engine.absence)
+    body_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AppState(Base):

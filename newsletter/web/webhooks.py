@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -107,20 +108,26 @@ async def sendgrid_events(request: Request) -> JSONResponse:
         log.exception("webhook: could not note the post; refused so that it comes again")
         return _problem(503, "try again later")
     status, newest = 500, None  # an exception (a rate limit too) is an answer other than 2xx
+    body: list[str] = []  # the body's hash, once read (a retry of the same batch matches it)
     try:
-        response, newest = await _answer(request, settings)
+        response, newest = await _answer(request, settings, body)
         status = response.status_code
         return response
     finally:
-        await run_in_threadpool(events.post_answered, settings, post_id, status, newest)
+        digest = body[0] if body else None
+        await run_in_threadpool(events.post_answered, settings, post_id, status, newest, digest)
 
 
-async def _answer(request: Request, settings: Settings) -> tuple[JSONResponse, dt.datetime | None]:
-    """The post read, checked and its events applied: the answer, and how far they reached."""
+async def _answer(
+    request: Request, settings: Settings, body: list[str]
+) -> tuple[JSONResponse, dt.datetime | None]:
+    """The post read, checked and its events applied: the answer, and how far they reached
+    (the body's sha256 is appended to `body` as soon as it is read)."""
     await run_in_threadpool(hit_rate_limit, request, "webhook", RATE_LIMIT, RATE_WINDOW_SECONDS)
     raw = await _read_limited(request, body_limit(PATH))
     if raw is None:
         return _problem(413, "body too large"), None
+    body.append(hashlib.sha256(raw).hexdigest())
     refused = check_signature(
         settings,
         raw,

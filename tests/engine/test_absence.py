@@ -66,6 +66,25 @@ def test_a_post_not_answered_2xx_since_the_hand_over_blocks_the_rule() -> None:
     assert judge(at(0), False, [Post(at(-1), False, None), *posts[1:]], WINDOW).absent
 
 
+def test_a_failed_post_stops_blocking_once_its_retry_with_the_same_body_is_answered() -> None:
+    """SendGrid retries a refused post with the same batch: a 2xx answer to the same body stored
+    the events the failed one carried."""
+    failed, later = Post(at(1), False, None, "batch-a"), Post(at(2), True, at(1.5), "batch-b")
+    assert judge(at(0), False, [failed, later], WINDOW).reason == BLOCKED_BY_POST
+    retried = Post(at(5), True, at(0.5), "batch-a")
+    assert judge(at(0), False, [failed, later, retried], WINDOW).absent
+
+
+def test_a_different_body_or_an_unread_one_does_not_clear_a_failed_post() -> None:
+    later = Post(at(2), True, at(1.5), "batch-b")
+    other = [Post(at(1), False, None, "batch-a"), later]
+    assert judge(at(0), False, other, WINDOW).reason == BLOCKED_BY_POST
+    unread = [Post(at(1), False, None, None), later, Post(at(3), True, at(1.5), None)]
+    assert judge(at(0), False, unread, WINDOW).reason == BLOCKED_BY_POST
+    failed_again = [Post(at(1), False, None, "a"), later, Post(at(3), False, None, "a")]
+    assert judge(at(0), False, failed_again, WINDOW).reason == BLOCKED_BY_POST
+
+
 def test_without_reports_on_later_mail_the_24_hour_rule_stays() -> None:
     earlier_only = [Post(at(1), True, at(-0.5))]  # events, but for mail handed before
     assert not judge(at(0), False, earlier_only, WINDOW).absent
@@ -185,33 +204,65 @@ def _accepted_but_silent(
     return due, fake.requests[0].emails
 
 
-def test_a_failed_webhook_post_blocks_the_resend(
-    flow: tuple[Settings, FakeSendGrid, EventPoster],
-    monkeypatch: pytest.MonkeyPatch,
-    time_machine: TimeMachineFixture,
-) -> None:
-    """Our endpoint failed one post (the provider will post it again): absence proves nothing."""
-    settings, fake, poster = flow
-    due, silent = _accepted_but_silent(settings, fake, poster, time_machine)
+def _failing_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our endpoint fails the first post it handles (the provider will post it again)."""
     real = events.process_sendgrid
-    calls = iter([RuntimeError("database is locked"), None, None, None])
+    calls = iter([RuntimeError("database is locked")])
 
     def flaky(*args: object, **kwargs: object) -> events.Report:
-        failure = next(calls)
+        failure = next(calls, None)
         if failure is not None:
             raise failure
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(events, "process_sendgrid", flaky)
-    assert poster.flush() == 0 and poster.answers == [500]
-    assert poster.flush() == 4  # posted again, answered
+
+
+def test_a_failed_webhook_post_blocks_the_resend(
+    flow: tuple[Settings, FakeSendGrid, EventPoster],
+    monkeypatch: pytest.MonkeyPatch,
+    time_machine: TimeMachineFixture,
+) -> None:
+    """Our endpoint failed one post (the provider will post it again): absence proves nothing
+    until that post comes again and is answered."""
+    settings, fake, poster = flow
+    due, silent = _accepted_but_silent(settings, fake, poster, time_machine)
+    _failing_first(monkeypatch)
+    poster.batch = 2  # one post for each chunk's events
+    assert poster.flush() == 2 and poster.answers == [500, 200]
     report = reconcile(settings, _at(time_machine, due, 20))
     assert (report.absent, report.unknown) == (0, 2)
-    poster.unhold(0)  # the late events come: settled by them, never sent twice
-    assert poster.flush() == 2
+    poster.unhold(0)  # the retry comes with the late events: settled by them, never sent twice
+    assert poster.flush() == 4 and poster.answers[2:] == [200, 200]
     assert {d.status for d in _rows(settings, silent)} == {SENT}
     assert reconcile(settings, _at(time_machine, due, 30 * 60)).resent == 0
     assert set(_copies(fake).values()) == {1}
+
+
+def test_the_block_clears_when_the_retry_of_the_same_batch_is_answered(
+    flow: tuple[Settings, FakeSendGrid, EventPoster],
+    monkeypatch: pytest.MonkeyPatch,
+    time_machine: TimeMachineFixture,
+) -> None:
+    """One failed post does not send a chunk the provider never took back to the 24 h rule:
+    its retry (the same body) answered 2xx lifts the block, and the chunk is sent again."""
+    settings, fake, poster = flow
+    due = _due(settings, time_machine)
+    fake.hang_until_released(accept=False)
+    assert tick(settings, due).retry == 2
+    fake.release()
+    lost = fake.requests[0].emails
+    _failing_first(monkeypatch)
+    poster.batch = 2
+    assert poster.flush() == 2 and poster.answers == [500, 200]
+    blocked = reconcile(settings, _at(time_machine, due, 16))
+    assert (blocked.absent, blocked.unknown) == (0, 2)
+    assert poster.flush() == 2 and poster.answers[2:] == [200]  # the same batch, posted again
+    report = reconcile(settings, _at(time_machine, due, 17))
+    assert (report.absent, report.unknown) == (2, 0)
+    assert {d.last_error for d in _rows(settings, lost)} == {ABSENT_NOTE}
+    assert tick(settings, _at(time_machine, due, 17.1)).sent == 2
+    assert set(_copies(fake).values()) == {1} and len(_copies(fake)) == 6
 
 
 def test_residual_risk_events_later_than_the_window_with_every_post_answered_mean_a_second_copy(

@@ -31,6 +31,7 @@ from newsletter.services.doctor.runtime_checks import (
     redis_server,
     sending,
     series_files,
+    webhook_events,
     workers,
 )
 
@@ -51,6 +52,7 @@ CHECKS: dict[str, Check] = {
     "beat": beat,
     "workers": workers,
     "sending": sending,
+    "webhook-events": webhook_events,
     "dns": dns_records,
 }
 

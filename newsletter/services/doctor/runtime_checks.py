@@ -1,4 +1,4 @@
-"""Doctor checks of what runs: Redis (persistence, eviction), migrations, series files, beat, workers."""
+"""Doctor checks of what runs: Redis, migrations, series files, beat, workers, SendGrid's events."""
 
 from __future__ import annotations
 
@@ -240,3 +240,54 @@ def sending(ctx: Context) -> list[Finding]:
         since = f"{current.at:%Y-%m-%d %H:%M} UTC"
         found.append(error("sending", f"sending is halted since {since}: {current.reason}; {todo}"))
     return found or [ok("sending", "sending is on, and the practice's settings make emails")]
+
+
+# engine.webhook_flow state -> (level, what it means and what to do); NOT_SENDGRID/IDLE are ok.
+FLOW_FINDINGS = {
+    "not-configured": (
+        warning,
+        "SendGrid sends, but its signed Event Webhook is not set up: handed mail whose answer "
+        "was lost waits 24 hours before it is sent again, and bounces are not heard; set "
+        "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY (or connect SendGrid on Settings > Mail)",
+    ),
+    "silent": (
+        warning,
+        "no SendGrid event has come since mail was handed at {at} (more than {quiet} minutes "
+        "ago): check the Event Webhook's URL in SendGrid points at this site's "
+        "/webhooks/sendgrid and that it is reachable from the internet",
+    ),
+    "refused": (
+        error,
+        "SendGrid posted events since mail was handed at {at} but every post was refused: "
+        "check NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY is the key SendGrid shows now, and the "
+        "web process's log",
+    ),
+}
+
+
+def webhook_events(ctx: Context) -> list[Finding]:
+    """Are SendGrid's signed events flowing back (engine.webhook_flow)? Without them the absence
+    rule cannot act and handed mail waits 24 h."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from newsletter.core.timing import utcnow
+    from newsletter.engine.webhook_flow import QUIET_AFTER, webhook_flow
+    from newsletter.store.db import session_scope
+
+    try:
+        with session_scope(ctx.settings.database_url) as session:
+            flow = webhook_flow(ctx.settings, session, utcnow())
+    except SQLAlchemyError:
+        return [error("webhook-events", "not checked: the database can't be read (see migrations)")]
+    if flow.state in FLOW_FINDINGS:
+        make, text = FLOW_FINDINGS[flow.state]
+        at = f"{flow.handed_at:%Y-%m-%d %H:%M} UTC" if flow.handed_at else "?"
+        quiet = int(QUIET_AFTER.total_seconds() // 60)
+        return [make("webhook-events", text.format(at=at, quiet=quiet))]
+    if flow.state == "flowing" and flow.last_answered is not None:
+        return [
+            ok("webhook-events", f"SendGrid's events arrive (last {flow.last_answered:%H:%M} UTC)")
+        ]
+    if flow.state == "idle":
+        return [ok("webhook-events", "no mail handed to SendGrid lately: nothing to expect yet")]
+    return [ok("webhook-events", "not SendGrid: no events to expect")]

@@ -1,4 +1,5 @@
-"""The ledger's named reads for the views: parts received, sends per part, outcomes, failures."""
+"""The ledger's named reads for the views: parts received, sends per part, outcomes, failures,
+the first hand-over in a span."""
 
 from __future__ import annotations
 
@@ -92,6 +93,28 @@ def outcomes_since(session: Session, since: dt.datetime) -> Outcomes:
     )
     retrying = session.scalar(select(waiting + unknown))
     return Outcomes(int(sent or 0), int(failed or 0), int(retrying or 0))
+
+
+def first_handed_between(
+    session: Session, after: dt.datetime, until: dt.datetime
+) -> dt.datetime | None:
+    """The earliest moment mail was handed to the provider after `after` and at or before
+    `until` (sent rows by sent_at; handed rows, outcome unknown, by their hand-over), or None."""
+    sent = session.scalar(
+        select(func.min(Delivery.sent_at)).where(
+            Delivery.status == SENT, Delivery.sent_at > after, Delivery.sent_at <= until
+        )
+    )
+    handed = session.scalar(
+        select(func.min(Delivery.updated_at)).where(
+            Delivery.status == CLAIMED,
+            Delivery.retry_at.is_(None),
+            Delivery.updated_at > after,
+            Delivery.updated_at <= until,
+        )
+    )
+    found = [t for t in (sent, handed) if t is not None]
+    return min(found) if found else None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.timing import utcnow
 from newsletter.engine.reconcile import waiting_for_provider
+from newsletter.engine.webhook_flow import webhook_flow
 from newsletter.services import reports
 from newsletter.store import stats
 from newsletter.store.db import session_scope
@@ -54,6 +55,8 @@ def dashboard(request: Request, db: Db) -> Response:
             "backend": settings.mail_backend,
             "waiting": waiting_for_provider(settings, db, now),  # issue 27 (admin/_waiting.html)
             "waiting_zone": settings.default_timezone,
+            "flow": webhook_flow(settings, db, now),  # admin/_webhook_flow.html
+            "flow_zone": settings.default_timezone,
             "series_queued": any(step.done for step in steps if step.key == "queue"),
             "today": now.astimezone(ZoneInfo(settings.default_timezone)).date(),
             **dashboard_context(
