@@ -15,19 +15,16 @@ from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.services.people import Someone, row_of
+from newsletter.store import export_rows
 from newsletter.store.db import session_scope
+from newsletter.store.export_rows import ExportReader
 from newsletter.store.models import (
-    CANCELLED,
-    SERIES_KIND,
     Delivery,
     Enrollment,
     ProviderEvent,
     Series,
-    Subscriber,
 )
 
-EXPORT_BATCH = 500  # readers read per query (and their series, one more query)
-CSV_CHUNK_ROWS = 200  # rows per streamed chunk (CSV and JSON)
 EXPORT_FIELDS = (
     "email",
     "name",
@@ -81,86 +78,71 @@ def _series_cell(enrolled: list[str] | None, requested: list[str] | None) -> str
     return " ".join(chosen) if chosen else NO_SERIES
 
 
-def _export_rows(session: Session) -> Iterator[dict[str, Any]]:
-    last_id = 0
-    while True:
-        subs = list(
-            session.scalars(
-                select(Subscriber)
-                .where(Subscriber.id > last_id)
-                .order_by(Subscriber.id)
-                .limit(EXPORT_BATCH)
-            )
-        )
-        if not subs:
-            return
-        ids = [s.id for s in subs]
-        # the series each reader takes, in their queue's order: never a broadcast (a one-off
-        # letter, not a series anyone can be queued for) nor a series they deselected
-        series_of: dict[int, list[str]] = {}
-        for sub_id, slug, state in session.execute(
-            select(Enrollment.subscriber_id, Series.slug, Enrollment.state)
-            .join(Series, Series.id == Enrollment.series_id)
-            .where(Enrollment.subscriber_id.in_(ids), Series.kind == SERIES_KIND)
-            .order_by(Enrollment.subscriber_id, Enrollment.position, Enrollment.id)
-        ):
-            taken = series_of.setdefault(sub_id, [])
-            if state != CANCELLED:
-                taken.append(slug)
-        for s in subs:
-            yield {
-                "email": s.email,
-                "name": s.name,
-                "timezone": s.timezone,
-                "series": _series_cell(series_of.get(s.id), s.requested_series),
-                "status": s.status,
-                "cadence": s.cadence,
-                "paused_until": _iso(s.paused_until),
-                "takes_new_series": s.takes_new_series,
-                "consent_method": s.consent_method,
-                "consent_at": _iso(s.consent_at),
-                "confirmed_at": _iso(s.confirmed_at),
-                "unsubscribed_at": _iso(s.unsubscribed_at),
-                "created_at": _iso(s.created_at),
-                "consent_ip": s.consent_ip,
-                "consent_form": s.consent_form,
-                "consent_wording": s.consent_wording,
-            }
-        last_id = subs[-1].id
-        session.expunge_all()
+def _cells(r: ExportReader) -> tuple[Any, ...]:
+    """One reader's cells in EXPORT_FIELDS' order (takes_new_series as a bool)."""
+    return (
+        r.email,
+        r.name,
+        r.timezone,
+        _series_cell(r.enrolled, r.requested),
+        r.status,
+        r.cadence,
+        r.paused_until,
+        r.takes_new_series,
+        r.consent_method,
+        r.consent_at,
+        r.confirmed_at,
+        r.unsubscribed_at,
+        r.created_at,
+        r.consent_ip,
+        r.consent_form,
+        r.consent_wording,
+    )
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps builds one a call for this option
+_TAKES_NEW = EXPORT_FIELDS.index("takes_new_series")
+# The cells whose text came from someone (a form, a file, the API); the others are dates,
+# yes/no or the app's own words (status, cadence), none of which starts with a formula leader.
+_FREE_TEXT = tuple(
+    EXPORT_FIELDS.index(f)
+    for f in ("email", "name", "timezone", "series", "consent_method", "consent_ip",
+              "consent_form", "consent_wording")
+)  # fmt: skip
 
 
 def export_csv(settings: Settings) -> Iterator[str]:
-    """The whole list as CSV text chunks (UTF-8 BOM first so spreadsheets read accents)."""
+    """The whole list as CSV text chunks (UTF-8 BOM first so spreadsheets read accents), a
+    chunk per page of readers (one statement each: store.export_rows)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")
     yield codecs.BOM_UTF8.decode("utf-8")
-    writer.writeheader()
+    writer.writerow(EXPORT_FIELDS)
     with session_scope(settings.database_url) as session:
-        for n, row in enumerate(_export_rows(session), 1):
-            row["takes_new_series"] = "yes" if row["takes_new_series"] else "no"
-            writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-            if n % CSV_CHUNK_ROWS == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
+        for page in export_rows.reader_pages(session):
+            for reader in page:
+                cells = list(_cells(reader))
+                cells[_TAKES_NEW] = "yes" if cells[_TAKES_NEW] else "no"
+                for i in _FREE_TEXT:
+                    cells[i] = spreadsheet_safe(cells[i])
+                writer.writerow(cells)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
     yield buffer.getvalue()
 
 
 def export_json(settings: Settings) -> Iterator[str]:
-    """The whole list as one JSON array, streamed CSV_CHUNK_ROWS rows a chunk (a chunk a row
+    """The whole list as one JSON array, streamed a page of readers a chunk (a chunk a row
     cost more in the server than the rows themselves: 20 s for 100k readers)."""
     yield "["
-    first = True
-    lines: list[str] = []
+    sep = "\n"
     with session_scope(settings.database_url) as session:
-        for row in _export_rows(session):
-            lines.append(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False))
-            first = False
-            if len(lines) >= CSV_CHUNK_ROWS:
-                yield "".join(lines)
-                lines.clear()
-    yield "".join(lines) + "\n]\n"
+        for page in export_rows.reader_pages(session):
+            rows = (_JSON.encode(dict(zip(EXPORT_FIELDS, _cells(r), strict=True))) for r in page)
+            yield sep + ",\n".join(rows)
+            sep = ",\n"
+    yield "\n]\n"
 
 
 def subscriber_record(session: Session, someone: Someone) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from scale_support import add_readers, statements
 from web_helpers import as_admin, signed_in
 
 from newsletter.core.config import Settings
-from newsletter.services import export
+from newsletter.store import export_rows
 
 NOW = utc(2027, 1, 4, 12)  # Monday
 
@@ -20,8 +20,7 @@ def test_the_export_streams_its_first_rows_after_one_batch(
     s = as_admin(settings)
     ship(s, NOW)
     add_readers(s, NOW, 60)
-    monkeypatch.setattr(export, "EXPORT_BATCH", 20)  # 60 readers: three batches
-    monkeypatch.setattr(export, "CSV_CHUNK_ROWS", 5)
+    monkeypatch.setattr(export_rows, "PAGE_SIZE", 20)  # 60 readers: three pages
     with time_machine.travel(NOW, tick=False):
         c, _ = signed_in(s)
         for path in ("/admin/export.csv", "/admin/export.json"):

@@ -1,0 +1,141 @@
+"""The export's read: every reader with the series they take, a page per statement.
+
+A page is one statement: the next `size` readers by id after the last page's (keyset, so a
+deep page costs what the first does) joined to their series enrollments in queue order. No
+IN list of the page's ids, no ORM objects: plain rows, turned into `ExportReader` values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from sqlalchemy import DateTime, and_, case, func, literal, select, type_coerce
+from sqlalchemy.orm import Session
+
+from newsletter.store.models import CANCELLED, SERIES_KIND, Enrollment, Series, Subscriber
+
+PAGE_SIZE = 2000  # readers a statement
+
+
+def _utc_text(column: Any) -> Any:
+    """A UTC moment column read as the stored naive value (no aware datetime built a row:
+    `_iso` writes the offset), labelled as the column."""
+    return type_coerce(column, DateTime()).label(column.key)
+
+
+_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.name,
+    Subscriber.timezone,
+    Subscriber.status,
+    Subscriber.cadence,
+    Subscriber.paused_until,
+    Subscriber.takes_new_series,
+    Subscriber.consent_method,
+    _utc_text(Subscriber.consent_at),
+    _utc_text(Subscriber.confirmed_at),
+    _utc_text(Subscriber.unsubscribed_at),
+    _utc_text(Subscriber.created_at),
+    Subscriber.consent_ip,
+    Subscriber.consent_form,
+    Subscriber.consent_wording,
+    Subscriber.requested_series,
+)
+
+
+class ExportReader(NamedTuple):
+    """One reader as the export writes them. `enrolled`: the slugs of the series they take
+    in their queue's order (never a broadcast, never one they deselected), None when they have
+    no series enrollment at all (pending, or never enrolled): then `requested` says."""
+
+    id: int
+    email: str
+    name: str | None
+    timezone: str
+    status: str
+    cadence: str
+    paused_until: str | None  # the date and the moments below: ISO 8601 text, moments in UTC
+    takes_new_series: bool
+    consent_method: str | None
+    consent_at: str | None
+    confirmed_at: str | None
+    unsubscribed_at: str | None
+    created_at: str
+    consent_ip: str | None
+    consent_form: str | None
+    consent_wording: str | None
+    requested: list[str] | None
+    enrolled: list[str] | None
+
+
+def _page_statement(session: Session, after: int, size: int) -> Any:
+    page = (
+        select(*_COLUMNS)
+        .where(Subscriber.id > after)
+        .order_by(Subscriber.id)
+        .limit(size)
+        .subquery("page")
+    )
+    # per reader of the page, the slugs they take in queue order: a window (an ordered
+    # aggregate SQLite 3.40 does not have) over their series enrollments, its first row kept
+    slug = case((Enrollment.state != CANCELLED, Series.slug))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    joined = func.string_agg(slug, literal(" ")) if postgres else func.group_concat(slug, " ")
+    order = (Enrollment.position, Enrollment.id)
+    taken = (
+        select(
+            Enrollment.subscriber_id.label("sid"),
+            joined.over(
+                partition_by=Enrollment.subscriber_id, order_by=order, rows=(None, None)
+            ).label("slugs"),
+            func.row_number()
+            .over(partition_by=Enrollment.subscriber_id, order_by=order)
+            .label("n"),
+        )
+        .join(Series, and_(Series.id == Enrollment.series_id, Series.kind == SERIES_KIND))
+        .where(
+            Enrollment.subscriber_id > after,
+            Enrollment.subscriber_id <= select(func.max(page.c.id)).scalar_subquery(),
+        )
+        .subquery("taken")
+    )
+    return (
+        select(*page.c, taken.c.sid, taken.c.slugs)
+        .outerjoin(taken, and_(taken.c.sid == page.c.id, taken.c.n == 1))
+        .order_by(page.c.id)
+    )
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    """A naive UTC moment as the aware one's isoformat() writes it."""
+    return None if moment is None else moment.isoformat() + "+00:00"
+
+
+def _reader(row: Any) -> ExportReader:
+    (id_, email, name, zone, status, cadence, paused, takes_new, method, consent_at, confirmed_at,
+     unsubscribed_at, created_at, ip, form, wording, requested, sid, slugs) = row  # fmt: skip
+    return ExportReader(
+        id_, email, name, zone, status, cadence,
+        None if paused is None else paused.isoformat(),
+        takes_new, method, _iso(consent_at), _iso(confirmed_at), _iso(unsubscribed_at),
+        created_at.isoformat() + "+00:00", ip, form, wording, requested,
+        None if sid is None else (slugs or "").split(),
+    )  # fmt: skip
+
+
+def reader_pages(session: Session, size: int | None = None) -> Iterator[list[ExportReader]]:
+    """Every reader in id order, `size` (default PAGE_SIZE) readers, one statement, a page."""
+    size = size or PAGE_SIZE
+    after = 0
+    while True:
+        rows = session.connection().execute(_page_statement(session, after, size)).all()
+        page = [_reader(row) for row in rows]
+        if not page:
+            return
+        yield page
+        if len(page) < size:
+            return
+        after = page[-1].id

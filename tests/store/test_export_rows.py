@@ -1,0 +1,71 @@
+"""The export's read: one statement a page of readers, whatever the number of pages, and each
+reader's series as the export writes them."""
+
+from __future__ import annotations
+
+import pytest
+from engine_support import ship, utc
+from scale_support import add_readers, statements
+from sqlalchemy import delete, select, update
+
+from newsletter.core.config import Settings
+from newsletter.store import export_rows
+from newsletter.store.db import session_scope
+from newsletter.store.models import CANCELLED, Enrollment, Series, Subscriber
+
+NOW = utc(2027, 1, 4, 12)  # Monday
+
+
+def _read(settings: Settings, size: int) -> tuple[list[list[export_rows.ExportReader]], int]:
+    with session_scope(settings.database_url) as session, statements(settings) as seen:
+        pages = list(export_rows.reader_pages(session, size))
+    return pages, len(seen)
+
+
+@pytest.mark.parametrize(("readers", "size", "pages"), [(45, 20, 3), (45, 9, 5), (45, 50, 1)])
+def test_one_statement_a_page_however_many_pages(
+    settings: Settings, readers: int, size: int, pages: int
+) -> None:
+    ship(settings, NOW)
+    add_readers(settings, NOW, readers)
+    got, count = _read(settings, size)
+    assert [len(p) for p in got][:-1] == [size] * (pages - 1)
+    assert sum(len(p) for p in got) == readers
+    # a full last page asks once more (and finds nobody); a short one is known to be the last
+    assert count == pages + (readers % size == 0)
+
+
+def test_no_statement_lists_the_page_s_ids(settings: Settings) -> None:
+    ship(settings, NOW)
+    add_readers(settings, NOW, 30)
+    with session_scope(settings.database_url) as session, statements(settings) as seen:
+        list(export_rows.reader_pages(session, 10))
+    assert len(seen) == 4
+    assert not any(" IN " in s.upper() for s in seen.seen), seen.seen
+
+
+def test_a_reader_s_series_in_queue_order_without_the_deselected(settings: Settings) -> None:
+    ship(settings, NOW)
+    first, second, third = add_readers(settings, NOW, 3)
+    with session_scope(settings.database_url) as session:
+        places = session.execute(
+            select(Enrollment.id, Series.slug)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id == second)
+            .order_by(Enrollment.position)
+        ).all()
+        assert len(places) >= 2
+        dropped = Enrollment.id == places[0][0]
+        session.execute(update(Enrollment).where(dropped).values(state=CANCELLED))
+        everyone = Enrollment.subscriber_id == first
+        session.execute(update(Enrollment).where(everyone).values(state=CANCELLED))
+        session.execute(delete(Enrollment).where(Enrollment.subscriber_id == third))
+        session.execute(update(Subscriber).where(Subscriber.id == third).values(
+            requested_series=["a", "b"]))  # fmt: skip
+    with session_scope(settings.database_url) as session:
+        (page,) = export_rows.reader_pages(session, 10)
+    by_id = {r.id: r for r in page}
+    assert by_id[first].enrolled == []  # enrolled, every series deselected: none, not all
+    assert by_id[second].enrolled == [slug for _, slug in places[1:]]
+    assert by_id[third].enrolled is None  # never enrolled: what they asked for says
+    assert by_id[third].requested == ["a", "b"]
