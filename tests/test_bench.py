@@ -186,6 +186,11 @@ def test_a_burst_costs_a_constant_number_of_operations_per_chunk(settings: Setti
 # ledger rows its claims ran into and the retry -> claimed compare-and-set UPDATE. send_chunk
 # runs the same statements for a taken-back row as for a new one (+0).
 RETRY_PLAN_EXTRA_SQL = 2
+# A 429 round's send_chunk: hand-over, then every row back to retry. On PostgreSQL a first send
+# now folds its accepted rows, enrollment moves and first-send stamp into one statement (8 in
+# all), which a 429 round has nothing to fold into: it may take 9 there, never more than it did
+# before the fold; on SQLite it stays at or under the first send.
+LIMITED_SEND_SQL_CEILING = 9
 
 
 @contextlib.contextmanager
@@ -289,7 +294,7 @@ def test_a_full_batch_retry_costs_no_more_operations_per_chunk_than_a_first_send
     assert retry_ops["plan_redis"] <= first_ops["plan_redis"]
     assert retry_ops["send_redis"] <= first_ops["send_redis"]
     assert limited_ops["plan_sql"] <= first_ops["plan_sql"]
-    assert limited_ops["send_sql"] <= first_ops["send_sql"]
+    assert limited_ops["send_sql"] <= max(first_ops["send_sql"], LIMITED_SEND_SQL_CEILING)
     with session_scope(settings.database_url) as session:
         sent = session.scalar(
             select(func.count()).where(Delivery.part_number == 2, Delivery.status == SENT)
