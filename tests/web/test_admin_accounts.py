@@ -4,9 +4,9 @@ invitations, sign out everywhere, and the operator's password beside the account
 from __future__ import annotations
 
 import html
+import re
 
 import httpx
-
 import pytest
 from accounts_support import (
     ASSISTANT_EMAIL,
@@ -34,6 +34,7 @@ from newsletter.core.config import Settings
 from newsletter.services import accounts, auth
 from newsletter.store.db import session_scope
 from newsletter.store.models import Account, Subscriber
+from newsletter.web import words
 
 # The owner's pages: (method, path). The mail provider's page joins this list when it lands.
 OWNER_ROUTES = [
@@ -208,6 +209,11 @@ def test_the_only_owner_cant_be_removed(settings: Settings) -> None:
         assert [p.email for p, _ in accounts.listing(session)] == [OWNER_EMAIL]
         with pytest.raises(accounts.AccountError, match="only one"):
             accounts.remove(session, accounts.OPERATOR, owner)
+    with admin_app_client(as_admin(settings)) as c:  # the operator: not "yourself"
+        sign_in(c, ADMIN_PASSWORD)
+        token = csrf(c, "/admin/accounts")
+        last = c.post(f"/admin/accounts/{owner}/remove", data={"csrf_token": token})
+        assert last.status_code == 409 and "Make someone else an owner first" in last.text
 
 
 def test_an_invitation_by_email_makes_an_assistant_who_signs_in(settings: Settings) -> None:
@@ -268,6 +274,11 @@ def test_an_accounts_wrong_passwords_and_codes_count_against_the_connection(
         assert sign_in_account(c, ASSISTANT_EMAIL, "wrong password here").status_code == 401
         refused = sign_in_account(c, OWNER_EMAIL, OWNER_PASSWORD)
         assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def shown(page: str) -> str:
+    """A page's text without its tags (the words a reader of the page sees)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
 def _change_password(c: TestClient, current: str, new: str) -> httpx.Response:
@@ -341,6 +352,7 @@ def test_the_owner_changes_roles_but_never_leaves_no_owner(settings: Settings) -
         last = _role(c, owner, "assistant")
         assert last.status_code == 409
         assert "Make someone else an owner first" in html.unescape(last.text)
+        assert not words.banned_in(shown(last.text))
         assert _roles(settings)[OWNER_EMAIL] == "owner"
         assert _role(c, helper, "owner").headers["location"] == "/admin/accounts"
         assert _role(c, owner, "assistant").headers["location"] == "/admin/account"
@@ -378,6 +390,7 @@ def test_sending_an_invitation_again_stops_the_older_link(settings: Settings) ->
         token = csrf(owner, "/admin/accounts")
         again = owner.post(f"/admin/accounts/{helper}/invite-again", data={"csrf_token": token})
         assert again.status_code == 409 and "already accepted" in again.text
+        assert not words.banned_in(shown(again.text))
         gone = owner.post("/admin/accounts/9999/invite-again", data={"csrf_token": token})
         assert gone.status_code == 404 and "Invite the person again" in gone.text
     assert len(outbox(settings)) == 2

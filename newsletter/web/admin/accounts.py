@@ -227,6 +227,8 @@ async def remove(request: Request, account_id: AccountId) -> Response:
     try:
         with session_scope(settings_of(request).database_url) as db:
             name = accounts.remove(db, person, account_id)
+    except accounts.LastOwner:
+        return _last_owner(request)
     except accounts.AccountError as exc:
         return redirect(request, "/admin/accounts", f"Not removed: {exc}.", "error")
     return redirect(request, "/admin/accounts", f"{name}'s account is removed.")
@@ -263,13 +265,7 @@ async def change_role(request: Request, account_id: AccountId) -> Response:
         with session_scope(settings_of(request).database_url) as db:
             changed = accounts.change_role(db, account_id, role)
     except accounts.LastOwner:
-        return refused(
-            request,
-            "The practice needs an owner",
-            "This is the only owner, so it stays one. Make someone else an owner first (invite "
-            "them as an owner, or change an assistant's role), then change this one.",
-            "/admin/accounts",
-        )
+        return _last_owner(request)
     except accounts.AccountError as exc:
         return refused(
             request,
@@ -284,11 +280,19 @@ async def change_role(request: Request, account_id: AccountId) -> Response:
     return redirect(request, "/admin/accounts", done)
 
 
+def _last_owner(request: Request) -> Response:
+    return refused(
+        request,
+        "The practice needs an owner",
+        "This is the only owner, so it stays one. Make someone else an owner first (invite "
+        "them as an owner, or change an assistant's role), then change or remove this one.",
+        "/admin/accounts",
+    )
+
+
 def _invite_again(settings: Settings, account_id: int, inviter: str) -> tuple[str, bool]:
     with session_scope(settings.database_url) as session:
-        account, sent = accounts_links.send_invitation_again(
-            settings, session, account_id, inviter
-        )
+        account, sent = accounts_links.send_invitation_again(settings, session, account_id, inviter)
         return account.email, sent
 
 
@@ -325,4 +329,6 @@ async def invite_again(request: Request, account_id: AccountId) -> Response:
             "/admin/accounts",
             502,
         )
-    return redirect(request, "/admin/accounts", f"Invitation sent again to {email} (valid 30 minutes).")
+    return redirect(
+        request, "/admin/accounts", f"Invitation sent again to {email} (valid 30 minutes)."
+    )
