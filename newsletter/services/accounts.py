@@ -32,6 +32,14 @@ class AccountError(ValueError):
     """An account change refused; the message is safe to show."""
 
 
+class LastOwner(AccountError):
+    """Removing or demoting the only owner who can sign in."""
+
+
+class WrongPassword(AccountError):
+    """The current password given to change it isn't right."""
+
+
 @dataclass(frozen=True)
 class Who:
     """The person signed in: `account` 0 is the operator (the owner's rights, no account row)."""
@@ -131,18 +139,72 @@ def remove(session: Session, by: Who, account_id: int) -> str:
         raise AccountError("that account no longer exists")
     if account.id == by.account:
         raise AccountError("you can't remove your own account")
-    if account.role == OWNER and account.password_hash is not None:
-        owners = [a for a in store.all_accounts(session) if a.role == OWNER and a.password_hash]
-        if len(owners) <= 1:
-            raise AccountError("the practice needs an owner: this is the only one")
+    _keep_an_owner(session, account)
     name = account.name
     store.remove(session, account)
     return name
 
 
+def _keep_an_owner(session: Session, account: Account) -> None:
+    """Refuse to take away the last owner who can sign in: with none, nobody could manage
+    accounts, export or erase, and the admin would ask for the first-run setup link again."""
+    if account.role != OWNER or account.password_hash is None:
+        return
+    if len(store.owners_locked(session)) <= 1:
+        raise LastOwner("the practice needs an owner: this is the only one")
+
+
+def change_role(session: Session, account_id: int, role: str) -> Who:
+    """Make an account an owner or an assistant; LastOwner when it is the only owner."""
+    if role not in ROLE_NAMES:
+        raise AccountError("unknown role")
+    account = store.by_id(session, account_id)
+    if account is None:
+        raise AccountError("that account no longer exists")
+    if account.role != role:
+        if role != OWNER:
+            _keep_an_owner(session, account)
+        account.role = role
+        session.flush()
+    return who(account)
+
+
 def listing(session: Session) -> list[tuple[Who, bool]]:
     """Every account and whether it has accepted its invitation (has a password)."""
     return [(who(a), a.password_hash is not None) for a in store.all_accounts(session)]
+
+
+# --- changing your own password ------------------------------------------------------------
+
+
+def _hash_now(settings: Settings, account_id: int) -> str | None:
+    with session_scope(settings.database_url) as session:
+        account = store.by_id(session, account_id)
+        return None if account is None else account.password_hash
+
+
+def _save_new_password(settings: Settings, account_id: int, checked: str, hashed: str) -> int:
+    with session_scope(settings.database_url) as session:
+        account = store.by_id(session, account_id)
+        if account is None or account.password_hash != checked:  # changed meanwhile
+            raise WrongPassword("your password changed meanwhile: sign in again")
+        set_password(session, account, hashed)
+        return account.generation
+
+
+async def change_password(settings: Settings, account_id: int, current: str, new: str) -> int:
+    """Check the current password, store the new one and end the account's sessions; the new
+    generation, so the caller can keep the session it was asked from. WrongPassword when the
+    current one isn't right, AccountError when the new one is too short or too long."""
+    check_new_password(new)
+    checked = await anyio.to_thread.run_sync(_hash_now, settings, account_id)
+    matches = await anyio.to_thread.run_sync(
+        auth.hash_matches, checked or auth.dummy_hash(), current, limiter=auth.hash_slots
+    )
+    if checked is None or not matches:
+        raise WrongPassword("that isn't your current password")
+    hashed = await hash_new_password(new)
+    return await anyio.to_thread.run_sync(_save_new_password, settings, account_id, checked, hashed)
 
 
 def current(settings: Settings, account_id: int, generation: int) -> Who | None:

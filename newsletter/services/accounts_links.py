@@ -5,7 +5,8 @@
   works for SETUP_HOURS and once: making the owner spends it, and a new one replaces the old.
 - Invitations (/admin/invite/<token>) and resets (/admin/reset/<token>) are signed tokens
   (core/tokens.py, 30 minutes) naming the account and a digest of its password hash and session
-  generation: setting the password changes both, so each link works once.
+  generation: setting the password changes both, so each link works once. Sending an
+  invitation again moves the generation on too, so only the newest invitation works (REPLACED).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ACCOUNT_MAIL = "account"  # the kind of an invitation or reset email
 
 # What opening a link came to: FINE, or why not (each page says what to do next).
 FINE, USED, EXPIRED, INVALID = "fine", "used", "expired", "invalid"
+REPLACED = "replaced"  # an invitation sent again: the older link stops working
 
 
 def _digest(token: str) -> str:
@@ -115,7 +117,8 @@ def open_link(settings: Settings, session: Session, purpose: str, token: str) ->
     if account is None:
         return Opened(INVALID)
     if not hmac.compare_digest(state, _state_of(settings, account)):
-        return Opened(USED)
+        waiting = purpose == INVITE and account.password_hash is None
+        return Opened(REPLACED if waiting else USED)
     if purpose == INVITE and account.password_hash is not None:
         return Opened(USED)
     return Opened(FINE, account)
@@ -165,3 +168,23 @@ def send_link(settings: Settings, purpose: str, account: Account, inviter: str =
     except ValueError:  # the mail provider isn't configured
         return False
     return done.sent == 1
+
+
+class NotWaiting(ValueError):
+    """An invitation sent again to an account that has already chosen its password."""
+
+
+def send_invitation_again(
+    settings: Settings, session: Session, account_id: int, inviter: str
+) -> tuple[Account, bool]:
+    """A new invitation for an account not yet accepted, the older links stopping (the
+    generation moves on); (the account, whether the email was accepted). NotWaiting once its
+    password is set, LookupError when it is gone."""
+    account = store.by_id(session, account_id)
+    if account is None:
+        raise LookupError(account_id)
+    if account.password_hash is not None:
+        raise NotWaiting(account.email)
+    account.generation += 1
+    session.flush()
+    return account, send_link(settings, INVITE, account, inviter)

@@ -29,6 +29,19 @@ def owner_exists(session: Session) -> bool:
     return bool(found)
 
 
+def owners_locked(session: Session) -> list[Account]:
+    """The owners who have accepted (a password set), their rows locked until the transaction
+    ends: two owners demoting or removing each other at once can't both pass the last-owner
+    check (PostgreSQL waits on the lock; SQLite has one writer at a time)."""
+    query = (
+        select(Account)
+        .where(Account.role == OWNER, Account.password_hash.is_not(None))
+        .order_by(Account.id)
+        .with_for_update()
+    )
+    return list(session.scalars(query))
+
+
 def first_owner(session: Session) -> Account | None:
     return session.scalar(
         select(Account).where(Account.role == OWNER).order_by(Account.id).limit(1)

@@ -4,7 +4,9 @@ invitations, sign out everywhere, and the operator's password beside the account
 from __future__ import annotations
 
 import html
+import re
 
+import httpx
 import pytest
 from accounts_support import (
     ASSISTANT_EMAIL,
@@ -32,6 +34,7 @@ from newsletter.core.config import Settings
 from newsletter.services import accounts, auth
 from newsletter.store.db import session_scope
 from newsletter.store.models import Account, Subscriber
+from newsletter.web import words
 
 # The owner's pages: (method, path). The mail provider's page joins this list when it lands.
 OWNER_ROUTES = [
@@ -44,6 +47,8 @@ OWNER_ROUTES = [
     ("POST", "/admin/accounts/{owner}/remove"),
     ("POST", "/admin/accounts/{owner}/sign-out"),
     ("POST", "/admin/accounts/{owner}/two-factor-off"),
+    ("POST", "/admin/accounts/{owner}/role"),
+    ("POST", "/admin/accounts/{owner}/invite-again"),
     ("GET", "/admin/settings/mail"),
     ("POST", "/admin/settings/mail/sendgrid"),
     ("POST", "/admin/settings/mail/smtp"),
@@ -90,6 +95,7 @@ def test_an_assistant_is_refused_the_owners_pages(
             "confirm": "erase",
             "email": "x@example.org",
             "name": "X",
+            "role": "assistant",
         }
         r = c.request(method, url, data=data if method == "POST" else None)
         assert r.status_code == 403
@@ -203,6 +209,11 @@ def test_the_only_owner_cant_be_removed(settings: Settings) -> None:
         assert [p.email for p, _ in accounts.listing(session)] == [OWNER_EMAIL]
         with pytest.raises(accounts.AccountError, match="only one"):
             accounts.remove(session, accounts.OPERATOR, owner)
+    with admin_app_client(as_admin(settings)) as c:  # the operator: not "yourself"
+        sign_in(c, ADMIN_PASSWORD)
+        token = csrf(c, "/admin/accounts")
+        last = c.post(f"/admin/accounts/{owner}/remove", data={"csrf_token": token})
+        assert last.status_code == 409 and "Make someone else an owner first" in last.text
 
 
 def test_an_invitation_by_email_makes_an_assistant_who_signs_in(settings: Settings) -> None:
@@ -263,3 +274,123 @@ def test_an_accounts_wrong_passwords_and_codes_count_against_the_connection(
         assert sign_in_account(c, ASSISTANT_EMAIL, "wrong password here").status_code == 401
         refused = sign_in_account(c, OWNER_EMAIL, OWNER_PASSWORD)
         assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def shown(page: str) -> str:
+    """A page's text without its tags (the words a reader of the page sees)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def _change_password(c: TestClient, current: str, new: str) -> httpx.Response:
+    token = csrf(c, "/admin/account")
+    data = {"csrf_token": token, "current_password": current, "password": new}
+    return c.post("/admin/account/password", data=data)
+
+
+def test_changing_your_password_keeps_this_session_and_ends_the_others(
+    settings: Settings,
+) -> None:
+    make_account(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    laptop = signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    phone = signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    r = _change_password(laptop, OWNER_PASSWORD, "a brand new long password")
+    assert r.headers["location"] == "/admin/account"
+    assert "new password is saved" in html.unescape(laptop.get("/admin/account").text)
+    assert phone.get("/admin").status_code == 303  # the other session ended
+    with admin_app_client(settings) as c:
+        assert sign_in_account(c, OWNER_EMAIL, OWNER_PASSWORD).status_code == 401
+        assert sign_in_account(c, OWNER_EMAIL, "a brand new long password").status_code == 303
+
+
+def test_changing_your_password_needs_the_current_one_and_a_long_new_one(
+    settings: Settings,
+) -> None:
+    make_account(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    with signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD) as c:
+        wrong = _change_password(c, "not my password at all", "a brand new long password")
+        assert wrong.status_code == 400
+        assert "isn't your current password" in html.unescape(wrong.text)
+        short = _change_password(c, OWNER_PASSWORD, "short")
+        assert short.status_code == 400 and "Choose a longer one" in short.text
+        assert c.get("/admin").status_code == 200  # still signed in
+    with admin_app_client(settings) as c:
+        assert sign_in_account(c, OWNER_EMAIL, OWNER_PASSWORD).status_code == 303
+
+
+def test_wrong_current_passwords_count_against_the_connection(settings: Settings) -> None:
+    make_account(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    with signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD) as c:
+        for _ in range(auth.LOGIN_LIMIT + 1):
+            _change_password(c, "not my password at all", "a brand new long password")
+        refused = _change_password(c, OWNER_PASSWORD, "a brand new long password")
+        assert refused.status_code == 429 and "Try again in" in refused.text
+    with session_scope(settings.database_url) as session:
+        assert auth.hash_matches(session.query(Account).one().password_hash or "", OWNER_PASSWORD)
+
+
+def test_the_operator_is_told_how_to_change_the_servers_password(settings: Settings) -> None:
+    with admin_app_client(as_admin(settings)) as c:
+        sign_in(c, ADMIN_PASSWORD)
+        r = _change_password(c, ADMIN_PASSWORD, "a brand new long password")
+        assert r.status_code == 409 and "newsletter admin set-password" in r.text
+
+
+def _role(c: TestClient, account: int, role: str) -> httpx.Response:
+    token = csrf(c, "/admin/accounts")
+    return c.post(f"/admin/accounts/{account}/role", data={"csrf_token": token, "role": role})
+
+
+def _roles(settings: Settings) -> dict[str, str]:
+    with session_scope(settings.database_url) as session:
+        return {p.email: p.role for p, _ in accounts.listing(session)}
+
+
+def test_the_owner_changes_roles_but_never_leaves_no_owner(settings: Settings) -> None:
+    owner = make_account(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    helper = make_account(settings, ASSISTANT_EMAIL, ASSISTANT_PASSWORD, accounts.ASSISTANT)
+    with signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD) as c:
+        last = _role(c, owner, "assistant")
+        assert last.status_code == 409
+        assert "Make someone else an owner first" in html.unescape(last.text)
+        assert not words.banned_in(shown(last.text))
+        assert _roles(settings)[OWNER_EMAIL] == "owner"
+        assert _role(c, helper, "owner").headers["location"] == "/admin/accounts"
+        assert _role(c, owner, "assistant").headers["location"] == "/admin/account"
+        assert c.get("/admin/accounts").status_code == 403  # now an assistant
+    assert _roles(settings) == {OWNER_EMAIL: "assistant", ASSISTANT_EMAIL: "owner"}
+    with signed_in_as(settings, ASSISTANT_EMAIL, ASSISTANT_PASSWORD) as c:
+        assert _role(c, helper, "nonsense").status_code == 400
+        assert _role(c, helper, "assistant").status_code == 409
+
+
+def _invitation_path(settings: Settings, mail_index: int) -> str:
+    mail = outbox(settings)[mail_index]
+    url = next(w for w in mail.text.split() if "/admin/invite/" in w)
+    return url.removeprefix(settings.public_url)
+
+
+def test_sending_an_invitation_again_stops_the_older_link(settings: Settings) -> None:
+    make_account(settings, OWNER_EMAIL, OWNER_PASSWORD)
+    helper = make_account(settings, ASSISTANT_EMAIL, None, accounts.ASSISTANT)
+    with signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD) as owner:
+        assert "Send the invitation again" in owner.get("/admin/accounts").text
+        token = csrf(owner, "/admin/accounts")
+        first = owner.post(f"/admin/accounts/{helper}/invite-again", data={"csrf_token": token})
+        assert first.headers["location"] == "/admin/accounts"
+        owner.post(f"/admin/accounts/{helper}/invite-again", data={"csrf_token": token})
+    older, newer = _invitation_path(settings, 0), _invitation_path(settings, 1)
+    with admin_app_client(settings) as c:
+        gone = c.get(older)
+        assert gone.status_code == 410 and "newest email" in html.unescape(gone.text)
+        data = {"csrf_token": csrf(c, "/admin/login"), "password": ASSISTANT_PASSWORD}
+        assert c.post(older, data=data).status_code == 410
+        assert c.post(newer, data=data).headers["location"] == "/admin/login"
+        assert sign_in_account(c, ASSISTANT_EMAIL, ASSISTANT_PASSWORD).status_code == 303
+    with signed_in_as(settings, OWNER_EMAIL, OWNER_PASSWORD) as owner:
+        token = csrf(owner, "/admin/accounts")
+        again = owner.post(f"/admin/accounts/{helper}/invite-again", data={"csrf_token": token})
+        assert again.status_code == 409 and "already accepted" in again.text
+        assert not words.banned_in(shown(again.text))
+        gone = owner.post("/admin/accounts/9999/invite-again", data={"csrf_token": token})
+        assert gone.status_code == 404 and "Invite the person again" in gone.text
+    assert len(outbox(settings)) == 2

@@ -1,5 +1,6 @@
-"""Accounts: /admin/account (your own: two-factor, recovery codes, sign out everywhere) and
-/admin/accounts (the owner's: invite, remove, sign someone out everywhere)."""
+"""Accounts: /admin/account (your own: password, two-factor, recovery codes, sign out
+everywhere) and /admin/accounts (the owner's: invite or invite again, change a role, remove,
+sign someone out everywhere). A refused change gets a page saying what to do."""
 
 from __future__ import annotations
 
@@ -20,20 +21,40 @@ from newsletter.web.admin.common import (
     redirect,
     require_admin,
     require_owner,
+    set_flash,
     settings_of,
     who_of,
 )
+from newsletter.web.admin.login import signed_in_response, wait_text
+from newsletter.web.security import client_ip
 
 protected = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 owner = APIRouter(prefix="/admin", dependencies=[Depends(require_owner)])
 AccountId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
+def refused(request: Request, title: str, text: str, back: str, status: int = 409) -> Response:
+    """A refused account change: what happened, what to do, and the way back."""
+    context = {"title": title, "text": text, "back": back}
+    return page(request, "admin/account_refused.html", context, status)
+
+
 def _own_page(
-    request: Request, db: Db, error: str | None = None, status: int = 200, signed: str = ""
+    request: Request,
+    db: Db,
+    error: str | None = None,
+    status: int = 200,
+    signed: str = "",
+    password_error: str | None = None,
 ) -> Response:
     person = who_of(request)
-    context: dict[str, object] = {"nav": "account", "person": person, "error": error}
+    context: dict[str, object] = {
+        "nav": "account",
+        "person": person,
+        "error": error,
+        "password_error": password_error,
+        "min_length": auth.MIN_PASSWORD_LENGTH,
+    }
     if not person.operator:
         account = account_store.by_id(db, person.account)
         assert account is not None  # require_admin found it
@@ -80,6 +101,57 @@ async def two_factor_on(request: Request) -> Response:
             return _own_page(request, db, done, 400, signed)
     context = {"nav": "account", "codes": done}
     return page(request, "admin/recovery_codes.html", context)
+
+
+@protected.post("/account/password", include_in_schema=False)
+async def change_password(request: Request) -> Response:
+    """A new password for your own account, the current one required: every other session of
+    the account ends, this one goes on (its cookie is issued again at the new generation). A
+    wrong current password counts against the connection as a wrong sign-in does."""
+    settings = settings_of(request)
+    form = await form_of(request)
+    person = who_of(request)
+    if person.operator:
+        return refused(
+            request,
+            "The server's admin password has no account",
+            "Whoever runs the server changes it with `newsletter admin set-password`. To have "
+            "a password of your own here, invite yourself under Accounts.",
+            "/admin/account",
+        )
+    ip = client_ip(request)
+    wait = await run_in_threadpool(auth.login_blocked, settings, ip)
+    if wait:
+        return refused(
+            request,
+            "Too many wrong passwords",
+            f"Your connection typed too many wrong passwords. Try again in {wait_text(wait)}.",
+            "/admin/account",
+            429,
+        )
+    current = str(form.get("current_password") or "")[:1000]
+    new = str(form.get("password") or "")[:1001]
+    try:
+        generation = await accounts.change_password(settings, person.account, current, new)
+    except accounts.WrongPassword as exc:
+        await run_in_threadpool(auth.record_failure, settings, ip)
+        error = f"Nothing changed: {exc}. Type the password you sign in with now, then the new one."
+        with session_scope(settings.database_url) as db:
+            return _own_page(request, db, password_error=error, status=400)
+    except accounts.AccountError as exc:
+        error = f"Nothing changed: {exc}. Choose a longer one."
+        with session_scope(settings.database_url) as db:
+            return _own_page(request, db, password_error=error, status=400)
+    epoch = await run_in_threadpool(_epoch, settings)
+    response = signed_in_response(settings, "/admin/account", epoch, "", person.account, generation)
+    saved = "Your new password is saved. You are signed out on your other computers and phones."
+    set_flash(request, response, saved)
+    return response
+
+
+def _epoch(settings: Settings) -> str:
+    with session_scope(settings.database_url) as session:
+        return auth.session_epoch(session)
 
 
 @protected.post("/account/recovery-codes", include_in_schema=False)
@@ -155,6 +227,8 @@ async def remove(request: Request, account_id: AccountId) -> Response:
     try:
         with session_scope(settings_of(request).database_url) as db:
             name = accounts.remove(db, person, account_id)
+    except accounts.LastOwner:
+        return _last_owner(request)
     except accounts.AccountError as exc:
         return redirect(request, "/admin/accounts", f"Not removed: {exc}.", "error")
     return redirect(request, "/admin/accounts", f"{name}'s account is removed.")
@@ -179,3 +253,82 @@ async def two_factor_off(request: Request, account_id: AccountId) -> Response:
             accounts_totp.turn_off(account)
             accounts.sign_out_everywhere(db, account_id)
     return redirect(request, "/admin/accounts", "Two-factor sign-in is off for that account.")
+
+
+@owner.post("/accounts/{account_id}/role", include_in_schema=False)
+async def change_role(request: Request, account_id: AccountId) -> Response:
+    """Make someone an owner or an assistant; never the last owner an assistant."""
+    form = await form_of(request)
+    person = who_of(request)
+    role = str(form.get("role") or "")[:20]
+    try:
+        with session_scope(settings_of(request).database_url) as db:
+            changed = accounts.change_role(db, account_id, role)
+    except accounts.LastOwner:
+        return _last_owner(request)
+    except accounts.AccountError as exc:
+        return refused(
+            request,
+            "The role didn't change",
+            f"{str(exc).capitalize()}. Go back to Accounts and choose Owner or Assistant.",
+            "/admin/accounts",
+            400,
+        )
+    done = f"{changed.name} is now {accounts.ROLE_NAMES[changed.role].lower()}."
+    if changed.account == person.account and not changed.is_owner:
+        return redirect(request, "/admin/account", done)  # Accounts is the owner's page
+    return redirect(request, "/admin/accounts", done)
+
+
+def _last_owner(request: Request) -> Response:
+    return refused(
+        request,
+        "The practice needs an owner",
+        "This is the only owner, so it stays one. Make someone else an owner first (invite "
+        "them as an owner, or change an assistant's role), then change or remove this one.",
+        "/admin/accounts",
+    )
+
+
+def _invite_again(settings: Settings, account_id: int, inviter: str) -> tuple[str, bool]:
+    with session_scope(settings.database_url) as session:
+        account, sent = accounts_links.send_invitation_again(settings, session, account_id, inviter)
+        return account.email, sent
+
+
+@owner.post("/accounts/{account_id}/invite-again", include_in_schema=False)
+async def invite_again(request: Request, account_id: AccountId) -> Response:
+    """A new invitation for someone who hasn't chosen a password yet; the older link stops."""
+    await form_of(request)
+    person = who_of(request)
+    settings = settings_of(request)
+    try:
+        email, sent = await run_in_threadpool(_invite_again, settings, account_id, person.name)
+    except accounts_links.NotWaiting:
+        return refused(
+            request,
+            "This invitation was already accepted",
+            "They chose a password and can sign in. If they forgot it, they can ask for a reset "
+            "link on the sign-in page (“Forgot your password?”).",
+            "/admin/accounts",
+        )
+    except LookupError:
+        return refused(
+            request,
+            "That account no longer exists",
+            "Someone removed it. Invite the person again under Accounts.",
+            "/admin/accounts",
+            404,
+        )
+    if not sent:
+        return refused(
+            request,
+            "The invitation couldn't be sent",
+            "The earlier link has stopped working. Check the mail provider in Settings, then "
+            "send the invitation again.",
+            "/admin/accounts",
+            502,
+        )
+    return redirect(
+        request, "/admin/accounts", f"Invitation sent again to {email} (valid 30 minutes)."
+    )

@@ -116,9 +116,14 @@ def redirect(request: Request, url: str, message: str | None = None, kind: str =
     """303 to `url`, carrying a one-time message in a signed cookie (never in the URL)."""
     response = RedirectResponse(url, status_code=303)
     if message:
-        value = _flash_serializer(settings_of(request)).dumps({"m": message[:600], "k": kind})
-        response.set_cookie(FLASH_COOKIE, value, **auth.cookie_options(settings_of(request), 120))
+        set_flash(request, response, message, kind)
     return response
+
+
+def set_flash(request: Request, response: Response, message: str, kind: str = "ok") -> None:
+    """Carry a one-time message to the next page in a signed cookie (never in the URL)."""
+    value = _flash_serializer(settings_of(request)).dumps({"m": message[:600], "k": kind})
+    response.set_cookie(FLASH_COOKIE, value, **auth.cookie_options(settings_of(request), 120))
 
 
 def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:

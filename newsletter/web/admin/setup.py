@@ -58,6 +58,12 @@ PROBLEMS: dict[tuple[str, str], tuple[str, str, str, str]] = {
         "",
         "",
     ),
+    ("invite", L.REPLACED): (
+        "A newer invitation replaced this one",
+        "The owner sent you the invitation again: open the link in the newest email from them.",
+        "",
+        "",
+    ),
     ("invite", L.INVALID): (
         "This invitation doesn't work",
         "It may be incomplete or withdrawn. Ask the owner to invite you again.",
