@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,16 +13,20 @@ from pathlib import Path
 import pytest
 from browser_support import ADMIN_PASSWORD
 from paths import free_port
+from sendgrid_fake import FakeSendGrid
 from servers import uvicorn_app
+from typer.testing import CliRunner
 
+from newsletter.cli import app
 from newsletter.content import series as content
-from newsletter.core.config import Settings, load_settings
+from newsletter.core.config import Settings, get_settings, load_settings
 from newsletter.engine import series_queue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Part, Series
 
 CHROMIUM = "/usr/bin/chromium"
+SETUP_RE = re.compile(r"(http://\S+/admin/setup/[A-Za-z0-9_-]+)")
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -88,3 +93,42 @@ def admin_server(
         series_store.sync(session, content.load_all(served.schedules_dir))
     with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served_base:
         yield served_base, served
+
+
+@pytest.fixture
+def fresh_server(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str]]:
+    """A server after `newsletter init` with no admin password anywhere: (base URL, the
+    setup link init printed). Fixtures that set NEWSLETTER_* go before it in the arguments."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
+    monkeypatch.delenv("NEWSLETTER_ADMIN_PASSWORD", raising=False)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    match = SETUP_RE.search(result.output)
+    assert match, result.output
+    assert load_settings().admin_password is None
+    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served:
+        yield served, match.group(1)
+
+
+@pytest.fixture
+def own_schedules(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own copy of schedules/ (a correction writes the part's file): listed before
+    the server fixture, so the server serves this copy."""
+    folder = tmp_path / "schedules"
+    shutil.copytree(settings.schedules_dir, folder)
+    monkeypatch.setenv("NEWSLETTER_SCHEDULES_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def stand_in(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSendGrid]:
+    """The stand-in SendGrid; the server (listed after this) is told only its address, so
+    nothing on the server fixes how mail is sent."""
+    with FakeSendGrid() as sg:
+        monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", sg.url)
+        yield sg

@@ -4,44 +4,15 @@ owner's account → two-factor sign-in turned on (the code computed here with py
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyotp
 import pytest
-from paths import free_port
-from servers import uvicorn_app
-from typer.testing import CliRunner
-
-from newsletter.cli import app
-from newsletter.core.config import Settings, get_settings, load_settings
 
 pytestmark = pytest.mark.browser
 
 EMAIL, PASSWORD = "maya@harbour.example", "maya's own long password"
-SETUP_RE = re.compile(r"(http://\S+/admin/setup/[A-Za-z0-9_-]+)")
-
-
-@pytest.fixture
-def fresh_server(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, str]]:
-    """A server after `newsletter init` with no admin password anywhere: (base URL, the
-    setup link init printed)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("NEWSLETTER_PUBLIC_URL", base)
-    monkeypatch.delenv("NEWSLETTER_ADMIN_PASSWORD", raising=False)
-    get_settings.cache_clear()
-    result = CliRunner().invoke(app, ["init"])
-    assert result.exit_code == 0, result.output
-    match = SETUP_RE.search(result.output)
-    assert match, result.output
-    assert load_settings().admin_password is None
-    with uvicorn_app(port, tmp_path / "uvicorn.log", ready_path="/admin/login") as served:
-        yield served, match.group(1)
 
 
 @pytest.mark.parametrize("width", [1280, 390])

@@ -4,7 +4,6 @@ accepted and an unsigned one refused; then "send a test to me" goes out through 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,6 @@ from newsletter.core.config import Settings
 from newsletter.store.practice import effective_settings
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def stand_in(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSendGrid]:
-    """The stand-in SendGrid; the server (admin_server, listed after this) is told only its
-    address, so nothing on the server fixes how mail is sent."""
-    with FakeSendGrid() as sg:
-        monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", sg.url)
-        yield sg
 
 
 @pytest.mark.parametrize("width", [1280, 390])

@@ -4,49 +4,18 @@ says "Corrected on …". At 1280 and 390 px (the settings fixture runs it on bot
 
 from __future__ import annotations
 
-import datetime as dt
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import ADMIN_PASSWORD
-from engine_support import add_person, enrollments
+from browser_support import ADMIN_PASSWORD, MYTHS, reader_with_two_parts
 from playwright.sync_api import expect
 
 from newsletter.core.config import Settings
-from newsletter.engine import series_queue
-from newsletter.engine.tick import tick
-from newsletter.store.db import session_scope
-from newsletter.store.models import ENROLLED_ACTIVE
 
 pytestmark = pytest.mark.browser
 
-MYTHS = "myths-about-psychotherapy"
 ADDED = "One sentence the correction adds."
-
-
-@pytest.fixture
-def own_schedules(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """This test's own copy of schedules/ (a correction writes the part's file): set before
-    the server starts, so it serves this copy."""
-    folder = tmp_path / "schedules"
-    shutil.copytree(settings.schedules_dir, folder)
-    monkeypatch.setenv("NEWSLETTER_SCHEDULES_DIR", str(folder))
-    return folder
-
-
-def _reader_with_two_parts(settings: Settings) -> int:
-    """Myths queued three weeks ago; a reader who joined then and has had parts 1 and 2."""
-    then = dt.datetime.now(dt.UTC) - dt.timedelta(weeks=3)
-    with session_scope(settings.database_url) as session:
-        series_queue.queue_series(session, MYTHS, None, then)
-    sub = add_person(settings, then, "Europe/London", name="Maya Reader", slugs=[MYTHS])
-    for _ in range(2):
-        [due] = [e.next_due_at for e in enrollments(settings, sub) if e.state == ENROLLED_ACTIVE]
-        assert due is not None
-        tick(settings, due)
-    return sub
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -59,7 +28,7 @@ def test_edit_a_reader_send_part_two_again_and_correct_a_sent_article(
 ) -> None:
     base, settings = admin_server
     assert Path(settings.schedules_dir) == own_schedules
-    sub = _reader_with_two_parts(settings)
+    sub = reader_with_two_parts(settings)
     outbox = Path(settings.outbox_dir)
     before = set(outbox.glob("*.eml"))
     context = browser.new_context(locale="en-GB", viewport={"width": width, "height": 900})
