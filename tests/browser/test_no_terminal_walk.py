@@ -60,6 +60,7 @@ def test_no_terminal_after_init(
 
     page.goto(base + "/admin")  # before the owner exists: only the way to the setup link
     expect(page.locator("main")).to_contain_text("open the setup link printed by the server")
+    assert page.locator("input[name=password]").count() == 0
     shot("before-setup")
 
     page.goto(setup_link)
@@ -72,6 +73,7 @@ def test_no_terminal_after_init(
 
     page.click("nav >> text=Your account")
     page.wait_for_url(base + "/admin/account")
+    expect(page.locator("[data-totp-qr] svg")).to_have_count(1)
     secret = page.inner_text("[data-totp-secret]").strip()
     page.fill("#code", pyotp.TOTP(secret).now())
     shot("enrol")
@@ -90,6 +92,7 @@ def test_no_terminal_after_init(
     shot("code")
     page.click("button[type=submit]")
     page.wait_for_url(base + "/admin")
+    expect(page.locator("nav >> text=Accounts")).to_have_count(1)
 
     page.goto(f"{base}/admin/settings")
     page.click("text=Mail: how email is sent")
@@ -155,6 +158,8 @@ def test_no_terminal_after_init(
     expect(page.locator("body")).to_contain_text("Sent to 1 reader who had it")
     [(fixed_to, fixed)] = _bodies(sg, sent)
     assert fixed_to == to and ADDED in fixed
+    [part_1] = sorted((own_schedules / MYTHS).glob("01-*.md"))
+    assert ADDED in part_1.read_text()  # the server's files hold the corrected text
 
     page.goto(f"{base}/archive/{MYTHS}/1")
     expect(page.locator("article")).to_contain_text(ADDED)
