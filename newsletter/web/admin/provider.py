@@ -27,7 +27,8 @@ def _context(request: Request, **extra: Any) -> dict[str, Any]:
         "nav": "settings",
         "status": provider.status(settings),
         "permissions": [SCOPE_NAMES[s] for s in REQUIRED_SCOPES],
-        "test_to": settings.reply_to,
+        # the signed-in person's own address (the operator has none: the practice's reply-to)
+        "test_to": getattr(getattr(request.state, "who", None), "email", "") or settings.reply_to,
         "smtp": {"host": "", "port": "587", "security": "starttls", "user": ""},
         "error": None,
         **extra,
