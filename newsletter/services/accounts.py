@@ -132,6 +132,15 @@ def sign_out_everywhere(session: Session, account_id: int) -> None:
         session.flush()
 
 
+def end_sessions(session: Session, person: Who) -> None:
+    """Sign `person` out everywhere: an account's sessions on every device; the operator's
+    ends every session cookie issued so far, as before accounts existed."""
+    if person.operator:
+        auth.end_all_sessions(session)
+    else:
+        sign_out_everywhere(session, person.account)
+
+
 def remove(session: Session, by: Who, account_id: int) -> str:
     """Remove an account (its sessions end with it); the removed person's name."""
     account = store.by_id(session, account_id)

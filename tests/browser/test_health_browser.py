@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 import redis
 from paths import free_port
 from servers import uvicorn_app
+from waiting import wait_for
 
 from newsletter.core.config import Settings, load_settings
 from newsletter.queue import liveness
@@ -28,15 +28,6 @@ from newsletter.queue.liveness import BEAT_SILENT_SECONDS
 pytestmark = pytest.mark.browser
 
 PASSWORD = "the therapist's long password"
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 90) -> None:
-    """Poll until `check()` holds (a deadline only against hanging, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

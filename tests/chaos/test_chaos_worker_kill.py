@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from conftest import PEOPLE, SLOT, World, minutes
 from sendgrid_events import EventPoster
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import select
+from waiting import wait_for
 
 from newsletter.core.config import Settings, get_settings, load_settings
 from newsletter.engine.absence import ABSENT_NOTE
@@ -26,15 +26,6 @@ from newsletter.store.db import session_scope
 from newsletter.store.models import SENT, Delivery, Subscriber
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    """Poll until `check()` holds (a deadline only against hanging forever)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -82,7 +73,11 @@ class Worker:
             env=dict(os.environ),
             start_new_session=True,
         )
-        wait_for(lambda: "ready." in self.text() or self.p.poll() is not None, "worker ready")
+        wait_for(
+            lambda: "ready." in self.text() or self.p.poll() is not None,
+            "worker ready",
+            timeout=180,
+        )
         assert self.p.poll() is None, self.text()
 
     def text(self) -> str:
@@ -138,7 +133,9 @@ def test_worker_sigkilled_mid_burst_with_events_flowing(
     workers = [Worker(tmp_path / "worker-0.log")]
     try:
         send_task(w.settings, "newsletter.tick", now=SLOT.isoformat())
-        wait_for(lambda: len(fake.requests) >= 2, "two requests hanging at the provider")
+        wait_for(
+            lambda: len(fake.requests) >= 2, "two requests hanging at the provider", timeout=180
+        )
         workers[0].kill()  # the whole worker, mid-burst
         fake.release()
         taken = [r for r in fake.requests if r.status == 202]
@@ -148,7 +145,7 @@ def test_worker_sigkilled_mid_burst_with_events_flowing(
         # the third chunk: claimed, maybe never handed (its task died with the worker)
         w.reconcile(minutes(1))
         send_task(w.settings, "newsletter.tick", now=(SLOT + minutes(1)).isoformat())
-        wait_for(lambda: sent(w.settings) >= PEOPLE - 2000, "the third chunk sent")
+        wait_for(lambda: sent(w.settings) >= PEOPLE - 2000, "the third chunk sent", timeout=180)
         assert (
             flush_at(poster, SLOT + minutes(2)) == PEOPLE - 1000
         )  # the accepted chunk's events and the third's
@@ -160,7 +157,7 @@ def test_worker_sigkilled_mid_burst_with_events_flowing(
         after = w.reconcile(minutes(16))
         assert '"absent": 1000' in after.out, after.out  # the settle window has passed
         send_task(w.settings, "newsletter.tick", now=(SLOT + minutes(16)).isoformat())
-        wait_for(lambda: sent(w.settings) == PEOPLE, "every reader served")
+        wait_for(lambda: sent(w.settings) == PEOPLE, "every reader served", timeout=180)
     finally:
         for worker in workers:
             worker.kill(signal.SIGTERM)
@@ -184,7 +181,9 @@ def test_sigterm_mid_chunk_finishes_the_chunk_and_leaves_nothing_handed(
     worker = Worker(tmp_path / "worker.log")
     try:
         send_task(w.settings, "newsletter.tick", now=SLOT.isoformat())
-        wait_for(lambda: len(fake.requests) == 1, "the chunk's request at the provider")
+        wait_for(
+            lambda: len(fake.requests) == 1, "the chunk's request at the provider", timeout=180
+        )
         worker.p.send_signal(signal.SIGTERM)
         assert worker.p.wait(timeout=120) == 0, worker.text()
     finally:

@@ -16,6 +16,7 @@ import pytest
 import redis
 from engine_support import add_person, outbox_mails, ship, utc
 from sqlalchemy import select, update
+from waiting import wait_for
 
 from newsletter.core.config import Settings, load_settings
 from newsletter.queue.dueset import RedisQueue
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 MONDAY = utc(2027, 3, 1, 12)
 TUESDAY = utc(2027, 3, 2, 9)  # 09:00 in UTC and London
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    """Poll until `check()` holds (a deadline only against hanging forever, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.2)
 
 
 class Proc:

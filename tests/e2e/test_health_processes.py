@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import update
+from waiting import wait_for
 
 from newsletter.core.config import Settings
 from newsletter.queue import liveness
@@ -27,14 +26,6 @@ from newsletter.store.models import ENROLLED_ACTIVE, Enrollment
 from newsletter.web.app import create_app
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check: Callable[[], object], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.2)
 
 
 def sends(c: TestClient) -> float:

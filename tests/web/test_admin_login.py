@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 from servers import uvicorn_thread
+from waiting import wait_for
 from web_helpers import csrf, csrf_in, sign_in, signed_in
 
 from newsletter.core.config import Settings
@@ -52,14 +51,6 @@ class WatchedHasher(PasswordHasher):
                 self.running -= 1
 
 
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60  # against hanging only
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.slow  # a uvicorn server and 40 client threads
 def test_forty_wrong_passwords_run_off_the_loop_two_at_a_time(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
@@ -95,6 +86,7 @@ def test_forty_wrong_passwords_run_off_the_loop_two_at_a_time(
                     and stats.tasks_waiting == ATTACKERS - auth.HASH_SLOTS
                 ),
                 "two checks in their slots and the others waiting for one",
+                every=0.01,
             )
             home = httpx.get(base + "/", timeout=30)
             assert home.status_code == 200 and "<form" in home.text

@@ -172,10 +172,7 @@ async def sign_out_everywhere(request: Request) -> Response:
     await form_of(request)
     person = who_of(request)
     with session_scope(settings_of(request).database_url) as db:
-        if person.operator:
-            auth.end_all_sessions(db)
-        else:
-            accounts.sign_out_everywhere(db, person.account)
+        accounts.end_sessions(db, person)
     return redirect(request, "/admin/login", "You are signed out on every device.")
 
 

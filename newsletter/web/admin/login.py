@@ -188,10 +188,7 @@ async def logout(request: Request) -> Response:
     await form_of(request)
     person = who_of(request)
     with session_scope(settings_of(request).database_url) as db:
-        if person.operator:
-            auth.end_all_sessions(db)
-        else:
-            accounts.sign_out_everywhere(db, person.account)
+        accounts.end_sessions(db, person)
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(
         auth.SESSION_COOKIE, path="/", secure=settings_of(request).public_is_https, httponly=True
