@@ -115,6 +115,8 @@ def test_the_owner_and_an_assistant_see_their_own_menus(settings: Settings) -> N
         assert 'href="/admin/accounts"' in c.get("/admin").text
     with signed_in_as(settings, ASSISTANT_EMAIL, ASSISTANT_PASSWORD) as c:
         page = c.get("/admin").text
+        name = ASSISTANT_EMAIL.split("@")[0].title()
+        assert f"signed in as {name}" in html.unescape(page)  # the footer names who is signed in
         assert 'href="/admin/accounts"' not in page and 'href="/admin/account"' in page
         assert c.get("/admin/series").status_code == 200  # writing and scheduling stay open
 
