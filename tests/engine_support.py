@@ -105,6 +105,18 @@ def ledger(settings: Settings) -> list[tuple[int | None, int, int, str, dt.datet
         ]
 
 
+def deliveries_of(settings: Settings, emails: list[str]) -> list[Delivery]:
+    """The ledger rows of the readers with these addresses."""
+    with session_scope(settings.database_url) as session:
+        return list(
+            session.scalars(
+                select(Delivery)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Subscriber.email.in_(emails))
+            )
+        )
+
+
 def enrollments(settings: Settings, subscriber_id: int) -> list[Enrollment]:
     with session_scope(settings.database_url) as session:
         return list(

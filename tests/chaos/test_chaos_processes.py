@@ -49,6 +49,7 @@ def test_redis_flushed_and_restarted_while_rows_wait(
     first = w.tick(minutes(0))
     assert first is not None and first["retry"] == PEOPLE and first["sent"] == 0, first
     client = redis.Redis.from_url(url)
+    assert client.connection_pool.connection_kwargs["port"] != 6379  # never the shared server
     client.flushall()  # this test's own redis-server (own_redis), never the shared one
     client.close()
     after_flush = w.tick(minutes(5))  # rebuilds from the database; the 4th 500 hits one chunk

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from conftest import PEOPLE, SLOT, World, minutes
+from engine_support import deliveries_of
 from sendgrid_events import EventPoster
 from sendgrid_fake import API_KEY, FakeSendGrid
 from sqlalchemy import select
@@ -23,7 +24,7 @@ from waiting import wait_for
 from newsletter.core.config import Settings, get_settings, load_settings
 from newsletter.engine.absence import ABSENT_NOTE
 from newsletter.store.db import session_scope
-from newsletter.store.models import SENT, Delivery, Subscriber
+from newsletter.store.models import SENT, Delivery
 
 pytestmark = pytest.mark.slow
 
@@ -97,17 +98,6 @@ def send_task(settings: Settings, name: str, **kwargs: object) -> None:
     app.close()
 
 
-def rows_of(settings: Settings, emails: list[str]) -> list[Delivery]:
-    with session_scope(settings.database_url) as session:
-        return list(
-            session.scalars(
-                select(Delivery)
-                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Subscriber.email.in_(emails))
-            )
-        )
-
-
 def flush_at(poster: EventPoster, moment: dt.datetime) -> int:
     """The stand-in posts its pending events, signed, at `moment` on the app's clock."""
     with time_machine.travel(moment, tick=True):
@@ -149,7 +139,7 @@ def test_worker_sigkilled_mid_burst_with_events_flowing(
         assert (
             flush_at(poster, SLOT + minutes(2)) == PEOPLE - 1000
         )  # the accepted chunk's events and the third's
-        taken_rows = rows_of(w.settings, taken[0].emails)
+        taken_rows = deliveries_of(w.settings, taken[0].emails)
         assert {(d.status, d.attempts, d.last_error) for d in taken_rows} == {(SENT, 1, None)}
         assert {d.provider_message_id for d in taken_rows} == {taken[0].message_id}
         inside = w.reconcile(minutes(14))
@@ -161,7 +151,7 @@ def test_worker_sigkilled_mid_burst_with_events_flowing(
     finally:
         for worker in workers:
             worker.kill(signal.SIGTERM)
-    never_rows = rows_of(w.settings, never[0].emails)
+    never_rows = deliveries_of(w.settings, never[0].emails)
     assert {(d.status, d.last_error) for d in never_rows} == {(SENT, ABSENT_NOTE)}
     assert max(d.sent_at for d in never_rows if d.sent_at) <= SLOT + minutes(17)
     w.check(parts=1)  # each reader part 1 exactly once, nothing left claimed

@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from engine_support import ship, utc
+from engine_support import deliveries_of, ship, utc
 from fastapi.testclient import TestClient
 from sendgrid_events import EventPoster
 from sendgrid_fake import API_KEY, FakeSendGrid
@@ -145,19 +145,6 @@ def _at(time_machine: TimeMachineFixture, due: dt.datetime, minutes: float) -> d
     return moment
 
 
-def _rows(settings: Settings, emails: list[str]) -> list[Delivery]:
-    from newsletter.store.models import Subscriber
-
-    with session_scope(settings.database_url) as session:
-        return list(
-            session.scalars(
-                select(Delivery)
-                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-                .where(Subscriber.email.in_(emails))
-            )
-        )
-
-
 def _copies(fake: FakeSendGrid) -> dict[str, int]:
     counts: dict[str, int] = {}
     for request in fake.accepted:
@@ -181,14 +168,14 @@ def test_a_request_the_provider_never_took_is_sent_again_after_the_window_once(
     assert (early.absent, early.unknown) == (0, 2)  # inside the window: waits
     report = reconcile(settings, _at(time_machine, due, 16))
     assert (report.absent, report.resent, report.unknown) == (2, 0, 0)
-    assert {d.last_error for d in _rows(settings, lost)} == {ABSENT_NOTE}
+    assert {d.last_error for d in deliveries_of(settings, lost)} == {ABSENT_NOTE}
     assert tick(settings, _at(time_machine, due, 16.1)).sent == 2
     assert set(_copies(fake).values()) == {1} and len(_copies(fake)) == 6
     # once: nothing more later, whatever reconcile sees
     poster.flush()
     assert reconcile(settings, _at(time_machine, due, 40)).absent == 0
     assert reconcile(settings, _at(time_machine, due, 30 * 60)).resent == 0
-    assert {d.status for d in _rows(settings, lost)} == {SENT}
+    assert {d.status for d in deliveries_of(settings, lost)} == {SENT}
 
 
 def _accepted_but_silent(
@@ -234,7 +221,7 @@ def test_a_failed_webhook_post_blocks_the_resend(
     assert (report.absent, report.unknown) == (0, 2)
     poster.unhold(0)  # the retry comes with the late events: settled by them, never sent twice
     assert poster.flush() == 4 and poster.answers[2:] == [200, 200]
-    assert {d.status for d in _rows(settings, silent)} == {SENT}
+    assert {d.status for d in deliveries_of(settings, silent)} == {SENT}
     assert reconcile(settings, _at(time_machine, due, 30 * 60)).resent == 0
     assert set(_copies(fake).values()) == {1}
 
@@ -260,7 +247,7 @@ def test_the_block_clears_when_the_retry_of_the_same_batch_is_answered(
     assert poster.flush() == 2 and poster.answers[2:] == [200]  # the same batch, posted again
     report = reconcile(settings, _at(time_machine, due, 17))
     assert (report.absent, report.unknown) == (2, 0)
-    assert {d.last_error for d in _rows(settings, lost)} == {ABSENT_NOTE}
+    assert {d.last_error for d in deliveries_of(settings, lost)} == {ABSENT_NOTE}
     assert tick(settings, _at(time_machine, due, 17.1)).sent == 2
     assert set(_copies(fake).values()) == {1} and len(_copies(fake)) == 6
 
@@ -279,11 +266,11 @@ def test_residual_risk_events_later_than_the_window_with_every_post_answered_mea
     copies = _copies(fake)
     assert {copies[e] for e in silent} == {2}  # the second copy
     assert {copies[e] for e in copies if e not in silent} == {1}
-    rows = _rows(settings, silent)
+    rows = deliveries_of(settings, silent)
     assert {(d.status, d.last_error, d.attempts) for d in rows} == {(SENT, ABSENT_NOTE, 2)}
     poster.unhold(0)
     poster.flush()  # the late events change nothing more
-    assert {d.status for d in _rows(settings, silent)} == {SENT}
+    assert {d.status for d in deliveries_of(settings, silent)} == {SENT}
     assert reconcile(settings, _at(time_machine, due, 30 * 60)).resent == 0
     assert len(fake.accepted) == 4
 
