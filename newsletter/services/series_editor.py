@@ -15,10 +15,8 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
-import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +29,7 @@ from newsletter.content import series as content
 from newsletter.content.writing import PartText, SeriesText
 from newsletter.core.config import Settings
 from newsletter.mail.render import Renderer
-from newsletter.services import series_admin
+from newsletter.services import series_admin, series_files
 from newsletter.services.editor_words import Problem, invisible, problems_for, worded
 from newsletter.store import series as series_store
 from newsletter.store import stats
@@ -39,8 +37,6 @@ from newsletter.store.db import session_scope
 from newsletter.store.models import Part
 
 NEW_TOKEN = "new"
-STAGE_PREFIX = ".editor-"  # staging folders in schedules/ (skipped by the loader)
-LEFTOVER_AGE = dt.timedelta(hours=1)  # a staging folder this old was left by a crash
 
 
 class EditorError(Exception):
@@ -339,8 +335,10 @@ def save(
         staged[content.SERIES_FILE] = writing.series_yaml(text)
         old = [p.filename for p in on_disk.parts] if on_disk else []
         targets = _targets(root, folder.name, [*staged, *old])
-        _clear_leftovers(root)
-        stage = _inside(root, Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=root)).name)
+        series_files.clear_leftovers(root)
+        stage = _inside(
+            root, Path(tempfile.mkdtemp(prefix=series_files.STAGE_PREFIX, dir=root)).name
+        )
         try:
             for name, data in staged.items():
                 _inside(stage, name).write_text(data, "utf-8", newline="\n")
@@ -378,16 +376,6 @@ def _targets(root: Path, folder: str, files: list[str]) -> dict[str, Path]:
     return {"": place} | {name: _inside(place, name) for name in files}
 
 
-def _clear_leftovers(root: Path) -> None:
-    """Remove staging folders a crashed save left behind (older than LEFTOVER_AGE by the file
-    clock: a save in progress elsewhere is seconds old). The loader skips them anyway."""
-    cutoff = time.time() - LEFTOVER_AGE.total_seconds()
-    for leftover in root.glob(f"{STAGE_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            if leftover.is_dir() and leftover.stat().st_mtime < cutoff:
-                shutil.rmtree(leftover)
-
-
 def stale_message(slug: str, gone: bool) -> str:
     if gone:
         return f"The files of {slug!r} are no longer in schedules/, so nothing was saved."
@@ -415,10 +403,10 @@ def _move_into_place(
         previous = old.get(part.filename)
         if previous is not None and _values(previous) == _values(part):
             continue  # unchanged: the file keeps its bytes
-        _replace(stage / part.filename, targets[part.filename])
+        series_files.replace_durably(stage / part.filename, targets[part.filename])
         written.append(part.filename)
     if on_disk is None or _series_values(on_disk) != _series_values(text):
-        _replace(stage / content.SERIES_FILE, targets[content.SERIES_FILE])
+        series_files.replace_durably(stage / content.SERIES_FILE, targets[content.SERIES_FILE])
         written.append(content.SERIES_FILE)
     listed = {p.filename for p in text.parts}
     removed = []
@@ -426,22 +414,8 @@ def _move_into_place(
         with contextlib.suppress(FileNotFoundError):
             targets[name].unlink()
             removed.append(name)
-    _fsync_dir(folder)
+    series_files.fsync_dir(folder)
     return written, removed
-
-
-def _replace(source: Path, target: Path) -> None:
-    with open(source, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(source, target)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync(settings: Settings, now: dt.datetime) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from newsletter.content import series as content
 from newsletter.content.writing import PartText, SeriesText
 from newsletter.core.config import Settings
-from newsletter.services import series_editor
+from newsletter.services import series_editor, series_files
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
 from newsletter.store.models import DRAFT, SENT, Delivery, Part, Series, Subscriber
@@ -224,7 +224,7 @@ def test_a_failed_rename_leaves_a_series_that_still_loads(
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(series_editor.os, "replace", failing)
+    monkeypatch.setattr(series_files.os, "replace", failing)
     with pytest.raises(OSError):
         series_editor.save(editing, "co-created-process", grown, opened.token, NOW)
     assert (editing.schedules_dir / "co-created-process/series.yaml").read_bytes() == yaml_before
