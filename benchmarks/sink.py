@@ -7,6 +7,15 @@ of every batch, told apart by its first delivery id, and 202 to that batch's nex
 full-batch rate limit, once. Every `--sample-every`-th
 request (and the first) is checked after the answer was sent, with the same rules as the tests'
 fake (tests/sendgrid_fake.py: the JSON schema in tests/contracts plus the rules it can't express).
+Every request's delivery ids are checked for duplicates.
+
+The schema check is the stand-in's main cost: jsonschema takes ~120 ms for a 1,000-person body
+(~14 ms per 1,000 recipients at every 10th), the compiled validator (jsonschema_rs, installed
+with the dev extras) ~1 ms for the same verdict. A body it finds valid gets the fake's other
+rules; one it rejects goes through jsonschema for the messages (and is flagged even if
+jsonschema would pass it). Without jsonschema_rs, jsonschema checks every sampled body.
+Every body is parsed whole (orjson when it is installed, ~3x faster than json's ~3 ms per
+1,000-person body): a body that is not JSON gets its 400 whether sampled or not.
 """
 
 from __future__ import annotations
@@ -25,7 +34,45 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from sendgrid_fake import body_problems, load_validator  # noqa: E402
+try:
+    from orjson import loads as parse_json
+except ImportError:  # not a dependency of the project; the same result, slower
+    parse_json = json.loads
+
+from sendgrid_fake import SCHEMA_PATH, body_problems, load_validator  # noqa: E402
+
+
+class _SchemaPassed:
+    """Stands in for the jsonschema validator once the compiled one found no schema errors."""
+
+    def iter_errors(self, body: Any) -> Any:
+        return iter(())
+
+
+class Checker:
+    """The fake's checks of one body: the schema (compiled when it can be) and the other rules."""
+
+    def __init__(self, validator: Any, compiled: Any = None) -> None:
+        self.validator = validator
+        self.compiled = compiled
+
+    @classmethod
+    def load(cls) -> Checker:
+        validator = load_validator()
+        try:
+            import jsonschema_rs
+        except ImportError:
+            return cls(validator)
+        schema = json.loads(SCHEMA_PATH.read_text())
+        return cls(validator, jsonschema_rs.Draft202012Validator(schema, validate_formats=False))
+
+    def problems(self, body: Any) -> list[str]:
+        if self.compiled is None:
+            return body_problems(self.validator, body)
+        if self.compiled.is_valid(body):
+            return body_problems(_SchemaPassed(), body)
+        found = body_problems(self.validator, body)
+        return found or ["the compiled schema check rejected the body, jsonschema passed it"]
 
 
 class Stats:
@@ -66,7 +113,7 @@ class Stats:
 
 
 def make_handler(
-    stats: Stats, api_key: str, sample_every: int, validator: Any
+    stats: Stats, api_key: str, sample_every: int, checker: Checker
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -108,7 +155,7 @@ def make_handler(
                     stats.unauthorized += 1
                 return self._reply(401, b'{"errors":[{"message":"bad key"}]}')
             try:
-                body = json.loads(raw)
+                body = parse_json(raw)
                 people = body["personalizations"]
             except (ValueError, KeyError, TypeError):
                 return self._reply(400, b'{"errors":[{"message":"body is not JSON"}]}')
@@ -141,7 +188,7 @@ def make_handler(
                     stats.delivery_ids.add(i)
             self._reply(202, b"", {"X-Message-Id": uuid.uuid4().hex[:22]})
             if number % sample_every == 0:  # after answering: checking costs the client nothing
-                problems = body_problems(validator, body)
+                problems = checker.problems(body)
                 with stats.lock:
                     stats.validated += 1
                     stats.problems.extend(problems)
@@ -156,7 +203,7 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=10)
     args = parser.parse_args()
     stats = Stats()
-    handler = make_handler(stats, args.api_key, max(1, args.sample_every), load_validator())
+    handler = make_handler(stats, args.api_key, max(1, args.sample_every), Checker.load())
     server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True
     server.request_queue_size = 128
