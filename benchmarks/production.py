@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/production.py [--n 10000] [--db sqlite|postgresql] [--json]
 
 What a new user runs: a fresh database (as benchmarks/harness.py makes it) with N confirmed
-readers in UTC, all due at the next whole minute that is at least `--lead` seconds away; the
+readers in UTC, all due at the next whole minute that is at least `--lead` seconds (+ 1 s per
+25,000 readers: marking them due and rebuilding Redis come after) away; the
 SendGrid backend pointed at the stand-in (benchmarks/sink.py); then `python -m newsletter worker`
 (default concurrency: one process per core) and `python -m newsletter beat`, started as a user
 starts them, and nothing else: beat's own tick at the slot claims, plans and fans out; the
@@ -12,7 +13,8 @@ workers send. Measured against the wall clock, which every process here shares:
 - slot -> first request: the slot to the stand-in's first accepted request,
 - slot -> last request, and first -> last (recipients/s over each),
 - CPU seconds per process (worker main and pool processes, beat, the stand-in, the PostgreSQL
-  backends of this database) from the slot's minute to the end, and peak RSS per process.
+  backends of this database) from 3 s before the slot to the end, and peak RSS per process;
+  `cpu_split` and `peak_rss` group them per 1,000 recipients as report.py prints them.
 
 The ledger is checked afterwards: N rows sent, once each.
 """
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         db.create()
         seeded = harness.seed(db.url, args.n, 0)
         result["seed_s"] = seeded["seed_s"]
-        slot = next_slot(args.lead)
+        # marking N due and rebuilding Redis happen after the slot is chosen: more lead at 1M
+        slot = next_slot(args.lead + args.n / 25_000)
         assert due_at(db.url, slot) == args.n
         result["slot"] = slot.isoformat()
         exe = [sys.executable, "-m", "newsletter"]
@@ -189,18 +192,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cpu_split(r: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per 1,000 recipients by who spent it: beat, the worker's main process, its pool
+    (every tick and every send), ours (their sum), PostgreSQL's backends, the stand-in, all."""
+    per_k = 1000 / r["n"]
+    procs = r["processes"]
+
+    def ms(*labels: str) -> float:
+        return sum(procs.get(label, {}).get("cpu_s", 0.0) for label in labels) * 1000 * per_k
+
+    split = {
+        "beat": ms("beat", "beat pool"),
+        "worker_main": ms("worker"),
+        "worker_pool": ms("worker pool"),
+    }
+    split["ours"] = sum(split.values())
+    split["postgres"] = r.get("postgres_cpu_s", 0.0) * 1000 * per_k
+    split["sink"] = ms("sink", "sink pool")
+    split["all"] = split["ours"] + split["postgres"] + split["sink"]
+    return split
+
+
+def peak_rss(r: dict[str, Any]) -> dict[str, float]:
+    """Peak RSS in MB: the worker's main process, its largest pool process, beat."""
+    procs = r["processes"]
+
+    def mb(*labels: str) -> float:
+        return max((procs.get(label, {}).get("peak_rss_mb", 0.0) for label in labels), default=0.0)
+
+    return {
+        "worker_main": mb("worker"),
+        "worker_pool": mb("worker pool"),
+        "beat": mb("beat", "beat pool"),
+    }
+
+
 def table(r: dict[str, Any]) -> str:
     lines = [
         f"production path  {r['date']}  db={r['db']}  nproc={r['nproc']}  N={r['n']:,}  "
         f"load average at start={r['load_average_at_start']:.2f}  slot={r['slot']}",
         "",
-        f"{'slot -> first request (s)':<44}{r['slot_to_first_s']:>10.2f}   goal <= 2",
+        f"{'slot -> first request (s)':<44}{r['slot_to_first_s']:>10.2f}   goal <= 1",
         f"{'slot -> last request (s)':<44}{r['slot_to_last_s']:>10.2f}",
         f"{'first -> last request (s)':<44}{r['first_to_last_s']:>10.2f}",
-        f"{'recipients/s, first -> last':<44}{r['recipients_per_s_first_to_last']:>10,.0f}"
-        "   goal >= 15,000",
+        f"{'recipients/s, first -> last':<44}{r['recipients_per_s_first_to_last']:>10,.0f}",
         f"{'recipients/s, slot -> last':<44}{r['recipients_per_s_slot_to_last']:>10,.0f}"
-        "   goal >= 12,000",
+        "   goal >= 20,000",
     ]
     per_k = 1000 / r["n"]
     for label, f in sorted(r["processes"].items()):

@@ -342,3 +342,190 @@ def test_the_bench_retry_scenario_runs(redis_server_url: str, tmp_path: Path) ->
     assert again["ledger"]["statuses"] == {SENT: 1000} and again["ledger"]["rescheduled"] == 1000
     assert again["sql_plan_per_chunk"] <= first["sql_plan_per_chunk"] + RETRY_PLAN_EXTRA_SQL
     assert again["sql_send_per_chunk"] <= first["sql_send_per_chunk"]
+
+
+# --- `make bench`'s report (benchmarks/report.py): its rows' plumbing, not its figures ---------
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _bench_module(name: str) -> object:
+    """A benchmarks/ script as a module (they import each other by bare name)."""
+    import importlib
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def _production_run(n: int, cpu: dict[str, float], rss: dict[str, float]) -> dict[str, object]:
+    """production.py's JSON shape: per-process CPU seconds and peak RSS, PostgreSQL's CPU."""
+    return {
+        "n": n,
+        "db": "postgresql",
+        "load_average_at_start": 0.5,
+        "slot_to_first_s": 0.2,
+        "recipients_per_s_slot_to_last": n / 2.0,
+        "postgres_cpu_s": cpu.pop("postgres"),
+        "processes": {
+            label: {"cpu_s": seconds, "peak_rss_mb": rss.get(label, 0.0), "processes": 1}
+            for label, seconds in cpu.items()
+        },
+    }
+
+
+def _admin_run(slowest: float, export_whole: float) -> dict[str, object]:
+    return {
+        "ledger_rows": 1_000_000,
+        "pages": {
+            "dashboard": {"seconds": 0.05, "statements": 9},
+            "calendar_people_of_biggest_count": {"seconds": slowest, "statements": 7},
+            "export_csv": {"seconds": export_whole, "first_rows": 0.01, "statements": 3},
+            "export_json": {"seconds": export_whole / 2, "first_rows": 0.02, "statements": 3},
+        },
+    }
+
+
+def test_the_cpu_split_puts_each_process_in_its_column() -> None:
+    production = _bench_module("production")
+    r = _production_run(
+        20_000,
+        {"worker": 0.1, "worker pool": 1.2, "beat": 0.02, "sink": 0.1, "postgres": 0.8},
+        {"worker": 90.0, "worker pool": 150.0, "beat": 70.0},
+    )
+    split = production.cpu_split(r)  # type: ignore[attr-defined]
+    assert split["worker_main"] == pytest.approx(5.0) and split["worker_pool"] == pytest.approx(60)
+    assert split["beat"] == pytest.approx(1.0) and split["sink"] == pytest.approx(5.0)
+    assert split["ours"] == pytest.approx(66.0) and split["postgres"] == pytest.approx(40.0)
+    assert split["all"] == pytest.approx(111.0)
+    rss = production.peak_rss(r)  # type: ignore[attr-defined]
+    assert rss == {"worker_main": 90.0, "worker_pool": 150.0, "beat": 70.0}
+
+
+def _all_runs(peer: dict[str, object]) -> dict[str, dict[str, object]]:
+    report = _bench_module("report")
+    runs: dict[str, dict[str, object]] = {
+        "production_30k": _production_run(
+            30_000, {"worker pool": 1.8, "sink": 0.2, "postgres": 1.5}, {}
+        ),
+        "production_100k": _production_run(
+            100_000, {"worker pool": 6.0, "sink": 0.6, "postgres": 5.0}, {}
+        ),
+        "tick": {"n": 20_000, "db": "postgresql", "recipients_per_s": 9_000.0,
+                 "start_to_first_request_s": 0.4},
+        "admin_sqlite": _admin_run(0.2, 1.2),
+        "admin_postgresql": _admin_run(0.1, 1.6),
+        "peer": peer,
+    }  # fmt: skip
+    for size, n in (("30k", 30_000), ("100k", 100_000)):
+        for db in ("sqlite", "postgresql"):
+            runs[f"import_{db}_{size}"] = {"n": n, "rows_per_s": 26_000.0 if db == "sqlite" else 1}
+    runs["production_100k"]["recipients_per_s_slot_to_last"] = 12_000.0
+    runs["peer_ratio"] = report.peer_ratio(runs)  # type: ignore[attr-defined]
+    return runs
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith(("| what", "| ---")):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_report_prints_every_row_of_issue_26_with_its_goal() -> None:
+    """One line per ROWS entry, each with its goal and a verdict the figure decides; the ratio
+    is ours (the slower production run, from the slot) over the peer's emails/s."""
+    report = _bench_module("report")
+    runs = _all_runs({"n": 5_000, "backend": "locmem", "emails_per_s": 600.0})
+    assert runs["peer_ratio"]["ratio"] == pytest.approx(12_000 / 600)
+    rows = _table_rows(report.table(runs))  # type: ignore[attr-defined]
+    assert list(rows) == [row.what for row in report.ROWS]  # type: ignore[attr-defined]
+    verdicts = {what: cells[2] for what, cells in rows.items()}
+    assert verdicts["recipients/s from the slot, 30k readers"] == "no"  # 15,000 < 20,000
+    assert verdicts["first request after the slot, 30k readers (s)"] == "yes"
+    assert verdicts["CSV import rows/s, 30k, SQLite"] == "yes"
+    assert verdicts["CSV import rows/s, 100k, PostgreSQL"] == "no"
+    slowest = rows["admin, 100k readers / 1M ledger rows, slowest page, SQLite (s)"]
+    assert slowest[0].startswith("0.200 s (calendar_people_of_biggest_count)")
+    assert slowest[1:] == ["≤ 0.150 s", "no"]
+    export = rows["export of 100k rows, whole file over HTTP, slower of CSV/JSON, PostgreSQL (s)"]
+    assert export[0] == "1.60 s" and export[2] == "no"
+    ratio = rows["django-newsletter in the same run: ours / peer"]
+    assert ratio[0].startswith("20.0×") and ratio[1:] == ["≥ 25.0×", "no"]
+    cpu = report.cpu_table(runs, ["production_30k", "production_100k"])  # type: ignore[attr-defined]
+    assert "| 30,000 readers, postgresql | 60 | 0 | 0 | 60 | 50 | 7 | 117 |" in cpu
+
+
+def test_without_the_peer_only_its_row_says_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No access to the package index: making the peer's virtualenv fails with the reason, and
+    the report prints that in the peer's row and every other row as usual."""
+    peer_django = _bench_module("peer_django")
+    report = _bench_module("report")
+    for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # as good as no network: nothing to install from
+    with pytest.raises(peer_django.PeerUnavailable, match="package index"):  # type: ignore[attr-defined]
+        peer_django.peer_python(tmp_path / "peer")  # type: ignore[attr-defined]
+    assert not (tmp_path / "peer" / "venv").exists()  # the next run tries again
+    monkeypatch.setattr(peer_django, "PEER_DIR", tmp_path / "peer")
+    peer = report.run_peer(10)  # type: ignore[attr-defined]
+    assert "package index" in peer["skipped"]
+    rows = _table_rows(report.table(_all_runs(peer)))  # type: ignore[attr-defined]
+    assert rows["django-newsletter in the same run: ours / peer"][0].startswith("skipped: ")
+    assert rows["django-newsletter in the same run: ours / peer"][2] == "–"
+    assert rows["recipients/s from the slot, 100k readers"][2] == "no"
+    assert len(rows) == len(report.ROWS)  # type: ignore[attr-defined]
+
+
+def test_the_scale_table_compares_each_size_with_the_smallest() -> None:
+    report = _bench_module("report")
+    runs: dict[str, dict[str, object]] = {}
+    for n, pool in ((1_000, 0.06), (10_000, 0.66), (100_000, 7.2)):
+        runs[f"import_{n}"] = {"n": n, "rows_per_s": 25_000.0}
+        runs[f"production_{n}"] = _production_run(
+            n, {"worker pool": pool, "sink": n / 200_000, "postgres": n / 20_000},
+            {"worker pool": 120.0 + n / 1000},
+        )  # fmt: skip
+        runs[f"admin_{n}"] = _admin_run(0.05, 0.3)
+    text = report.scale_table(runs, [10_000, 100_000, 1_000_000], quick=True)  # type: ignore[attr-defined]
+    assert "| 100,000 | 25,000 | 0.20 | 50,000 | 0.050" in text
+    assert "10,000: ours 1.10×, all" in text and "100,000: ours 1.20×" in text
+    assert "worker peak RSS 220 MB" in text
+    assert report.parse_sizes("10000,100_000") == [10_000, 100_000]  # type: ignore[attr-defined]
+    assert report.scale_ledger(10_000) == 100_000 and report.scale_ledger(10**6) == 10**6  # type: ignore[attr-defined]
+
+
+def _mail_body(people: int) -> dict[str, object]:
+    return {
+        "from": {"email": "news@example.org", "name": "News"},
+        "subject": "Part 1",
+        "content": [{"type": "text/plain", "value": "x"}, {"type": "text/html", "value": "<p>x"}],
+        "personalizations": [
+            {"to": [{"email": f"r{i}@example.org"}], "custom_args": {"delivery_id": str(i)}}
+            for i in range(people)
+        ],
+    }
+
+
+def test_the_stand_in_checks_the_same_with_the_compiled_schema() -> None:
+    """The stand-in's compiled schema check gives the fake's own verdict, messages included, on
+    a valid body and on bodies the schema or the other rules reject."""
+    sink = _bench_module("sink")
+    checker = sink.Checker.load()  # type: ignore[attr-defined]
+    assert checker.compiled is not None  # jsonschema_rs comes with the dev extras
+    plain = sink.Checker(checker.validator)  # type: ignore[attr-defined]
+    good = _mail_body(3)
+    no_from = {k: v for k, v in _mail_body(2).items() if k != "from"}
+    no_people = dict(_mail_body(0))
+    wrong_type = dict(_mail_body(2), subject=7)
+    twice = _mail_body(2)
+    twice["personalizations"][1]["to"] = [{"email": "r0@example.org"}]  # type: ignore[index]
+    too_many = _mail_body(1001)
+    assert checker.problems(good) == plain.problems(good) == []
+    for bad in (no_from, no_people, wrong_type, twice, too_many):
+        assert checker.problems(bad) == plain.problems(bad) != []
