@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -189,7 +190,7 @@ print(json.dumps({
 
 SMTP_SINK = '''\
 """The peer's SMTP sink (benchmarks/peer_django.py writes this file): aiosmtpd, counting messages;
-prints its port, and the count when it gets a line on stdin."""
+listens on the port given, prints it once ready, and the count when it gets a line on stdin."""
 import sys
 
 from aiosmtpd.controller import Controller
@@ -203,9 +204,9 @@ class Count:
         return "250 OK"
 
 
-controller = Controller(Count(), hostname="127.0.0.1", port=0)
+controller = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
 controller.start()
-print(controller.server.sockets[0].getsockname()[1], flush=True)
+print(sys.argv[1], flush=True)
 sys.stdin.readline()
 print(Count.messages, flush=True)
 controller.stop()
@@ -274,6 +275,13 @@ def project(peer_dir: Path | None = None) -> Path:
     return folder
 
 
+def free_port() -> int:
+    """A port nothing listens on now (aiosmtpd's controller needs one named)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def one_run(python: Path, folder: Path, n: int, backend: str) -> dict[str, Any]:
     """One fresh database, N readers, submit_newsletter timed; delivery checked."""
     tmp = Path(tempfile.mkdtemp(prefix="nl-peer-"))
@@ -289,7 +297,7 @@ def one_run(python: Path, folder: Path, n: int, backend: str) -> dict[str, Any]:
     try:
         if backend == "smtp":
             sink = subprocess.Popen(
-                [str(python), str(folder / "peer_smtp_sink.py")],
+                [str(python), str(folder / "peer_smtp_sink.py"), str(free_port())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -297,6 +305,8 @@ def one_run(python: Path, folder: Path, n: int, backend: str) -> dict[str, Any]:
             )
             assert sink.stdout is not None and sink.stdin is not None
             env["PEER_SMTP_PORT"] = sink.stdout.readline().strip()
+            if not env["PEER_SMTP_PORT"]:
+                raise SystemExit("the peer's SMTP sink did not start")
         done = subprocess.run(
             [str(python), str(folder / "peer_driver.py"), str(n)],
             cwd=tmp,
