@@ -93,12 +93,7 @@ def _page_statement(session: Session, after: int, size: int) -> Any:
         .scalar_subquery()
         .label("places")
     )
-    return (
-        select(*_COLUMNS, taken)
-        .where(Subscriber.id > after)
-        .order_by(Subscriber.id)
-        .limit(size)
-    )
+    return select(*_COLUMNS, taken).where(Subscriber.id > after).order_by(Subscriber.id).limit(size)
 
 
 def _slugs(places: str | None) -> list[str] | None:
