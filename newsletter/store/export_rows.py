@@ -12,7 +12,18 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from sqlalchemy import DateTime, String, and_, case, cast, func, literal, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import CANCELLED, SERIES_KIND, Enrollment, Series, Subscriber
@@ -72,18 +83,27 @@ class ExportReader(NamedTuple):
     enrolled: list[str] | None
 
 
+# A queue place as fixed-width digits that sort as text in queue order: the position shifted
+# to be positive (any 32-bit value), then the row id, then the slug.
+_SHIFT, _WIDTH = 2**31, 30
+
+
 def _page_statement(session: Session, after: int, size: int) -> Any:
-    # per reader, their series enrollments as "position:id:slug" items (the slug empty when
-    # deselected) in one text: a correlated aggregate over their rows (ix_enrollments_subscriber
-    # _position), half the cost of a window over the page's enrollments. An aggregate's order
-    # is not promised on SQLite 3.40, so each item carries its queue order and `_slugs` sorts.
+    # per reader, their series enrollments as one text of places (the slug empty when
+    # deselected): a correlated aggregate over their rows (ix_enrollments_subscriber_position),
+    # half the cost of a window over the page's enrollments. An aggregate's order is not
+    # promised on SQLite 3.40, so each place carries its queue order and `_slugs` sorts.
     slug = func.coalesce(case((Enrollment.state != CANCELLED, Series.slug)), literal(""))
-    item = (
-        cast(Enrollment.position, String) + literal(":") + cast(Enrollment.id, String)
-        + literal(":") + slug
-    )  # fmt: skip
     postgres = session.get_bind().dialect.name == "postgresql"
-    joined = func.string_agg(item, literal(" ")) if postgres else func.group_concat(item, " ")
+    shifted = cast(Enrollment.position, BigInteger) + literal(_SHIFT, BigInteger)
+    if postgres:
+        digits = func.lpad(cast(shifted, String), 10, "0", type_=String) + func.lpad(
+            cast(Enrollment.id, String), 20, "0", type_=String
+        )
+        joined = func.string_agg(digits + slug, literal(" "))
+    else:
+        digits = func.printf("%010d%020d", shifted, Enrollment.id, type_=String)
+        joined = func.group_concat(digits + slug, " ")
     taken = (
         select(joined)
         .select_from(Enrollment)
@@ -97,18 +117,14 @@ def _page_statement(session: Session, after: int, size: int) -> Any:
 
 
 def _slugs(places: str | None) -> list[str] | None:
-    """The slugs of `_page_statement`'s items in queue order (position, then id), the
+    """The slugs of `_page_statement`'s places in queue order (position, then id), the
     deselected left out; None when the reader has no series enrollment at all."""
     if places is None:
         return None
-    items = [item.split(":", 2) for item in places.split(" ")]
+    items = places.split(" ")
     if len(items) > 1:
-        items.sort(key=_queue_order)
-    return [item[2] for item in items if item[2]]
-
-
-def _queue_order(item: list[str]) -> tuple[int, int]:
-    return int(item[0]), int(item[1])
+        items.sort()
+    return [item[_WIDTH:] for item in items if len(item) > _WIDTH]
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

@@ -84,10 +84,9 @@ def test_the_series_follow_positions_not_row_ids(settings: Settings) -> None:
             .order_by(Enrollment.id)
         ).all()
         assert len(rows) >= 2
-        top = max(p for _, p, _ in rows)
-        for n, (eid, _, _) in enumerate(rows):  # reversed: the last row id first in the queue
+        for n, (eid, _, _) in enumerate(rows):  # reversed, and across zero: -1 before 0
             session.execute(update(Enrollment).where(Enrollment.id == eid).values(
-                position=top + len(rows) - n))  # fmt: skip
+                position=len(rows) - n - 2))  # fmt: skip
     with session_scope(settings.database_url) as session:
         (page,) = export_rows.reader_pages(session, 10)
     assert page[0].enrolled == [slug for _, _, slug in reversed(rows)]
