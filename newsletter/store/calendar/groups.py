@@ -177,9 +177,14 @@ class Reads:
     """The statements behind the groups, built once per request."""
 
     def __init__(
-        self, session: Session, now: dt.datetime, readers: Any = None, queue: bool = True
+        self,
+        session: Session,
+        now: dt.datetime,
+        readers: Any = None,
+        queue: bool = True,
+        letters: list[int] | None = None,
     ) -> None:
-        self.letters = _letters_near(session, now)
+        self.letters = _letters_near(session, now) if letters is None else letters
         self.r = _ranked(session, readers) if queue else _active(readers)
         self.taken = _taken(self.letters, readers) if self.letters else None
 
@@ -228,13 +233,13 @@ def groups(session: Session, cat: Catalogue, now: dt.datetime, before: dt.dateti
     restricted to their readers: a projection that stops inside the active series never reads
     the queue, so both ways give the same groups' sends. A far one groups once, queues and all.
     """
-    reads = Reads(session, now)
+    letters = _letters_near(session, now)
     if before - now > SHORT:
-        out = _grouped(session, cat, reads, before)
+        out = _grouped(session, cat, Reads(session, now, letters=letters), before)
     else:
-        out = _two_steps(session, cat, now, before)
-    if reads.letters:
-        out.extend(_letter_groups(session, reads.letters, before))
+        out = _two_steps(session, cat, now, before, letters)
+    if letters:
+        out.extend(_letter_groups(session, letters, before))
     return out
 
 
@@ -270,9 +275,9 @@ def runs_out(queue: rule.Queue, now: dt.datetime, before: dt.datetime) -> bool:
 
 
 def _two_steps(
-    session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime
+    session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime, letters: list[int]
 ) -> list[Group]:
-    alone = _grouped(session, cat, Reads(session, now, queue=False), before, queue=False)
+    alone = _grouped(session, cat, Reads(session, now, None, False, letters), before, False)
     kept = [g for g in alone if not runs_out(g.queue, now, before)]
     again = {g.key for g in alone} - {g.key for g in kept}
     if not again:
@@ -284,7 +289,7 @@ def _two_steps(
         or_(*(and_(Enrollment.series_id == sid, same_moment(Enrollment.next_due_at, due))
               for sid, due in moments)),
     )  # fmt: skip
-    queued = _grouped(session, cat, Reads(session, now, readers), before)
+    queued = _grouped(session, cat, Reads(session, now, readers, letters=letters), before)
     # the same readers' groups, now with their queues: keep those of the groups that ran out
     return kept + [g for g in queued if g.key[:7] + g.key[8:] in again]
 
