@@ -237,6 +237,72 @@ def explain(url: str, statement: str, params: Any) -> list[str]:
     return [f"{r[1]}:{r[3]}" if sqlite else str(r[0]) for r in rows]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def served_exports(cookie: str, runs: int) -> dict[str, Any]:
+    """The exports over a real uvicorn server in its own process (what a browser gets), with
+    the TestClient's session: whole file, first rows, and the server's CPU seconds."""
+    import subprocess
+    import sys
+
+    import httpx
+    import psutil
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "newsletter.web.app:create_app", "--factory",
+         "--port", str(port), "--proxy-headers", "--forwarded-allow-ips", "*",
+         "--log-level", "warning"],
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    headers = {"cookie": cookie, "host": "news.example.org", "x-forwarded-proto": "https"}
+    out: dict[str, Any] = {}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+            deadline = time.monotonic() + 180  # its start-up, on a busy machine
+            while True:
+                try:
+                    http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        return {"exports_uvicorn": {"error": "the server did not start"}}
+                    time.sleep(0.1)
+            proc = psutil.Process(server.pid)
+            for name, path in (("csv", "/admin/export.csv"), ("json", "/admin/export.json")):
+                timings, firsts, cpus = [], [], []
+                for _ in range(runs):
+                    cpu = sum(proc.cpu_times()[:2])
+                    start = time.perf_counter()
+                    first = None
+                    with http.stream("GET", path) as r:
+                        assert r.status_code == 200, (path, r.status_code)
+                        seen = 0
+                        for chunk in r.iter_bytes():
+                            seen += chunk.count(b"\n")
+                            if first is None and seen >= 3:
+                                first = time.perf_counter() - start
+                    timings.append(time.perf_counter() - start)
+                    firsts.append(first or 0.0)
+                    cpus.append(sum(proc.cpu_times()[:2]) - cpu)
+                out[f"export_{name}_uvicorn"] = {
+                    "seconds": round(statistics.median(timings), 4),
+                    "first_rows": round(statistics.median(firsts), 4),
+                    "server_cpu_seconds": round(statistics.median(cpus), 4),
+                    "load": round(os.getloadavg()[0], 2),
+                }
+    finally:
+        server.terminate()
+        server.wait(10)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--readers", type=int, default=100_000)
@@ -245,6 +311,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--drop", action="store_true", help="drop the PostgreSQL database after")
     parser.add_argument("--json", action="store_true", help="accepted: JSON is all it prints")
+    parser.add_argument(
+        "--no-uvicorn",
+        action="store_true",
+        help="skip the exports over a real uvicorn server (a subprocess on a free port)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nl-admin-bench-"))
     url = _url(args.db, tmp)
@@ -378,6 +449,9 @@ def main() -> None:
         entry["slowest_statement"] = " ".join(slowest[0].split())[:400]
         entry["plan"] = explain(url, slowest[0], slowest[1])
         results[name] = entry
+    if not args.no_uvicorn:
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        results.update(served_exports(cookie, max(1, min(args.runs, 2))))
     client.close()
     print(
         json.dumps(

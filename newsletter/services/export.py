@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +112,25 @@ _FREE_TEXT = tuple(
 )  # fmt: skip
 
 
+# Where a cell of a written CSV chunk may start with a formula leader: at a line's start or
+# after a comma, quoted or not (a cell holding \r is always quoted: the line ends in \r\n). A
+# match (or a false one, inside a quoted cell) only sends the page through the per-cell guard;
+# no match proves no cell of the page needs it.
+_MAYBE_FORMULA = re.compile(r'(?:^|,)(?:"[=+\-@\t\r]|[=+\-@\t])', re.MULTILINE)
+
+
+def _csv_cells(r: ExportReader) -> tuple[Any, ...]:
+    cells = _cells(r)
+    return (*cells[:_TAKES_NEW], "yes" if r.takes_new_series else "no", *cells[_TAKES_NEW + 1 :])
+
+
+def _guarded(cells: tuple[Any, ...]) -> list[Any]:
+    out = list(cells)
+    for i in _FREE_TEXT:
+        out[i] = spreadsheet_safe(out[i])
+    return out
+
+
 def export_csv(settings: Settings) -> Iterator[str]:
     """The whole list as CSV text chunks (UTF-8 BOM first so spreadsheets read accents), a
     chunk per page of readers (one statement each: store.export_rows)."""
@@ -118,18 +138,18 @@ def export_csv(settings: Settings) -> Iterator[str]:
     writer = csv.writer(buffer, lineterminator="\r\n")
     yield codecs.BOM_UTF8.decode("utf-8")
     writer.writerow(EXPORT_FIELDS)
+    yield buffer.getvalue()
     with session_scope(settings.database_url) as session:
         for page in export_rows.reader_pages(session):
-            for reader in page:
-                cells = list(_cells(reader))
-                cells[_TAKES_NEW] = "yes" if cells[_TAKES_NEW] else "no"
-                for i in _FREE_TEXT:
-                    cells[i] = spreadsheet_safe(cells[i])
-                writer.writerow(cells)
-            yield buffer.getvalue()
+            rows = [_csv_cells(r) for r in page]
             buffer.seek(0)
             buffer.truncate()
-    yield buffer.getvalue()
+            writer.writerows(rows)
+            if _MAYBE_FORMULA.search(buffer.getvalue()):
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerows(_guarded(cells) for cells in rows)
+            yield buffer.getvalue()
 
 
 def export_json(settings: Settings) -> Iterator[str]:

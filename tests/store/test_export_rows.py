@@ -69,3 +69,24 @@ def test_a_reader_s_series_in_queue_order_without_the_deselected(settings: Setti
     assert by_id[second].enrolled == [slug for _, slug in places[1:]]
     assert by_id[third].enrolled is None  # never enrolled: what they asked for says
     assert by_id[third].requested == ["a", "b"]
+
+
+def test_the_series_follow_positions_not_row_ids(settings: Settings) -> None:
+    # each slug carries its queue place: an aggregate's own order (not promised on SQLite)
+    # never decides it
+    ship(settings, NOW)
+    (reader,) = add_readers(settings, NOW, 1)
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Enrollment.id, Enrollment.position, Series.slug)
+            .join(Series, Series.id == Enrollment.series_id)
+            .where(Enrollment.subscriber_id == reader, Series.kind == "series")
+            .order_by(Enrollment.id)
+        ).all()
+        assert len(rows) >= 2
+        for n, (eid, _, _) in enumerate(rows):  # reversed, and across zero: -1 before 0
+            session.execute(update(Enrollment).where(Enrollment.id == eid).values(
+                position=len(rows) - n - 2))  # fmt: skip
+    with session_scope(settings.database_url) as session:
+        (page,) = export_rows.reader_pages(session, 10)
+    assert page[0].enrolled == [slug for _, _, slug in reversed(rows)]

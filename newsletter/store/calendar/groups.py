@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, case, cast, exists, func, literal, or_, select, union_all
+from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
@@ -39,6 +39,7 @@ class Group:
     queue: rule.Queue
     count: int
     key: tuple[Any, ...]  # the grouped columns' values (to find its readers again)
+    by_queue: bool = True  # the key holds the waiting queue's text (`Reads.columns(True)`)
 
 
 def _letters_near(session: Session, now: dt.datetime) -> list[int]:
@@ -132,6 +133,28 @@ def _ranked(session: Session, readers: Any = None) -> Any:
     )
 
 
+def _active(readers: Any = None) -> Any:
+    """`_ranked`'s rows without the queue text (no window, no sort): each reader's active
+    place in a live series, for the groups whose projection never reaches their queue."""
+    live = select(Series.id).where(Series.state == LIVE, Series.kind != BROADCAST_KIND)
+    where = [Enrollment.state == ENROLLED_ACTIVE, Enrollment.series_id.in_(live)]
+    if readers is not None:
+        where.append(Enrollment.subscriber_id.in_(readers))
+    return (
+        select(
+            Enrollment.id.label("id"),
+            Enrollment.subscriber_id.label("subscriber_id"),
+            Enrollment.series_id.label("series_id"),
+            Enrollment.state.label("state"),
+            Enrollment.next_part.label("next_part"),
+            Enrollment.next_due_at.label("next_due_at"),
+            Enrollment.not_before.label("not_before"),
+        )
+        .where(*where)
+        .subquery()
+    )
+
+
 def _waiting(rest: str | None, times: dict[int, rule.SeriesTimes]) -> tuple[rule.Place, ...]:
     """The places of a reader's waiting queue from `_ranked`'s text."""
     places = []
@@ -153,12 +176,20 @@ def taken_days(moments: Iterable[dt.datetime | None], zone: str) -> frozenset[dt
 class Reads:
     """The statements behind the groups, built once per request."""
 
-    def __init__(self, session: Session, now: dt.datetime, readers: Any = None) -> None:
-        self.letters = _letters_near(session, now)
-        self.r = _ranked(session, readers)
+    def __init__(
+        self,
+        session: Session,
+        now: dt.datetime,
+        readers: Any = None,
+        queue: bool = True,
+        letters: list[int] | None = None,
+    ) -> None:
+        self.letters = _letters_near(session, now) if letters is None else letters
+        self.r = _ranked(session, readers) if queue else _active(readers)
         self.taken = _taken(self.letters, readers) if self.letters else None
 
-    def columns(self) -> tuple[Any, ...]:
+    def columns(self, queue: bool = True) -> tuple[Any, ...]:
+        """The grouped columns; without the waiting queue's text when `queue` is False."""
         r = self.r
         cols: tuple[Any, ...] = (
             r.c.series_id,
@@ -168,7 +199,7 @@ class Reads:
             Subscriber.cadence,
             Subscriber.paused_until,
             r.c.not_before,
-            r.c.rest,
+            *((r.c.rest,) if queue else ()),
         )
         if self.taken is not None:
             cols += tuple(self.taken.c[f"b{i}"] for i in range(len(self.letters)))
@@ -190,26 +221,86 @@ class Reads:
         ]
 
 
+SHORT = dt.timedelta(days=8)  # a view this near (the week, a count's people) groups in two steps
+
+
 def groups(session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime) -> list[Group]:
-    """Every group of readers whose active part is due before `before` (one GROUP BY), and
-    every group of readers waiting for a broadcast due before it (one more when any is)."""
-    reads = Reads(session, now)
-    cols = reads.columns()
+    """Every group of readers whose active part is due before `before`, and every group of
+    readers waiting for a broadcast due before it (one more statement when any is).
+
+    A near `before` groups in two steps: first without the waiting queues (no window, no sort),
+    and only the groups whose active series runs out before `before` again with their queues,
+    restricted to their readers: a projection that stops inside the active series never reads
+    the queue, so both ways give the same groups' sends. A far one groups once, queues and all.
+    """
+    letters = _letters_near(session, now)
+    if before - now > SHORT:
+        out = _grouped(session, cat, Reads(session, now, letters=letters), before)
+    else:
+        out = _two_steps(session, cat, now, before, letters)
+    if letters:
+        out.extend(_letter_groups(session, letters, before))
+    return out
+
+
+def _grouped(
+    session: Session, cat: Catalogue, reads: Reads, before: dt.datetime, queue: bool = True
+) -> list[Group]:
+    """The groups of `reads`' readers due before `before`, one GROUP BY."""
+    cols = reads.columns(queue)
     query = reads.joined(select(*cols, func.count(reads.r.c.id))).where(*reads.due(before))
     out = []
     for row in session.execute(query.group_by(*cols)):
-        sid, part, due, zone, cadence, paused, start, rest, *moments, n = row
+        sid, part, due, zone, cadence, paused, start, *rest = row[:-1]
+        moments = rest[1:] if queue else rest
         place = rule.Place(cat.times[sid], int(part), rule.aware(due), start)
-        queue = rule.Queue(
+        queue_of = rule.Queue(
             rule.Reader(zone, cadence, paused),
-            (place, *_waiting(rest, cat.times)),
+            (place, *_waiting(rest[0] if queue else None, cat.times)),
             (),
             taken_days(moments, zone),
         )
-        out.append(Group(queue, int(n), tuple(row[:-1])))
-    if reads.letters:
-        out.extend(_letter_groups(session, reads.letters, before))
+        out.append(Group(queue_of, int(row[-1]), tuple(row[:-1]), queue))
     return out
+
+
+def runs_out(queue: rule.Queue, now: dt.datetime, before: dt.datetime) -> bool:
+    """True when the active series of `queue` (projected alone) sends its last part before
+    `before`, or has none left: then what comes after it (the waiting queue) may count."""
+    active = queue.places[0]
+    if active.next_part > active.series.parts:
+        return True
+    last = (active.series.key, active.series.parts)
+    return any((s.key, s.part) == last for s in rule.project(queue, now, before))
+
+
+def _two_steps(
+    session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime, letters: list[int]
+) -> list[Group]:
+    alone = _grouped(session, cat, Reads(session, now, None, False, letters), before, False)
+    kept = [g for g in alone if not runs_out(g.queue, now, before)]
+    again = {g.key for g in alone} - {g.key for g in kept}
+    if not again:
+        return kept
+    # the readers of the groups that run out, by their active place (an index range each)
+    moments = sorted({(k[0], k[2]) for k in again})
+    readers = select(Enrollment.subscriber_id).where(
+        Enrollment.state == ENROLLED_ACTIVE,
+        or_(*(and_(Enrollment.series_id == sid, same_moment(Enrollment.next_due_at, due))
+              for sid, due in moments)),
+    )  # fmt: skip
+    queued = _grouped(session, cat, Reads(session, now, readers, letters=letters), before)
+    # the same readers' groups, now with their queues: keep those of the groups that ran out
+    return kept + [g for g in queued if g.key[:7] + g.key[8:] in again]
+
+
+def same_moment(column: Any, moment: dt.datetime) -> Any:
+    """`column` holds `moment`, however SQLite stored its text: rows the bulk enrollment wrote
+    before it bound through UTCDateTime read '2027-01-05 09:00:00' where the ORM writes
+    '…09:00:00.000000', and as text those are not equal. A microsecond either side: equality
+    on PostgreSQL."""
+    tick = dt.timedelta(microseconds=1)
+    return and_(column > moment - tick, column < moment + tick)
 
 
 def _letter_groups(session: Session, letters: list[int], before: dt.datetime) -> list[Group]:

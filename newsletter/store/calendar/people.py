@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
 from newsletter.store.calendar.catalogue import catalogue
-from newsletter.store.calendar.groups import Group, Reads, groups
+from newsletter.store.calendar.groups import Group, Reads, groups, same_moment
 from newsletter.store.models import ACTIVE, BROADCAST_KIND, ENROLLED_ACTIVE, Enrollment, Subscriber
 
 PEOPLE_SHOWN = 500
@@ -62,14 +62,14 @@ def people(
             Enrollment.state == ENROLLED_ACTIVE,
             or_(
                 *(
-                    and_(Enrollment.series_id == sid, _at(Enrollment.next_due_at, due))
+                    and_(Enrollment.series_id == sid, same_moment(Enrollment.next_due_at, due))
                     for sid, due in moments
                 )
             ),
         )
-        reads = Reads(session, now, readers)
-        cols = reads.columns()
-        keys = or_(*(_group_filter(cols, g.key) for g in matching))
+        queue = any(g.by_queue for g in matching)
+        reads = Reads(session, now, readers, queue)
+        keys = or_(*(_group_filter(reads.columns(g.by_queue), g.key) for g in matching))
         query = reads.joined(person.select_from(reads.r)).where(*reads.due(end), keys)
     shown = [
         Person(*row)
@@ -78,20 +78,11 @@ def people(
     return count, shown
 
 
-def _at(column: Any, moment: dt.datetime) -> Any:
-    """`column` holds `moment`, however SQLite stored its text: rows the bulk enrollment wrote
-    before it bound through UTCDateTime read '2027-01-05 09:00:00' where the ORM writes
-    '…09:00:00.000000', and as text those are not equal. A microsecond either side: equality
-    on PostgreSQL."""
-    tick = dt.timedelta(microseconds=1)
-    return and_(column > moment - tick, column < moment + tick)
-
-
 def _same(column: Any, value: object) -> Any:
     if value is None:
         return column.is_(None)
     if isinstance(value, dt.datetime):
-        return _at(column, value)
+        return same_moment(column, value)
     return column == value
 
 
@@ -103,7 +94,7 @@ def _letter_filter(g: Group) -> Any:
     _, bid, due, zone, paused = g.key
     return and_(
         Enrollment.series_id == bid,
-        _at(Enrollment.next_due_at, due),
+        same_moment(Enrollment.next_due_at, due),
         Subscriber.timezone == zone,
         _same(Subscriber.paused_until, paused),
     )
