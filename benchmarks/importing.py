@@ -108,8 +108,9 @@ def check(db_url: str, redis_url: str, prefix: str) -> dict[str, int]:
 
 class BackendCPU:
     """CPU seconds of the PostgreSQL backends serving one database (local server only): their
-    /proc entries sampled every 20 ms while the import runs, the last reading of each kept (a
-    backend's final 20 ms may be missed). 0 on SQLite or when the server is not visible."""
+    /proc stat read every 20 ms while the import runs (found by a scan of /proc every 0.5 s),
+    the last reading of each kept (a backend's final 20 ms may be missed; one that lives less
+    than 0.5 s may be missed). 0 on SQLite or when the server is not visible."""
 
     def __init__(self, database: str | None) -> None:
         import threading
@@ -132,28 +133,39 @@ class BackendCPU:
             self.thread.join()
 
     def _loop(self) -> None:
-        self._sample()
+        self._find()
         self.base = dict(self.seen)
-        while True:
-            self._sample()
-            if self.stop.wait(0.02):
-                self._sample()
-                return
+        rounds = 0
+        while not self.stop.wait(0.02):
+            rounds += 1
+            if rounds % 25 == 0:  # new backends: a scan of /proc twice a second, not 50 times
+                self._find()
+            else:
+                self._read(list(self.seen))
+        self._find()
 
-    def _sample(self) -> None:
+    def _find(self) -> None:
         assert self.needle is not None
+        found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if self.needle not in f.read():
-                        continue
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
+                    if self.needle in f.read():
+                        found.append(int(entry))
             except OSError:
                 continue
-            self.seen[int(entry)] = (int(fields[11]) + int(fields[12])) / self.tick
+        self._read(found)
+
+    def _read(self, pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue  # ended: its last reading stays
+            self.seen[pid] = (int(fields[11]) + int(fields[12])) / self.tick
 
     @property
     def seconds(self) -> float:
