@@ -64,7 +64,7 @@ def enroll_new_due(
     first = next((s for s in order if s.state == LIVE and counts.get(s.id, 0) >= 1), None)
     postgres = session.get_bind().dialect.name == "postgresql"
     among, ids = _among(postgres, subscriber_ids)
-    shared: dict[str, Any] = {"ids": ids, "active": ACTIVE, "now": now}
+    shared: dict[str, Any] = {**ids, "active": ACTIVE, "now": now}
     now_type = bindparam("now", type_=UTCDateTime())
     due: list[tuple[int, dt.datetime]] = []
     if first is not None:
@@ -99,15 +99,23 @@ def _date(postgres: bool, name: str) -> str:
     return f"CAST(:{name} AS date)" if postgres else f":{name}"
 
 
-def _among(postgres: bool, subscriber_ids: Sequence[int]) -> tuple[str, Any]:
-    """`s.id` among the ids, which come as one parameter (an array; a JSON list on SQLite), not
-    thousands of placeholders; written as `IN (SELECT …)` so that each id is looked up in the
-    primary key (PostgreSQL planned a filter `s.id = ANY(array)` as a scan of every active
-    reader, each compared with the whole array: 0.45 s a batch at 10,000 readers)."""
+def _among(postgres: bool, subscriber_ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    """`s.id` among the ids, and the parameters: the ids as one JSON list (not thousands of
+    placeholders; nor a PostgreSQL array, which the driver dumps element by element in Python,
+    3 ms per 5,000 ids), read by a function in FROM, plus their range. The range is what keeps
+    the cost per batch flat as the table grows: without it PostgreSQL, which knows the batch
+    holds thousands of ids, hashes them and scans every active reader (a plan that grows with
+    the list: 25 -> 50 ms a batch from 30k to 100k readers); with it, only the batch's part of
+    the primary key is read. (A filter `s.id = ANY(array)` was worse: every active reader
+    compared with the whole array, 0.45 s a batch at 10,000 readers.)"""
     ids = [int(i) for i in subscriber_ids]
+    params = {"ids": json.dumps(ids), "lo": min(ids), "hi": max(ids)}
     if postgres:
-        return "s.id IN (SELECT unnest(CAST(:ids AS integer[])))", ids
-    return "s.id IN (SELECT value FROM json_each(:ids))", json.dumps(ids)
+        each = "json_array_elements_text(CAST(:ids AS json)) AS v(value)"
+        pick = f"SELECT CAST(v.value AS integer) FROM {each}"
+    else:
+        pick = "SELECT value FROM json_each(:ids)"
+    return f"s.id BETWEEN :lo AND :hi AND s.id IN ({pick})", params
 
 
 def _insert_active(

@@ -84,11 +84,15 @@ class Intake:
         self.postgres = session.get_bind().dialect.name == "postgresql"
 
     def _keys(self, keys: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """A SELECT of these keys from one parameter (PostgreSQL an array, SQLite a JSON list
-        read by json_each), not thousands of placeholders for SQLAlchemy to render."""
+        """A SELECT of these keys from one parameter, a JSON list (read by
+        json_array_elements_text on PostgreSQL, json_each on SQLite): not thousands of
+        placeholders for SQLAlchemy to render, nor a PostgreSQL array, which the driver dumps
+        element by element in Python (5 ms per 5,000 keys; json.dumps: under 1 ms)."""
         if self.postgres:
-            return "SELECT unnest(CAST(:keys AS text[]))", {"keys": list(keys)}
-        return "SELECT value FROM json_each(:keys)", {"keys": json.dumps(list(keys))}
+            select = "SELECT json_array_elements_text(CAST(:keys AS json))"
+        else:
+            select = "SELECT value FROM json_each(:keys)"
+        return select, {"keys": json.dumps(list(keys))}
 
     def first_seen(self, keys: Sequence[str]) -> set[str]:
         """The keys not met before in this import (distinct `keys`); records them as met."""
@@ -110,9 +114,8 @@ class Intake:
         if not keys:
             return set()
         select_keys, params = self._keys(keys)
-        where = "= ANY(CAST(:keys AS text[]))" if self.postgres else f"IN ({select_keys})"
         found = self.session.execute(
-            text(f"SELECT email_key FROM subscribers WHERE email_key {where}"), params
+            text(f"SELECT email_key FROM subscribers WHERE email_key IN ({select_keys})"), params
         ).scalars()
         return set(found.all())
 

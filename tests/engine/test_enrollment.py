@@ -7,7 +7,7 @@ import datetime as dt
 import secrets
 
 from engine_support import enrollment_facts, ship, utc
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 
 from newsletter.core.config import Settings
 from newsletter.engine import enrollment, schedule
@@ -168,3 +168,24 @@ def test_bulk_enrollment_is_a_constant_number_of_statements(settings: Settings) 
         return len(statements)
 
     assert statements_for(1) == statements_for(5) <= 6, statements
+
+
+def test_only_the_readers_listed_are_enrolled_not_others_within_their_range(
+    settings: Settings,
+) -> None:
+    """The ids come with their range (so that PostgreSQL reads only that part of the primary
+    key): active readers inside the range but not in the list are left alone."""
+    ship(settings, NOW)
+    ids = _readers(settings)
+    active = [i for i, reader in zip(ids, READERS, strict=True) if reader[3] == ACTIVE]
+    chosen = [active[0], active[2], active[-1]]
+    skipped = [i for i in active if i not in chosen]
+    assert min(chosen) < min(skipped) and max(skipped) < max(chosen)  # inside the range
+    with session_scope(settings.database_url) as session:
+        due = enrollment.enroll_new_due(session, list(reversed(chosen)), NOW)
+    with session_scope(settings.database_url) as session:
+        enrolled = set(session.scalars(select(Enrollment.subscriber_id)))
+        rows = session.scalar(select(func.count()).select_from(Enrollment))
+        series = session.scalar(select(func.count()).select_from(Series))
+    assert enrolled == set(chosen) and rows == len(chosen) * (series or 0)
+    assert len(due) == len(chosen)
