@@ -76,10 +76,16 @@ def _serve(conn: Connection, settings: Settings, now: dt.datetime, parent: int) 
             return
         if chunk is None:
             return
+        answer: TickSummary | str
         try:
-            conn.send(send_chunk(settings, chunk, now, queue=queue))
+            answer = send_chunk(settings, chunk, now, queue=queue)
         except Exception:
-            conn.send(traceback.format_exc())
+            answer = traceback.format_exc()
+        try:
+            conn.send(answer)
+        except OSError:  # the tick is gone; the chunk is recorded all the same
+            return
+        if not isinstance(answer, TickSummary):
             return
 
 
