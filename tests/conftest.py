@@ -213,6 +213,9 @@ def settings(
         "schedules_dir": str(ROOT / "schedules"),
         "templates_dir": str(ROOT / "templates"),
         "public_url": "https://news.example.org",
+        # `newsletter tick` sends in-process: in-process fakes see every send, and the chaos
+        # suite's order-counting kills stay exact (test_chaos_tick_senders runs the senders)
+        "tick_processes": "1",
     }
     for key in list(os.environ):
         if key.startswith(ENV_PREFIX):

@@ -36,6 +36,7 @@ def tick(
     """
     import json
 
+    from newsletter.engine.senders import SenderLost
     from newsletter.engine.stopping import StopSignal, tick_until_stopped
     from newsletter.queue.ticklock import TickLocked
 
@@ -46,6 +47,8 @@ def tick(
             summary = tick_until_stopped(s, moment, stop, wait_seconds=wait)
     except TickLocked as exc:
         raise fail(str(exc), code=3) from None
+    except SenderLost as exc:
+        raise fail(f"{exc} (this tick: {exc.summary.as_dict()})") from None
     if as_json:
         print(json.dumps(summary.as_dict()))
         return

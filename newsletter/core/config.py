@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "nl:"
     batch_size: int = Field(default=1000, ge=1, le=1000)
     lease_seconds: int = Field(default=600, ge=5)
+    # Sending processes of `newsletter tick` (engine.senders); 0: one per core, 1: in-process.
+    tick_processes: int = Field(default=0, ge=0, le=64)
     webhook_tolerance_seconds: int = Field(default=600, ge=1)
     # Evidence of absence (engine.absence): a handed chunk with no event while the webhook
     # reports on later mail and answered every post 2xx is sent again after this many minutes.

@@ -62,15 +62,35 @@ def tick_until_stopped(
     wait_seconds: float = 0.0,
     queue: RedisQueue | None = None,
 ) -> TickSummary:
-    """engine.tick.tick, but once `stop` is requested each further chunk goes back to retry."""
+    """engine.tick.tick, but once `stop` is requested each further chunk goes back to retry.
+
+    With more than one sender (engine.senders.processes_for) the chunks are sent by forked
+    processes while this one plans the next round; SenderLost when one of them died."""
+    from newsletter.engine.senders import Senders, processes_for  # builds on this module
+
     queue = queue or RedisQueue(settings)
+    processes = processes_for(settings)
+    if processes <= 1:
 
-    def send(chunk: Chunk) -> TickSummary:
-        if stop.requested:
-            return put_back(settings, chunk, now, queue)
-        return send_chunk(settings, chunk, now, queue=queue)
+        def send(chunk: Chunk) -> TickSummary:
+            if stop.requested:
+                return put_back(settings, chunk, now, queue)
+            return send_chunk(settings, chunk, now, queue=queue)
 
-    summary, _ = sweep(settings, now, send, wait_seconds=wait_seconds, queue=queue)
+        summary, _ = sweep(settings, now, send, wait_seconds=wait_seconds, queue=queue)
+        return summary
+
+    with Senders(settings, now, processes, lambda: stop.requested) as senders:
+
+        def hand_on(chunk: Chunk) -> TickSummary | None:
+            senders.submit(chunk)  # or put back once stopped
+            return None
+
+        summary, _ = sweep(
+            settings, now, hand_on, wait_seconds=wait_seconds, queue=queue,
+            drain=senders.drain, more=senders.working,
+        )  # fmt: skip
+        senders.check(summary)
     return summary
 
 

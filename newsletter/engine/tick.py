@@ -25,11 +25,15 @@ def sweep(
     *,
     wait_seconds: float = 0.0,
     queue: RedisQueue | None = None,
+    drain: Callable[[], TickSummary] | None = None,
+    more: Callable[[], bool] = lambda: True,
 ) -> tuple[TickSummary, int]:
     """The one tick loop: hold the tick lock, claim and plan due work one batch at a time, hand
-    each chunk to `send` (inline: send_chunk; Celery: a send task, which returns None).
-    Returns (summary, chunks handed on). Raises TickLocked when another tick holds the lock
-    (after waiting up to `wait_seconds`); does nothing while sending is halted."""
+    each chunk to `send` (inline: send_chunk, or a sending process that reports through
+    `drain`, waited for before the lock is let go; Celery: a send task; both return None).
+    Another round is planned while `more()` says so. Returns (summary, chunks handed on).
+    Raises TickLocked when another tick holds the lock (after waiting up to `wait_seconds`);
+    does nothing while sending is halted."""
     queue = queue or RedisQueue(settings)
     summary = TickSummary()
     chunks = 0
@@ -46,8 +50,10 @@ def sweep(
                 done = send(chunk)
                 if done is not None:
                     summary.add(done)
-            if result.claimed < settings.batch_size:
+            if result.claimed < settings.batch_size or not more():
                 break
+        if drain is not None:
+            summary.add(drain())
     return summary, chunks
 
 

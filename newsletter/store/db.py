@@ -133,6 +133,13 @@ def upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+def after_fork() -> None:
+    """In a forked child: forget the connections inherited from the parent, unclosed (closing
+    them would end the parent's sessions); the child opens its own."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
 def dispose_all() -> None:
     """Close pooled connections (after fork, and between tests)."""
     _factory.cache_clear()

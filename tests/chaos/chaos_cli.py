@@ -7,7 +7,8 @@ Hooks sit on public seams only, so they survive refactors inside dispatch:
 - SQLAlchemy's `before_commit` on every Session (the outcome commit after the provider call).
 
 CHAOS_KILL_AT   after_plan | after_handover | after_accept | before_outcome_commit: SIGKILL there
-CHAOS_KILL_NTH  at the n-th time that point is reached (default 1)
+CHAOS_KILL_NTH  at the n-th time that point is reached (default 1), counted over the command's
+                processes (an inline tick's forked senders share the count)
 CHAOS_MARK      a file written (naming the point) just before the kill
 CHAOS_BARRIER   a directory: write `ready-<pid>`, then wait until `go` exists (racing starts)
 CHAOS_HOLD_DIR  after the first plan with work: write `holding-<pid>`, wait until `release` exists
@@ -22,6 +23,7 @@ test must fail loudly rather than pass without its fault.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -35,6 +37,8 @@ NTH = int(os.environ.get("CHAOS_KILL_NTH", "1"))
 POINTS = ("after_plan", "after_handover", "after_accept", "before_outcome_commit")
 reached: dict[str, int] = {}
 armed = {"outcome": False}
+# how often each point was reached by this command, in memory its forked children share
+shared = multiprocessing.get_context("fork").Array("i", len(POINTS))
 
 
 def wait_for_file(path: Path) -> None:
@@ -44,7 +48,9 @@ def wait_for_file(path: Path) -> None:
 
 
 def point(name: str) -> None:
-    reached[name] = reached.get(name, 0) + 1
+    with shared.get_lock():
+        shared[POINTS.index(name)] += 1
+        reached[name] = shared[POINTS.index(name)]
     if name == KILL_AT and reached[name] == NTH:
         mark = os.environ.get("CHAOS_MARK")
         if mark:

@@ -1,0 +1,71 @@
+"""The inline tick's sending processes (engine.senders): how many, and a sender's error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import pytest
+from engine_support import Scripted, add_person, ledger, ship, use_backend, utc
+from sqlalchemy import select
+
+from newsletter.core.config import Settings
+from newsletter.engine.senders import SenderLost, processes_for
+from newsletter.engine.stopping import StopSignal, tick_until_stopped
+from newsletter.engine.tick import tick
+from newsletter.mail.message import Accepted, Message, Outcome, Recipient
+from newsletter.store.db import session_scope
+from newsletter.store.models import CLAIMED, RETRY, SENT, Delivery
+
+MONDAY = utc(2027, 3, 1, 12)
+TUESDAY_9 = utc(2027, 3, 2, 9)
+
+
+def test_one_sender_per_core_unless_set(settings: Settings) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert processes_for(settings.model_copy(update={"tick_processes": 0})) == cores
+    assert processes_for(settings.model_copy(update={"tick_processes": 3})) == 3
+
+
+class Broken(Scripted):
+    """A provider call that raises (a bug, not an answer): in a forked sender."""
+
+    def send(self, message: Message, recipients: Sequence[Recipient]) -> list[Outcome]:
+        raise RuntimeError("boom in the sender")
+
+
+def test_a_sender_error_ends_the_tick_and_puts_back_what_was_not_handed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's chunk stays handed (the provider call may have happened: reconcile's), every
+    other claimed chunk goes back to retry, no new round is planned; the error is named."""
+    s = settings.model_copy(update={"batch_size": 1, "tick_processes": 2})
+    ship(s, MONDAY)
+    for _ in range(4):
+        add_person(s, MONDAY, "UTC")
+    use_backend(monkeypatch, Broken([]))
+    with StopSignal() as stop, pytest.raises(SenderLost) as lost:
+        tick_until_stopped(s, TUESDAY_9, stop)
+    assert "boom in the sender" in str(lost.value)
+    with session_scope(s.database_url) as session:
+        rows = [(d.status, d.retry_at is None) for d in session.scalars(select(Delivery))]
+    handed = [r for r in rows if r == (CLAIMED, True)]
+    assert 1 <= len(handed) <= 2  # the chunks in hand when the first error came back
+    assert (CLAIMED, False) not in rows  # nothing claimed is left un-handed
+    assert all(r in ((CLAIMED, True), (RETRY, False)) for r in rows), rows
+    assert len(rows) < 4 or RETRY in {r[0] for r in rows}  # put back, or never claimed
+
+
+def test_two_senders_send_every_chunk_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = settings.model_copy(update={"batch_size": 1, "tick_processes": 2})
+    ship(s, MONDAY)
+    for _ in range(5):
+        add_person(s, MONDAY, "UTC")
+    use_backend(monkeypatch, Scripted([Accepted(f"m-{i}") for i in range(5)]))
+    with StopSignal() as stop:
+        summary = tick_until_stopped(s, TUESDAY_9, stop)
+    assert (summary.due, summary.sent, summary.retry) == (5, 5, 0)
+    assert sorted(r[3] for r in ledger(s)) == [SENT] * 5
+    assert tick(s, TUESDAY_9).sent == 0  # nothing left, nothing twice
