@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
+import json
 import socket
 import threading
 import time
@@ -19,7 +21,13 @@ from newsletter.core.config import Settings, load_settings
 from newsletter.core.identity import fingerprint
 from newsletter.mail import backends as delivery
 from newsletter.mail import render
-from newsletter.mail.backends.sendgrid import BACKOFF, SendGridBackend, chunks
+from newsletter.mail.backends.sendgrid import (
+    BACKOFF,
+    JSON_UTF8,
+    SendGridBackend,
+    chunks,
+    encode_body,
+)
 from newsletter.mail.message import (
     ARTICLE,
     CONFIRMATION,
@@ -391,3 +399,28 @@ def test_fake_runs_as_its_own_process(settings: Settings) -> None:
         "recipients": 1200,
         "problems": [],
     }
+
+
+def test_the_body_goes_out_as_utf8_json_with_the_values_json_dumps_wrote(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    """orjson encodes the request (issue 26): the stand-in, checking the schema, reads the same
+    values the client's json.dumps sent before, non-ASCII text included, under a header that
+    says UTF-8 (the client re-encodes a body itself only for a bare application/json)."""
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    message = article(subject="Ça va — “quotes” and 😀", text="Grüße\n\u2028 tab\t end")
+    recipients = people(4)
+    recipients[1] = dataclasses.replace(recipients[1], name="Zoë «Ünïcode» 😀")
+    outcomes = backend.send(message, recipients)
+    assert fake.problems == [] and all(isinstance(o, Accepted) for o in outcomes)
+    (request,) = fake.requests
+    assert request.headers["Content-Type"] == JSON_UTF8
+    assert request.body == json.loads(json.dumps(backend.build_body(message, recipients)))
+    assert request.body["personalizations"][1]["to"][0]["name"] == "Zoë «Ünïcode» 😀"
+
+
+def test_encoded_bodies_read_back_as_json_dumps_wrote_them() -> None:
+    body = {"a": ["é", 1, True, None, {"b": '😀\u2028\x00"</script>'}], "c": 1.5}
+    assert json.loads(encode_body(body)) == json.loads(json.dumps(body)) == body
+    lone = {"name": "\ud800"}  # orjson refuses a lone surrogate: json.dumps's escaped text
+    assert encode_body(lone) == json.dumps(lone)
