@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import http.client
-import itertools
 import json
 import logging
 import random
 import re
 import threading
 import urllib.error
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -124,35 +123,6 @@ def _name(name: str | None) -> str:
     return one_line((name or "").replace(";", " ").replace(",", " "))
 
 
-def _personalizer(message: Message, used: Sequence[str]) -> Callable[[Recipient], dict[str, Any]]:
-    """A recipient -> their `personalizations` entry, with what the message decides for all of
-    them (kind, series, part, the placeholders used) looked up once per request."""
-    shared = {"kind": message.kind}
-    if message.kind == ARTICLE and message.series is not None:
-        shared["series"] = message.series
-        if message.part is not None:
-            shared["part"] = str(message.part)
-
-    def entry(recipient: Recipient) -> dict[str, Any]:
-        to: dict[str, str] = {"email": recipient.email.strip()}
-        name = _name(recipient.name) if recipient.name else ""
-        if name:
-            to["name"] = name
-        item: dict[str, Any] = {
-            "to": [to],
-            "custom_args": {"delivery_id": str(recipient.delivery_id), **shared},
-        }
-        url = one_line(recipient.unsubscribe_url)
-        if url:
-            item["headers"] = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
-        if used:
-            values = recipient.values
-            item["substitutions"] = {key: str(values.get(key, "")) for key in used}
-        return item
-
-    return entry
-
-
 def chunks(recipients: Sequence[Recipient], size: int = MAX_RECIPIENTS) -> list[list[int]]:
     """Indexes split into requests of ≤ size, never the same address twice in one request."""
     out: list[tuple[list[int], set[str]]] = []
@@ -237,8 +207,23 @@ class SendGridBackend:
     def personalization(
         self, message: Message, recipient: Recipient, used: Sequence[str]
     ) -> dict[str, Any]:
-        """One recipient's entry in `personalizations`."""
-        return _personalizer(message, used)(recipient)
+        to: dict[str, str] = {"email": recipient.email.strip()}
+        name = _name(recipient.name)
+        if name:
+            to["name"] = name
+        custom_args = {"delivery_id": str(recipient.delivery_id), "kind": message.kind}
+        if message.kind == ARTICLE and message.series is not None:
+            custom_args["series"] = message.series
+            if message.part is not None:
+                custom_args["part"] = str(message.part)
+        item: dict[str, Any] = {"to": [to], "custom_args": custom_args}
+        url = one_line(recipient.unsubscribe_url)
+        if url:
+            item["headers"] = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
+        values = recipient.values
+        if used:
+            item["substitutions"] = {key: str(values.get(key, "")) for key in used}
+        return item
 
     def build_body(
         self,
@@ -248,10 +233,12 @@ class SendGridBackend:
     ) -> dict[str, Any]:
         """The JSON body for one request (recipients ≤ 1000, distinct addresses)."""
         body = dict(base if base is not None else self.base_body(message))
-        keys = dict.fromkeys(itertools.chain.from_iterable(r.values for r in recipients))
+        keys: dict[str, None] = {}
+        for recipient in recipients:
+            keys.update(dict.fromkeys(recipient.values))
         searched = (message.subject, message.html, message.text)
         used = [key for key in keys if any(key in text for text in searched)]
-        body["personalizations"] = list(map(_personalizer(message, used), recipients))
+        body["personalizations"] = [self.personalization(message, r, used) for r in recipients]
         return body
 
     # --- sending ---------------------------------------------------------------------------
