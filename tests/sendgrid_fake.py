@@ -107,6 +107,15 @@ def load_validator(schema_path: Path = SCHEMA_PATH) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+def content_type_problems(value: str | None) -> list[str]:
+    """JSON in UTF-8, as SendGrid documents (`application/json`); `charset=utf-8` is the one
+    parameter allowed (SendGrid's C# client sent it to /v3/mail/send for years)."""
+    media, *params = [part.strip().lower() for part in (value or "").split(";")]
+    if media != "application/json" or any(p.replace(" ", "") != "charset=utf-8" for p in params):
+        return [f"invalid content-type: {value}"]
+    return []
+
+
 def body_problems(validator: Draft202012Validator, body: Any) -> list[str]:
     """Schema errors plus the rules the schema can't express (total recipients, duplicates, order)."""
     problems = [
@@ -567,7 +576,7 @@ class FakeSendGrid:
                             ]
                         },
                     )
-                problems = (
+                problems = content_type_problems(self.headers.get("Content-Type")) + (
                     ["body is not JSON"] if body is None else body_problems(fake.validator, body)
                 )
                 limit_headers, over = fake._spend()

@@ -126,3 +126,30 @@ def test_posting_in_the_background_until_the_block_ends(
     with fake.posting(every=0.01, url="https://a.example/h", post=post):
         client.post("/v3/mail/send", json=body)  # posted by the thread, or at the block's end
     assert len(got) == 1 and json.loads(got[0][1])[0]["email"] == "r@example.net"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 202),
+        ("application/json; charset=utf-8", 202),
+        ("Application/JSON;charset=UTF-8", 202),  # media types are case-insensitive
+        ("application/json; charset=latin-1", 400),
+        ("text/plain", 400),
+    ],
+)
+def test_mail_send_takes_json_in_utf8_only(
+    sg: tuple[FakeSendGrid, httpx.Client], content_type: str, status: int
+) -> None:
+    fake, client = sg
+    body = {
+        "personalizations": [{"to": [{"email": "reader@example.org"}]}],
+        "from": {"email": "news@example.com"},
+        "subject": "Hello",
+        "content": [{"type": "text/plain", "value": "Hi"}],
+    }
+    answer = client.post(
+        "/v3/mail/send", content=json.dumps(body), headers={"Content-Type": content_type}
+    )
+    assert answer.status_code == status
+    assert bool(fake.requests[-1].problems) == (status == 400)

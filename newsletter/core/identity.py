@@ -172,9 +172,11 @@ def suppression_key(secret: str, email: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _suppression_mac(secret: str) -> Any:
-    """A prepared HMAC state under the suppressions' own key (copied per address)."""
+    """A prepared HMAC state under the suppressions' own key (copied per address): the C state
+    inside `hmac.HMAC` where there is one (a third of the wrapper's copy), else the wrapper."""
     key = hmac.new(secret.encode("utf-8"), b"newsletter.suppression", hashlib.sha256).digest()
-    return hmac.new(key, digestmod=hashlib.sha256)
+    prepared = hmac.new(key, digestmod=hashlib.sha256)
+    return getattr(prepared, "_hmac", None) or prepared
 
 
 def rekey(secret: str, legacy: str) -> str:

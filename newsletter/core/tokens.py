@@ -5,7 +5,7 @@ another):
 - links that never expire (preferences, unsubscribe) are `<public id>.<MAC>`: the subscriber's
   random public id and the first 128 bits of HMAC-SHA256 under a per-purpose key, base64url.
   A send signs two of these per recipient, so they are built from a prepared HMAC state
-  (~2 µs each instead of ~40 µs for an itsdangerous token).
+  (~1 µs each instead of ~40 µs for an itsdangerous token; `link_maker` once per chunk).
 - expiring links (confirm, 7 days) are itsdangerous timed tokens, which carry their timestamp.
 `read_token` also accepts the itsdangerous form for the never-expiring purposes: links in
 mails sent before the compact form existed keep working.
@@ -17,6 +17,8 @@ import base64
 import functools
 import hashlib
 import hmac
+from binascii import b2a_base64
+from collections.abc import Callable
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -30,6 +32,8 @@ MAX_AGE: dict[str, int | None] = {
     "reset": 30 * 60,
 }
 MAC_BYTES = 16
+_MAC_CHARS = (MAC_BYTES * 4 + 2) // 3  # base64 without its padding
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class TokenError(Exception):
@@ -49,19 +53,43 @@ def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
 
 @functools.lru_cache(maxsize=16)
 def _mac(secret: str, purpose: str) -> Any:
-    """A prepared HMAC-SHA256 state under this purpose's own key (copied per token)."""
+    """A prepared HMAC-SHA256 state under this purpose's own key (copied per token): the C
+    state inside `hmac.HMAC` where there is one (its copy is a third of the Python wrapper's),
+    else the wrapper; both copy, update and digest alike."""
     if MAX_AGE.get(purpose, 0) is not None:
         raise ValueError(f"no compact tokens for purpose {purpose!r}")
     key = hmac.new(
         secret.encode("utf-8"), f"newsletter.link.{purpose}".encode(), hashlib.sha256
     ).digest()
-    return hmac.new(key, digestmod=hashlib.sha256)
+    prepared = hmac.new(key, digestmod=hashlib.sha256)
+    return getattr(prepared, "_hmac", None) or prepared
 
 
 def _signature(secret: str, purpose: str, public_id: str) -> str:
     mac = _mac(secret, purpose).copy()
     mac.update(public_id.encode("utf-8"))
     return base64.urlsafe_b64encode(mac.digest()[:MAC_BYTES]).rstrip(b"=").decode("ascii")
+
+
+def link_maker(public_url: str, secret: str, purpose: str) -> Callable[[str], str]:
+    """`link(public_url, secret, purpose, public_id)` as a function of the public id, with the
+    key, the prepared MAC and the URL's prefix looked up once (a send signs two per reader).
+    The same links, byte for byte."""
+    if MAX_AGE.get(purpose, 0) is not None:  # expiring tokens carry their time: no shortcut
+        return functools.partial(link, public_url, secret, purpose)
+    copy = _mac(secret, purpose).copy
+    prefix = f"{public_url.rstrip('/')}/{purpose}/"
+
+    def make(public_id: str) -> str:
+        if "." in public_id:  # never a random public id; make_token's itsdangerous form
+            return link(public_url, secret, purpose, public_id)
+        mac = copy()
+        mac.update(public_id.encode("utf-8"))
+        # urlsafe_b64encode(16 bytes).rstrip(b"="): 22 characters and "==", without its calls
+        mac_text = b2a_base64(mac.digest()[:MAC_BYTES], newline=False)[:_MAC_CHARS]
+        return f"{prefix}{public_id}.{mac_text.translate(_URLSAFE).decode('ascii')}"
+
+    return make
 
 
 def make_token(secret: str, purpose: str, public_id: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -18,8 +18,34 @@ def due_time(row: Enrollment | PlaceRow, sub: Subscriber | PersonRow) -> dt.date
     return row.next_due_at if row.state == ENROLLED_ACTIVE and sub.status == ACTIVE else None
 
 
-# a chunk is one article at one slot: readers alike in zone, cadence and pause share the answer
-_after_send = lru_cache(maxsize=4096)(rule.after_send)
+# a chunk is one article at one slot: readers alike in zone, cadence and pause share the answer.
+# Keyed by the plain values the rule reads (a tuple hashes in C), so a hit builds no Reader and
+# no SeriesTimes: the same answers as rule.after_send, about a fifth of the cost per reader.
+_AFTER_SEND_SIZE = 4096
+_after_send_cache: dict[tuple[Any, ...], dt.datetime] = {}
+
+
+def _after_send(
+    sub: Subscriber | PersonRow,
+    series: Series,
+    not_before: dt.date | None,
+    slot: dt.datetime,
+    now: dt.datetime,
+) -> dt.datetime:
+    key = (
+        sub.timezone, sub.cadence, sub.paused_until,
+        series.id, series.send_day, series.send_time, series.cadence,
+        not_before, slot, now,
+    )  # fmt: skip
+    found = _after_send_cache.get(key)
+    if found is None:
+        found = rule.after_send(
+            schedule.reader_of(sub), schedule.times_of(series), not_before, slot, now
+        )
+        if len(_after_send_cache) >= _AFTER_SEND_SIZE:
+            _after_send_cache.clear()
+        _after_send_cache[key] = found
+    return found
 
 
 def advance(
@@ -40,9 +66,7 @@ def advance(
     (`ledger.move_enrollments`) instead of 1,000 ORM updates at flush; a series' last part goes
     through `schedule.move_on` (the next series in the queue)."""
     if moved is not None and enr.next_part + 1 <= count:
-        due = _after_send(
-            schedule.reader_of(sub), schedule.times_of(series), enr.not_before, slot, now
-        )
+        due = _after_send(sub, series, enr.not_before, slot, now)
         # nothing is due for someone who left meanwhile (a resubscribe schedules afresh)
         due_now = due if sub.status == ACTIVE else None
         moved.append((enr.id, enr.next_part + 1, due_now))

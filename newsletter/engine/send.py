@@ -49,7 +49,7 @@ from newsletter.mail.message import (
     SendingHalted,
     Unknown,
 )
-from newsletter.mail.recipient import recipient
+from newsletter.mail.recipient import recipient_maker
 from newsletter.mail.render import shared_renderer
 from newsletter.mail.templates import template_fault
 from newsletter.queue.dueset import RedisQueue
@@ -166,9 +166,8 @@ def send_chunk(
         if not keep:
             queue.apply(redis_changes)
             return summary
-        recipients = [
-            recipient(settings, d.id, sub.public_id, sub.email, sub.name) for d, sub, _ in keep
-        ]
+        make = recipient_maker(settings)  # the signing keys once per chunk
+        recipients = [make(d.id, sub.public_id, sub.email, sub.name) for d, sub, _ in keep]
         if before_send is not None:
             before_send([d.id for d, _, _ in keep])
         halted_reason: str | None = None

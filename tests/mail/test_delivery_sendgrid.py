@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
+import json
 import socket
 import threading
 import time
@@ -19,7 +21,13 @@ from newsletter.core.config import Settings, load_settings
 from newsletter.core.identity import fingerprint
 from newsletter.mail import backends as delivery
 from newsletter.mail import render
-from newsletter.mail.backends.sendgrid import BACKOFF, SendGridBackend, chunks
+from newsletter.mail.backends.sendgrid import (
+    BACKOFF,
+    JSON_UTF8,
+    SendGridBackend,
+    chunks,
+    encode_body,
+)
 from newsletter.mail.message import (
     ARTICLE,
     CONFIRMATION,
@@ -33,6 +41,7 @@ from newsletter.mail.message import (
     SendingHalted,
     Unknown,
 )
+from newsletter.mail.mime import ONE_CLICK
 
 
 @pytest.fixture
@@ -391,3 +400,78 @@ def test_fake_runs_as_its_own_process(settings: Settings) -> None:
         "recipients": 1200,
         "problems": [],
     }
+
+
+def test_the_body_goes_out_as_utf8_json_with_the_values_json_dumps_wrote(
+    settings: Settings, fake: FakeSendGrid
+) -> None:
+    """orjson encodes the request (issue 26): the stand-in, checking the schema, reads the same
+    values the client's json.dumps sent before, non-ASCII text included, under a header that
+    says UTF-8 (the client re-encodes a body itself only for a bare application/json)."""
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    message = article(subject="Ça va — “quotes” and 😀", text="Grüße\n\u2028 tab\t end")
+    recipients = people(4)
+    recipients[1] = dataclasses.replace(recipients[1], name="Zoë «Ünïcode» 😀")
+    outcomes = backend.send(message, recipients)
+    assert fake.problems == [] and all(isinstance(o, Accepted) for o in outcomes)
+    (request,) = fake.requests
+    assert request.headers["Content-Type"] == JSON_UTF8
+    assert request.body == json.loads(json.dumps(backend.build_body(message, recipients)))
+    assert request.body["personalizations"][1]["to"][0]["name"] == "Zoë «Ünïcode» 😀"
+
+
+def test_encoded_bodies_read_back_as_json_dumps_wrote_them() -> None:
+    body = {"a": ["é", 1, True, None, {"b": '😀\u2028\x00"</script>'}], "c": 1.5}
+    assert json.loads(encode_body(body)) == json.loads(json.dumps(body)) == body
+    lone = {"name": "\ud800"}  # orjson refuses a lone surrogate: json.dumps's escaped text
+    assert encode_body(lone) == json.dumps(lone)
+
+
+def _entry_before(message: Message, recipient: Recipient, used: list[str]) -> dict[str, Any]:
+    """A personalization as the backend built it before issue 26 (one call per recipient)."""
+    to = {"email": recipient.email.strip()}
+    name = " ".join((recipient.name or "").replace(";", " ").replace(",", " ").split())
+    if name:
+        to["name"] = name
+    custom_args = {"delivery_id": str(recipient.delivery_id), "kind": message.kind}
+    if message.kind == ARTICLE and message.series is not None:
+        custom_args["series"] = message.series
+        if message.part is not None:
+            custom_args["part"] = str(message.part)
+    item: dict[str, Any] = {"to": [to], "custom_args": custom_args}
+    url = " ".join(recipient.unsubscribe_url.split())
+    if url:
+        item["headers"] = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
+    if used:
+        item["substitutions"] = {key: str(recipient.values.get(key, "")) for key in used}
+    return item
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        article(),
+        article(part=None),
+        article(series=None),
+        article(kind=CONFIRMATION, subject=f"Confirm {render.CONFIRM_URL}"),
+        article(html="<p>no placeholders</p>", text="none", subject="plain"),
+    ],
+)
+def test_a_request_s_personalizations_are_built_as_before(
+    settings: Settings, fake: FakeSendGrid, message: Message
+) -> None:
+    backend = SendGridBackend(sg_settings(settings, fake.url))
+    recipients = people(6)
+    recipients[0] = dataclasses.replace(recipients[0], name=" Doe,  Jane;\tX ", delivery_id="7")
+    recipients[1] = dataclasses.replace(recipients[1], name="", unsubscribe_url="")
+    recipients[2] = dataclasses.replace(recipients[2], email="  spaced@example.net ")
+    recipients[3] = dataclasses.replace(recipients[3], values={render.GREETING: "Hi,"})
+    body = backend.build_body(message, recipients)
+    keys = dict.fromkeys(k for r in recipients for k in r.values)
+    searched = (message.subject, message.html, message.text)
+    used = [k for k in keys if any(k in text for text in searched)]
+    assert body["personalizations"] == [_entry_before(message, r, used) for r in recipients]
+    assert [json.dumps(p) for p in body["personalizations"]] == [
+        json.dumps(_entry_before(message, r, used)) for r in recipients
+    ]  # the same keys in the same order
+    assert backend.personalization(message, recipients[0], used) == body["personalizations"][0]

@@ -14,6 +14,7 @@ import urllib.error
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
@@ -44,6 +45,20 @@ TIMEOUT_SECONDS = 30.0
 BACKOFF_BASE = 30.0  # seconds; doubled per consecutive failure in this process
 BACKOFF_CAP = 3600.0
 _PERSONALIZATION_INDEX = re.compile(r"personalizations\.(\d+)")
+# The body goes to the official client already encoded (orjson: ~0.2 ms for 1,000 readers
+# against ~6 ms for the client's own json.dumps). python-http-client re-encodes a body itself
+# only when the Content-Type is exactly "application/json", so the header names the charset;
+# SendGrid's C# client sent this same header to /v3/mail/send for years (sendgrid-csharp#910).
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+def encode_body(body: Mapping[str, Any]) -> str:
+    """The request's JSON as UTF-8 text: the same values json.dumps writes, without its
+    spaces and \\u escapes; json.dumps for what orjson refuses (a lone surrogate)."""
+    try:
+        return orjson.dumps(body).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(body)
 
 
 class _Backoff:
@@ -231,7 +246,9 @@ class SendGridBackend:
     def _post(self, body: dict[str, Any], ticket: str | None = None) -> tuple[int, str]:
         headers: Any = None  # X-RateLimit-* of the answer (2xx or an error), for the throttle
         try:
-            response = self.client.client.mail.send.post(request_body=body)
+            response = self.client.client.mail.send.post(
+                request_body=encode_body(body), request_headers={"Content-Type": JSON_UTF8}
+            )
             headers = response.headers
         except HTTPError as exc:
             headers = getattr(exc, "headers", None)
