@@ -13,7 +13,6 @@ from beat's start.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ from celery import Celery, signals
 from celery.schedules import schedstate, schedule
 
 from newsletter.core.config import Settings, get_settings
+from newsletter.core.heap import settle_heap
 from newsletter.engine.plan import Chunk
 from newsletter.engine.reconcile import reconcile as reconcile_now
 from newsletter.engine.send import send_chunk as send_now
@@ -312,11 +312,11 @@ def settle_process() -> None:
     Never share pooled DB connections across fork. gc.freeze() moves the ~100k objects that
     Celery, SQLAlchemy and the app leave at start-up into the permanent generation, so the
     collections a 1,000-recipient chunk triggers no longer walk them: a third of `plan`'s CPU
-    and a tenth of `send_chunk`'s went to those walks. Garbage made later is collected as usual.
+    and a tenth of `send_chunk`'s went to those walks. Garbage made later is collected as usual,
+    in larger steps (core.heap).
     """
     dispose_all()
-    gc.collect()
-    gc.freeze()
+    settle_heap()
 
 
 # --- issue 16: logs, metrics files, heartbeats, beat's sign of life ----------------------

@@ -8,6 +8,7 @@ import gc
 import pytest
 
 from newsletter.core.config import Settings
+from newsletter.core.heap import FIRST_GENERATION
 
 
 def test_a_pool_process_freezes_its_start_up_heap_and_still_collects_later_garbage(
@@ -16,10 +17,12 @@ def test_a_pool_process_freezes_its_start_up_heap_and_still_collects_later_garba
     from newsletter import tasks  # imported after the settings are exported
 
     gc.unfreeze()
+    threshold = gc.get_threshold()
     try:
         tasks.settle_process()
         frozen = gc.get_freeze_count()
         assert frozen > 1000  # the modules' objects, out of the collector's walks
+        assert gc.get_threshold()[0] == FIRST_GENERATION  # a chunk's young garbage in larger steps
 
         class Node:
             pass
@@ -31,6 +34,7 @@ def test_a_pool_process_freezes_its_start_up_heap_and_still_collects_later_garba
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 UTC = dt.UTC

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from newsletter.core.config import Settings
+from newsletter.core.heap import settle_heap
 from newsletter.engine.plan import Chunk
 from newsletter.engine.send import send_chunk
 from newsletter.engine.summary import TickSummary
@@ -64,6 +65,7 @@ def _serve(conn: Connection, settings: Settings, now: dt.datetime, parent: int) 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     after_fork()
+    settle_heap()
     queue = RedisQueue(settings)
     while True:
         if not conn.poll(POLL_SECONDS):
