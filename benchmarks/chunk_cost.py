@@ -10,6 +10,12 @@ SendGrid stand-in) from the repository root:
 `NL_CHUNK_PROFILE=1` adds a cProfile of send_chunk (sorted by own time). Thread CPU
 (`time.thread_time`) leaves out the stand-in's server thread and the database server; on a
 shared machine it is noisy, the statement counts are not.
+
+On PostgreSQL it also prints the server's side: the CPU of the backends our connections used
+(psutil on each `pg_backend_pid()`, the server on the same machine), the WAL the run wrote, and
+from pg_stat_user_tables the heap tuples written per recipient in `deliveries` and `enrollments`
+(inserts + updates, and how many updates were HOT: a non-HOT update adds an entry to every
+index whose predicate the new tuple matches).
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import time
 from typing import Any
 
 from scale_support import BATCH, BATCH_SLOT, batch_readers, statements
+from sqlalchemy import event, text
 
 from newsletter.engine.plan import plan as plan_due
 from newsletter.engine.send import send_chunk
+from newsletter.store.db import get_engine
 
 CHUNKS = 5
 
@@ -32,6 +40,9 @@ CHUNKS = 5
 def test_chunk_cost(sg: Any) -> None:
     settings, _ = sg
     batch_readers(settings, CHUNKS * BATCH)
+    server = (
+        _Server(settings.database_url) if settings.database_url.startswith("postgres") else None
+    )
     plan_cpu = send_cpu = 0.0
     plan_sql = send_sql = 0
     profile = cProfile.Profile()
@@ -54,7 +65,74 @@ def test_chunk_cost(sg: Any) -> None:
         f" {plan_cpu / CHUNKS * 1000:.1f} ms CPU, send_chunk {send_sql / CHUNKS:.1f} statements"
         f" {send_cpu / CHUNKS * 1000:.1f} ms CPU (load average {os.getloadavg()[0]:.1f})"
     )
+    if server is not None:
+        print(server.report(CHUNKS * BATCH))
     if os.environ.get("NL_CHUNK_PROFILE"):
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
         print(out.getvalue())
+
+
+_TUPLES = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, pg_relation_size(relid),"
+    " pg_indexes_size(relid) FROM pg_stat_user_tables"
+    " WHERE relname IN ('deliveries', 'enrollments')"
+)
+_INDEXES = (
+    "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes"
+    " WHERE relname = 'deliveries' ORDER BY indexrelname"
+)
+
+
+class _Server:
+    """PostgreSQL's own work during the run: backend CPU, WAL bytes, heap tuples written."""
+
+    def __init__(self, url: str) -> None:
+        import psutil
+
+        self.engine = get_engine(url)
+        self.pids: set[int] = set()
+        self.engine.dispose()  # every connection from here on is seen by `connect`
+        time.sleep(0.5)  # the closed backends flush their statistics before the reset
+        event.listen(self.engine, "connect", self._seen)
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_stat_reset()"))
+            self.wal = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
+        self.psutil = psutil
+        self.cpu = {p: self._cpu(p) for p in self.pids}
+
+    def _seen(self, dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        self.pids.add(cur.fetchone()[0])
+        cur.close()
+
+    def _cpu(self, pid: int) -> float:
+        t = self.psutil.Process(pid).cpu_times()
+        return float(t.user + t.system)
+
+    def report(self, recipients: int) -> str:
+        spent = sum(self._cpu(p) - self.cpu.get(p, 0.0) for p in self.pids)
+        with self.engine.connect() as conn:
+            wal = conn.execute(
+                text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :w)"), {"w": self.wal}
+            ).scalar_one()
+        time.sleep(1.5)  # backends flush their table statistics at most once a second
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(_TUPLES)).all()
+            indexes = conn.execute(text(_INDEXES)).all()
+        per = 1000 / recipients
+        lines = [
+            f"postgresql server: {spent * 1000 * per:.1f} ms backend CPU per 1,000"
+            f" ({len(self.pids)} backends), WAL {wal / recipients:.0f} bytes per recipient"
+        ]
+        for name, ins, upd, hot, heap, index in sorted(rows):
+            lines.append(
+                f"  {name}: per recipient {ins / recipients:.2f} inserts,"
+                f" {upd / recipients:.2f} updates ({hot / recipients:.2f} HOT);"
+                f" bytes on disk after the run: heap {heap // 1024} kB, indexes {index // 1024} kB"
+            )
+        lines.append(
+            "  deliveries' indexes (kB): " + ", ".join(f"{n} {b // 1024}" for n, b in indexes)
+        )
+        return "\n".join(lines)

@@ -195,8 +195,20 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "series_id", "part_number", name="uq_delivery_once"),
-        Index("ix_deliveries_status_updated", "status", "updated_at"),
-        Index("ix_deliveries_status_sent", "status", "sent_at"),
+        # Only the rows their queries ask for (migration 0019): a sent tuple, the ledger's bulk,
+        # goes into neither on PostgreSQL; claimed and handed tuples never into sent_at.
+        Index(
+            "ix_deliveries_status_updated",
+            "status",
+            "updated_at",
+            postgresql_where=text(f"status <> '{SENT}'"),
+        ),
+        Index(
+            "ix_deliveries_sent_at",
+            "sent_at",
+            postgresql_where=text(f"status = '{SENT}'"),
+            sqlite_where=text(f"status = '{SENT}'"),
+        ),
         Index("ix_deliveries_series_part_status", "series_id", "part_number", "status"),
     )
 

@@ -147,7 +147,7 @@ def test_the_hot_admin_queries_use_their_indexes(settings: Settings) -> None:
         (
             lambda s: stats.last_days(s, NOW),
             "sent_at >=",
-            "ix_deliveries_status_sent",
+            "ix_deliveries_sent_at",
             "deliveries",
         ),
         (
