@@ -43,6 +43,10 @@ def test_chunk_cost(sg: Any) -> None:
     server = (
         _Server(settings.database_url) if settings.database_url.startswith("postgres") else None
     )
+    if os.environ.get("NL_CHUNK_SPLIT"):
+        import split  # type: ignore[import-not-found]
+
+        split.install(settings.database_url)
     plan_cpu = send_cpu = 0.0
     plan_sql = send_sql = 0
     profile = cProfile.Profile()
@@ -67,6 +71,8 @@ def test_chunk_cost(sg: Any) -> None:
     )
     if server is not None:
         print(server.report(CHUNKS * BATCH))
+    if os.environ.get("NL_CHUNK_SPLIT"):
+        split.report(CHUNKS * BATCH)
     if os.environ.get("NL_CHUNK_PROFILE"):
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
