@@ -15,7 +15,8 @@ On PostgreSQL it also prints the server's side: the CPU of the backends our conn
 (psutil on each `pg_backend_pid()`, the server on the same machine), the WAL the run wrote, and
 from pg_stat_user_tables the heap tuples written per recipient in `deliveries` and `enrollments`
 (inserts + updates, and how many updates were HOT: a non-HOT update adds an entry to every
-index whose predicate the new tuple matches).
+index whose predicate the new tuple matches), and the backend's CPU per statement (from
+/proc/<pid>/schedstat, nanoseconds, read around each statement; commits are not statements).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import io
 import os
 import pstats
 import time
+from collections import Counter
 from typing import Any
 
 from scale_support import BATCH, BATCH_SLOT, batch_readers, statements
@@ -43,10 +45,6 @@ def test_chunk_cost(sg: Any) -> None:
     server = (
         _Server(settings.database_url) if settings.database_url.startswith("postgres") else None
     )
-    if os.environ.get("NL_CHUNK_SPLIT"):
-        import split  # type: ignore[import-not-found]
-
-        split.install(settings.database_url)
     plan_cpu = send_cpu = 0.0
     plan_sql = send_sql = 0
     profile = cProfile.Profile()
@@ -71,8 +69,6 @@ def test_chunk_cost(sg: Any) -> None:
     )
     if server is not None:
         print(server.report(CHUNKS * BATCH))
-    if os.environ.get("NL_CHUNK_SPLIT"):
-        split.report(CHUNKS * BATCH)
     if os.environ.get("NL_CHUNK_PROFILE"):
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
@@ -98,9 +94,12 @@ class _Server:
 
         self.engine = get_engine(url)
         self.pids: set[int] = set()
+        self.split: Counter[str] = Counter()
         self.engine.dispose()  # every connection from here on is seen by `connect`
         time.sleep(0.5)  # the closed backends flush their statistics before the reset
         event.listen(self.engine, "connect", self._seen)
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        event.listen(self.engine, "after_cursor_execute", self._after)
         with self.engine.connect() as conn:
             conn.execute(text("SELECT pg_stat_reset()"))
             self.wal = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
@@ -112,6 +111,19 @@ class _Server:
         cur.execute("SELECT pg_backend_pid()")
         self.pids.add(cur.fetchone()[0])
         cur.close()
+
+    @staticmethod
+    def _ns(pid: int) -> int:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+
+    def _before(self, conn: Any, *_args: Any) -> None:
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        conn.info["chunk_cost"] = (pid, self._ns(pid))
+
+    def _after(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        pid, started = conn.info.pop("chunk_cost")
+        self.split[" ".join(statement.split())[:80]] += self._ns(pid) - started
 
     def _cpu(self, pid: int) -> float:
         t = self.psutil.Process(pid).cpu_times()
@@ -141,4 +153,7 @@ class _Server:
         lines.append(
             "  deliveries' indexes (kB): " + ", ".join(f"{n} {b // 1024}" for n, b in indexes)
         )
+        lines.append("  backend CPU per statement, ms per 1,000:")
+        for statement, ns in self.split.most_common(6):
+            lines.append(f"    {ns / 1e6 * per:6.2f}  {statement}")
         return "\n".join(lines)
