@@ -195,8 +195,22 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "series_id", "part_number", name="uq_delivery_once"),
-        Index("ix_deliveries_status_updated", "status", "updated_at"),
-        Index("ix_deliveries_status_sent", "status", "sent_at"),
+        # On PostgreSQL only the rows their queries ask for (migration 0019): a sent tuple, the
+        # ledger's bulk, never goes into status_updated, claimed and handed ones never into
+        # sent_at (keyed on sent_at alone: PostgreSQL drops the status = 'sent' its WHERE
+        # implies, and a leading status column would leave no range to start from). SQLite
+        # keeps the full (status, sent_at) and (status, updated_at): its planner, without
+        # statistics, passed over a partial sent_at index.
+        Index(
+            "ix_deliveries_status_updated",
+            "status",
+            "updated_at",
+            postgresql_where=text(f"status <> '{SENT}'"),
+        ),
+        Index(
+            "ix_deliveries_sent_at", "sent_at", postgresql_where=text(f"status = '{SENT}'")
+        ).ddl_if(dialect="postgresql"),
+        Index("ix_deliveries_status_sent", "status", "sent_at").ddl_if(dialect="sqlite"),
         Index("ix_deliveries_series_part_status", "series_id", "part_number", "status"),
     )
 

@@ -25,8 +25,8 @@ def test_upgrade_on_empty_sqlite(tmp_path) -> None:
     db.dispose_all()
 
 
-ADMIN_INDEXES = {
-    "deliveries": {"ix_deliveries_status_sent", "ix_deliveries_series_part_status"},
+ADMIN_INDEXES = {  # 0007's (its ix_deliveries_status_sent is ix_deliveries_sent_at on PostgreSQL)
+    "deliveries": {"ix_deliveries_series_part_status"},
     "provider_events": {"ix_provider_events_type_occurred"},
     "subscribers": {"ix_subscribers_status_paused", "ix_subscribers_created"},
     "enrollments": {"ix_enrollments_series_not_before"},
@@ -104,3 +104,73 @@ def test_0008_gives_each_series_the_start_it_was_queued_with(database_url: str) 
     with db.session_scope(database_url) as session:
         found = dict(session.execute(select(Series.slug, Series.starts_on)).all())
     assert found == {"a": start, "b": None}
+
+
+def _where(url: str, index: str) -> str | None:
+    """The WHERE of an index as the database keeps it (None: a full index)."""
+    from sqlalchemy import text
+
+    engine = db.get_engine(url)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            sql = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n"),
+                {"n": index},
+            ).scalar_one()
+        else:
+            sql = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": index}
+            ).scalar_one()
+    _, found, where = sql.partition(" WHERE ")
+    return where.strip() if found else None
+
+
+def test_0019_keeps_sent_rows_out_of_postgresqls_status_indexes_and_back_again(
+    database_url: str,
+) -> None:
+    """At head, on PostgreSQL, ix_deliveries_sent_at holds sent rows only and
+    ix_deliveries_status_updated only rows not sent; a downgrade to 0018 gives back the full
+    (status, sent_at) and (status, updated_at). SQLite's stay full throughout."""
+    from alembic import command
+
+    postgres = database_url.startswith("postgresql")
+    cfg = db.alembic_config(database_url)
+    full, partial = "ix_deliveries_status_sent", "ix_deliveries_sent_at"
+    updated = "ix_deliveries_status_updated"
+
+    def sent_index() -> str:
+        names = _index_names(database_url)["deliveries"]
+        assert len(names & {full, partial}) == 1, names
+        return full if full in names else partial
+
+    try:
+        if postgres:
+            assert sent_index() == partial
+            assert "= 'sent'" in (_where(database_url, partial) or "")
+            assert "<> 'sent'" in (_where(database_url, updated) or "")
+        else:
+            assert sent_index() == full
+            assert _where(database_url, full) is _where(database_url, updated) is None
+        command.downgrade(cfg, "0018")
+        db.dispose_all()
+        assert sent_index() == full
+        assert _where(database_url, full) is _where(database_url, updated) is None
+    finally:
+        db.upgrade(database_url)
+        db.dispose_all()
+    assert sent_index() == (partial if postgres else full)
+
+
+def test_the_models_declare_0019s_indexes_per_database() -> None:
+    """The models say what 0019 makes: on PostgreSQL the partial ones (WHERE included), on
+    SQLite the full ones; each index made on one database only says so."""
+    found = {i.name: i for i in Base.metadata.tables["deliveries"].indexes}
+    sent, full = found["ix_deliveries_sent_at"], found["ix_deliveries_status_sent"]
+    updated = found["ix_deliveries_status_updated"]
+    assert [c.name for c in sent.columns] == ["sent_at"]
+    assert [c.name for c in full.columns] == ["status", "sent_at"]
+    assert str(sent.dialect_options["postgresql"]["where"]) == "status = 'sent'"
+    assert str(updated.dialect_options["postgresql"]["where"]) == "status <> 'sent'"
+    assert updated.dialect_options["sqlite"]["where"] is None
+    assert sent._ddl_if is not None and sent._ddl_if.dialect == "postgresql"
+    assert full._ddl_if is not None and full._ddl_if.dialect == "sqlite"
