@@ -458,6 +458,7 @@ def test_the_report_prints_every_row_of_issue_26_with_its_goal() -> None:
     assert "| 30,000 readers, postgresql | 60 | 0 | 0 | 60 | 50 | 7 | 117 |" in cpu
 
 
+@pytest.mark.slow  # runs a real pip against an index that is not there
 def test_without_the_peer_only_its_row_says_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
