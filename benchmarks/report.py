@@ -74,18 +74,32 @@ def _admin_figure(name: str, page: dict[str, Any]) -> float:
     return float(page.get("first_rows", page["seconds"])) if name in EXPORTS else page["seconds"]
 
 
+def _pages(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The pages as the app answers them in-process (the exports over a real server are apart)."""
+    return {
+        name: page
+        for name, page in r["pages"].items()
+        if "seconds" in page and not name.endswith("_uvicorn")
+    }
+
+
 def _admin_slowest(r: dict[str, Any]) -> float:
     """The slowest admin page's seconds (admin_pages.py reports each page)."""
-    return max(_admin_figure(name, p) for name, p in r["pages"].items())
+    return max(_admin_figure(name, p) for name, p in _pages(r).items())
 
 
 def _admin_slowest_name(r: dict[str, Any]) -> str:
-    return max(r["pages"], key=lambda name: _admin_figure(name, r["pages"][name]))
+    pages = _pages(r)
+    return max(pages, key=lambda name: _admin_figure(name, pages[name]))
 
 
 def _export_whole(r: dict[str, Any]) -> float:
-    """The slower of the CSV and JSON export, whole file over HTTP (seconds)."""
-    return max(float(r["pages"][name]["seconds"]) for name in EXPORTS if name in r["pages"])
+    """The slower of the CSV and JSON export, whole file over HTTP (seconds): from a real
+    uvicorn server when admin_pages.py ran one (what a browser gets), else the test client."""
+    pages = r["pages"]
+    real = [f"{name}_uvicorn" for name in EXPORTS if "seconds" in pages.get(f"{name}_uvicorn", {})]
+    names = real or [name for name in EXPORTS if name in pages]
+    return max(float(pages[name]["seconds"]) for name in names)
 
 
 def _rows(r: dict[str, Any]) -> str:
@@ -128,9 +142,9 @@ ROWS = [
         _admin_slowest, 0.15, True, "s", _admin_slowest_name),
     Row("admin, 100k readers / 1M ledger rows, slowest page, PostgreSQL (s)", "admin_postgresql",
         _admin_slowest, 0.15, True, "s", _admin_slowest_name),
-    Row("export of 100k rows, whole file over HTTP, slower of CSV/JSON, SQLite (s)",
+    Row("export of 100k rows, whole file from a real server, slower of CSV/JSON, SQLite (s)",
         "admin_sqlite", _export_whole, 1.5, True, "s"),
-    Row("export of 100k rows, whole file over HTTP, slower of CSV/JSON, PostgreSQL (s)",
+    Row("export of 100k rows, whole file from a real server, slower of CSV/JSON, PostgreSQL (s)",
         "admin_postgresql", _export_whole, 1.5, True, "s"),
     Row("django-newsletter in the same run: ours / peer", "peer_ratio", lambda r: r["ratio"],
         25.0, False, "x", _ratio_note),
@@ -167,7 +181,8 @@ def run_admin(db: str, readers: int, ledger: int, tag: str) -> dict[str, Any]:
           "file), SQL statements")  # fmt: skip
     for name, page in r["pages"].items():
         whole = f" / {page['seconds']:.3f} s" if name in EXPORTS else ""
-        print(f"  {name:<40}{_admin_figure(name, page):>8.3f} s{whole} {page['statements']:>4}")
+        statements = page.get("statements", "")  # none counted across a real server's process
+        print(f"  {name:<40}{_admin_figure(name, page):>8.3f} s{whole} {statements:>4}")
     return r
 
 

@@ -382,6 +382,11 @@ def _admin_run(slowest: float, export_whole: float) -> dict[str, object]:
             "calendar_people_of_biggest_count": {"seconds": slowest, "statements": 7},
             "export_csv": {"seconds": export_whole, "first_rows": 0.01, "statements": 3},
             "export_json": {"seconds": export_whole / 2, "first_rows": 0.02, "statements": 3},
+            # the same exports from a real server's process: the export rows read these, and
+            # they are no page of their own (their whole file is not "the slowest page")
+            "export_csv_uvicorn": {"seconds": export_whole * 3, "first_rows": 0.01},
+            "export_json_uvicorn": {"seconds": export_whole, "first_rows": 0.02},
+            "exports_uvicorn": {"error": "a run where the server did not start has no seconds"},
         },
     }
 
@@ -450,8 +455,11 @@ def test_the_report_prints_every_row_of_issue_26_with_its_goal() -> None:
     slowest = rows["admin, 100k readers / 1M ledger rows, slowest page, SQLite (s)"]
     assert slowest[0].startswith("0.200 s (calendar_people_of_biggest_count)")
     assert slowest[1:] == ["≤ 0.150 s", "no"]
-    export = rows["export of 100k rows, whole file over HTTP, slower of CSV/JSON, PostgreSQL (s)"]
-    assert export[0] == "1.60 s" and export[2] == "no"
+    export_row = (
+        "export of 100k rows, whole file from a real server, slower of CSV/JSON, PostgreSQL (s)"
+    )
+    export = rows[export_row]
+    assert export[0] == "4.80 s" and export[2] == "no"  # the real server's CSV, not the client's
     ratio = rows["django-newsletter in the same run: ours / peer"]
     assert ratio[0].startswith("20.0×") and ratio[1:] == ["≥ 25.0×", "no"]
     cpu = report.cpu_table(runs, ["production_30k", "production_100k"])  # type: ignore[attr-defined]
