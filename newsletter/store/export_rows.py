@@ -9,7 +9,7 @@ aggregate. No IN list of the page's ids, no ORM objects: plain rows, turned into
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import CANCELLED, SERIES_KIND, Enrollment, Series, Subscriber
@@ -94,14 +95,11 @@ def _page_statement(session: Session, after: int, size: int) -> Any:
     # half the cost of a window over the page's enrollments. An aggregate's order is not
     # promised on SQLite 3.40, so each place carries its queue order and `_slugs` sorts.
     slug = func.coalesce(case((Enrollment.state != CANCELLED, Series.slug)), literal(""))
-    postgres = session.get_bind().dialect.name == "postgresql"
-    shifted = cast(Enrollment.position, BigInteger) + literal(_SHIFT, BigInteger)
-    if postgres:
-        digits = func.lpad(cast(shifted, String), 10, "0", type_=String) + func.lpad(
-            cast(Enrollment.id, String), 20, "0", type_=String
-        )
-        joined = func.string_agg(digits + slug, literal(" "))
+    if _in_order(session):  # PostgreSQL orders inside the aggregate: the slugs alone
+        queue_order = aggregate_order_by(literal(" "), Enrollment.position, Enrollment.id)
+        joined = func.string_agg(slug, queue_order)
     else:
+        shifted = cast(Enrollment.position, BigInteger) + literal(_SHIFT, BigInteger)
         digits = func.printf("%010d%020d", shifted, Enrollment.id, type_=String)
         joined = func.group_concat(digits + slug, " ")
     taken = (
@@ -114,6 +112,16 @@ def _page_statement(session: Session, after: int, size: int) -> Any:
         .label("places")
     )
     return select(*_COLUMNS, taken).where(Subscriber.id > after).order_by(Subscriber.id).limit(size)
+
+
+def _in_order(session: Session) -> bool:
+    """Whether the database orders an aggregate's input (PostgreSQL's ORDER BY inside it)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _ordered_slugs(places: str | None) -> list[str] | None:
+    """The slugs of an aggregate already in queue order, the deselected (empty) left out."""
+    return None if places is None else [slug for slug in places.split(" ") if slug]
 
 
 def _slugs(places: str | None) -> list[str] | None:
@@ -132,7 +140,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.isoformat() + "+00:00"
 
 
-def _reader(row: Any) -> ExportReader:
+def _reader(row: Any, slugs: Callable[[str | None], list[str] | None]) -> ExportReader:
     (id_, email, name, zone, status, cadence, paused, takes_new, method, consent_at, confirmed_at,
      unsubscribed_at, created_at, ip, form, wording, requested, places) = row  # fmt: skip
     return ExportReader(
@@ -140,17 +148,18 @@ def _reader(row: Any) -> ExportReader:
         None if paused is None else paused.isoformat(),
         takes_new, method, _iso(consent_at), _iso(confirmed_at), _iso(unsubscribed_at),
         created_at.isoformat() + "+00:00", ip, form, wording, requested,
-        _slugs(places),
+        slugs(places),
     )  # fmt: skip
 
 
 def reader_pages(session: Session, size: int | None = None) -> Iterator[list[ExportReader]]:
     """Every reader in id order, `size` (default PAGE_SIZE) readers, one statement, a page."""
     size = size or PAGE_SIZE
+    slugs = _ordered_slugs if _in_order(session) else _slugs
     after = 0
     while True:
         rows = session.connection().execute(_page_statement(session, after, size)).all()
-        page = [_reader(row) for row in rows]
+        page = [_reader(row, slugs) for row in rows]
         if not page:
             return
         yield page
