@@ -117,19 +117,19 @@ def _ranked(session: Session, readers: Any = None) -> Any:
         order_by=(Enrollment.position, Enrollment.id),
         rows=(None, None),
     )
+    return select(*_place_columns(), rest.label("rest")).where(*where).subquery()
+
+
+def _place_columns() -> tuple[Any, ...]:
+    """A reader's place as both groupings read it (with or without the queue text)."""
     return (
-        select(
-            Enrollment.id.label("id"),
-            Enrollment.subscriber_id.label("subscriber_id"),
-            Enrollment.series_id.label("series_id"),
-            Enrollment.state.label("state"),
-            Enrollment.next_part.label("next_part"),
-            Enrollment.next_due_at.label("next_due_at"),
-            Enrollment.not_before.label("not_before"),
-            rest.label("rest"),
-        )
-        .where(*where)
-        .subquery()
+        Enrollment.id.label("id"),
+        Enrollment.subscriber_id.label("subscriber_id"),
+        Enrollment.series_id.label("series_id"),
+        Enrollment.state.label("state"),
+        Enrollment.next_part.label("next_part"),
+        Enrollment.next_due_at.label("next_due_at"),
+        Enrollment.not_before.label("not_before"),
     )
 
 
@@ -140,19 +140,7 @@ def _active(readers: Any = None) -> Any:
     where = [Enrollment.state == ENROLLED_ACTIVE, Enrollment.series_id.in_(live)]
     if readers is not None:
         where.append(Enrollment.subscriber_id.in_(readers))
-    return (
-        select(
-            Enrollment.id.label("id"),
-            Enrollment.subscriber_id.label("subscriber_id"),
-            Enrollment.series_id.label("series_id"),
-            Enrollment.state.label("state"),
-            Enrollment.next_part.label("next_part"),
-            Enrollment.next_due_at.label("next_due_at"),
-            Enrollment.not_before.label("not_before"),
-        )
-        .where(*where)
-        .subquery()
-    )
+    return select(*_place_columns()).where(*where).subquery()
 
 
 def _waiting(rest: str | None, times: dict[int, rule.SeriesTimes]) -> tuple[rule.Place, ...]:
