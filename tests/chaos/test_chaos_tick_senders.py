@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
+import subprocess
 
 import pytest
 from conftest import PEOPLE, World, at, hours, minutes
 from sqlalchemy import func, select
+from waiting import wait_for
 
 from newsletter.store.db import session_scope
 from newsletter.store.models import CLAIMED, SENT, Delivery
@@ -52,6 +53,34 @@ def statuses(w: World) -> dict[str, int]:
 def part_two(w: World) -> None:
     summary = w.tick(WEEK_LATER)
     assert summary is not None and summary["sent"] == PEOPLE, summary
+
+
+def tick_while_both_senders_wait(w: World) -> subprocess.Popen[str]:
+    """`newsletter tick` started, returned once both senders are inside a provider call that
+    answers 202 after 2 s (the tick still running)."""
+    fake = w.fake
+    assert fake is not None
+    fake.then(202, delay=2.0).then(202, delay=2.0)
+    proc = w.start("tick", "--now", at(minutes(0)), "--json")
+    wait_for(
+        lambda: len(fake.requests) >= 2 or proc.poll() is not None,
+        "both senders inside their provider call",
+        timeout=120,
+        every=0.01,
+    )
+    assert proc.poll() is None, "the tick ended early"
+    return proc
+
+
+def next_ticks_send_the_rest(w: World) -> None:
+    """After a killed tick: its lock expired, the next ticks and reconcile leave every reader
+    with part 1 once, and part 2 goes out a week later."""
+    w.expire_tick_lock()
+    w.tick(minutes(5))
+    w.reconcile(minutes(15))
+    w.tick(minutes(15))
+    assert statuses(w) == {SENT: PEOPLE}
+    part_two(w)
 
 
 WEEK_LATER = hours(24 * 7)
@@ -103,12 +132,7 @@ def test_tick_killed_after_a_plan(world: World) -> None:
     after_kill = statuses(w)
     assert "handed" not in after_kill, after_kill  # the senders finished their chunks
     assert after_kill.get("claimed", 0) <= BATCH, after_kill  # the one round it held
-    w.expire_tick_lock()
-    w.tick(minutes(5))
-    w.reconcile(minutes(15))
-    w.tick(minutes(15))
-    assert statuses(w) == {SENT: PEOPLE}
-    part_two(w)
+    next_ticks_send_the_rest(w)
     w.check()
 
 
@@ -117,13 +141,7 @@ def test_tick_killed_while_senders_wait_for_the_provider(world: World) -> None:
     record it and exit (nothing handed is left); the rest is sent by the next ticks."""
     w = world
     w.seed()
-    assert w.fake is not None
-    w.fake.then(202, delay=2.0).then(202, delay=2.0)
-    proc = w.start("tick", "--now", at(minutes(0)), "--json")
-    deadline = time.monotonic() + 120
-    while len(w.fake.requests) < 2:  # both senders are inside their provider call
-        assert proc.poll() is None and time.monotonic() < deadline, "the tick ended early"
-        time.sleep(0.01)
+    proc = tick_while_both_senders_wait(w)
     os.kill(proc.pid, signal.SIGKILL)
     result = w.finish(proc, "tick")  # returns once the senders closed its output too
     assert result.killed, result.describe()
@@ -132,12 +150,7 @@ def test_tick_killed_while_senders_wait_for_the_provider(world: World) -> None:
     assert "handed" not in after_kill, after_kill
     assert after_kill.get(SENT, 0) == len(w.mails()) == 2 * BATCH, after_kill
     assert after_kill.get("claimed", 0) <= BATCH, after_kill  # the round it held
-    w.expire_tick_lock()
-    w.tick(minutes(5))
-    w.reconcile(minutes(15))
-    w.tick(minutes(15))
-    assert statuses(w) == {SENT: PEOPLE}
-    part_two(w)
+    next_ticks_send_the_rest(w)
     w.check()
 
 
@@ -147,13 +160,7 @@ def test_tick_stopped_while_senders_wait_for_the_provider(world: World) -> None:
     minute later; nothing is left handed and the next tick sends the rest."""
     w = world
     w.seed()
-    assert w.fake is not None
-    w.fake.then(202, delay=2.0).then(202, delay=2.0)
-    proc = w.start("tick", "--now", at(minutes(0)), "--json")
-    deadline = time.monotonic() + 120
-    while len(w.fake.requests) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, "the tick ended early"
-        time.sleep(0.01)
+    proc = tick_while_both_senders_wait(w)
     os.kill(proc.pid, signal.SIGTERM)
     result = w.finish(proc, "tick")
     assert result.code == 0, result.describe()
