@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.store.json_list import json_list, select_json_list
 from newsletter.store.models import WEEKLY, Subscriber
 
 SEEN = "import_seen"
@@ -84,15 +85,8 @@ class Intake:
         self.postgres = session.get_bind().dialect.name == "postgresql"
 
     def _keys(self, keys: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """A SELECT of these keys from one parameter, a JSON list (read by
-        json_array_elements_text on PostgreSQL, json_each on SQLite): not thousands of
-        placeholders for SQLAlchemy to render, nor a PostgreSQL array, which the driver dumps
-        element by element in Python (5 ms per 5,000 keys; json.dumps: under 1 ms)."""
-        if self.postgres:
-            select = "SELECT json_array_elements_text(CAST(:keys AS json))"
-        else:
-            select = "SELECT value FROM json_each(:keys)"
-        return select, {"keys": json.dumps(list(keys))}
+        """A SELECT of these keys from one JSON parameter (store.json_list)."""
+        return select_json_list(self.postgres, "keys"), {"keys": json_list(keys)}
 
     def first_seen(self, keys: Sequence[str]) -> set[str]:
         """The keys not met before in this import (distinct `keys`); records them as met."""
