@@ -13,7 +13,6 @@ mails sent before the compact form existed keep working.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -65,10 +64,18 @@ def _mac(secret: str, purpose: str) -> Any:
     return getattr(prepared, "_hmac", None) or prepared
 
 
-def _signature(secret: str, purpose: str, public_id: str) -> str:
-    mac = _mac(secret, purpose).copy()
+def _signed(copy: Callable[[], Any], public_id: str) -> str:
+    """The MAC text of a public id from a copy of a prepared state: urlsafe base64 of its
+    first 16 bytes without the padding (22 characters), spelled without urlsafe_b64encode's
+    calls (a send signs two per reader)."""
+    mac = copy()
     mac.update(public_id.encode("utf-8"))
-    return base64.urlsafe_b64encode(mac.digest()[:MAC_BYTES]).rstrip(b"=").decode("ascii")
+    text = b2a_base64(mac.digest()[:MAC_BYTES], newline=False)[:_MAC_CHARS]
+    return text.translate(_URLSAFE).decode("ascii")
+
+
+def _signature(secret: str, purpose: str, public_id: str) -> str:
+    return _signed(_mac(secret, purpose).copy, public_id)
 
 
 def link_maker(public_url: str, secret: str, purpose: str) -> Callable[[str], str]:
@@ -83,11 +90,7 @@ def link_maker(public_url: str, secret: str, purpose: str) -> Callable[[str], st
     def make(public_id: str) -> str:
         if "." in public_id:  # never a random public id; make_token's itsdangerous form
             return link(public_url, secret, purpose, public_id)
-        mac = copy()
-        mac.update(public_id.encode("utf-8"))
-        # urlsafe_b64encode(16 bytes).rstrip(b"="): 22 characters and "==", without its calls
-        mac_text = b2a_base64(mac.digest()[:MAC_BYTES], newline=False)[:_MAC_CHARS]
-        return f"{prefix}{public_id}.{mac_text.translate(_URLSAFE).decode('ascii')}"
+        return f"{prefix}{public_id}.{_signed(copy, public_id)}"
 
     return make
 
