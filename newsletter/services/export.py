@@ -7,7 +7,6 @@ import csv
 import datetime as dt
 import io
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,13 +111,6 @@ _FREE_TEXT = tuple(
 )  # fmt: skip
 
 
-# Where a cell of a written CSV chunk may start with a formula leader: at a line's start or
-# after a comma, quoted or not (a cell holding \r is always quoted: the line ends in \r\n). A
-# match (or a false one, inside a quoted cell) only sends the page through the per-cell guard;
-# no match proves no cell of the page needs it.
-_MAYBE_FORMULA = re.compile(r'(?:^|,)(?:"[=+\-@\t\r]|[=+\-@\t])', re.MULTILINE)
-
-
 def _csv_cells(r: ExportReader) -> tuple[Any, ...]:
     cells = _cells(r)
     return (*cells[:_TAKES_NEW], "yes" if r.takes_new_series else "no", *cells[_TAKES_NEW + 1 :])
@@ -141,14 +133,9 @@ def export_csv(settings: Settings) -> Iterator[str]:
     yield buffer.getvalue()
     with session_scope(settings.database_url) as session:
         for page in export_rows.reader_pages(session):
-            rows = [_csv_cells(r) for r in page]
             buffer.seek(0)
             buffer.truncate()
-            writer.writerows(rows)
-            if _MAYBE_FORMULA.search(buffer.getvalue()):
-                buffer.seek(0)
-                buffer.truncate()
-                writer.writerows(_guarded(cells) for cells in rows)
+            writer.writerows(_guarded(_csv_cells(r)) for r in page)
             yield buffer.getvalue()
 
 
