@@ -323,3 +323,34 @@ def test_a_bad_standing_cell_is_refused_by_its_column_never_quoting_it(
         odd = [c for c in cells.split(",") if c not in ("", "active", "weekly", "yes", "erased")]
         assert not any(c in problem.reason for c in odd), problem
     assert "erased" in report.invalid[1].reason and report.new == 0
+
+
+def test_the_json_export_writes_each_row_as_json_dumps_does(settings: Settings) -> None:
+    # the rows are put together from escaped values and fixed keys: each must be the text
+    # json.dumps(row, ensure_ascii=False) writes, and read back to the stored values
+    tricky = ['Quote " and \\ back', "line\nbreak\ttab\r\x01\x1f", "Zoë 東京 \u2028 😀", None]
+    with session_scope(settings.database_url) as session:
+        for n, name in enumerate(tricky):
+            session.add(
+                Subscriber(
+                    public_id=f"j{n}",
+                    email=f"j{n}@example.org",
+                    email_key=f"j{n}@example.org",
+                    name=name,
+                    timezone="Europe/London",
+                    status=ACTIVE,
+                    takes_new_series=n % 2 == 0,
+                    requested_series=["a", "b"] if n else None,
+                )
+            )
+    text = "".join(export.export_json(settings))
+    assert text.startswith("[\n") and text.endswith("\n]\n")
+    lines = text[2:-3].split(",\n")
+    assert len(lines) == len(tricky)
+    for line in lines:
+        assert line == json.dumps(json.loads(line), ensure_ascii=False)
+    rows = json.loads(text)
+    assert [r["name"] for r in rows] == tricky
+    assert [r["takes_new_series"] for r in rows] == [True, False, True, False]
+    assert [r["series"] for r in rows] == ["", "a b", "a b", "a b"]
+    assert list(rows[0]) == list(export.EXPORT_FIELDS)
