@@ -123,3 +123,11 @@ def test_every_text_cell_is_guarded_not_only_the_name(settings: Settings) -> Non
     assert row["series"] == "'=cmd|' /C calc'!A0 plain"
     for cell in row.values():
         assert not cell.startswith(FORMULA_LEADERS), row
+
+
+def test_the_guard_reads_one_character_a_leader() -> None:
+    # spreadsheet_safe looks at a cell's first character only: a longer leader would pass
+    assert all(len(leader) == 1 for leader in export.FORMULA_LEADERS)
+    assert export.spreadsheet_safe([*FORMULA_LEADERS, "a=", None, ""]) == [
+        "'" + leader for leader in FORMULA_LEADERS
+    ] + ["a=", "", ""]
