@@ -4,11 +4,12 @@ reader's series as the export writes them."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 from engine_support import ship, utc
 from scale_support import add_readers, statements
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from newsletter.core.config import Settings
 from newsletter.store import export_rows
@@ -111,3 +112,16 @@ def test_moments_and_dates_read_as_isoformat_writes_them(settings: Settings, mic
     assert page.confirmed_at[0] is None
     assert page.created_at[0] == created.isoformat()
     assert page.paused_until[0] == "2027-02-03"
+
+
+def test_a_reading_stopped_early_leaves_nothing_reading(settings: Settings) -> None:
+    # on PostgreSQL the next page is read in a thread: a download cut off after the first page
+    # must wait for that read, so the session is the caller's again and no reader is left
+    ship(settings, NOW)
+    add_readers(settings, NOW, 30)
+    with session_scope(settings.database_url) as session:
+        pages = export_rows.reader_pages(session, 10)
+        assert len(next(pages).id) == 10
+        pages.close()
+        assert not [t for t in threading.enumerate() if t.name.startswith("export-read")]
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 30
