@@ -87,3 +87,47 @@ def test_admin_export_neutralises_formula_cells(readers: Settings) -> None:
         r = client.get("/admin/export.csv")
         assert r.status_code == 200
         assert_no_formula(r.text)
+
+
+def test_every_text_cell_is_guarded_not_only_the_name(settings: Settings) -> None:
+    # a reader whose every free-text cell (address, zone, series asked for, consent record)
+    # starts with a formula leader: each column goes through the guard
+    cells = {
+        "email": "=1+1@example.org",
+        "timezone": "+Europe/London",
+        "consent_method": "-import",
+        "consent_ip": "@203.0.113.9",
+        "consent_form": "\tform",
+        "consent_wording": "\rv1",
+    }
+    with session_scope(settings.database_url) as session:
+        session.add(
+            Subscriber(
+                public_id="p-all",
+                email=cells["email"],
+                email_key=cells["email"],
+                name="=Ann",
+                timezone=cells["timezone"],
+                status=ACTIVE,
+                requested_series=["=cmd|' /C calc'!A0", "plain"],
+                consent_method=cells["consent_method"],
+                consent_ip=cells["consent_ip"],
+                consent_form=cells["consent_form"],
+                consent_wording=cells["consent_wording"],
+            )
+        )
+    (row,) = spreadsheet_rows("".join(export.export_csv(settings)))
+    for column, value in cells.items():
+        assert row[column] == "'" + value, column
+    assert row["name"] == "'=Ann"
+    assert row["series"] == "'=cmd|' /C calc'!A0 plain"
+    for cell in row.values():
+        assert not cell.startswith(FORMULA_LEADERS), row
+
+
+def test_the_guard_reads_one_character_a_leader() -> None:
+    # spreadsheet_safe looks at a cell's first character only: a longer leader would pass
+    assert all(len(leader) == 1 for leader in export.FORMULA_LEADERS)
+    assert export.spreadsheet_safe([*FORMULA_LEADERS, "a=", None, ""]) == [
+        "'" + leader for leader in FORMULA_LEADERS
+    ] + ["a=", "", ""]

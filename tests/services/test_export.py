@@ -5,9 +5,11 @@ fortnightly cadence, zones far from the default and consent records."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -323,3 +325,53 @@ def test_a_bad_standing_cell_is_refused_by_its_column_never_quoting_it(
         odd = [c for c in cells.split(",") if c not in ("", "active", "weekly", "yes", "erased")]
         assert not any(c in problem.reason for c in odd), problem
     assert "erased" in report.invalid[1].reason and report.new == 0
+
+
+def test_the_json_export_writes_each_row_as_json_dumps_does(settings: Settings) -> None:
+    # the rows are put together from escaped values and fixed keys: each must be the text
+    # json.dumps(row, ensure_ascii=False) writes, and read back to the stored values
+    tricky = ['Quote " and \\ back', "line\nbreak\ttab\r\x01\x1f", "Zoë 東京 \u2028 😀", None]
+    with session_scope(settings.database_url) as session:
+        for n, name in enumerate(tricky):
+            session.add(
+                Subscriber(
+                    public_id=f"j{n}",
+                    email=f"j{n}@example.org",
+                    email_key=f"j{n}@example.org",
+                    name=name,
+                    timezone="Europe/London",
+                    status=ACTIVE,
+                    takes_new_series=n % 2 == 0,
+                    requested_series=["a", "b"] if n else None,
+                )
+            )
+    text = "".join(export.export_json(settings))
+    assert text.startswith("[\n") and text.endswith("\n]\n")
+    lines = text[2:-3].split(",\n")
+    assert len(lines) == len(tricky)
+    for line in lines:
+        assert line == json.dumps(json.loads(line), ensure_ascii=False)
+    rows = json.loads(text)
+    assert [r["name"] for r in rows] == tricky
+    assert [r["takes_new_series"] for r in rows] == [True, False, True, False]
+    assert [r["series"] for r in rows] == ["", "a b", "a b", "a b"]
+    assert list(rows[0]) == list(export.EXPORT_FIELDS)
+
+
+@pytest.mark.parametrize("dirty", [0, 1, 40])
+def test_a_page_of_csv_is_what_csv_writer_writes(dirty: int) -> None:
+    # the page is joined without the writer when no cell needs quoting; each cell that holds
+    # the delimiter, a quote, a line end or the join character must still come out quoted
+    rng = random.Random(dirty)
+    plain = ["", "a", "Zoë", "'quote", "x y", "2026-03-02T12:00:00+00:00"]
+    tricky = [",", '"', "\r", "\n", "\r\n", "\x00", 'say "hi", then\nbye', "a\x00b"]
+    rows = [tuple(rng.choice(plain) for _ in export.EXPORT_FIELDS) for _ in range(200)]
+    for n in range(dirty):
+        row = list(rows[n * 5])
+        row[rng.randrange(len(row))] = rng.choice(tricky)
+        rows[n * 5] = tuple(row)
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    assert export._csv_text(rows, writer, buffer) == expected.getvalue()
