@@ -102,3 +102,27 @@ def test_the_senders_fork_from_a_frozen_heap_and_the_tick_unfreezes_after(
     assert len(frozen) == 2
     assert min(frozen) > loaded // 2  # the inherited heap, out of the sender's collections
     assert gc.get_freeze_count() == 0  # and the tick's own heap collected as before afterwards
+
+
+def test_a_sender_loads_the_provider_client_and_the_templates_before_its_first_chunk(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """senders._warm, run in each sender while the tick plans its first round; a failure there
+    is left for the chunk to meet and record (it never ends the sender)."""
+    from newsletter.engine import senders
+    from newsletter.mail import backends, render
+    from newsletter.mail.render import shared_renderer
+
+    monkeypatch.setattr(render, "_shared", {})  # no renderer an earlier test made
+    made: list[str] = []
+    monkeypatch.setattr(backends, "get_backend", lambda s: made.append(s.mail_backend))
+    senders._warm(settings)
+    assert made == [settings.mail_backend]
+    loaded = {name for _, name in shared_renderer(settings).env.cache}  # type: ignore[union-attr]
+    assert {"email/article.html", "email/article.txt"} <= loaded
+
+    def refused(s: Settings) -> None:
+        raise ValueError("NEWSLETTER_SENDGRID_API_KEY is not set")
+
+    monkeypatch.setattr(backends, "get_backend", refused)
+    senders._warm(settings)  # no error: the first chunk records it as a halt, as before
