@@ -73,7 +73,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 # Set by a command that leaves nothing to tidy when it returns (the tick: its sending processes
 # joined, its rows recorded): main() then ends the process without the interpreter's teardown,
 # which frees every module's objects one by one (0.15-0.3 s of CPU after the tick's last line,
-# benchmarks/README.md, round 3c "the tick's start-up").
+# benchmarks/README.md, round 3c "the inline tick's start-up, exit and senders").
 _quick = {"end": False}
 
 
