@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -16,7 +17,7 @@ from newsletter.cli import (
     setup,
     subscribers,
 )
-from newsletter.cli.common import GROUP, err
+from newsletter.cli.common import GROUP, end_now, ending_quickly, err
 
 app = typer.Typer(**GROUP, add_completion=False, help="Newsletter and series scheduler.")
 app.add_typer(series.app, name="series")
@@ -37,9 +38,13 @@ app.command("send-test")(sending.send_test)
 operations.register(app)  # doctor, backup, restore
 
 
-def main() -> None:
+def run() -> Any:
+    """The command line, returning the code it exits with (SystemExit's) instead of exiting:
+    `main` runs it, and so does the chaos tests' wrapper, which checks its faults afterwards."""
     try:
         app()
+    except SystemExit as exc:
+        return exc.code
     except Exception as exc:
         from newsletter.core.config import ConfigError  # not at start: see cli/common.py
 
@@ -47,4 +52,13 @@ def main() -> None:
             raise
         # settings read lazily deep inside a command
         err.print(f"[red]configuration error:[/red] {exc}", highlight=False)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+def main() -> None:
+    """`newsletter`: run the command, then exit; at once when it asked to (common.end_quickly)."""
+    code = run()
+    if ending_quickly():
+        end_now(code)
+    sys.exit(code)

@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from newsletter.cli.common import GROUP, console, err, fail, parse_now, print_problems, settings
+from newsletter.cli.common import (
+    GROUP,
+    console,
+    end_quickly,
+    err,
+    fail,
+    parse_now,
+    print_problems,
+    settings,
+)
 
 if TYPE_CHECKING:
     from newsletter.core.config import Settings
@@ -36,11 +45,15 @@ def tick(
     """
     import json
 
-    from newsletter.engine.senders import SenderLost
-    from newsletter.engine.stopping import StopSignal, tick_until_stopped
-    from newsletter.queue.ticklock import TickLocked
+    from newsletter.core.heap import loading
 
-    s = settings()
+    end_quickly()  # nothing to tidy once it returns: its senders joined, its rows recorded
+    with loading():
+        from newsletter.engine.senders import SenderLost
+        from newsletter.engine.stopping import StopSignal, tick_until_stopped
+        from newsletter.queue.ticklock import TickLocked
+
+        s = settings()
     moment = parse_now(now)
     try:
         with StopSignal() as stop:  # SIGTERM: the batch in hand is finished and recorded

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # A 1,000-recipient chunk allocates a few hundred thousand objects, almost none of them in
 # cycles; at the default first threshold (700) the collector runs hundreds of times a chunk.
@@ -19,3 +21,18 @@ def settle_heap() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(FIRST_GENERATION, second, third)
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """Around a command's start-up (its imports, its settings): no collections. Loading makes
+    ~100k objects that live as long as the process and almost no garbage, yet the collector
+    walked them ~230 times: ~0.1 s of the tick's ~0.8 s of imports (round 3c). The collector's
+    state is restored afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

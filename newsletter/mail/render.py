@@ -172,6 +172,11 @@ class Renderer:
         text_out = self.env.get_template(f"email/{name}.txt").render(context)
         return _style_after_meta(self.inliner.inline(html_out)), text_out
 
+    def load(self, name: str = "article") -> None:
+        """Compile `name`'s templates now (a sending process, before its first chunk)."""
+        self.env.get_template(f"email/{name}.html")
+        self.env.get_template(f"email/{name}.txt")
+
     def archive_url(self, slug: str, number: int) -> str:
         return f"{self.settings.public_url}/archive/{slug}/{number}"
 

@@ -1,4 +1,4 @@
-"""The real CLI (`newsletter.cli:main`) with one fault armed by environment variables.
+"""The real CLI (`newsletter.cli:run`, what `main` runs) with one fault armed by environment variables.
 
 Hooks sit on public seams only, so they survive refactors inside dispatch:
 - `newsletter.engine.plan.plan` as the tick loop looks it up (its return: the ledger claim is
@@ -124,17 +124,15 @@ def install() -> None:
 def main() -> None:
     barrier = os.environ.get("CHAOS_BARRIER")
     install()
-    from newsletter.cli import main as cli_main
+    from newsletter.cli import run  # not main: it may end the process before the check below
 
     if barrier:
         Path(barrier, f"ready-{os.getpid()}").write_text("")
         wait_for_file(Path(barrier, "go"))
     sys.argv = ["newsletter", *sys.argv[1:]]
-    try:
-        cli_main()
-    except SystemExit as exc:
-        if exc.code not in (0, None) or not KILL_AT:
-            raise
+    code = run()
+    if code not in (0, None) or not KILL_AT:
+        raise SystemExit(code)
     if KILL_AT:
         print(f"chaos: kill point {KILL_AT} #{NTH} never reached ({reached})", file=sys.stderr)
         raise SystemExit(97)
