@@ -1,4 +1,4 @@
-"""Bulk enrollment: many new readers enrolled in every live series at once, in SQL.
+"""Bulk enrollment: many new readers enrolled at once in SQL, in every series or chosen ones.
 
 Same rows as `schedule.enroll` called for each reader (DESIGN.md "Schedule semantics": every
 live or paused series in queue order, the first live series with a part ACTIVE with part 1 at
@@ -15,7 +15,7 @@ batch is a constant number of statements whatever its size.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Date, DateTime, Integer, String, bindparam, text
@@ -49,15 +49,22 @@ def enroll_new(session: Session, subscriber_ids: Sequence[int], now: dt.datetime
 
 
 def enroll_new_due(
-    session: Session, subscriber_ids: Sequence[int], now: dt.datetime
+    session: Session,
+    subscriber_ids: Sequence[int],
+    now: dt.datetime,
+    series_slugs: Collection[str] | None = None,
 ) -> list[tuple[int, dt.datetime]]:
     """enroll_new, answering (enrollment id, due) of the ACTIVE rows: all Redis needs of people
     who had no enrollments (an import schedules them without reading them back).
 
+    `series_slugs`: readers who all chose these series, as `enroll(series_slugs=…)` takes them
+    (the chosen ones in queue order, positions from 1); None, every series.
     Readers among `subscriber_ids` who are not active are left alone, as `enroll` leaves them.
     Four statements whatever the number of readers: the distinct groups, the ACTIVE rows
     (RETURNING their ids and due times), the QUEUED rows, plus the series look-ups."""
     order = series_in_queue_order(session)
+    if series_slugs is not None:
+        order = [s for s in order if s.slug in series_slugs]
     if not order or not subscriber_ids:
         return []
     counts = part_counts(session)

@@ -22,12 +22,11 @@ from newsletter.services.import_reading import Header, read_rows
 from newsletter.services.person_fields import (
     CheckedPerson,
     Problem,
-    activate,
     known_series,
 )
 from newsletter.store.db import get_engine
 from newsletter.store.intake import Common, Intake, NewRow, intake
-from newsletter.store.models import ACTIVE, PENDING, Subscriber, Suppression, utcnow
+from newsletter.store.models import ACTIVE, PENDING, Suppression, utcnow
 
 BATCH_ROWS = 5000  # rows validated, checked and written together (one transaction)
 ERASED = "email: this address was erased on request; it can't be imported again"
@@ -243,29 +242,30 @@ def _import_batch(
     active = [(sub_id, p) for sub_id, p in written if _status(p, common) == ACTIVE]
     if not active:
         return Added([sub_id for sub_id, _ in written], pending=pending)
-    # Everyone taking every series is enrolled in bulk (same rows as enroll); people who chose
-    # some series one by one; people who take none (an export's "(none)") are not enrolled.
+    # Enrolled in bulk (same rows as enroll), a statement group per choice of series: those
+    # taking every series, then those who chose the same ones; people who take none (an
+    # export's "(none)") are not enrolled.
     takes = [(i, p) for i, p in active if p.standing is None or not p.standing.no_series]
-    everything = [i for i, p in takes if not p.series or every <= set(p.series)]
-    chose = [(i, p) for i, p in takes if p.series and not every <= set(p.series)]
-    due = enrollment.enroll_new_due(session, everything, common.now)
-    for sub_id, person in chose:
-        sub = session.get(Subscriber, sub_id)
-        assert sub is not None
-        activate(session, sub, person.series, common.now)
+    choices: dict[frozenset[str] | None, list[int]] = {}
+    for sub_id, p in takes:
+        chosen = frozenset(p.series)
+        choices.setdefault(None if not chosen or every <= chosen else chosen, []).append(sub_id)
+    due = [
+        pair
+        for chosen, ids in choices.items()
+        for pair in enrollment.enroll_new_due(session, ids, common.now, chosen)
+    ]
     session.expunge_all()
-    return Added([sub_id for sub_id, _ in written], due, [i for i, _ in chose], pending)
+    return Added([sub_id for sub_id, _ in written], due, pending)
 
 
 @dataclass
 class Added:
-    """Who a batch added: all of them, (enrollment id, due) of those enrolled in bulk (all
-    Redis needs of them: new people have nothing there yet), those who chose their series,
-    those left pending (a confirmation email, unless the import was `--confirmed`)."""
+    """Who a batch added: all of them, (enrollment id, due) of those enrolled (all Redis needs
+    of them: new people have nothing there yet), those left pending (a confirmation email, unless the import was `--confirmed`)."""
 
     subscribers: list[int]
     due: list[tuple[int, dt.datetime]] = field(default_factory=list)
-    chose_series: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)
 
 
@@ -283,8 +283,6 @@ def _after_commit(settings: Settings, report: ImportReport, added: Added) -> Non
     with `--confirmed`, which promises no email)."""
     if added.due:
         RedisQueue(settings).apply(added.due)
-    if added.chose_series:
-        people.sync_subscribers(settings, added.chose_series)
     if report.confirmed or not added.pending:
         return
     from newsletter.services import mailing  # the renderer (jinja2): only pending imports mail

@@ -70,16 +70,18 @@ def _rows(settings: Settings, ids: list[int]) -> list[list[tuple[object, ...]]]:
     return [by_reader[i] for i in ids]
 
 
-def _compare(settings: Settings) -> tuple[list[list[tuple[object, ...]]], list[int]]:
+def _compare(
+    settings: Settings, chosen: list[str] | None = None
+) -> tuple[list[list[tuple[object, ...]]], list[int]]:
     one_by_one, bulk = _readers(settings), _readers(settings)
     with session_scope(settings.database_url) as session:
         for sid in one_by_one:
             sub = session.get(Subscriber, sid)
             assert sub is not None
             if sub.status == ACTIVE:
-                schedule.enroll(session, sub, NOW)
+                schedule.enroll(session, sub, NOW, series_slugs=chosen)
     with session_scope(settings.database_url) as session:
-        due = enrollment.enroll_new_due(session, bulk, NOW)
+        due = enrollment.enroll_new_due(session, bulk, NOW, chosen)
     expected = _rows(settings, one_by_one)
     assert _rows(settings, bulk) == expected
     with session_scope(settings.database_url) as session:
@@ -127,6 +129,31 @@ def test_a_paused_first_series_waits_queued_and_the_next_live_one_starts(
     expected, due = _compare(settings)
     assert expected[0][0][0] == first.id and expected[0][0][4] == "queued"
     assert expected[0][1][4] == "active" and len(due) == 6 and len(ids) >= 2
+
+
+def _queue(settings: Settings) -> list[str]:
+    with session_scope(settings.database_url) as session:
+        return [s.slug for s in schedule.series_in_queue_order(session)]
+
+
+def test_readers_who_chose_some_series_get_the_same_rows_both_ways(settings: Settings) -> None:
+    """An import's readers who chose series: only those, in queue order, positions from 1; the
+    first live one ACTIVE (here the second in the queue, as the first was not chosen)."""
+    ids = ship(settings, NOW)
+    second = _queue(settings)[1]
+    expected, due = _compare(settings, [second, "no-such-series"])
+    assert len(due) == 6 and all(len(rows) == 1 for rows in expected[:-1])
+    assert {rows[0][:2] for rows in expected[:-1]} == {(ids[second], 1)}  # (series, position)
+    assert {rows[0][4] for rows in expected[:-1]} == {"active"}
+
+
+def test_readers_who_chose_only_a_paused_series_wait_queued_both_ways(settings: Settings) -> None:
+    ids = ship(settings, NOW)
+    first = _queue(settings)[0]
+    with session_scope(settings.database_url) as session:
+        session.execute(update(Series).where(Series.id == ids[first]).values(state=PAUSED))
+    expected, due = _compare(settings, [first])
+    assert due == [] and {rows[0][4] for rows in expected[:-1]} == {"queued"}
 
 
 def test_both_ways_give_every_row_its_series_start(settings: Settings) -> None:

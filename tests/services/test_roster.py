@@ -161,6 +161,7 @@ def _big_csv(path: Path, rows: int) -> tuple[set[str], dict[int, str]]:
     """rows data lines: every 50th address invalid, every 100th a case-duplicate, every 333rd a bad zone."""
     valid: set[str] = set()
     invalid: dict[int, str] = {}
+    last = ""  # the latest valid address
     with path.open("w", encoding="utf-8-sig", newline="") as f:
         f.write("email;name;timezone;series\r\n")
         for i in range(rows):
@@ -171,13 +172,13 @@ def _big_csv(path: Path, rows: int) -> tuple[set[str], dict[int, str]]:
             elif i % 333 == 332:
                 f.write(f"person{i}@example.org;P {i};Nowhere/City;\r\n")
                 invalid[line] = "zone"
-            elif i % 100 == 0 and valid:
-                last = max(valid, key=lambda e: int(e[6:].split("@")[0]))
+            elif i % 100 == 0 and last:
                 f.write(f"{last.upper()};dup;;\r\n")  # an earlier row, other case
             else:
                 chosen = MYTHS if i % 7 == 0 else ""  # most take every series
                 f.write(f"person{i}@example.org;Person {i};Europe/Berlin;{chosen}\r\n")
                 valid.add(f"person{i}@example.org")
+                last = f"person{i}@example.org"
     return valid, invalid
 
 
