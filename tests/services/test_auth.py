@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -44,6 +45,16 @@ def test_password_from_env_and_hash(settings: Settings) -> None:
         assert not auth.verify_password(settings, session, "a much longer secreT")
         with pytest.raises(ValueError, match="at least"):
             auth.set_password(session, "short")
+
+
+def test_the_product_hashes_with_argon2id_at_its_full_cost(product_hasher: PasswordHasher) -> None:
+    """The suite signs in with a cheaper hasher (tests/conftest.py); the product's own is
+    Argon2id at 64 MiB, 3 passes, 4 lanes, and what it stores says so."""
+    stored = product_hasher.hash("a much longer secret")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert product_hasher.verify(stored, "a much longer secret")
+    assert auth._hasher is not product_hasher  # the suite's: the same checks, cheaper
+    assert auth._hasher.verify(stored, "a much longer secret")  # reads the product's hashes
 
 
 def test_cli_set_password(settings: Settings) -> None:
