@@ -108,11 +108,12 @@ def _date(postgres: bool, name: str) -> str:
 
 def _among(postgres: bool, subscriber_ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
     """`s.id` among the ids, and the parameters: the ids as one JSON list (store.json_list),
-    plus their range. The range is what keeps the cost per batch flat as the table grows: without it PostgreSQL, which knows the batch
-    holds thousands of ids, hashes them and scans every active reader (a plan that grows with
-    the list: 25 -> 50 ms a batch from 30k to 100k readers); with it, only the batch's part of
-    the primary key is read. (A filter `s.id = ANY(array)` was worse: every active reader
-    compared with the whole array, 0.45 s a batch at 10,000 readers.)"""
+    plus their range. The range is what keeps the cost per batch flat as the table grows:
+    without it PostgreSQL, which knows the batch holds thousands of ids, hashes them and scans
+    every active reader (a plan that grows with the list: 25 -> 50 ms a batch from 30k to 100k
+    readers); with it, only the batch's part of the primary key is read. (A filter
+    `s.id = ANY(array)` was worse: every active reader compared with the whole array, 0.45 s a
+    batch at 10,000 readers.)"""
     ids = [int(i) for i in subscriber_ids]
     params = {"ids": json_list(ids), "lo": min(ids), "hi": max(ids)}
     pick = select_json_list(postgres, "ids", "integer")

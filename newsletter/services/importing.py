@@ -262,7 +262,8 @@ def _import_batch(
 @dataclass
 class Added:
     """Who a batch added: all of them, (enrollment id, due) of those enrolled (all Redis needs
-    of them: new people have nothing there yet), those left pending (a confirmation email, unless the import was `--confirmed`)."""
+    of them: new people have nothing there yet), those left pending (a confirmation email,
+    unless the import was `--confirmed`)."""
 
     subscribers: list[int]
     due: list[tuple[int, dt.datetime]] = field(default_factory=list)
