@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from newsletter.store import pg_array
 from newsletter.store.ledger.dialect import among, id_range, naive_utc, sqlite_stored, status_is
 from newsletter.store.ledger.rows import Claim
 from newsletter.store.models import CLAIMED, RETRY, Delivery
@@ -58,15 +59,11 @@ def claim_round(
     series, part) triples, and a new claimed row for every other key that has none.
     Returns ({key: (delivery id, crashes)} taken back, {key: new delivery id}); a key in
     neither already has a row (sent, in flight, or a retry not due yet)."""
-    keys = list(wanted)
     at = naive_utc(now)
     rows = session.execute(
         _PG_CLAIM_ROUND,
         {
-            "s": [k[0] for k in keys],
-            "se": [k[1] for k in keys],
-            "p": [k[2] for k in keys],
-            "d": [naive_utc(e.next_due_at or now) for e in wanted.values()],
+            **_pg_keys(wanted, now),
             "claimed": CLAIMED,
             "retry": RETRY,
             "now": at,
@@ -80,6 +77,17 @@ def claim_round(
         else:
             made[(s, se, p)] = i
     return taken, made
+
+
+def _pg_keys(wanted: dict[Key, Claim], now: dt.datetime) -> dict[str, str]:
+    """The wanted keys and their due times as the four arrays the claim statements unnest."""
+    keys = list(wanted)
+    return {
+        "s": pg_array.ints([k[0] for k in keys]),
+        "se": pg_array.ints([k[1] for k in keys]),
+        "p": pg_array.ints([k[2] for k in keys]),
+        "d": pg_array.stamps([e.next_due_at or now for e in wanted.values()]),
+    }
 
 
 SQLITE_ROWS = 1000
@@ -103,15 +111,7 @@ def insert_claims(
     returns nothing.
     """
     if session.get_bind().dialect.name == "postgresql":
-        keys = list(wanted)
-        params = {
-            "s": [k[0] for k in keys],
-            "se": [k[1] for k in keys],
-            "p": [k[2] for k in keys],
-            "d": [naive_utc(e.next_due_at or now) for e in wanted.values()],
-            "status": CLAIMED,
-            "now": naive_utc(now),
-        }
+        params = {**_pg_keys(wanted, now), "status": CLAIMED, "now": naive_utc(now)}
         rows = session.execute(_PG_CLAIMS, params).all()
         return {(s, se, p): i for i, s, se, p in rows}
     stored = sqlite_stored(session)

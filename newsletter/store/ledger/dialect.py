@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, true
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, true
 from sqlalchemy.orm import Session
 
+from newsletter.store import pg_array
 from newsletter.store.models import Delivery, UTCDateTime
 
 
@@ -55,10 +55,11 @@ def id_range(ids: list[int]) -> Any:
 def among(session: Session, column: Any, values: Any) -> Any:
     """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter instead of
     1,000, so neither SQLAlchemy (post-compile) nor psycopg (query parsing) renders and parses
-    1,000 placeholders per statement: that was a fifth of send_chunk's CPU."""
+    1,000 placeholders per statement: that was a fifth of send_chunk's CPU. The array goes as
+    its text literal (store.pg_array)."""
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return pg_array.any_of(column, values)
     return column.in_(values)
 
 

@@ -8,16 +8,27 @@ from typing import Any
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.orm import Session
 
+from newsletter.store import pg_array
 from newsletter.store.ledger.dialect import naive_utc, sqlite_executemany, sqlite_stored
 from newsletter.store.ledger.rows import Move
 from newsletter.store.models import Enrollment, utcnow
 
 _PG_MOVE = text(
     "UPDATE enrollments SET next_part = t.p, next_due_at = t.d, updated_at = :now"
-    " FROM unnest(CAST(:ids AS integer[]), CAST(:parts AS integer[]),"
+    " FROM unnest(CAST(:eids AS integer[]), CAST(:parts AS integer[]),"
     " CAST(:dues AS timestamp[])) AS t(i, p, d)"
     " WHERE enrollments.id = t.i"
 )
+
+
+def pg_moves(moved: list[Move]) -> dict[str, str]:
+    """The moves as the three arrays PostgreSQL's move statements unnest (enrollment ids, parts,
+    dues)."""
+    return {
+        "eids": pg_array.ints([m[0] for m in moved]),
+        "parts": pg_array.ints([m[1] for m in moved]),
+        "dues": pg_array.stamps([m[2] for m in moved]),
+    }
 
 
 def move_enrollments(session: Session, moved: list[Move]) -> None:
@@ -30,12 +41,7 @@ def move_enrollments(session: Session, moved: list[Move]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             _PG_MOVE,
-            {
-                "ids": [m[0] for m in moved],
-                "parts": [m[1] for m in moved],
-                "dues": [None if m[2] is None else naive_utc(m[2]) for m in moved],
-                "now": naive_utc(utcnow()),
-            },
+            {**pg_moves(moved), "now": naive_utc(utcnow())},
         )
         return
     stored = sqlite_stored(session)

@@ -8,8 +8,9 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.orm import Session
 
+from newsletter.store import pg_array
 from newsletter.store.ledger.dialect import TABLE, naive_utc, sqlite_executemany, sqlite_stored
-from newsletter.store.ledger.moves import move_enrollments
+from newsletter.store.ledger.moves import move_enrollments, pg_moves
 from newsletter.store.ledger.rows import RESENT_NOTE, Move
 from newsletter.store.models import SENT, Part, utcnow
 
@@ -61,6 +62,14 @@ class UnknownRow(NamedTuple):
     error: str
 
 
+def _pg_sent(sent_rows: list[SentRow]) -> dict[str, str]:
+    """The accepted rows as the two arrays PostgreSQL's sent statements unnest (ids, mids)."""
+    return {
+        "ids": pg_array.ints([r.delivery_id for r in sent_rows]),
+        "mids": pg_array.texts([r.message_id for r in sent_rows]),
+    }
+
+
 def record(
     session: Session,
     sent_rows: list[SentRow],
@@ -74,8 +83,7 @@ def record(
         session.execute(  # one statement with array parameters instead of 1,000 UPDATEs
             _PG_SENT,
             {
-                "ids": [r.delivery_id for r in sent_rows],
-                "mids": [r.message_id for r in sent_rows],
+                **_pg_sent(sent_rows),
                 "status": SENT,
                 "resent": f"{RESENT_NOTE}%",
                 "now": naive_utc(now),
@@ -122,13 +130,10 @@ def record_chunk(
         session.execute(
             _PG_SENT_MOVED,
             {
-                "eids": [m[0] for m in moved],
-                "parts": [m[1] for m in moved],
-                "dues": [None if m[2] is None else naive_utc(m[2]) for m in moved],
+                **pg_moves(moved),
                 "moved_at": naive_utc(utcnow()),
                 "part": None if first_sent is None else first_sent.id,
-                "ids": [r.delivery_id for r in sent_rows],
-                "mids": [r.message_id for r in sent_rows],
+                **_pg_sent(sent_rows),
                 "status": SENT,
                 "resent": f"{RESENT_NOTE}%",
                 "now": naive_utc(now),
