@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.core import identity
 from newsletter.core.config import Settings
-from newsletter.services import auth
+from newsletter.services import accounts_totp, auth
 from newsletter.store import accounts as store
 from newsletter.store.db import session_scope
 from newsletter.store.models import Account
@@ -266,3 +266,26 @@ async def check_login(settings: Settings, email: str, password: str) -> LoginChe
     return await anyio.to_thread.run_sync(
         _check_login_now, settings, email, password, limiter=auth.hash_slots
     )
+
+
+def check_code(
+    settings: Settings, account_id: int, generation: int, code: str, now: float
+) -> tuple[str, str]:
+    """The second step of signing in: (accounts_totp's OK, REUSED or WRONG, the session epoch).
+
+    The TOTP step or recovery code the check used up is saved by compare-and-set
+    (store.spend_second_factor): two sign-ins with one code at the same moment can't both pass;
+    the later one is told the code was used."""
+    with session_scope(settings.database_url) as session:
+        account = store.by_id(session, account_id)
+        if account is None or account.generation != generation or account.totp_secret is None:
+            return accounts_totp.WRONG, "0"
+        read = store.SecondFactor.of(account)
+        result = accounts_totp.check_second_factor(settings, account, code, now)
+        spent = store.SecondFactor.of(account)
+        session.expire(account)  # the check changed the object: the compare-and-set writes it
+        if result == accounts_totp.OK and not store.spend_second_factor(
+            session, account_id, read, spent
+        ):
+            result = accounts_totp.REUSED
+        return result, auth.session_epoch(session)

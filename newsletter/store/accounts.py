@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import NamedTuple
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import Account
@@ -40,6 +42,37 @@ def owners_locked(session: Session) -> list[Account]:
         .with_for_update()
     )
     return list(session.scalars(query))
+
+
+class SecondFactor(NamedTuple):
+    """What signing in with a code uses up: the recovery codes' digests (a spent one marked) and
+    the last time step a TOTP code signed in at."""
+
+    recovery_codes: str
+    totp_last_step: int
+
+    @classmethod
+    def of(cls, account: Account) -> SecondFactor:
+        return cls(account.recovery_codes, account.totp_last_step)
+
+
+def spend_second_factor(
+    session: Session, account_id: int, read: SecondFactor, spent: SecondFactor
+) -> bool:
+    """Save `spent` only while the row still holds what was `read` (compare-and-set): of two
+    sign-ins with one code at the same moment, the second finds the row changed and saves
+    nothing (False). Neither database needs a lock for it: the UPDATE's condition decides."""
+    done = session.execute(
+        update(Account)
+        .where(
+            Account.id == account_id,
+            Account.recovery_codes == read.recovery_codes,
+            Account.totp_last_step == read.totp_last_step,
+        )
+        .values(recovery_codes=spent.recovery_codes, totp_last_step=spent.totp_last_step)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def first_owner(session: Session) -> Account | None:

@@ -134,18 +134,6 @@ async def login(request: Request) -> Response:
     return signed_in_response(settings, "/admin", found.epoch, "", found.account, found.generation)
 
 
-def _second_factor(
-    settings: Settings, account_id: int, generation: int, code: str
-) -> tuple[str, str]:
-    """(the check's result, the session epoch); the account's used code or step is saved."""
-    with session_scope(settings.database_url) as session:
-        account = account_store.by_id(session, account_id)
-        if account is None or account.generation != generation or account.totp_secret is None:
-            return accounts_totp.WRONG, "0"
-        result = accounts_totp.check_second_factor(settings, account, code, auth.clock())
-        return result, auth.session_epoch(session)
-
-
 _CODE_ERRORS = {
     accounts_totp.WRONG: "That code isn't right. Type the six digits your app shows now "
     "(they change every 30 seconds), or one of your recovery codes.",
@@ -172,7 +160,9 @@ async def login_code(request: Request) -> Response:
             request, "That took too long, or the page was old. Please sign in again.", 400
         )
     code = str(form.get("code") or "")[:100]
-    result, epoch = await run_in_threadpool(_second_factor, settings, account_id, generation, code)
+    result, epoch = await run_in_threadpool(
+        accounts.check_code, settings, account_id, generation, code, auth.clock()
+    )
     if result != accounts_totp.OK:
         return await _refused(
             request, ip, _CODE_ERRORS[result], "admin/login_code.html", pending=pending
