@@ -28,6 +28,7 @@ templates.env.filters["clock"] = dates.format_clock
 templates.env.filters["zone_name"] = zones.label
 templates.env.filters["zone"] = zones.with_id
 templates.env.filters["mail_way"] = words.mail_way
+templates.env.filters["kept_mail"] = words.kept_mail
 templates.env.globals["zone_groups"] = zones.zone_groups
 templates.env.globals["zone_in_menu"] = zones.in_menu
 

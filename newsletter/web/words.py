@@ -64,6 +64,12 @@ def mail_way(backend: str) -> str:
     return MAIL_WAYS.get(backend, backend)
 
 
+def kept_mail(backend: str) -> str:
+    """The name of the page of emails kept in test mode: "Not sent yet" while nothing is sent
+    for real; once a provider is connected it only holds what test mode kept."""
+    return "Not sent yet" if backend == "outbox" else "Kept in test mode"
+
+
 def test_sent(backend: str) -> str:
     """The notice after "send yourself a test"."""
     if backend == "outbox":

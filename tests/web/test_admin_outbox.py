@@ -51,3 +51,21 @@ def test_the_outbox_lists_searches_and_shows_each_email_as_sent(settings: Settin
     assert csp.split(";")[0] == "sandbox"  # its own origin even when opened on its own tab
     assert c.get("/admin/outbox/..%2F..%2Fsecret_key").status_code == 404
     assert c.get("/admin/outbox/nothing-here.eml").status_code == 404
+
+
+def test_the_kept_mail_page_is_named_by_how_mail_goes_out(settings: Settings) -> None:
+    """In test mode it holds what is not sent yet; once a provider is connected only what test
+    mode kept, and the nav and the page stop saying "Not sent yet"."""
+    test_mode = settings.model_copy(update={"admin_password": SecretStr(PASSWORD)})
+    c, _ = signed_in(test_mode, PASSWORD)
+    nav = re.compile(r'<a href="/admin/outbox"[^>]*>([^<]+)</a>')
+    assert nav.findall(c.get("/admin/subscribers").text) == ["Not sent yet"]
+    assert "<h1>Not sent yet — test mode</h1>" in c.get("/admin/outbox").text
+    connected = test_mode.model_copy(
+        update={"mail_backend": "sendgrid", "sendgrid_api_key": SecretStr("SG.kept-mail-test")}
+    )
+    c, _ = signed_in(connected, PASSWORD)
+    assert nav.findall(c.get("/admin/subscribers").text) == ["Kept in test mode"]
+    kept = c.get("/admin/outbox").text
+    assert "<h1>Kept in test mode</h1>" in kept and "Not sent yet" not in kept
+    assert "SendGrid" in kept  # how mail goes out now

@@ -137,7 +137,14 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
         except BadSignature:
             flash = None
     who = getattr(request.state, "who", None)
-    context = {"flash": flash, "zone": settings.default_timezone, "nav": "", "who": who, **context}
+    context = {
+        "flash": flash,
+        "zone": settings.default_timezone,
+        "nav": "",
+        "who": who,
+        "mail_backend": settings.mail_backend,  # the nav names the kept-mail page by it
+        **context,
+    }
     response = render_page(request, name, context, status, no_store=True)
     if raw:
         response.delete_cookie(FLASH_COOKIE, path="/")
