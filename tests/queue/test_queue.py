@@ -54,6 +54,25 @@ def test_schedule_releases_the_lease(queue: RedisQueue) -> None:
     assert queue.claim(now + dt.timedelta(days=7), 10) == [3]
 
 
+def test_apply_schedules_removes_and_lets_go_of_leases_in_one_call(queue: RedisQueue) -> None:
+    """Two strings to a script: every change lands, past Lua's ~8,000 values a command too,
+    and each id's last change wins."""
+    now = utc(2027, 3, 2, 9)
+    later = now + dt.timedelta(days=7, microseconds=250_000)  # a score's fraction survives
+    queue.apply((i, now) for i in range(12_000))
+    assert sorted(queue.claim(now, 20_000)) == list(range(12_000))  # all leased now
+    changes: list[tuple[int, dt.datetime | None]] = [(i, later) for i in range(0, 12_000, 2)]
+    changes += [(i, None) for i in range(1, 12_000, 2)]
+    changes += [(0, None), (1, later)]  # changed again: the last change wins
+    queue.apply(changes)
+    due = dict(queue.redis.zrange(queue.due_key, 0, -1, withscores=True))
+    expected = {str(i) for i in range(2, 12_000, 2)} | {"1"}
+    assert set(due) == expected
+    assert due["1"] == due["4"] == later.timestamp()
+    assert queue.redis.zcard(queue.lease_key) == 0
+    assert queue.status(now).due_now == 0
+
+
 def test_concurrent_claims_never_share_an_id(queue: RedisQueue, settings: Settings) -> None:
     now = utc(2027, 3, 2, 9)
     queue.apply((i, now) for i in range(2000))
