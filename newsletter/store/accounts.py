@@ -31,6 +31,17 @@ def owner_exists(session: Session) -> bool:
     return bool(found)
 
 
+def able_to_sign_in(session: Session) -> dict[str, int]:
+    """{role: accounts of that role with a password}: who can sign in (an invitation not yet
+    accepted has none)."""
+    rows = session.execute(
+        select(Account.role, func.count())
+        .where(Account.password_hash.is_not(None))
+        .group_by(Account.role)
+    )
+    return {role: int(n) for role, n in rows}
+
+
 def owners_locked(session: Session) -> list[Account]:
     """The owners who have accepted (a password set), their rows locked until the transaction
     ends: two owners demoting or removing each other at once can't both pass the last-owner

@@ -1,4 +1,5 @@
-"""Doctor check of who can sign in to the admin: the stored password and NEWSLETTER_ADMIN_PASSWORD."""
+"""Doctor check of who can sign in to the admin: the accounts, the stored password and
+NEWSLETTER_ADMIN_PASSWORD."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from newsletter.services.doctor.findings import Context, Finding, error, ok, war
 
 
 def admin_password(ctx: Context) -> list[Finding]:
-    """Which password signs in. Once `admin set-password` stored one, NEWSLETTER_ADMIN_PASSWORD
-    no longer does (services/auth.verify_password): a variable still set is a warning."""
+    """Who signs in: the accounts that have a password (the owner made on the first run, the
+    people she invited), and the server's admin. Once `admin set-password` stored a password,
+    NEWSLETTER_ADMIN_PASSWORD no longer signs in (services/auth.verify_password): a variable
+    still set is a warning. Nobody at all is a warning too."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from newsletter.services import auth
+    from newsletter.store import accounts
     from newsletter.store.db import session_scope
 
     url = ctx.settings.database_url
@@ -26,6 +30,7 @@ def admin_password(ctx: Context) -> list[Finding]:
     try:
         with session_scope(url) as session:
             stored = auth.stored_hash(session) is not None
+            people = accounts.able_to_sign_in(session)
     except SQLAlchemyError as exc:
         return [
             error(
@@ -40,19 +45,21 @@ def admin_password(ctx: Context) -> list[Finding]:
                 "with `newsletter admin set-password` replaced it; remove the variable",
             )
         ]
+    who = [
+        f"{n} {role} account{'s' if n != 1 else ''}"
+        for role, n in sorted(people.items(), key=lambda item: item[0] != accounts.OWNER)
+    ]
     if stored:
-        return [
-            ok(
-                "admin-password",
-                "the admin signs in with the password stored by `admin set-password`",
-            )
-        ]
-    if env_set:
-        return [ok("admin-password", "the admin signs in with NEWSLETTER_ADMIN_PASSWORD")]
+        who.append("the server's admin with the password stored by `admin set-password`")
+    elif env_set:
+        who.append("the server's admin with NEWSLETTER_ADMIN_PASSWORD")
+    if who:
+        return [ok("admin-password", "signs in: " + "; ".join(who))]
     return [
         warning(
             "admin-password",
-            "no admin password: nobody can sign in to the admin pages; run "
-            "`newsletter admin set-password` (or set NEWSLETTER_ADMIN_PASSWORD)",
+            "nobody can sign in to the admin pages: no account has a password yet and there is "
+            "no admin password; `newsletter admin setup-link` prints the link that makes the "
+            "owner's account (or run `newsletter admin set-password`)",
         )
     ]
