@@ -1,10 +1,10 @@
 """PostgreSQL array parameters written as their text literal ('{1,2,NULL}'), for CAST(:p AS t[]).
 
-psycopg adapts a Python list in Python, element by element (its list dumper): ~1.5 ms of CPU
-per 1,000 values, and a chunk sent passes about fifteen such arrays (the claim round, the
-hand-over, the outcomes, the enrollment moves): a fifth of a sender's own CPU. The literal is
-one str.join, ~0.1 ms per 1,000. PostgreSQL parses the same text either way (its CPU per
-statement measured equal, round 3d in benchmarks/README.md).
+psycopg adapts a Python list in Python, element by element (its list dumper): 0.7-1.1 ms of
+CPU per 1,000 ints, 1.3-1.6 ms per 1,000 strings, 3.5-4 ms per 1,000 times, and a chunk sent
+passes about fifteen such arrays (the claim round, the hand-over, the outcomes, the enrollment
+moves). The literal is one str.join: 0.09 ms per 1,000 ints. PostgreSQL parses the same text
+either way (its CPU per call measured equal; round 3d in benchmarks/README.md).
 
 Every element is made from a value of the array's own type, so nothing from a value can leave
 its element: ints are written by int's repr (anything else raises TypeError), text is quoted
