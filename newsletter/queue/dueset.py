@@ -108,7 +108,7 @@ class RedisQueue:
 
         Sent as two strings to a script (APPLY), not as ~3,000 arguments a chunk: redis-py packs
         each argument in Python (3.2 ms of CPU per 1,000 changes; the strings 0.45 ms, and Redis
-        spends ~0.5 ms more splitting them). A later change of one id wins, as in a pipeline."""
+        spends ~0.5 ms more splitting them). A later change of one id wins."""
         adds: dict[int, float] = {}
         drops: dict[int, None] = {}
         for enrollment_id, due in changes:

@@ -76,5 +76,7 @@ def any_of(column: Any, values: Iterable[Any]) -> Any:
     array itself; typed as text, the cast was an expression the planner could not see through:
     a sequential scan comparing every row with the array (184 ms a chunk at 5,000 readers)."""
     kind = column.type
-    write = next(f for t, f in BY_TYPE.items() if isinstance(kind, t))
+    write = next((f for t, f in BY_TYPE.items() if isinstance(kind, t)), None)
+    if write is None:
+        raise TypeError(f"no array literal for {column.key}'s type {kind!r}")
     return column == any_(cast(bindparam(None, write(values), type_=NullType()), ARRAY(kind)))

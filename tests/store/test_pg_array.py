@@ -75,3 +75,8 @@ def test_any_of_compares_a_column_with_the_whole_list(engine: Engine) -> None:
             {"a": pg_array.ints([3, 5, 13])},
         ).scalars()
         assert list(found) == [3, 5]
+
+
+def test_any_of_names_a_column_whose_type_it_cannot_write() -> None:
+    with pytest.raises(TypeError, match="created_at"):
+        pg_array.any_of(Delivery.created_at, [dt.datetime(2027, 3, 2)])
