@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import ReaderAction
@@ -37,9 +37,24 @@ class Activity:
 
 def note(session: Session, subscriber_id: int, action: str, detail: str, now: dt.datetime) -> None:
     """Record one action on this reader (in the caller's transaction: it commits with it)."""
+    note_each(session, [subscriber_id], action, detail, now)
+
+
+def note_each(
+    session: Session, subscriber_ids: list[int], action: str, detail: str, now: dt.datetime
+) -> None:
+    """The same action on each of these readers (a correction to everyone who had a part): one
+    executemany, in the caller's transaction."""
     if action not in LABELS:
         raise ValueError(f"unknown reader action {action!r}")
-    session.add(ReaderAction(subscriber_id=subscriber_id, at=now, action=action, detail=detail))
+    if subscriber_ids:
+        session.execute(
+            insert(ReaderAction),
+            [
+                {"subscriber_id": s, "at": now, "action": action, "detail": detail}
+                for s in subscriber_ids
+            ],
+        )
 
 
 def activity(session: Session, subscriber_id: int, limit: int = 100) -> list[Activity]:

@@ -8,11 +8,13 @@ import re
 from pathlib import Path
 
 from engine_support import add_person, ship, utc
+from sqlalchemy import select
 
 import newsletter
 from newsletter.core.config import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.ledger import extras
+from newsletter.store.models import ExtraSend
 
 NOW = utc(2026, 3, 2, 12)
 PACKAGE = Path(newsletter.__file__).resolve().parent
@@ -30,13 +32,46 @@ def test_one_row_per_key_and_one_hand_over(settings: Settings) -> None:
         [other] = extras.add_extras(session, extras.AGAIN, [("again-b", sub, myths, 1)], NOW)
         assert other != first
     with session_scope(settings.database_url) as session:
-        assert extras.hand_over_extra(session, first, NOW)
-        assert not extras.hand_over_extra(session, first, NOW)  # a second sender gets nothing
-        extras.record_extra(session, first, True, NOW, message_id="m-1")
+        assert extras.hand_over_extras(session, [first], NOW) == [first]
+        assert extras.hand_over_extras(session, [first], NOW) == []  # a second sender: nothing
+        extras.record_extras(session, [(first, "m-1")], [], NOW)
         extras.give_up(session, [first], NOW, "late")  # a settled row stays settled
     with session_scope(settings.database_url) as session:
         rows = {x.id: x.status for x in extras.extras_of(session, sub)}
     assert rows == {first: "sent", other: "claimed"}
+
+
+def test_a_batch_is_handed_over_once_and_only_handed_rows_are_recorded(
+    settings: Settings,
+) -> None:
+    """The batch's compare-and-set: a second hand-over of overlapping rows gets only the ones
+    still claimed; recording touches handed rows only (a claimed row is not settled by it)."""
+    ids = ship(settings, NOW)
+    myths = ids["myths-about-psychotherapy"]
+    subs = [add_person(settings, NOW) for _ in range(4)]
+    with session_scope(settings.database_url) as session:
+        wanted = [(f"fix-{s}", s, myths, 1) for s in subs]
+        rows = extras.add_extras(session, extras.CORRECTION, wanted, NOW)
+    with session_scope(settings.database_url) as session:
+        assert extras.hand_over_extras(session, rows[:2], NOW) == rows[:2]
+    with session_scope(settings.database_url) as session:
+        assert extras.hand_over_extras(session, rows, NOW) == rows[2:]  # the rest only
+        assert extras.hand_over_extras(session, rows, NOW) == []
+    with session_scope(settings.database_url) as session:
+        extras.record_extras(session, [(rows[0], "m-0")], [(rows[1], "bounced")], NOW)
+        extras.record_extras(session, [(rows[0], "m-again")], [(rows[0], "late")], NOW)
+        found = {x.id: x for x in extras.extras_by_id(session, rows)}
+        targets = {t.id: t for t in extras.targets(session, rows)}
+    assert found[rows[0]].status == "sent" and found[rows[1]].status == "failed"
+    assert found[rows[1]].last_error == "bounced"
+    assert {found[r].status for r in rows[2:]} == {"handed"}
+    assert [targets[r].subscriber_id for r in rows] == subs
+    assert all(t.active and t.email and t.public_id for t in targets.values())
+    with session_scope(settings.database_url) as session:
+        message_id = session.scalar(
+            select(ExtraSend.provider_message_id).where(ExtraSend.id == rows[0])
+        )
+    assert message_id == "m-0"  # a settled row is not written again
 
 
 def extra_writes(path: Path) -> list[str]:

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import CLAIMED, FAILED, SENT, ExtraSend
+from newsletter.store.ledger.dialect import among
+from newsletter.store.models import ACTIVE, CLAIMED, FAILED, SENT, ExtraSend, Subscriber
 
 AGAIN, CORRECTION = "again", "correction"  # the kinds
 HANDED = "handed"
 EXTRA_KINDS = (AGAIN, CORRECTION)
+_TABLE: Any = ExtraSend.__table__  # Core statements (executemany) skip the ORM's bookkeeping
 
 
 @dataclass(frozen=True)
@@ -83,46 +86,92 @@ def add_extras(
         for key, sub, series, part in wanted
     ]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    added: list[int] = []
-    for start in range(0, len(values), 500):
-        statement = (
-            insert(ExtraSend)
-            .values(values[start : start + 500])
-            .on_conflict_do_nothing(index_elements=["request_key"])
-            .returning(ExtraSend.id)
-        )
-        added.extend(session.scalars(statement))
+    statement = (
+        insert(ExtraSend)
+        .on_conflict_do_nothing(index_elements=["request_key"])
+        .returning(ExtraSend.id)
+    )
+    added = list(session.scalars(statement, values))  # executemany: one compiled statement
     return sorted(added)
 
 
-def hand_over_extra(session: Session, extra_id: int, now: dt.datetime) -> bool:
-    """claimed -> handed by compare-and-set; True for the one caller that flipped it."""
-    done = session.execute(
+def hand_over_extras(session: Session, ids: list[int], now: dt.datetime) -> list[int]:
+    """claimed -> handed by one compare-and-set (the caller commits before calling the
+    provider): only the call that flips a row sends it. The ids it flipped, in order."""
+    if not ids:
+        return []
+    flipped = session.scalars(
         update(ExtraSend)
-        .where(ExtraSend.id == extra_id, ExtraSend.status == CLAIMED)
+        .where(among(session, ExtraSend.id, ids), ExtraSend.status == CLAIMED)
         .values(status=HANDED, updated_at=now)
+        .returning(ExtraSend.id)
+        .execution_options(synchronize_session=False)
     )
-    return bool(getattr(done, "rowcount", 0))
+    return sorted(flipped)
 
 
-def record_extra(
+@dataclass(frozen=True)
+class Target:
+    """A handed extra send with what its email needs: the part and the reader (None once erased)."""
+
+    id: int
+    kind: str
+    series_id: int
+    part_number: int
+    subscriber_id: int | None
+    active: bool
+    public_id: str
+    email: str
+    name: str | None
+
+
+def targets(session: Session, ids: list[int]) -> list[Target]:
+    """These rows with their readers, one statement (a correction's batch reads 1,000)."""
+    found = session.execute(
+        select(
+            ExtraSend.id,
+            ExtraSend.kind,
+            ExtraSend.series_id,
+            ExtraSend.part_number,
+            ExtraSend.subscriber_id,
+            Subscriber.status,
+            Subscriber.public_id,
+            Subscriber.email,
+            Subscriber.name,
+        )
+        .outerjoin(Subscriber, Subscriber.id == ExtraSend.subscriber_id)
+        .where(among(session, ExtraSend.id, ids))
+        .order_by(ExtraSend.id)
+    )
+    return [
+        Target(i, kind, series, part, sub, status == ACTIVE, public or "", email or "", name)
+        for i, kind, series, part, sub, status, public, email, name in found
+    ]
+
+
+def record_extras(
     session: Session,
-    extra_id: int,
-    sent: bool,
+    sent: list[tuple[int, str]],
+    failed: list[tuple[int, str]],
     now: dt.datetime,
-    *,
-    message_id: str | None = None,
-    error: str | None = None,
 ) -> None:
-    """handed -> sent (with the provider's id) or failed (with the reason)."""
-    values: dict[str, object] = {"status": SENT if sent else FAILED, "updated_at": now}
+    """handed -> sent ((id, the provider's message id)) or failed ((id, the reason)); one
+    executemany each, compare-and-set on `handed`."""
+    handed = _TABLE.c
     if sent:
-        values.update(sent_at=now, provider_message_id=message_id)
-    else:
-        values["last_error"] = (error or "")[:500]
-    session.execute(
-        update(ExtraSend).where(ExtraSend.id == extra_id, ExtraSend.status == HANDED).values(values)
-    )
+        session.execute(
+            update(_TABLE)
+            .where(handed.id == bindparam("i"), handed.status == HANDED)
+            .values(status=SENT, updated_at=now, sent_at=now, provider_message_id=bindparam("m")),
+            [{"i": i, "m": mid} for i, mid in sent],
+        )
+    if failed:
+        session.execute(
+            update(_TABLE)
+            .where(handed.id == bindparam("i"), handed.status == HANDED)
+            .values(status=FAILED, updated_at=now, last_error=bindparam("e")),
+            [{"i": i, "e": (error or "")[:500]} for i, error in failed],
+        )
 
 
 def give_up(session: Session, ids: list[int], now: dt.datetime, reason: str) -> None:
@@ -132,13 +181,15 @@ def give_up(session: Session, ids: list[int], now: dt.datetime, reason: str) -> 
     if ids:
         session.execute(
             update(ExtraSend)
-            .where(ExtraSend.id.in_(ids), ExtraSend.status.in_((CLAIMED, HANDED)))
+            .where(among(session, ExtraSend.id, ids), ExtraSend.status.in_((CLAIMED, HANDED)))
             .values(status=FAILED, updated_at=now, last_error=reason[:500])
         )
 
 
 def extras_by_id(session: Session, ids: list[int]) -> list[Extra]:
-    rows = session.scalars(select(ExtraSend).where(ExtraSend.id.in_(ids)).order_by(ExtraSend.id))
+    rows = session.scalars(
+        select(ExtraSend).where(among(session, ExtraSend.id, ids)).order_by(ExtraSend.id)
+    )
     return [_value(r) for r in rows]
 
 
