@@ -1,14 +1,17 @@
 """Helpers for the web tests: series rows, a TestClient with a CSRF cookie, the one CSRF helper,
-a signed-in admin (the `admin_client` fixture in conftest uses it), outbox parsing."""
+a signed-in admin (the `admin_client` fixture in conftest uses it), outbox parsing, a watch on
+where blocking work runs."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -160,3 +163,18 @@ def signed_in(settings: Settings, password: str = ADMIN_PASSWORD) -> tuple[TestC
     (`settings` must carry `password`: see `as_admin`)."""
     c = admin_app_client(settings)
     return c, sign_in(c, password)
+
+
+def loop_watch(real: Any, on_loop: list[bool]) -> Any:
+    """`real`, appending to `on_loop` whether each call ran where an event loop runs: blocking
+    work (rendering, a provider's call, password hashing) must run in a worker thread."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    return call

@@ -3,7 +3,6 @@ locked parts, stale files, and the live preview endpoints."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import shutil
@@ -15,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
-from web_helpers import csrf_in, sign_in
+from web_helpers import csrf_in, loop_watch, sign_in
 
 from newsletter.content import series as content
 from newsletter.core.config import Settings
@@ -289,22 +288,8 @@ def test_previews_render_off_the_event_loop_and_refuse_too_much_text(
     from newsletter.web.admin import editor
 
     loops: list[bool] = []
-
-    def watched(real: Any) -> Any:
-        """`real`, noting whether it ran where an event loop runs."""
-
-        def call(*args: Any) -> Any:
-            try:
-                asyncio.get_running_loop()
-                loops.append(True)
-            except RuntimeError:
-                loops.append(False)
-            return real(*args)
-
-        return call
-
-    monkeypatch.setattr(editor, "_preview", watched(editor._preview))
-    monkeypatch.setattr(series_editor, "save", watched(series_editor.save))
+    monkeypatch.setattr(editor, "_preview", loop_watch(editor._preview, loops))
+    monkeypatch.setattr(series_editor, "save", loop_watch(series_editor.save, loops))
     page = signed_in.get("/admin/series/new").text
     data = {"csrf_token": csrf_in(page), "title": "Subject", "body": "Body."}
     assert signed_in.post("/admin/series-editor/preview", data=data).status_code == 200

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from engine_support import add_person, enrollments, ship, utc
-from web_helpers import as_admin, csrf_in, outbox, signed_in
+from web_helpers import as_admin, csrf_in, loop_watch, outbox, signed_in
 
 from newsletter.core.config import Settings
 from newsletter.engine.tick import tick
@@ -116,3 +116,47 @@ def test_correct_a_sent_part_and_the_archive_says_so(admin: Settings) -> None:
         assert "A sentence added by the correction." in archive
         assert "Corrected on Tue 10 Mar 2026." in archive  # the practice's date of `at`
         assert "Correction sent" in c.get(f"/admin/subscribers/{sub}").text
+
+
+def test_every_form_that_mails_calls_the_provider_off_the_event_loop(
+    admin: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Send again, a correction to everyone who had the part, a part's and a broadcast's test
+    email, a confirmation again: each once ran its provider call (and its rendering) inside
+    `async def`, where a correction to 2,000 readers held every page, the public ones too, for
+    half a minute. Each mails, and none on the event loop."""
+    from newsletter.mail.backends.outbox import OutboxBackend
+    from newsletter.services import roster
+
+    on_loop: list[bool] = []
+    monkeypatch.setattr(OutboxBackend, "send", loop_watch(OutboxBackend.send, on_loop))
+    sub, at = _reader_with_two_parts(admin)
+    with time_machine.travel(at, tick=False):
+        c, _ = signed_in(admin)
+        pending = roster.add_subscriber(admin, email="pending.reader@example.org")
+        on_loop.clear()  # the ticks and the signup's confirmation ran outside the app
+        mails = len(outbox(admin))
+        page = c.get(f"/admin/subscribers/{sub}").text
+        key = KEY_RE.search(page)
+        assert key is not None
+        again = {"csrf_token": csrf_in(page), "part": f"{MYTHS}/1", "key": key.group(1)}
+        assert c.post(f"/admin/subscribers/{sub}/send-again", data=again).status_code == 303
+        page = c.get(f"/admin/series/{MYTHS}/1/correct").text
+        form = {
+            "csrf_token": csrf_in(page),
+            "token": re.search(r'name="token" value="([^"]+)"', page).group(1),  # type: ignore[union-attr]
+            "key": KEY_RE.search(page).group(1),  # type: ignore[union-attr]
+            "title": "A new title", "summary": "A new summary.", "body": "A corrected body.",
+            "send": "yes",
+        }  # fmt: skip
+        assert c.post(f"/admin/series/{MYTHS}/1/correct", data=form).status_code == 303
+        token = csrf_in(c.get("/admin/broadcasts").text)
+        to = "maya@riverside.example.net"
+        assert c.post(f"/admin/series/{MYTHS}/1/test", data={"csrf_token": token, "to": to})
+        letter = {"title": "Closed", "summary": "Back Monday.", "body_md": "Closed on Friday."}
+        test = {"csrf_token": token, **letter, "action": "test", "test_to": to, "when": "now"}
+        assert c.post("/admin/broadcasts", data=test).status_code == 200
+        resend = {"csrf_token": token}
+        assert c.post(f"/admin/subscribers/{pending}/resend", data=resend).status_code == 303
+    assert len(outbox(admin)) == mails + 5
+    assert on_loop == [False] * 5

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.content.letter import letter
@@ -205,12 +206,16 @@ def _confirm(request: Request, values: dict[str, Any], now: dt.datetime) -> Resp
 @protected.post("/broadcasts", include_in_schema=False)
 async def broadcasts_submit(request: Request) -> Response:
     form = await form_of(request)
-    settings = settings_of(request)
     values: dict[str, Any] = {k: str(form.get(k) or "") for k in FIELDS}
     values["series"] = [str(s) for s in form.getlist("series")]
     values["archive"] = form.get("archive") == "on"
-    action = form.get("action") or "schedule"
-    now = utcnow()
+    action = str(form.get("action") or "schedule")
+    # rendering, a test email's provider call, a broadcast's readers claimed: off the event loop
+    return await run_in_threadpool(_submit, request, values, action, utcnow())
+
+
+def _submit(request: Request, values: dict[str, Any], action: str, now: dt.datetime) -> Response:
+    settings = settings_of(request)
     try:
         if action == "preview":
             return _show(request, values, preview=_preview(settings, values))
@@ -266,7 +271,7 @@ def broadcast_cancel_page(request: Request, broadcast_id: BroadcastId) -> Respon
 @protected.post("/broadcasts/{broadcast_id}/cancel", include_in_schema=False)
 async def broadcast_cancel(request: Request, broadcast_id: BroadcastId) -> Response:
     await form_of(request)
-    info = broadcasts.cancel(settings_of(request), broadcast_id, utcnow())
+    info = await run_in_threadpool(broadcasts.cancel, settings_of(request), broadcast_id, utcnow())
     if info is None:
         return redirect(request, "/admin/broadcasts", "No such broadcast.", "error")
     return redirect(

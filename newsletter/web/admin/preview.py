@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.config import Settings
@@ -142,7 +143,11 @@ def part_email_html(request: Request, slug: str, number: PartNumber, db: Db) -> 
 
 @protected.post("/series/{slug}/{number}/test", include_in_schema=False)
 async def part_test_send(request: Request, slug: str, number: PartNumber) -> Response:
-    form = await form_of(request)
+    form = await form_of(request)  # rendering and the provider's call: off the event loop
+    return await run_in_threadpool(_test_send, request, slug, number, str(form.get("to") or ""))
+
+
+def _test_send(request: Request, slug: str, number: int, to: str) -> Response:
     settings = settings_of(request)
     where = f"/admin/series/{slug}/{number}"
     with session_scope(settings.database_url) as db:
@@ -152,7 +157,7 @@ async def part_test_send(request: Request, slug: str, number: PartNumber) -> Res
         if part is None:
             raise HTTPException(404, "no such part")
         article = render.Renderer(settings).article(series, part, len(parts))
-    result = mailing.send_test(settings, str(form.get("to") or ""), article)
+    result = mailing.send_test(settings, to, article)
     if result.ok:
         with session_scope(settings.database_url) as db:
             practice.note_test_sent(db)  # ticks "send yourself a test" on the dashboard

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.core.timing import utcnow
@@ -211,8 +212,14 @@ async def subscriber_send_again(request: Request, subscriber_id: SubscriberId) -
     slug, _, number = str(form.get("part") or "").partition("/")
     key = str(form.get("key") or "")
     try:
-        said, ok = reader_tools.send_again(
-            settings_of(request), subscriber_id, slug[:100], _part(number), key, utcnow()
+        said, ok = await run_in_threadpool(  # a provider call: never on the event loop
+            reader_tools.send_again,
+            settings_of(request),
+            subscriber_id,
+            slug[:100],
+            _part(number),
+            key,
+            utcnow(),
         )
     except LookupError:
         raise HTTPException(404, "no such subscriber") from None
@@ -269,7 +276,7 @@ async def subscriber_resend(request: Request, subscriber_id: SubscriberId) -> Re
             "Only pending people get a confirmation email.",
             "error",
         )
-    mailed = mailing.send_confirmations(settings, [subscriber_id])
+    mailed = await run_in_threadpool(mailing.send_confirmations, settings, [subscriber_id])
     if mailed.halted is not None:
         said = f"Not sent: sending is halted ({mailed.halted})."
     else:
