@@ -441,8 +441,10 @@ def list_tokens(session: Session) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
 
 
-def revoke_token(session: Session, name: str) -> int:
-    rows = list(session.scalars(select(ApiToken).where(ApiToken.name == name)))
-    for row in rows:
-        session.delete(row)
-    return len(rows)
+def revoke_token(session: Session, token_id: int) -> bool:
+    """Forget one token (its hash): the next request with it is refused. False when gone."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        return False
+    session.delete(row)
+    return True

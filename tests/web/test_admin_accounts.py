@@ -58,6 +58,9 @@ OWNER_ROUTES = [
     ("POST", "/admin/settings/webhooks"),
     ("POST", "/admin/settings/webhooks/1/test"),
     ("POST", "/admin/settings/webhooks/1/remove"),
+    ("GET", "/admin/settings/tokens"),  # a token reads and writes readers through the API
+    ("POST", "/admin/settings/tokens"),
+    ("POST", "/admin/settings/tokens/1/revoke"),
 ]
 
 

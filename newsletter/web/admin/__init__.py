@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from newsletter.web.admin import (
     about,
     accounts,
+    api_tokens,
     broadcasts,
     calendar,
     dashboard,
@@ -46,5 +47,6 @@ for area in (
     accounts,
     about,
     webhooks_out,
+    api_tokens,
 ):
     router.include_router(area.protected)
