@@ -68,17 +68,29 @@ def last_slot(session: Session, subscriber_id: int) -> dt.datetime | None:
     As in `advance`: a send more than a day after its slot counts from the day before the real
     send (max over rows of max(slot, sent - 1 day) == max(max slot, max sent - 1 day)).
     """
-    slot, sent = session.execute(
-        select(func.max(Delivery.scheduled_for), func.max(Delivery.sent_at)).where(
-            Delivery.subscriber_id == subscriber_id,
+    return last_slots(session, [subscriber_id]).get(subscriber_id)
+
+
+def last_slots(session: Session, subscriber_ids: list[int]) -> dict[int, dt.datetime | None]:
+    """`last_slot` of each of these subscribers, one statement (absent: none sent yet)."""
+    found = session.execute(
+        select(Delivery.subscriber_id, func.max(Delivery.scheduled_for), func.max(Delivery.sent_at))
+        .where(
+            Delivery.subscriber_id.in_(subscriber_ids),
             Delivery.status.in_((SENT, FAILED)),
             Delivery.series_id.not_in(_broadcasts()),  # one-off letters set no cadence
         )
-    ).one()
-    values = [rule.aware(v) for v in (slot, sent) if v is not None]
-    if sent is not None:
-        values[-1] -= dt.timedelta(days=1)
-    return max(values, default=None)
+        .group_by(Delivery.subscriber_id)
+    )
+    slots: dict[int, dt.datetime | None] = {}
+    for subscriber_id, slot, sent in found:
+        if subscriber_id is None:  # not among those asked for (an erased reader's rows)
+            continue
+        values = [rule.aware(v) for v in (slot, sent) if v is not None]
+        if sent is not None:
+            values[-1] -= dt.timedelta(days=1)
+        slots[subscriber_id] = max(values, default=None)
+    return slots
 
 
 def _broadcasts() -> Select[int]:
@@ -133,10 +145,7 @@ def place(
     if not rows:
         return []
     counts = counts if counts is not None else part_counts(session)
-    series = {
-        s.id: s
-        for s in session.scalars(select(Series).where(Series.id.in_({r.series_id for r in rows})))
-    }
+    series = _series_of(session, {r.series_id for r in rows})
     looked_up = previous is not None
 
     def prev() -> dt.datetime | None:
@@ -145,6 +154,74 @@ def place(
             previous, looked_up = last_slot(session, subscriber.id), True
         return previous
 
+    changed = _place_rows(subscriber, rows, series, counts, now, prev, recompute, keep_due)
+    session.flush()
+    return changed
+
+
+def place_each(
+    session: Session,
+    subscribers: Sequence[Subscriber],
+    now: dt.datetime,
+    *,
+    recompute: bool = False,
+    keep_due: bool = False,
+    counts: dict[int, int] | None = None,
+) -> list[Enrollment]:
+    """`place` for many readers at once (a series queued for everyone, a series resumed): the
+    same rule for each (`_place_rows`), their enrollments, series and last slots read with one
+    statement each instead of one per reader (queueing a series for 2,000 readers ran 8,810)."""
+    people = [s for s in subscribers if s.status == ACTIVE]
+    if not people:
+        return []
+    rows_of: dict[int, list[Enrollment]] = {s.id: [] for s in people}
+    for row in session.scalars(
+        select(Enrollment)
+        .where(
+            Enrollment.subscriber_id.in_(list(rows_of)),
+            Enrollment.series_id.not_in(_broadcasts()),
+        )
+        .order_by(Enrollment.subscriber_id, Enrollment.position, Enrollment.id)
+    ):
+        rows_of[row.subscriber_id].append(row)
+    counts = counts if counts is not None else part_counts(session)
+    series = _series_of(session, {r.series_id for rows in rows_of.values() for r in rows})
+    slots: dict[int, dt.datetime | None] | None = None
+
+    def prev_of(subscriber_id: int) -> Callable[[], dt.datetime | None]:
+        def prev() -> dt.datetime | None:
+            nonlocal slots
+            if slots is None:  # the first reader who needs one: every reader's, one statement
+                slots = last_slots(session, list(rows_of))
+            return slots.get(subscriber_id)
+
+        return prev
+
+    changed: list[Enrollment] = []
+    for subscriber in people:
+        rows = rows_of[subscriber.id]
+        if rows:
+            prev = prev_of(subscriber.id)
+            changed += _place_rows(subscriber, rows, series, counts, now, prev, recompute, keep_due)
+    session.flush()
+    return changed
+
+
+def _series_of(session: Session, ids: set[int]) -> dict[int, Series]:
+    return {s.id: s for s in session.scalars(select(Series).where(Series.id.in_(ids)))}
+
+
+def _place_rows(
+    subscriber: Subscriber,
+    rows: list[Enrollment],
+    series: dict[int, Series],
+    counts: dict[int, int],
+    now: dt.datetime,
+    prev: Callable[[], dt.datetime | None],
+    recompute: bool,
+    keep_due: bool,
+) -> list[Enrollment]:
+    """The rule of `place` on one reader's rows (in queue order); the rows it changed."""
     active, changed = _settle_active(rows, counts)
     if active is None:
         active = _start_next_queued(rows, series, counts)
@@ -155,7 +232,6 @@ def place(
             changed.append(active)
         elif active not in changed:
             changed.append(active)
-    session.flush()
     return changed
 
 
@@ -307,6 +383,19 @@ def reschedule(
         session.flush()
         return []
     return place(session, subscriber, now, recompute=True, keep_due=not resuming)
+
+
+def reschedule_each(
+    session: Session, subscribers: Sequence[Subscriber], now: dt.datetime, *, resuming: bool
+) -> list[Enrollment]:
+    """`reschedule` for many readers at once (a series resumed for everyone): the same rule,
+    the active readers' rows read together (`place_each`)."""
+    changed: list[Enrollment] = []
+    for subscriber in subscribers:
+        if subscriber.status != ACTIVE:
+            changed += reschedule(session, subscriber, now, resuming=resuming)
+    active = [s for s in subscribers if s.status == ACTIVE]
+    return changed + place_each(session, active, now, recompute=True, keep_due=not resuming)
 
 
 def apply_preferences(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
-from newsletter.engine.schedule import opening, part_counts, place
+from newsletter.engine.schedule import opening, part_counts, place_each
 from newsletter.store import series as series_store
 from newsletter.store.models import (
     ACTIVE,
@@ -25,6 +25,9 @@ from newsletter.store.models import (
 
 class ScheduleError(Exception):
     """A schedule request that can't be done (unknown series, …); the message says why."""
+
+
+PLACE_BATCH = 500  # readers placed together: their reads and writes shared (schedule.place_each)
 
 
 @dataclass
@@ -72,7 +75,7 @@ def queue_series(
                     Subscriber.id.not_in(already),
                 )
                 .order_by(Subscriber.id)
-                .limit(500)
+                .limit(PLACE_BATCH)
             )
         )
         if not batch:
@@ -85,17 +88,19 @@ def queue_series(
                 .group_by(Enrollment.subscriber_id)
             ).all()
         )
-        for sub in batch:
-            position = (positions.get(sub.id) or 0) + 1
-            row = Enrollment(subscriber_id=sub.id, **opening(series, position, now))
-            session.add(row)
-            session.flush()
-            report.count += 1
-            for changed in place(session, sub, now, counts=counts):
-                report.enrollment_ids.append(changed.id)
-                if changed.series_id == series.id and changed.next_due_at is not None:
-                    day = changed.next_due_at.date()
-                    report.first_date = min(report.first_date or day, day)
+        session.execute(  # one executemany: place_each reads the rows back with the others
+            insert(Enrollment),
+            [
+                {"subscriber_id": sub.id, **opening(series, (positions.get(sub.id) or 0) + 1, now)}
+                for sub in batch
+            ],
+        )
+        report.count += len(batch)
+        for changed in place_each(session, batch, now, counts=counts):  # the rule, 500 at once
+            report.enrollment_ids.append(changed.id)
+            if changed.series_id == series.id and changed.next_due_at is not None:
+                day = changed.next_due_at.date()
+                report.first_date = min(report.first_date or day, day)
         session.expunge_all()
     return report
 
@@ -122,6 +127,7 @@ def _restart(
         )
     )
     changed: list[int] = []
+    to_place: list[int] = []
     for row in rows:
         if row.next_due_at is not None and rule.is_due(row.next_due_at, now):
             continue
@@ -129,11 +135,22 @@ def _restart(
         changed.append(row.id)
         if row.state == ENROLLED_ACTIVE:
             row.next_due_at = None
-            sub = session.get(Subscriber, row.subscriber_id)
-            if sub is not None:
-                changed.extend(e.id for e in place(session, sub, now, counts=counts))
+            to_place.append(row.subscriber_id)
     session.flush()
+    changed += _place_readers(session, to_place, now, counts)
     return sorted(set(changed))
+
+
+def _place_readers(
+    session: Session, subscriber_ids: list[int], now: dt.datetime, counts: dict[int, int]
+) -> list[int]:
+    """`place_each` for these readers, PLACE_BATCH at a time; the changed enrollment ids."""
+    changed: list[int] = []
+    for start in range(0, len(subscriber_ids), PLACE_BATCH):
+        ids = subscriber_ids[start : start + PLACE_BATCH]
+        readers = list(session.scalars(select(Subscriber).where(Subscriber.id.in_(ids))))
+        changed += [e.id for e in place_each(session, readers, now, counts=counts)]
+    return changed
 
 
 def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[int]:
@@ -154,16 +171,19 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
         )
     )
     changed: list[int] = []
-    for row in rows:
-        top = session.scalar(
-            select(func.max(Enrollment.position)).where(
-                Enrollment.subscriber_id == row.subscriber_id
-            )
+    for start in range(0, len(rows), PLACE_BATCH):
+        batch = rows[start : start + PLACE_BATCH]  # one row per reader: one series' enrollments
+        tops = dict(
+            session.execute(
+                select(Enrollment.subscriber_id, func.max(Enrollment.position))
+                .where(Enrollment.subscriber_id.in_([r.subscriber_id for r in batch]))
+                .group_by(Enrollment.subscriber_id)
+            ).all()
         )
-        row.state, row.next_due_at, row.position = QUEUED, None, (top or 0) + 1
-        changed.append(row.id)
-        sub = session.get(Subscriber, row.subscriber_id)
-        if sub is not None:
-            changed.extend(e.id for e in place(session, sub, now, counts=counts))
-    session.flush()
+        for row in batch:
+            row.state, row.next_due_at = QUEUED, None
+            row.position = (tops.get(row.subscriber_id) or 0) + 1
+            changed.append(row.id)
+        session.flush()
+        changed += _place_readers(session, [r.subscriber_id for r in batch], now, counts)
     return sorted(set(changed))

@@ -312,12 +312,12 @@ def resume_series(settings: Settings, slug: str, now: dt.datetime) -> str | None
             )
         )
         for start in range(0, len(ids), BATCH):
-            for sub in session.scalars(
+            readers = session.scalars(
                 select(Subscriber).where(
                     Subscriber.id.in_(ids[start : start + BATCH]), Subscriber.status == ACTIVE
                 )
-            ):
-                schedule.reschedule(session, sub, now, resuming=True)
+            )
+            schedule.reschedule_each(session, list(readers), now, resuming=True)
             session.flush()
     sync_series_queue(settings, series_id)
     return title

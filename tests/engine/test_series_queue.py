@@ -213,3 +213,25 @@ def test_queued_again_a_part_one_already_due_still_goes(settings: Settings) -> N
     row = enrollments(settings, sid)[0]
     assert (row.not_before, row.next_due_at) == (None, due)  # the tick is sending it
     assert cli_tick(due + dt.timedelta(minutes=6))["sent"] == 1
+
+
+def test_queueing_for_everyone_costs_statements_per_batch_not_per_reader(
+    settings: Settings,
+) -> None:
+    """A series queued for every reader placed each one with its own statements (8,810 for 2,000
+    readers); now 500 readers a batch share each read and write: 180 readers more cost nothing
+    more. Counted, not timed."""
+    from engine_support import ship
+    from scale_support import add_readers, statements
+
+    now = utc(2027, 1, 4, 12)
+    ship(settings, now, queue=False)
+    add_readers(settings, now, 20)
+    with statements(settings) as few, session_scope(settings.database_url) as session:
+        first = series_queue.queue_series(session, "myths-about-psychotherapy", None, now)
+    add_readers(settings, now, 180, start=20)
+    with statements(settings) as many, session_scope(settings.database_url) as session:
+        second = series_queue.queue_series(session, "co-created-process", None, now)
+    assert (first.count, second.count) == (14, 146)  # active, taking new series (add_readers)
+    assert len(many) <= len(few) + 3, (len(few), len(many))
+    assert len(many) < 30

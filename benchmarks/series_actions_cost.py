@@ -1,0 +1,67 @@
+"""The admin's actions on every reader at once: statements and this thread's CPU at N readers.
+
+Queue a series for everyone, pause it, resume it, reload schedules/, a broadcast to all and its
+cancel, on readers made by tests/scale_support.add_readers (N defaults to 2,000: `NL_N`). Run
+through pytest (it borrows the tests' fixtures: a fresh database and Redis prefix):
+
+    PYTHONPATH=.:tests .venv/bin/python -m pytest benchmarks/series_actions_cost.py -p conftest -q -s
+    TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        PYTHONPATH=.:tests .venv/bin/python -m pytest benchmarks/series_actions_cost.py -p conftest -q -s
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from engine_support import ship
+from scale_support import BATCH_MONDAY, add_readers, statements
+
+from newsletter.content.letter import letter
+from newsletter.services import broadcasts, series_admin
+
+
+def _measure(settings: Any, name: str, fn: Any) -> Any:
+    t = time.thread_time()
+    with statements(settings) as seen:
+        out = fn()
+    print(f"  {name}: {len(seen)} statements, {time.thread_time() - t:.2f} s CPU")
+    return out
+
+
+def test_series_actions_cost(settings: Any) -> None:
+    n = int(os.environ.get("NL_N", "2000"))
+    ship(settings, BATCH_MONDAY, queue=False)
+    add_readers(settings, BATCH_MONDAY, n)
+    now = BATCH_MONDAY
+    print(f"\n{settings.database_url.split(':')[0]} at {n} readers")
+    _measure(
+        settings,
+        "queue myths",
+        lambda: series_admin.queue_series(settings, "myths-about-psychotherapy", None, now),
+    )
+    _measure(
+        settings,
+        "pause myths",
+        lambda: series_admin.pause_series(settings, "myths-about-psychotherapy"),
+    )
+    _measure(
+        settings,
+        "resume myths",
+        lambda: series_admin.resume_series(settings, "myths-about-psychotherapy", now),
+    )
+    _measure(settings, "reload", lambda: series_admin.reload_series(settings, now))
+    info = _measure(
+        settings,
+        "broadcast to all",
+        lambda: broadcasts.create(
+            settings,
+            letter("Closed", "Back Monday.", "Closed on Friday."),
+            broadcasts.parse_audience("all"),
+            broadcasts.parse_when("now", settings, now),
+            in_archive=False,
+            now=now,
+        ),
+    )
+    _measure(settings, "cancel broadcast", lambda: broadcasts.cancel(settings, info.id, now))
