@@ -81,13 +81,7 @@ def queue_series(
         if not batch:
             break
         last_id = batch[-1].id
-        positions = dict(
-            session.execute(
-                select(Enrollment.subscriber_id, func.max(Enrollment.position))
-                .where(Enrollment.subscriber_id.in_([s.id for s in batch]))
-                .group_by(Enrollment.subscriber_id)
-            ).all()
-        )
+        positions = _last_positions(session, [s.id for s in batch])
         session.execute(  # one executemany: place_each reads the rows back with the others
             insert(Enrollment),
             [
@@ -103,6 +97,17 @@ def queue_series(
                 report.first_date = min(report.first_date or day, day)
         session.expunge_all()
     return report
+
+
+def _last_positions(session: Session, subscriber_ids: list[int]) -> dict[int, int]:
+    """Each reader's last queue position (absent: no enrollments): a new series goes after it."""
+    return dict(
+        session.execute(
+            select(Enrollment.subscriber_id, func.max(Enrollment.position))
+            .where(Enrollment.subscriber_id.in_(subscriber_ids))
+            .group_by(Enrollment.subscriber_id)
+        ).all()
+    )
 
 
 def _restart(
@@ -173,13 +178,7 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
     changed: list[int] = []
     for start in range(0, len(rows), PLACE_BATCH):
         batch = rows[start : start + PLACE_BATCH]  # one row per reader: one series' enrollments
-        tops = dict(
-            session.execute(
-                select(Enrollment.subscriber_id, func.max(Enrollment.position))
-                .where(Enrollment.subscriber_id.in_([r.subscriber_id for r in batch]))
-                .group_by(Enrollment.subscriber_id)
-            ).all()
-        )
+        tops = _last_positions(session, [r.subscriber_id for r in batch])
         for row in batch:
             row.state, row.next_due_at = QUEUED, None
             row.position = (tops.get(row.subscriber_id) or 0) + 1
