@@ -68,11 +68,7 @@ def send_extras(settings: Settings, ids: list[int], now: dt.datetime) -> ExtraRe
     for start in range(0, len(ids), size):
         reason = _send_batch(settings, ids[start : start + size], now, counts)
         if reason is not None:
-            rest = ids[start + size :]
-            if rest:
-                with session_scope(settings.database_url) as session:
-                    extras.give_up(session, rest, now, f"not sent: sending is stopped ({reason})")
-            counts["later"] += len(rest)
+            counts["later"] += _stop_rest(settings, ids[start + size :], now, reason)
             return _report(counts, reason)
     return _report(counts, None)
 
@@ -129,16 +125,20 @@ def _send_batch(
         _record(settings, readers, outcomes, halted_reason, now, counts)
         if halted_reason is not None:
             rest = [t.id for later in order[position + 1 :] for t in groups[later]]
-            if rest:
-                with session_scope(settings.database_url) as session:
-                    why = f"not sent: sending is stopped ({halted_reason})"
-                    extras.give_up(session, rest, now, why)
-            counts["later"] += len(rest)
+            counts["later"] += _stop_rest(settings, rest, now, halted_reason)
             return halted_reason
     return None
 
 
 NOT_ACTIVE = "not sent: not an active reader"
+
+
+def _stop_rest(settings: Settings, ids: list[int], now: dt.datetime, reason: str) -> int:
+    """After a refusal: these rows, not yet sent, fail as not sent; how many."""
+    if ids:
+        with session_scope(settings.database_url) as session:
+            extras.give_up(session, ids, now, f"not sent: sending is stopped ({reason})")
+    return len(ids)
 
 
 def _group_message(session: Session, settings: Settings, group: Group) -> Message | None:

@@ -133,9 +133,9 @@ def correct(
             wanted = [(f"fix-{key}-{r}", r, series.id, number) for r in readers]
             ids = extras.add_extras(session, extras.CORRECTION, wanted, now)
             added = {x.subscriber_id for x in extras.extras_by_id(session, ids)}
-            readers = sorted(r for r in added if r is not None)
+            noted = sorted(r for r in added if r is not None)
             detail = f"part {number} of “{series.title}”"
-            reader_actions.note_each(session, readers, reader_actions.CORRECTION_SENT, detail, now)
+            reader_actions.note_each(session, noted, reader_actions.CORRECTION_SENT, detail, now)
     report = send_extras(settings, ids, now) if ids else None
     return _said(changed, send, report.sent if report else 0, len(ids))
 
