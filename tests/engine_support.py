@@ -16,6 +16,7 @@ import pytest
 import redis
 from paths import ROOT
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
 from newsletter.core.config import ENV_PREFIX, Settings, get_settings
@@ -24,7 +25,15 @@ from newsletter.mail.message import Message, Outcome, Recipient
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import series as series_store
 from newsletter.store.db import session_scope
-from newsletter.store.models import ACTIVE, Delivery, Enrollment, Series, Subscriber
+from newsletter.store.models import (
+    ACTIVE,
+    QUEUED,
+    Delivery,
+    Enrollment,
+    Series,
+    Subscriber,
+    WaitingQueue,
+)
 
 
 def utc(*args: int) -> dt.datetime:
@@ -193,3 +202,22 @@ def own_templates(settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(f"{ENV_PREFIX}TEMPLATES_DIR", str(folder))
     get_settings.cache_clear()
     return settings.model_copy(update={"templates_dir": folder})
+
+
+def recount_queues(session: Session) -> dict[int, str]:
+    """Each reader's queued places as the triggers write them, recounted here from enrollments."""
+    out: dict[int, list[str]] = {}
+    rows = session.execute(
+        select(Enrollment.subscriber_id, Enrollment.series_id, Enrollment.next_part,
+               Enrollment.not_before)
+        .where(Enrollment.state == QUEUED)
+        .order_by(Enrollment.subscriber_id, Enrollment.position, Enrollment.id)
+    )  # fmt: skip
+    for sid, series_id, part, start in rows:
+        out.setdefault(sid, []).append(f"{series_id}:{part}:{'' if start is None else start}")
+    return {sid: ";".join(items) for sid, items in out.items()}
+
+
+def kept_queues(session: Session) -> dict[int, str]:
+    """What the database keeps in waiting_queues (migration 0020's triggers)."""
+    return dict(session.execute(select(WaitingQueue.subscriber_id, WaitingQueue.places)).all())

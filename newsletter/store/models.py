@@ -189,6 +189,17 @@ class Enrollment(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class WaitingQueue(Base):
+    """A reader's waiting queue as the calendar groups it: "series:part:start;…", every queued
+    place in queue order; a row only while something waits. Kept by the database's triggers on
+    enrollments (migration 0020), never written by the app."""
+
+    __tablename__ = "waiting_queues"
+
+    subscriber_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    places: Mapped[str] = mapped_column(Text)
+
+
 class Delivery(Base):
     """The ledger: one row per (subscriber, series, part), written before the provider is called."""
 

@@ -8,6 +8,7 @@
 - the ledger's `sent` rows are exactly the accepted mails (same row id, address, series, part);
 - parts in order (part n+1 accepted after part n) and a cadence apart (ledger scheduled_for);
 - no row left in `claimed` after recovery;
+- each reader's kept waiting queue (waiting_queues) equals a recount of their queued places;
 - the stand-in found no schema problem in any request body.
 """
 
@@ -19,6 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from engine_support import kept_queues, recount_queues
 from sqlalchemy import select
 
 from newsletter.store.db import session_scope
@@ -195,6 +197,11 @@ def check(
     stuck = [r for r in rows if r.status == CLAIMED]
     if stuck:
         broken.append(f"{len(stuck)} rows still claimed after recovery, e.g. {stuck[0]}")
+    with session_scope(database_url) as session:
+        kept, recounted = kept_queues(session), recount_queues(session)
+    if kept != recounted:
+        wrong = sorted(set(kept.items()) ^ set(recounted.items()))
+        broken.append(f"kept waiting queues differ from a recount, e.g. {wrong[:2]}")
 
     # in order and a cadence apart
     first_order: dict[tuple[str, str, int], int] = {}

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, select, union_all
+from sqlalchemy import and_, case, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
@@ -19,7 +19,6 @@ from newsletter.store.models import (
     CLAIMED,
     ENROLLED_ACTIVE,
     LIVE,
-    QUEUED,
     RETRY,
     SENT,
     Broadcast,
@@ -27,6 +26,7 @@ from newsletter.store.models import (
     Enrollment,
     Series,
     Subscriber,
+    WaitingQueue,
 )
 
 NEAR = dt.timedelta(days=2)  # a broadcast sent longer ago than this takes no day still to come
@@ -39,7 +39,6 @@ class Group:
     queue: rule.Queue
     count: int
     key: tuple[Any, ...]  # the grouped columns' values (to find its readers again)
-    by_queue: bool = True  # the key holds the waiting queue's text (`Reads.columns(True)`)
 
 
 def _letters_near(session: Session, now: dt.datetime) -> list[int]:
@@ -94,34 +93,8 @@ def _taken(letters: Sequence[int], readers: Any = None) -> Any:
     )
 
 
-def _ranked(session: Session, readers: Any = None) -> Any:
-    """Each reader's active and queued places in live series (not broadcasts), each row with
-    the reader's whole waiting queue as text ("series:part:start;…" in queue order, a window
-    over their rows): one scan and sort. `readers` (a subquery of ids) keeps it to those."""
-    live = select(Series.id).where(Series.state == LIVE, Series.kind != BROADCAST_KIND)
-    where = [Enrollment.state.in_((ENROLLED_ACTIVE, QUEUED)), Enrollment.series_id.in_(live)]
-    if readers is not None:
-        where.append(Enrollment.subscriber_id.in_(readers))
-    text = (
-        cast(Enrollment.series_id, String)
-        + literal(":")
-        + cast(Enrollment.next_part, String)
-        + literal(":")
-        + func.coalesce(cast(Enrollment.not_before, String), literal(""))
-    )
-    item = case((Enrollment.state == QUEUED, text))
-    postgres = session.get_bind().dialect.name == "postgresql"
-    joined = func.string_agg(item, literal(";")) if postgres else func.group_concat(item, ";")
-    rest = joined.over(
-        partition_by=Enrollment.subscriber_id,
-        order_by=(Enrollment.position, Enrollment.id),
-        rows=(None, None),
-    )
-    return select(*_place_columns(), rest.label("rest")).where(*where).subquery()
-
-
 def _place_columns() -> tuple[Any, ...]:
-    """A reader's place as both groupings read it (with or without the queue text)."""
+    """A reader's active place as the grouping reads it."""
     return (
         Enrollment.id.label("id"),
         Enrollment.subscriber_id.label("subscriber_id"),
@@ -134,8 +107,8 @@ def _place_columns() -> tuple[Any, ...]:
 
 
 def _active(readers: Any = None) -> Any:
-    """`_ranked`'s rows without the queue text (no window, no sort): each reader's active
-    place in a live series, for the groups whose projection never reaches their queue."""
+    """Each reader's active place in a live series (not a broadcast); `readers` (a subquery of
+    ids) keeps it to those. Their waiting queues come from `waiting_queues` (`Reads.joined`)."""
     live = select(Series.id).where(Series.state == LIVE, Series.kind != BROADCAST_KIND)
     where = [Enrollment.state == ENROLLED_ACTIVE, Enrollment.series_id.in_(live)]
     if readers is not None:
@@ -143,16 +116,18 @@ def _active(readers: Any = None) -> Any:
     return select(*_place_columns()).where(*where).subquery()
 
 
-def _waiting(rest: str | None, times: dict[int, rule.SeriesTimes]) -> tuple[rule.Place, ...]:
-    """The places of a reader's waiting queue from `_ranked`'s text."""
+def _waiting(rest: str | None, cat: Catalogue) -> tuple[rule.Place, ...]:
+    """The places of a reader's waiting queue, from the text `waiting_queues` keeps
+    ("series:part:start;…" in queue order): those of live series, as the engine sends them."""
     places = []
     for item in (rest or "").split(";"):
         if not item:
             continue
         sid, part, start = item.split(":")
-        if int(sid) in times:
+        series = cat.series.get(int(sid))
+        if series is not None and series.state == LIVE and series.kind != BROADCAST_KIND:
             day = dt.date.fromisoformat(start) if start else None
-            places.append(rule.Place(times[int(sid)], int(part), None, day))
+            places.append(rule.Place(cat.times[int(sid)], int(part), None, day))
     return tuple(places)
 
 
@@ -169,15 +144,15 @@ class Reads:
         session: Session,
         now: dt.datetime,
         readers: Any = None,
-        queue: bool = True,
         letters: list[int] | None = None,
     ) -> None:
         self.letters = _letters_near(session, now) if letters is None else letters
-        self.r = _ranked(session, readers) if queue else _active(readers)
+        self.r = _active(readers)
         self.taken = _taken(self.letters, readers) if self.letters else None
 
-    def columns(self, queue: bool = True) -> tuple[Any, ...]:
-        """The grouped columns; without the waiting queue's text when `queue` is False."""
+    def columns(self) -> tuple[Any, ...]:
+        """The grouped columns: the active place, the reader, the waiting queue's text and the
+        broadcast moments."""
         r = self.r
         cols: tuple[Any, ...] = (
             r.c.series_id,
@@ -187,7 +162,7 @@ class Reads:
             Subscriber.cadence,
             Subscriber.paused_until,
             r.c.not_before,
-            *((r.c.rest,) if queue else ()),
+            WaitingQueue.places,
         )
         if self.taken is not None:
             cols += tuple(self.taken.c[f"b{i}"] for i in range(len(self.letters)))
@@ -195,6 +170,7 @@ class Reads:
 
     def joined(self, query: Any) -> Any:
         query = query.join(Subscriber, Subscriber.id == self.r.c.subscriber_id)
+        query = query.outerjoin(WaitingQueue, WaitingQueue.subscriber_id == self.r.c.subscriber_id)
         if self.taken is not None:
             query = query.outerjoin(self.taken, self.taken.c.sid == self.r.c.subscriber_id)
         return query
@@ -202,84 +178,39 @@ class Reads:
     def due(self, before: dt.datetime) -> list[Any]:
         r = self.r
         return [
-            r.c.state == ENROLLED_ACTIVE,
             r.c.next_due_at.is_not(None),
             r.c.next_due_at < before,
             Subscriber.status == ACTIVE,
         ]
 
 
-SHORT = dt.timedelta(days=8)  # a view this near (the week, a count's people) groups in two steps
-
-
 def groups(session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime) -> list[Group]:
-    """Every group of readers whose active part is due before `before`, and every group of
-    readers waiting for a broadcast due before it (one more statement when any is).
-
-    A near `before` groups in two steps: first without the waiting queues (no window, no sort),
-    and only the groups whose active series runs out before `before` again with their queues,
-    restricted to their readers: a projection that stops inside the active series never reads
-    the queue, so both ways give the same groups' sends. A far one groups once, queues and all.
-    """
+    """Every group of readers whose active part is due before `before` (one GROUP BY, whatever
+    the span: the waiting queues are kept, not written per request), and every group of readers
+    waiting for a broadcast due before it (one more statement when any is)."""
     letters = _letters_near(session, now)
-    if before - now > SHORT:
-        out = _grouped(session, cat, Reads(session, now, letters=letters), before)
-    else:
-        out = _two_steps(session, cat, now, before, letters)
+    out = _grouped(session, cat, Reads(session, now, letters=letters), before)
     if letters:
         out.extend(_letter_groups(session, letters, before))
     return out
 
 
-def _grouped(
-    session: Session, cat: Catalogue, reads: Reads, before: dt.datetime, queue: bool = True
-) -> list[Group]:
+def _grouped(session: Session, cat: Catalogue, reads: Reads, before: dt.datetime) -> list[Group]:
     """The groups of `reads`' readers due before `before`, one GROUP BY."""
-    cols = reads.columns(queue)
+    cols = reads.columns()
     query = reads.joined(select(*cols, func.count(reads.r.c.id))).where(*reads.due(before))
     out = []
     for row in session.execute(query.group_by(*cols)):
-        sid, part, due, zone, cadence, paused, start, *rest = row[:-1]
-        moments = rest[1:] if queue else rest
+        sid, part, due, zone, cadence, paused, start, rest, *moments = row[:-1]
         place = rule.Place(cat.times[sid], int(part), rule.aware(due), start)
         queue_of = rule.Queue(
             rule.Reader(zone, cadence, paused),
-            (place, *_waiting(rest[0] if queue else None, cat.times)),
+            (place, *_waiting(rest, cat)),
             (),
             taken_days(moments, zone),
         )
-        out.append(Group(queue_of, int(row[-1]), tuple(row[:-1]), queue))
+        out.append(Group(queue_of, int(row[-1]), tuple(row[:-1])))
     return out
-
-
-def runs_out(queue: rule.Queue, now: dt.datetime, before: dt.datetime) -> bool:
-    """True when the active series of `queue` (projected alone) sends its last part before
-    `before`, or has none left: then what comes after it (the waiting queue) may count."""
-    active = queue.places[0]
-    if active.next_part > active.series.parts:
-        return True
-    last = (active.series.key, active.series.parts)
-    return any((s.key, s.part) == last for s in rule.project(queue, now, before))
-
-
-def _two_steps(
-    session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime, letters: list[int]
-) -> list[Group]:
-    alone = _grouped(session, cat, Reads(session, now, None, False, letters), before, False)
-    kept = [g for g in alone if not runs_out(g.queue, now, before)]
-    again = {g.key for g in alone} - {g.key for g in kept}
-    if not again:
-        return kept
-    # the readers of the groups that run out, by their active place (an index range each)
-    moments = sorted({(k[0], k[2]) for k in again})
-    readers = select(Enrollment.subscriber_id).where(
-        Enrollment.state == ENROLLED_ACTIVE,
-        or_(*(and_(Enrollment.series_id == sid, same_moment(Enrollment.next_due_at, due))
-              for sid, due in moments)),
-    )  # fmt: skip
-    queued = _grouped(session, cat, Reads(session, now, readers, letters=letters), before)
-    # the same readers' groups, now with their queues: keep those of the groups that ran out
-    return kept + [g for g in queued if g.key[:7] + g.key[8:] in again]
 
 
 def same_moment(column: Any, moment: dt.datetime) -> Any:

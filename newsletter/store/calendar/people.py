@@ -67,9 +67,8 @@ def people(
                 )
             ),
         )
-        queue = any(g.by_queue for g in matching)
-        reads = Reads(session, now, readers, queue)
-        keys = or_(*(_group_filter(reads.columns(g.by_queue), g.key) for g in matching))
+        reads = Reads(session, now, readers)
+        keys = or_(*(_group_filter(reads.columns(), g.key) for g in matching))
         query = reads.joined(person.select_from(reads.r)).where(*reads.due(end), keys)
     shown = [
         Person(*row)

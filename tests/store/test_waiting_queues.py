@@ -1,0 +1,139 @@
+"""waiting_queues: the database keeps each reader's waiting queue equal to a recount of their
+queued places, after every kind of change to enrollments, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from engine_support import add_person, kept_queues, recount_queues, ship, utc
+from sqlalchemy import delete, select, update
+
+from newsletter.core.config import Settings
+from newsletter.engine import enrollment, series_queue
+from newsletter.engine.tick import tick
+from newsletter.services import preferences, roster, series_admin
+from newsletter.store.db import session_scope
+from newsletter.store.models import QUEUED, Enrollment, Subscriber
+
+NOW = utc(2027, 1, 4, 12)  # Monday
+
+
+def assert_kept(settings: Settings) -> dict[int, str]:
+    with session_scope(settings.database_url) as session:
+        found = kept_queues(session)
+        assert found == recount_queues(session)
+        return found
+
+
+def test_the_queue_follows_every_kind_of_change(settings: Settings) -> None:
+    ids = ship(settings, NOW)
+    myths, cocreated = sorted(ids.values())
+    people = [add_person(settings, NOW, zone) for zone in ("Europe/London", "Asia/Tokyo")]
+    waiting = assert_kept(settings)
+    assert set(waiting) == set(people)  # Myths active, Co-Created waiting behind it
+    assert all(text == f"{cocreated}:1:" for text in waiting.values())
+
+    # a series queued with a start date: appended to every queue, the date in the text
+    with session_scope(settings.database_url) as session:
+        series_queue.queue_series(session, "co-created-process", dt.date(2027, 3, 1), NOW)
+    assert_kept(settings)
+
+    # the reader drops Co-Created (cancelled: nothing waits), then takes it back
+    first = people[0]
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, first)
+        assert sub is not None
+        prefs = preferences.Preferences(["myths-about-psychotherapy"], timezone=sub.timezone)
+        preferences.update_preferences(session, sub, prefs, NOW)
+    assert first not in assert_kept(settings)
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, first)
+        assert sub is not None
+        both = ["myths-about-psychotherapy", "co-created-process"]
+        preferences.update_preferences(session, sub, preferences.Preferences(both), NOW)
+    assert first in assert_kept(settings)
+
+    # Myths paused: its active places wait at their part, so every queue grows; then resumed
+    series_admin.pause_series(settings, "myths-about-psychotherapy")
+    assert_kept(settings)
+    series_admin.resume_series(settings, "myths-about-psychotherapy", NOW)
+    assert_kept(settings)
+
+    # every Myths part sent: Co-Created starts, and the queues empty
+    moment = NOW
+    for _ in range(12):
+        moment += dt.timedelta(days=7)
+        tick(settings, moment)
+    assert assert_kept(settings) == {}
+
+    # a reader erased: their enrollments go, and with them any kept queue
+    other = add_person(settings, moment, "America/New_York")
+    assert other in assert_kept(settings)
+    with session_scope(settings.database_url) as session:
+        roster.erase_person(settings, session, other)
+    assert other not in assert_kept(settings)
+    assert myths  # both shipped series were used above
+
+
+def test_random_writes_to_enrollments_keep_it_exact(settings: Settings) -> None:
+    """Inserts, deletes and updates of every column the text holds, in random order and in
+    bulk (one statement over many rows, as imports and `series queue` write): the kept queue
+    equals the recount after each."""
+    ids = ship(settings, NOW, queue=False)
+    series = sorted(ids.values())
+    people = [add_person(settings, NOW, slugs=[]) for _ in range(6)]
+    rng = random.Random(20261207)
+    states = (QUEUED, QUEUED, "active", "finished", "cancelled")
+    sizes: list[int] = []
+    for _ in range(60):
+        with session_scope(settings.database_url) as session:
+            rows = session.execute(select(Enrollment.id, Enrollment.subscriber_id)).all()
+            kind = rng.choice(("insert", "delete", "update", "bulk") if rows else ("insert",))
+            if kind == "insert":
+                sid = rng.choice(people)
+                taken = set(
+                    session.scalars(
+                        select(Enrollment.series_id).where(Enrollment.subscriber_id == sid)
+                    )
+                )
+                free = [s for s in series if s not in taken]
+                if free:
+                    session.add(
+                        Enrollment(
+                            subscriber_id=sid, series_id=rng.choice(free),
+                            position=rng.randint(0, 3), next_part=rng.randint(1, 4),
+                            state=rng.choice(states), created_at=NOW, updated_at=NOW,
+                        )
+                    )  # fmt: skip
+            elif kind == "delete":
+                session.execute(delete(Enrollment).where(Enrollment.id == rng.choice(rows)[0]))
+            elif kind == "update":
+                eid = rng.choice(rows)[0]
+                column = rng.choice(("state", "next_part", "not_before", "position", "due"))
+                values = {
+                    "state": {"state": rng.choice(states)},
+                    "next_part": {"next_part": rng.randint(1, 5)},
+                    "not_before": {"not_before": rng.choice((None, dt.date(2027, 2, 1)))},
+                    "position": {"position": rng.randint(0, 3)},
+                    "due": {"next_due_at": NOW + dt.timedelta(hours=rng.randint(1, 99))},
+                }[column]
+                session.execute(update(Enrollment).where(Enrollment.id == eid).values(**values))
+            else:  # one statement over every row of a series
+                session.execute(
+                    update(Enrollment)
+                    .where(Enrollment.series_id == rng.choice(series))
+                    .values(state=rng.choice(states))
+                )
+        sizes.append(len(assert_kept(settings)))
+    assert max(sizes) >= 2 and 0 in sizes  # queues were kept, grew and emptied again
+
+
+def test_a_bulk_enrollment_keeps_every_new_readers_queue(settings: Settings) -> None:
+    """Readers enrolled many at a time (an import's path: one INSERT for their queued places)."""
+    ship(settings, NOW)
+    people = [add_person(settings, NOW, slugs=[]) for _ in range(30)]
+    with session_scope(settings.database_url) as session:
+        enrollment.enroll_new(session, people, NOW)
+    found = assert_kept(settings)
+    assert set(people) <= set(found)
