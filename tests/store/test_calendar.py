@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from engine_support import add_person, ship, utc
 from sqlalchemy import event, select
 
@@ -180,3 +181,48 @@ def test_a_paused_series_waiting_in_a_queue_is_not_projected(settings: Settings)
         assert paused is not None
         paused.state = "paused"
     assert sends() == [s for s in live if s[0] == "myths-about-psychotherapy"]
+
+
+def _shown(settings: Settings, now: dt.datetime, days: int) -> list[tuple[object, ...]]:
+    """Every send of the next `days` days with its count, zones and people."""
+    out: list[tuple[object, ...]] = []
+    with session_scope(settings.database_url) as session:
+        for send in calendar.sends(session, now, now + dt.timedelta(days=days)):
+            series = session.scalar(select(Series).where(Series.slug == send.series_slug))
+            assert series is not None
+            count, people = calendar.people(session, series, send.part_number, send.at, now)
+            assert count == send.count == len(people)
+            ids = sorted(p.id for p in people)
+            out.append((send.series_slug, send.part_number, send.at, send.zones, ids))
+    return out
+
+
+def test_a_near_view_in_two_steps_shows_what_the_whole_queues_show(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The week and a near count group first without the waiting queues, then only the groups
+    whose active series runs out with them: the same sends, counts and people as grouping
+    everyone with their whole queue."""
+    import importlib
+
+    grouping = importlib.import_module("newsletter.store.calendar.groups")  # the module
+
+    ship(settings, NOW)
+    for zone in ZONES:
+        add_person(settings, NOW, zone)
+    add_person(settings, NOW, "America/Los_Angeles", cadence="fortnightly")
+    with session_scope(settings.database_url) as session:
+        moments = sorted({s.at for s in calendar.sends(session, NOW, NOW + dt.timedelta(weeks=3))})
+    for moment in moments:
+        tick(settings, moment)  # weekly readers now on Myths' last part, one fortnightly behind
+    later = moments[-1] + dt.timedelta(hours=1)
+    for zone in ZONES[:3]:
+        add_person(settings, later, zone)  # new readers: Myths' first part, no queue in reach
+    with session_scope(settings.database_url) as session:
+        cat = calendar.catalogue(session)
+        week = grouping.groups(session, cat, later, later + dt.timedelta(days=7))
+    assert any(g.by_queue for g in week) and any(not g.by_queue for g in week)
+    near = {days: _shown(settings, later, days) for days in (1, 3, 7, 8)}
+    monkeypatch.setattr(grouping, "SHORT", dt.timedelta(0))  # every view in one step
+    for days, shown in near.items():
+        assert shown == _shown(settings, later, days), days

@@ -39,6 +39,7 @@ class Group:
     queue: rule.Queue
     count: int
     key: tuple[Any, ...]  # the grouped columns' values (to find its readers again)
+    by_queue: bool = True  # the key holds the waiting queue's text (`Reads.columns(True)`)
 
 
 def _letters_near(session: Session, now: dt.datetime) -> list[int]:
@@ -106,14 +107,22 @@ def _place_columns() -> tuple[Any, ...]:
     )
 
 
-def _active(readers: Any = None) -> Any:
-    """Each reader's active place in a live series (not a broadcast); `readers` (a subquery of
-    ids) keeps it to those. Their waiting queues come from `waiting_queues` (`Reads.joined`)."""
-    live = select(Series.id).where(Series.state == LIVE, Series.kind != BROADCAST_KIND)
+def _active(live: list[int], readers: Any = None) -> Any:
+    """Each reader's active place in one of the `live` series; `readers` (a subquery of ids)
+    keeps it to those. Their waiting queues come from `waiting_queues` (`Reads.joined`).
+
+    The live series as values, not a subquery of series: the planner then knows nearly every
+    active place is in one (from the column's statistics) and hash-joins the readers and their
+    queues, where a semi-join on series left it guessing a sixth and probing 88k rows twice."""
     where = [Enrollment.state == ENROLLED_ACTIVE, Enrollment.series_id.in_(live)]
     if readers is not None:
         where.append(Enrollment.subscriber_id.in_(readers))
     return select(*_place_columns()).where(*where).subquery()
+
+
+def live_series(cat: Catalogue) -> list[int]:
+    """The series whose places the calendar projects: live ones, not broadcasts (sorted)."""
+    return sorted(s.id for s in cat.series.values() if s.state == LIVE and s.kind != BROADCAST_KIND)
 
 
 def _waiting(rest: str | None, cat: Catalogue) -> tuple[rule.Place, ...]:
@@ -142,18 +151,22 @@ class Reads:
     def __init__(
         self,
         session: Session,
+        cat: Catalogue,
         now: dt.datetime,
         readers: Any = None,
+        queue: bool = True,
         letters: list[int] | None = None,
     ) -> None:
         self.letters = _letters_near(session, now) if letters is None else letters
-        self.r = _active(readers)
+        self.r = _active(live_series(cat), readers)
+        self.queue = queue  # join the kept waiting queues
         self.taken = _taken(self.letters, readers) if self.letters else None
 
-    def columns(self) -> tuple[Any, ...]:
-        """The grouped columns: the active place, the reader, the waiting queue's text and the
-        broadcast moments."""
+    def columns(self, queue: bool | None = None) -> tuple[Any, ...]:
+        """The grouped columns: the active place, the reader, the waiting queue's text (unless
+        `queue` is False, or these reads leave the queues out) and the broadcast moments."""
         r = self.r
+        queue = self.queue if queue is None else queue and self.queue
         cols: tuple[Any, ...] = (
             r.c.series_id,
             r.c.next_part,
@@ -162,7 +175,7 @@ class Reads:
             Subscriber.cadence,
             Subscriber.paused_until,
             r.c.not_before,
-            WaitingQueue.places,
+            *((WaitingQueue.places,) if queue else ()),
         )
         if self.taken is not None:
             cols += tuple(self.taken.c[f"b{i}"] for i in range(len(self.letters)))
@@ -170,7 +183,10 @@ class Reads:
 
     def joined(self, query: Any) -> Any:
         query = query.join(Subscriber, Subscriber.id == self.r.c.subscriber_id)
-        query = query.outerjoin(WaitingQueue, WaitingQueue.subscriber_id == self.r.c.subscriber_id)
+        if self.queue:
+            query = query.outerjoin(
+                WaitingQueue, WaitingQueue.subscriber_id == self.r.c.subscriber_id
+            )
         if self.taken is not None:
             query = query.outerjoin(self.taken, self.taken.c.sid == self.r.c.subscriber_id)
         return query
@@ -184,12 +200,24 @@ class Reads:
         ]
 
 
+SHORT = dt.timedelta(days=8)  # a view this near (the week, a count's people) groups in two steps
+
+
 def groups(session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime) -> list[Group]:
-    """Every group of readers whose active part is due before `before` (one GROUP BY, whatever
-    the span: the waiting queues are kept, not written per request), and every group of readers
-    waiting for a broadcast due before it (one more statement when any is)."""
+    """Every group of readers whose active part is due before `before`, and every group of
+    readers waiting for a broadcast due before it (one more statement when any is).
+
+    A near `before` groups in two steps: first without the waiting queues (no join of the kept
+    queues), and only the groups whose active series runs out before `before` again with their
+    queues, restricted to their readers: a projection that stops inside the active series never
+    reads the queue, so both ways give the same groups' sends. A far one groups once, queues and
+    all (most of a month's groups run out).
+    """
     letters = _letters_near(session, now)
-    out = _grouped(session, cat, Reads(session, now, letters=letters), before)
+    if before - now > SHORT:
+        out = _grouped(session, cat, Reads(session, cat, now, letters=letters), before)
+    else:
+        out = _two_steps(session, cat, now, before, letters)
     if letters:
         out.extend(_letter_groups(session, letters, before))
     return out
@@ -201,16 +229,47 @@ def _grouped(session: Session, cat: Catalogue, reads: Reads, before: dt.datetime
     query = reads.joined(select(*cols, func.count(reads.r.c.id))).where(*reads.due(before))
     out = []
     for row in session.execute(query.group_by(*cols)):
-        sid, part, due, zone, cadence, paused, start, rest, *moments = row[:-1]
+        sid, part, due, zone, cadence, paused, start, *rest = row[:-1]
+        moments = rest[1:] if reads.queue else rest
         place = rule.Place(cat.times[sid], int(part), rule.aware(due), start)
         queue_of = rule.Queue(
             rule.Reader(zone, cadence, paused),
-            (place, *_waiting(rest, cat)),
+            (place, *_waiting(rest[0] if reads.queue else None, cat)),
             (),
             taken_days(moments, zone),
         )
-        out.append(Group(queue_of, int(row[-1]), tuple(row[:-1])))
+        out.append(Group(queue_of, int(row[-1]), tuple(row[:-1]), reads.queue))
     return out
+
+
+def runs_out(queue: rule.Queue, now: dt.datetime, before: dt.datetime) -> bool:
+    """True when the active series of `queue` (projected alone) sends its last part before
+    `before`, or has none left: then what comes after it (the waiting queue) may count."""
+    active = queue.places[0]
+    if active.next_part > active.series.parts:
+        return True
+    last = (active.series.key, active.series.parts)
+    return any((s.key, s.part) == last for s in rule.project(queue, now, before))
+
+
+def _two_steps(
+    session: Session, cat: Catalogue, now: dt.datetime, before: dt.datetime, letters: list[int]
+) -> list[Group]:
+    alone = _grouped(session, cat, Reads(session, cat, now, None, False, letters), before)
+    kept = [g for g in alone if not runs_out(g.queue, now, before)]
+    again = {g.key for g in alone} - {g.key for g in kept}
+    if not again:
+        return kept
+    # the readers of the groups that run out, by their active place (an index range each)
+    moments = sorted({(k[0], k[2]) for k in again})
+    readers = select(Enrollment.subscriber_id).where(
+        Enrollment.state == ENROLLED_ACTIVE,
+        or_(*(and_(Enrollment.series_id == sid, same_moment(Enrollment.next_due_at, due))
+              for sid, due in moments)),
+    )  # fmt: skip
+    queued = _grouped(session, cat, Reads(session, cat, now, readers, letters=letters), before)
+    # the same readers' groups, now with their queues: keep those of the groups that ran out
+    return kept + [g for g in queued if g.key[:7] + g.key[8:] in again]
 
 
 def same_moment(column: Any, moment: dt.datetime) -> Any:

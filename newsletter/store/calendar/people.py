@@ -67,8 +67,9 @@ def people(
                 )
             ),
         )
-        reads = Reads(session, now, readers)
-        keys = or_(*(_group_filter(reads.columns(), g.key) for g in matching))
+        queue = any(g.by_queue for g in matching)
+        reads = Reads(session, cat, now, readers, queue)
+        keys = or_(*(_group_filter(reads.columns(g.by_queue), g.key) for g in matching))
         query = reads.joined(person.select_from(reads.r)).where(*reads.due(end), keys)
     shown = [
         Person(*row)
