@@ -13,12 +13,20 @@ from newsletter.store.ledger.dialect import naive_utc, sqlite_executemany, sqlit
 from newsletter.store.ledger.rows import Move
 from newsletter.store.models import Enrollment, utcnow
 
-_PG_MOVE = text(
-    "UPDATE enrollments SET next_part = t.p, next_due_at = t.d, updated_at = :now"
-    " FROM unnest(CAST(:eids AS integer[]), CAST(:parts AS integer[]),"
-    " CAST(:dues AS timestamp[])) AS t(i, p, d)"
-    " WHERE enrollments.id = t.i"
-)
+
+def pg_move_sql(stamp: str) -> str:
+    """PostgreSQL's UPDATE of a chunk's enrollment moves (the arrays of `pg_moves`), their
+    updated_at from the parameter named `stamp`: alone here, and inside the sent rows'
+    statement (outcomes._PG_SENT_MOVED)."""
+    return (
+        f"UPDATE enrollments SET next_part = t.p, next_due_at = t.d, updated_at = :{stamp}"
+        " FROM unnest(CAST(:eids AS integer[]), CAST(:parts AS integer[]),"
+        " CAST(:dues AS timestamp[])) AS t(i, p, d)"
+        " WHERE enrollments.id = t.i"
+    )
+
+
+_PG_MOVE = text(pg_move_sql("now"))
 
 
 def pg_moves(moved: list[Move]) -> dict[str, str]:

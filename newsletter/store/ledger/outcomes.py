@@ -10,32 +10,26 @@ from sqlalchemy.orm import Session
 
 from newsletter.store import pg_array
 from newsletter.store.ledger.dialect import TABLE, naive_utc, sqlite_executemany, sqlite_stored
-from newsletter.store.ledger.moves import move_enrollments, pg_moves
+from newsletter.store.ledger.moves import move_enrollments, pg_move_sql, pg_moves
 from newsletter.store.ledger.rows import RESENT_NOTE, Move
 from newsletter.store.models import SENT, Part, utcnow
 
-_PG_SENT = text(
+_PG_SENT_SQL = (
     "UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
     " retry_at = NULL, last_error = CASE WHEN deliveries.last_error LIKE :resent"
     " THEN deliveries.last_error END, crashes = deliveries.crashes - 1, updated_at = :now"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
     " WHERE deliveries.id = t.i"
 )
-
+_PG_SENT = text(_PG_SENT_SQL)
 
 # PostgreSQL: a chunk's accepted rows, the enrollment moves they cause and the part's first send,
-# one statement (data-modifying CTEs run once each, whether or not the outer query reads them).
+# one statement (data-modifying CTEs run once each, whether or not the outer query reads them):
+# the same UPDATEs as `moves.pg_move_sql` and _PG_SENT, put together.
 _PG_SENT_MOVED = text(
-    "WITH moved AS (UPDATE enrollments SET next_part = t.p, next_due_at = t.d,"
-    " updated_at = :moved_at FROM unnest(CAST(:eids AS integer[]), CAST(:parts AS integer[]),"
-    " CAST(:dues AS timestamp[])) AS t(i, p, d) WHERE enrollments.id = t.i RETURNING 1),"
+    f"WITH moved AS ({pg_move_sql('moved_at')} RETURNING 1),"
     " first AS (UPDATE parts SET first_sent_at = :now WHERE parts.id = CAST(:part AS integer)"
-    " AND parts.first_sent_at IS NULL RETURNING 1)"
-    " UPDATE deliveries SET status = :status, provider_message_id = t.m, sent_at = :now,"
-    " retry_at = NULL, last_error = CASE WHEN deliveries.last_error LIKE :resent"
-    " THEN deliveries.last_error END, crashes = deliveries.crashes - 1, updated_at = :now"
-    " FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS t(i, m)"
-    " WHERE deliveries.id = t.i"
+    f" AND parts.first_sent_at IS NULL RETURNING 1) {_PG_SENT_SQL}"
 )
 
 
