@@ -120,9 +120,14 @@ def _active(live: list[int], readers: Any = None) -> Any:
     return select(*_place_columns()).where(*where).subquery()
 
 
+def _projected(series: Series | None) -> bool:
+    """A series whose places the calendar projects: live, not a broadcast (as the engine sends)."""
+    return series is not None and series.state == LIVE and series.kind != BROADCAST_KIND
+
+
 def live_series(cat: Catalogue) -> list[int]:
-    """The series whose places the calendar projects: live ones, not broadcasts (sorted)."""
-    return sorted(s.id for s in cat.series.values() if s.state == LIVE and s.kind != BROADCAST_KIND)
+    """The ids of the series the calendar projects, sorted."""
+    return sorted(s.id for s in cat.series.values() if _projected(s))
 
 
 def _waiting(rest: str | None, cat: Catalogue) -> tuple[rule.Place, ...]:
@@ -133,8 +138,7 @@ def _waiting(rest: str | None, cat: Catalogue) -> tuple[rule.Place, ...]:
         if not item:
             continue
         sid, part, start = item.split(":")
-        series = cat.series.get(int(sid))
-        if series is not None and series.state == LIVE and series.kind != BROADCAST_KIND:
+        if _projected(cat.series.get(int(sid))):
             day = dt.date.fromisoformat(start) if start else None
             places.append(rule.Place(cat.times[int(sid)], int(part), None, day))
     return tuple(places)
