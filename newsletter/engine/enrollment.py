@@ -100,6 +100,30 @@ def enroll_new_due(
     return due
 
 
+def append_queued(
+    session: Session, subscriber_ids: Sequence[int], series: Series, now: dt.datetime
+) -> None:
+    """`series` added at the end of each reader's queue (`schedule.opening`'s row, QUEUED at
+    part 1, one position after their last place): one INSERT … SELECT for the batch, so the
+    database's waiting-queue trigger runs once for it (an executemany is a statement a row
+    on PostgreSQL). `schedule.place` decides afterwards whether it becomes active."""
+    if not subscriber_ids:
+        return
+    postgres = session.get_bind().dialect.name == "postgresql"
+    among, ids = _among(postgres, subscriber_ids)
+    new = opening(series, 0, now)
+    statement = text(
+        f"INSERT INTO enrollments ({_COLUMNS})"
+        " SELECT s.id, CAST(:series AS integer), coalesce((SELECT max(e.position)"
+        " FROM enrollments e WHERE e.subscriber_id = s.id), 0) + 1, :part, NULL, :state,"
+        f" {_date(postgres, 'not_before')}, :now, :now FROM subscribers s WHERE {among}"
+        " ORDER BY s.id"
+    ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("not_before", type_=Date()))
+    params = dict(ids, series=new["series_id"], part=new["next_part"], state=new["state"],
+                  not_before=new["not_before"], now=now)  # fmt: skip
+    session.execute(statement, params)
+
+
 def _date(postgres: bool, name: str) -> str:
     """The date parameter `name` in a VALUES row: PostgreSQL types it there (else text, which
     a date column refuses); SQLite must not (CAST AS date is numeric there: '2027-03-22' -> 2027)."""

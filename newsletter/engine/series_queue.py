@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
-from newsletter.engine.schedule import opening, part_counts, place_each
+from newsletter.engine.enrollment import append_queued
+from newsletter.engine.schedule import part_counts, place_each
 from newsletter.store import series as series_store
 from newsletter.store.models import (
     ACTIVE,
@@ -81,14 +82,8 @@ def queue_series(
         if not batch:
             break
         last_id = batch[-1].id
-        positions = _last_positions(session, [s.id for s in batch])
-        session.execute(  # one executemany: place_each reads the rows back with the others
-            insert(Enrollment),
-            [
-                {"subscriber_id": sub.id, **opening(series, (positions.get(sub.id) or 0) + 1, now)}
-                for sub in batch
-            ],
-        )
+        # one statement a batch; place_each reads the rows back with the others
+        append_queued(session, [sub.id for sub in batch], series, now)
         report.count += len(batch)
         for changed in place_each(session, batch, now, counts=counts):  # the rule, 500 at once
             report.enrollment_ids.append(changed.id)
