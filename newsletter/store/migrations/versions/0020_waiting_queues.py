@@ -34,12 +34,15 @@ depends_on: str | Sequence[str] | None = None
 # a queued place as text: what store/calendar/groups.py parses back (`_waiting`)
 _PG_ITEM = "e.series_id || ':' || e.next_part || ':' || coalesce(e.not_before::text, '')"
 _SQLITE_ITEM = "e.series_id || ':' || e.next_part || ':' || coalesce(e.not_before, '')"
-_CHANGED = (  # an update that moves a queued place, or makes or ends one
-    "(OLD.state = 'queued' OR NEW.state = 'queued') AND (OLD.state IS DISTINCT FROM NEW.state"
-    " OR OLD.series_id IS DISTINCT FROM NEW.series_id OR OLD.next_part IS DISTINCT FROM"
-    " NEW.next_part OR OLD.not_before IS DISTINCT FROM NEW.not_before OR OLD.position IS"
-    " DISTINCT FROM NEW.position OR OLD.subscriber_id IS DISTINCT FROM NEW.subscriber_id)"
-)
+
+
+def _changed(differs: str) -> str:
+    """An update that moves a queued place, or makes or ends one; `differs` is the dialect's
+    null-safe "not equal" (SQLite's IS NOT: its IS DISTINCT FROM needs 3.39)."""
+    columns = ("state", "series_id", "next_part", "not_before", "position", "subscriber_id")
+    moved = " OR ".join(f"OLD.{c} {differs} NEW.{c}" for c in columns)
+    return f"(OLD.state = 'queued' OR NEW.state = 'queued') AND ({moved})"
+
 
 PG_UP = (
     # one reader's queue written again (or its row dropped when nothing waits)
@@ -63,8 +66,8 @@ PG_UP = (
     " ON CONFLICT (subscriber_id) DO UPDATE SET places = EXCLUDED.places; RETURN NULL; END $$",
     "CREATE TRIGGER nl_waiting_insert AFTER INSERT ON enrollments REFERENCING NEW TABLE AS added"
     " FOR EACH STATEMENT EXECUTE FUNCTION nl_waiting_added()",
-    f"CREATE TRIGGER nl_waiting_update AFTER UPDATE ON enrollments FOR EACH ROW WHEN ({_CHANGED})"
-    " EXECUTE FUNCTION nl_waiting_row()",
+    "CREATE TRIGGER nl_waiting_update AFTER UPDATE ON enrollments FOR EACH ROW"
+    f" WHEN ({_changed('IS DISTINCT FROM')}) EXECUTE FUNCTION nl_waiting_row()",
     "CREATE TRIGGER nl_waiting_delete AFTER DELETE ON enrollments FOR EACH ROW"
     " WHEN (OLD.state = 'queued') EXECUTE FUNCTION nl_waiting_row()",
 )
@@ -93,7 +96,7 @@ def _sqlite_keep(reader: str, only: str = "1") -> str:
 SQLITE_UP = (
     "CREATE TRIGGER nl_waiting_insert AFTER INSERT ON enrollments WHEN NEW.state = 'queued'"
     f" BEGIN {_sqlite_keep('NEW.subscriber_id')} END",
-    f"CREATE TRIGGER nl_waiting_update AFTER UPDATE ON enrollments WHEN {_CHANGED} BEGIN"
+    f"CREATE TRIGGER nl_waiting_update AFTER UPDATE ON enrollments WHEN {_changed('IS NOT')} BEGIN"
     f" {_sqlite_keep('OLD.subscriber_id')}"
     f" {_sqlite_keep('NEW.subscriber_id', 'NEW.subscriber_id IS NOT OLD.subscriber_id')} END",
     "CREATE TRIGGER nl_waiting_delete AFTER DELETE ON enrollments WHEN OLD.state = 'queued'"
