@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import pytest
 from engine_support import add_person, kept_queues, recount_queues, ship, utc
 from sqlalchemy import delete, select, update
 
@@ -137,3 +138,57 @@ def test_a_bulk_enrollment_keeps_every_new_readers_queue(settings: Settings) -> 
         enrollment.enroll_new(session, people, NOW)
     found = assert_kept(settings)
     assert set(people) <= set(found)
+
+
+def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: Settings) -> None:
+    """PostgreSQL, read committed: a transaction that changes a reader's queue while another's
+    change to it is still open waits for it (the reader's row, locked by the trigger before it
+    reads), then writes the queue from what the first committed. Without the lock the second
+    read the queue before the first committed and wrote that over it."""
+    import threading
+
+    from sqlalchemy import text
+
+    from newsletter.store.db import get_engine
+
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
+    ids = ship(settings, NOW)
+    myths, cocreated = ids["myths-about-psychotherapy"], ids["co-created-process"]
+    reader = add_person(settings, NOW)
+    first = session_scope(settings.database_url).__enter__()
+    first.execute(  # open, not committed: Co-Created's start moves
+        update(Enrollment)
+        .where(Enrollment.subscriber_id == reader, Enrollment.series_id == cocreated)
+        .values(not_before=dt.date(2027, 2, 1))
+    )
+
+    def second() -> None:  # Myths waits again too (its place back in the queue)
+        with session_scope(settings.database_url) as session:
+            session.execute(
+                update(Enrollment)
+                .where(Enrollment.subscriber_id == reader, Enrollment.series_id == myths)
+                .values(state=QUEUED, next_due_at=None)
+            )
+
+    other = threading.Thread(target=second)
+    other.start()
+    # a barrier, not a sleep: commit the first once PostgreSQL shows the second waiting for it
+    with get_engine(settings.database_url).connect() as watcher:
+        for _ in range(3000):
+            waiting = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            watcher.rollback()
+            if waiting:
+                break
+            threading.Event().wait(0.01)
+    assert waiting, "the second transaction never waited for the first"
+    first.commit()
+    first.close()
+    other.join()
+    found = assert_kept(settings)
+    assert found[reader] == f"{myths}:1:;{cocreated}:1:2027-02-01"

@@ -46,8 +46,12 @@ def _changed(differs: str) -> str:
 
 PG_UP = (
     # one reader's queue written again (or its row dropped when nothing waits)
+    # the reader's row locked first, the queue read after (a statement of its own: a snapshot
+    # taken once the lock is ours), so two transactions changing one reader's queue write it in
+    # turn, the second from what the first committed, never from what it saw before
     "CREATE FUNCTION nl_keep_waiting(reader integer) RETURNS void LANGUAGE plpgsql AS $$"
     " DECLARE q text; BEGIN"
+    " PERFORM 1 FROM subscribers WHERE id = reader FOR NO KEY UPDATE;"
     f" SELECT string_agg({_PG_ITEM}, ';' ORDER BY e.position, e.id) INTO q FROM enrollments e"
     " WHERE e.subscriber_id = reader AND e.state = 'queued';"
     " IF q IS NULL THEN DELETE FROM waiting_queues WHERE subscriber_id = reader;"
@@ -59,6 +63,8 @@ PG_UP = (
     " PERFORM nl_keep_waiting(NEW.subscriber_id); END IF; RETURN NULL; END $$",
     # inserted queued places: every reader they belong to, in one statement
     "CREATE FUNCTION nl_waiting_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " PERFORM 1 FROM subscribers WHERE id IN (SELECT a.subscriber_id FROM added a"
+    " WHERE a.state = 'queued') ORDER BY id FOR NO KEY UPDATE;"  # in id order, as the send locks
     " INSERT INTO waiting_queues (subscriber_id, places)"
     f" SELECT e.subscriber_id, string_agg({_PG_ITEM}, ';' ORDER BY e.position, e.id)"
     " FROM enrollments e WHERE e.state = 'queued' AND e.subscriber_id IN"
