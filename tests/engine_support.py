@@ -221,3 +221,27 @@ def recount_queues(session: Session) -> dict[int, str]:
 def kept_queues(session: Session) -> dict[int, str]:
     """What the database keeps in waiting_queues (migration 0020's triggers)."""
     return dict(session.execute(select(WaitingQueue.subscriber_id, WaitingQueue.places)).all())
+
+
+def wait_for_a_lock_wait(database_url: str, polls: int = 3000) -> bool:
+    """A barrier, not a sleep: True once PostgreSQL shows a session of this database waiting
+    for a lock (polled every 10 ms, `polls` times at most); False if none ever did."""
+    import threading
+
+    from sqlalchemy import text
+
+    from newsletter.store.db import get_engine
+
+    with get_engine(database_url).connect() as watcher:
+        for _ in range(polls):
+            waiting = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            watcher.rollback()  # pg_stat_activity is a snapshot per transaction
+            if waiting:
+                return True
+            threading.Event().wait(0.01)
+    return False

@@ -20,6 +20,7 @@ from engine_support import (
     ship,
     use_backend,
     utc,
+    wait_for_a_lock_wait,
 )
 from scale_support import (
     BATCH,
@@ -31,7 +32,7 @@ from scale_support import (
     statements,
 )
 from sendgrid_fake import FakeSendGrid
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from time_machine import TimeMachineFixture
 
 from newsletter.core.config import Settings
@@ -48,7 +49,7 @@ from newsletter.mail.message import TEMPLATE, Accepted, Failed, Message, RetryLa
 from newsletter.queue.dueset import RedisQueue, epoch
 from newsletter.services import preferences, signup
 from newsletter.store import stats
-from newsletter.store.db import get_engine, session_scope
+from newsletter.store.db import session_scope
 from newsletter.store.halt import halt, halted
 from newsletter.store.models import (
     CLAIMED,
@@ -345,18 +346,7 @@ def test_pause_saved_while_the_send_records_waits_for_it_or_is_seen(settings: Se
             # a barrier, not a sleep: commit only once PostgreSQL shows the send blocked on
             # this save's row lock (without the lock it never blocks, reads the old values
             # and the assertion below fails)
-            with get_engine(settings.database_url).connect() as watcher:
-                for _ in range(3000):
-                    waiting = watcher.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                            " current_database() AND wait_event_type = 'Lock'"
-                        )
-                    ).scalar()
-                    watcher.rollback()  # pg_stat_activity is a snapshot per transaction
-                    if waiting:
-                        break
-                    threading.Event().wait(0.01)
+            wait_for_a_lock_wait(settings.database_url)
             session.commit()
             session.close()
 

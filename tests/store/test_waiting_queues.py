@@ -7,7 +7,14 @@ import datetime as dt
 import random
 
 import pytest
-from engine_support import add_person, kept_queues, recount_queues, ship, utc
+from engine_support import (
+    add_person,
+    kept_queues,
+    recount_queues,
+    ship,
+    utc,
+    wait_for_a_lock_wait,
+)
 from sqlalchemy import delete, select, update
 
 from newsletter.core.config import Settings
@@ -147,10 +154,6 @@ def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: 
     read the queue before the first committed and wrote that over it."""
     import threading
 
-    from sqlalchemy import text
-
-    from newsletter.store.db import get_engine
-
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
     ids = ship(settings, NOW)
@@ -173,20 +176,8 @@ def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: 
 
     other = threading.Thread(target=second)
     other.start()
-    # a barrier, not a sleep: commit the first once PostgreSQL shows the second waiting for it
-    with get_engine(settings.database_url).connect() as watcher:
-        for _ in range(3000):
-            waiting = watcher.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ).scalar()
-            watcher.rollback()
-            if waiting:
-                break
-            threading.Event().wait(0.01)
-    assert waiting, "the second transaction never waited for the first"
+    # commit the first once PostgreSQL shows the second waiting for it
+    assert wait_for_a_lock_wait(settings.database_url), "the second never waited for the first"
     first.commit()
     first.close()
     other.join()
