@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import MYTHS, PEOPLE, WEEK, World, at, hours, minutes
+from engine_support import delete_prefixed
 from invariants import Mail, check
 from smtp_server import DROP, DroppingRecorder, SmtpServer
 from sqlalchemy import select
@@ -34,7 +35,7 @@ def wait_for_file(folder: Path, pattern: str, alive: Callable[[], bool]) -> list
 def test_redis_flushed_and_restarted_while_rows_wait(
     sendgrid_world: World, own_redis: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """(5) All 2,500 wait for a retry (500s) when Redis loses everything: FLUSHALL, then a
+    """(5) All 2,500 wait for a retry (500s) when Redis loses everything: every key, then a
     restart of the server (its own, no persistence). The database is the truth: nobody lost,
     nobody twice."""
     w = sendgrid_world
@@ -50,7 +51,10 @@ def test_redis_flushed_and_restarted_while_rows_wait(
     assert first is not None and first["retry"] == PEOPLE and first["sent"] == 0, first
     client = redis.Redis.from_url(url)
     assert client.connection_pool.connection_kwargs["port"] != 6379  # never the shared server
-    client.flushall()  # this test's own redis-server (own_redis), never the shared one
+    # everything lost: the run's keys deleted by its prefix (nothing else is on this test's own
+    # redis-server, so it is then empty), never a FLUSHALL that could reach another run's keys
+    assert delete_prefixed(url, w.settings.redis_prefix) > 0
+    assert client.dbsize() == 0
     client.close()
     after_flush = w.tick(minutes(5))  # rebuilds from the database; the 4th 500 hits one chunk
     assert after_flush is not None and after_flush["sent"] == 1500, after_flush
