@@ -8,6 +8,7 @@ import email
 import email.policy
 import secrets
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 from paths import ROOT
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from newsletter.content import series as content
@@ -24,7 +25,7 @@ from newsletter.engine import schedule, series_queue
 from newsletter.mail.message import Message, Outcome, Recipient
 from newsletter.queue.dueset import RedisQueue
 from newsletter.store import series as series_store
-from newsletter.store.db import session_scope
+from newsletter.store.db import get_engine, session_scope
 from newsletter.store.models import (
     ACTIVE,
     QUEUED,
@@ -223,15 +224,17 @@ def kept_queues(session: Session) -> dict[int, str]:
     return dict(session.execute(select(WaitingQueue.subscriber_id, WaitingQueue.places)).all())
 
 
+def queues_kept(database_url: str) -> dict[int, str]:
+    """The kept waiting queues, asserted equal to a recount of the queued places."""
+    with session_scope(database_url) as session:
+        kept = kept_queues(session)
+        assert kept == recount_queues(session)
+        return kept
+
+
 def wait_for_a_lock_wait(database_url: str, polls: int = 3000) -> bool:
     """A barrier, not a sleep: True once PostgreSQL shows a session of this database waiting
     for a lock (polled every 10 ms, `polls` times at most); False if none ever did."""
-    import threading
-
-    from sqlalchemy import text
-
-    from newsletter.store.db import get_engine
-
     with get_engine(database_url).connect() as watcher:
         for _ in range(polls):
             waiting = watcher.execute(

@@ -45,10 +45,10 @@ def _changed(differs: str) -> str:
 
 
 PG_UP = (
-    # one reader's queue written again (or its row dropped when nothing waits)
-    # the reader's row locked first, the queue read after (a statement of its own: a snapshot
-    # taken once the lock is ours), so two transactions changing one reader's queue write it in
-    # turn, the second from what the first committed, never from what it saw before
+    # one reader's queue written again (or its row dropped when nothing waits). The reader's row
+    # is locked first and the queue read after, in a statement of its own (a snapshot taken once
+    # the lock is ours): two transactions changing one reader's queue write it in turn, the
+    # second from what the first committed, never from what it saw before
     "CREATE FUNCTION nl_keep_waiting(reader integer) RETURNS void LANGUAGE plpgsql AS $$"
     " DECLARE q text; BEGIN"
     " PERFORM 1 FROM subscribers WHERE id = reader FOR NO KEY UPDATE;"
