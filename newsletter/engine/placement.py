@@ -32,6 +32,7 @@ from newsletter.store.models import (
     Series,
     Subscriber,
 )
+from newsletter.store.reader_locks import lock_readers
 
 
 class PlacementError(Exception):
@@ -86,6 +87,7 @@ def move_to(
     """Set the reader's place to `part` of `series` (with `to_end`, count + 1: past its end);
     returns the changed enrollments. PlacementError when a rule above refuses (nothing
     changed)."""
+    lock_readers(session, [subscriber.id])  # a send in flight records first (reader_locks)
     check_move(session, subscriber, series, part, to_end=to_end)
     rows = _rows(session, subscriber.id)
     target = next((r for r in rows if r.series_id == series.id), None)
@@ -121,6 +123,7 @@ def active_place(session: Session, subscriber: Subscriber) -> tuple[Series, int]
 def skip(session: Session, subscriber: Subscriber, now: dt.datetime) -> tuple[str, int]:
     """Skip the part that comes next in her active series (`move_to` the part after it);
     returns (series title, the part skipped)."""
+    lock_readers(session, [subscriber.id])  # her place read once a send in flight recorded it
     found = active_place(session, subscriber)
     if found is None:
         raise PlacementError("Nothing is coming for this reader, so there is no part to skip.")

@@ -22,6 +22,7 @@ from newsletter.store.models import (
     Enrollment,
     Subscriber,
 )
+from newsletter.store.reader_locks import lock_readers
 
 
 class ScheduleError(Exception):
@@ -116,16 +117,14 @@ def _restart(
     take the new `not_before`, and those it is active for get part 1 at their first slot after
     `now` on or after it. A part 1 already due stays due (as a preference save never delays
     it): the tick is sending it. Returns the changed ids; none when the start is unchanged."""
-    rows = list(
-        session.scalars(
-            select(Enrollment).where(
-                Enrollment.series_id == series_id,
-                Enrollment.next_part == 1,
-                Enrollment.state.in_((QUEUED, ENROLLED_ACTIVE)),
-                Enrollment.not_before.is_distinct_from(start),
-            )
-        )
+    waiting = (
+        Enrollment.series_id == series_id,
+        Enrollment.next_part == 1,
+        Enrollment.state.in_((QUEUED, ENROLLED_ACTIVE)),
+        Enrollment.not_before.is_distinct_from(start),
     )
+    lock_readers(session, session.scalars(select(Enrollment.subscriber_id).where(*waiting)))
+    rows = list(session.scalars(select(Enrollment).where(*waiting)))  # read once they are ours
     changed: list[int] = []
     to_place: list[int] = []
     for row in rows:
@@ -161,15 +160,13 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
     """
     counts = part_counts(session)
     total = counts.get(series_id, 0)
-    rows = list(
-        session.scalars(
-            select(Enrollment).where(
-                Enrollment.series_id == series_id,
-                Enrollment.state == FINISHED,
-                Enrollment.next_part <= total,
-            )
-        )
+    finished = (
+        Enrollment.series_id == series_id,
+        Enrollment.state == FINISHED,
+        Enrollment.next_part <= total,
     )
+    lock_readers(session, session.scalars(select(Enrollment.subscriber_id).where(*finished)))
+    rows = list(session.scalars(select(Enrollment).where(*finished)))  # read once they are ours
     changed: list[int] = []
     for start in range(0, len(rows), PLACE_BATCH):
         batch = rows[start : start + PLACE_BATCH]  # one row per reader: one series' enrollments

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+from collections.abc import Callable
 
 import pytest
 from engine_support import (
@@ -15,13 +17,14 @@ from engine_support import (
     wait_for_a_lock_wait,
 )
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from newsletter.core.config import Settings
 from newsletter.engine import enrollment, series_queue
 from newsletter.engine.tick import tick
 from newsletter.services import preferences, roster, series_admin
 from newsletter.store.db import session_scope
-from newsletter.store.models import QUEUED, Enrollment, Subscriber
+from newsletter.store.models import ENROLLED_ACTIVE, QUEUED, Enrollment, Subscriber
 
 NOW = utc(2027, 1, 4, 12)  # Monday
 
@@ -143,8 +146,6 @@ def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: 
     change to it is still open waits for it (the reader's row, locked by the trigger before it
     reads), then writes the queue from what the first committed. Without the lock the second
     read the queue before the first committed and wrote that over it."""
-    import threading
-
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
     ids = ship(settings, NOW)
@@ -174,3 +175,101 @@ def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: 
     other.join()
     found = queues_kept(settings.database_url)
     assert found[reader] == f"{myths}:1:;{cocreated}:1:2027-02-01"
+
+
+def holding_reader(settings: Settings, reader: int) -> Session:
+    """An open transaction that holds the reader's row as a send's outcome transaction does
+    (locked after the provider call, before the enrollments move); the caller commits it."""
+    send = session_scope(settings.database_url).__enter__()
+    send.execute(select(Subscriber.id).where(Subscriber.id == reader).with_for_update())
+    return send
+
+
+def meanwhile(settings: Settings, change: Callable[[Session], object]) -> Callable[[], list[str]]:
+    """`change` in a transaction of its own, on a thread; returns a join that gives its errors
+    (a deadlock: PostgreSQL aborted it)."""
+    failures: list[str] = []
+
+    def run() -> None:
+        try:
+            with session_scope(settings.database_url) as session:
+                change(session)
+        except Exception as exc:
+            failures.append(repr(exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return lambda: (thread.join(), failures)[1]
+
+
+def test_a_series_queued_again_while_a_send_holds_its_reader_waits_and_does_not_deadlock(
+    settings: Settings,
+) -> None:
+    """PostgreSQL: a send records its outcomes holding its readers' rows, then moves their
+    enrollments; a finished Myths makes Co-Created active. Co-Created queued again with a new
+    start meanwhile changes that same place. It locks the readers first, as a send does
+    (store.reader_locks), so it waits for the send and then reads afresh. Changing the place
+    first (the waiting-queue trigger then wanting the reader's row the send holds, the send
+    wanting the place) was a deadlock, and PostgreSQL aborted the therapist's change."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
+    cocreated = ship(settings, NOW)["co-created-process"]
+    reader = add_person(settings, NOW)
+    send = holding_reader(settings, reader)
+    join = meanwhile(
+        settings,
+        lambda s: series_queue.queue_series(s, "co-created-process", dt.date(2027, 3, 1), NOW),
+    )
+    assert wait_for_a_lock_wait(settings.database_url), "queueing never waited for the send"
+    send.execute(  # the send's move: Myths finished, Co-Created active (not yet due)
+        update(Enrollment)
+        .where(Enrollment.subscriber_id == reader, Enrollment.series_id == cocreated)
+        .values(state=ENROLLED_ACTIVE, next_due_at=NOW + dt.timedelta(days=30))
+    )
+    send.commit()
+    send.close()
+    assert join() == []
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(
+            select(Enrollment).where(
+                Enrollment.subscriber_id == reader, Enrollment.series_id == cocreated
+            )
+        ).one()
+        assert row.not_before == dt.date(2027, 3, 1)  # read after the send: the new start holds
+    queues_kept(settings.database_url)
+
+
+def test_a_reader_erased_while_a_send_holds_her_waits_and_does_not_deadlock(
+    settings: Settings,
+) -> None:
+    """PostgreSQL: the erasure of a reader a send is recording (her Myths place about to move)
+    waits for the send, then erases her. Deleting her places first (her queued Co-Created: the
+    trigger wanting her row the send holds, the send wanting her Myths place) deadlocked."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
+    myths = ship(settings, NOW)["myths-about-psychotherapy"]
+    reader = add_person(settings, NOW)
+    send = holding_reader(settings, reader)
+
+    def erase(session: Session) -> None:
+        person = session.get(Subscriber, reader)
+        assert person is not None
+        roster.erase(settings, session, person)
+
+    join = meanwhile(settings, erase)
+    assert wait_for_a_lock_wait(settings.database_url), "the erasure never waited for the send"
+    send.execute(  # the send's move: Myths part 2 next
+        update(Enrollment)
+        .where(Enrollment.subscriber_id == reader, Enrollment.series_id == myths)
+        .values(next_part=2, next_due_at=NOW + dt.timedelta(days=7))
+    )
+    send.commit()
+    send.close()
+    assert join() == []
+    with session_scope(settings.database_url) as session:
+        assert session.get(Subscriber, reader) is None
+        assert (
+            session.scalars(select(Enrollment).where(Enrollment.subscriber_id == reader)).all()
+            == []
+        )
+    assert reader not in queues_kept(settings.database_url)
