@@ -1,6 +1,6 @@
-"""The admin's actions on every reader at once: statements and this thread's CPU at N readers.
+"""The admin's actions on every reader at once: statements, this thread's CPU and the wall time at N readers.
 
-Queue a series for everyone, pause it, resume it, reload schedules/, a broadcast to all and its
+Queue a series for everyone, queue one again with a new start, pause it, resume it, reload schedules/, a broadcast to all and its
 cancel, on readers made by tests/scale_support.add_readers (N defaults to 2,000: `NL_N`). Run
 through pytest (it borrows the tests' fixtures: a fresh database and Redis prefix):
 
@@ -11,6 +11,7 @@ through pytest (it borrows the tests' fixtures: a fresh database and Redis prefi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from typing import Any
@@ -21,12 +22,15 @@ from scale_support import BATCH_MONDAY, add_readers, statements
 from newsletter.content.letter import letter
 from newsletter.services import broadcasts, series_admin
 
+START = dt.date(2030, 4, 1)  # a start after the readers' first slot: nobody's part 1 is due
+
 
 def _measure(settings: Any, name: str, fn: Any) -> Any:
-    t = time.thread_time()
+    t, wall = time.thread_time(), time.perf_counter()
     with statements(settings) as seen:
         out = fn()
-    print(f"  {name}: {len(seen)} statements, {time.thread_time() - t:.2f} s CPU")
+    cpu, wall = time.thread_time() - t, time.perf_counter() - wall
+    print(f"  {name}: {len(seen)} statements, {cpu:.2f} s CPU, {wall:.2f} s wall")
     return out
 
 
@@ -40,6 +44,16 @@ def test_series_actions_cost(settings: Any) -> None:
         settings,
         "queue myths",
         lambda: series_admin.queue_series(settings, "myths-about-psychotherapy", None, now),
+    )
+    _measure(
+        settings,
+        "queue co-created",
+        lambda: series_admin.queue_series(settings, "co-created-process", None, now),
+    )
+    _measure(  # every reader's Co-Created place waits at part 1: each one locked and moved
+        settings,
+        "queue co-created again, a new start",
+        lambda: series_admin.queue_series(settings, "co-created-process", START, now),
     )
     _measure(
         settings,
