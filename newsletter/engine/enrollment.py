@@ -30,6 +30,7 @@ from newsletter.store.models import (
     ENROLLED_ACTIVE,
     LIVE,
     QUEUED,
+    Enrollment,
     Series,
     UTCDateTime,
 )
@@ -114,14 +115,42 @@ def append_queued(
     new = opening(series, 0, now)
     statement = text(
         f"INSERT INTO enrollments ({_COLUMNS})"
-        " SELECT s.id, CAST(:series AS integer), coalesce((SELECT max(e.position)"
-        " FROM enrollments e WHERE e.subscriber_id = s.id), 0) + 1, :part, NULL, :state,"
+        f" SELECT s.id, CAST(:series AS integer), {after_last('s.id')}, :part, NULL, :state,"
         f" {_date(postgres, 'not_before')}, :now, :now FROM subscribers s WHERE {among}"
         " ORDER BY s.id"
     ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("not_before", type_=Date()))
     params = dict(ids, series=new["series_id"], part=new["next_part"], state=new["state"],
                   not_before=new["not_before"], now=now)  # fmt: skip
     session.execute(statement, params)
+
+
+def after_last(reader: str) -> str:
+    """SQL for the queue position one after the reader's last place (1 when they have none):
+    where a series they are given or given back goes. `reader` names them (a column). One
+    statement of the rule for the set-based writers; `schedule.enroll` counts on from the rows
+    it has read for one reader."""
+    return (
+        "coalesce((SELECT max(mine.position) FROM enrollments mine"
+        f" WHERE mine.subscriber_id = {reader}), 0) + 1"
+    )
+
+
+def reopen(session: Session, enrollment_ids: Sequence[int], now: dt.datetime) -> None:
+    """Finished places given back (a part was added to their series): QUEUED at their next
+    part, nothing due, at the end of each reader's queue (`after_last`), in one UPDATE; at most
+    one place a reader. `schedule.place` decides afterwards whether one becomes active."""
+    if not enrollment_ids:
+        return
+    statement = text(
+        "UPDATE enrollments SET state = :state, next_due_at = NULL,"
+        f" position = {after_last('enrollments.subscriber_id')}, updated_at = :now"
+        " WHERE id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True), bindparam("now", type_=UTCDateTime()))
+    session.execute(statement, {"ids": list(enrollment_ids), "state": QUEUED, "now": now})
+    wanted = set(enrollment_ids)
+    for row in list(session.identity_map.values()):  # rows read before: read again on use
+        if isinstance(row, Enrollment) and row.id in wanted:
+            session.expire(row)
 
 
 def _date(postgres: bool, name: str) -> str:

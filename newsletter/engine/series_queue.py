@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.core import schedule_rule as rule
-from newsletter.engine.enrollment import append_queued
+from newsletter.engine.enrollment import append_queued, reopen
 from newsletter.engine.schedule import part_counts, place_each
 from newsletter.store import series as series_store
 from newsletter.store.models import (
@@ -95,17 +95,6 @@ def queue_series(
     return report
 
 
-def _last_positions(session: Session, subscriber_ids: list[int]) -> dict[int, int]:
-    """Each reader's last queue position (absent: no enrollments): a new series goes after it."""
-    return dict(
-        session.execute(
-            select(Enrollment.subscriber_id, func.max(Enrollment.position))
-            .where(Enrollment.subscriber_id.in_(subscriber_ids))
-            .group_by(Enrollment.subscriber_id)
-        ).all()
-    )
-
-
 def _restart(
     session: Session,
     series_id: int,
@@ -166,15 +155,13 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
         Enrollment.next_part <= total,
     )
     lock_readers(session, session.scalars(select(Enrollment.subscriber_id).where(*finished)))
-    rows = list(session.scalars(select(Enrollment).where(*finished)))  # read once they are ours
+    rows = session.execute(  # read once they are ours; one place a reader (one series)
+        select(Enrollment.id, Enrollment.subscriber_id).where(*finished).order_by(Enrollment.id)
+    ).all()
     changed: list[int] = []
     for start in range(0, len(rows), PLACE_BATCH):
-        batch = rows[start : start + PLACE_BATCH]  # one row per reader: one series' enrollments
-        tops = _last_positions(session, [r.subscriber_id for r in batch])
-        for row in batch:
-            row.state, row.next_due_at = QUEUED, None
-            row.position = (tops.get(row.subscriber_id) or 0) + 1
-            changed.append(row.id)
-        session.flush()
-        changed += _place_readers(session, [r.subscriber_id for r in batch], now, counts)
+        batch = rows[start : start + PLACE_BATCH]
+        reopen(session, [row.id for row in batch], now)
+        changed += [row.id for row in batch]
+        changed += _place_readers(session, [row.subscriber_id for row in batch], now, counts)
     return sorted(set(changed))

@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from engine_support import add_person, enrollments, ledger, ship, utc
+from engine_support import add_person, enrollments, ledger, queues_kept, ship, utc
 from scale_support import statements
 from sqlalchemy import select
 
@@ -228,6 +228,40 @@ def test_appended_part_reopens_finished_enrollments(settings: Settings) -> None:
     row = next(e for e in enrollments(settings, sid) if e.series_id == ids[COCREATED])
     assert row.state == ENROLLED_ACTIVE and row.next_part == 3
     assert row.next_due_at is not None and row.next_due_at > later
+
+
+def test_a_reopened_series_goes_to_the_end_of_the_readers_queue(settings: Settings) -> None:
+    """Parts appended to a series a reader finished give it back at the end of her queue (one
+    after her last place, the rule `append_queued` uses too), waiting behind the series she is
+    in now; a reader with nothing else gets it at her next slot. One UPDATE for the batch."""
+    now = utc(2027, 1, 4, 12, 0)
+    ids = ship(settings, now)
+    busy, free = (add_person(settings, now, zone, slugs=[COCREATED]) for zone in ("UTC", "UTC"))
+    for sid in (busy, free):
+        _send_all(settings, sid, now)
+    later = utc(2027, 6, 1, 12, 0)
+    with session_scope(settings.database_url) as session:
+        sub = session.get(Subscriber, busy)
+        assert sub is not None
+        schedule.enroll(session, sub, later, [MYTHS])  # Myths after Co-Created: position 2
+        session.add(
+            Part(series_id=ids[COCREATED], number=3, filename="03.md", title="Three",
+                 body_md="x", content_hash="h3")
+        )  # fmt: skip
+        session.flush()
+        with statements(settings) as seen:
+            series_queue.parts_appended(session, ids[COCREATED], later)
+    moves = [s for s in seen.seen if s.startswith("UPDATE enrollments") and "position" in s]
+    assert len(moves) == 1, moves  # the batch's places moved in one statement
+    rows = {e.series_id: e for e in enrollments(settings, busy)}
+    myths, cocreated = rows[ids[MYTHS]], rows[ids[COCREATED]]
+    assert myths.state == ENROLLED_ACTIVE
+    assert (cocreated.state, cocreated.next_part) == (QUEUED, 3)
+    assert cocreated.position == myths.position + 1 == 3
+    (alone,) = enrollments(settings, free)
+    assert (alone.state, alone.next_part, alone.position) == (ENROLLED_ACTIVE, 3, 2)
+    assert alone.next_due_at is not None and alone.next_due_at > later
+    assert queues_kept(settings.database_url)[busy] == f"{ids[COCREATED]}:3:"
 
 
 # --- one rule for preferences against due parts (schedule.reschedule) ----------------------
