@@ -1,7 +1,8 @@
-"""The admin's actions on every reader at once: statements, this thread's CPU and the wall time at N readers.
+"""The admin's actions on every reader at once: statements, thread CPU and wall time at N readers.
 
-Queue a series for everyone, queue one again with a new start, pause it, resume it, reload schedules/, a broadcast to all and its
-cancel, on readers made by tests/scale_support.add_readers (N defaults to 2,000: `NL_N`). Run
+Queue a series for everyone, queue one again with a new start, pause it, resume it, reload
+schedules/, a broadcast to all and its cancel, a part appended to a series everyone finished, on
+readers made by tests/scale_support.add_readers (N defaults to 2,000: `NL_N`). Run
 through pytest (it borrows the tests' fixtures: a fresh database and Redis prefix):
 
     PYTHONPATH=.:tests .venv/bin/python -m pytest benchmarks/series_actions_cost.py -p conftest -q -s
@@ -18,9 +19,14 @@ from typing import Any
 
 from engine_support import ship
 from scale_support import BATCH_MONDAY, add_readers, statements
+from sqlalchemy import update
 
 from newsletter.content.letter import letter
+from newsletter.engine import series_queue
 from newsletter.services import broadcasts, series_admin
+from newsletter.store import series as series_store
+from newsletter.store.db import session_scope
+from newsletter.store.models import FINISHED, Enrollment, Part
 
 START = dt.date(2030, 4, 1)  # a start after the readers' first slot: nobody's part 1 is due
 
@@ -79,3 +85,28 @@ def test_series_actions_cost(settings: Any) -> None:
         ),
     )
     _measure(settings, "cancel broadcast", lambda: broadcasts.cancel(settings, info.id, now))
+    cocreated = _all_finished(settings, "co-created-process")
+
+    def reopen_for_all() -> list[int]:
+        with session_scope(settings.database_url) as session:
+            return series_queue.parts_appended(session, cocreated, now)
+
+    _measure(settings, "a part appended to co-created, finished by all", reopen_for_all)
+
+
+def _all_finished(settings: Any, slug: str) -> int:
+    """Everyone's place in the series finished (as if they had had both parts), and a third
+    part added: what `series reload` finds when the therapist appends a part. Its id."""
+    with session_scope(settings.database_url) as session:
+        series = series_store.by_slug(session, slug)
+        assert series is not None
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.series_id == series.id)
+            .values(state=FINISHED, next_part=3, next_due_at=None)
+        )
+        session.add(
+            Part(series_id=series.id, number=3, filename="03.md", title="Three",
+                 body_md="x", content_hash="h3")
+        )  # fmt: skip
+        return series.id
