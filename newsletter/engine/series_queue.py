@@ -112,7 +112,7 @@ def _restart(
         Enrollment.state.in_((QUEUED, ENROLLED_ACTIVE)),
         Enrollment.not_before.is_distinct_from(start),
     )
-    lock_readers(session, session.scalars(select(Enrollment.subscriber_id).where(*waiting)))
+    lock_readers(session, select(Enrollment.subscriber_id).where(*waiting))
     rows = list(session.scalars(select(Enrollment).where(*waiting)))  # read once they are ours
     changed: list[int] = []
     to_place: list[int] = []
@@ -154,7 +154,7 @@ def parts_appended(session: Session, series_id: int, now: dt.datetime) -> list[i
         Enrollment.state == FINISHED,
         Enrollment.next_part <= total,
     )
-    lock_readers(session, session.scalars(select(Enrollment.subscriber_id).where(*finished)))
+    lock_readers(session, select(Enrollment.subscriber_id).where(*finished))
     rows = session.execute(  # read once they are ours; one place a reader (one series)
         select(Enrollment.id, Enrollment.subscriber_id).where(*finished).order_by(Enrollment.id)
     ).all()

@@ -32,7 +32,6 @@ from newsletter.store.models import (
     Subscriber,
     utcnow,
 )
-from newsletter.store.reader_locks import lock_readers
 
 ADMIN = "admin"
 
@@ -190,7 +189,7 @@ def erase(settings: Settings, session: Session, subscriber: Subscriber) -> list[
     """
     sub_id = subscriber.id
     address = subscriber.email_key
-    lock_readers(session, [sub_id])  # a send in flight records its outcome first (reader_locks)
+    people.lock(session, subscriber)  # a send in flight records its outcome first
     enrollment_ids = list(
         session.scalars(select(Enrollment.id).where(Enrollment.subscriber_id == sub_id))
     )

@@ -142,42 +142,6 @@ def test_a_bulk_enrollment_keeps_every_new_readers_queue(settings: Settings) -> 
     assert set(people) <= set(found)
 
 
-def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: Settings) -> None:
-    """PostgreSQL, read committed: a transaction that changes a reader's queue while another's
-    change to it is still open waits for it (the reader's row, locked by the trigger before it
-    reads), then writes the queue from what the first committed. Without the lock the second
-    read the queue before the first committed and wrote that over it."""
-    if not settings.database_url.startswith("postgresql"):
-        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
-    ids = ship(settings, NOW)
-    myths, cocreated = ids["myths-about-psychotherapy"], ids["co-created-process"]
-    reader = add_person(settings, NOW)
-    first = session_scope(settings.database_url).__enter__()
-    first.execute(  # open, not committed: Co-Created's start moves
-        update(Enrollment)
-        .where(Enrollment.subscriber_id == reader, Enrollment.series_id == cocreated)
-        .values(not_before=dt.date(2027, 2, 1))
-    )
-
-    def second() -> None:  # Myths waits again too (its place back in the queue)
-        with session_scope(settings.database_url) as session:
-            session.execute(
-                update(Enrollment)
-                .where(Enrollment.subscriber_id == reader, Enrollment.series_id == myths)
-                .values(state=QUEUED, next_due_at=None)
-            )
-
-    other = threading.Thread(target=second)
-    other.start()
-    # commit the first once PostgreSQL shows the second waiting for it
-    assert wait_for_a_lock_wait(settings.database_url), "the second never waited for the first"
-    first.commit()
-    first.close()
-    other.join()
-    found = queues_kept(settings.database_url)
-    assert found[reader] == f"{myths}:1:;{cocreated}:1:2027-02-01"
-
-
 def holding_reader(settings: Settings, reader: int) -> Session:
     """An open transaction that holds the reader's row as a send's outcome transaction does
     (locked after the provider call, before the enrollments move); the caller commits it."""
@@ -201,6 +165,40 @@ def meanwhile(settings: Settings, change: Callable[[Session], object]) -> Callab
     thread = threading.Thread(target=run)
     thread.start()
     return lambda: (thread.join(), failures)[1]
+
+
+def test_two_transactions_changing_one_readers_queue_write_it_in_turn(settings: Settings) -> None:
+    """PostgreSQL, read committed: a transaction that changes a reader's queue while another's
+    change to it is still open waits for it (the reader's row, locked by the trigger before it
+    reads), then writes the queue from what the first committed. Without the lock the second
+    read the queue before the first committed and wrote that over it."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite lets one writer at a time in anyway")
+    ids = ship(settings, NOW)
+    myths, cocreated = ids["myths-about-psychotherapy"], ids["co-created-process"]
+    reader = add_person(settings, NOW)
+    first = session_scope(settings.database_url).__enter__()
+    first.execute(  # open, not committed: Co-Created's start moves
+        update(Enrollment)
+        .where(Enrollment.subscriber_id == reader, Enrollment.series_id == cocreated)
+        .values(not_before=dt.date(2027, 2, 1))
+    )
+
+    join = meanwhile(  # Myths waits again too (its place back in the queue)
+        settings,
+        lambda session: session.execute(
+            update(Enrollment)
+            .where(Enrollment.subscriber_id == reader, Enrollment.series_id == myths)
+            .values(state=QUEUED, next_due_at=None)
+        ),
+    )
+    # commit the first once PostgreSQL shows the second waiting for it
+    assert wait_for_a_lock_wait(settings.database_url), "the second never waited for the first"
+    first.commit()
+    first.close()
+    assert join() == []
+    found = queues_kept(settings.database_url)
+    assert found[reader] == f"{myths}:1:;{cocreated}:1:2027-02-01"
 
 
 def test_a_series_queued_again_while_a_send_holds_its_reader_waits_and_does_not_deadlock(
